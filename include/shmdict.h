@@ -1,0 +1,12 @@
+/* SPDX-License-Identifier: MIT */
+/* shmdict: Redis-like data in named shared-memory segments. The umbrella header. */
+#ifndef SHMD_SHMDICT_H
+#define SHMD_SHMDICT_H
+
+#include "shmdict/error.h"
+#include "shmdict/ptr.h"
+#include "shmdict/store.h"
+#include "shmdict/tx.h"
+#include "shmdict/alloc.h"
+
+#endif /* SHMD_SHMDICT_H */

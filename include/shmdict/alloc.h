@@ -1,0 +1,130 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The allocator: malloc/free semantics over a store.
+ *
+ * Small sizes (up to SHMD_SMALL_MAX bytes) come from slab caches with size classes spaced at most
+ * 12.5% apart (16-byte steps up to 128 bytes); larger ones are buddy blocks of 2^k pages. Every
+ * block is 16-byte aligned; large blocks are page aligned. A request no segment can hold grows the
+ * store by a new segment big enough for it, up to the store's size limit.
+ *
+ * All functions are safe for many threads in many processes, and crash-safe: a process killed
+ * inside any of them leaves the allocator consistent for the others (its half-done step is rolled
+ * back by whoever next needs the lock it held). A block returned by shmd_alloc() belongs to the
+ * caller; to link it into shared structures without a leak window, allocate inside a transaction
+ * (shmd_tx_alloc(), see tx.h).
+ */
+#ifndef SHMD_ALLOC_H
+#define SHMD_ALLOC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ptr.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SHMD_SMALL_MAX 8192u       /* largest size served by a slab */
+#define SHMD_PAGE_BYTES 4096u      /* buddy page */
+#define SHMD_SLAB_BYTES 65536u     /* every slab is one 64 KiB buddy block, aligned to its size */
+#define SHMD_STATS_MAX_CLASSES 64u /* capacity of shmd_stats_t.classes */
+
+/*
+ * Allocates `size` bytes (0 is treated as 1) and stores the pointer in *out.
+ * Returns SHMD_ENOSPC when the store is full and may not grow, SHMD_ETOOBIG for a size no segment
+ * could hold, SHMD_ENOLANE when all lanes are taken. On failure *out is unchanged.
+ */
+int shmd_alloc(shmd_store_t *store, size_t size, shmd_ptr_t *out);
+
+/* Like shmd_alloc(), for n * size bytes, zero-filled; SHMD_ETOOBIG when n * size overflows. */
+int shmd_calloc(shmd_store_t *store, size_t n, size_t size, shmd_ptr_t *out);
+
+/* Like shmd_alloc(), but only from segment `segment` (no growth). SHMD_ENOSPC when it is full,
+ * SHMD_ENOTFOUND when there is no such segment. */
+int shmd_alloc_in(shmd_store_t *store, uint32_t segment, size_t size, shmd_ptr_t *out);
+
+/*
+ * Frees a block from shmd_alloc() and friends. Freeing the null pointer does nothing. Returns
+ * SHMD_EINVAL for a pointer that is not the start of an allocated block (a double free is detected
+ * when the slot is still free), SHMD_ECORRUPT when allocator metadata is damaged.
+ */
+int shmd_free(shmd_store_t *store, shmd_ptr_t p);
+
+/*
+ * Resizes *p to `size` bytes, keeping the contents up to the smaller size; may move the block, and
+ * then updates *p. *p null behaves as shmd_alloc(); size 0 frees and sets *p to null.
+ * On failure (same statuses as shmd_alloc) the old block is untouched and *p unchanged.
+ */
+int shmd_realloc(shmd_store_t *store, shmd_ptr_t *p, size_t size);
+
+/* Bytes actually usable in the block `p` (at least the requested size), 0 for the null pointer or
+ * a pointer that is not the start of an allocated block. */
+size_t shmd_usable_size(shmd_store_t *store, shmd_ptr_t p);
+
+/* The size-class a request of `size` bytes is rounded up to (the usable size it will get).
+ * Cannot fail. */
+size_t shmd_good_size(size_t size);
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Statistics. */
+
+typedef struct shmd_class_stats_s {
+  uint32_t obj_bytes;     /* size of the class */
+  uint32_t objs_per_slab; /* capacity of one slab */
+  uint64_t slabs;         /* slabs owned by the class (all segments) */
+  uint64_t objs_inuse;    /* allocated objects */
+  uint64_t bytes_inuse;   /* objs_inuse * obj_bytes */
+} shmd_class_stats_t;
+
+typedef struct shmd_stats_s {
+  uint32_t segments;
+  uint32_t nclasses;
+  uint64_t store_bytes;        /* sum of segment sizes */
+  uint64_t meta_bytes;         /* headers, manifest, lanes, allocator metadata */
+  uint64_t alloc_meta_bytes;   /* allocator metadata only (page maps, class tables) */
+  uint64_t data_bytes;         /* sum of the data areas */
+  uint64_t free_bytes;         /* in free buddy blocks */
+  uint64_t largest_free_block; /* bytes, over all segments */
+  uint64_t slab_bytes;         /* in slabs (used, partially used or empty) */
+  uint64_t small_bytes_inuse;  /* usable bytes of allocated small objects */
+  uint64_t small_objs_inuse;
+  uint64_t large_bytes_inuse;  /* bytes of allocated large blocks */
+  uint64_t large_blocks;
+  uint64_t allocated_bytes;    /* small_bytes_inuse + large_bytes_inuse */
+  uint64_t recoveries;         /* dead threads' operations recovered */
+  shmd_class_stats_t classes[SHMD_STATS_MAX_CLASSES];
+} shmd_stats_t;
+
+/* Per-segment statistics. free_blocks[k] counts free buddy blocks of 2^k pages. */
+typedef struct shmd_segment_stats_s {
+  uint64_t size_bytes;
+  uint64_t data_bytes;
+  uint64_t meta_bytes; /* everything before the data area */
+  uint64_t free_bytes;
+  uint64_t largest_free_block;
+  uint64_t free_blocks[48];
+} shmd_segment_stats_t;
+
+/* Fills *st with store-wide totals and per-class figures, taking each lock briefly (the figures of
+ * a busy store are a consistent sum per segment, not a global snapshot). Returns 0, or a status
+ * from mapping a segment. */
+int shmd_stats(shmd_store_t *store, shmd_stats_t *st);
+
+/* Fills *st for one segment. SHMD_ENOTFOUND when there is no such segment. */
+int shmd_segment_stats(shmd_store_t *store, uint32_t segment, shmd_segment_stats_t *st);
+
+/*
+ * The invariant checker. Recovers dead lanes first, then, segment by segment under the allocator's
+ * locks, proves that every page of the data area belongs to exactly one block (free, slab or
+ * large), that every free block is on the free list of its order and no other block is, that every
+ * slab slot is either free (on the slab's free list or never used) or allocated, and that all
+ * counters agree. Every pointer it follows is bounds-checked; a damaged store yields SHMD_ECORRUPT
+ * with the place in shmd_errdetail(), never a crash. Returns 0 when everything holds.
+ */
+int shmd_alloc_check(shmd_store_t *store);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SHMD_ALLOC_H */

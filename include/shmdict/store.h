@@ -1,0 +1,159 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Stores: named sets of shared-memory segments.
+ *
+ * A store NAME lives in the directory DIR/NAME/ (DIR from the options, else $SHMDICT_DIR, else
+ * /dev/shm/shmdict). Segment 0 holds the manifest, the named roots and the lanes; the store grows by
+ * adding segment files and never moves an existing one, so shmd_ptr_t values stay valid for ever.
+ * On tmpfs a store is POSIX shared memory; on a disk directory it persists across reboots.
+ *
+ * A shmd_store_t is a process-local handle. Any number of processes and threads may have the same
+ * store open; every operation is safe against concurrent use and against any process being killed
+ * at any instruction (see docs/architecture.md, "crash protocol").
+ */
+#ifndef SHMD_STORE_H
+#define SHMD_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ptr.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The layout version this library writes. It opens stores with the same major and a minor less
+ * than or equal to its own, and refuses anything else with SHMD_EVERSION. */
+#define SHMD_LAYOUT_MAJOR 1
+#define SHMD_LAYOUT_MINOR 0
+
+/* Flags for shmd_options_t.flags. */
+enum {
+  SHMD_OPEN_NOCREATE = 1u << 0, /* fail with SHMD_ENOENT instead of creating a missing store */
+  SHMD_OPEN_EXCL = 1u << 1,     /* fail with SHMD_EEXIST if the store already exists */
+  SHMD_OPEN_POPULATE = 1u << 2, /* pre-fault every segment on attach (warm, slower attach) */
+};
+
+/*
+ * Options for shmd_open(). Initialise with shmd_options_init() and then set what you need; the
+ * struct_size field lets a newer library accept options from an older application.
+ * Sizes are only used when the store is created; an existing store keeps its own.
+ */
+typedef struct shmd_options_s {
+  uint32_t struct_size;         /* sizeof(shmd_options_t), set by shmd_options_init() */
+  uint32_t flags;               /* SHMD_OPEN_* */
+  const char *dir;              /* store directory; NULL: $SHMDICT_DIR, else /dev/shm/shmdict */
+  uint64_t first_segment_bytes; /* size of segment 0 (default 64 MiB) */
+  uint64_t segment_bytes;       /* size of each segment added by growth (default 64 MiB) */
+  uint64_t max_store_bytes;     /* total size limit, 0 = unlimited (default 0) */
+  uint32_t file_mode;           /* mode of created files (default 0600) */
+  uint32_t max_threads;         /* lanes: threads that may use the store at once (default 64) */
+} shmd_options_t;
+
+/* Fills *opt with the defaults. Cannot fail. */
+void shmd_options_init(shmd_options_t *opt);
+
+/*
+ * Opens the store `name`, creating it when it does not exist (unless SHMD_OPEN_NOCREATE), and
+ * stores a new handle in *out. `opt` may be NULL for defaults. Names are 1..64 bytes of
+ * [A-Za-z0-9._-], not starting with '.'.
+ * Attaching maps segment 0 only; other segments are mapped lazily when first used. Opening also
+ * recovers what dead processes left behind (their unfinished operations are rolled back).
+ * On failure returns SHMD_ENOENT, SHMD_EEXIST, SHMD_EINVAL, SHMD_ENOSPC, SHMD_EPERM, SHMD_EIO,
+ * SHMD_ENOTSTORE, SHMD_EVERSION, SHMD_ETRUNCATED, SHMD_EFOREIGN, SHMD_ECHECKSUM, SHMD_ECORRUPT
+ * or SHMD_ELOOP (detail in shmd_errdetail()), creates nothing and leaves *out unchanged.
+ */
+int shmd_open(const char *name, const shmd_options_t *opt, shmd_store_t **out);
+
+/*
+ * Releases the calling thread's hold on the store and drops the handle. The mapping goes away once
+ * no other thread of this process still holds the store (threads release it when they exit or call
+ * shmd_thread_detach()). Data stays in the store. shmd_close(NULL) is a no-op. Cannot fail.
+ */
+void shmd_close(shmd_store_t *store);
+
+/*
+ * Releases the calling thread's lane (its per-thread slot in the store) so that another thread may
+ * use it. Optional: a thread's lane is released when it exits. Must not be called inside a
+ * transaction. Cannot fail; a no-op if the thread holds no lane.
+ */
+void shmd_thread_detach(shmd_store_t *store);
+
+/*
+ * Removes the store's files and directory. Processes that have it open keep their mappings (as
+ * with shm_unlink). `dir` may be NULL (see shmd_options_t.dir). Returns SHMD_ENOENT if there is
+ * no such store, SHMD_EIO / SHMD_EPERM on system failure.
+ */
+int shmd_drop(const char *name, const char *dir);
+
+/* The store's name and directory as given when it was opened. Cannot fail. */
+const char *shmd_store_name(const shmd_store_t *store);
+const char *shmd_store_dir(const shmd_store_t *store);
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Named roots: a small directory in segment 0 that maps names (1..55 bytes) to shmd_ptr_t. They
+ * are how a process finds its data again after attaching. */
+
+#define SHMD_ROOT_NAME_MAX 55
+
+/* Sets root `name` to `p`, replacing any earlier value. Returns SHMD_EINVAL for a bad name or a
+ * null `p`, SHMD_ENOSPC when the directory is full. On failure nothing is changed. */
+int shmd_root_set(shmd_store_t *store, const char *name, shmd_ptr_t p);
+
+/* Sets root `name` to `p` only if it does not exist; SHMD_EEXIST (and *existing set, if not
+ * NULL) if it does. Lets several processes race to create a structure, and all use the winner's. */
+int shmd_root_set_nx(shmd_store_t *store, const char *name, shmd_ptr_t p, shmd_ptr_t *existing);
+
+/* Looks up root `name`. Returns SHMD_ENOTFOUND if absent (leaving *out unchanged). */
+int shmd_root_get(shmd_store_t *store, const char *name, shmd_ptr_t *out);
+
+/* Removes root `name` (does not free what it pointed to). Returns SHMD_ENOTFOUND if absent. */
+int shmd_root_del(shmd_store_t *store, const char *name);
+
+/* Calls fn(name, ptr, arg) for every root, in directory order, until fn returns non-zero (that
+ * value is returned). Returns 0 after the last root. */
+int shmd_root_foreach(shmd_store_t *store, int (*fn)(const char *name, shmd_ptr_t p, void *arg),
+                      void *arg);
+
+/* ---------------------------------------------------------------------------------------------- */
+
+/* Facts about a store, filled by shmd_store_info(). */
+typedef struct shmd_store_info_s {
+  uint32_t layout_major, layout_minor;
+  uint32_t segments;            /* segments in the manifest */
+  uint32_t lanes;               /* lane slots (max threads) */
+  uint32_t lanes_in_use;        /* lanes currently owned by live threads */
+  uint32_t roots;               /* named roots in use */
+  uint64_t store_bytes;         /* sum of segment sizes */
+  uint64_t max_store_bytes;     /* configured limit, 0 = none */
+  uint64_t segment_bytes;       /* growth segment size */
+  uint64_t recoveries;          /* operations of dead threads rolled back or finished */
+  uint64_t created_unix;        /* creation time, seconds since the epoch */
+  unsigned char uuid[16];
+} shmd_store_info_t;
+
+/* Fills *info. Returns 0; cannot fail on a valid handle. */
+int shmd_store_info(shmd_store_t *store, shmd_store_info_t *info);
+
+/* Size and file name of segment `index`. Returns SHMD_ENOTFOUND past the last segment. `name`
+ * receives the file name (not the path) when `name_len` > 0. */
+int shmd_segment_info(shmd_store_t *store, uint32_t index, uint64_t *size_bytes, char *name,
+                      size_t name_len);
+
+/*
+ * Finds lanes whose owner thread died and finishes their recovery now (roll back or complete their
+ * unfinished operation, free their reservations). Opening a store and shmd_alloc_check() do this
+ * too; others meet dead owners lazily when they wait for a lock a dead thread held.
+ * Returns the number of lanes recovered, or a negative status (SHMD_ECORRUPT).
+ */
+int shmd_recover(shmd_store_t *store);
+
+/* Maps every segment now and, if `populate`, touches every page (a warm start). Returns 0 or a
+ * status from mapping a segment. */
+int shmd_attach_all(shmd_store_t *store, int populate);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SHMD_STORE_H */

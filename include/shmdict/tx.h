@@ -1,0 +1,124 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Locks and transactions: the crash protocol, for people who build their own shared-memory
+ * structures (the containers and the keyspace are built on exactly this API).
+ *
+ * A transaction belongs to the calling thread and runs in its lane, a slot in segment 0. Inside it:
+ *   - shmd_tx_lock() takes a shmd_lock_t (locks are held until commit or abort; take them in a fixed
+ *     order — store, keyspace stripes by index, containers, then the allocator's own);
+ *   - before every store to shared memory that other processes can reach, shmd_tx_log() records the
+ *     old contents in the lane's undo log;
+ *   - shmd_tx_alloc() allocates a block that is freed again if the transaction does not commit;
+ *   - shmd_tx_free() frees a block only after the commit, exactly once.
+ * If the thread dies at any instruction, the next thread that waits for one of its locks (or the
+ * next shmd_open / shmd_recover) rolls the transaction back, frees its reservations and releases
+ * its locks; a transaction that had committed has its remaining frees finished instead.
+ *
+ * Transactions nest: shmd_tx_begin() inside a transaction of the same thread and store joins it,
+ * and only the outermost commit commits. This is how a keyspace command that touches several
+ * containers is one atomic step.
+ */
+#ifndef SHMD_TX_H
+#define SHMD_TX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ptr.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * A lock in shared memory: 8 bytes, zero-initialised means unlocked. It records which lane holds
+ * it, so that a waiter can find out whether the holder died and recover. Waiting costs nothing on
+ * the uncontended path (one compare-and-swap to take, one exchange to release).
+ */
+typedef struct shmd_lock_s {
+  uint32_t word;     /* 0 = free; else holder lane + 1 in the low 16 bits, bit 31 = waiters */
+  uint32_t reserved; /* must be 0 */
+} shmd_lock_t;
+
+/* Initialises a lock to the unlocked state (equivalent to zero-filling it). Cannot fail. */
+static inline void shmd_lock_init(shmd_lock_t *lock) {
+  lock->word = 0;
+  lock->reserved = 0;
+}
+
+typedef struct shmd_tx_s shmd_tx_t;
+
+/*
+ * Starts a transaction of the calling thread on `store` (or joins the one already open) and stores
+ * its handle in *tx. Claims a lane for the thread on first use. Returns SHMD_ENOLANE if all lanes
+ * are owned by live threads. On failure nothing is changed.
+ */
+int shmd_tx_begin(shmd_store_t *store, shmd_tx_t **tx);
+
+/*
+ * Takes the lock at `lock` (a shmd_ptr_t to a shmd_lock_t in the store) and keeps it until the
+ * outermost commit or abort. Taking a lock the transaction already holds is a no-op. If the holder
+ * died, recovers its transaction first. Returns SHMD_ECORRUPT for a pointer that is not inside the
+ * store, SHMD_ETXFULL if the transaction holds too many locks (32).
+ */
+int shmd_tx_lock(shmd_tx_t *tx, shmd_ptr_t lock);
+
+/*
+ * Records the current contents of [p, p + len) in the undo log; the caller then may change those
+ * bytes. The range is widened to whole aligned 8-byte words, so the caller must hold the lock(s)
+ * protecting those words. Memory the transaction allocated itself needs no logging. Returns
+ * SHMD_ETXFULL when the log cannot hold the range (nothing is logged then), SHMD_ECORRUPT for a
+ * pointer outside the store.
+ */
+int shmd_tx_log(shmd_tx_t *tx, shmd_ptr_t p, size_t len);
+
+/* Logs the 8-byte word at `addr` (an address inside the store, 8-byte aligned) and stores `value`
+ * there. Returns as shmd_tx_log(); on failure nothing is changed. */
+int shmd_tx_set64(shmd_tx_t *tx, void *addr, uint64_t value);
+
+/*
+ * Allocates `size` bytes as part of the transaction: if it aborts or its thread dies before the
+ * commit, the block is freed. Returns SHMD_ENOSPC, SHMD_ETOOBIG or SHMD_ETXFULL (too many
+ * allocations in one transaction: 128); on failure nothing is allocated.
+ */
+int shmd_tx_alloc(shmd_tx_t *tx, size_t size, shmd_ptr_t *out);
+
+/* Like shmd_tx_alloc() and zero-fills the block. */
+int shmd_tx_calloc(shmd_tx_t *tx, size_t size, shmd_ptr_t *out);
+
+/*
+ * Frees `p` when the transaction commits (exactly once, even if the thread dies half-way through
+ * the frees); if it aborts, nothing is freed. Returns SHMD_ETXFULL when the transaction already has
+ * 512 pending frees, SHMD_EINVAL for the null pointer.
+ */
+int shmd_tx_free(shmd_tx_t *tx, shmd_ptr_t p);
+
+/* Space left in the transaction: undo-log words, reservations and pending frees. Lets a long
+ * operation (destroying a big structure) commit in pieces before it runs out. Cannot fail. */
+void shmd_tx_room(const shmd_tx_t *tx, size_t *log_words, size_t *allocs, size_t *frees);
+
+/*
+ * Ends one level of begin. Only the outermost commit does anything: the changes become permanent
+ * in one store, the locks are released, then the deferred frees run. If an inner level aborted,
+ * the outermost commit rolls everything back instead and returns SHMD_EABORTED. Otherwise returns
+ * 0 (or SHMD_ECORRUPT if finishing the frees met a corrupted block; the commit has happened then).
+ */
+int shmd_tx_commit(shmd_tx_t *tx);
+
+/*
+ * Aborts. At the outermost level: restores every logged word, frees the reservations, releases the
+ * locks. At an inner level: ends that level and marks the transaction aborted, so that the
+ * outermost commit rolls back (the caller above learns it from SHMD_EABORTED). Cannot fail.
+ */
+void shmd_tx_abort(shmd_tx_t *tx);
+
+/* The store a transaction belongs to. */
+shmd_store_t *shmd_tx_store(const shmd_tx_t *tx);
+
+/* Nesting depth of the calling thread's transaction on `store`: 0 outside any transaction. */
+unsigned shmd_tx_depth(shmd_store_t *store);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SHMD_TX_H */
