@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Blobs: immutable length-prefixed byte strings in shared memory, and the byte-string hash every
+ * container uses. A blob is one allocation: a 64-bit length followed by the bytes (plus a NUL that
+ * is not counted, so text can be used in place). The other containers store small keys and values
+ * inline and larger ones as blobs.
+ */
+#ifndef SHMD_BLOB_H
+#define SHMD_BLOB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ptr.h"
+#include "tx.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* 64-bit hash of a byte string (xxh3 with a seed). Cannot fail. */
+uint64_t shmd_hash_bytes(const void *data, size_t len, uint64_t seed);
+
+/* Allocates a blob holding a copy of `data` as part of `tx` (freed again if tx aborts). Returns the
+ * statuses of shmd_tx_alloc(). */
+int shmd_blob_create(shmd_tx_t *tx, const void *data, size_t len, shmd_ptr_t *out);
+
+/* Frees a blob when `tx` commits. Returns the statuses of shmd_tx_free(). */
+int shmd_blob_free(shmd_tx_t *tx, shmd_ptr_t blob);
+
+/* Address and length of a blob's bytes, bounds-checked against its segment. Returns SHMD_ECORRUPT
+ * for a pointer or length that does not fit the store. The bytes stay valid while the blob is not
+ * freed (hold the lock of whatever structure owns it). */
+int shmd_blob_view(shmd_store_t *store, shmd_ptr_t blob, const void **data, size_t *len);
+
+/* memcmp-then-length comparison of a blob with `data`: <0, 0 or >0; *cmp receives it. Returns 0 or
+ * SHMD_ECORRUPT. */
+int shmd_blob_cmp(shmd_store_t *store, shmd_ptr_t blob, const void *data, size_t len, int *cmp);
+
+/* shmd_hash_bytes() of a blob's bytes. Returns 0 or SHMD_ECORRUPT. */
+int shmd_blob_hash(shmd_store_t *store, shmd_ptr_t blob, uint64_t seed, uint64_t *hash);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SHMD_BLOB_H */
