@@ -199,6 +199,7 @@ def plot(res, path):
         ys = [num(res.get((w, a))) or 0 for w in workloads]
         ax.bar(xs, ys, width, label=a)
     ax.set_yscale("log")
+    ax.set_ylim(bottom=1)
     ax.set_xticks(range(len(workloads)))
     ax.set_xticklabels(workloads)
     ax.set_ylabel("ns per allocation + free (log scale, lower is better)")
