@@ -35,6 +35,7 @@
 #include <dlfcn.h>
 #include <gnu/libc-version.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -78,9 +79,7 @@ static const char *const ba_names[BA_COUNT] = {"shmdict", "glibc", "mimalloc", "
 static void *(*glibc_malloc)(size_t);
 static void (*glibc_free)(void *);
 
-#ifndef BENCH_NO_SHMDICT
 static shmd_store_t *sd_store;
-#endif
 static char sd_dir[64];  /* private store directory, "" when none was created */
 static const char sd_name[] = "bench";
 
@@ -127,13 +126,11 @@ static void cleanup(void) {
     shm_unlink(bipc_path); /* normally already gone */
     bipc_path[0] = '\0';
   }
-#ifndef BENCH_NO_SHMDICT
   if (sd_store != NULL) {
     shmd_close(sd_store);
     sd_store = NULL;
     shmd_drop(sd_name, sd_dir);
   }
-#endif
   if (sd_dir[0] != '\0') {
     remove_dir(sd_dir);
     sd_dir[0] = '\0';
@@ -183,10 +180,6 @@ static int ba_prepare(shim_state_t *st, ba_kind_t a) {
     }
     return 0;
   case BA_SHMDICT:
-#ifdef BENCH_NO_SHMDICT
-    shim_skip_with_error(st, "built without shmdict (BENCH_NO_SHMDICT)");
-    return -1;
-#else
     if (sd_store != NULL)
       return 0;
     snprintf(sd_dir, sizeof sd_dir, "/dev/shm/shmdict-bench-XXXXXX");
@@ -211,7 +204,6 @@ static int ba_prepare(shim_state_t *st, ba_kind_t a) {
       return -1;
     }
     return 0;
-#endif
   default:
     return -1;
   }
@@ -224,14 +216,10 @@ static int ba_prepare(shim_state_t *st, ba_kind_t a) {
 BA_INLINE uint64_t ba_alloc(ba_kind_t a, size_t size) {
   switch (a) {
   case BA_SHMDICT: {
-#ifdef BENCH_NO_SHMDICT
-    return 0;
-#else
     shmd_ptr_t p;
     if (BA_UNLIKELY(shmd_alloc(sd_store, size, &p) != 0))
       return 0;
     return p.v;
-#endif
   }
   case BA_GLIBC:
     return (uint64_t)(uintptr_t)glibc_malloc(size);
@@ -250,12 +238,8 @@ BA_INLINE uint64_t ba_alloc(ba_kind_t a, size_t size) {
 BA_INLINE int ba_free(ba_kind_t a, uint64_t h) {
   switch (a) {
   case BA_SHMDICT: {
-#ifdef BENCH_NO_SHMDICT
-    return 1;
-#else
     shmd_ptr_t p = {h};
     return shmd_free(sd_store, p) != 0;
-#endif
   }
   case BA_GLIBC:
     glibc_free((void *)(uintptr_t)h);
@@ -276,14 +260,10 @@ BA_INLINE int ba_free(ba_kind_t a, uint64_t h) {
 
 /* The address of handle `h` in this process. */
 BA_INLINE uint64_t *ba_addr(ba_kind_t a, uint64_t h) {
-#ifndef BENCH_NO_SHMDICT
   if (a == BA_SHMDICT) {
     shmd_ptr_t p = {h};
     return (uint64_t *)shmd_resolve(sd_store, p);
   }
-#else
-  (void)a;
-#endif
   return (uint64_t *)(uintptr_t)h;
 }
 
@@ -310,11 +290,9 @@ BA_INLINE size_t random_size(uint32_t bits32) {
 
 static void fail_run(shim_state_t *st, ba_kind_t a, const char *what) {
   char msg[256];
-#ifndef BENCH_NO_SHMDICT
   if (a == BA_SHMDICT)
     snprintf(msg, sizeof msg, "%s failed: %s", what, shmd_errdetail());
   else
-#endif
     snprintf(msg, sizeof msg, "%s failed (%s)", what, ba_names[a]);
   shim_skip_with_error(st, msg);
 }
@@ -462,24 +440,32 @@ typedef struct xring_s {
   _Alignas(64) uint64_t slot[RING_SLOTS];
 } xring_t;
 
-BA_INLINE void cpu_relax(void) {
+/* One step of a wait loop. Spins with the pause hint for a while, then yields the CPU: on a
+ * machine with as many busy threads as cores, the thread we wait for may not be running. */
+BA_INLINE void cpu_relax(unsigned *spins) {
+  if (++*spins < 4096) {
 #if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
+    __builtin_ia32_pause();
 #endif
+  } else {
+    sched_yield();
+  }
 }
 
 BA_INLINE void *run_consumer(xring_t *r, ba_kind_t a) {
   uint64_t t = atomic_load_explicit(&r->tail, memory_order_relaxed), sum = 0;
   int errors = 0;
+  unsigned spins = 0;
   for (;;) {
     uint64_t head = atomic_load_explicit(&r->head, memory_order_acquire);
     if (t == head) {
       if (atomic_load_explicit(&r->stop, memory_order_acquire) &&
           atomic_load_explicit(&r->head, memory_order_acquire) == t)
         break;
-      cpu_relax();
+      cpu_relax(&spins);
       continue;
     }
+    spins = 0;
     /* At most XRING_PUBLISH frees per store of tail, so that a producer waiting on a full ring
      * resumes soon instead of alternating with the consumer. */
     uint64_t end = head - t > XRING_PUBLISH ? t + XRING_PUBLISH : head;
@@ -492,10 +478,8 @@ BA_INLINE void *run_consumer(xring_t *r, ba_kind_t a) {
   }
   r->errors = errors;
   r->sum = sum;
-#ifndef BENCH_NO_SHMDICT
   if (a == BA_SHMDICT)
     shmd_thread_detach(sd_store);
-#endif
   return NULL;
 }
 
@@ -527,8 +511,9 @@ BA_INLINE void run_xthread(shim_state_t *st, ba_kind_t a, void *(*consumer)(void
       *ba_addr(a, h) = i;
       if (BA_UNLIKELY(head - tail >= RING_SLOTS)) {
         atomic_store_explicit(&r->head, head, memory_order_release);
+        unsigned spins = 0;
         while ((tail = atomic_load_explicit(&r->tail, memory_order_acquire)) + RING_SLOTS <= head)
-          cpu_relax();
+          cpu_relax(&spins);
       }
       r->slot[head % RING_SLOTS] = h;
       head++;
@@ -537,8 +522,9 @@ BA_INLINE void run_xthread(shim_state_t *st, ba_kind_t a, void *(*consumer)(void
     }
     /* The consumer's last frees belong to the measurement. */
     atomic_store_explicit(&r->head, head, memory_order_release);
+    unsigned spins = 0;
     while (atomic_load_explicit(&r->tail, memory_order_acquire) != head)
-      cpu_relax();
+      cpu_relax(&spins);
     if (failed)
       break;
     ops += n;
