@@ -42,8 +42,20 @@ section and leave the rest of this file alone, so text outside the markers is ke
 """
 
 
+def loadavg():
+    try:
+        with open("/proc/loadavg") as f:
+            return float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def run_bench(args):
     """Runs the binary; the console output goes to the terminal, the JSON to a temporary file."""
+    load = loadavg()
+    if load is not None and load > 0.5:
+        print("report.py: warning: load average %.2f -- other processes are running; the numbers "
+              "(xthread above all) will be noisy" % load, file=sys.stderr)
     fd, out = tempfile.mkstemp(prefix="bench_alloc-", suffix=".json")
     os.close(fd)
     cmd = [args.bin, "--benchmark_out=" + out, "--benchmark_out_format=json"]
@@ -64,6 +76,8 @@ def run_bench(args):
         os.unlink(out)
     if rc != 0:
         sys.exit("report.py: %s exited with status %d" % (args.bin, rc))
+    if load is not None:
+        data.setdefault("context", {})["loadavg_at_start"] = "%.2f" % load
     return data, cmd
 
 
@@ -178,6 +192,7 @@ def machine_info(data, build_dir):
     for k in ["process_malloc", "glibc", "mimalloc", "jemalloc", "boost", "shmdict"]:
         if k in ctx:
             info[k] = ctx[k]
+    info["loadavg"] = ctx.get("loadavg_at_start")
     info["date"] = ctx.get("date", datetime.datetime.now().isoformat(timespec="seconds"))
     info["library_build_type"] = ctx.get("library_build_type", "?")
     return info
@@ -251,7 +266,8 @@ def section(res, data, args, cmdline):
             m.get("boost", "?"), m.get("shmdict", "?")),
            "- the process's malloc (not measured by the glibc baseline): %s" %
            m.get("process_malloc", "?"),
-           "- run %s" % m["date"],
+           "- run %s%s" % (m["date"], "; load average at start %s" % m["loadavg"]
+                            if m.get("loadavg") else ""),
            "",
            "Reproduce: `scripts/setup.sh && bench/run.sh` (builds in `build/`, runs with the",
            "options below and rewrites this section); `bench/run.sh --quick` only prints the",
