@@ -1355,6 +1355,14 @@ void shmd_hash_iter_free(shmd_hash_iter_t *it) {
 /* ---------------------------------------------------------------------------------------------- */
 /* Maintenance */
 
+/* Is a resize due that has not started (a shrink, or a growth an allocation failure postponed)? */
+static int resize_due(const hctx_t *c) {
+  if (c->t[0] == NULL || rehashing(c))
+    return 0;
+  uint64_t n0 = c->mask[0] + 1, count = c->hd->count;
+  return count + 1 > n0 || (c->hd->log2[0] > MIN_LOG2 && count * SHRINK_FILL <= n0);
+}
+
 int shmd_hash_rehash_step(shmd_store_t *s, shmd_ptr_t h, size_t budget) {
   int nested = s != NULL && shmd_tx_depth(s) > 0;
   uint64_t left = budget;
@@ -1363,24 +1371,22 @@ int shmd_hash_rehash_step(shmd_store_t *s, shmd_ptr_t h, size_t budget) {
     int rc = enter(s, h, &c);
     if (rc)
       return rc;
-    if (!rehashing(&c)) {
-      /* Redis's cron: start a due shrink (or a growth an allocation failure postponed). */
-      if ((rc = shrink_if_needed(&c)) || (rc = grow_if_needed(&c)))
-        return leave(&c, rc);
-      if (c.t[0] && c.hd->count == 0 && !rehashing(&c))
-        return leave(&c, 0);
-    }
+    if (c.t[0] == NULL)
+      return leave(&c, 0);
+    /* Redis's cron: start a due shrink (or a growth an allocation failure postponed). */
+    if (!rehashing(&c) && ((rc = shrink_if_needed(&c)) || (rc = grow_if_needed(&c))))
+      return leave(&c, rc);
+    if (!rehashing(&c) || left == 0)
+      return leave(&c, rehashing(&c));
     uint64_t chunk = nested || left < 64 ? left : 64, moved = 0;
     if ((rc = rehash_buckets(&c, chunk, 0, &moved)))
       return leave(&c, rc);
-    int more = rehashing(&c);
+    int more = rehashing(&c) || resize_due(&c);
     if ((rc = leave(&c, 0)))
       return rc;
-    if (!more)
-      return 0;
     left = left > chunk ? left - chunk : 0;
-    if (nested || left == 0 || moved == 0)
-      return 1;
+    if (!more || nested || left == 0 || moved == 0)
+      return more;
   }
 }
 
