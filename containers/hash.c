@@ -409,12 +409,22 @@ static int build_entry(hctx_t *c, uint64_t hv, const void *key, size_t klen, con
   uint32_t vw = make_word(vlen);
   shmd_ptr_t ep, kb = shmd_ptr_null(), vb = shmd_ptr_null();
   int rc;
+  /* A failure frees the blocks already made: a committed transaction keeps its reservations, and
+   * a failed put commits (it changed nothing visible). shmd_tx_free of a reservation frees it at
+   * the commit, and not at all if the transaction aborts (the abort frees the reservation). */
   if (!key_from && word_ool(kw) && (rc = alloc_block(c, key, klen, &kb)))
     return rc;
-  if (word_ool(vw) && (rc = alloc_block(c, val, vlen, &vb)))
-    return rc; /* the key block is a reservation: freed with the transaction if it fails */
-  if ((rc = shmd_tx_alloc(c->tx, ent_size(kw, vw), &ep)))
+  if (word_ool(vw) && (rc = alloc_block(c, val, vlen, &vb))) {
+    if (!shmd_ptr_is_null(kb) && shmd_tx_free(c->tx, kb))
+      c->dirty = 1; /* cannot happen (room was checked); abort rather than leak */
     return rc;
+  }
+  if ((rc = shmd_tx_alloc(c->tx, ent_size(kw, vw), &ep))) {
+    if ((!shmd_ptr_is_null(kb) && shmd_tx_free(c->tx, kb)) ||
+        (!shmd_ptr_is_null(vb) && shmd_tx_free(c->tx, vb)))
+      c->dirty = 1;
+    return rc;
+  }
   hent_t *e = shmd_resolve(c->s, ep);
   e->next = shmd_ptr_null();
   e->hash = hv;
@@ -518,22 +528,21 @@ static int rehash_buckets(hctx_t *c, uint64_t n, size_t reserve_words, uint64_t 
         return c->dirty = 1, SHMD_CORRUPT("hash: entry in the wrong bucket (rehash)");
       p = e->next;
     }
-    if (!room(c, fixed + k + 2, 0, 1))
+    if (!room(c, fixed + k + 3, 0, 1))
       break;
     c->dirty = 1;
     init_images(c, i);
-    /* Entries whose table-1 bucket was live before this bucket need that slot logged: only in a
-     * shrink, for buckets past the first N1 (they pour into buckets made live earlier). */
-    int log_dst = shrink && i > c->mask[1];
-    shmd_ptr_t tp1 = hd->table[1];
+    /* A table-1 bucket that was live before this step needs its slot logged: only in a shrink,
+     * for buckets past the first N1 (they pour into buckets made live earlier). */
+    if (shrink && i > c->mask[1] &&
+        (rc = shmd_tx_log(c->tx, shmd_ptr_add(hd->table[1], (i & c->mask[1]) * 8), 8)))
+      return rc; /* a shrink pours the whole bucket into one bucket of table 1 */
     shmd_ptr_t p = *slot;
     while (!shmd_ptr_is_null(p)) {
       hent_t *e = ent_at(c, p);
       shmd_ptr_t next = e->next;
       uint64_t dst = e->hash & c->mask[1];
       if ((rc = shmd_tx_log(c->tx, p, 8)))
-        return rc;
-      if (log_dst && (rc = shmd_tx_log(c->tx, shmd_ptr_add(tp1, dst * 8), 8)))
         return rc;
       e->next = c->t[1][dst];
       c->t[1][dst] = p;

@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdbool.h>
 
 #include "shmdict/hash.h"
@@ -263,8 +264,19 @@ Test(hash, basic) {
   /* bad arguments */
   cr_assert_eq(shmd_hash_put(s, h, "a", 1, "x", 1, (shmd_hash_mode_t)7, NULL), SHMD_EINVAL);
   cr_assert_eq(shmd_hash_put(s, h, NULL, 3, "x", 1, SHMD_HASH_UPSERT, NULL), SHMD_EINVAL);
+  cr_assert_eq(shmd_hash_put(s, h, "a", (size_t)1 << 31, "x", 1, SHMD_HASH_UPSERT, NULL),
+               SHMD_ETOOBIG);
+  cr_assert_eq(shmd_hash_put(s, h, "a", 1, "x", (size_t)1 << 31, SHMD_HASH_UPSERT, NULL),
+               SHMD_ETOOBIG);
   shmd_hash_ref_t ref;
   cr_assert_eq(shmd_hash_get_ref(s, h, "b", 1, &ref), SHMD_EINVAL); /* outside a transaction */
+  /* a size hint gives the table at once */
+  shmd_ptr_t h2;
+  cr_assert_eq(shmd_hash_create(s, 1000, &h2), 0);
+  shmd_hash_stats_t hs;
+  cr_assert_eq(shmd_hash_stats(s, h2, &hs), 0);
+  cr_assert_eq(hs.buckets[0], 1024);
+  cr_assert_eq(shmd_hash_destroy(s, h2), 0);
   check_all(s, h);
   shmd_stats_t st0, st1;
   cr_assert_eq(shmd_hash_destroy(s, h), 0);
@@ -360,11 +372,11 @@ static void property_run(unsigned nkeys, unsigned steps, int check_every_step, c
 }
 
 Test(hash, property) {
-  property_run(2000, (unsigned)env_u64("SHMDICT_HASH_OPS", 40000), 0, "hash.property");
+  property_run(2000, (unsigned)env_u64("SHMDICT_HASH_OPS", 200000), 0, "hash.property");
 }
 
 Test(hash, property_checked) {
-  property_run(300, (unsigned)env_u64("SHMDICT_HASH_OPS", 40000) / 10, 1, "hash.property_checked");
+  property_run(300, (unsigned)env_u64("SHMDICT_HASH_OPS", 200000) / 10, 1, "hash.property_checked");
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -552,9 +564,15 @@ Test(hash, scan_across_grow_and_shrink) {
     for (unsigned i = stable; i < stable + extra; i++)
       put_key(s, h, i);
     seen_t st = {nkeys, calloc(nkeys, sizeof(uint32_t)), 0};
-    uint64_t cursor = 0;
+    uint64_t cursor = 0, resizes = 0, last_size = 0;
     unsigned steps = 0, volatile_next = stable + extra;
     do {
+      shmd_hash_stats_t hs;
+      cr_assert_eq(shmd_hash_stats(s, h, &hs), 0);
+      if (hs.rehashing && hs.buckets[1] != last_size) {
+        resizes++;
+        last_size = hs.buckets[1];
+      }
       size_t count = 1 + ts_below(&r, 20);
       cr_assert_eq(shmd_hash_scan(s, h, cursor, count, seen_cb, &st, &cursor), 0);
       steps++;
@@ -575,7 +593,9 @@ Test(hash, scan_across_grow_and_shrink) {
     for (unsigned i = 0; i < nkeys; i++)
       cr_assert_leq(st.seen[i], 1, "round %d: key %u returned %u times", round, i, st.seen[i]);
     cr_assert_eq(st.other, 0);
-    cr_log_info("scan round %d: %u steps", round, steps);
+    cr_log_info("scan round %d: %u steps, %llu resizes during the scan", round, steps,
+                (unsigned long long)resizes);
+    cr_assert_gt(resizes, 0, "round %d: no resize during the scan", round);
     check_all(s, h);
     free(st.seen);
     cr_assert_eq(shmd_hash_destroy(s, h), 0);
@@ -789,9 +809,11 @@ static void write_rec(int fd, const rec_t *r) {
     _exit(90);
 }
 
-/* The child's loop: random ops on keys [base, base + nkeys), `ops` of them (or until killed). */
+/* The child's loop: random ops on keys [base, base + nkeys), `ops` of them (or until killed), then
+ * an insert-only race for the keys [shared, shared + nshared) (mp test). */
 static void child_ops(const char *store, int fd, uint16_t child, uint64_t seed, unsigned base,
-                      unsigned nkeys, unsigned ops, uint64_t first_bytes) {
+                      unsigned nkeys, unsigned ops, unsigned shared, unsigned nshared,
+                      uint64_t first_bytes) {
   shmd_options_t o = ts_opts(first_bytes, first_bytes);
   shmd_store_t *s;
   if (shmd_open(store, &o, &s))
@@ -817,29 +839,66 @@ static void child_ops(const char *store, int fd, uint16_t child, uint64_t seed, 
     rec.done = 1;
     write_rec(fd, &rec);
   }
+  for (unsigned j = 0; j < nshared; j++) {
+    unsigned i = shared + (child ? nshared - 1 - j : j); /* from opposite ends: they meet */
+    rec_t rec = {.seq = ops + j, .op = OP_INSERT, .child = child, .key = i,
+                 .ver = ((uint64_t)child << 48) | ((seed & 0xffff) << 32) | (ops + j)};
+    rec.rc = apply_op(s, h, OP_INSERT, i, rec.ver);
+    if (rec.rc != 0 && rec.rc != SHMD_EEXIST)
+      _exit(94);
+    rec.done = 1;
+    write_rec(fd, &rec);
+  }
   shmd_close(s);
   _exit(0);
 }
 
 /* Reads a child's records into the model. Returns the pending (started, unfinished) record in
  * *pending (pending->done = 1 when there is none). Fails the test on a status the model denies. */
-static void read_recs(int fd, model_t *m, rec_t *pending) {
-  rec_t r;
-  pending->done = 1;
+static uint64_t recs_done, rounds_pending; /* statistics of the crash tests */
+
+static uint64_t now_us(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (uint64_t)t.tv_sec * 1000000u + (uint64_t)t.tv_nsec / 1000u;
+}
+
+/* Reads records until EOF or until `deadline_us` (0: no deadline), so the child never waits for
+ * the parent and is killed in the middle of its work. Returns 1 at EOF. */
+static int read_recs(int fd, model_t *m, rec_t *pending, uint64_t deadline_us) {
+  static rec_t recs[512];
   for (;;) {
-    ssize_t n = read(fd, &r, sizeof r);
+    int timeout = -1;
+    if (deadline_us) {
+      uint64_t now = now_us();
+      if (now >= deadline_us)
+        return 0;
+      timeout = (int)((deadline_us - now + 999) / 1000);
+    }
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    int n = poll(&pfd, 1, timeout);
     if (n < 0 && errno == EINTR)
       continue;
-    if (n <= 0)
-      break;
-    cr_assert_eq(n, (ssize_t)sizeof r);
-    if (!r.done) {
-      *pending = r;
+    cr_assert_geq(n, 0);
+    if (n == 0)
       continue;
+    ssize_t got = read(fd, recs, sizeof recs); /* writes are whole records (atomic) */
+    if (got < 0 && errno == EINTR)
+      continue;
+    if (got <= 0)
+      return 1;
+    cr_assert_eq(got % (ssize_t)sizeof(rec_t), 0);
+    for (ssize_t j = 0; j < got / (ssize_t)sizeof(rec_t); j++) {
+      rec_t *r = &recs[j];
+      if (!r->done) {
+        *pending = *r;
+        continue;
+      }
+      cr_assert(model_apply(m, r->op, r->key, r->ver, r->rc), "child op %d on key %u: status %s",
+                r->op, r->key, shmd_err_name(r->rc));
+      pending->done = 1;
+      recs_done++;
     }
-    cr_assert(model_apply(m, r.op, r.key, r.ver, r.rc), "child op %d on key %u: status %s", r.op,
-              r.key, shmd_err_name(r.rc));
-    pending->done = 1;
   }
 }
 
@@ -880,7 +939,8 @@ Test(hash, mp_two_writers) {
   shmd_store_t *s = reopen(seg);
   new_hash(s, 0);
   shmd_close(s);
-  const unsigned nkeys = 3000, ops = (unsigned)env_u64("SHMDICT_HASH_OPS", 40000) / 2;
+  const unsigned nkeys = 3000, nshared = 500;
+  const unsigned ops = (unsigned)env_u64("SHMDICT_HASH_OPS", 200000) / 2;
   int fds[2][2];
   pid_t pid[2];
   for (int c = 0; c < 2; c++) {
@@ -891,45 +951,57 @@ Test(hash, mp_two_writers) {
       close(fds[c][0]);
       /* both children use the one hash (one lock, shared resizes) on disjoint key ranges */
       child_ops("h", fds[c][1], (uint16_t)c, seed + (uint64_t)c, (unsigned)c * nkeys, nkeys, ops,
-                seg);
+                2 * nkeys, nshared, seg);
     }
     close(fds[c][1]);
   }
   model_t m;
-  model_init(&m, 2 * nkeys);
-  rec_t pending = {.done = 1};
-  /* read both pipes (alternately, by polling) so neither child blocks on a full pipe */
-  for (int c = 0; c < 2; c++)
-    fcntl(fds[c][0], F_SETFL, O_NONBLOCK);
+  model_init(&m, 2 * nkeys + nshared);
+  int winner[nshared];
+  for (unsigned j = 0; j < nshared; j++)
+    winner[j] = -1;
+  /* read both pipes as records arrive, so neither child blocks on a full pipe */
+  struct pollfd pfd[2] = {{.fd = fds[0][0], .events = POLLIN}, {.fd = fds[1][0], .events = POLLIN}};
   int open_fds = 2;
-  bool eof[2] = {false, false};
+  static rec_t recs[256];
   while (open_fds > 0) {
+    int n = poll(pfd, 2, 1000);
+    cr_assert(n >= 0 || errno == EINTR);
     for (int c = 0; c < 2; c++) {
-      if (eof[c])
+      if (pfd[c].fd < 0 || !(pfd[c].revents & (POLLIN | POLLHUP)))
         continue;
-      rec_t r;
-      ssize_t n = read(fds[c][0], &r, sizeof r);
-      if (n == 0) {
-        eof[c] = true;
+      ssize_t got = read(pfd[c].fd, recs, sizeof recs); /* writes are whole records (atomic) */
+      if (got == 0) {
+        pfd[c].fd = -1;
         open_fds--;
         continue;
       }
-      if (n < 0) {
-        cr_assert(errno == EAGAIN || errno == EINTR);
+      if (got < 0) {
+        cr_assert(errno == EINTR);
         continue;
       }
-      cr_assert_eq(n, (ssize_t)sizeof r);
-      if (r.done)
-        cr_assert(model_apply(&m, r.op, r.key, r.ver, r.rc), "child %d op %d key %u: %s", c, r.op,
-                  r.key, shmd_err_name(r.rc));
+      cr_assert_eq(got % (ssize_t)sizeof(rec_t), 0);
+      for (ssize_t j = 0; j < got / (ssize_t)sizeof(rec_t); j++) {
+        rec_t *r = &recs[j];
+        if (r->done && r->key >= 2 * nkeys) { /* a race for a shared key: one insert wins */
+          cr_assert(r->rc == 0 || r->rc == SHMD_EEXIST);
+          if (r->rc == 0) {
+            cr_assert_eq(winner[r->key - 2 * nkeys], -1, "two inserts of shared key %u won", r->key);
+            winner[r->key - 2 * nkeys] = c;
+            model_set(&m, r->key, true, r->ver);
+          }
+        } else if (r->done)
+          cr_assert(model_apply(&m, r->op, r->key, r->ver, r->rc), "child %d op %d key %u: %s", c,
+                    r->op, r->key, shmd_err_name(r->rc));
+      }
     }
-    usleep(50);
   }
-  (void)pending;
   for (int c = 0; c < 2; c++) {
     cr_assert_eq(ts_wait(pid[c]), 0, "child %d failed", c);
     close(fds[c][0]);
   }
+  for (unsigned j = 0; j < nshared; j++)
+    cr_assert_neq(winner[j], -1, "nobody inserted shared key %u", 2 * nkeys + j);
   s = reopen(seg);
   shmd_ptr_t h;
   cr_assert_eq(shmd_root_get(s, "h", &h), 0);
@@ -945,22 +1017,31 @@ static int crash_round(model_t *m, uint64_t seed, const char *point, unsigned de
                         unsigned ops, uint64_t seg) {
   int fd[2];
   cr_assert_eq(pipe(fd), 0);
-  fcntl(fd[1], F_SETPIPE_SZ, 1 << 20);
   pid_t pid = fork();
   cr_assert_neq(pid, -1);
   if (pid == 0) {
     close(fd[0]);
     if (point)
       setenv("SHMDICT_CRASH_POINT", point, 1);
-    child_ops("h", fd[1], 0, seed, 0, m->nkeys, ops, seg);
+    child_ops("h", fd[1], 0, seed, 0, m->nkeys, ops, 0, 0, seg);
   }
   close(fd[1]);
-  if (delay_us) {
-    usleep(delay_us);
-    kill(pid, SIGKILL);
-  }
   rec_t pending = {.done = 1};
-  read_recs(fd[0], m, &pending);
+  /* odd delays count from the fork (kills land in shmd_open and its recovery too), even ones
+   * from the child's first record (kills land in the operations) */
+  if (delay_us && delay_us % 2 == 0) {
+    static rec_t first;
+    ssize_t got;
+    do
+      got = read(fd[0], &first, sizeof first);
+    while (got < 0 && errno == EINTR);
+    if (got == (ssize_t)sizeof first)
+      pending = first; /* the first record is always an intent */
+  }
+  if (delay_us && !read_recs(fd[0], m, &pending, now_us() + delay_us))
+    kill(pid, SIGKILL);
+  read_recs(fd[0], m, &pending, 0);
+  rounds_pending += !pending.done;
   close(fd[0]);
   int st = ts_wait(pid);
   cr_assert(st == 0 || st == 128 + SIGKILL, "child exited with %d", st);
@@ -987,11 +1068,12 @@ Test(hash, crash_random_kills) {
   shmd_close(s);
   model_t m;
   model_init(&m, 4000);
-  unsigned rounds = (unsigned)env_u64("SHMDICT_HASH_CRASH_ROUNDS", 40), killed = 0;
+  unsigned rounds = (unsigned)env_u64("SHMDICT_HASH_CRASH_ROUNDS", 100), killed = 0;
   for (unsigned i = 0; i < rounds; i++)
-    killed += (unsigned)crash_round(&m, seed + i, NULL, 2000 + (unsigned)ts_below(&r, 40000),
+    killed += (unsigned)crash_round(&m, seed + i, NULL, 1 + (unsigned)ts_below(&r, 20000),
                                     1000000, seg);
-  cr_log_info("%u of %u children killed; %llu keys present at the end", killed, rounds,
+  cr_log_info("%u of %u children killed, %llu ops done, %llu kills inside an op; %llu keys at the end",
+              killed, rounds, (unsigned long long)recs_done, (unsigned long long)rounds_pending,
               (unsigned long long)m.count);
   cr_assert_eq(killed, rounds);
   model_free(&m);
@@ -1015,7 +1097,7 @@ Test(hash, crash_points) {
       {"hash.rehash.mid_bucket", 300}, {"hash.rehash.finished", 2}, {"hash.resize", 2},
       {"tx.before_commit", 300},     {"tx.committed", 300},
   };
-  unsigned rounds = (unsigned)env_u64("SHMDICT_HASH_CRASH_ROUNDS", 40) / 10 + 1;
+  unsigned rounds = (unsigned)env_u64("SHMDICT_HASH_CRASH_ROUNDS", 100) / 10;
   unsigned killed[sizeof points / sizeof points[0]] = {0};
   for (unsigned round = 0; round < rounds; round++)
     for (size_t p = 0; p < sizeof points / sizeof points[0]; p++) {
