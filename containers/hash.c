@@ -198,6 +198,8 @@ static int validate(hctx_t *c) {
   if (l0 < MIN_LOG2 || l0 > MAX_LOG2)
     return SHMD_CORRUPT("hash: table 0 size");
   void *a;
+  if ((hd->table[0].v & 7) != 0 || (hd->table[1].v & 7) != 0)
+    return SHMD_CORRUPT("hash: misaligned table");
   if (shmd_resolve_checked(c->s, hd->table[0], (size_t)8 << l0, &a))
     return SHMD_CORRUPT("hash: table 0 outside the store");
   c->t[0] = a;
@@ -228,7 +230,7 @@ static int enter(shmd_store_t *s, shmd_ptr_t h, hctx_t *c) {
   if (s == NULL)
     return SHMD_EINVAL;
   void *a;
-  if (shmd_resolve_checked(s, h, sizeof(hhdr_t), &a))
+  if ((h.v & 7) != 0 || shmd_resolve_checked(s, h, sizeof(hhdr_t), &a))
     return SHMD_CORRUPT("hash: header pointer outside the store");
   c->hd = a;
   /* Refuse garbage before taking a "lock" inside it. */
@@ -276,7 +278,10 @@ static int log_hdr(hctx_t *c, size_t off) {
 /* ---------------------------------------------------------------------------------------------- */
 /* Entries */
 
-static inline hent_t *ent_at(hctx_t *c, shmd_ptr_t p) { return shmd_resolve(c->s, p); }
+/* The address of an entry (NULL for a pointer no entry can have: misaligned or into no segment). */
+static inline hent_t *ent_at(hctx_t *c, shmd_ptr_t p) {
+  return (p.v & 7) == 0 ? shmd_resolve(c->s, p) : NULL;
+}
 
 /* Address of a key's or value's bytes (inline, or the out-of-line block). NULL if corrupt. */
 static inline void *ent_key(hctx_t *c, hent_t *e) {
@@ -1088,7 +1093,7 @@ static int scan_chain(hctx_t *c, shmd_ptr_t head, uint64_t from, uint64_t *budge
     if ((*budget)-- == 0)
       return SHMD_CORRUPT("hash: more entries than the count (scan)");
     void *a;
-    if (shmd_resolve_checked(c->s, p, ENT_HDR, &a))
+    if ((p.v & 7) != 0 || shmd_resolve_checked(c->s, p, ENT_HDR, &a))
       return SHMD_CORRUPT("hash: entry pointer outside the store (scan)");
     hent_t *e = a;
     uint32_t kw = e->key_word, vw = e->val_word;

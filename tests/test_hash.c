@@ -316,6 +316,91 @@ Test(hash, wrong_kind_and_garbage) {
   shmd_close(s);
 }
 
+static void put_key(shmd_store_t *s, shmd_ptr_t h, unsigned i);
+
+static int nop_cb(const void *k, size_t kl, const void *v, size_t vl, void *arg) {
+  (void)k, (void)kl, (void)v, (void)vl, (void)arg;
+  return 0;
+}
+
+/* Damage one word at a time (header, tables, entries) and run the checker, SCAN and the iterator:
+ * each must answer with a status, never crash or hang. The word is restored after each round. */
+Test(hash, check_survives_corruption) {
+  ts_rng_t r = {ts_seed("hash.corruption")};
+  shmd_store_t *s = ts_open("h", 16 * MIB, 16 * MIB);
+  shmd_ptr_t h = new_hash(s, 0);
+  const unsigned n = 3000;
+  for (unsigned i = 0; i < n; i++)
+    put_key(s, h, i);
+  /* collect word addresses: header, table 0 (and 1), each entry's first 32 bytes */
+  uint64_t **words = calloc(200000, sizeof *words);
+  size_t nwords = 0;
+  uint64_t *hw = shmd_resolve(s, h);
+  for (int j = 0; j < 12; j++)
+    words[nwords++] = hw + j;
+  for (int t = 0; t < 2; t++) {
+    shmd_ptr_t tp = {hw[4 + t]};
+    if (tp.v == 0)
+      continue;
+    uint32_t l2 = ((uint32_t *)(hw + 6))[t];
+    uint64_t *tw = shmd_resolve(s, tp);
+    for (uint64_t j = 0; j < (UINT64_C(1) << l2); j++)
+      words[nwords++] = tw + j;
+  }
+  shmd_tx_t *tx;
+  cr_assert_eq(shmd_tx_begin(s, &tx), 0);
+  for (unsigned i = 0; i < n; i++) {
+    unsigned char k[KEY_MAX];
+    size_t kl = key_of(i, k);
+    shmd_hash_ref_t ref;
+    cr_assert_eq(shmd_hash_get_ref(s, h, k, kl, &ref), 0);
+    /* the entry starts 24 bytes before an inline key; long keys are out of line */
+    if (kl <= SHMD_HASH_INLINE_MAX) {
+      uint64_t *ew = (uint64_t *)((unsigned char *)ref.key - 24);
+      for (int j = 0; j < 4; j++)
+        words[nwords++] = ew + j;
+    }
+  }
+  cr_assert_eq(shmd_tx_commit(tx), 0);
+  unsigned rounds = 3000, corrupt_seen = 0;
+  for (unsigned round = 0; round < rounds; round++) {
+    uint64_t *w = words[ts_below(&r, nwords)];
+    uint64_t saved = *w, bad;
+    switch (ts_below(&r, 6)) {
+    case 0: bad = 0; break;
+    case 1: bad = ts_next(&r); break;
+    case 2: bad = shmd_ptr_make(0, ts_below(&r, 16 * MIB) & ~UINT64_C(7)).v; break;
+    case 3: bad = shmd_ptr_make(0, ts_below(&r, 32 * MIB)).v; break;
+    case 4: bad = shmd_ptr_make(1 + (uint32_t)ts_below(&r, 5), ts_below(&r, 4096)).v; break;
+    default: bad = saved ^ (UINT64_C(1) << ts_below(&r, 64)); break;
+    }
+    *w = bad;
+    int rc = shmd_hash_check(s, h);
+    cr_assert(rc == 0 || rc == SHMD_ECORRUPT || rc == SHMD_EINVAL, "check: %s", shmd_strerror(rc));
+    corrupt_seen += rc != 0;
+    uint64_t cursor = 0;
+    unsigned steps = 0;
+    do
+      rc = shmd_hash_scan(s, h, cursor, 100, nop_cb, NULL, &cursor);
+    while (rc == 0 && cursor != 0 && ++steps < 100000);
+    cr_assert(rc == 0 || rc == SHMD_ECORRUPT || rc == SHMD_EINVAL, "scan: %s", shmd_strerror(rc));
+    shmd_hash_iter_t *it;
+    if (shmd_hash_iter_new(s, h, &it) == 0) {
+      steps = 0;
+      while ((rc = shmd_hash_iter_next(it, NULL, NULL, NULL, NULL)) == 0 && ++steps < 100000)
+        ;
+      cr_assert(rc == SHMD_ENOTFOUND || rc == SHMD_ECORRUPT || rc == SHMD_EINVAL || rc == SHMD_ENOMEM,
+                "iter: %s", shmd_strerror(rc));
+      shmd_hash_iter_free(it);
+    }
+    *w = saved;
+  }
+  cr_log_info("%u of %u damaged words detected by the checker", corrupt_seen, rounds);
+  check_all(s, h);
+  free(words);
+  shmd_close(s);
+}
+
 /* ---------------------------------------------------------------------------------------------- */
 /* Property tests */
 
