@@ -421,6 +421,9 @@ int shmd_stats(shmd_store_t *store, shmd_stats_t *st) {
         uint32_t c = __atomic_load_n(&sl->magic_class, __ATOMIC_RELAXED) & 0xff;
         uint64_t objs = __atomic_load_n(&sl->inuse, __ATOMIC_RELAXED);
         if (c < SHMD__NCLASSES) {
+          uint64_t cap = (SHMD_SLAB_BYTES - SHMD__SLAB_HDR) / shmd__class_bytes[c];
+          st->slab_free_bytes += (cap > objs ? cap - objs : 0) * shmd__class_bytes[c];
+          st->slab_overhead_bytes += SHMD_SLAB_BYTES - cap * shmd__class_bytes[c];
           st->classes[c].objs_inuse += objs;
           st->classes[c].bytes_inuse += objs * shmd__class_bytes[c];
           st->small_objs_inuse += objs;

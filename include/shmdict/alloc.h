@@ -88,6 +88,8 @@ typedef struct shmd_stats_s {
   uint64_t free_bytes;         /* in free buddy blocks */
   uint64_t largest_free_block; /* bytes, over all segments */
   uint64_t slab_bytes;         /* in slabs (used, partially used or empty) */
+  uint64_t slab_free_bytes;    /* free object slots inside slabs (fragmentation inside slabs) */
+  uint64_t slab_overhead_bytes; /* slab headers and tails too small for one more object */
   uint64_t small_bytes_inuse;  /* usable bytes of allocated small objects */
   uint64_t small_objs_inuse;
   uint64_t large_bytes_inuse;  /* bytes of allocated large blocks */
