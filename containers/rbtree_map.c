@@ -558,8 +558,12 @@ int shmd_rbtree_destroy_step(shmd_store_t *s, shmd_ptr_t tree, size_t max_entrie
       return map_close(&m, rc);
     }
   }
-  if (rc == 0 && done == 0 && max_entries > 0)
-    rc = SHMD_ETXFULL; /* not even one entry fits what is left of the transaction */
+  if (rc == 0 && done == 0 && max_entries > 0) {
+    /* Not even one entry fits what is left of a caller's transaction, which may hold earlier
+     * batches: abort it, so that it cannot commit a half-destroyed tree by mistake. */
+    rc = SHMD_ETXFULL;
+    m.dirty = 1;
+  }
   if (rc == 0)
     *remaining = n;
   return map_close(&m, rc);

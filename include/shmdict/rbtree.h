@@ -371,7 +371,9 @@ int shmd_rbtree_destroy(shmd_store_t *s, shmd_ptr_t tree);
  * One batch of shmd_rbtree_destroy(): removes up to `max_entries` entries (fewer if the
  * transaction fills up) in one transaction; once the tree is empty, frees its header. *remaining
  * receives the number of entries left; 0 means the tree is gone (do not use `tree` again). Lets an
- * application free a big tree from its idle loop. On failure nothing is changed.
+ * application free a big tree from its idle loop. On failure nothing is changed, except for
+ * SHMD_ETXFULL inside a caller's transaction that has no room left for even one entry: that
+ * transaction is then marked aborted (it may hold earlier batches).
  */
 int shmd_rbtree_destroy_step(shmd_store_t *s, shmd_ptr_t tree, size_t max_entries,
                              uint64_t *remaining);
