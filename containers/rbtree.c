@@ -141,7 +141,8 @@ typedef struct rbc_s {
   shmd_rb_root_t *r; /* its address */
 } rbc_t;
 
-#define CORRUPT(what) SHMD_CORRUPT("rbtree: " what)
+/* The comma makes the value a constant the compiler sees is non-zero. */
+#define CORRUPT(what) ((void)SHMD_CORRUPT("rbtree: " what), SHMD_ECORRUPT)
 
 static int ctx_init(rbc_t *c, shmd_tx_t *tx, shmd_ptr_t root) {
   c->tx = tx;

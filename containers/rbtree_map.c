@@ -86,7 +86,8 @@ _Static_assert(sizeof(rbt_hdr_t) == 64, "tree header is 64 bytes");
 _Static_assert(offsetof(ent_t, data) == 40, "entry data starts at 40");
 _Static_assert(offsetof(ent_t, rb) == 0, "the node is at the start of the entry");
 
-#define CORRUPT(what) SHMD_CORRUPT("rbtree: " what)
+/* The comma makes the value a constant the compiler sees is non-zero. */
+#define CORRUPT(what) ((void)SHMD_CORRUPT("rbtree: " what), SHMD_ECORRUPT)
 #define TRY(expr)                                                                                  \
   do {                                                                                             \
     int rc_ = (expr);                                                                              \
@@ -334,8 +335,18 @@ static uint64_t root_size(const map_t *m, int *rc) {
 /* ---------------------------------------------------------------------------------------------- */
 /* Descents */
 
-/* Exact search. On a hit *node is the entry and *rank its rank; on a miss *node is null and
- * (*parent, *right) the place where the key belongs. */
+/* Starts loading both children of a node while it is being compared: the next level is one of
+ * them, and a rank descent needs the left one's size when it goes right. */
+static inline void prefetch_children(const map_t *m, const ent_t *e) {
+  if (e->rb.left.v)
+    __builtin_prefetch(shmd_resolve(m->s, e->rb.left));
+  if (e->rb.right.v)
+    __builtin_prefetch(shmd_resolve(m->s, e->rb.right));
+}
+
+/* Exact search. On a hit *node is the entry and *rank (if not NULL) its rank; on a miss *node is
+ * null and (*parent, *right) the place where the key belongs. Only a rank search reads the left
+ * children's sizes (an extra cache line per level). */
 static int descend_exact(const map_t *m, const qk_t *q, shmd_ptr_t *node, shmd_ptr_t *parent,
                          int *right, uint64_t *rank) {
   shmd_ptr_t p = m->h->root.node, par = shmd_ptr_null();
@@ -345,10 +356,12 @@ static int descend_exact(const map_t *m, const qk_t *q, shmd_ptr_t *node, shmd_p
     const ent_t *e = ent_at(m, p);
     if (e == NULL || depth >= SHMD_RB_MAX_DEPTH)
       return CORRUPT("bad node pointer or tree too deep");
+    if (rank != NULL)
+      prefetch_children(m, e);
     int c;
     TRY(ent_cmp(m->s, m->order, q, e, &c));
     uint64_t ls = 0;
-    if (c >= 0 && e->rb.left.v != 0) {
+    if (rank != NULL && c >= 0 && e->rb.left.v != 0) {
       const shmd_rb_node_t *l = shmd_rb_node(m->s, e->rb.left);
       if (l == NULL)
         return CORRUPT("bad node pointer");
@@ -356,7 +369,8 @@ static int descend_exact(const map_t *m, const qk_t *q, shmd_ptr_t *node, shmd_p
     }
     if (c == 0) {
       *node = p;
-      *rank = r + ls;
+      if (rank != NULL)
+        *rank = r + ls;
       return 0;
     }
     par = p;
@@ -368,7 +382,8 @@ static int descend_exact(const map_t *m, const qk_t *q, shmd_ptr_t *node, shmd_p
   node->v = 0;
   *parent = par;
   *right = dir;
-  *rank = r;
+  if (rank != NULL)
+    *rank = r;
   return 0;
 }
 
@@ -382,6 +397,7 @@ static int descend_bound(const map_t *m, const qk_t *q, int how, shmd_ptr_t *nod
     const ent_t *e = ent_at(m, p);
     if (e == NULL || depth >= SHMD_RB_MAX_DEPTH)
       return CORRUPT("bad node pointer or tree too deep");
+    prefetch_children(m, e);
     int c;
     TRY(ent_cmp(m->s, m->order, q, e, &c)); /* c = q vs e */
     uint64_t ls = 0;
@@ -742,9 +758,8 @@ int shmd_rbtree_put(shmd_store_t *s, shmd_ptr_t tree, const void *key, size_t ke
   int rc = qk_make(m.order, key, key_len, &q);
   shmd_ptr_t node, parent;
   int right;
-  uint64_t rank;
   if (rc == 0)
-    rc = descend_exact(&m, &q, &node, &parent, &right, &rank);
+    rc = descend_exact(&m, &q, &node, &parent, &right, NULL);
   if (rc == 0) {
     if (node.v != 0) {
       if (mode == SHMD_RBTREE_NX)
@@ -775,10 +790,9 @@ int shmd_rbtree_get(shmd_store_t *s, shmd_ptr_t tree, const void *key, size_t ke
   qk_t q;
   shmd_ptr_t node, parent;
   int right;
-  uint64_t rank;
   int rc = qk_make(m.order, key, key_len, &q);
   if (rc == 0)
-    rc = descend_exact(&m, &q, &node, &parent, &right, &rank);
+    rc = descend_exact(&m, &q, &node, &parent, &right, NULL);
   if (rc == 0 && node.v == 0)
     rc = SHMD_ENOTFOUND;
   if (rc == 0) {
@@ -802,10 +816,9 @@ int shmd_rbtree_delete(shmd_store_t *s, shmd_ptr_t tree, const void *key, size_t
   qk_t q;
   shmd_ptr_t node, parent;
   int right;
-  uint64_t rank;
   int rc = qk_make(m.order, key, key_len, &q);
   if (rc == 0)
-    rc = descend_exact(&m, &q, &node, &parent, &right, &rank);
+    rc = descend_exact(&m, &q, &node, &parent, &right, NULL);
   if (rc == 0 && node.v == 0)
     rc = SHMD_ENOTFOUND;
   if (rc == 0) {
