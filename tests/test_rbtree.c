@@ -749,25 +749,25 @@ static void property_run(int order, long steps, long check_every, unsigned sprea
 }
 
 Test(rbtree, property_bytes, .init = ts_init, .fini = ts_fini, .timeout = 120) {
-  property_run(SHMD_RBTREE_BYTES, knob("SHMDICT_RB_STEPS", 6000), 50, 0, "property_bytes");
+  property_run(SHMD_RBTREE_BYTES, knob("SHMDICT_RB_STEPS", 30000), 50, 0, "property_bytes");
 }
 Test(rbtree, property_i64, .init = ts_init, .fini = ts_fini, .timeout = 120) {
-  property_run(SHMD_RBTREE_I64, knob("SHMDICT_RB_STEPS", 6000), 50, 1200, "property_i64");
+  property_run(SHMD_RBTREE_I64, knob("SHMDICT_RB_STEPS", 30000), 50, 1200, "property_i64");
 }
 Test(rbtree, property_double, .init = ts_init, .fini = ts_fini, .timeout = 120) {
-  property_run(SHMD_RBTREE_DOUBLE, knob("SHMDICT_RB_STEPS", 6000), 50, 1600, "property_double");
+  property_run(SHMD_RBTREE_DOUBLE, knob("SHMDICT_RB_STEPS", 30000), 50, 1600, "property_double");
 }
 Test(rbtree, property_double_bytes, .init = ts_init, .fini = ts_fini, .timeout = 120) {
-  property_run(SHMD_RBTREE_DOUBLE_BYTES, knob("SHMDICT_RB_STEPS", 6000), 50, 40,
+  property_run(SHMD_RBTREE_DOUBLE_BYTES, knob("SHMDICT_RB_STEPS", 30000), 50, 40,
                "property_double_bytes");
 }
 Test(rbtree, property_check_every_step, .init = ts_init, .fini = ts_fini, .timeout = 120) {
-  long steps = knob("SHMDICT_RB_STEPS", 6000) / 5;
+  long steps = knob("SHMDICT_RB_STEPS", 30000) / 10;
   property_run(SHMD_RBTREE_BYTES, steps, 1, 0, "check_every_step bytes");
 }
 Test(rbtree, property_check_every_step_double_bytes, .init = ts_init, .fini = ts_fini,
      .timeout = 120) {
-  long steps = knob("SHMDICT_RB_STEPS", 6000) / 5;
+  long steps = knob("SHMDICT_RB_STEPS", 30000) / 10;
   property_run(SHMD_RBTREE_DOUBLE_BYTES, steps, 1, 24, "check_every_step double_bytes");
 }
 
@@ -1379,12 +1379,17 @@ static void child_writer(const char *store, const char *crash, uint64_t seed, in
   shmd_ptr_t t;
   if (shmd_root_get(s, "tree", &t) != 0)
     _exit(81);
-  ts_rng_t r = {seed};
+  /* Scrambled (splitmix64), so that seeds drawn from one xorshift stream give unrelated
+   * streams (the raw seed would replay the parent's stream one step later). */
+  uint64_t z = seed + 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  ts_rng_t r = {z ^ (z >> 31)};
   static unsigned char k[512], v[4096];
   for (long i = 0; i < ops; i++) {
     rec_t rec = {1, 0, 0, 0, 0, 0, 0};
     rec.key_id = (uint32_t)ts_below(&r, UNIVERSE / mod) * mod + rem;
-    rec.op = ts_below(&r, 3) == 0 ? 2 : 1;
+    rec.op = ts_below(&r, 2) == 0 ? 2 : 1;
     if (rec.op == 1) {
       rec.val_seed = ts_next(&r);
       rec.val_len = (uint32_t)ts_below(&r, 40);
@@ -1517,7 +1522,7 @@ static void make_tree_store(const char *name) {
 Test(rbtree, mp_two_writers, .init = ts_init, .fini = ts_fini, .timeout = 120) {
   make_tree_store("mp");
   uint64_t seed = ts_seed("mp_two_writers");
-  long ops = knob("SHMDICT_RB_STEPS", 6000);
+  long ops = knob("SHMDICT_RB_STEPS", 30000);
   int fds[2][2];
   pid_t pids[2];
   for (int c = 0; c < 2; c++) {
@@ -1591,7 +1596,7 @@ Test(rbtree, crash_random_kills, .init = ts_init, .fini = ts_fini, .timeout = 18
   make_tree_store("crash");
   ts_rng_t rng = {ts_seed("crash_random_kills")};
   kstate_t *ks = calloc(UNIVERSE, sizeof *ks);
-  long rounds = knob("SHMDICT_RB_CRASH_ROUNDS", 60);
+  long rounds = knob("SHMDICT_RB_CRASH_ROUNDS", 150);
   int kills = 0;
   for (long i = 0; i < rounds; i++) {
     double after = 0.002 + (double)ts_below(&rng, 30000) / 1e6; /* 2 .. 32 ms */
@@ -1613,7 +1618,7 @@ Test(rbtree, crash_points, .init = ts_init, .fini = ts_fini, .timeout = 180) {
       "rbtree.delete.erased",   "rbtree.*",             "tx.before_commit",
   };
   const size_t np = sizeof points / sizeof points[0];
-  long rounds = knob("SHMDICT_RB_CRASH_ROUNDS", 60) * 2;
+  long rounds = knob("SHMDICT_RB_CRASH_ROUNDS", 150) * 2;
   /* Fill the tree first so that deletes and rotations happen from the start. */
   crash_round("points", NULL, 0, ts_next(&rng), 2000, ks);
   int kills = 0;
@@ -1621,8 +1626,8 @@ Test(rbtree, crash_points, .init = ts_init, .fini = ts_fini, .timeout = 180) {
   for (long i = 0; i < rounds; i++) {
     size_t pi = (size_t)i % np;
     char spec[64];
-    snprintf(spec, sizeof spec, "%s:%u", points[pi], 1 + (unsigned)ts_below(&rng, 60));
-    int k = crash_round("points", spec, 0, ts_next(&rng), 400, ks);
+    snprintf(spec, sizeof spec, "%s:%u", points[pi], 1 + (unsigned)ts_below(&rng, 30));
+    int k = crash_round("points", spec, 0, ts_next(&rng), 600, ks);
     kills += k;
     hit[pi] += (unsigned)k;
   }
