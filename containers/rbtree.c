@@ -638,6 +638,9 @@ int shmd_rb_select(shmd_store_t *s, shmd_ptr_t root, uint64_t index, shmd_ptr_t 
       return CORRUPT("bad node pointer or tree too deep");
     if (depth == 0 && index >= n->size)
       return SHMD_ENOTFOUND;
+    /* The left child's size decides between the children: fetch the right one meanwhile. */
+    if (n->right.v)
+      __builtin_prefetch(shmd_resolve(s, n->right));
     uint64_t ls;
     TRY(fsize(s, n->left, &ls));
     if (index < ls) {
