@@ -101,7 +101,7 @@ static inline shmd_rb_node_t *shmd_rb_node(shmd_store_t *s, shmd_ptr_t p) {
  * caller has found the place by a descent under the lock that protects the tree.
  * `node` must not be in any tree; its four words are (re)initialised here, logged like every other
  * store, so a node may be erased and re-inserted in the same transaction (to change its key).
- * Uses O(log n) undo-log words (about 2 log2 n + 20). Returns SHMD_EINVAL for a misaligned node or
+ * Uses O(log n) undo-log entries: typically log2 n + 10, at most about 5 log2 n + 25. Returns SHMD_EINVAL for a misaligned node or
  * an occupied place, SHMD_ECORRUPT for a damaged tree, SHMD_ETXFULL when the log is full. On failure
  * the tree may be half-changed: the caller must abort the transaction, which restores it.
  */
@@ -110,7 +110,8 @@ int shmd_rb_insert_node(shmd_tx_t *tx, shmd_ptr_t root, shmd_ptr_t node, shmd_pt
 
 /*
  * Removes `node` from the tree at `root` and rebalances (the node's own words are left as they
- * were; free or re-insert it as you like). Uses O(log n) undo-log words (about 3 log2 n + 40).
+ * were; free or re-insert it as you like). Uses O(log n) undo-log entries: typically
+ * log2 n + 10, at most about 4 log2 n + 45.
  * Returns SHMD_ECORRUPT or SHMD_ETXFULL; on failure the caller must abort the transaction.
  */
 int shmd_rb_erase(shmd_tx_t *tx, shmd_ptr_t root, shmd_ptr_t node);
