@@ -15,7 +15,7 @@
 #include <poll.h>
 
 #include "shmdict/rbtree.h"
-/* support.h's ts_rmtree trips -Wformat-truncation under -Werror (reported to the lead). */
+/* support.h's ts_rmtree can trip gcc's -Wformat-truncation under -Werror (seen at -O2). */
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wformat-truncation"
