@@ -13,9 +13,10 @@
  *     then switch the header's data and capacity words (logged) and free the old buffer at commit;
  *   - pop and truncate change only the length word.
  * Insert and remove in the middle move the tail of the array by one element. That move is logged
- * when its bytes fit the room left in the transaction's log; when they do not (a long tail, or a
- * caller's transaction that has already used much of its log), the operation writes the result into
- * a new buffer instead, which costs an allocation but no log, so its size is unbounded.
+ * when its bytes take at most half the room left in the transaction's log (and at most 8 KiB);
+ * otherwise (a long tail, or a caller's transaction that has already used much of its log) the
+ * operation writes the result into a new buffer instead, which costs an allocation and a copy of
+ * the whole array but only three logged words, so its size is unbounded.
  *
  * Locks: the array's own lock (shmd_lock_t in the header) protects the header and the buffer. It is
  * a container lock in the store's order (store -> keyspace stripes -> containers -> allocator).
@@ -155,10 +156,16 @@ static size_t log_words_for(uint64_t off, uint64_t n) {
   return (size_t)((last - first) / 8) + 8;
 }
 
+/* Whether a move of bytes [off, off + n) should be logged: only when it takes at most half of the
+ * room left (so a caller's transaction keeps room for its other steps) and at most
+ * MOVE_LOG_MAX_WORDS (beyond that, logging costs about as much as copying into a new buffer). */
+#define MOVE_LOG_MAX_WORDS 1024u
+
 static int log_room_for(array_ctx_t *c, uint64_t off, uint64_t n) {
   size_t words, allocs, frees;
   shmd_tx_room(c->tx, &words, &allocs, &frees);
-  return log_words_for(off, n) <= words;
+  size_t need = log_words_for(off, n);
+  return need <= words / 2 && need <= MOVE_LOG_MAX_WORDS;
 }
 
 /* Allocates a new buffer of `cap` elements (fresh memory, needs no log); *out gets the address. */

@@ -204,7 +204,10 @@ static int node_value(list_ctx_t *c, shmd_ptr_t p, lnode_t *n, const void **data
     int rc = shmd_blob_view(c->s, node_blob(n), data, &bl);
     if (rc)
       return rc;
-    return bl == l ? 0 : SHMD_ECORRUPT;
+    if (bl != l)
+      return SHMD_ECORRUPT;
+    *len = bl;
+    return 0;
   }
   if (l > SHMD_LIST_INLINE_MAX)
     return SHMD_ECORRUPT;
