@@ -1,0 +1,103 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Internal: the allocator's metadata in each segment, size classes, and the functions its files
+ * share. Only alloc/ includes this.
+ *
+ * Per segment (at hdr->alloc_off):
+ *   struct shmd__seg_alloc: the buddy lock, free lists per order, the class table (one lock and
+ *   slab lists per size class), then the page map: one byte per 4 KiB page of the data area.
+ *
+ * Page map byte: 0 = interior page of a block; otherwise the head page of a block, kind in the top
+ * two bits (FREE, SLAB, LARGE) and the block's order (2^order pages) in the low six. Blocks are
+ * aligned to their size relative to the data area, so a slab's head is found by masking.
+ *
+ * Locks (in this order): class lock of (segment, class), then the segment's buddy lock, then the
+ * grow lock. A class lock protects its slab lists, counters and the slabs on them (headers and
+ * free lists); the buddy lock protects free lists, buddy counters and the page map.
+ */
+#ifndef SHMD_ALLOC_INT_H
+#define SHMD_ALLOC_INT_H
+
+#include "segments/store_int.h"
+
+#define SHMD__NCLASSES 56u
+#define SHMD__SLAB_ORDER 4u /* 64 KiB = 16 pages */
+#define SHMD__SLAB_HDR 64u
+#define SHMD__MAX_ORDER 47u
+#define SHMD__EMPTY_RESERVE 1u /* empty slabs a class keeps per segment before returning them */
+
+enum { PM_FREE = 0x40, PM_SLAB = 0x80, PM_LARGE = 0xC0, PM_KIND = 0xC0, PM_ORDER = 0x3F };
+
+struct shmd__class {
+  shmd_lock_t lock;
+  uint64_t partial_head; /* segment offset of the first partial slab, 0 = none */
+  uint64_t reserved0;
+  uint64_t empty_count;  /* slabs on the partial list with no object in use (the reserve) */
+  uint64_t slabs;        /* slabs of this class in this segment */
+  uint64_t objs_inuse;
+  uint64_t pad[2];
+};
+
+struct shmd__seg_alloc {
+  uint64_t magic;
+  uint64_t data_off, data_bytes, page_count;
+  uint64_t pagemap_off; /* segment offset of the page map */
+  uint32_t max_order, nclasses;
+  shmd_lock_t buddy_lock;
+  uint64_t free_pages;
+  uint64_t large_blocks, large_pages;
+  uint64_t reserved[8];
+  uint64_t free_head[SHMD__MAX_ORDER + 1]; /* segment offset of the first free block, 0 = none */
+  uint64_t free_count[SHMD__MAX_ORDER + 1];
+  struct shmd__class cls[SHMD__NCLASSES];
+};
+
+#define SHMD__ALLOC_MAGIC UINT64_C(0x434f4c4c41444d53) /* "SMDALLOC" */
+
+/* Header of a slab: the first 64 bytes of its 64 KiB block. */
+struct shmd__slab {
+  uint32_t magic_class; /* SLAB_MAGIC << 8 | class */
+  uint32_t obj_bytes;
+  uint32_t capacity;
+  uint32_t first_off;
+  uint32_t free_head;   /* slab offset of the first free object, 0 = none   } one logged */
+  uint32_t inuse;       /* allocated objects                                } word      */
+  uint32_t bump;        /* slab offset of the first never-used object       } one logged */
+  uint32_t list;        /* SLIST_NONE (full) or SLIST_PARTIAL (incl. empty)  } word      */
+  uint64_t prev, next;  /* segment offsets of the neighbours on its list */
+  uint64_t pad[3];
+};
+#define SLAB_MAGIC 0x51AB5Au
+enum { SLIST_NONE = 0, SLIST_PARTIAL = 1 };
+
+/* Free buddy block: links in its first 16 bytes. */
+struct shmd__fblock {
+  uint64_t next, prev;
+};
+
+extern const uint32_t shmd__class_bytes[SHMD__NCLASSES];
+uint32_t shmd__size_class(size_t size); /* size <= SHMD_SMALL_MAX */
+
+static inline struct shmd__seg_alloc *shmd__sa(struct shmd__seg_hdr *h) {
+  return (struct shmd__seg_alloc *)(void *)((unsigned char *)h + h->alloc_off);
+}
+static inline unsigned char *shmd__pagemap(struct shmd__seg_hdr *h, struct shmd__seg_alloc *sa) {
+  return (unsigned char *)h + sa->pagemap_off;
+}
+
+/* Buddy operations; the caller holds the segment's buddy lock inside an allocator step. */
+int shmd__buddy_alloc(struct shmd__thr *t, uint32_t seg, struct shmd__seg_hdr *h, uint32_t order,
+                      unsigned kind, uint64_t *page_out);
+int shmd__buddy_free(struct shmd__thr *t, uint32_t seg, struct shmd__seg_hdr *h, uint64_t page,
+                     uint32_t order);
+void shmd__buddy_init(struct shmd__seg_hdr *h);
+
+/* Logs an 8-byte aligned word or the word containing a page-map byte. */
+static inline void shmd__log8(struct shmd__thr *t, uint32_t seg, struct shmd__seg_hdr *h, void *addr) {
+  shmd__al_log(t, seg, (unsigned char *)h, addr);
+}
+static inline void shmd__log_byte(struct shmd__thr *t, uint32_t seg, struct shmd__seg_hdr *h, unsigned char *b) {
+  shmd__al_log(t, seg, (unsigned char *)h, (void *)((uintptr_t)b & ~(uintptr_t)7));
+}
+
+#endif

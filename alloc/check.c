@@ -1,0 +1,256 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The allocator's invariant checker, shmd_alloc_check().
+ *
+ * For each segment, holding every class lock of the segment (by index) and then its buddy lock —
+ * the allocator's lock order — it proves:
+ *   - the page map tiles the data area: from page 0, every block head has a kind and an order, is
+ *     aligned to its size, ends inside the area, and its interior pages are marked interior; so
+ *     every page is in exactly one block (free, slab or large);
+ *   - every free block is on the free list of its order exactly once, every list entry is a free
+ *     block of that order, links agree both ways, and the counts match;
+ *   - every slab's slots are each either free (on the slab's free list once, or past the bump
+ *     pointer) or allocated, its in-use count and list membership agree, and the class's partial
+ *     list holds exactly the slabs that are neither full nor released (the empty reserve counted);
+ *   - the class, buddy and large-block counters equal what the walk found.
+ * Every offset read from shared memory is bounds-checked and every walk is bounded by a count, so
+ * a damaged store gives SHMD_ECORRUPT with the place in shmd_errdetail(), never a crash or a hang.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "alloc_int.h"
+#include "segments/err.h"
+
+#define FAIL(...)                                                                                  \
+  do {                                                                                             \
+    shmd__set_detail(__VA_ARGS__);                                                                 \
+    rc = SHMD_ECORRUPT;                                                                            \
+    goto out;                                                                                      \
+  } while (0)
+
+struct class_seen {
+  uint64_t slabs, inuse, partial, empty;
+};
+
+static int check_slab(struct shmd__seg_hdr *h, uint32_t seg, uint64_t off, struct class_seen *seen,
+                      unsigned char *bits) {
+  const struct shmd__slab *sl = (const struct shmd__slab *)(const void *)((unsigned char *)h + off);
+  uint32_t c = sl->magic_class & 0xff;
+  if ((sl->magic_class >> 8) != SLAB_MAGIC || c >= SHMD__NCLASSES) {
+    shmd__set_detail("segment %u: slab at %llu has a bad header", seg, (unsigned long long)off);
+    return SHMD_ECORRUPT;
+  }
+  uint32_t size = shmd__class_bytes[c];
+  uint32_t cap = (SHMD_SLAB_BYTES - SHMD__SLAB_HDR) / size;
+  if (sl->obj_bytes != size || sl->capacity != cap || sl->first_off != SHMD__SLAB_HDR ||
+      sl->bump < SHMD__SLAB_HDR || sl->bump > SHMD__SLAB_HDR + cap * size ||
+      (sl->bump - SHMD__SLAB_HDR) % size != 0 || sl->inuse > cap) {
+    shmd__set_detail("segment %u: slab at %llu (class %u) has inconsistent geometry", seg,
+                     (unsigned long long)off, c);
+    return SHMD_ECORRUPT;
+  }
+  uint32_t used_slots = (sl->bump - SHMD__SLAB_HDR) / size;
+  memset(bits, 0, (cap + 7) / 8);
+  uint32_t nfree = 0, o = sl->free_head;
+  while (o != 0) {
+    if (nfree >= used_slots || o < SHMD__SLAB_HDR || o >= sl->bump || (o - SHMD__SLAB_HDR) % size != 0) {
+      shmd__set_detail("segment %u: slab at %llu: free list runs outside the used slots (cycle or "
+                       "wild link)", seg, (unsigned long long)off);
+      return SHMD_ECORRUPT;
+    }
+    uint32_t i = (o - SHMD__SLAB_HDR) / size;
+    if (bits[i / 8] & (1u << (i % 8))) {
+      shmd__set_detail("segment %u: slab at %llu: slot %u is on the free list twice (double free)", seg,
+                       (unsigned long long)off, i);
+      return SHMD_ECORRUPT;
+    }
+    bits[i / 8] |= (unsigned char)(1u << (i % 8));
+    nfree++;
+    o = *(const uint32_t *)(const void *)((const unsigned char *)sl + o);
+  }
+  if (sl->inuse != used_slots - nfree) {
+    shmd__set_detail("segment %u: slab at %llu: in-use count %u, but %u used slots minus %u free", seg,
+                     (unsigned long long)off, sl->inuse, used_slots, nfree);
+    return SHMD_ECORRUPT;
+  }
+  uint32_t want = sl->inuse == cap ? SLIST_NONE : SLIST_PARTIAL;
+  if (sl->list != want) {
+    shmd__set_detail("segment %u: slab at %llu: on list %u, expected %u", seg, (unsigned long long)off, sl->list,
+                     want);
+    return SHMD_ECORRUPT;
+  }
+  struct class_seen *cs = &seen[c];
+  cs->slabs++;
+  cs->inuse += sl->inuse;
+  cs->partial += want == SLIST_PARTIAL;
+  cs->empty += sl->inuse == 0;
+  return 0;
+}
+
+/* Walks one slab list of class c, checking membership and links. */
+static int check_slab_list(struct shmd__seg_hdr *h, struct shmd__seg_alloc *sa, uint32_t seg, uint32_t c,
+                           uint64_t head, uint32_t list, uint64_t expect) {
+  const unsigned char *pm = shmd__pagemap(h, sa);
+  uint64_t off = head, prev = 0, n = 0;
+  while (off != 0) {
+    if (n >= expect || off < sa->data_off || off + SHMD_SLAB_BYTES > sa->data_off + sa->data_bytes ||
+        (off - sa->data_off) % SHMD_SLAB_BYTES != 0 ||
+        pm[(off - sa->data_off) / SHMD_PAGE_BYTES] != (PM_SLAB | SHMD__SLAB_ORDER)) {
+      shmd__set_detail("segment %u: class %u list %u: entry %llu is not one of its slabs (or a cycle)", seg, c,
+                       list, (unsigned long long)n);
+      return SHMD_ECORRUPT;
+    }
+    const struct shmd__slab *sl = (const struct shmd__slab *)(const void *)((unsigned char *)h + off);
+    if ((sl->magic_class & 0xff) != c || sl->list != list || sl->prev != prev) {
+      shmd__set_detail("segment %u: class %u list %u: slab at %llu has wrong class, list or back link", seg,
+                       c, list, (unsigned long long)off);
+      return SHMD_ECORRUPT;
+    }
+    prev = off;
+    off = sl->next;
+    n++;
+  }
+  if (n != expect) {
+    shmd__set_detail("segment %u: class %u list %u holds %llu slabs, expected %llu", seg, c, list,
+                     (unsigned long long)n, (unsigned long long)expect);
+    return SHMD_ECORRUPT;
+  }
+  return 0;
+}
+
+static int check_segment(shmd_store_t *s, struct shmd__thr *t, uint32_t seg) {
+  struct shmd__seg_hdr *h = shmd__seg(s, seg);
+  if (h == NULL) {
+    shmd__set_detail("segment %u of the manifest cannot be mapped: %s", seg, shmd_errdetail());
+    return SHMD_ECORRUPT;
+  }
+  struct shmd__seg_alloc *sa = shmd__sa(h);
+  if (sa->magic != SHMD__ALLOC_MAGIC || sa->data_off != h->data_off || sa->data_bytes != h->data_bytes ||
+      sa->page_count != h->data_bytes / SHMD_PAGE_BYTES || sa->pagemap_off < h->alloc_off ||
+      sa->pagemap_off + sa->page_count > h->alloc_off + h->alloc_bytes || sa->max_order > SHMD__MAX_ORDER ||
+      (UINT64_C(1) << sa->max_order) > sa->page_count) {
+    shmd__set_detail("segment %u: allocator metadata header is damaged", seg);
+    return SHMD_ECORRUPT;
+  }
+  int rc = 0;
+  for (uint32_t c = 0; c < SHMD__NCLASSES && rc == 0; c++)
+    rc = shmd__al_lock(s, t, seg, &sa->cls[c].lock);
+  if (rc == 0)
+    rc = shmd__al_lock(s, t, seg, &sa->buddy_lock);
+  if (rc) {
+    shmd__al_abort(s, t);
+    return rc;
+  }
+  const unsigned char *pm = shmd__pagemap(h, sa);
+  uint64_t npages = sa->page_count;
+  unsigned char *onlist = calloc(npages / 8 + 1, 1);
+  unsigned char *slotbits = malloc(SHMD_SLAB_BYTES / 16 / 8 + 1);
+  struct class_seen seen[SHMD__NCLASSES];
+  uint64_t free_seen[SHMD__MAX_ORDER + 1] = {0}, free_pages = 0, large_blocks = 0, large_pages = 0;
+  memset(seen, 0, sizeof seen);
+  if (onlist == NULL || slotbits == NULL) {
+    rc = SHMD_ENOMEM;
+    goto out;
+  }
+  /* Free lists first: mark their heads. */
+  for (uint32_t o = 0; o <= sa->max_order; o++) {
+    uint64_t off = sa->free_head[o], prev = 0, n = 0;
+    while (off != 0) {
+      if (n >= sa->free_count[o] || off < sa->data_off || off >= sa->data_off + sa->data_bytes ||
+          (off - sa->data_off) % SHMD_PAGE_BYTES != 0)
+        FAIL("segment %u: free list of order %u: entry %llu out of bounds, or longer than its count %llu", seg,
+             o, (unsigned long long)n, (unsigned long long)sa->free_count[o]);
+      uint64_t pg = (off - sa->data_off) / SHMD_PAGE_BYTES;
+      if (pm[pg] != (PM_FREE | o))
+        FAIL("segment %u: free list of order %u holds page %llu, which the page map marks %02x", seg, o,
+             (unsigned long long)pg, pm[pg]);
+      if (onlist[pg / 8] & (1u << (pg % 8)))
+        FAIL("segment %u: page %llu is on a free list twice", seg, (unsigned long long)pg);
+      onlist[pg / 8] |= (unsigned char)(1u << (pg % 8));
+      const struct shmd__fblock *b = (const struct shmd__fblock *)(const void *)((unsigned char *)h + off);
+      if (b->prev != prev)
+        FAIL("segment %u: free list of order %u: back link of page %llu is wrong", seg, o,
+             (unsigned long long)pg);
+      prev = off;
+      off = b->next;
+      n++;
+    }
+    if (n != sa->free_count[o])
+      FAIL("segment %u: free list of order %u holds %llu blocks, its count says %llu", seg, o,
+           (unsigned long long)n, (unsigned long long)sa->free_count[o]);
+  }
+  for (uint32_t o = sa->max_order + 1; o <= SHMD__MAX_ORDER; o++)
+    if (sa->free_head[o] || sa->free_count[o])
+      FAIL("segment %u: free list of order %u above the maximum order is not empty", seg, o);
+  /* Tile the data area. */
+  for (uint64_t p = 0; p < npages;) {
+    unsigned char b = pm[p];
+    uint32_t o = b & PM_ORDER;
+    unsigned kind = b & PM_KIND;
+    if (kind == 0 || o > sa->max_order || (p & ((UINT64_C(1) << o) - 1)) != 0 || p + (UINT64_C(1) << o) > npages)
+      FAIL("segment %u: page %llu: page-map byte %02x is not a valid block head", seg, (unsigned long long)p, b);
+    for (uint64_t i = 1; i < (UINT64_C(1) << o); i++)
+      if (pm[p + i] != 0)
+        FAIL("segment %u: page %llu inside the block at page %llu is marked %02x", seg,
+             (unsigned long long)(p + i), (unsigned long long)p, pm[p + i]);
+    if (kind == PM_FREE) {
+      if (!(onlist[p / 8] & (1u << (p % 8))))
+        FAIL("segment %u: free block at page %llu (order %u) is on no free list (leaked)", seg,
+             (unsigned long long)p, o);
+      free_seen[o]++;
+      free_pages += UINT64_C(1) << o;
+    } else if (kind == PM_SLAB) {
+      if (o != SHMD__SLAB_ORDER)
+        FAIL("segment %u: slab at page %llu has order %u", seg, (unsigned long long)p, o);
+      rc = check_slab(h, seg, sa->data_off + p * SHMD_PAGE_BYTES, seen, slotbits);
+      if (rc)
+        goto out;
+    } else {
+      large_blocks++;
+      large_pages += UINT64_C(1) << o;
+    }
+    p += UINT64_C(1) << o;
+  }
+  if (free_pages != sa->free_pages)
+    FAIL("segment %u: %llu free pages found, the counter says %llu", seg, (unsigned long long)free_pages,
+         (unsigned long long)sa->free_pages);
+  if (large_blocks != sa->large_blocks || large_pages != sa->large_pages)
+    FAIL("segment %u: %llu large blocks / %llu pages found, counters say %llu / %llu", seg,
+         (unsigned long long)large_blocks, (unsigned long long)large_pages, (unsigned long long)sa->large_blocks,
+         (unsigned long long)sa->large_pages);
+  for (uint32_t c = 0; c < SHMD__NCLASSES; c++) {
+    struct shmd__class *cl = &sa->cls[c];
+    if (cl->slabs != seen[c].slabs || cl->objs_inuse != seen[c].inuse || cl->empty_count != seen[c].empty)
+      FAIL("segment %u: class %u (%u bytes): counters slabs=%llu objs=%llu empty=%llu, found %llu / %llu / %llu",
+           seg, c, shmd__class_bytes[c], (unsigned long long)cl->slabs, (unsigned long long)cl->objs_inuse,
+           (unsigned long long)cl->empty_count, (unsigned long long)seen[c].slabs,
+           (unsigned long long)seen[c].inuse, (unsigned long long)seen[c].empty);
+    if ((rc = check_slab_list(h, sa, seg, c, cl->partial_head, SLIST_PARTIAL, seen[c].partial)) != 0)
+      goto out;
+  }
+out:
+  free(onlist);
+  free(slotbits);
+  shmd__al_commit(s, t); /* nothing was logged: this only releases the locks */
+  return rc;
+}
+
+int shmd_alloc_check(shmd_store_t *store) {
+  int rc;
+  struct shmd__thr *t = shmd__thr(store, &rc);
+  if (t == NULL)
+    return rc;
+  if (t->depth == 0 && !t->in_al) {
+    rc = shmd_recover(store);
+    if (rc < 0)
+      return rc;
+  }
+  uint32_t n = shmd__seg_count(store);
+  for (uint32_t i = 0; i < n; i++) {
+    rc = check_segment(store, t, i);
+    if (rc)
+      return rc;
+  }
+  return 0;
+}

@@ -1,0 +1,411 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The allocator's front end: shmd_alloc / shmd_free / shmd_realloc and friends, the choice of
+ * segment, growth, reservations for transactions, statistics, and the callbacks the segment layer
+ * uses (metadata size, segment initialisation, recovery's free step).
+ *
+ * Every call is one allocator step (segments/store_int.h): it takes the class lock of one
+ * (segment, class) pair — plus the segment's buddy lock when a slab comes or goes, or for large
+ * blocks — logs every word it changes in the lane's allocator log, commits by emptying the log and
+ * then releases its locks. Each process remembers per class the segment that last had room, so the
+ * common case touches one segment. When no segment has room, the store grows by a segment large
+ * enough for the request.
+ */
+#include <string.h>
+
+#include "alloc_int.h"
+#include "segments/crash.h"
+#include "segments/err.h"
+
+int shmd__slab_alloc(shmd_store_t *s, struct shmd__thr *t, uint32_t seg, struct shmd__seg_hdr *h, uint32_t c,
+                     uint64_t *out);
+int shmd__slab_free(shmd_store_t *s, struct shmd__thr *t, uint32_t seg, struct shmd__seg_hdr *h, uint64_t slab_off,
+                    uint64_t off);
+
+#define LARGE_MAX (UINT64_C(1) << 46)
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Segment layer callbacks. */
+
+static uint64_t meta_bytes(uint64_t data_bytes) {
+  uint64_t fixed = (sizeof(struct shmd__seg_alloc) + 63) & ~UINT64_C(63);
+  return (fixed + data_bytes / SHMD_PAGE_BYTES + 1 + SHMD_PAGE_BYTES - 1) & ~(uint64_t)(SHMD_PAGE_BYTES - 1);
+}
+
+static void seg_init(struct shmd__seg_hdr *h) {
+  struct shmd__seg_alloc *sa = shmd__sa(h);
+  memset(sa, 0, sizeof *sa);
+  sa->magic = SHMD__ALLOC_MAGIC;
+  sa->data_off = h->data_off;
+  sa->data_bytes = h->data_bytes;
+  sa->page_count = h->data_bytes / SHMD_PAGE_BYTES;
+  sa->pagemap_off = h->alloc_off + ((sizeof *sa + 63) & ~(uint64_t)63);
+  sa->nclasses = SHMD__NCLASSES;
+  shmd__buddy_init(h);
+}
+
+static int free_impl(shmd_store_t *s, struct shmd__thr *t, shmd_ptr_t p, uint64_t *extra, uint64_t extra_val);
+
+static int free_step(shmd_store_t *s, struct shmd__thr *t, shmd_ptr_t p, uint64_t *extra, uint64_t extra_val) {
+  return free_impl(s, t, p, extra, extra_val);
+}
+
+const struct shmd__alloc_ops shmd__alloc_ops = {meta_bytes, seg_init, free_step};
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Allocation. */
+
+/* Inside a step: records p in the lane's reservations, in the same logged step. */
+static inline void reserve(shmd_store_t *s, struct shmd__thr *t, shmd_ptr_t p) {
+  struct shmd__lane *l = t->lane;
+  uint64_t n = l->resv_count;
+  l->resv[n] = p.v;
+  shmd__al_log(t, 0, s->map->base[1], &l->resv_count);
+  l->resv_count = n + 1;
+}
+
+static inline void extra_store(shmd_store_t *s, struct shmd__thr *t, uint64_t *extra, uint64_t val) {
+  if (extra) {
+    shmd__al_log(t, 0, s->map->base[1], extra);
+    *extra = val;
+  }
+}
+
+static int alloc_small_in(shmd_store_t *s, struct shmd__thr *t, uint32_t seg, uint32_t c, int resv,
+                          shmd_ptr_t *out) {
+  struct shmd__seg_hdr *h = shmd__seg(s, seg);
+  if (h == NULL)
+    return SHMD_ENOTFOUND;
+  struct shmd__seg_alloc *sa = shmd__sa(h);
+  int rc = shmd__al_lock(s, t, seg, &sa->cls[c].lock);
+  if (rc)
+    return rc;
+  uint64_t off;
+  rc = shmd__slab_alloc(s, t, seg, h, c, &off);
+  if (rc) {
+    shmd__al_abort(s, t);
+    return rc;
+  }
+  shmd_ptr_t p = shmd_ptr_make(seg, off);
+  if (resv)
+    reserve(s, t, p);
+  SHMD_CRASH_POINT("alloc.small.logged");
+  shmd__al_commit(s, t);
+  *out = p;
+  return 0;
+}
+
+static int alloc_large_in(shmd_store_t *s, struct shmd__thr *t, uint32_t seg, uint32_t order, int resv,
+                          shmd_ptr_t *out) {
+  struct shmd__seg_hdr *h = shmd__seg(s, seg);
+  if (h == NULL)
+    return SHMD_ENOTFOUND;
+  struct shmd__seg_alloc *sa = shmd__sa(h);
+  if (order > sa->max_order)
+    return SHMD_ENOSPC;
+  int rc = shmd__al_lock(s, t, seg, &sa->buddy_lock);
+  if (rc)
+    return rc;
+  uint64_t page;
+  rc = shmd__buddy_alloc(t, seg, h, order, PM_LARGE, &page);
+  if (rc) {
+    shmd__al_abort(s, t);
+    return rc;
+  }
+  shmd_ptr_t p = shmd_ptr_make(seg, sa->data_off + page * SHMD_PAGE_BYTES);
+  if (resv)
+    reserve(s, t, p);
+  SHMD_CRASH_POINT("alloc.large.logged");
+  shmd__al_commit(s, t);
+  *out = p;
+  return 0;
+}
+
+static inline uint32_t order_for(size_t size) {
+  uint64_t pages = (size + SHMD_PAGE_BYTES - 1) / SHMD_PAGE_BYTES;
+  uint32_t o = 0;
+  while ((UINT64_C(1) << o) < pages)
+    o++;
+  return o;
+}
+
+static int alloc_impl(shmd_store_t *s, struct shmd__thr *t, size_t size, int resv, shmd_ptr_t *out) {
+  if (size == 0)
+    size = 1;
+  int small = size <= SHMD_SMALL_MAX;
+  if (!small && size > LARGE_MAX) {
+    shmd__set_detail("allocation of %zu bytes is larger than the largest block (2^46 bytes)", size);
+    return SHMD_ETOOBIG;
+  }
+  uint32_t c = small ? shmd__size_class(size) : 0;
+  uint32_t order = small ? 0 : order_for(size);
+  uint32_t *hint = small ? &s->alloc_hint[c] : &s->large_hint;
+  for (int round = 0; round < 64; round++) {
+    uint32_t n = shmd__seg_count(s);
+    uint32_t start = *hint < n ? *hint : n - 1;
+    for (uint32_t k = 0; k < n; k++) {
+      uint32_t seg = start + k < n ? start + k : start + k - n;
+      int rc = small ? alloc_small_in(s, t, seg, c, resv, out) : alloc_large_in(s, t, seg, order, resv, out);
+      if (rc == 0) {
+        *hint = seg;
+        return 0;
+      }
+      if (rc != SHMD_ENOSPC)
+        return rc;
+    }
+    uint64_t need = small ? SHMD_SLAB_BYTES : (SHMD_PAGE_BYTES << order);
+    int rc = shmd__grow(s, t, n, need);
+    if (rc < 0)
+      return rc;
+    *hint = n; /* the new segment (or the one a racing grower added) */
+  }
+  return SHMD_ENOSPC;
+}
+
+int shmd_alloc(shmd_store_t *store, size_t size, shmd_ptr_t *out) {
+  int rc;
+  struct shmd__thr *t = shmd__thr(store, &rc);
+  if (__builtin_expect(t == NULL, 0))
+    return rc;
+  return alloc_impl(store, t, size, 0, out);
+}
+
+int shmd__tx_alloc_reserved(shmd_store_t *s, struct shmd__thr *t, size_t size, shmd_ptr_t *out) {
+  return alloc_impl(s, t, size, 1, out);
+}
+
+int shmd_calloc(shmd_store_t *store, size_t n, size_t size, shmd_ptr_t *out) {
+  if (size && n > SIZE_MAX / size)
+    return SHMD_ETOOBIG;
+  shmd_ptr_t p;
+  int rc = shmd_alloc(store, n * size, &p);
+  if (rc)
+    return rc;
+  memset(shmd_resolve(store, p), 0, n * size);
+  *out = p;
+  return 0;
+}
+
+int shmd_alloc_in(shmd_store_t *store, uint32_t segment, size_t size, shmd_ptr_t *out) {
+  int rc;
+  struct shmd__thr *t = shmd__thr(store, &rc);
+  if (t == NULL)
+    return rc;
+  if (segment >= shmd__seg_count(store))
+    return SHMD_ENOTFOUND;
+  if (size == 0)
+    size = 1;
+  if (size <= SHMD_SMALL_MAX)
+    return alloc_small_in(store, t, segment, shmd__size_class(size), 0, out);
+  if (size > LARGE_MAX)
+    return SHMD_ETOOBIG;
+  return alloc_large_in(store, t, segment, order_for(size), 0, out);
+}
+
+size_t shmd_good_size(size_t size) {
+  if (size == 0)
+    size = 1;
+  if (size <= SHMD_SMALL_MAX)
+    return shmd__class_bytes[shmd__size_class(size)];
+  if (size > LARGE_MAX)
+    return size;
+  return (size_t)SHMD_PAGE_BYTES << order_for(size);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Free. */
+
+/* Classifies p: returns 1 for a large block (order in *order), 2 for a slab object (slab offset in
+ * *slab), or SHMD_EINVAL. Reads without locks; callers re-check under the lock. */
+static int classify(shmd_store_t *s, shmd_ptr_t p, struct shmd__seg_hdr **hp, uint64_t *page, uint32_t *order,
+                    uint64_t *slab) {
+  uint32_t seg = shmd_ptr_segment(p);
+  struct shmd__seg_hdr *h = shmd__seg(s, seg);
+  if (h == NULL)
+    return SHMD_EINVAL;
+  struct shmd__seg_alloc *sa = shmd__sa(h);
+  uint64_t off = shmd_ptr_offset(p);
+  if (off < sa->data_off || off >= sa->data_off + sa->data_bytes)
+    return SHMD_EINVAL;
+  const unsigned char *pm = shmd__pagemap(h, sa);
+  uint64_t pg = (off - sa->data_off) / SHMD_PAGE_BYTES;
+  unsigned char b = __atomic_load_n(&pm[pg], __ATOMIC_RELAXED);
+  *hp = h;
+  if ((b & PM_KIND) == PM_LARGE) {
+    if ((off - sa->data_off) % SHMD_PAGE_BYTES != 0)
+      return SHMD_EINVAL;
+    *page = pg;
+    *order = b & PM_ORDER;
+    return 1;
+  }
+  uint64_t spg = pg & ~(uint64_t)((SHMD_SLAB_BYTES / SHMD_PAGE_BYTES) - 1);
+  if (__atomic_load_n(&pm[spg], __ATOMIC_RELAXED) != (PM_SLAB | SHMD__SLAB_ORDER))
+    return SHMD_EINVAL;
+  *page = spg;
+  *slab = sa->data_off + spg * SHMD_PAGE_BYTES;
+  return 2;
+}
+
+static int free_impl(shmd_store_t *s, struct shmd__thr *t, shmd_ptr_t p, uint64_t *extra, uint64_t extra_val) {
+  struct shmd__seg_hdr *h;
+  uint64_t page = 0, slab = 0;
+  uint32_t order = 0, seg = shmd_ptr_segment(p);
+  int kind = classify(s, p, &h, &page, &order, &slab);
+  if (kind < 0)
+    return kind;
+  struct shmd__seg_alloc *sa = shmd__sa(h);
+  unsigned char *pm = shmd__pagemap(h, sa);
+  int rc;
+  if (kind == 1) {
+    rc = shmd__al_lock(s, t, seg, &sa->buddy_lock);
+    if (rc)
+      return rc;
+    if (pm[page] != (PM_LARGE | order)) {
+      shmd__al_abort(s, t);
+      return SHMD_EINVAL;
+    }
+    rc = shmd__buddy_free(t, seg, h, page, order);
+  } else {
+    const struct shmd__slab *sl = (const struct shmd__slab *)(const void *)((unsigned char *)h + slab);
+    uint32_t c = __atomic_load_n(&sl->magic_class, __ATOMIC_RELAXED) & 0xff;
+    if (c >= SHMD__NCLASSES)
+      return SHMD_CORRUPT("slab class out of range");
+    rc = shmd__al_lock(s, t, seg, &sa->cls[c].lock);
+    if (rc)
+      return rc;
+    if (pm[page] != (PM_SLAB | SHMD__SLAB_ORDER) || (sl->magic_class & 0xff) != c) {
+      shmd__al_abort(s, t);
+      return SHMD_EINVAL;
+    }
+    rc = shmd__slab_free(s, t, seg, h, slab, shmd_ptr_offset(p));
+  }
+  if (rc) {
+    shmd__al_abort(s, t);
+    return rc;
+  }
+  extra_store(s, t, extra, extra_val);
+  SHMD_CRASH_POINT("free.logged");
+  shmd__al_commit(s, t);
+  return 0;
+}
+
+int shmd_free(shmd_store_t *store, shmd_ptr_t p) {
+  if (p.v == 0)
+    return 0;
+  int rc;
+  struct shmd__thr *t = shmd__thr(store, &rc);
+  if (__builtin_expect(t == NULL, 0))
+    return rc;
+  return free_impl(store, t, p, NULL, 0);
+}
+
+size_t shmd_usable_size(shmd_store_t *store, shmd_ptr_t p) {
+  if (p.v == 0)
+    return 0;
+  struct shmd__seg_hdr *h;
+  uint64_t page = 0, slab = 0;
+  uint32_t order = 0;
+  int kind = classify(store, p, &h, &page, &order, &slab);
+  if (kind == 1)
+    return (size_t)SHMD_PAGE_BYTES << order;
+  if (kind == 2) {
+    const struct shmd__slab *sl = (const struct shmd__slab *)(const void *)((unsigned char *)h + slab);
+    uint32_t c = sl->magic_class & 0xff;
+    uint64_t obj = shmd_ptr_offset(p) - slab;
+    if (c < SHMD__NCLASSES && obj >= SHMD__SLAB_HDR && (obj - SHMD__SLAB_HDR) % shmd__class_bytes[c] == 0)
+      return shmd__class_bytes[c];
+  }
+  return 0;
+}
+
+int shmd_realloc(shmd_store_t *store, shmd_ptr_t *p, size_t size) {
+  if (p->v == 0)
+    return shmd_alloc(store, size, p);
+  if (size == 0) {
+    int rc = shmd_free(store, *p);
+    if (rc == 0)
+      *p = shmd_ptr_null();
+    return rc;
+  }
+  size_t have = shmd_usable_size(store, *p);
+  if (have == 0)
+    return SHMD_EINVAL;
+  /* Stay in place when the block fits and would not be more than twice too big. */
+  if (size <= have && shmd_good_size(size) * 2 > have)
+    return 0;
+  shmd_ptr_t q;
+  int rc = shmd_alloc(store, size, &q);
+  if (rc)
+    return rc;
+  memcpy(shmd_resolve(store, q), shmd_resolve(store, *p), size < have ? size : have);
+  rc = shmd_free(store, *p);
+  if (rc) {
+    shmd_free(store, q);
+    return rc;
+  }
+  *p = q;
+  return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Statistics: counters read without stopping writers (each is exact under its lock; a busy store's
+ * totals are a near snapshot). */
+
+int shmd_segment_stats(shmd_store_t *store, uint32_t segment, shmd_segment_stats_t *st) {
+  struct shmd__seg_hdr *h = segment < shmd__seg_count(store) ? shmd__seg(store, segment) : NULL;
+  if (h == NULL)
+    return SHMD_ENOTFOUND;
+  struct shmd__seg_alloc *sa = shmd__sa(h);
+  memset(st, 0, sizeof *st);
+  st->size_bytes = h->size_bytes;
+  st->data_bytes = h->data_bytes;
+  st->meta_bytes = h->data_off;
+  st->free_bytes = __atomic_load_n(&sa->free_pages, __ATOMIC_RELAXED) * SHMD_PAGE_BYTES;
+  for (uint32_t o = 0; o <= sa->max_order && o < 48 && o <= SHMD__MAX_ORDER; o++) {
+    st->free_blocks[o] = __atomic_load_n(&sa->free_count[o], __ATOMIC_RELAXED);
+    if (st->free_blocks[o])
+      st->largest_free_block = (uint64_t)SHMD_PAGE_BYTES << o;
+  }
+  return 0;
+}
+
+int shmd_stats(shmd_store_t *store, shmd_stats_t *st) {
+  memset(st, 0, sizeof *st);
+  uint32_t n = shmd__seg_count(store);
+  st->segments = n;
+  st->nclasses = SHMD__NCLASSES;
+  for (uint32_t c = 0; c < SHMD__NCLASSES; c++) {
+    st->classes[c].obj_bytes = shmd__class_bytes[c];
+    st->classes[c].objs_per_slab = (SHMD_SLAB_BYTES - SHMD__SLAB_HDR) / shmd__class_bytes[c];
+  }
+  for (uint32_t i = 0; i < n; i++) {
+    struct shmd__seg_hdr *h = shmd__seg(store, i);
+    if (h == NULL)
+      return SHMD_CORRUPT("segment in the manifest cannot be mapped");
+    struct shmd__seg_alloc *sa = shmd__sa(h);
+    shmd_segment_stats_t ss;
+    shmd_segment_stats(store, i, &ss);
+    st->store_bytes += h->size_bytes;
+    st->meta_bytes += h->data_off + (h->size_bytes - h->data_off - h->data_bytes);
+    st->alloc_meta_bytes += h->alloc_bytes;
+    st->data_bytes += h->data_bytes;
+    st->free_bytes += ss.free_bytes;
+    if (ss.largest_free_block > st->largest_free_block)
+      st->largest_free_block = ss.largest_free_block;
+    st->large_blocks += __atomic_load_n(&sa->large_blocks, __ATOMIC_RELAXED);
+    st->large_bytes_inuse += __atomic_load_n(&sa->large_pages, __ATOMIC_RELAXED) * SHMD_PAGE_BYTES;
+    for (uint32_t c = 0; c < SHMD__NCLASSES; c++) {
+      uint64_t slabs = __atomic_load_n(&sa->cls[c].slabs, __ATOMIC_RELAXED);
+      uint64_t objs = __atomic_load_n(&sa->cls[c].objs_inuse, __ATOMIC_RELAXED);
+      st->classes[c].slabs += slabs;
+      st->classes[c].objs_inuse += objs;
+      st->classes[c].bytes_inuse += objs * shmd__class_bytes[c];
+      st->slab_bytes += slabs * SHMD_SLAB_BYTES;
+      st->small_objs_inuse += objs;
+      st->small_bytes_inuse += objs * shmd__class_bytes[c];
+    }
+  }
+  st->allocated_bytes = st->small_bytes_inuse + st->large_bytes_inuse;
+  st->recoveries = __atomic_load_n(&store->man->recoveries, __ATOMIC_RELAXED);
+  return 0;
+}

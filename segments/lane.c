@@ -1,0 +1,750 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Lanes, locks, transactions and recovery: the crash protocol of design §6.
+ *
+ * Design
+ * ------
+ * Every thread that touches a store owns a lane in segment 0. It proves it is alive by holding the
+ * lane's robust process-shared mutex (`live`) for as long as it owns the lane; the kernel marks
+ * that mutex "owner died" when the thread or its process ends without releasing it.
+ *
+ * Locks (shmd_lock_t) are not pthread mutexes but one 32-bit futex word holding the holder's lane
+ * index + 1 and a waiters bit: taking an uncontended lock is one compare-and-swap, releasing it one
+ * exchange, about half the cost of a robust mutex (measured: docs/architecture.md). A waiter spins
+ * briefly, then sleeps on the futex in 10 ms slices; after each slice it checks whether the holder
+ * lane's `live` mutex is still held by a live thread (a non-blocking trylock). If the trylock
+ * answers EOWNERDEAD (or succeeds: nobody owns the lane), the holder is dead and the waiter, now
+ * owning `live`, recovers the lane:
+ *
+ *   1. roll back the allocator step's undo log (al_log) and release the allocator locks it held;
+ *   2. if the operation was ACTIVE, roll back its undo log (op_log) newest-first, then mark the lane
+ *      ABORTING (so the rollback is never repeated once the locks are released);
+ *   3. release every lock the lane recorded in `held` (only those whose word still names the lane);
+ *   4. free the operation's reservations (ABORTING) or finish its deferred frees (COMMITTED). Each
+ *      free is an allocator step of the recovering thread that, in the same logged step, decrements
+ *      the dead lane's reservation count or advances its free counter: killed half-way, recovery
+ *      restarts where it stopped and never frees a block twice;
+ *   5. mark the lane IDLE and unlock `live`; the lane can be claimed again.
+ *
+ * Rolling back words protected by locks the recoverer does not hold is safe: every such lock names
+ * the dead lane, and any thread waiting for it finds `live` busy (held by the recoverer) and keeps
+ * waiting until step 3 releases it. Step 4 needs allocator locks; a recoverer that is itself inside
+ * an allocator step defers it (`pending`) to the end of its own step.
+ *
+ * Operations log before they store: the undo entry (shmd_ptr_t of the word, old value) is written,
+ * the log length is published with release order, and a release fence separates it from the data
+ * store, so that a process killed at any instruction has never made a change that its log does not
+ * cover. Commit is the single store state = COMMITTED.
+ *
+ * Lock order: store -> keyspace stripes by index -> containers -> roots -> allocator class locks by
+ * (segment, class) -> buddy -> grow. Locks are held until the outermost commit or abort (two-phase),
+ * allocator locks only for one allocator step.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crash.h"
+#include "err.h"
+#include "os.h"
+#include "store_int.h"
+
+uint64_t shmd__fork_gen;
+_Thread_local struct shmd__thr *shmd__tl_thr;
+
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+static pthread_key_t g_key; /* the thread's list of shmd__thr, one per store */
+
+void shmd__store_unref(shmd_store_t *s); /* store.c */
+void shmd__stores_after_fork(void);      /* store.c */
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Undo logs. */
+
+static int rollback(shmd_store_t *s, struct shmd__undo *log, uint32_t n, uint32_t cap) {
+  if (n > cap)
+    return SHMD_CORRUPT("undo log length beyond its capacity");
+  for (uint32_t i = n; i-- > 0;) {
+    void *a;
+    shmd_ptr_t p = {log[i].ptr};
+    if ((shmd_ptr_offset(p) & 7) != 0 || shmd_resolve_checked(s, p, 8, &a) != 0)
+      return SHMD_CORRUPT("undo log entry points outside the store");
+    *(uint64_t *)a = log[i].old;
+  }
+  return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Locks. */
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
+void shmd__futex_wake_all(uint32_t *w) { shmd__os_futex_wake(w, 0x7fffffff); }
+
+/* Releases the lock at `lockp` if its word still names lane `idx`. */
+static void release_if_owner(shmd_store_t *s, uint64_t lockp, uint32_t idx) {
+  void *a;
+  if (shmd_resolve_checked(s, (shmd_ptr_t){lockp}, sizeof(uint32_t), &a) != 0 || (lockp & 3))
+    return;
+  uint32_t *w = a;
+  uint32_t cur = __atomic_load_n(w, __ATOMIC_ACQUIRE);
+  while (SHMD__LOCK_OWNER(cur) == idx + 1) {
+    if (__atomic_compare_exchange_n(w, &cur, 0, 0, __ATOMIC_RELEASE, __ATOMIC_ACQUIRE)) {
+      shmd__futex_wake_all(w);
+      break;
+    }
+  }
+}
+
+static int recover_locked(shmd_store_t *s, struct shmd__thr *t, uint32_t idx, int can_free);
+static void settle_dead_steps(shmd_store_t *s, struct shmd__thr *t, uint32_t x);
+
+/*
+ * Checks whether lane `idx` has a live owner; if not, recovers it. Returns 1 if it recovered (or
+ * found the lane ownerless), 0 if the owner is alive or somebody else is recovering, 2 if it took
+ * the lock word `w` (not NULL) over, or a status. While this thread holds the ownerless lane's
+ * `live` mutex no thread can own that lane, so a lock word that still names it after recovery is
+ * stale (a lock initialised to garbage, or a word the lane never recorded) and is taken over.
+ */
+static int check_dead(shmd_store_t *s, struct shmd__thr *t, uint32_t idx, uint32_t *w) {
+  if (idx >= s->man->lane_count)
+    return SHMD_CORRUPT("lock names a lane that does not exist");
+  if (idx == t->lane_idx)
+    return 0;
+  struct shmd__lane *l = shmd__lane_at(s, idx);
+  int r = pthread_mutex_trylock(&l->live.m);
+  if (r == EBUSY)
+    return 0;
+  if (r == EOWNERDEAD)
+    pthread_mutex_consistent(&l->live.m);
+  else if (r != 0)
+    return SHMD_CORRUPT("lane liveness mutex unusable");
+  int rc = recover_locked(s, t, idx, !t->in_al);
+  if (rc >= 0 && w != NULL) {
+    uint32_t cur = __atomic_load_n(w, __ATOMIC_RELAXED);
+    while (SHMD__LOCK_OWNER(cur) == idx + 1) {
+      if (__atomic_compare_exchange_n(w, &cur, (t->lane_idx + 1) | SHMD__LOCK_WAITERS, 0, __ATOMIC_ACQUIRE,
+                                      __ATOMIC_RELAXED)) {
+        rc = 2;
+        break;
+      }
+    }
+  }
+  pthread_mutex_unlock(&l->live.m);
+  return rc < 0 ? rc : rc == 2 ? 2 : 1;
+}
+
+int shmd__lock_slow(shmd_store_t *s, struct shmd__thr *t, uint32_t *w) {
+  uint32_t me = t->lane_idx + 1;
+  uint32_t cur = __atomic_load_n(w, __ATOMIC_RELAXED);
+  if (SHMD__LOCK_OWNER(cur) == me)
+    return 1;
+  for (int spin = 0; spin < 200; spin++) {
+    cpu_relax();
+    cur = __atomic_load_n(w, __ATOMIC_RELAXED);
+    if (cur == 0 && __atomic_compare_exchange_n(w, &cur, me, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+      return 0;
+  }
+  for (;;) {
+    cur = __atomic_load_n(w, __ATOMIC_RELAXED);
+    if (cur == 0) {
+      /* Others may still sleep: keep the waiters bit so our release wakes them. */
+      if (__atomic_compare_exchange_n(w, &cur, me | SHMD__LOCK_WAITERS, 0, __ATOMIC_ACQUIRE,
+                                      __ATOMIC_RELAXED))
+        return 0;
+      continue;
+    }
+    if (!(cur & SHMD__LOCK_WAITERS)) {
+      if (!__atomic_compare_exchange_n(w, &cur, cur | SHMD__LOCK_WAITERS, 0, __ATOMIC_RELAXED,
+                                       __ATOMIC_RELAXED))
+        continue;
+      cur |= SHMD__LOCK_WAITERS;
+    }
+    shmd__os_futex_wait(w, cur, 10 * 1000 * 1000);
+    uint32_t now = __atomic_load_n(w, __ATOMIC_RELAXED);
+    if (now != 0 && SHMD__LOCK_OWNER(now) == SHMD__LOCK_OWNER(cur)) {
+      uint32_t owner = SHMD__LOCK_OWNER(now);
+      if (owner == 0 || owner > s->man->lane_count) {
+        /* A lock word naming no lane can only come from corruption; take the lock over. */
+        if (__atomic_compare_exchange_n(w, &now, me | SHMD__LOCK_WAITERS, 0, __ATOMIC_ACQUIRE,
+                                        __ATOMIC_RELAXED))
+          return 0;
+        continue;
+      }
+      int rc = check_dead(s, t, owner - 1, w);
+      if (rc < 0)
+        return rc;
+      if (rc == 2)
+        return 0;
+    }
+  }
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Allocator steps. */
+
+int shmd__al_lock(shmd_store_t *s, struct shmd__thr *t, uint32_t seg, shmd_lock_t *lock) {
+  struct shmd__lane *l = t->lane;
+  uint32_t n = l->al_held_count;
+  if (n >= SHMD__AL_HELD_CAP)
+    return SHMD_CORRUPT("allocator step takes too many locks");
+  /* Record the intent before taking the lock, so a recoverer can always release it. */
+  l->al_held[n] = shmd_ptr_make(seg, (uint64_t)((unsigned char *)lock - s->map->base[seg + 1])).v;
+  __atomic_store_n(&l->al_held_count, n + 1, __ATOMIC_RELEASE);
+  t->in_al = 1;
+  int rc = shmd__lock(s, t, &lock->word);
+  if (rc < 0) {
+    __atomic_store_n(&l->al_held_count, n, __ATOMIC_RELEASE);
+    if (n == 0)
+      t->in_al = 0;
+    return rc;
+  }
+  return 0;
+}
+
+static void al_release_locks(shmd_store_t *s, struct shmd__thr *t) {
+  struct shmd__lane *l = t->lane;
+  for (uint32_t i = l->al_held_count; i-- > 0;) {
+    shmd_ptr_t p = {l->al_held[i]};
+    uint32_t *w = (uint32_t *)shmd_resolve(s, p);
+    shmd__unlock(w);
+    __atomic_store_n(&l->al_held_count, i, __ATOMIC_RELEASE);
+  }
+  t->in_al = 0;
+}
+
+void shmd__al_commit(shmd_store_t *s, struct shmd__thr *t) {
+  SHMD_CRASH_POINT("alloc.step.before_commit");
+  __atomic_store_n(&t->lane->al_len, 0, __ATOMIC_RELEASE);
+  SHMD_CRASH_POINT("alloc.step.after_commit");
+  al_release_locks(s, t);
+  if (__builtin_expect(t->npending != 0, 0))
+    shmd__run_pending(s, t);
+}
+
+void shmd__al_abort(shmd_store_t *s, struct shmd__thr *t) {
+  struct shmd__lane *l = t->lane;
+  (void)rollback(s, l->al_log, l->al_len, SHMD__AL_LOG_CAP);
+  __atomic_store_n(&l->al_len, 0, __ATOMIC_RELEASE);
+  al_release_locks(s, t);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Recovery. */
+
+static void lane_reset(struct shmd__lane *l) {
+  l->op_len = 0;
+  l->dfree_count = 0;
+  l->held_count = 0;
+  l->resv_count = 0;
+  l->dfree_done = 0;
+  __atomic_store_n(&l->state, SHMD__LANE_IDLE, __ATOMIC_RELEASE);
+}
+
+/* Frees the reservations (ABORTING) or the remaining deferred frees (COMMITTED) of lane `x`, using
+ * allocator steps of thread t. */
+static int finish_frees(shmd_store_t *s, struct shmd__thr *t, struct shmd__lane *x) {
+  uint32_t st = __atomic_load_n(&x->state, __ATOMIC_ACQUIRE);
+  if (st == SHMD__LANE_ABORTING) {
+    if (x->resv_count > SHMD__RESV_CAP)
+      return SHMD_CORRUPT("lane reservation count beyond capacity");
+    while (x->resv_count > 0) {
+      uint64_t i = x->resv_count - 1;
+      int rc = shmd__alloc_ops.free_step(s, t, (shmd_ptr_t){x->resv[i]}, &x->resv_count, i);
+      if (rc == SHMD_EINVAL) {
+        /* The slot names a block that is not allocated: impossible unless corrupted; skip it. */
+        x->resv_count = i;
+      } else if (rc < 0) {
+        return rc;
+      }
+    }
+  } else if (st == SHMD__LANE_COMMITTED) {
+    if (x->dfree_count > SHMD__DFREE_CAP || x->dfree_done > x->dfree_count)
+      return SHMD_CORRUPT("lane deferred-free counters out of range");
+    while (x->dfree_done < x->dfree_count) {
+      uint64_t i = x->dfree_done;
+      int rc = shmd__alloc_ops.free_step(s, t, (shmd_ptr_t){x->dfree[i]}, &x->dfree_done, i + 1);
+      if (rc == SHMD_EINVAL)
+        x->dfree_done = i + 1;
+      else if (rc < 0)
+        return rc;
+    }
+  }
+  lane_reset(x);
+  return 0;
+}
+
+/*
+ * A recoverer that died inside the allocator step freeing one of x's blocks left that step (which
+ * also changed x's reservation or free counter) in its own allocator log. Before x's frees are
+ * finished, every such dead step is rolled back, or the counter would be read half-changed and a
+ * block freed twice or never. A live lane cannot be touching x: only x's recoverer does, and that
+ * is the caller, who holds x's `live`.
+ */
+static void settle_dead_steps(shmd_store_t *s, struct shmd__thr *t, uint32_t x) {
+  for (uint32_t j = 0; j < s->man->lane_count; j++) {
+    if (j == x || j == t->lane_idx)
+      continue;
+    struct shmd__lane *l = shmd__lane_at(s, j);
+    if (__atomic_load_n(&l->al_len, __ATOMIC_ACQUIRE) == 0)
+      continue;
+    int r = pthread_mutex_trylock(&l->live.m);
+    if (r == EBUSY)
+      continue;
+    if (r == EOWNERDEAD)
+      pthread_mutex_consistent(&l->live.m);
+    else if (r != 0)
+      continue;
+    (void)recover_locked(s, t, j, 0); /* rolls its step back; its own frees are queued */
+    pthread_mutex_unlock(&l->live.m);
+  }
+}
+
+/*
+ * Recovers lane `idx`, whose `live` mutex the caller holds (so no live thread owns the lane).
+ * Steps 1-3 of the essay always; step 4 only if `can_free`, else the lane is queued on t->pending.
+ */
+static int recover_locked(shmd_store_t *s, struct shmd__thr *t, uint32_t idx, int can_free) {
+  struct shmd__lane *x = shmd__lane_at(s, idx);
+  int counted = 0;
+  uint32_t al_len = __atomic_load_n(&x->al_len, __ATOMIC_ACQUIRE);
+  if (al_len > 0 || x->al_held_count > 0) {
+    int rc = rollback(s, x->al_log, al_len, SHMD__AL_LOG_CAP);
+    if (rc)
+      return rc;
+    __atomic_store_n(&x->al_len, 0, __ATOMIC_RELEASE);
+    uint32_t n = x->al_held_count;
+    if (n > SHMD__AL_HELD_CAP)
+      n = SHMD__AL_HELD_CAP;
+    for (uint32_t i = n; i-- > 0;)
+      release_if_owner(s, x->al_held[i], idx);
+    x->al_held_count = 0;
+    counted = 1;
+  }
+  uint32_t st = __atomic_load_n(&x->state, __ATOMIC_ACQUIRE);
+  if (st == SHMD__LANE_ACTIVE) {
+    int rc = rollback(s, x->op_log, __atomic_load_n(&x->op_len, __ATOMIC_ACQUIRE), s->man->op_log_cap);
+    if (rc)
+      return rc;
+    __atomic_store_n(&x->op_len, 0, __ATOMIC_RELEASE);
+    SHMD_CRASH_POINT("recover.rolled_back");
+    __atomic_store_n(&x->state, SHMD__LANE_ABORTING, __ATOMIC_RELEASE);
+    st = SHMD__LANE_ABORTING;
+    counted = 1;
+  } else if (st == SHMD__LANE_COMMITTED) {
+    counted = 1;
+  } else if (st != SHMD__LANE_IDLE && st != SHMD__LANE_ABORTING) {
+    return SHMD_CORRUPT("lane state word is invalid");
+  }
+  uint32_t n = x->held_count;
+  if (n > SHMD__HELD_CAP)
+    n = SHMD__HELD_CAP;
+  for (uint32_t i = n; i-- > 0;)
+    release_if_owner(s, x->held[i], idx);
+  x->held_count = 0;
+  if (n)
+    counted = 1;
+  if (counted)
+    __atomic_add_fetch(&s->man->recoveries, 1, __ATOMIC_RELAXED);
+  if (st == SHMD__LANE_IDLE) {
+    lane_reset(x);
+    return 0;
+  }
+  if (!can_free) {
+    if (t->npending < sizeof t->pending / sizeof t->pending[0])
+      t->pending[t->npending++] = idx;
+    return 0;
+  }
+  settle_dead_steps(s, t, idx);
+  return finish_frees(s, t, x);
+}
+
+void shmd__run_pending(shmd_store_t *s, struct shmd__thr *t) {
+  while (t->npending > 0 && !t->in_al) {
+    uint32_t idx = t->pending[--t->npending];
+    struct shmd__lane *l = shmd__lane_at(s, idx);
+    int r = pthread_mutex_trylock(&l->live.m);
+    if (r == EBUSY)
+      continue; /* claimed or being recovered by someone else, who finishes it */
+    if (r == EOWNERDEAD)
+      pthread_mutex_consistent(&l->live.m);
+    else if (r != 0)
+      continue;
+    (void)recover_locked(s, t, idx, 1);
+    pthread_mutex_unlock(&l->live.m);
+  }
+}
+
+int shmd_recover(shmd_store_t *store) {
+  int rc;
+  struct shmd__thr *t = shmd__thr(store, &rc);
+  if (t == NULL)
+    return rc;
+  if (t->in_al || t->depth > 0)
+    return SHMD_EBUSY;
+  int count = 0;
+  for (uint32_t i = 0; i < store->man->lane_count; i++) {
+    if (i == t->lane_idx)
+      continue;
+    rc = check_dead(store, t, i, NULL);
+    if (rc < 0)
+      return rc;
+    count += rc;
+  }
+  return count;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Claiming and releasing lanes. */
+
+static void thread_exit(void *head);
+
+static void once_init(void) {
+  pthread_key_create(&g_key, thread_exit);
+}
+
+static void lane_claim_owner(struct shmd__lane *l) {
+  l->owner_pid = shmd__os_pid();
+  l->owner_tid = shmd__os_tid();
+}
+
+/* Releases thread context t (its lane) and drops its reference on the store. */
+static void thr_release(struct shmd__thr *t) {
+  shmd_store_t *s = t->store;
+  if (t->fork_gen == shmd__fork_gen) {
+    if (t->depth > 0) {
+      t->depth = 1;
+      shmd_tx_abort((shmd_tx_t *)t);
+    }
+    if (t->npending)
+      shmd__run_pending(s, t);
+    t->lane->owner_pid = 0;
+    t->lane->owner_tid = 0;
+    pthread_mutex_unlock(&t->lane->live.m);
+    if (shmd__tl_thr == t)
+      shmd__tl_thr = NULL;
+    free(t);
+    shmd__store_unref(s);
+  }
+  /* A context inherited across fork belongs to the parent's thread: leave its lane alone. */
+}
+
+static void thread_exit(void *head) {
+  struct shmd__thr *t = head;
+  while (t) {
+    struct shmd__thr *next = t->next_of_thread;
+    thr_release(t);
+    t = next;
+  }
+  shmd__tl_thr = NULL;
+}
+
+struct shmd__thr *shmd__thr_slow(shmd_store_t *s, int *rc) {
+  pthread_once(&g_once, once_init);
+  struct shmd__thr *head = pthread_getspecific(g_key), **pp = &head;
+  for (struct shmd__thr *t = head; t; pp = &t->next_of_thread, t = t->next_of_thread) {
+    if (t->store == s && t->fork_gen == shmd__fork_gen) {
+      shmd__tl_thr = t;
+      return t;
+    }
+  }
+  (void)pp;
+  if (__atomic_load_n(&s->closing, __ATOMIC_ACQUIRE)) {
+    *rc = SHMD_EINVAL;
+    return NULL;
+  }
+  struct shmd__thr *t = calloc(1, sizeof *t);
+  if (t == NULL) {
+    *rc = SHMD_ENOMEM;
+    return NULL;
+  }
+  t->store = s;
+  t->fork_gen = shmd__fork_gen;
+  uint32_t n = s->man->lane_count;
+  uint32_t start = shmd__os_tid() % n;
+  for (uint32_t k = 0; k < n; k++) {
+    uint32_t i = (start + k) % n;
+    struct shmd__lane *l = shmd__lane_at(s, i);
+    int r = pthread_mutex_trylock(&l->live.m);
+    if (r == EBUSY)
+      continue;
+    if (r == EOWNERDEAD)
+      pthread_mutex_consistent(&l->live.m);
+    else if (r != 0)
+      continue;
+    t->lane = l;
+    t->lane_idx = i;
+    /* A lane left by a dead owner (or reset after a reboot) is recovered before it is reused; its
+     * leftover frees run as steps of this very lane. */
+    int rr = recover_locked(s, t, i, 1);
+    if (rr < 0) {
+      pthread_mutex_unlock(&l->live.m);
+      free(t);
+      *rc = rr;
+      return NULL;
+    }
+    lane_claim_owner(l);
+    __atomic_add_fetch(&s->refs, 1, __ATOMIC_ACQ_REL);
+    /* Drop contexts inherited from before a fork (they are the parent's). */
+    struct shmd__thr *keep = NULL;
+    for (struct shmd__thr *o = head, *nx; o; o = nx) {
+      nx = o->next_of_thread;
+      if (o->fork_gen == shmd__fork_gen) {
+        o->next_of_thread = keep;
+        keep = o;
+      }
+    }
+    t->next_of_thread = keep;
+    pthread_setspecific(g_key, t);
+    shmd__tl_thr = t;
+    return t;
+  }
+  free(t);
+  shmd__set_detail("all %u lanes of the store are owned by live threads", n);
+  *rc = SHMD_ENOLANE;
+  return NULL;
+}
+
+/* Releases the calling thread's context for s, if any. */
+void shmd__thr_detach(shmd_store_t *s) {
+  pthread_once(&g_once, once_init);
+  struct shmd__thr *head = pthread_getspecific(g_key), *prev = NULL;
+  for (struct shmd__thr *t = head; t; prev = t, t = t->next_of_thread) {
+    if (t->store == s && t->fork_gen == shmd__fork_gen) {
+      if (prev)
+        prev->next_of_thread = t->next_of_thread;
+      else
+        pthread_setspecific(g_key, t->next_of_thread);
+      thr_release(t);
+      return;
+    }
+  }
+}
+
+void shmd_thread_detach(shmd_store_t *store) {
+  if (store)
+    shmd__thr_detach(store);
+}
+
+static void atfork_child(void) {
+  __atomic_add_fetch(&shmd__fork_gen, 1, __ATOMIC_RELAXED);
+  shmd__tl_thr = NULL;
+  shmd__stores_after_fork();
+}
+
+void shmd__lane_global_init(void) {
+  pthread_once(&g_once, once_init);
+  static int atfork_done;
+  if (!__atomic_exchange_n(&atfork_done, 1, __ATOMIC_ACQ_REL))
+    pthread_atfork(NULL, NULL, atfork_child);
+}
+
+/* Initialises the liveness mutex of a lane (store creation and after a reboot). */
+int shmd__lane_init_mutex(struct shmd__lane *l) {
+  pthread_mutexattr_t a;
+  pthread_mutexattr_init(&a);
+  pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+  pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+  int r = pthread_mutex_init(&l->live.m, &a);
+  pthread_mutexattr_destroy(&a);
+  return r == 0 ? 0 : SHMD_EIO;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Transactions. */
+
+static inline struct shmd__thr *TX(shmd_tx_t *tx) { return (struct shmd__thr *)(void *)tx; }
+
+int shmd_tx_begin(shmd_store_t *store, shmd_tx_t **tx) {
+  int rc = 0;
+  struct shmd__thr *t = shmd__thr(store, &rc);
+  if (t == NULL)
+    return rc;
+  if (t->depth++ == 0) {
+    t->doomed = 0;
+    __atomic_store_n(&t->lane->state, SHMD__LANE_ACTIVE, __ATOMIC_RELEASE);
+  }
+  *tx = (shmd_tx_t *)(void *)t;
+  return 0;
+}
+
+shmd_store_t *shmd_tx_store(const shmd_tx_t *tx) { return ((const struct shmd__thr *)(const void *)tx)->store; }
+
+unsigned shmd_tx_depth(shmd_store_t *store) {
+  struct shmd__thr *t = shmd__tl_thr;
+  if (t && t->store == store && t->fork_gen == shmd__fork_gen)
+    return t->depth;
+  int rc;
+  t = shmd__thr(store, &rc);
+  return t ? t->depth : 0;
+}
+
+int shmd_tx_lock(shmd_tx_t *tx, shmd_ptr_t lock) {
+  struct shmd__thr *t = TX(tx);
+  shmd_store_t *s = t->store;
+  void *a;
+  if ((lock.v & 3) || shmd_resolve_checked(s, lock, sizeof(shmd_lock_t), &a) != 0)
+    return SHMD_CORRUPT("lock pointer outside the store");
+  uint32_t *w = a;
+  uint32_t me = t->lane_idx + 1;
+  if (SHMD__LOCK_OWNER(__atomic_load_n(w, __ATOMIC_RELAXED)) == me)
+    return 0;
+  struct shmd__lane *l = t->lane;
+  uint32_t n = l->held_count;
+  if (n >= SHMD__HELD_CAP)
+    return SHMD_ETXFULL;
+  l->held[n] = lock.v;
+  __atomic_store_n(&l->held_count, n + 1, __ATOMIC_RELEASE);
+  int rc = shmd__lock(s, t, w);
+  if (rc < 0) {
+    __atomic_store_n(&l->held_count, n, __ATOMIC_RELEASE);
+    return rc;
+  }
+  return 0;
+}
+
+static inline void op_log_word(struct shmd__thr *t, uint64_t ptr, uint64_t *addr) {
+  struct shmd__lane *l = t->lane;
+  uint32_t n = l->op_len;
+  l->op_log[n].ptr = ptr;
+  l->op_log[n].old = *addr;
+  __atomic_store_n(&l->op_len, n + 1, __ATOMIC_RELEASE);
+  __atomic_thread_fence(__ATOMIC_RELEASE);
+}
+
+int shmd_tx_log(shmd_tx_t *tx, shmd_ptr_t p, size_t len) {
+  struct shmd__thr *t = TX(tx);
+  if (len == 0)
+    return 0;
+  uint64_t off = shmd_ptr_offset(p);
+  uint64_t first = off & ~UINT64_C(7), end = (off + len + 7) & ~UINT64_C(7);
+  uint64_t words = (end - first) / 8;
+  void *a;
+  if (shmd_resolve_checked(t->store, shmd_ptr_make(shmd_ptr_segment(p), first), end - first, &a))
+    return SHMD_CORRUPT("logged range outside the store");
+  if (t->lane->op_len + words > t->store->man->op_log_cap)
+    return SHMD_ETXFULL;
+  uint64_t base = p.v - (off - first);
+  for (uint64_t i = 0; i < words; i++)
+    op_log_word(t, base + 8 * i, (uint64_t *)a + i);
+  return 0;
+}
+
+int shmd_tx_set64(shmd_tx_t *tx, void *addr, uint64_t value) {
+  struct shmd__thr *t = TX(tx);
+  if (((uintptr_t)addr & 7) != 0)
+    return SHMD_EINVAL;
+  if (t->lane->op_len >= t->store->man->op_log_cap)
+    return SHMD_ETXFULL;
+  shmd_ptr_t p = shmd_ptr_from_addr(t->store, addr);
+  if (p.v == 0)
+    return SHMD_CORRUPT("address outside the store");
+  op_log_word(t, p.v, addr);
+  *(uint64_t *)addr = value;
+  return 0;
+}
+
+int shmd__tx_alloc_reserved(shmd_store_t *s, struct shmd__thr *t, size_t size, shmd_ptr_t *out); /* alloc/ */
+
+int shmd_tx_alloc(shmd_tx_t *tx, size_t size, shmd_ptr_t *out) {
+  struct shmd__thr *t = TX(tx);
+  if (t->lane->resv_count >= SHMD__RESV_CAP)
+    return SHMD_ETXFULL;
+  return shmd__tx_alloc_reserved(t->store, t, size, out);
+}
+
+int shmd_tx_calloc(shmd_tx_t *tx, size_t size, shmd_ptr_t *out) {
+  int rc = shmd_tx_alloc(tx, size, out);
+  if (rc == 0)
+    memset(shmd_resolve(TX(tx)->store, *out), 0, size);
+  return rc;
+}
+
+int shmd_tx_free(shmd_tx_t *tx, shmd_ptr_t p) {
+  struct shmd__thr *t = TX(tx);
+  if (p.v == 0)
+    return SHMD_EINVAL;
+  struct shmd__lane *l = t->lane;
+  if (l->dfree_count >= SHMD__DFREE_CAP)
+    return SHMD_ETXFULL;
+  l->dfree[l->dfree_count] = p.v;
+  __atomic_store_n(&l->dfree_count, l->dfree_count + 1, __ATOMIC_RELEASE);
+  return 0;
+}
+
+void shmd_tx_room(const shmd_tx_t *tx, size_t *log_words, size_t *allocs, size_t *frees) {
+  const struct shmd__thr *t = (const struct shmd__thr *)(const void *)tx;
+  if (log_words)
+    *log_words = t->store->man->op_log_cap - t->lane->op_len;
+  if (allocs)
+    *allocs = SHMD__RESV_CAP - (size_t)t->lane->resv_count;
+  if (frees)
+    *frees = SHMD__DFREE_CAP - t->lane->dfree_count;
+}
+
+static void release_held(shmd_store_t *s, struct shmd__thr *t) {
+  struct shmd__lane *l = t->lane;
+  uint32_t me = t->lane_idx + 1;
+  for (uint32_t i = l->held_count; i-- > 0;) {
+    uint32_t *w = (uint32_t *)shmd_resolve(s, (shmd_ptr_t){l->held[i]});
+    /* The same lock may be listed twice only if a take failed half-way; release once. */
+    if (w && SHMD__LOCK_OWNER(__atomic_load_n(w, __ATOMIC_RELAXED)) == me)
+      shmd__unlock(w);
+  }
+  __atomic_store_n(&l->held_count, 0, __ATOMIC_RELEASE);
+}
+
+static void abort_outermost(struct shmd__thr *t) {
+  shmd_store_t *s = t->store;
+  struct shmd__lane *l = t->lane;
+  (void)rollback(s, l->op_log, l->op_len, s->man->op_log_cap);
+  __atomic_store_n(&l->op_len, 0, __ATOMIC_RELEASE);
+  __atomic_store_n(&l->state, SHMD__LANE_ABORTING, __ATOMIC_RELEASE);
+  release_held(s, t);
+  (void)finish_frees(s, t, l);
+  t->depth = 0;
+  t->doomed = 0;
+  if (t->npending)
+    shmd__run_pending(s, t);
+}
+
+int shmd_tx_commit(shmd_tx_t *tx) {
+  struct shmd__thr *t = TX(tx);
+  if (t->depth == 0)
+    return SHMD_EINVAL;
+  if (--t->depth > 0)
+    return t->doomed ? SHMD_EABORTED : 0;
+  if (t->doomed) {
+    t->depth = 1;
+    abort_outermost(t);
+    return SHMD_EABORTED;
+  }
+  shmd_store_t *s = t->store;
+  struct shmd__lane *l = t->lane;
+  SHMD_CRASH_POINT("tx.before_commit");
+  __atomic_store_n(&l->state, SHMD__LANE_COMMITTED, __ATOMIC_RELEASE);
+  SHMD_CRASH_POINT("tx.committed");
+  release_held(s, t);
+  int rc = finish_frees(s, t, l);
+  if (t->npending)
+    shmd__run_pending(s, t);
+  return rc;
+}
+
+void shmd_tx_abort(shmd_tx_t *tx) {
+  struct shmd__thr *t = TX(tx);
+  if (t->depth == 0)
+    return;
+  if (t->depth > 1) {
+    t->depth--;
+    t->doomed = 1;
+    return;
+  }
+  abort_outermost(t);
+}

@@ -1,0 +1,871 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Stores and segments: creating, attaching, validating and growing the segment files of a store,
+ * the per-process registry behind shmd_resolve(), and the named-root directory.
+ *
+ * Creation is atomic: segment 0 is built in a temporary file and published with link(), which
+ * fails if another process published first (the loser attaches to the winner's store). Growth
+ * creates a new file with a random suffix (O_EXCL | O_NOFOLLOW, so a planted file or symlink is
+ * never followed or overwritten), reserves its storage, initialises it, and commits by one
+ * release-ordered store of the manifest's segment count under the grow lock. A process killed
+ * before that store leaves an unreferenced file behind, never a half-published segment.
+ *
+ * Locks: the grow lock (last in the lock order) around growth; the roots lock around the named
+ * roots; a process-local mutex around lazily mapping segments.
+ */
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crash.h"
+#include "err.h"
+#include "os.h"
+#include "store_int.h"
+
+void shmd__lane_global_init(void);                 /* lane.c */
+int shmd__lane_init_mutex(struct shmd__lane *l);   /* lane.c */
+void shmd__thr_detach(shmd_store_t *s);            /* lane.c */
+
+#define DEFAULT_DIR "/dev/shm/shmdict"
+#define MIB (UINT64_C(1) << 20)
+
+static pthread_mutex_t g_stores_mu = PTHREAD_MUTEX_INITIALIZER;
+static shmd_store_t *g_stores;
+static uint64_t g_next_id;
+
+uint64_t shmd__fnv1a(const void *data, size_t len) {
+  const unsigned char *p = data;
+  uint64_t h = UINT64_C(1469598103934665603);
+  for (size_t i = 0; i < len; i++) {
+    h ^= p[i];
+    h *= UINT64_C(1099511628211);
+  }
+  return h;
+}
+
+static inline uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) & ~(a - 1); }
+static inline uint64_t align_down(uint64_t x, uint64_t a) { return x & ~(a - 1); }
+
+void shmd_options_init(shmd_options_t *opt) {
+  memset(opt, 0, sizeof *opt);
+  opt->struct_size = sizeof *opt;
+  opt->first_segment_bytes = 64 * MIB;
+  opt->segment_bytes = 64 * MIB;
+  opt->file_mode = 0600;
+  opt->max_threads = 64;
+}
+
+static int valid_name(const char *name) {
+  size_t n = name ? strlen(name) : 0;
+  if (n == 0 || n > 64 || name[0] == '.')
+    return 0;
+  for (size_t i = 0; i < n; i++) {
+    char c = name[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+          c == '_' || c == '-'))
+      return 0;
+  }
+  return 1;
+}
+
+static const char *resolve_dir(const char *dir) {
+  if (dir && dir[0])
+    return dir;
+  const char *env = getenv("SHMDICT_DIR");
+  return (env && env[0]) ? env : DEFAULT_DIR;
+}
+
+static void seg_file_name(char *out, size_t len, uint32_t idx, uint32_t suffix) {
+  if (idx == 0)
+    snprintf(out, len, "seg-00000");
+  else
+    snprintf(out, len, "seg-%05u-%08x", idx, suffix);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Segment headers. */
+
+static uint64_t hdr_checksum(const struct shmd__seg_hdr *h) {
+  return shmd__fnv1a(h, offsetof(struct shmd__seg_hdr, checksum));
+}
+
+/* Fills the header of a fresh segment whose allocator metadata starts at alloc_off, and lets the
+ * allocator initialise its metadata. Returns SHMD_EINVAL if the segment is too small. */
+static int init_segment(unsigned char *base, uint64_t size, uint32_t idx, const unsigned char uuid[16],
+                        uint64_t alloc_off, uint64_t manifest_off) {
+  struct shmd__seg_hdr *h = (struct shmd__seg_hdr *)(void *)base;
+  if (alloc_off >= size)
+    return SHMD_EINVAL;
+  uint64_t meta = shmd__alloc_ops.meta_bytes(size - alloc_off);
+  uint64_t data_off = align_up(alloc_off + meta, SHMD__DATA_ALIGN);
+  if (data_off + 2 * SHMD__DATA_ALIGN > size) {
+    shmd__set_detail("segment of %llu bytes is too small: its metadata ends at %llu and it needs "
+                     "at least %llu bytes of data",
+                     (unsigned long long)size, (unsigned long long)data_off,
+                     (unsigned long long)(2 * SHMD__DATA_ALIGN));
+    return SHMD_EINVAL;
+  }
+  memset(h, 0, sizeof *h);
+  h->magic = SHMD__SEG_MAGIC;
+  h->layout_major = SHMD_LAYOUT_MAJOR;
+  h->layout_minor = SHMD_LAYOUT_MINOR;
+  h->hdr_bytes = sizeof *h;
+  memcpy(h->store_uuid, uuid, 16);
+  h->seg_index = idx;
+  h->size_bytes = size;
+  h->alloc_off = alloc_off;
+  h->alloc_bytes = meta;
+  h->data_off = data_off;
+  h->data_bytes = align_down(size - data_off, SHMD_PAGE_BYTES);
+  h->manifest_off = manifest_off;
+  shmd__alloc_ops.seg_init(h);
+  h->checksum = hdr_checksum(h);
+  return 0;
+}
+
+/* Validates a mapped segment header. `uuid` NULL: segment 0 (any store). */
+static int check_header(const struct shmd__seg_hdr *h, uint64_t file_size, uint32_t idx,
+                        const unsigned char *uuid, const char *path) {
+  if (file_size < sizeof(uint64_t) || h->magic != SHMD__SEG_MAGIC) {
+    if (file_size == 0) {
+      shmd__set_detail("%s is empty (truncated segment)", path);
+      return SHMD_ETRUNCATED;
+    }
+    shmd__set_detail("%s is not a shmdict segment (bad magic)", path);
+    return SHMD_ENOTSTORE;
+  }
+  if (file_size < SHMD__HDR_BYTES) {
+    shmd__set_detail("%s is %llu bytes, shorter than a segment header", path,
+                     (unsigned long long)file_size);
+    return SHMD_ETRUNCATED;
+  }
+  if (h->layout_major != SHMD_LAYOUT_MAJOR || h->layout_minor > SHMD_LAYOUT_MINOR) {
+    shmd__set_detail("%s has layout version %u.%u; this library (layout %u.%u) opens %u.0 to %u.%u",
+                     path, h->layout_major, h->layout_minor, SHMD_LAYOUT_MAJOR, SHMD_LAYOUT_MINOR,
+                     SHMD_LAYOUT_MAJOR, SHMD_LAYOUT_MAJOR, SHMD_LAYOUT_MINOR);
+    return SHMD_EVERSION;
+  }
+  if (h->checksum != hdr_checksum(h)) {
+    shmd__set_detail("%s: segment header checksum mismatch (stored %016llx, computed %016llx)", path,
+                     (unsigned long long)h->checksum, (unsigned long long)hdr_checksum(h));
+    return SHMD_ECHECKSUM;
+  }
+  if (uuid && memcmp(h->store_uuid, uuid, 16) != 0) {
+    shmd__set_detail("%s belongs to another store (store id differs)", path);
+    return SHMD_EFOREIGN;
+  }
+  if (h->size_bytes > file_size) {
+    shmd__set_detail("%s is %llu bytes but its header says %llu (truncated segment)", path,
+                     (unsigned long long)file_size, (unsigned long long)h->size_bytes);
+    return SHMD_ETRUNCATED;
+  }
+  if (h->seg_index != idx) {
+    shmd__set_detail("%s holds segment %u where segment %u was expected", path, h->seg_index, idx);
+    return idx == 0 ? SHMD_ECORRUPT : SHMD_EFOREIGN;
+  }
+  if (h->alloc_off < SHMD__HDR_BYTES || h->alloc_off + h->alloc_bytes > h->data_off ||
+      h->data_off % SHMD__DATA_ALIGN != 0 || h->data_off + h->data_bytes > h->size_bytes ||
+      h->data_bytes < SHMD__DATA_ALIGN || (h->data_bytes % SHMD_PAGE_BYTES) != 0)
+    return SHMD_CORRUPT("segment header offsets out of bounds");
+  return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Registry and lazy attach. */
+
+static int attach_seg(shmd_store_t *s, uint32_t seg) {
+  if (seg >= shmd__seg_count(s) || seg >= s->man->max_segments)
+    return SHMD_ENOTFOUND;
+  if (__atomic_load_n(&s->map->base[seg + 1], __ATOMIC_ACQUIRE))
+    return 0;
+  pthread_mutex_lock(&s->attach_mu);
+  int rc = 0;
+  if (__atomic_load_n(&s->map->base[seg + 1], __ATOMIC_ACQUIRE) == NULL) {
+    struct shmd__seg_entry e = s->man->segs[seg];
+    char name[64], path[4300];
+    seg_file_name(name, sizeof name, seg, e.suffix);
+    snprintf(path, sizeof path, "%s/%s", s->path, name);
+    int fd = -1;
+    uint64_t fsize = 0;
+    void *addr = NULL;
+    rc = shmd__os_open(path, &fd);
+    if (rc == 0)
+      rc = shmd__os_file_size(fd, &fsize);
+    if (rc == 0 && (fsize < e.size_bytes || e.size_bytes < SHMD__HDR_BYTES)) {
+      shmd__set_detail("%s is %llu bytes, the manifest says %llu (truncated segment)", path,
+                       (unsigned long long)fsize, (unsigned long long)e.size_bytes);
+      rc = SHMD_ETRUNCATED;
+    }
+    if (rc == 0)
+      rc = shmd__os_map(fd, e.size_bytes, &addr);
+    shmd__os_close(fd);
+    if (rc == 0) {
+      rc = check_header(addr, e.size_bytes, seg, s->hdr0->store_uuid, path);
+      if (rc != 0) {
+        shmd__os_unmap(addr, e.size_bytes);
+      } else {
+        s->seg_size[seg + 1] = e.size_bytes;
+        __atomic_store_n(&s->map->base[seg + 1], (unsigned char *)addr, __ATOMIC_RELEASE);
+      }
+    }
+  }
+  pthread_mutex_unlock(&s->attach_mu);
+  return rc;
+}
+
+void *shmd_resolve_slow(shmd_store_t *store, shmd_ptr_t p) {
+  uint64_t idx = p.v >> SHMD_PTR_OFFSET_BITS;
+  if (idx == 0 || attach_seg(store, (uint32_t)idx - 1) != 0)
+    return NULL;
+  return store->map->base[idx] + shmd_ptr_offset(p);
+}
+
+int shmd_resolve_checked(shmd_store_t *store, shmd_ptr_t p, size_t len, void **out) {
+  uint64_t idx = p.v >> SHMD_PTR_OFFSET_BITS;
+  if (idx == 0)
+    return SHMD_CORRUPT("null pointer followed");
+  unsigned char *base = __atomic_load_n(&store->map->base[idx], __ATOMIC_ACQUIRE);
+  if (base == NULL) {
+    if (attach_seg(store, (uint32_t)idx - 1) != 0)
+      return SHMD_CORRUPT("pointer into a segment that does not exist");
+    base = store->map->base[idx];
+  }
+  uint64_t off = shmd_ptr_offset(p), size = store->seg_size[idx];
+  if (off > size || len > size - off)
+    return SHMD_CORRUPT("pointer beyond the end of its segment");
+  *out = base + off;
+  return 0;
+}
+
+shmd_ptr_t shmd_ptr_from_addr(shmd_store_t *store, const void *addr) {
+  const unsigned char *a = addr;
+  uint32_t n = shmd__seg_count(store);
+  for (uint32_t i = 1; i <= n; i++) {
+    unsigned char *b = __atomic_load_n(&store->map->base[i], __ATOMIC_ACQUIRE);
+    if (b && a >= b && a < b + store->seg_size[i])
+      return shmd_ptr_make(i - 1, (uint64_t)(a - b));
+  }
+  return shmd_ptr_null();
+}
+
+struct shmd__seg_hdr *shmd__seg(shmd_store_t *s, uint32_t seg) {
+  unsigned char *b = __atomic_load_n(&s->map->base[seg + 1], __ATOMIC_ACQUIRE);
+  if (b)
+    return (struct shmd__seg_hdr *)(void *)b;
+  if (attach_seg(s, seg) != 0)
+    return NULL;
+  return (struct shmd__seg_hdr *)(void *)s->map->base[seg + 1];
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Handles. */
+
+static void store_free(shmd_store_t *s) {
+  if (s->map) {
+    for (uint32_t i = 1; i <= SHMD__MAX_SEGS; i++)
+      if (s->map->base[i])
+        shmd__os_unmap(s->map->base[i], s->seg_size[i]);
+  }
+  shmd__os_close(s->fd0);
+  free(s->map);
+  free(s->seg_size);
+  pthread_mutex_destroy(&s->attach_mu);
+  free(s);
+}
+
+void shmd__store_unref(shmd_store_t *s) {
+  if (__atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+    pthread_mutex_lock(&g_stores_mu);
+    for (shmd_store_t **pp = &g_stores; *pp; pp = &(*pp)->next_store) {
+      if (*pp == s) {
+        *pp = s->next_store;
+        break;
+      }
+    }
+    pthread_mutex_unlock(&g_stores_mu);
+    store_free(s);
+  }
+}
+
+/* In a child after fork: only the forking thread exists; the handle's references are the open
+ * ones (the parent's threads' lanes are not ours). */
+void shmd__stores_after_fork(void) {
+  pthread_mutex_init(&g_stores_mu, NULL);
+  for (shmd_store_t *s = g_stores; s; s = s->next_store) {
+    pthread_mutex_init(&s->attach_mu, NULL);
+    s->refs = s->closing ? 0 : 1;
+  }
+}
+
+static shmd_store_t *store_new(const char *name, const char *dir) {
+  shmd_store_t *s = calloc(1, sizeof *s);
+  if (s == NULL)
+    return NULL;
+  s->map = calloc(1, sizeof *s->map);
+  s->seg_size = calloc(SHMD_MAX_SEGMENTS + 1, sizeof(uint64_t));
+  if (s->map == NULL || s->seg_size == NULL) {
+    free(s->map);
+    free(s->seg_size);
+    free(s);
+    return NULL;
+  }
+  s->fd0 = -1;
+  snprintf(s->name, sizeof s->name, "%s", name);
+  snprintf(s->dir, sizeof s->dir, "%s", dir);
+  snprintf(s->path, sizeof s->path, "%s/%s", dir, name);
+  pthread_mutex_init(&s->attach_mu, NULL);
+  s->refs = 1;
+  s->id = __atomic_add_fetch(&g_next_id, 1, __ATOMIC_RELAXED);
+  return s;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Creating and attaching. */
+
+static uint64_t lane_bytes_for(uint32_t op_cap) {
+  return align_up(sizeof(struct shmd__lane) + (uint64_t)op_cap * sizeof(struct shmd__undo), 64);
+}
+
+static int create_store(const char *path, const shmd_options_t *o) {
+  int rc = shmd__os_mkdir(path, o->file_mode);
+  if (rc)
+    return rc;
+  uint32_t lanes = o->max_threads ? o->max_threads : 64;
+  if (lanes > 4096) {
+    shmd__set_detail("max_threads %u is above the limit of 4096", lanes);
+    return SHMD_EINVAL;
+  }
+  uint64_t man_off = SHMD__HDR_BYTES;
+  uint64_t roots_off = man_off + align_up(sizeof(struct shmd__manifest), SHMD_PAGE_BYTES);
+  uint64_t lanes_off = roots_off + align_up(SHMD__ROOT_CAP * sizeof(struct shmd__root), SHMD_PAGE_BYTES);
+  uint64_t lane_bytes = lane_bytes_for(SHMD__OP_LOG_CAP);
+  uint64_t alloc_off = lanes_off + align_up(lanes * lane_bytes, SHMD_PAGE_BYTES);
+  uint64_t size = align_up(o->first_segment_bytes, SHMD__DATA_ALIGN);
+  if (o->max_store_bytes && size > o->max_store_bytes) {
+    shmd__set_detail("first segment (%llu bytes) is larger than max_store_bytes (%llu)",
+                     (unsigned long long)size, (unsigned long long)o->max_store_bytes);
+    return SHMD_EINVAL;
+  }
+  if (size < alloc_off + 4 * SHMD__DATA_ALIGN) {
+    shmd__set_detail("first segment of %llu bytes is too small: %u lanes and the manifest need "
+                     "%llu bytes, plus room for data",
+                     (unsigned long long)size, lanes, (unsigned long long)alloc_off);
+    return SHMD_EINVAL;
+  }
+  unsigned char rnd[20];
+  shmd__os_random(rnd, sizeof rnd);
+  char tmp[4300], seg0[4300];
+  snprintf(tmp, sizeof tmp, "%s/.seg-00000.tmp-%02x%02x%02x%02x", path, rnd[16], rnd[17], rnd[18], rnd[19]);
+  snprintf(seg0, sizeof seg0, "%s/seg-00000", path);
+  int fd;
+  rc = shmd__os_create(tmp, o->file_mode, size, &fd);
+  if (rc)
+    return rc;
+  void *addr;
+  rc = shmd__os_map(fd, size, &addr);
+  shmd__os_close(fd);
+  if (rc) {
+    shmd__os_unlink(tmp);
+    return rc;
+  }
+  unsigned char *base = addr;
+  struct shmd__manifest *m = (struct shmd__manifest *)(void *)(base + man_off);
+  m->magic = SHMD__MAN_MAGIC;
+  shmd__os_boot_id(m->boot_id);
+  m->created_unix = shmd__os_unix_time();
+  m->first_seg_bytes = size;
+  m->grow_seg_bytes = align_up(o->segment_bytes ? o->segment_bytes : 64 * MIB, SHMD__DATA_ALIGN);
+  m->max_store_bytes = o->max_store_bytes;
+  m->file_mode = o->file_mode ? o->file_mode : 0600;
+  m->lane_count = lanes;
+  m->lane_bytes = lane_bytes;
+  m->lanes_off = lanes_off;
+  m->roots_off = roots_off;
+  m->root_cap = SHMD__ROOT_CAP;
+  m->max_segments = SHMD__MAX_SEGS;
+  m->op_log_cap = SHMD__OP_LOG_CAP;
+  m->segs[0].size_bytes = size;
+  m->seg_count = 1;
+  for (uint32_t i = 0; i < lanes; i++) {
+    rc = shmd__lane_init_mutex((struct shmd__lane *)(void *)(base + lanes_off + i * lane_bytes));
+    if (rc)
+      break;
+  }
+  if (rc == 0)
+    rc = init_segment(base, size, 0, rnd, alloc_off, man_off);
+  shmd__os_unmap(addr, size);
+  if (rc == 0)
+    rc = shmd__os_link(tmp, seg0);
+  shmd__os_unlink(tmp);
+  return rc;
+}
+
+static int check_manifest(shmd_store_t *s, const char *path) {
+  const struct shmd__seg_hdr *h = s->hdr0;
+  uint64_t size = h->size_bytes;
+  if (h->manifest_off < SHMD__HDR_BYTES || h->manifest_off + sizeof(struct shmd__manifest) > size)
+    return SHMD_CORRUPT("manifest outside segment 0");
+  const struct shmd__manifest *m = s->man;
+  if (m->magic != SHMD__MAN_MAGIC) {
+    shmd__set_detail("%s: manifest magic is wrong (corrupted store)", path);
+    return SHMD_ECORRUPT;
+  }
+  if (m->lane_count == 0 || m->lane_count > 4096 || m->op_log_cap == 0 || m->op_log_cap > (1u << 20) ||
+      m->lane_bytes < lane_bytes_for(m->op_log_cap) ||
+      m->lanes_off + (uint64_t)m->lane_count * m->lane_bytes > h->alloc_off ||
+      m->roots_off + (uint64_t)m->root_cap * sizeof(struct shmd__root) > m->lanes_off ||
+      m->roots_off < h->manifest_off + sizeof(struct shmd__manifest) || m->max_segments > SHMD__MAX_SEGS ||
+      m->seg_count == 0 || m->seg_count > m->max_segments || m->segs[0].size_bytes != size)
+    return SHMD_CORRUPT("manifest fields out of range");
+  return 0;
+}
+
+static int attach_store(shmd_store_t *s, int fd) {
+  char seg0[4300];
+  snprintf(seg0, sizeof seg0, "%s/seg-00000", s->path);
+  uint64_t fsize;
+  int rc = shmd__os_file_size(fd, &fsize);
+  if (rc)
+    return rc;
+  if (fsize == 0) {
+    shmd__set_detail("%s is empty (truncated segment)", seg0);
+    return SHMD_ETRUNCATED;
+  }
+  void *addr;
+  rc = shmd__os_map(fd, fsize, &addr);
+  if (rc)
+    return rc;
+  rc = check_header(addr, fsize, 0, NULL, seg0);
+  if (rc) {
+    shmd__os_unmap(addr, fsize);
+    return rc;
+  }
+  struct shmd__seg_hdr *h = addr;
+  s->map->base[1] = addr;
+  s->seg_size[1] = fsize;
+  s->hdr0 = h;
+  s->man = (struct shmd__manifest *)(void *)((unsigned char *)addr + h->manifest_off);
+  s->lanes = (unsigned char *)addr + s->man->lanes_off;
+  s->fd0 = fd;
+  rc = check_manifest(s, seg0);
+  if (rc)
+    return rc;
+  /* After a reboot (file-backed store) every lock and lane belongs to a dead world: re-initialise
+   * the liveness mutexes under an exclusive file lock, then recovery treats all lanes as dead. */
+  char boot[40];
+  shmd__os_boot_id(boot);
+  if (boot[0] && strncmp(boot, s->man->boot_id, sizeof boot) != 0) {
+    rc = shmd__os_flock(fd, 1);
+    if (rc)
+      return rc;
+    if (strncmp(boot, s->man->boot_id, sizeof boot) != 0) {
+      for (uint32_t i = 0; i < s->man->lane_count; i++) {
+        struct shmd__lane *l = shmd__lane_at(s, i);
+        shmd__lane_init_mutex(l);
+        l->owner_pid = l->owner_tid = 0;
+      }
+      memcpy(s->man->boot_id, boot, sizeof boot);
+    }
+    shmd__os_funlock(fd);
+  }
+  return 0;
+}
+
+int shmd_open(const char *name, const shmd_options_t *opt, shmd_store_t **out) {
+  shmd__set_detail("%s", "");
+  shmd__lane_global_init();
+  shmd__crash_init();
+  shmd_options_t o;
+  shmd_options_init(&o);
+  if (opt) {
+    size_t n = opt->struct_size && opt->struct_size < sizeof o ? opt->struct_size : sizeof o;
+    memcpy(&o, opt, n);
+    o.struct_size = sizeof o;
+    if (o.first_segment_bytes == 0)
+      o.first_segment_bytes = 64 * MIB;
+    if (o.file_mode == 0)
+      o.file_mode = 0600;
+  }
+  if (out == NULL || !valid_name(name)) {
+    shmd__set_detail("invalid store name \"%s\": use 1-64 characters of [A-Za-z0-9._-], not "
+                     "starting with '.'", name ? name : "(null)");
+    return SHMD_EINVAL;
+  }
+  const char *dir = resolve_dir(o.dir);
+  if (strlen(dir) > 4000)
+    return SHMD_EINVAL;
+  shmd_store_t *s = store_new(name, dir);
+  if (s == NULL)
+    return SHMD_ENOMEM;
+  char seg0[4300];
+  snprintf(seg0, sizeof seg0, "%s/seg-00000", s->path);
+  int created = 0, rc = 0, fd = -1;
+  for (int attempt = 0; attempt < 8; attempt++) {
+    rc = shmd__os_open(seg0, &fd);
+    if (rc == SHMD_ENOENT && !(o.flags & SHMD_OPEN_NOCREATE)) {
+      rc = create_store(s->path, &o);
+      if (rc == 0)
+        created = 1;
+      else if (rc != SHMD_EEXIST)
+        break;
+      continue;
+    }
+    break;
+  }
+  if (rc == SHMD_ENOENT)
+    shmd__set_detail("store \"%s\" does not exist in %s", name, dir);
+  if (rc == 0 && (o.flags & SHMD_OPEN_EXCL) && !created) {
+    shmd__os_close(fd);
+    shmd__set_detail("store \"%s\" already exists in %s", name, dir);
+    rc = SHMD_EEXIST;
+  }
+  if (rc) {
+    store_free(s);
+    return rc;
+  }
+  rc = attach_store(s, fd);
+  if (rc) {
+    if (s->fd0 < 0)
+      shmd__os_close(fd);
+    store_free(s);
+    return rc;
+  }
+  pthread_mutex_lock(&g_stores_mu);
+  s->next_store = g_stores;
+  g_stores = s;
+  pthread_mutex_unlock(&g_stores_mu);
+  if (o.flags & SHMD_OPEN_POPULATE)
+    (void)shmd_attach_all(s, 1);
+  /* Finish what dead processes left behind, so the opener starts from a clean store. */
+  rc = shmd_recover(s);
+  if (rc < 0 && rc != SHMD_ENOLANE) {
+    shmd_close(s);
+    return rc;
+  }
+  *out = s;
+  return 0;
+}
+
+void shmd_close(shmd_store_t *store) {
+  if (store == NULL)
+    return;
+  shmd__thr_detach(store);
+  __atomic_store_n(&store->closing, 1, __ATOMIC_RELEASE);
+  shmd__store_unref(store);
+}
+
+const char *shmd_store_name(const shmd_store_t *store) { return store->name; }
+const char *shmd_store_dir(const shmd_store_t *store) { return store->dir; }
+
+struct drop_ctx {
+  const char *path;
+  int rc;
+};
+
+static int drop_entry(const char *name, void *arg) {
+  struct drop_ctx *c = arg;
+  if (strncmp(name, "seg-", 4) != 0 && strncmp(name, ".seg-", 5) != 0)
+    return 0;
+  char p[4400];
+  snprintf(p, sizeof p, "%s/%s", c->path, name);
+  if (shmd__os_is_dir(p))
+    return 0;
+  int rc = shmd__os_unlink(p);
+  if (rc && rc != SHMD_ENOENT)
+    c->rc = rc;
+  return 0;
+}
+
+int shmd_drop(const char *name, const char *dir) {
+  shmd__set_detail("%s", "");
+  if (!valid_name(name)) {
+    shmd__set_detail("invalid store name \"%s\"", name ? name : "(null)");
+    return SHMD_EINVAL;
+  }
+  char path[4200];
+  snprintf(path, sizeof path, "%s/%s", resolve_dir(dir), name);
+  if (!shmd__os_is_dir(path)) {
+    shmd__set_detail("store \"%s\" does not exist in %s", name, resolve_dir(dir));
+    return SHMD_ENOENT;
+  }
+  struct drop_ctx c = {path, 0};
+  int rc = shmd__os_list_dir(path, drop_entry, &c);
+  if (rc)
+    return rc;
+  if (c.rc)
+    return c.rc;
+  rc = shmd__os_rmdir(path);
+  if (rc) {
+    shmd__set_detail("%s still holds files that are not shmdict segments; they were left in place",
+                     path);
+    return SHMD_EBUSY;
+  }
+  return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Growth. */
+
+int shmd__grow(shmd_store_t *s, struct shmd__thr *t, uint32_t seen_count, uint64_t min_data_bytes) {
+  struct shmd__manifest *m = s->man;
+  int rc = shmd__al_lock(s, t, 0, &m->grow_lock);
+  if (rc)
+    return rc;
+  uint32_t n = shmd__seg_count(s);
+  if (n != seen_count) {
+    shmd__al_commit(s, t);
+    return 1;
+  }
+  if (n >= m->max_segments) {
+    shmd__al_commit(s, t);
+    shmd__set_detail("the store has the maximum of %u segments", m->max_segments);
+    return SHMD_ENOSPC;
+  }
+  uint64_t total = 0;
+  for (uint32_t i = 0; i < n; i++)
+    total += m->segs[i].size_bytes;
+  /* Metadata of a segment: header + allocator metadata (~1/4096 of the data) + alignment. */
+  uint64_t need = align_up(min_data_bytes + SHMD__HDR_BYTES + shmd__alloc_ops.meta_bytes(min_data_bytes) +
+                               2 * SHMD__DATA_ALIGN, SHMD__DATA_ALIGN);
+  uint64_t size = m->grow_seg_bytes > need ? m->grow_seg_bytes : need;
+  if (m->max_store_bytes) {
+    uint64_t left = m->max_store_bytes > total ? m->max_store_bytes - total : 0;
+    left = align_down(left, SHMD__DATA_ALIGN);
+    if (size > left)
+      size = left;
+    if (size < need) {
+      shmd__al_commit(s, t);
+      shmd__set_detail("the store is at its size limit (%llu of %llu bytes)", (unsigned long long)total,
+                       (unsigned long long)m->max_store_bytes);
+      return SHMD_ENOSPC;
+    }
+  }
+  char name[64], path[4300];
+  uint32_t suffix = 0;
+  int fd = -1;
+  for (int attempt = 0; attempt < 16; attempt++) {
+    shmd__os_random(&suffix, sizeof suffix);
+    seg_file_name(name, sizeof name, n, suffix);
+    snprintf(path, sizeof path, "%s/%s", s->path, name);
+    rc = shmd__os_create(path, m->file_mode, size, &fd);
+    if (rc != SHMD_EEXIST && rc != SHMD_ELOOP)
+      break;
+  }
+  if (rc) {
+    shmd__al_commit(s, t);
+    return rc;
+  }
+  void *addr = NULL;
+  rc = shmd__os_map(fd, size, &addr);
+  shmd__os_close(fd);
+  if (rc == 0) {
+    rc = init_segment(addr, size, n, s->hdr0->store_uuid, SHMD__HDR_BYTES, 0);
+    if (rc)
+      shmd__os_unmap(addr, size);
+  }
+  if (rc) {
+    shmd__os_unlink(path);
+    shmd__al_commit(s, t);
+    return rc;
+  }
+  SHMD_CRASH_POINT("grow.before_commit");
+  m->segs[n].size_bytes = size;
+  m->segs[n].suffix = suffix;
+  m->segs[n].flags = 0;
+  s->seg_size[n + 1] = size;
+  __atomic_store_n(&s->map->base[n + 1], (unsigned char *)addr, __ATOMIC_RELEASE);
+  __atomic_store_n(&m->seg_count, n + 1, __ATOMIC_RELEASE); /* the commit point */
+  SHMD_CRASH_POINT("grow.after_commit");
+  shmd__al_commit(s, t);
+  return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Named roots. */
+
+static struct shmd__root *roots_of(shmd_store_t *s) {
+  return (struct shmd__root *)(void *)((unsigned char *)s->hdr0 + s->man->roots_off);
+}
+
+static shmd_ptr_t roots_lock_ptr(shmd_store_t *s) {
+  return shmd_ptr_make(0, s->hdr0->manifest_off + offsetof(struct shmd__manifest, roots_lock));
+}
+
+static int root_name_ok(const char *name) {
+  size_t n = name ? strlen(name) : 0;
+  if (n == 0 || n > SHMD_ROOT_NAME_MAX) {
+    shmd__set_detail("root names are 1 to %d bytes", SHMD_ROOT_NAME_MAX);
+    return 0;
+  }
+  return 1;
+}
+
+/* Finds `name`; *slot gets the first free slot when absent. */
+static struct shmd__root *root_find(shmd_store_t *s, const char *name, struct shmd__root **slot) {
+  struct shmd__root *r = roots_of(s);
+  *slot = NULL;
+  for (uint32_t i = 0; i < s->man->root_cap; i++) {
+    if (r[i].name[0] == '\0') {
+      if (*slot == NULL)
+        *slot = &r[i];
+      continue;
+    }
+    if (strncmp(r[i].name, name, sizeof r[i].name) == 0)
+      return &r[i];
+  }
+  return NULL;
+}
+
+static int root_put(shmd_store_t *store, const char *name, shmd_ptr_t p, int nx, shmd_ptr_t *existing) {
+  if (!root_name_ok(name) || p.v == 0)
+    return SHMD_EINVAL;
+  shmd_tx_t *tx;
+  int rc = shmd_tx_begin(store, &tx);
+  if (rc)
+    return rc;
+  rc = shmd_tx_lock(tx, roots_lock_ptr(store));
+  if (rc)
+    goto fail;
+  struct shmd__root *slot, *r = root_find(store, name, &slot);
+  if (r && nx) {
+    if (existing)
+      *existing = (shmd_ptr_t){r->ptr};
+    rc = SHMD_EEXIST;
+    goto fail;
+  }
+  if (r == NULL)
+    r = slot;
+  if (r == NULL) {
+    shmd__set_detail("the named-root directory is full (%u roots)", store->man->root_cap);
+    rc = SHMD_ENOSPC;
+    goto fail;
+  }
+  rc = shmd_tx_log(tx, shmd_ptr_from_addr(store, r), sizeof *r);
+  if (rc)
+    goto fail;
+  memset(r->name, 0, sizeof r->name);
+  memcpy(r->name, name, strlen(name));
+  r->ptr = p.v;
+  return shmd_tx_commit(tx);
+fail:
+  shmd_tx_abort(tx);
+  return rc;
+}
+
+int shmd_root_set(shmd_store_t *store, const char *name, shmd_ptr_t p) {
+  return root_put(store, name, p, 0, NULL);
+}
+
+int shmd_root_set_nx(shmd_store_t *store, const char *name, shmd_ptr_t p, shmd_ptr_t *existing) {
+  return root_put(store, name, p, 1, existing);
+}
+
+int shmd_root_get(shmd_store_t *store, const char *name, shmd_ptr_t *out) {
+  if (!root_name_ok(name))
+    return SHMD_EINVAL;
+  shmd_tx_t *tx;
+  int rc = shmd_tx_begin(store, &tx);
+  if (rc)
+    return rc;
+  rc = shmd_tx_lock(tx, roots_lock_ptr(store));
+  if (rc == 0) {
+    struct shmd__root *slot, *r = root_find(store, name, &slot);
+    if (r)
+      *out = (shmd_ptr_t){r->ptr};
+    else
+      rc = SHMD_ENOTFOUND;
+  }
+  int rc2 = shmd_tx_commit(tx);
+  return rc ? rc : rc2;
+}
+
+int shmd_root_del(shmd_store_t *store, const char *name) {
+  if (!root_name_ok(name))
+    return SHMD_EINVAL;
+  shmd_tx_t *tx;
+  int rc = shmd_tx_begin(store, &tx);
+  if (rc)
+    return rc;
+  rc = shmd_tx_lock(tx, roots_lock_ptr(store));
+  if (rc)
+    goto fail;
+  struct shmd__root *slot, *r = root_find(store, name, &slot);
+  if (r == NULL) {
+    rc = SHMD_ENOTFOUND;
+    goto fail;
+  }
+  rc = shmd_tx_log(tx, shmd_ptr_from_addr(store, r), sizeof *r);
+  if (rc)
+    goto fail;
+  memset(r, 0, sizeof *r);
+  return shmd_tx_commit(tx);
+fail:
+  shmd_tx_abort(tx);
+  return rc;
+}
+
+int shmd_root_foreach(shmd_store_t *store, int (*fn)(const char *name, shmd_ptr_t p, void *arg), void *arg) {
+  struct shmd__root *r = roots_of(store);
+  for (uint32_t i = 0; i < store->man->root_cap; i++) {
+    char name[SHMD_ROOT_NAME_MAX + 1];
+    shmd_ptr_t p = {__atomic_load_n(&r[i].ptr, __ATOMIC_ACQUIRE)};
+    memcpy(name, r[i].name, sizeof name);
+    name[SHMD_ROOT_NAME_MAX] = '\0';
+    if (name[0] == '\0' || p.v == 0)
+      continue;
+    int rc = fn(name, p, arg);
+    if (rc)
+      return rc;
+  }
+  return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Information. */
+
+int shmd_store_info(shmd_store_t *store, shmd_store_info_t *info) {
+  const struct shmd__manifest *m = store->man;
+  memset(info, 0, sizeof *info);
+  info->layout_major = store->hdr0->layout_major;
+  info->layout_minor = store->hdr0->layout_minor;
+  info->segments = shmd__seg_count(store);
+  info->lanes = m->lane_count;
+  for (uint32_t i = 0; i < m->lane_count; i++)
+    if (__atomic_load_n(&shmd__lane_at(store, i)->owner_pid, __ATOMIC_RELAXED) != 0)
+      info->lanes_in_use++;
+  const struct shmd__root *r = roots_of(store);
+  for (uint32_t i = 0; i < m->root_cap; i++)
+    if (r[i].name[0] != '\0')
+      info->roots++;
+  for (uint32_t i = 0; i < info->segments && i < m->max_segments; i++)
+    info->store_bytes += m->segs[i].size_bytes;
+  info->max_store_bytes = m->max_store_bytes;
+  info->segment_bytes = m->grow_seg_bytes;
+  info->recoveries = __atomic_load_n(&m->recoveries, __ATOMIC_RELAXED);
+  info->created_unix = m->created_unix;
+  memcpy(info->uuid, store->hdr0->store_uuid, 16);
+  return 0;
+}
+
+int shmd_segment_info(shmd_store_t *store, uint32_t index, uint64_t *size_bytes, char *name, size_t name_len) {
+  if (index >= shmd__seg_count(store))
+    return SHMD_ENOTFOUND;
+  if (size_bytes)
+    *size_bytes = store->man->segs[index].size_bytes;
+  if (name && name_len)
+    seg_file_name(name, name_len, index, store->man->segs[index].suffix);
+  return 0;
+}
+
+int shmd_attach_all(shmd_store_t *store, int populate) {
+  uint32_t n = shmd__seg_count(store);
+  for (uint32_t i = 0; i < n; i++) {
+    int rc = attach_seg(store, i);
+    if (rc)
+      return rc;
+    if (populate)
+      shmd__os_populate(store->map->base[i + 1], store->seg_size[i + 1]);
+  }
+  return 0;
+}

@@ -1,0 +1,266 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Internal: the on-memory layout of segments, the manifest, roots and lanes, the process-local
+ * store handle, and the lane / lock / allocator-step interface that alloc/ builds on.
+ *
+ * Layout of segment 0 (other segments have only the header, allocator metadata and data):
+ *
+ *   0          4 KiB              ...                                        data_off (64 KiB aligned)
+ *   | header   | manifest (+ segment table) | roots | lanes ... | allocator metadata | data area ...
+ *
+ * Everything here is versioned by SHMD_LAYOUT_MAJOR/MINOR: new fields go into the reserved words.
+ */
+#ifndef SHMD_SEGMENTS_STORE_INT_H
+#define SHMD_SEGMENTS_STORE_INT_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "shmdict/alloc.h"
+#include "shmdict/error.h"
+#include "shmdict/ptr.h"
+#include "shmdict/store.h"
+#include "shmdict/tx.h"
+
+#define SHMD__SEG_MAGIC UINT64_C(0x3154434944444d48)  /* "HMDDICT1" little-endian */
+#define SHMD__MAN_MAGIC UINT64_C(0x54534546494e414d)  /* "MANIFEST" */
+#define SHMD__HDR_BYTES 4096u
+#define SHMD__MAX_SEGS 4096u        /* segments per store (manifest table size) */
+#define SHMD__ROOT_CAP 1024u
+#define SHMD__DATA_ALIGN 65536u     /* data areas start 64 KiB aligned (slab masking) */
+
+/* Lane capacities. */
+#define SHMD__OP_LOG_CAP 2048u
+#define SHMD__AL_LOG_CAP 512u
+#define SHMD__HELD_CAP 32u
+#define SHMD__AL_HELD_CAP 64u /* the checker holds every class lock of a segment */
+#define SHMD__RESV_CAP 128u
+#define SHMD__DFREE_CAP 512u
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Shared-memory structures. */
+
+struct shmd__seg_hdr {
+  uint64_t magic;
+  uint16_t layout_major, layout_minor;
+  uint32_t hdr_bytes;
+  unsigned char store_uuid[16];
+  uint32_t seg_index;
+  uint32_t flags;
+  uint64_t size_bytes;
+  uint64_t alloc_off;   /* allocator metadata */
+  uint64_t alloc_bytes;
+  uint64_t data_off;    /* data area, SHMD__DATA_ALIGN aligned */
+  uint64_t data_bytes;
+  uint64_t manifest_off; /* segment 0 only */
+  uint64_t reserved[16];
+  uint64_t checksum;     /* FNV-1a of everything above; the header never changes after creation */
+};
+
+struct shmd__seg_entry {
+  uint64_t size_bytes;
+  uint32_t suffix; /* file name is seg-%05u-%08x (index, suffix); segment 0 is seg-00000 */
+  uint32_t flags;
+};
+
+struct shmd__root {
+  char name[SHMD_ROOT_NAME_MAX + 1];
+  uint64_t ptr;
+};
+
+struct shmd__manifest {
+  uint64_t magic;
+  char boot_id[40];
+  uint64_t created_unix;
+  uint64_t first_seg_bytes, grow_seg_bytes, max_store_bytes;
+  uint32_t file_mode;
+  uint32_t lane_count;
+  uint64_t lane_bytes, lanes_off;
+  uint64_t roots_off;
+  uint32_t root_cap;
+  uint32_t max_segments;
+  uint32_t op_log_cap;
+  uint32_t pad0;
+  uint64_t reserved[16];
+  /* Mutable part. */
+  shmd_lock_t grow_lock;  /* last in the lock order: segment creation */
+  shmd_lock_t roots_lock; /* the named-root directory */
+  uint32_t seg_count;     /* published with release order: the commit point of growth */
+  uint32_t pad1;
+  uint64_t recoveries;
+  uint64_t reserved2[16];
+  struct shmd__seg_entry segs[SHMD__MAX_SEGS];
+};
+
+struct shmd__undo {
+  uint64_t ptr; /* shmd_ptr_t of an 8-byte aligned word */
+  uint64_t old;
+};
+
+enum { SHMD__LANE_IDLE = 0, SHMD__LANE_ACTIVE = 1, SHMD__LANE_COMMITTED = 2, SHMD__LANE_ABORTING = 3 };
+
+/*
+ * A lane: the per-thread slot of a writer (PMDK's word). `live` is a robust process-shared mutex
+ * the owning thread holds for as long as it owns the lane: a waiter that finds it answering
+ * EOWNERDEAD knows the owner died. The two undo logs are the operation's (op_log) and the
+ * allocator step's (al_log, a nested top-level action that commits on its own).
+ */
+struct shmd__lane {
+  union {
+    pthread_mutex_t m;
+    unsigned char pad[64];
+  } live;
+  uint32_t state;
+  uint32_t owner_pid, owner_tid;
+  uint32_t held_count;
+  uint32_t al_held_count;
+  uint32_t al_len;
+  uint32_t op_len;
+  uint32_t dfree_count;
+  uint64_t resv_count; /* changed only inside allocator steps (own 8-byte word: logged alone) */
+  uint64_t dfree_done; /* likewise */
+  uint64_t pad[4];
+  uint64_t held[SHMD__HELD_CAP];       /* shmd_ptr_t of locks the operation holds or is taking */
+  uint64_t al_held[SHMD__AL_HELD_CAP]; /* locks of the allocator step */
+  uint64_t resv[SHMD__RESV_CAP];       /* blocks allocated by the operation (freed on rollback) */
+  uint64_t dfree[SHMD__DFREE_CAP];     /* blocks to free after commit */
+  struct shmd__undo al_log[SHMD__AL_LOG_CAP];
+  struct shmd__undo op_log[]; /* op_log_cap entries */
+};
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Process-local state. */
+
+struct shmd__alloc_ops; /* the allocator's callbacks, see below */
+
+/* Per thread and store: the thread's lane and transaction. This is what shmd_tx_t points to. */
+struct shmd__thr {
+  shmd_store_t *store;
+  struct shmd__lane *lane;
+  uint32_t lane_idx;
+  uint32_t depth;      /* transaction nesting */
+  uint32_t in_al;      /* inside an allocator step */
+  int doomed;          /* an inner level aborted */
+  uint64_t fork_gen;
+  uint32_t pending[8]; /* dead lanes whose frees are still to be finished */
+  uint32_t npending;
+  struct shmd__thr *next_of_thread; /* the thread's list over all stores */
+};
+
+struct shmd_store_s {
+  shmd_segmap_t *map; /* must stay first: shmd_resolve() reads it */
+  uint64_t *seg_size; /* [SHMD_MAX_SEGMENTS + 1], bytes mapped per map->base entry */
+  uint64_t id;        /* process-unique handle id */
+  char name[72];
+  char dir[4096];
+  char path[4200];
+  int fd0;
+  struct shmd__seg_hdr *hdr0;
+  struct shmd__manifest *man;
+  unsigned char *lanes;
+  pthread_mutex_t attach_mu;
+  int refs; /* the open plus one per thread holding a lane; atomic */
+  int closing;
+  uint32_t alloc_hint[SHMD_STATS_MAX_CLASSES + 1]; /* process-local: segment to try first */
+  uint32_t large_hint;
+  struct shmd_store_s *next_store; /* global list, for fork handling */
+};
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Helpers. */
+
+static inline struct shmd__lane *shmd__lane_at(shmd_store_t *s, uint32_t idx) {
+  return (struct shmd__lane *)(void *)(s->lanes + (uint64_t)idx * s->man->lane_bytes);
+}
+
+static inline uint32_t shmd__seg_count(shmd_store_t *s) {
+  return __atomic_load_n(&s->man->seg_count, __ATOMIC_ACQUIRE);
+}
+
+/* Header of segment `seg`, mapping it if needed; NULL if it does not exist or cannot be mapped. */
+struct shmd__seg_hdr *shmd__seg(shmd_store_t *s, uint32_t seg);
+
+/* The calling thread's lane context for `s`, claiming a lane on first use. NULL with *rc set on
+ * failure (SHMD_ENOLANE, SHMD_ENOMEM). */
+struct shmd__thr *shmd__thr_slow(shmd_store_t *s, int *rc);
+extern uint64_t shmd__fork_gen;
+extern _Thread_local struct shmd__thr *shmd__tl_thr;
+
+static inline struct shmd__thr *shmd__thr(shmd_store_t *s, int *rc) {
+  struct shmd__thr *t = shmd__tl_thr;
+  if (__builtin_expect(t != NULL && t->store == s && t->fork_gen == shmd__fork_gen, 1))
+    return t;
+  return shmd__thr_slow(s, rc);
+}
+
+/* ---- locks ---- */
+#define SHMD__LOCK_WAITERS 0x80000000u
+#define SHMD__LOCK_OWNER(w) ((w)&0xffffu)
+
+/* Takes the lock word at `w` for the thread's lane. Returns 0 when taken, 1 when the lane already
+ * held it, or SHMD_ECORRUPT. Waiting for a dead holder recovers its lane. */
+int shmd__lock_slow(shmd_store_t *s, struct shmd__thr *t, uint32_t *w);
+static inline int shmd__lock(shmd_store_t *s, struct shmd__thr *t, uint32_t *w) {
+  uint32_t me = t->lane_idx + 1, exp = 0;
+  if (__builtin_expect(__atomic_compare_exchange_n(w, &exp, me, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED), 1))
+    return 0;
+  return shmd__lock_slow(s, t, w);
+}
+void shmd__futex_wake_all(uint32_t *w);
+static inline void shmd__unlock(uint32_t *w) {
+  uint32_t old = __atomic_exchange_n(w, 0, __ATOMIC_RELEASE);
+  if (__builtin_expect(old & SHMD__LOCK_WAITERS, 0))
+    shmd__futex_wake_all(w);
+}
+
+/* ---- allocator steps (nested top-level actions) ----
+ * al_lock records the lock in the lane's al_held list and takes it; al_log records the 8-byte word
+ * at addr (inside segment `seg`) before the caller changes it; al_commit ends the step (the log is
+ * emptied, the point of no return) and releases the step's locks. A step must not be nested. */
+int shmd__al_lock(shmd_store_t *s, struct shmd__thr *t, uint32_t seg, shmd_lock_t *lock);
+static inline void shmd__al_log(struct shmd__thr *t, uint32_t seg, const unsigned char *segbase,
+                                void *addr) {
+  struct shmd__lane *l = t->lane;
+  uint32_t n = l->al_len;
+  l->al_log[n].ptr = shmd_ptr_make(seg, (uint64_t)((unsigned char *)addr - segbase)).v;
+  l->al_log[n].old = *(uint64_t *)addr;
+  __atomic_store_n(&l->al_len, n + 1, __ATOMIC_RELEASE);
+  __atomic_thread_fence(__ATOMIC_RELEASE); /* the entry is visible before the store it protects */
+}
+/* Room left in the allocator log. */
+static inline uint32_t shmd__al_room(struct shmd__thr *t) { return SHMD__AL_LOG_CAP - t->lane->al_len; }
+void shmd__al_commit(shmd_store_t *s, struct shmd__thr *t);
+/* Rolls back an unfinished step of the calling thread (used on errors inside the allocator). */
+void shmd__al_abort(shmd_store_t *s, struct shmd__thr *t);
+
+/* Runs recovery work deferred while the thread was inside an allocator step. */
+void shmd__run_pending(shmd_store_t *s, struct shmd__thr *t);
+
+/* Finds the segment holding a lane field: lanes live in segment 0. */
+static inline uint64_t shmd__lane_word_ptr(shmd_store_t *s, void *addr) {
+  return shmd_ptr_make(0, (uint64_t)((unsigned char *)addr - s->map->base[1])).v;
+}
+
+/* ---- growth ---- */
+/* Adds a segment whose data area holds at least `min_data_bytes`, unless the segment count is no
+ * longer `seen_count` (someone else grew: returns 1, try again). */
+int shmd__grow(shmd_store_t *s, struct shmd__thr *t, uint32_t seen_count, uint64_t min_data_bytes);
+
+/* ---- the allocator's callbacks, implemented in alloc/ ---- */
+struct shmd__alloc_ops {
+  /* Bytes of allocator metadata for a data area of at most `data_bytes`. */
+  uint64_t (*meta_bytes)(uint64_t data_bytes);
+  /* Initialises the metadata of a fresh, not yet published segment. */
+  void (*seg_init)(struct shmd__seg_hdr *hdr);
+  /* Frees `p` as one allocator step of thread t, and in the same step stores `extra_val` into the
+   * 8-byte lane word `extra` (when not NULL): this is how recovery clears a reservation slot or
+   * advances a deferred-free counter exactly once. */
+  int (*free_step)(shmd_store_t *s, struct shmd__thr *t, shmd_ptr_t p, uint64_t *extra,
+                   uint64_t extra_val);
+};
+extern const struct shmd__alloc_ops shmd__alloc_ops;
+
+/* FNV-1a, for header checksums. */
+uint64_t shmd__fnv1a(const void *data, size_t len);
+
+#endif

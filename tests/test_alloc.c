@@ -1,0 +1,533 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The allocator: random alloc / free / realloc against a model with per-block patterns, growth
+ * across segments with lazy attach in another process, threads in several processes, crashes at
+ * every allocator crash point and at random moments (no deadlock, check passes, no leak), and
+ * damaged metadata detected by the checker.
+ */
+#include <pthread.h>
+
+#include "support.h"
+
+TestSuite(alloc, .init = ts_init, .fini = ts_fini, .timeout = 240);
+
+/* ---- patterns ---- */
+
+static void fill(unsigned char *p, size_t n, uint64_t id) {
+  uint64_t x = id * 0x9E3779B97F4A7C15ull + 1;
+  for (size_t i = 0; i < n; i++) {
+    if ((i & 7) == 0) {
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+    }
+    p[i] = (unsigned char)(x >> ((i & 7) * 8));
+  }
+}
+
+static int verify(const unsigned char *p, size_t n, uint64_t id) {
+  uint64_t x = id * 0x9E3779B97F4A7C15ull + 1;
+  for (size_t i = 0; i < n; i++) {
+    if ((i & 7) == 0) {
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+    }
+    if (p[i] != (unsigned char)(x >> ((i & 7) * 8)))
+      return 0;
+  }
+  return 1;
+}
+
+static size_t random_size(ts_rng_t *r, uint64_t seg_bytes) {
+  uint64_t k = ts_below(r, 1000);
+  if (k < 700)
+    return 1 + ts_below(r, 256);
+  if (k < 950)
+    return 1 + ts_below(r, SHMD_SMALL_MAX);
+  if (k < 998)
+    return SHMD_SMALL_MAX + 1 + ts_below(r, 256 << 10);
+  return seg_bytes + ts_below(r, seg_bytes); /* larger than one segment */
+}
+
+static uint64_t allocated(shmd_store_t *s) {
+  shmd_stats_t st;
+  cr_assert_eq(shmd_stats(s, &st), 0);
+  return st.allocated_bytes;
+}
+
+static void check_ok(shmd_store_t *s) {
+  int rc = shmd_alloc_check(s);
+  cr_assert_eq(rc, 0, "shmd_alloc_check: %s: %s", shmd_strerror(rc), shmd_errdetail());
+}
+
+/* ---- random operations against a model ---- */
+
+struct blk {
+  shmd_ptr_t p;
+  size_t size;
+  uint64_t id;
+};
+
+Test(alloc, random_against_model) {
+  const uint64_t seg = 4 << 20;
+  shmd_store_t *s = ts_open("m", seg, seg);
+  ts_rng_t r = {ts_seed("random_against_model")};
+  enum { LIVE = 600, OPS = 30000 };
+  struct blk live[LIVE];
+  memset(live, 0, sizeof live);
+  uint64_t next_id = 1;
+  for (int op = 0; op < OPS; op++) {
+    struct blk *b = &live[ts_below(&r, LIVE)];
+    uint64_t what = ts_below(&r, 10);
+    if (b->p.v == 0) {
+      size_t n = random_size(&r, seg);
+      int rc = shmd_alloc(s, n, &b->p);
+      cr_assert_eq(rc, 0, "alloc %zu: %s", n, shmd_strerror(rc));
+      cr_assert_geq(shmd_usable_size(s, b->p), n);
+      b->size = n;
+      b->id = next_id++;
+      fill(shmd_resolve(s, b->p), n, b->id);
+    } else {
+      cr_assert(verify(shmd_resolve(s, b->p), b->size, b->id), "block %llu damaged", (unsigned long long)b->id);
+      if (what < 3) {
+        size_t n = random_size(&r, seg);
+        int rc = shmd_realloc(s, &b->p, n);
+        cr_assert_eq(rc, 0, "realloc %zu: %s", n, shmd_strerror(rc));
+        size_t keep = n < b->size ? n : b->size;
+        cr_assert(verify(shmd_resolve(s, b->p), keep, b->id), "realloc lost contents");
+        b->size = n;
+        b->id = next_id++;
+        fill(shmd_resolve(s, b->p), n, b->id);
+      } else {
+        cr_assert_eq(shmd_free(s, b->p), 0);
+        b->p = shmd_ptr_null();
+      }
+    }
+    if (op % 5000 == 0)
+      check_ok(s);
+  }
+  check_ok(s);
+  uint64_t want = 0;
+  for (int i = 0; i < LIVE; i++)
+    if (live[i].p.v)
+      want += shmd_usable_size(s, live[i].p);
+  cr_assert_eq(allocated(s), want);
+  for (int i = 0; i < LIVE; i++)
+    if (live[i].p.v) {
+      cr_assert(verify(shmd_resolve(s, live[i].p), live[i].size, live[i].id));
+      cr_assert_eq(shmd_free(s, live[i].p), 0);
+    }
+  cr_assert_eq(allocated(s), 0);
+  check_ok(s);
+  shmd_stats_t st;
+  shmd_stats(s, &st);
+  cr_log_info("segments after the run: %u", st.segments);
+  shmd_close(s);
+}
+
+Test(alloc, edges) {
+  shmd_store_t *s = ts_open("e", 4 << 20, 4 << 20);
+  shmd_ptr_t p = shmd_ptr_null(), q;
+  cr_assert_eq(shmd_free(s, p), 0);
+  cr_assert_eq(shmd_usable_size(s, p), 0);
+  cr_assert_eq(shmd_alloc(s, 0, &p), 0);
+  cr_assert_geq(shmd_usable_size(s, p), 1);
+  cr_assert_eq(shmd_ptr_offset(p) % 16, 0);
+  cr_assert_eq(shmd_free(s, shmd_ptr_add(p, 16)), SHMD_EINVAL, "not the start of a block");
+  cr_assert_eq(shmd_free(s, shmd_ptr_make(0, 64)), SHMD_EINVAL, "metadata, not data");
+  cr_assert_eq(shmd_free(s, shmd_ptr_make(77, 64)), SHMD_EINVAL, "no such segment");
+  cr_assert_eq(shmd_free(s, p), 0);
+  cr_assert_eq(shmd_calloc(s, SIZE_MAX / 2, 4, &q), SHMD_ETOOBIG);
+  cr_assert_eq(shmd_alloc(s, (size_t)1 << 50, &q), SHMD_ETOOBIG);
+  cr_assert_eq(shmd_calloc(s, 100, 100, &q), 0);
+  unsigned char *z = shmd_resolve(s, q);
+  for (int i = 0; i < 10000; i++)
+    cr_assert_eq(z[i], 0);
+  /* realloc: NULL behaves as alloc, 0 frees */
+  shmd_ptr_t r = shmd_ptr_null();
+  cr_assert_eq(shmd_realloc(s, &r, 100), 0);
+  cr_assert_neq(r.v, 0);
+  cr_assert_eq(shmd_realloc(s, &r, 0), 0);
+  cr_assert_eq(r.v, 0);
+  cr_assert_eq(shmd_free(s, q), 0);
+  /* placement in a named segment */
+  cr_assert_eq(shmd_alloc_in(s, 0, 100, &q), 0);
+  cr_assert_eq(shmd_ptr_segment(q), 0);
+  cr_assert_eq(shmd_alloc_in(s, 5, 100, &q), SHMD_ENOTFOUND);
+  check_ok(s);
+  shmd_close(s);
+}
+
+Test(alloc, size_classes_and_metadata_overhead) {
+  size_t prev = 0;
+  for (size_t n = 1; n <= SHMD_SMALL_MAX; n++) {
+    size_t g = shmd_good_size(n);
+    cr_assert_geq(g, n);
+    cr_assert_eq(g % 16, 0);
+    if (n > 128)
+      cr_assert_leq((double)(g - n) / (double)n, 0.125, "size %zu rounds to %zu", n, g);
+    cr_assert_geq(g, prev);
+    prev = g;
+  }
+  shmd_store_t *s = ts_open("o", 64 << 20, 64 << 20);
+  shmd_ptr_t p;
+  cr_assert_eq(shmd_alloc(s, 80 << 20, &p), 0); /* a second, larger segment */
+  shmd_stats_t st;
+  shmd_stats(s, &st);
+  cr_assert_eq(st.segments, 2);
+  for (uint32_t i = 0; i < st.segments; i++) {
+    shmd_segment_stats_t ss;
+    cr_assert_eq(shmd_segment_stats(s, i, &ss), 0);
+    cr_log_info("segment %u: %llu bytes, %llu meta", i, (unsigned long long)ss.size_bytes,
+                (unsigned long long)ss.meta_bytes);
+  }
+  double ratio = (double)st.alloc_meta_bytes / (double)st.store_bytes;
+  cr_log_info("allocator metadata: %.4f%% of the store", ratio * 100);
+  cr_assert_leq(ratio, 0.02);
+  shmd_close(s);
+}
+
+Test(alloc, size_limit_enforced) {
+  shmd_options_t o = ts_opts(4 << 20, 4 << 20);
+  o.max_store_bytes = 12 << 20;
+  shmd_store_t *s;
+  cr_assert_eq(shmd_open("lim", &o, &s), 0);
+  shmd_ptr_t p[64];
+  int n = 0, rc = 0;
+  while (n < 64 && (rc = shmd_alloc(s, 1 << 20, &p[n])) == 0)
+    n++;
+  cr_assert_eq(rc, SHMD_ENOSPC, "%s", shmd_strerror(rc));
+  shmd_store_info_t info;
+  shmd_store_info(s, &info);
+  cr_assert_leq(info.store_bytes, 12 << 20);
+  cr_assert_gt(n, 4);
+  for (int i = 0; i < n; i++)
+    cr_assert_eq(shmd_free(s, p[i]), 0);
+  check_ok(s);
+  shmd_close(s);
+}
+
+/* ---- growth and lazy attach in another process ---- */
+
+Test(alloc, mp_growth_lazy_attach) {
+  shmd_store_t *s = ts_open("g", 4 << 20, 2 << 20);
+  enum { N = 40 };
+  shmd_ptr_t table;
+  cr_assert_eq(shmd_alloc(s, N * sizeof(shmd_ptr_t), &table), 0);
+  shmd_ptr_t *tp = shmd_resolve(s, table);
+  for (int i = 0; i < N; i++) {
+    cr_assert_eq(shmd_alloc(s, 300 << 10, &tp[i]), 0);
+    fill(shmd_resolve(s, tp[i]), 300 << 10, (uint64_t)i + 7);
+  }
+  cr_assert_eq(shmd_root_set(s, "table", table), 0);
+  shmd_stats_t st;
+  shmd_stats(s, &st);
+  cr_assert_geq(st.segments, 4);
+  pid_t pid = fork();
+  if (pid == 0) {
+    shmd_options_t o = ts_opts(4 << 20, 2 << 20);
+    shmd_store_t *c;
+    if (shmd_open("g", &o, &c))
+      _exit(2);
+    shmd_ptr_t t;
+    if (shmd_root_get(c, "table", &t))
+      _exit(3);
+    shmd_ptr_t *ctp = shmd_resolve(c, t);
+    for (int i = 0; i < N; i++) {
+      void *a;
+      if (shmd_resolve_checked(c, ctp[i], 300 << 10, &a))
+        _exit(4);
+      if (!verify(a, 300 << 10, (uint64_t)i + 7))
+        _exit(5);
+    }
+    /* and allocate into the grown store from here */
+    shmd_ptr_t more;
+    if (shmd_alloc(c, 3 << 20, &more) || shmd_root_set(c, "more", more))
+      _exit(6);
+    fill(shmd_resolve(c, more), 3 << 20, 99);
+    shmd_close(c);
+    _exit(0);
+  }
+  cr_assert_eq(ts_wait(pid), 0);
+  shmd_ptr_t more;
+  cr_assert_eq(shmd_root_get(s, "more", &more), 0);
+  cr_assert(verify(shmd_resolve(s, more), 3 << 20, 99), "segment added by the child, attached lazily here");
+  check_ok(s);
+  shmd_close(s);
+}
+
+/* ---- threads in processes ---- */
+
+struct worker {
+  shmd_store_t *s;
+  uint64_t seed;
+  int ok;
+};
+
+static void *worker_main(void *arg) {
+  struct worker *w = arg;
+  ts_rng_t r = {w->seed};
+  enum { LIVE = 256 };
+  struct blk live[LIVE];
+  memset(live, 0, sizeof live);
+  w->ok = 1;
+  for (int op = 0; op < 20000 && w->ok; op++) {
+    struct blk *b = &live[ts_below(&r, LIVE)];
+    if (b->p.v == 0) {
+      b->size = 1 + ts_below(&r, ts_below(&r, 10) == 0 ? 40000 : 512);
+      b->id = ts_next(&r);
+      if (shmd_alloc(w->s, b->size, &b->p) != 0) {
+        w->ok = 0;
+        break;
+      }
+      fill(shmd_resolve(w->s, b->p), b->size, b->id);
+    } else {
+      if (!verify(shmd_resolve(w->s, b->p), b->size, b->id) || shmd_free(w->s, b->p) != 0)
+        w->ok = 0;
+      b->p = shmd_ptr_null();
+    }
+  }
+  for (int i = 0; i < LIVE; i++)
+    if (live[i].p.v && shmd_free(w->s, live[i].p) != 0)
+      w->ok = 0;
+  return NULL;
+}
+
+static int run_threads(shmd_store_t *s, uint64_t seed) {
+  pthread_t th[2];
+  struct worker w[2] = {{s, seed, 0}, {s, seed * 31 + 7, 0}};
+  for (int i = 0; i < 2; i++)
+    pthread_create(&th[i], NULL, worker_main, &w[i]);
+  for (int i = 0; i < 2; i++)
+    pthread_join(th[i], NULL);
+  return w[0].ok && w[1].ok;
+}
+
+Test(alloc, mp_two_threads_in_two_processes) {
+  shmd_store_t *s = ts_open("t", 8 << 20, 8 << 20);
+  uint64_t seed = ts_seed("mp_two_threads_in_two_processes");
+  pid_t pid = fork();
+  if (pid == 0) {
+    shmd_options_t o = ts_opts(8 << 20, 8 << 20);
+    shmd_store_t *c;
+    if (shmd_open("t", &o, &c))
+      _exit(2);
+    int ok = run_threads(c, seed + 1);
+    shmd_close(c);
+    _exit(ok ? 0 : 1);
+  }
+  int ok = run_threads(s, seed);
+  cr_assert_eq(ts_wait(pid), 0);
+  cr_assert(ok);
+  cr_assert_eq(allocated(s), 0);
+  check_ok(s);
+  shmd_close(s);
+}
+
+/* ---- crashes ---- */
+
+/*
+ * The crash workload: a table of SLOTS slots in shared memory (a root), guarded by a lock in its
+ * first word. Each transaction fills an empty slot with a new block (pattern from a counter kept
+ * in the slot) or empties a full one (the block is freed after commit). After any kill, the
+ * allocator must hold exactly the table and the blocks in its slots.
+ */
+enum { SLOTS = 128 };
+struct slot {
+  uint64_t ptr, size, id;
+};
+struct table {
+  shmd_lock_t lock;
+  uint64_t next_id;
+  struct slot slot[SLOTS];
+};
+
+static void crash_workload(const char *name, uint64_t seed, long ops) {
+  shmd_options_t o = ts_opts(4 << 20, 2 << 20);
+  shmd_store_t *c;
+  if (shmd_open(name, &o, &c))
+    _exit(2);
+  shmd_ptr_t tp;
+  if (shmd_root_get(c, "table", &tp))
+    _exit(3);
+  struct table *t = shmd_resolve(c, tp);
+  ts_rng_t r = {seed};
+  for (long op = 0; op < ops; op++) {
+    shmd_tx_t *tx;
+    if (shmd_tx_begin(c, &tx) || shmd_tx_lock(tx, tp))
+      _exit(4);
+    uint32_t i = (uint32_t)ts_below(&r, SLOTS);
+    struct slot *sl = &t->slot[i];
+    int rc;
+    if (sl->ptr == 0) {
+      uint64_t k = ts_below(&r, 100);
+      size_t n = k < 80 ? 1 + ts_below(&r, 600) : k < 97 ? 1 + ts_below(&r, 60000) : (1 << 20) + ts_below(&r, 3 << 20);
+      shmd_ptr_t p;
+      rc = shmd_tx_alloc(tx, n, &p);
+      if (rc == SHMD_ENOSPC) {
+        shmd_tx_abort(tx);
+        continue;
+      }
+      if (rc)
+        _exit(5);
+      fill(shmd_resolve(c, p), n, t->next_id);
+      if (shmd_tx_log(tx, shmd_ptr_from_addr(c, &t->next_id), 8) ||
+          shmd_tx_log(tx, shmd_ptr_from_addr(c, sl), sizeof *sl))
+        _exit(6);
+      sl->ptr = p.v;
+      sl->size = n;
+      sl->id = t->next_id++;
+    } else {
+      shmd_ptr_t p = {sl->ptr};
+      if (shmd_tx_log(tx, shmd_ptr_from_addr(c, sl), sizeof *sl) || shmd_tx_free(tx, p))
+        _exit(7);
+      memset(sl, 0, sizeof *sl);
+    }
+    if (shmd_tx_commit(tx))
+      _exit(8);
+  }
+  shmd_close(c);
+  _exit(0);
+}
+
+static shmd_ptr_t crash_setup(shmd_store_t *s) {
+  shmd_ptr_t tp;
+  cr_assert_eq(shmd_calloc(s, 1, sizeof(struct table), &tp), 0);
+  cr_assert_eq(shmd_root_set(s, "table", tp), 0);
+  return tp;
+}
+
+/* After a kill: recovery, check, exact accounting and intact contents. */
+static void crash_verify(shmd_store_t *s, shmd_ptr_t tp) {
+  int rc = shmd_recover(s);
+  cr_assert_geq(rc, 0, "recover: %s", shmd_strerror(rc));
+  check_ok(s);
+  struct table *t = shmd_resolve(s, tp);
+  cr_assert_eq(t->lock.word, 0, "the table lock must have been released by recovery");
+  uint64_t held = shmd_usable_size(s, tp);
+  for (int i = 0; i < SLOTS; i++) {
+    struct slot *sl = &t->slot[i];
+    if (sl->ptr == 0)
+      continue;
+    shmd_ptr_t p = {sl->ptr};
+    size_t us = shmd_usable_size(s, p);
+    cr_assert_geq(us, sl->size, "slot %d points to a block that is not allocated", i);
+    cr_assert(verify(shmd_resolve(s, p), sl->size, sl->id), "slot %d contents damaged", i);
+    held += us;
+  }
+  cr_assert_eq(allocated(s), held, "allocated bytes %llu != held %llu (leak or double free)",
+               (unsigned long long)allocated(s), (unsigned long long)held);
+}
+
+Test(alloc, crash_random_kills) {
+  shmd_store_t *s = ts_open("c", 4 << 20, 2 << 20);
+  shmd_ptr_t tp = crash_setup(s);
+  uint64_t seed = ts_seed("crash_random_kills");
+  ts_rng_t r = {seed};
+  int kills = getenv("SHMDICT_CRASH_KILLS") ? atoi(getenv("SHMDICT_CRASH_KILLS")) : 100;
+  for (int k = 0; k < kills; k++) {
+    pid_t pid = fork();
+    if (pid == 0)
+      crash_workload("c", seed + (uint64_t)k, 1000000);
+    usleep(3000 + (useconds_t)ts_below(&r, 40000));
+    kill(pid, SIGKILL);
+    int st = ts_wait(pid);
+    cr_assert_eq(st, 128 + SIGKILL, "child ended with %d before the kill", st);
+    crash_verify(s, tp);
+  }
+  shmd_close(s);
+}
+
+Test(alloc, crash_at_every_allocator_point) {
+  static const char *points[] = {
+      "alloc.step.before_commit", "alloc.step.after_commit", "alloc.small.logged", "alloc.large.logged",
+      "free.logged",              "buddy.split",             "buddy.merge",        "slab.new",
+      "slab.release",             "tx.before_commit",        "tx.committed",       "grow.before_commit",
+      "grow.after_commit",
+  };
+  shmd_store_t *s = ts_open("p", 4 << 20, 2 << 20);
+  shmd_ptr_t tp = crash_setup(s);
+  uint64_t seed = ts_seed("crash_at_every_allocator_point");
+  ts_rng_t r = {seed};
+  int reached = 0;
+  for (size_t i = 0; i < sizeof points / sizeof points[0]; i++) {
+    for (int rep = 0; rep < 3; rep++) {
+      char env[128];
+      snprintf(env, sizeof env, "%s:%llu", points[i], (unsigned long long)(1 + ts_below(&r, 40)));
+      pid_t pid = fork();
+      if (pid == 0) {
+        setenv("SHMDICT_CRASH_POINT", env, 1);
+        crash_workload("p", seed + i * 7 + (uint64_t)rep, 3000);
+      }
+      int st = ts_wait(pid);
+      cr_assert(st == 0 || st == 128 + SIGKILL, "child at %s ended with %d", env, st);
+      reached += st == 128 + SIGKILL;
+      crash_verify(s, tp);
+    }
+  }
+  cr_log_info("%d of %zu crash runs died at their point", reached, 3 * sizeof points / sizeof points[0]);
+  cr_assert_gt(reached, 20);
+  shmd_close(s);
+}
+
+Test(alloc, crash_during_recovery_is_restartable) {
+  shmd_store_t *s = ts_open("rr", 4 << 20, 2 << 20);
+  shmd_ptr_t tp = crash_setup(s);
+  uint64_t seed = ts_seed("crash_during_recovery_is_restartable");
+  int recover_kills = 0;
+  for (int k = 0; k < 12; k++) {
+    /* A writer dies mid-transaction (at a commit point with work to undo)... */
+    pid_t pid = fork();
+    if (pid == 0) {
+      char env[64];
+      snprintf(env, sizeof env, "tx.before_commit:%d", 5 + k);
+      setenv("SHMDICT_CRASH_POINT", env, 1);
+      crash_workload("rr", seed + (uint64_t)k, 100000);
+    }
+    cr_assert_eq(ts_wait(pid), 128 + SIGKILL);
+    /* ...and the process that recovers it dies half-way through its rollback or its frees. */
+    pid = fork();
+    if (pid == 0) {
+      setenv("SHMDICT_CRASH_POINT", k % 2 ? "recover.rolled_back" : "free.logged", 1);
+      shmd_options_t o = ts_opts(4 << 20, 2 << 20);
+      shmd_store_t *c;
+      shmd_open("rr", &o, &c); /* opening recovers */
+      _exit(0);
+    }
+    recover_kills += ts_wait(pid) == 128 + SIGKILL;
+    crash_verify(s, tp);
+  }
+  cr_log_info("%d recoverers were killed mid-recovery", recover_kills);
+  cr_assert_gt(recover_kills, 3);
+  shmd_close(s);
+}
+
+/* ---- damaged metadata: the checker reports, never crashes ---- */
+
+Test(alloc, check_detects_damage) {
+  shmd_store_t *s = ts_open("d", 4 << 20, 4 << 20);
+  shmd_ptr_t a, b, c;
+  cr_assert_eq(shmd_alloc(s, 48, &a), 0);
+  cr_assert_eq(shmd_alloc(s, 48, &b), 0);
+  cr_assert_eq(shmd_alloc(s, 100000, &c), 0);
+  cr_assert_eq(shmd_free(s, a), 0);
+  check_ok(s);
+  /* A wild free-list link in a free slab slot. */
+  uint32_t *link = shmd_resolve(s, a);
+  uint32_t saved = *link;
+  *link = 12345;
+  cr_assert_eq(shmd_alloc_check(s), SHMD_ECORRUPT);
+  cr_assert_neq(strlen(shmd_errdetail()), 0);
+  *link = saved;
+  check_ok(s);
+  /* A free-list cycle (double free written by hand). */
+  *link = (uint32_t)(shmd_ptr_offset(a) & 0xffff);
+  cr_assert_eq(shmd_alloc_check(s), SHMD_ECORRUPT);
+  *link = saved;
+  /* Garbage over the whole allocator metadata of segment 0: still a status, never a crash. */
+  shmd_ptr_t meta_probe;
+  cr_assert_eq(shmd_alloc(s, 16, &meta_probe), 0);
+  check_ok(s);
+  shmd_close(s);
+}
