@@ -58,8 +58,8 @@
  * most 2^64 bytes... in practice far less); a larger count is corruption. */
 #define COUNT_MAX (UINT64_C(1) << 58)
 
-/* Undo-log words one logged 8-byte store may cost (address and old value), for room estimates. */
-#define WORDS_PER_STORE 2u
+/* Undo-log words one logged 8-byte store costs (shmd_tx_room counts logged words), for room estimates. */
+#define WORDS_PER_STORE 1u
 
 typedef struct list_hdr_s {
   uint64_t magic;

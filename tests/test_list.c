@@ -10,6 +10,7 @@
  * Knobs: SHMDICT_TEST_OPS (property ops), SHMDICT_TEST_KILLS (crash rounds), SHMDICT_TEST_MP_OPS.
  */
 #include <errno.h>
+#include <poll.h>
 
 #include "shmdict/array.h"
 #include "shmdict/list.h"
@@ -809,7 +810,7 @@ static int cmp_str(const void *a, const void *b) {
 
 Test(list, mp_push_pop_two_processes) {
   uint64_t seed = ts_seed("list.mp");
-  long ops = env_long("SHMDICT_TEST_MP_OPS", 20000);
+  long ops = env_long("SHMDICT_TEST_MP_OPS", 200000);
   shmd_store_t *s = ts_open("mp", 64u << 20, 64u << 20);
   shmd_ptr_t l;
   CHECK_OK(shmd_list_create(s, &l));
@@ -928,6 +929,12 @@ static int m_apply(model_t *m, const rec_t *r) {
   return 0;
 }
 
+static uint64_t now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 static void write_all(int fd, const void *p, size_t n) {
   while (n) {
     ssize_t w = write(fd, p, n);
@@ -1025,19 +1032,31 @@ static void crash_rounds(int rounds, int use_points) {
     cr_assert_geq(pid, 0);
     if (pid == 0) {
       close(fds[0]);
-      crash_child(fds[1], child_seed, 300, cp); /* 300 ops * 2 records fit in the pipe */
+      crash_child(fds[1], child_seed, use_points ? 300 : 100000, cp);
     }
     close(fds[1]);
-    if (!use_points) {
-      usleep((useconds_t)ts_below(&r, 15000));
-      kill(pid, SIGKILL);
-    }
-    int st = ts_wait(pid);
+    /* Read the records as they come; for random kills, SIGKILL the child at a random moment. */
     rec_t rec, pending = {0};
-    int have_pending = 0;
-    ssize_t n;
+    int have_pending = 0, sent_kill = 0;
     size_t got = 0;
-    while ((n = read(fds[0], (char *)&rec + got, sizeof rec - got)) > 0) {
+    uint64_t deadline = now_us() + 1000 + ts_below(&r, 40000);
+    for (;;) {
+      if (!use_points && !sent_kill && now_us() >= deadline) {
+        kill(pid, SIGKILL);
+        sent_kill = 1;
+      }
+      struct pollfd pf = {fds[0], POLLIN, 0};
+      int tmo = use_points || sent_kill ? -1 : (int)((deadline - now_us()) / 1000) + 1;
+      int pr = poll(&pf, 1, tmo);
+      if (pr < 0 && errno != EINTR)
+        break;
+      if (pr <= 0)
+        continue;
+      ssize_t n = read(fds[0], (char *)&rec + got, sizeof rec - got);
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n <= 0)
+        break; /* the child is gone */
       got += (size_t)n;
       if (got < sizeof rec)
         continue;
@@ -1053,6 +1072,7 @@ static void crash_rounds(int rounds, int use_points) {
         have_pending = 0;
       }
     }
+    int st = ts_wait(pid);
     close(fds[0]);
     cr_assert(st == 0 || st == 128 + SIGKILL, "child status %d", st);
     killed += st == 128 + SIGKILL;
