@@ -278,12 +278,16 @@ static void property_run(long ops, int check_every, uint64_t seed) {
   ts_rng_t r = {seed};
   size_t sizes[] = {1, 3, 8, 13, 64, 200};
   size_t es = sizes[ts_below(&r, 6)];
+  uint64_t target = (seed & 1) ? 1500 : 100;
   shmd_ptr_t a;
   CHECK_OK(shmd_array_create(s, es, ts_below(&r, 4), &a));
   model_t m;
   m_init(&m, es);
   unsigned char e[256], got[256];
+  uint64_t max_len = 0;
   for (long i = 0; i < ops; i++) {
+    if (m.len > max_len)
+      max_len = m.len;
     /* Now and then the step runs inside a transaction that is then aborted: whatever it did must
      * vanish (this catches any store that was not logged). */
     int wrap = ts_below(&r, 8) == 0;
@@ -296,6 +300,11 @@ static void property_run(long ops, int check_every, uint64_t seed) {
         memcpy(before.b, m.b, m.len * es);
     }
     uint64_t op = ts_below(&r, 100), len = m.len;
+    /* Runs alternate between short arrays and long ones (moves beyond the log's budget). */
+    if (len > target && (op < 30 || (op >= 40 && op < 55)))
+      op = 55 + op % 13; /* a remove instead of a push or an insert */
+    else if (len < target && target > 200 && op >= 90 && op < 93)
+      op = 0; /* a push instead of a truncation */
     fill_elem(e, es, ts_next(&r));
     int rc;
     if (op < 30) {
@@ -405,6 +414,8 @@ static void property_run(long ops, int check_every, uint64_t seed) {
     if (check_every && i % 16 == 0)
       CHECK_OK(shmd_alloc_check(s));
   }
+  cr_log_info("%ld ops, longest %llu, final %llu", ops, (unsigned long long)max_len,
+              (unsigned long long)m.len);
   compare(s, a, &m);
   CHECK_OK(shmd_array_check(s, a));
   CHECK_OK(shmd_array_destroy(s, a));
@@ -415,14 +426,14 @@ static void property_run(long ops, int check_every, uint64_t seed) {
 
 Test(array, property_random_ops) {
   uint64_t seed = ts_seed("array.property");
-  long ops = env_long("SHMDICT_TEST_OPS", 20000);
+  long ops = env_long("SHMDICT_TEST_OPS", 100000);
   for (int run = 0; run < 6; run++)
     property_run(ops / 6, 0, seed + (uint64_t)run);
 }
 
 Test(array, property_checked_every_step) {
   uint64_t seed = ts_seed("array.property_checked");
-  long ops = env_long("SHMDICT_TEST_OPS", 20000) / 10;
+  long ops = env_long("SHMDICT_TEST_OPS", 100000) / 10;
   for (int run = 0; run < 3; run++)
     property_run(ops / 3, 1, seed + (uint64_t)run);
 }
@@ -654,6 +665,6 @@ static void crash_rounds(int rounds, int use_points) {
   free(m.b);
 }
 
-Test(array, crash_random_kills) { crash_rounds((int)env_long("SHMDICT_TEST_KILLS", 60), 0); }
+Test(array, crash_random_kills) { crash_rounds((int)env_long("SHMDICT_TEST_KILLS", 200), 0); }
 
-Test(array, crash_at_points) { crash_rounds((int)env_long("SHMDICT_TEST_KILLS", 60) / 2, 1); }
+Test(array, crash_at_points) { crash_rounds((int)env_long("SHMDICT_TEST_KILLS", 200) / 2, 1); }

@@ -420,7 +420,11 @@ static void property_run(long ops, int check_every, uint64_t seed) {
   CHECK_OK(shmd_list_create(s, &l));
   model_t m = {0};
   static unsigned char v[VAL_MAX], p[VAL_MAX], got[VAL_MAX];
+  size_t target = (seed & 1) ? 250 : 30;
+  uint64_t max_len = 0;
   for (long i = 0; i < ops; i++) {
+    if (m.n > max_len)
+      max_len = m.n;
     /* Now and then the step runs inside a transaction that is then aborted: whatever it did must
      * vanish (this catches any store that was not logged). */
     int wrap = ts_below(&r, 8) == 0;
@@ -434,9 +438,11 @@ static void property_run(long ops, int check_every, uint64_t seed) {
     size_t vl = gen_value(pick_id(&r), v), gl = 0;
     int rc;
     uint64_t n;
-    /* keep the list around 0..150 elements */
-    if (m.n > 150 && op < 40)
+    /* Runs alternate between short lists and longer ones (fewer removals until the target). */
+    if (m.n > target && op < 40)
       op += 40;
+    else if (target > 100 && m.n < target && ((op >= 60 && op < 70) || (op >= 80 && op < 84)))
+      op = 0;
     if (op < 20) {
       int where = (int)ts_below(&r, 2);
       CHECK_OK(shmd_list_push(s, l, where, v, vl, &n));
@@ -564,6 +570,8 @@ static void property_run(long ops, int check_every, uint64_t seed) {
     if (check_every && i % 20 == 0)
       CHECK_OK(shmd_alloc_check(s));
   }
+  cr_log_info("%ld ops, longest %llu, final %llu", ops, (unsigned long long)max_len,
+              (unsigned long long)m.n);
   compare(s, l, &m);
   CHECK_OK(shmd_list_check(s, l));
   CHECK_OK(shmd_list_destroy(s, l));
@@ -578,14 +586,14 @@ static void property_run(long ops, int check_every, uint64_t seed) {
 
 Test(list, property_random_ops) {
   uint64_t seed = ts_seed("list.property");
-  long ops = env_long("SHMDICT_TEST_OPS", 20000);
+  long ops = env_long("SHMDICT_TEST_OPS", 100000);
   for (int run = 0; run < 4; run++)
     property_run(ops / 4, 0, seed + (uint64_t)run);
 }
 
 Test(list, property_checked_every_step) {
   uint64_t seed = ts_seed("list.property_checked");
-  long ops = env_long("SHMDICT_TEST_OPS", 20000) / 8;
+  long ops = env_long("SHMDICT_TEST_OPS", 100000) / 8;
   for (int run = 0; run < 2; run++)
     property_run(ops / 2, 1, seed + (uint64_t)run);
 }
@@ -1101,6 +1109,6 @@ static void crash_rounds(int rounds, int use_points) {
   m_free(&m);
 }
 
-Test(list, crash_random_kills) { crash_rounds((int)env_long("SHMDICT_TEST_KILLS", 60), 0); }
+Test(list, crash_random_kills) { crash_rounds((int)env_long("SHMDICT_TEST_KILLS", 200), 0); }
 
-Test(list, crash_at_points) { crash_rounds((int)env_long("SHMDICT_TEST_KILLS", 60) / 2, 1); }
+Test(list, crash_at_points) { crash_rounds((int)env_long("SHMDICT_TEST_KILLS", 200) / 2, 1); }
