@@ -660,6 +660,14 @@ static void crash_rounds(int rounds, int use_points) {
     }
     shmd_close(s);
   }
+  /* Nothing leaked across all the kills: once the container is destroyed the store is empty. */
+  s = ts_open("crash", 64u << 20, 64u << 20);
+  CHECK_OK(shmd_array_destroy(s, a));
+  CHECK_OK(shmd_alloc_check(s));
+  shmd_stats_t st;
+  CHECK_OK(shmd_stats(s, &st));
+  cr_assert_eq(st.allocated_bytes, 0, "%llu bytes leaked", (unsigned long long)st.allocated_bytes);
+  shmd_close(s);
   cr_log_info("array crash: %d rounds, %d killed (%d at crash points), final length %llu", rounds,
               killed, kills_at_point, (unsigned long long)m.len);
   free(m.b);

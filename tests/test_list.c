@@ -1104,6 +1104,14 @@ static void crash_rounds(int rounds, int use_points) {
     }
     shmd_close(s);
   }
+  /* Nothing leaked across all the kills: once the container is destroyed the store is empty. */
+  s = ts_open("crash", 64u << 20, 64u << 20);
+  CHECK_OK(shmd_list_destroy(s, l));
+  CHECK_OK(shmd_alloc_check(s));
+  shmd_stats_t st;
+  CHECK_OK(shmd_stats(s, &st));
+  cr_assert_eq(st.allocated_bytes, 0, "%llu bytes leaked", (unsigned long long)st.allocated_bytes);
+  shmd_close(s);
   cr_log_info("list crash: %d rounds, %d killed, %d killed ops found done, final length %zu",
               rounds, killed, in_flight, m.n);
   m_free(&m);
@@ -1112,3 +1120,75 @@ static void crash_rounds(int rounds, int use_points) {
 Test(list, crash_random_kills) { crash_rounds((int)env_long("SHMDICT_TEST_KILLS", 200), 0); }
 
 Test(list, crash_at_points) { crash_rounds((int)env_long("SHMDICT_TEST_KILLS", 200) / 2, 1); }
+
+/* Long removals run in batches; a kill between or inside batches leaves a valid, partly
+ * shortened list (a suffix of it for destroy, the first k matches gone for LREM) that can be
+ * finished later, and nothing leaks. */
+static void crash_long_removal(int which) {
+  uint64_t seed = ts_seed(which ? "list.crash_rem" : "list.crash_destroy");
+  ts_rng_t r = {seed};
+  for (int round = 0; round < 6; round++) {
+    shmd_store_t *s = ts_open("crash", 64u << 20, 64u << 20);
+    shmd_ptr_t l;
+    CHECK_OK(shmd_list_create(s, &l));
+    CHECK_OK(shmd_root_set(s, "list", l));
+    model_t m = {0};
+    static unsigned char v[VAL_MAX];
+    for (int i = 0; i < 4000; i++) {
+      size_t vl;
+      if (which && i % 3 != 2) {
+        vl = 1;
+        v[0] = 'x';
+      } else
+        vl = gen_value((uint64_t)i * 16 + (i % 5 == 0 ? 15 : 3), v); /* some blobs */
+      CHECK_OK(shmd_list_push(s, l, SHMD_LIST_TAIL, v, vl, NULL));
+      m_insert_at(&m, m.n, v, vl);
+    }
+    shmd_close(s);
+    char point[64];
+    snprintf(point, sizeof point, "list.unlink:%d",
+             1 + (int)ts_below(&r, which ? 2600 : 12)); /* per node for LREM, per batch else */
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+      setenv("SHMDICT_CRASH_POINT", point, 1);
+      shmd_options_t o = ts_opts(64u << 20, 64u << 20);
+      shmd_store_t *cs;
+      if (shmd_open("crash", &o, &cs))
+        _exit(2);
+      int rc = which ? shmd_list_rem(cs, l, 0, "x", 1, NULL) : shmd_list_destroy(cs, l);
+      _exit(rc == 0 ? 0 : 3);
+    }
+    int st = ts_wait(pid);
+    cr_assert(st == 0 || st == 128 + SIGKILL, "child status %d", st);
+    s = ts_open("crash", 64u << 20, 64u << 20);
+    CHECK_OK(shmd_alloc_check(s));
+    if (st == 0 && !which) {
+      uint64_t n;
+      cr_assert_eq(shmd_list_len(s, l, &n), SHMD_ECORRUPT, "destroyed");
+    } else {
+      CHECK_OK(shmd_list_check(s, l));
+      uint64_t n;
+      CHECK_OK(shmd_list_len(s, l, &n));
+      cr_assert_leq(n, m.n);
+      if (which)
+        m_rem(&m, (int64_t)(m.n - n), "x", 1);
+      else
+        m_trim(&m, (int64_t)(m.n - n), -1);
+      compare(s, l, &m);
+      CHECK_OK(shmd_list_destroy(s, l));
+    }
+    CHECK_OK(shmd_alloc_check(s));
+    shmd_stats_t sts;
+    CHECK_OK(shmd_stats(s, &sts));
+    cr_assert_eq(sts.allocated_bytes, 0, "%llu bytes leaked",
+                 (unsigned long long)sts.allocated_bytes);
+    m_free(&m);
+    shmd_close(s);
+    CHECK_OK(shmd_drop("crash", ts_dir));
+  }
+}
+
+Test(list, crash_destroy_in_pieces) { crash_long_removal(0); }
+
+Test(list, crash_rem_in_batches) { crash_long_removal(1); }
