@@ -249,11 +249,8 @@ shmd_ptr_t shmd_ptr_from_addr(shmd_store_t *store, const void *addr) {
   return shmd_ptr_null();
 }
 
-struct shmd__seg_hdr *shmd__seg(shmd_store_t *s, uint32_t seg) {
-  unsigned char *b = __atomic_load_n(&s->map->base[seg + 1], __ATOMIC_ACQUIRE);
-  if (b)
-    return (struct shmd__seg_hdr *)(void *)b;
-  if (attach_seg(s, seg) != 0)
+struct shmd__seg_hdr *shmd__seg_slow(shmd_store_t *s, uint32_t seg) {
+  if (seg >= SHMD_MAX_SEGMENTS || attach_seg(s, seg) != 0)
     return NULL;
   return (struct shmd__seg_hdr *)(void *)s->map->base[seg + 1];
 }
