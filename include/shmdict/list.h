@@ -280,7 +280,8 @@ void shmd_list_iter_init(shmd_list_iter_t *it, shmd_ptr_t list, int reverse);
 /*
  * Visits up to `max` further elements with fn under one lock hold. *visited (if not NULL) receives
  * how many were visited; fewer than `max` (0 at the end) means the walk has reached the end for
- * now. Returns 0 or fn's non-zero status (the element fn stopped at counts as visited).
+ * now. Returns 0, fn's non-zero status (the element fn stopped at counts as visited), or
+ * SHMD_ECORRUPT when a link is damaged (also when the walk finds more nodes than the count).
  */
 int shmd_list_iter_next(shmd_store_t *s, shmd_list_iter_t *it, size_t max, shmd_list_visit_fn fn,
                         void *arg, size_t *visited);
