@@ -1171,7 +1171,7 @@ static void crash_long_removal(int which) {
       uint64_t n;
       CHECK_OK(shmd_list_len(s, l, &n));
       cr_assert_leq(n, m.n);
-      if (which)
+      if (which && n < m.n) /* (a count of 0 would mean "all") */
         m_rem(&m, (int64_t)(m.n - n), "x", 1);
       else
         m_trim(&m, (int64_t)(m.n - n), -1);
