@@ -1223,12 +1223,12 @@ static void crash_child(int round, int fd) {
     default: {
       /* garbage: a big value, then its deletion */
       int t = (int)((i / 6) % 3);
-      size_t pos = (size_t)sprintf(line, "%s big", t == 0 ? "HSET" : t == 1 ? "RPUSH" : "ZADD");
+      size_t pos = (size_t)sprintf(line, "%s big%d", t == 0 ? "HSET" : t == 1 ? "RPUSH" : "ZADD", round);
       for (int j = 0; j < 40; j++)
         pos += (size_t)sprintf(line + pos, t == 2 ? " %d m%d" : " f%d x%d", j, j);
       if (child_cmd(s, line))
         _exit(4);
-      sprintf(line, "DEL big");
+      sprintf(line, "DEL big%d", round);
       break;
     }
     }
@@ -1264,7 +1264,7 @@ static void crash_verify(shmd_store_t *s, int round, uint32_t done) {
       continue;
     }
     default:
-      strcpy(line, "EXISTS big");
+      sprintf(line, "EXISTS big%d", round);
       strcpy(want, ":0");
       if (i + 1 != done) /* the last reported DEL may be followed by an unreported HSET big */
         continue;
