@@ -67,13 +67,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define XXH_INLINE_ALL
-#include <xxhash.h>
-
 #include "segments/crash.h"
 #include "segments/err.h"
 #include "segments/os.h"
 #include "shmdict/alloc.h"
+#include "shmdict/blob.h"
 #include "shmdict/error.h"
 #include "shmdict/tx.h"
 
@@ -141,11 +139,9 @@ static inline uint32_t make_word(size_t len) {
   return (uint32_t)len | (len > SHMD_HASH_INLINE_MAX ? OOL_BIT : 0);
 }
 
-/* The hash of a key: xxh3-64 with the hash's seed. This is shmd_hash_bytes() of blob.h, inlined
- * here (XXH_INLINE_ALL) because it is on every operation's path; both are XXH3_64bits_withSeed,
- * so they agree bit for bit. */
+/* The hash of a key: shmd_hash_bytes() of blob.h (xxh3-64) with the hash's seed. */
 static inline uint64_t hash_key(const void *key, size_t len, uint64_t seed) {
-  return (uint64_t)XXH3_64bits_withSeed(key, len, (XXH64_hash_t)seed);
+  return shmd_hash_bytes(key, len, seed);
 }
 
 static inline uint64_t rev64(uint64_t v) {
@@ -1213,7 +1209,7 @@ int shmd_hash_scan(shmd_store_t *s, shmd_ptr_t h, uint64_t cursor, size_t count,
 static uint64_t fingerprint(const hhdr_t *hd) {
   uint64_t words[6] = {hd->table[0].v, hd->table[1].v, hd->log2[0], hd->log2[1], hd->count,
                        hd->rehash_idx};
-  return XXH3_64bits(words, sizeof words);
+  return shmd_hash_bytes(words, sizeof words, 0);
 }
 
 typedef struct foreach_s {

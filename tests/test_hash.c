@@ -12,11 +12,7 @@
 #include <stdbool.h>
 
 #include "shmdict/hash.h"
-/* support.h's path buffer trips -Wformat-truncation at -O2; harmless there. */
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wformat-truncation"
 #include "support.h"
-#pragma GCC diagnostic pop
 
 #define MIB (UINT64_C(1) << 20)
 
