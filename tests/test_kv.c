@@ -1236,6 +1236,30 @@ static void crash_child(int round, int fd) {
       _exit(5);
     if (write(fd, &i, sizeof i) != sizeof i)
       _exit(6);
+    if (i % 97 == 0) {
+      /* database 1: some keys with big values, then FLUSHDB (stripe hashes on the garbage list) */
+      for (int j = 0; j < 20; j++) {
+        size_t pos = (size_t)sprintf(line, "SADD x%d", j);
+        for (int e = 0; e < 30; e++)
+          pos += (size_t)sprintf(line + pos, " e%d", e);
+        char *argv[40];
+        size_t lens[40];
+        int argc = split(line, argv, lens, 40);
+        shmd_reply_t *r = NULL;
+        int rc = shmd_kv_command_db(s, 1, argc, (const char *const *)argv, lens, &r);
+        for (int q = 0; q < argc; q++)
+          free(argv[q]);
+        if (rc || r->type == SHMD_REPLY_ERROR)
+          _exit(7);
+        shmd_reply_free(r);
+      }
+      char *fl[] = {"FLUSHDB"};
+      size_t fll[] = {7};
+      shmd_reply_t *r = NULL;
+      if (shmd_kv_command_db(s, 1, 1, (const char *const *)fl, fll, &r) || r->type != SHMD_REPLY_STATUS)
+        _exit(8);
+      shmd_reply_free(r);
+    }
   }
 }
 
@@ -1345,8 +1369,11 @@ Test(kv, crash_random_kill) {
     check_all(s);
     crash_verify(s, round, done);
     cr_assert_eq(shmd_kv_drain(s, 0, 0), 0);
+    cr_assert_eq(shmd_kv_drain(s, 1, 0), 0);
     shmd_kv_info_t info;
     cr_assert_eq(shmd_kv_info(s, 0, &info), 0);
+    cr_assert_eq(info.garbage, 0);
+    cr_assert_eq(shmd_kv_info(s, 1, &info), 0);
     cr_assert_eq(info.garbage, 0);
     check_all(s);
     shmd_close(s);
