@@ -652,6 +652,8 @@ typedef struct check_s {
   kv_info_acc_t *info;
   shmd_ptr_t *ptrs;
   uint32_t *types;
+  unsigned char *zset_pair; /* entry i is the tree of a live sorted set whose hash is entry i - 1 */
+  int in_garbage;
   size_t n, cap;
 } check_t;
 
@@ -662,15 +664,19 @@ static int check_push(check_t *ck, uint32_t type, shmd_ptr_t a, shmd_ptr_t b) {
     if (p) ck->ptrs = p;
     uint32_t *t = realloc(ck->types, cap * sizeof *t);
     if (t) ck->types = t;
-    if (!p || !t)
+    unsigned char *z = realloc(ck->zset_pair, cap);
+    if (z) ck->zset_pair = z;
+    if (!p || !t || !z)
       return SHMD_ENOMEM;
     ck->cap = cap;
   }
   if (a.v) {
+    ck->zset_pair[ck->n] = 0;
     ck->ptrs[ck->n] = a;
     ck->types[ck->n++] = type == KV_LIST ? KV_LIST : KV_HASH;
   }
   if (b.v) {
+    ck->zset_pair[ck->n] = a.v && !ck->in_garbage;
     ck->ptrs[ck->n] = b;
     ck->types[ck->n++] = KV_ZSET;
   }
@@ -735,7 +741,10 @@ static int kv_walk(shmd_store_t *s, unsigned db_first, unsigned db_last, check_t
       return rc;
     if (!ck->info && (rc = shmd_list_check(s, d->garbage)))
       return rc;
-    if ((rc = shmd_list_range(s, d->garbage, 0, -1, garbage_visit, ck)))
+    ck->in_garbage = 1;
+    rc = shmd_list_range(s, d->garbage, 0, -1, garbage_visit, ck);
+    ck->in_garbage = 0;
+    if (rc)
       return rc;
     for (unsigned i = 0; i < KV_STRIPES; i++) {
       if (!ck->info && (rc = shmd_hash_check(s, d->stripe[i])))
@@ -757,7 +766,17 @@ int shmd_kv_check(shmd_store_t *s) {
     case KV_ZSET: rc = shmd_rbtree_check(s, ck.ptrs[i]); break;
     default: rc = shmd_hash_check(s, ck.ptrs[i]); break;
     }
+    if (rc == SHMD_EINVAL) /* a container of another kind where the record says otherwise */
+      rc = SHMD_ECORRUPT;
+    if (rc == 0 && ck.zset_pair[i]) {
+      /* a live sorted set: its hash (previous entry) and tree hold the same members */
+      uint64_t nh = 0, nt = 0;
+      if ((rc = shmd_hash_len(s, ck.ptrs[i - 1], &nh)) == 0 && (rc = shmd_rbtree_len(s, ck.ptrs[i], &nt)) == 0 &&
+          nh != nt)
+        rc = SHMD_ECORRUPT;
+    }
   }
+  free(ck.zset_pair);
   free(ck.ptrs);
   free(ck.types);
   return rc;
