@@ -605,6 +605,26 @@ Test(kv, sets) {
   } while (cur != 0);
   for (int i = 0; i < 50; i++)
     cr_expect_eq(seen[i], 1);
+  /* SRANDMEMBER without a count reaches (nearly) every member; SPOP until empty pops each once */
+  int hits[50] = {0}, distinct = 0;
+  for (int i = 0; i < 3000; i++) {
+    r = run(s, "SRANDMEMBER big");
+    cr_assert_eq(r->type, SHMD_REPLY_BULK);
+    int k = atoi(r->str + 1);
+    distinct += hits[k]++ == 0;
+    shmd_reply_free(r);
+  }
+  cr_expect_geq(distinct, 45, "only %d distinct members", distinct);
+  int popped[50] = {0};
+  for (int i = 0; i < 50; i++) {
+    r = run(s, "SPOP big");
+    cr_assert_eq(r->type, SHMD_REPLY_BULK);
+    popped[atoi(r->str + 1)]++;
+    shmd_reply_free(r);
+  }
+  for (int i = 0; i < 50; i++)
+    cr_expect_eq(popped[i], 1);
+  EXPECT(s, "EXISTS big", ":0");
   check_all(s);
   shmd_close(s);
 }
