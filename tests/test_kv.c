@@ -926,7 +926,7 @@ static void model_step(ts_rng_t *g, mkey_t *m, char *cmd, char *want, int *touch
   int ki = (int)ts_below(g, NKEYS);
   mkey_t *k = &m[ki];
   int f = (int)ts_below(g, NF), v = (int)ts_below(g, 10);
-  int op = (int)ts_below(g, 24);
+  int op = (int)ts_below(g, 32);
   *touched = ki;
   want[0] = 0;
 #define WRONG(t) (k->type != T_NONE && k->type != (t))
@@ -1109,6 +1109,98 @@ static void model_step(ts_rng_t *g, mkey_t *m, char *cmd, char *want, int *touch
     sprintf(cmd, "TYPE k%d", ki);
     sprintf(want, "+%s", (const char *[]){"none", "string", "hash", "list", "set", "zset"}[k->type]);
     break;
+  case 24: { /* LTRIM */
+    int a = (int)ts_below(g, 13) - 6, b = (int)ts_below(g, 13) - 6;
+    sprintf(cmd, "LTRIM k%d %d %d", ki, a, b);
+    if (WRONG(T_LIST)) { strcpy(want, WT); break; }
+    strcpy(want, "+OK");
+    if (k->type != T_LIST) break;
+    int n = k->llen;
+    if (a < 0) a += n;
+    if (b < 0) b += n;
+    if (a < 0) a = 0;
+    if (b >= n) b = n - 1;
+    if (a > b || a >= n) { memset(k, 0, sizeof *k); break; }
+    memmove(k->list, k->list + a, sizeof(int) * (size_t)(b - a + 1));
+    k->llen = b - a + 1;
+    break;
+  }
+  case 25: { /* LSET */
+    int idx = (int)ts_below(g, 12) - 6;
+    sprintf(cmd, "LSET k%d %d v%d", ki, idx, v);
+    if (WRONG(T_LIST)) { strcpy(want, WT); break; }
+    if (k->type != T_LIST) { strcpy(want, "-ERR no such key"); break; }
+    int i = idx < 0 ? idx + k->llen : idx;
+    if (i < 0 || i >= k->llen) { strcpy(want, "-ERR index out of range"); break; }
+    k->list[i] = v;
+    strcpy(want, "+OK");
+    break;
+  }
+  case 26: { /* LINSERT */
+    int after = (int)ts_below(g, 2), pv = (int)ts_below(g, 10);
+    sprintf(cmd, "LINSERT k%d %s v%d v%d", ki, after ? "AFTER" : "BEFORE", pv, v);
+    if (WRONG(T_LIST)) { strcpy(want, WT); break; }
+    if (k->type != T_LIST) { strcpy(want, ":0"); break; }
+    if (k->llen >= LMAX) { sprintf(cmd, "LLEN k%d", ki); sprintf(want, ":%d", k->llen); break; }
+    int i = 0;
+    while (i < k->llen && k->list[i] != pv) i++;
+    if (i == k->llen) { strcpy(want, ":-1"); break; }
+    if (after) i++;
+    memmove(k->list + i + 1, k->list + i, sizeof(int) * (size_t)(k->llen - i));
+    k->list[i] = v;
+    k->llen++;
+    sprintf(want, ":%d", k->llen);
+    break;
+  }
+  case 27: { /* ZCOUNT */
+    int lo = (int)ts_below(g, 12) - 1, hi = (int)ts_below(g, 12) - 1, xl = (int)ts_below(g, 2), xh = (int)ts_below(g, 2);
+    sprintf(cmd, "ZCOUNT k%d %s%d %s%d", ki, xl ? "(" : "", lo, xh ? "(" : "", hi);
+    if (WRONG(T_ZSET)) { strcpy(want, WT); break; }
+    int n = 0;
+    for (int o = 0; k->type == T_ZSET && o < NF; o++)
+      if (k->present[o] && (xl ? k->val[o] > lo : k->val[o] >= lo) && (xh ? k->val[o] < hi : k->val[o] <= hi)) n++;
+    sprintf(want, ":%d", n);
+    break;
+  }
+  case 28: { /* ZRANGEBYSCORE ... LIMIT */
+    int lo = (int)ts_below(g, 12) - 1, hi = (int)ts_below(g, 12) - 1, off = (int)ts_below(g, 4), cnt = (int)ts_below(g, 6) - 1;
+    sprintf(cmd, "ZRANGEBYSCORE k%d %d %d LIMIT %d %d", ki, lo, hi, off, cnt);
+    if (WRONG(T_ZSET)) { strcpy(want, WT); break; }
+    size_t pos = (size_t)sprintf(want, "[");
+    int idx = 0, out = 0;
+    for (int sc = -5; sc <= 20 && k->type == T_ZSET; sc++)
+      for (int o = 0; o < NF; o++)
+        if (k->present[o] && k->val[o] == sc && sc >= lo && sc <= hi) {
+          if (idx++ < off) continue;
+          if (cnt >= 0 && out >= cnt) continue;
+          pos += (size_t)sprintf(want + pos, "%s\"f%d\"", out ? "," : "", o);
+          out++;
+        }
+    sprintf(want + pos, "]");
+    break;
+  }
+  case 29: { /* HINCRBY */
+    int d = (int)ts_below(g, 7) - 3;
+    sprintf(cmd, "HINCRBY k%d f%d %d", ki, f, d);
+    if (WRONG(T_HASH)) { strcpy(want, WT); break; }
+    if (k->type == T_NONE) { memset(k, 0, sizeof *k); k->type = T_HASH; }
+    if (!k->present[f]) { k->present[f] = 1; k->val[f] = 0; }
+    k->val[f] += d;
+    sprintf(want, ":%d", k->val[f]);
+    break;
+  }
+  case 30: { /* MGET */
+    int k2 = (int)ts_below(g, NKEYS);
+    sprintf(cmd, "MGET k%d nokey k%d", ki, k2);
+    size_t pos = (size_t)sprintf(want, "[");
+    if (k->type == T_STR) pos += (size_t)sprintf(want + pos, "\"%s\",", k->str);
+    else pos += (size_t)sprintf(want + pos, "(nil),");
+    pos += (size_t)sprintf(want + pos, "(nil),");
+    if (m[k2].type == T_STR) pos += (size_t)sprintf(want + pos, "\"%s\"", m[k2].str);
+    else pos += (size_t)sprintf(want + pos, "(nil)");
+    sprintf(want + pos, "]");
+    break;
+  }
   default: {
     int n = 0;
     for (int i = 0; i < NKEYS; i++) n += m[i].type != T_NONE;
