@@ -77,12 +77,41 @@ unsigned kv_stripe_of(const void *key, size_t len) {
   return (unsigned)(shmd_hash_bytes(key, len, KV_STRIPE_SEED) % KV_STRIPES);
 }
 
+/* Per-thread cache of the keyspace root of the last stores used: shmd_root_get() takes the store's
+ * roots lock, which every command would otherwise serialise on. Keyed by the handle and the address
+ * segment 0 is mapped at; a hit is validated by the root's magic word (kv_root_view), and the root
+ * block of a store never moves or goes away. */
+#define KV_ROOT_CACHE 4
+static __thread struct {
+  shmd_store_t *s;
+  const void *seg0;
+  shmd_ptr_t root;
+} kv_root_cache[KV_ROOT_CACHE];
+static __thread unsigned kv_root_cache_next;
+
+static const void *kv_seg0(shmd_store_t *s) {
+  shmd_segmap_t *map = *(shmd_segmap_t **)(void *)s;
+  return __atomic_load_n(&map->base[1], __ATOMIC_ACQUIRE);
+}
+
 /* The keyspace root, created on first use. */
 static int kv_root(shmd_store_t *s, shmd_ptr_t *out) {
-  if (shmd_root_get(s, KV_ROOT_NAME, out) == 0)
+  const void *seg0 = kv_seg0(s);
+  for (unsigned i = 0; i < KV_ROOT_CACHE; i++)
+    if (kv_root_cache[i].s == s && kv_root_cache[i].seg0 == seg0 && seg0 != NULL) {
+      *out = kv_root_cache[i].root;
+      return 0;
+    }
+  int rc = shmd_root_get(s, KV_ROOT_NAME, out);
+  if (rc == 0) {
+    unsigned i = kv_root_cache_next++ % KV_ROOT_CACHE;
+    kv_root_cache[i].s = s;
+    kv_root_cache[i].seg0 = kv_seg0(s);
+    kv_root_cache[i].root = *out;
     return 0;
+  }
   shmd_ptr_t p;
-  int rc = shmd_calloc(s, 1, sizeof(kv_root_t), &p);
+  rc = shmd_calloc(s, 1, sizeof(kv_root_t), &p);
   if (rc)
     return rc;
   kv_root_t *r = shmd_resolve(s, p);
@@ -179,19 +208,41 @@ int kv_lock_stripes(kv_ctx_t *c, unsigned mask) {
   return 0;
 }
 
+/* Finds database dbi, creating it first in a transaction of its own: others read the database
+ * pointer without a lock, so it must never point to a database whose creation could still roll
+ * back with a failing command. (Inside a caller's open transaction the creation joins it; if that
+ * transaction aborts, the database is gone again: do not create databases inside transactions that
+ * may abort while other threads use the store.) */
+static int kv_db_ensure(shmd_store_t *s, unsigned dbi, shmd_ptr_t *out) {
+  shmd_ptr_t rp;
+  kv_root_t *r;
+  int rc = kv_root(s, &rp);
+  if (rc || (rc = kv_root_view(s, rp, &r)))
+    return rc;
+  out->v = __atomic_load_n(&r->db[dbi].v, __ATOMIC_ACQUIRE);
+  if (out->v)
+    return 0;
+  shmd_tx_t *tx;
+  if ((rc = shmd_tx_begin(s, &tx)))
+    return rc;
+  if ((rc = kv_db_get(tx, dbi, 1, out))) {
+    shmd_tx_abort(tx);
+    return rc;
+  }
+  return shmd_tx_commit(tx);
+}
+
 int kv_begin(shmd_store_t *s, unsigned dbi, kv_ctx_t *c) {
   memset(c, 0, sizeof *c);
   c->s = s;
   c->dbi = dbi;
   c->now = kv_now_ms();
-  int rc = shmd_tx_begin(s, &c->tx);
-  if (rc)
+  if (dbi >= KV_NDB)
+    return SHMD_EINVAL;
+  int rc = kv_db_ensure(s, dbi, &c->dbp);
+  if (rc || (rc = kv_db_view(s, c->dbp, &c->db)))
     return rc;
-  if ((rc = kv_db_get(c->tx, dbi, 1, &c->dbp)) || (rc = kv_db_view(s, c->dbp, &c->db))) {
-    shmd_tx_abort(c->tx);
-    return rc;
-  }
-  return 0;
+  return shmd_tx_begin(s, &c->tx);
 }
 
 int kv_end(kv_ctx_t *c, int rc) {
