@@ -139,6 +139,10 @@ int shmd_kv_drain(shmd_store_t *store, unsigned db, size_t budget);
  */
 int shmd_kv_check(shmd_store_t *store);
 
+/* Redis's glob match (KEYS, SCAN MATCH): `*`, `?`, `[abc]`, `[^a]`, `[a-z]`, `\x`. Returns 1 when
+ * str[0 .. slen) matches pattern[0 .. plen), else 0. Cannot fail. */
+int shmd_kv_glob(const char *pattern, size_t plen, const char *str, size_t slen);
+
 /* Keys per type in one database, for tools. */
 typedef struct shmd_kv_info_s {
   uint64_t keys; /* all keys (including expired ones not yet deleted) */
