@@ -1538,3 +1538,21 @@ Test(kv, mp_multikey_no_deadlock, .timeout = 60) {
   check_all(s);
   shmd_close(s);
 }
+
+Test(kv, glob) {
+  struct {
+    const char *p, *s;
+    int m;
+  } cases[] = {
+      {"*", "", 0} /* as Redis stringmatchlen; KEYS * and MATCH * skip matching */, {"*", "abc", 1},      {"a*", "abc", 1},    {"a*c", "abc", 1},
+      {"a*d", "abc", 0},    {"?", "a", 1},        {"?", "", 0},        {"??", "a", 0},
+      {"h?llo", "hello", 1}, {"h[ae]llo", "hallo", 1}, {"h[ae]llo", "hillo", 0},
+      {"h[^e]llo", "hallo", 1}, {"h[^e]llo", "hello", 0}, {"h[a-b]llo", "hbllo", 1},
+      {"h[b-a]llo", "hbllo", 1}, {"h[a-b]llo", "hcllo", 0}, {"\\*", "*", 1}, {"\\*", "a", 0},
+      {"a\\?b", "a?b", 1},  {"a**b", "ab", 1},    {"*b*", "abc", 1},   {"[", "[", 0},
+      {"[a", "a", 1},       {"abc", "abcd", 0},   {"abcd", "abc", 0},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    cr_expect_eq(shmd_kv_glob(cases[i].p, strlen(cases[i].p), cases[i].s, strlen(cases[i].s)), cases[i].m,
+                 "glob(%s, %s)", cases[i].p, cases[i].s);
+}
