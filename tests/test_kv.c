@@ -1239,7 +1239,7 @@ Test(kv, prop_model) {
 
 Test(kv, mp_two_writers) {
   shmd_store_t *s = ts_open("t", 16 * MB, 16 * MB);
-  const int n = 3000;
+  const int n = 20000;
   pid_t kids[2];
   for (int w = 0; w < 2; w++) {
     kids[w] = fork();
@@ -1279,10 +1279,13 @@ Test(kv, mp_two_writers) {
     cr_assert_eq(ts_wait(kids[w]), 0);
   char want[64];
   snprintf(want, sizeof want, ":%d", 2 * n);
-  EXPECT(s, "GET counter", "\"6000\"");
+  snprintf(want, sizeof want, "\"%d\"", 2 * n);
+  EXPECT(s, "GET counter", want);
+  snprintf(want, sizeof want, ":%d", 2 * n);
   EXPECT(s, "LLEN list", want);
   EXPECT(s, "HLEN h", want);
-  EXPECT(s, "MGET a0 b0 a1 b1", "[\"2999\",\"2999\",\"2999\",\"2999\"]");
+  snprintf(want, sizeof want, "[\"%d\",\"%d\",\"%d\",\"%d\"]", n - 1, n - 1, n - 1, n - 1);
+  EXPECT(s, "MGET a0 b0 a1 b1", want);
   /* each writer's list elements are in its own order */
   shmd_reply_t *r = run(s, "LRANGE list 0 -1");
   int next[2] = {0, 0};
@@ -1506,7 +1509,7 @@ Test(kv, mp_multikey_no_deadlock, .timeout = 60) {
       if (shmd_open("t", &o, &cs))
         _exit(2);
       ts_rng_t g = {(uint64_t)(w + 1) * 0x9E3779B97F4A7C15ull};
-      for (int i = 0; i < 3000; i++) {
+      for (int i = 0; i < 20000; i++) {
         char line[256];
         int a = (int)ts_below(&g, 12), b = (int)ts_below(&g, 12), c = (int)ts_below(&g, 12);
         switch (ts_below(&g, 6)) {
