@@ -253,7 +253,7 @@ int kv_end(kv_ctx_t *c, int rc) {
   SHMD_CRASH_POINT("kv.command.commit");
   rc = shmd_tx_commit(c->tx);
   if (rc == 0 && c->garbage && shmd_tx_depth(c->s) == 0)
-    (void)shmd_kv_drain(c->s, c->dbi, 0);
+    (void)shmd_kv_drain(c->s, c->dbi, c->drain_budget);
   return rc;
 }
 
@@ -690,7 +690,8 @@ int shmd_kv_expire_step(shmd_store_t *s, unsigned db, size_t budget, size_t *exp
     }
   }
   keys_free(&e.ks);
-  c.garbage = 1; /* drain leftovers too */
+  c.garbage = 1; /* drain leftovers too, a bounded amount */
+  c.drain_budget = budget;
   rc = kv_end(&c, rc);
   if (expired)
     *expired = n;

@@ -49,7 +49,8 @@ typedef struct kv_ctx_s {
   kv_db_t *db;
   unsigned dbi;
   unsigned locked; /* stripes held */
-  int garbage;     /* something was put on the garbage list */
+  int garbage;     /* something was put on the garbage list: drain it after the commit */
+  size_t drain_budget; /* drain steps after the commit (0: until the list is empty) */
   uint64_t now;
 } kv_ctx_t;
 

@@ -116,8 +116,9 @@ int shmd_kv_zrank(shmd_store_t *store, unsigned db, const void *key, size_t key_
 /*
  * Active expiry step: visits about `budget` keys (0: 20) of database `db`, continuing where the
  * previous call of this thread stopped (one stripe after another), and deletes those whose expiry
- * has passed; *expired (may be NULL) receives how many. Also drains the garbage list. Call it
- * from an idle loop, as Redis's active expire cycle. Returns 0 or a negative status.
+ * has passed; *expired (may be NULL) receives how many. Also does up to `budget` steps of freeing
+ * deleted big values (see shmd_kv_drain()). Call it from an idle loop, as Redis's active expire
+ * cycle. Returns 0 or a negative status.
  */
 int shmd_kv_expire_step(shmd_store_t *store, unsigned db, size_t budget, size_t *expired);
 
