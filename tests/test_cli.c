@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pty.h>
 #include <stdarg.h>
 #include <sys/prctl.h>
 
@@ -501,6 +502,81 @@ Test(cli, load_text_commands_and_bad_input) {
   cr_expect_eq(r.status, 1);
   cr_expect(strstr(r.err, "WRONGTYPE") && strstr(r.err, "1 of 2 commands failed"), "%s", r.err);
   run_free(&r);
+}
+
+/* Runs the binary on a pseudo-terminal (stdin, stdout and stderr), typing `typed` (if any) and
+ * then end-of-file; returns everything it printed. */
+static char *run_pty(const char *typed, char *const args[]) {
+  int master;
+  pid_t pid = forkpty(&master, NULL, NULL, NULL);
+  cr_assert(pid >= 0, "forkpty: %s", strerror(errno));
+  if (pid == 0) {
+    char *argv[16];
+    int n = 0;
+    argv[n++] = (char *)bin();
+    for (int i = 0; args[i] && n < 15; i++)
+      argv[n++] = args[i];
+    argv[n] = NULL;
+    setenv("HOME", ts_dir, 1); /* history goes to the test's directory */
+    setenv("TERM", "dumb", 1);
+    execv(argv[0], argv);
+    _exit(127);
+  }
+  if (typed) {
+    usleep(200000);
+    for (const char *p = typed; *p; p++) {
+      cr_assert(write(master, p, 1) == 1);
+      if (*p == '\r')
+        usleep(100000);
+    }
+    char eof = 4;
+    cr_assert(write(master, &eof, 1) == 1);
+  }
+  cli_buf_t out = {0};
+  char buf[4096];
+  for (;;) {
+    struct pollfd p = {master, POLLIN, 0};
+    if (poll(&p, 1, 20000) <= 0)
+      break;
+    ssize_t n = read(master, buf, sizeof buf);
+    if (n <= 0)
+      break; /* EIO once the child has exited */
+    cli_buf_put(&out, buf, (size_t)n);
+  }
+  close(master);
+  cr_expect_eq(ts_wait(pid), 0, "exit status on a terminal; output: %s", out.data);
+  return out.data ? out.data : strdup("");
+}
+
+Test(cli, terminal_output_prompt_history_and_progress) {
+  run_t r = run("RPUSH l a b\nSET s 1\n", "-s", "t", NULL);
+  run_free(&r);
+  char *o = run_pty(NULL, (char *[]){"-s", "t", "LRANGE", "l", "0", "-1", NULL});
+  cr_expect_str_eq(o, "1) \"a\"\r\n2) \"b\"\r\n");
+  free(o);
+  o = run_pty(NULL, (char *[]){"-s", "t", "INCR", "s", NULL});
+  cr_expect_str_eq(o, "(integer) 2\r\n");
+  free(o);
+  o = run_pty("GET s\rGET nope\r", (char *[]){"-s", "t", NULL});
+  cr_expect(strstr(o, "t> ") && strstr(o, "\"2\"\r\n") && strstr(o, "(nil)\r\n"), "interactive session: %s", o);
+  free(o);
+  char hist[512];
+  snprintf(hist, sizeof hist, "%s/.shmdict_history", ts_dir);
+  FILE *f = fopen(hist, "r");
+  cr_expect_not_null(f, "no history file in $HOME");
+  if (f) {
+    char line[256] = "";
+    cr_expect(fgets(line, sizeof line, f) && strcmp(line, "GET s\n") == 0, "history: %s", line);
+    fclose(f);
+  }
+  char file[512];
+  snprintf(file, sizeof file, "%s/d.resp", ts_dir);
+  o = run_pty(NULL, (char *[]){"dump", "t", "-o", file, NULL});
+  cr_expect(strstr(o, "dump [") && strstr(o, "100% 2/2"), "no progress bar on a terminal: %s", o);
+  free(o);
+  o = run_pty(NULL, (char *[]){"check", "t", NULL});
+  cr_expect(strstr(o, "check: ") && strstr(o, "ok\r\n"), "%s", o);
+  free(o);
 }
 
 /* ---------------------------------------------------------------------------------------------- */

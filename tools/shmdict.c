@@ -269,8 +269,8 @@ static int command_loop(shmd_store_t *s, const char *name) {
     if (home)
       snprintf(hist, sizeof hist, "%s/.shmdict_history", home);
     using_history();
-    if (hist[0])
-      read_history(hist);
+    if (hist[0] && read_history(hist) != 0)
+      write_history(hist); /* creates the file, which append_history() needs */
     for (;;) {
       char prompt[128];
       if (g_db)
