@@ -375,12 +375,10 @@ Test(cli, list_info_check_drop) {
   run_free(&r);
 }
 
-Test(cli, check_fails_with_exit_2_on_damage) {
-  cmd_ok("bad", "OK\n", "SET", "a", "1", NULL);
-  /* Zero segment 0 after its first page: the manifest survives its header checksum or not; either
-   * way the tool must fail with a description, never crash or say ok. */
+/* Fills bytes [from, to) of the store's first segment with 0xA5. */
+static void trash_segment(const char *store, off_t from, off_t to) {
   char path[512];
-  snprintf(path, sizeof path, "%s/bad", ts_dir);
+  snprintf(path, sizeof path, "%s/%s", ts_dir, store);
   DIR *d = opendir(path);
   cr_assert_not_null(d);
   struct dirent *e;
@@ -395,14 +393,45 @@ Test(cli, check_fails_with_exit_2_on_damage) {
   fstat(fd, &st);
   char *junk = malloc(1 << 20);
   memset(junk, 0xA5, 1 << 20);
-  for (off_t off = 4096; off + (1 << 20) <= st.st_size && off < (8 << 20); off += 1 << 20)
+  for (off_t off = from; off + (1 << 20) <= st.st_size && off < to; off += 1 << 20)
     cr_assert(pwrite(fd, junk, 1 << 20, off) == 1 << 20);
   free(junk);
   close(fd);
+}
+
+Test(cli, check_fails_with_exit_2_on_damage) {
+  /* The manifest itself: the store cannot be opened, which is the check's answer. */
+  cmd_ok("bad", "OK\n", "SET", "a", "1", NULL);
+  trash_segment("bad", 4096, 8 << 20);
   run_t r = run(NULL, "check", "bad", NULL);
-  cr_expect(r.status == 2 || r.status == 1, "status %d out %s err %s", r.status, r.out, r.err);
-  cr_expect(strstr(r.out, "ok\n") == NULL);
-  cr_expect(strstr(r.err, "shmdict"), "%s", r.err);
+  cr_expect_eq(r.status, 2, "status %d out %s err %s", r.status, r.out, r.err);
+  cr_expect(strncmp(r.out, "check failed", 12) == 0, "%s", r.out);
+  cr_expect(strstr(r.err, "failed its check") && strstr(r.err, "shmdict load bad"), "%s", r.err);
+  run_free(&r);
+  /* The data area under a few thousand keys: the allocator or the keyspace checker notices. */
+  cli_buf_t in = {0};
+  for (int i = 0; i < 3000; i++)
+    cli_buf_printf(&in, "SET key:%d value-%d\nHSET h:%d f %d\n", i, i, i % 50, i);
+  r = run(in.data, "-s", "bad2", NULL);
+  cr_expect_eq(r.status, 0, "%s", r.err);
+  run_free(&r);
+  cli_buf_free(&in);
+  r = run(NULL, "check", "bad2", NULL);
+  expect_out(r, "ok\n");
+  run_free(&r);
+  shmd_options_t o;
+  shmd_options_init(&o);
+  o.dir = ts_dir;
+  shmd_store_t *s = NULL;
+  cr_assert_eq(shmd_open("bad2", &o, &s), 0);
+  shmd_stats_t st;
+  cr_assert_eq(shmd_stats(s, &st), 0);
+  uint64_t meta = st.meta_bytes;
+  shmd_close(s);
+  trash_segment("bad2", (off_t)((meta + (1u << 20)) & ~(uint64_t)((1u << 20) - 1)), 16 << 20);
+  r = run(NULL, "check", "bad2", NULL);
+  cr_expect_eq(r.status, 2, "status %d out %s err %s", r.status, r.out, r.err);
+  cr_expect(strncmp(r.out, "check failed", 12) == 0, "%s", r.out);
   run_free(&r);
 }
 

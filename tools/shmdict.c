@@ -88,7 +88,7 @@ static const char *advice(int rc, const char *store) {
     snprintf(buf, sizeof buf, "check -d; if the files are garbage remove them with `shmdict drop %s`", store);
     break;
   case SHMD_ECORRUPT:
-    snprintf(buf, sizeof buf, "run `shmdict check %s`; save what can be read with `shmdict dump %s`, then drop and reload it", store, store);
+    snprintf(buf, sizeof buf, "run `shmdict check %s`; save what can be read with `shmdict dump %s -o FILE`, then `shmdict drop %s` and `shmdict load %s -i FILE`", store, store, store, store);
     break;
   case SHMD_EPERM:
     return "run as the store's owner or fix the permissions of its files";
@@ -204,7 +204,14 @@ static void print_error_reply(const shmd_reply_t *r) {
 
 /* Runs a command and prints its reply. Returns 0, or 1 for an error reply. */
 static int run_and_print(shmd_store_t *s, int argc, const char *const argv[], const size_t lens[], int tty) {
-  shmd_reply_t *r = kv_run(s, argc, argv, lens);
+  shmd_reply_t *r = NULL;
+  int rc = shmd_kv_command_db(s, g_db, argc, argv, lens, &r);
+  if (rc < 0) { /* could not run at all: say so, and let a session go on */
+    const char *d = shmd_errdetail();
+    fprintf(stderr, "(error) %s failed on store '%s': %s%s%s%s (%s)\n", argv[0], shmd_store_name(s),
+            shmd_strerror(rc), *d ? " [" : "", d, *d ? "]" : "", advice(rc, shmd_store_name(s)));
+    return 1;
+  }
   int bad = r->type == SHMD_REPLY_ERROR;
   if (bad)
     print_error_reply(r);
@@ -489,9 +496,23 @@ static int cmd_info(const char *name) {
 }
 
 static int cmd_check(const char *name) {
-  shmd_store_t *s = open_store(name, 0);
+  shmd_options_t o;
+  shmd_options_init(&o);
+  o.dir = g_optdir;
+  o.flags = SHMD_OPEN_NOCREATE;
+  shmd_store_t *s = NULL;
+  int rc = shmd_open(name, &o, &s);
+  if (rc == SHMD_ENOENT || rc == SHMD_EPERM || rc == SHMD_EINVAL || rc == SHMD_ENOMEM || rc == SHMD_ENOLANE)
+    die_status(1, rc, name, "cannot open store");
+  if (rc < 0) { /* the store itself is damaged: that is the check's answer */
+    const char *d = shmd_errdetail();
+    printf("check failed: the store cannot be opened: %s%s%s%s\n", shmd_strerror(rc), *d ? " [" : "", d, *d ? "]" : "");
+    fprintf(stderr, "shmdict: store '%s' failed its check (if you have a dump, `shmdict drop %s` and "
+                    "`shmdict load %s -i FILE`)\n", name, name, name);
+    return 2;
+  }
   progress("check: allocator", 0, 2, 0);
-  int rc = shmd_alloc_check(s);
+  rc = shmd_alloc_check(s);
   const char *what = "allocator";
   if (rc == 0) {
     progress("check: keyspace ", 1, 2, 1);
