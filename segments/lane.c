@@ -267,8 +267,10 @@ static int finish_frees(shmd_store_t *s, struct shmd__thr *t, struct shmd__lane 
       }
     }
   } else if (st == SHMD__LANE_COMMITTED) {
-    if (x->dfree_count > SHMD__DFREE_CAP || x->dfree_done > x->dfree_count)
+    if (x->dfree_count > SHMD__DFREE_CAP || x->dfree_done > SHMD__DFREE_CAP)
       return SHMD_CORRUPT("lane deferred-free counters out of range");
+    /* dfree_done > dfree_count: the owner died inside lane_reset() after zeroing dfree_count, so
+     * every free was done already; the loop below does nothing and the reset is finished. */
     while (x->dfree_done < x->dfree_count) {
       uint64_t i = x->dfree_done;
       int rc = shmd__alloc_ops.free_step(s, t, (shmd_ptr_t){x->dfree[i]}, &x->dfree_done, i + 1);

@@ -1282,6 +1282,7 @@ Test(rbtree, wrong_kind_and_garbage, .init = ts_init, .fini = ts_fini) {
   shmd_ptr_t p;
   cr_assert_eq(shmd_alloc(s, 64, &p), 0);
   uint64_t *w = shmd_resolve(s, p);
+  cr_assert_not_null(w);
   memset(w, 0, 64);
   w[0] = (UINT64_C(0x59525241) << 32) | UINT64_C(0x444D4853); /* another container kind */
   uint64_t n;
