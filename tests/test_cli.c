@@ -391,11 +391,10 @@ static void trash_segment(const char *store, off_t from, off_t to) {
   cr_assert(fd >= 0, "%s", seg);
   struct stat st;
   fstat(fd, &st);
-  char *junk = malloc(1 << 20);
-  memset(junk, 0xA5, 1 << 20);
-  for (off_t off = from; off + (1 << 20) <= st.st_size && off < to; off += 1 << 20)
-    cr_assert(pwrite(fd, junk, 1 << 20, off) == 1 << 20);
-  free(junk);
+  char junk[4096];
+  memset(junk, 0xA5, sizeof junk);
+  for (off_t off = from; off + 4096 <= st.st_size && off < to; off += 4096)
+    cr_assert(pwrite(fd, junk, 4096, off) == 4096);
   close(fd);
 }
 
@@ -428,7 +427,8 @@ Test(cli, check_fails_with_exit_2_on_damage) {
   cr_assert_eq(shmd_stats(s, &st), 0);
   uint64_t meta = st.meta_bytes;
   shmd_close(s);
-  trash_segment("bad2", (off_t)((meta + (1u << 20)) & ~(uint64_t)((1u << 20) - 1)), 16 << 20);
+  off_t data = (off_t)((meta + 4095) & ~(uint64_t)4095); /* the data area starts after the metadata */
+  trash_segment("bad2", data, data + (4 << 20));
   r = run(NULL, "check", "bad2", NULL);
   cr_expect_eq(r.status, 2, "status %d out %s err %s", r.status, r.out, r.err);
   cr_expect(strncmp(r.out, "check failed", 12) == 0, "%s", r.out);
