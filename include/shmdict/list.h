@@ -33,10 +33,7 @@ typedef struct shmd_list_node_s {
   shmd_ptr_t prev;
 } shmd_list_node_t;
 
-/* The structure of type `type` whose member `member` is at address `addr` (a resolved address,
- * e.g. from shmd_resolve()). */
-#define shmd_container_of(addr, type, member)                                                      \
-  ((type *)(void *)((char *)(addr) - offsetof(type, member)))
+/* shmd_container_of() is in ptr.h. */
 
 /* The structure of type `type` that embeds the node at shmd_ptr_t `p` as `member`. */
 #define shmd_list_entry(store, p, type, member)                                                    \

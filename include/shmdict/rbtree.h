@@ -66,12 +66,6 @@ typedef struct shmd_rb_root_s {
  * of the core is bounded by it and reports SHMD_ECORRUPT beyond. */
 #define SHMD_RB_MAX_DEPTH 128u
 
-#ifndef shmd_container_of
-/* The address of the structure of type `type` whose member `member` is at address `ptr`. */
-#define shmd_container_of(ptr, type, member)                                                       \
-  ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
-#endif
-
 /* The parent of a node (null for the root). Cannot fail. */
 static inline shmd_ptr_t shmd_rb_parent(const shmd_rb_node_t *n) {
   shmd_ptr_t p;
