@@ -352,6 +352,14 @@ Test(cli, list_info_check_drop) {
   cr_expect(one && two && one < two, "%s", r.out);
   cr_expect(one && strstr(one, " 5\n") != NULL, "store one should have 5 keys: %s", r.out);
   run_free(&r);
+  char other[512];
+  snprintf(other, sizeof other, "%s/other", ts_dir);
+  r = run(NULL, "-d", other, "-s", "three", "SET", "k", "v", NULL);
+  expect_out(r, "OK\n");
+  run_free(&r);
+  r = run(NULL, "-d", other, "list", NULL);
+  cr_expect(strstr(r.out, "\nthree ") && !strstr(r.out, "\none "), "-d is not used: %s", r.out);
+  run_free(&r);
   r = run(NULL, "info", "one", NULL);
   cr_expect_eq(r.status, 0, "%s", r.err);
   const char *want[] = {"segments:", "memory by size class:", "fragmentation", "recoveries:", "lanes:",
@@ -513,6 +521,49 @@ Test(cli, dump_load_round_trip_json) {
 }
 
 Test(cli, dump_load_round_trip_resp) { dump_load_round_trip("resp"); }
+
+static size_t count_of(const char *hay, size_t n, const char *needle) {
+  size_t c = 0, l = strlen(needle);
+  for (size_t i = 0; i + l <= n; i++)
+    if (memcmp(hay + i, needle, l) == 0)
+      c++;
+  return c;
+}
+
+Test(cli, dump_load_batches_large_collections) {
+  cli_buf_t in = {0};
+  /* built 40 elements per command: the keyspace bounds the elements one command may add */
+  for (int i = 0; i < 1300; i++)
+    cli_buf_printf(&in, "%s e%d%s", i % 40 == 0 ? "RPUSH big" : "", i, i % 40 == 39 || i == 1299 ? "\n" : "");
+  for (int i = 0; i < 1100; i++)
+    cli_buf_printf(&in, "%s f%d v%d%s", i % 40 == 0 ? "HSET hh" : "", i, i, i % 40 == 39 || i == 1099 ? "\n" : "");
+  for (int i = 0; i < 1000; i++)
+    cli_buf_printf(&in, "%s m%d%s", i % 40 == 0 ? "SADD ss" : "", i, i % 40 == 39 || i == 999 ? "\n" : "");
+  for (int i = 0; i < 1000; i++)
+    cli_buf_printf(&in, "%s %d.25 z%d%s", i % 20 == 0 ? "ZADD zz" : "", i, i, i % 20 == 19 || i == 999 ? "\n" : "");
+  run_t r = run(in.data, "-s", "src", NULL);
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  run_free(&r);
+  cli_buf_free(&in);
+  r = run(NULL, "dump", "src", NULL);
+  cr_expect_eq(r.status, 0, "%s", r.err);
+  cr_expect_eq(count_of(r.out, r.outlen, "$5\r\nRPUSH\r\n"), 3, "1300 elements in batches of 512");
+  cr_expect_eq(count_of(r.out, r.outlen, "$4\r\nHSET\r\n"), 3);
+  cr_expect_eq(count_of(r.out, r.outlen, "$4\r\nSADD\r\n"), 2);
+  cr_expect_eq(count_of(r.out, r.outlen, "$4\r\nZADD\r\n"), 2);
+  char *argv[] = {(char *)bin(), "load", "dst", NULL};
+  run_t l = runv(r.out, r.outlen, argv);
+  cr_expect_eq(l.status, 0, "%s", l.err);
+  run_free(&l);
+  run_free(&r);
+  const char *q = "LLEN big\nHLEN hh\nSCARD ss\nZCARD zz\nLRANGE big 0 -1\nZRANGE zz 0 -1 WITHSCORES\nHGET hh f1099\n";
+  run_t a = run(q, "-s", "src", NULL), b = run(q, "-s", "dst", NULL);
+  cr_expect_eq(a.status, 0);
+  cr_expect(strncmp(a.out, "1300\n1100\n1000\n1000\ne0\n", 22) == 0, "%.40s", a.out);
+  cr_expect(a.outlen == b.outlen && memcmp(a.out, b.out, a.outlen) == 0, "the loaded copy differs");
+  run_free(&a);
+  run_free(&b);
+}
 
 Test(cli, load_text_commands_and_bad_input) {
   run_t r = run("SET a 1\nRPUSH l \"x y\"\n", "load", "t", NULL);

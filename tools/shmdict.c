@@ -756,6 +756,46 @@ typedef struct {
   uint64_t commands, errors;
 } loader_t;
 
+static void load_exec(loader_t *l, cli_args_t *c, size_t where);
+
+/*
+ * The keyspace runs each command in one transaction, whose capacity bounds how many elements one
+ * HSET / RPUSH / SADD / ZADD may add (a command that does not fit fails whole, changing nothing).
+ * A dump's batches are sized for Redis, so a batch that does not fit is run as two halves, in
+ * order, recursively. Returns 1 if the command was split (and run), 0 if it cannot be split.
+ */
+static int load_split(loader_t *l, cli_args_t *c, size_t where) {
+  size_t group;
+  if (strcasecmp(c->argv[0], "RPUSH") == 0 || strcasecmp(c->argv[0], "SADD") == 0)
+    group = 1;
+  else if (strcasecmp(c->argv[0], "HSET") == 0 || strcasecmp(c->argv[0], "ZADD") == 0)
+    group = 2;
+  else
+    return 0;
+  size_t items = ((size_t)c->argc - 2) / group;
+  if (c->argc < 2 || ((size_t)c->argc - 2) % group != 0 || items < 2)
+    return 0;
+  if (group == 2 && c->argv[0][0] != 'H' && c->argv[0][0] != 'h') { /* ZADD with options: no */
+    char *end;
+    strtod(c->argv[2], &end);
+    if (*end != '\0' && strcasecmp(c->argv[2], "inf") != 0 && strcasecmp(c->argv[2], "+inf") != 0 &&
+        strcasecmp(c->argv[2], "-inf") != 0)
+      return 0;
+  }
+  size_t half = items / 2;
+  for (int part = 0; part < 2; part++) {
+    cli_args_t h = {0};
+    cli_args_push(&h, c->argv[0], c->lens[0]);
+    cli_args_push(&h, c->argv[1], c->lens[1]);
+    size_t from = part == 0 ? 0 : half, to = part == 0 ? half : items;
+    for (size_t i = from * group; i < to * group; i++)
+      cli_args_push(&h, c->argv[2 + i], c->lens[2 + i]);
+    load_exec(l, &h, where);
+    cli_args_free(&h);
+  }
+  return 1;
+}
+
 /* Executes one loaded command; PEXPIREAT becomes PEXPIRE with the time left (a key whose time is
  * past is deleted), so loading does not depend on the keyspace knowing PEXPIREAT. */
 static void load_exec(loader_t *l, cli_args_t *c, size_t where) {
@@ -777,6 +817,11 @@ static void load_exec(loader_t *l, cli_args_t *c, size_t where) {
     }
   }
   shmd_reply_t *r = kv_run(l->s, c->argc, (const char *const *)c->argv, c->lens);
+  if (r->type == SHMD_REPLY_ERROR && strstr(r->str, "needs a bigger transaction") != NULL &&
+      load_split(l, c, where)) {
+    shmd_reply_free(r);
+    return;
+  }
   l->commands++;
   if (r->type == SHMD_REPLY_ERROR) {
     if (++l->errors <= 10) {
