@@ -326,6 +326,15 @@ Test(cli, errors_say_what_to_do_and_set_exit_codes) {
   cr_expect_eq(r.status, 2);
   cr_expect(strstr(r.err, "unknown option '-x'") && strstr(r.err, "--help"), "%s", r.err);
   run_free(&r);
+  r = run(NULL, "-n", "16", "-s", "t", "GET", "a", NULL);
+  cr_expect_eq(r.status, 2);
+  cr_expect(strstr(r.err, "from 0 to 15"), "%s", r.err);
+  run_free(&r);
+  r = run("SELECT 99\nGET s\n", "-s", "t", NULL);
+  cr_expect_eq(r.status, 1);
+  cr_expect_str_eq(r.out, "x\n");
+  cr_expect(strstr(r.err, "(error) ERR DB index is out of range"), "%s", r.err);
+  run_free(&r);
   r = run(NULL, "frobnicate", NULL);
   cr_expect_eq(r.status, 2);
   cr_expect(strstr(r.err, "shmdict -s STORE frobnicate"), "%s", r.err);

@@ -54,7 +54,7 @@ static void usage(FILE *f) {
           "       shmdict [-d DIR] [-n DB] load STORE [--format resp|json|text] [-i FILE]\n"
           "\n"
           "  -d DIR    store directory (default: $SHMDICT_DIR, else " DEFAULT_DIR ")\n"
-          "  -n DB     database number (default 0)\n"
+          "  -n DB     database number, 0 to 15 (default 0)\n"
           "  -s STORE  run COMMAND (a Redis command, e.g. SET key value) on STORE, or read\n"
           "            commands from standard input, one per line, with redis-cli's quoting\n"
           "Exit status: 0 ok, 1 a command failed, 2 usage error or failed check.\n");
@@ -232,15 +232,13 @@ static int local_command(cli_args_t *a, int tty) {
   if (strcasecmp(a->argv[0], "select") == 0) {
     char *end;
     unsigned long v = a->argc == 2 ? strtoul(a->argv[1], &end, 10) : 0;
-    if (a->argc != 2 || *end || end == a->argv[1] || v > 1000000) {
-      fprintf(stderr, "(error) ERR usage: SELECT <database number>\n");
+    if (a->argc != 2 || *end || end == a->argv[1] || v >= SHMD_KV_DATABASES) {
+      fprintf(stderr, "(error) ERR DB index is out of range (use SELECT 0 to %u)\n", SHMD_KV_DATABASES - 1);
       return -1;
     }
     g_db = (unsigned)v;
-    if (tty)
-      puts("OK");
-    else
-      puts("OK");
+    (void)tty;
+    puts("OK");
     return 1;
   }
   return 0;
@@ -1042,8 +1040,8 @@ int main(int argc, char **argv) {
     } else {
       char *end;
       unsigned long db = strtoul(v, &end, 10);
-      if (*end || end == v || db > 1000000) {
-        fprintf(stderr, "shmdict: -n needs a database number, got '%s'\n", v);
+      if (*end || end == v || db >= SHMD_KV_DATABASES) {
+        fprintf(stderr, "shmdict: -n needs a database number from 0 to %u, got '%s'\n", SHMD_KV_DATABASES - 1, v);
         return 2;
       }
       g_db = (unsigned)db;
