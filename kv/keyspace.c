@@ -54,6 +54,7 @@
 #include "shmdict/alloc.h"
 #include "shmdict/blob.h"
 #include "shmdict/store.h"
+#include "segments/crash.h"
 
 #define KV_ROOT_NAME "shmdict.kv"
 #define KV_ROOT_MAGIC 0x31306b76646d6873ull /* "shmdkv01" */
@@ -198,6 +199,7 @@ int kv_end(kv_ctx_t *c, int rc) {
     shmd_tx_abort(c->tx);
     return rc;
   }
+  SHMD_CRASH_POINT("kv.command.commit");
   rc = shmd_tx_commit(c->tx);
   if (rc == 0 && c->garbage && shmd_tx_depth(c->s) == 0)
     (void)shmd_kv_drain(c->s, c->dbi, 0);
@@ -539,7 +541,9 @@ static int drain_step(shmd_store_t *s, shmd_ptr_t dp) {
   }
   if (done && (rc = shmd_list_pop(s, d->garbage, SHMD_LIST_HEAD, NULL, 0, NULL)))
     goto fail;
+  SHMD_CRASH_POINT("kv.drain.step");
   rc = shmd_tx_commit(tx);
+  SHMD_CRASH_POINT("kv.drain.committed");
   return rc ? rc : 1;
 fail:
   shmd_tx_abort(tx);

@@ -790,3 +790,565 @@ Test(kv, big_deletes) {
   cr_expect_eq(st1.large_blocks, st0.large_blocks);
   shmd_close(s);
 }
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Property test: random commands against an in-process model, compared after every step. */
+
+#define NKEYS 6
+#define NF 8
+#define LMAX 40
+enum { T_NONE, T_STR, T_HASH, T_LIST, T_SET, T_ZSET };
+typedef struct mkey_s {
+  int type;
+  char str[256];
+  int present[NF];
+  int val[NF]; /* hash value / zset score */
+  int list[LMAX];
+  int llen;
+} mkey_t;
+
+static int model_count(const mkey_t *k) {
+  int n = 0;
+  for (int f = 0; f < NF; f++)
+    n += k->present[f];
+  return n;
+}
+
+/* The expected rendering of key k's full contents, and the command that dumps it. */
+static void model_dump(const mkey_t *k, int ki, char *cmd, char *want) {
+  size_t pos = 0;
+  switch (k->type) {
+  case T_NONE:
+    sprintf(cmd, "TYPE k%d", ki);
+    strcpy(want, "+none");
+    break;
+  case T_STR:
+    sprintf(cmd, "GET k%d", ki);
+    sprintf(want, "\"%s\"", k->str);
+    break;
+  case T_HASH: /* sorted "f=v" */
+    sprintf(cmd, "HGETALL k%d", ki);
+    pos += (size_t)sprintf(want, "[");
+    for (int f = 0, first = 1; f < NF; f++)
+      if (k->present[f]) {
+        pos += (size_t)sprintf(want + pos, "%sf%d=%d", first ? "" : ",", f, k->val[f]);
+        first = 0;
+      }
+    sprintf(want + pos, "]");
+    break;
+  case T_LIST:
+    sprintf(cmd, "LRANGE k%d 0 -1", ki);
+    pos += (size_t)sprintf(want, "[");
+    for (int i = 0; i < k->llen; i++)
+      pos += (size_t)sprintf(want + pos, "%s\"v%d\"", i ? "," : "", k->list[i]);
+    sprintf(want + pos, "]");
+    break;
+  case T_SET:
+    sprintf(cmd, "SMEMBERS k%d", ki);
+    pos += (size_t)sprintf(want, "[");
+    for (int f = 0, first = 1; f < NF; f++)
+      if (k->present[f]) {
+        pos += (size_t)sprintf(want + pos, "%sf%d", first ? "" : ",", f);
+        first = 0;
+      }
+    sprintf(want + pos, "]");
+    break;
+  case T_ZSET: {
+    sprintf(cmd, "ZRANGE k%d 0 -1 WITHSCORES", ki);
+    pos += (size_t)sprintf(want, "[");
+    int first = 1;
+    for (int sc = -5; sc <= 20; sc++)
+      for (int f = 0; f < NF; f++)
+        if (k->present[f] && k->val[f] == sc) {
+          pos += (size_t)sprintf(want + pos, "%s\"f%d\",\"%d\"", first ? "" : ",", f, sc);
+          first = 0;
+        }
+    sprintf(want + pos, "]");
+    break;
+  }
+  }
+}
+
+static void compare_key(shmd_store_t *s, const mkey_t *k, int ki) {
+  char cmd[64], want[4096];
+  model_dump(k, ki, cmd, want);
+  shmd_reply_t *r = run(s, cmd);
+  if (k->type == T_HASH) {
+    /* render as sorted f=v */
+    char *pairs[NF * 2];
+    int n = 0;
+    cr_assert_eq(r->type, SHMD_REPLY_ARRAY);
+    for (size_t i = 0; i + 1 < r->nelems; i += 2) {
+      pairs[n] = malloc(64);
+      snprintf(pairs[n], 64, "%s=%s", r->elems[i].str, r->elems[i + 1].str);
+      n++;
+    }
+    qsort(pairs, (size_t)n, sizeof *pairs, cmp_str);
+    char got[4096];
+    size_t pos = (size_t)sprintf(got, "[");
+    for (int i = 0; i < n; i++) {
+      pos += (size_t)sprintf(got + pos, "%s%s", i ? "," : "", pairs[i]);
+      free(pairs[i]);
+    }
+    sprintf(got + pos, "]");
+    cr_assert_str_eq(got, want, "%s", cmd);
+  } else if (k->type == T_SET) {
+    cr_assert_str_eq(show_sorted(r), want, "%s", cmd);
+  } else {
+    cr_assert_str_eq(show(r), want, "%s", cmd);
+  }
+  shmd_reply_free(r);
+}
+
+/* One random step: runs a command on the store and applies it to the model; returns the expected
+ * rendered reply in `want` (or "" when the reply is not compared). */
+static void model_step(ts_rng_t *g, mkey_t *m, char *cmd, char *want, int *touched) {
+  int ki = (int)ts_below(g, NKEYS);
+  mkey_t *k = &m[ki];
+  int f = (int)ts_below(g, NF), v = (int)ts_below(g, 10);
+  int op = (int)ts_below(g, 24);
+  *touched = ki;
+  want[0] = 0;
+#define WRONG(t) (k->type != T_NONE && k->type != (t))
+  switch (op) {
+  case 0: /* SET */
+    sprintf(cmd, "SET k%d s%d", ki, v);
+    memset(k, 0, sizeof *k);
+    k->type = T_STR;
+    sprintf(k->str, "s%d", v);
+    strcpy(want, "+OK");
+    break;
+  case 1:
+    sprintf(cmd, "APPEND k%d x%d", ki, v);
+    if (WRONG(T_STR)) { strcpy(want, WT); break; }
+    if (k->type == T_NONE) { memset(k, 0, sizeof *k); k->type = T_STR; }
+    if (strlen(k->str) < 200) {
+      strcat(k->str, "x");
+      sprintf(k->str + strlen(k->str), "%d", v);
+      sprintf(want, ":%zu", strlen(k->str));
+    } else {
+      sprintf(cmd, "STRLEN k%d", ki);
+      sprintf(want, ":%zu", strlen(k->str));
+    }
+    break;
+  case 2:
+    sprintf(cmd, "DEL k%d", ki);
+    sprintf(want, ":%d", k->type != T_NONE);
+    memset(k, 0, sizeof *k);
+    break;
+  case 3:
+    sprintf(cmd, "HSET k%d f%d %d", ki, f, v);
+    if (WRONG(T_HASH)) { strcpy(want, WT); break; }
+    if (k->type == T_NONE) { memset(k, 0, sizeof *k); k->type = T_HASH; }
+    sprintf(want, ":%d", !k->present[f]);
+    k->present[f] = 1;
+    k->val[f] = v;
+    break;
+  case 4:
+    sprintf(cmd, "HDEL k%d f%d", ki, f);
+    if (WRONG(T_HASH)) { strcpy(want, WT); break; }
+    sprintf(want, ":%d", k->type == T_HASH && k->present[f]);
+    k->present[f] = 0;
+    if (k->type == T_HASH && model_count(k) == 0) k->type = T_NONE;
+    break;
+  case 5:
+    sprintf(cmd, "HGET k%d f%d", ki, f);
+    if (WRONG(T_HASH)) { strcpy(want, WT); break; }
+    if (k->type == T_HASH && k->present[f]) sprintf(want, "\"%d\"", k->val[f]);
+    else strcpy(want, "(nil)");
+    break;
+  case 6:
+  case 7:
+    sprintf(cmd, "%s k%d v%d", op == 6 ? "LPUSH" : "RPUSH", ki, v);
+    if (WRONG(T_LIST)) { strcpy(want, WT); break; }
+    if (k->llen >= LMAX) { sprintf(cmd, "LLEN k%d", ki); sprintf(want, ":%d", k->llen); break; }
+    if (k->type == T_NONE) { memset(k, 0, sizeof *k); k->type = T_LIST; }
+    if (op == 6) {
+      memmove(k->list + 1, k->list, sizeof(int) * (size_t)k->llen);
+      k->list[0] = v;
+    } else {
+      k->list[k->llen] = v;
+    }
+    k->llen++;
+    sprintf(want, ":%d", k->llen);
+    break;
+  case 8:
+  case 9:
+    sprintf(cmd, "%s k%d", op == 8 ? "LPOP" : "RPOP", ki);
+    if (WRONG(T_LIST)) { strcpy(want, WT); break; }
+    if (k->type == T_NONE) { strcpy(want, "(nil)"); break; }
+    if (op == 8) {
+      sprintf(want, "\"v%d\"", k->list[0]);
+      memmove(k->list, k->list + 1, sizeof(int) * (size_t)(k->llen - 1));
+    } else {
+      sprintf(want, "\"v%d\"", k->list[k->llen - 1]);
+    }
+    if (--k->llen == 0) k->type = T_NONE;
+    break;
+  case 10: {
+    int idx = (int)ts_below(g, 12) - 6;
+    sprintf(cmd, "LINDEX k%d %d", ki, idx);
+    if (WRONG(T_LIST)) { strcpy(want, WT); break; }
+    int i = idx < 0 ? idx + k->llen : idx;
+    if (k->type == T_LIST && i >= 0 && i < k->llen) sprintf(want, "\"v%d\"", k->list[i]);
+    else strcpy(want, "(nil)");
+    break;
+  }
+  case 11: {
+    int cnt = (int)ts_below(g, 5) - 2;
+    sprintf(cmd, "LREM k%d %d v%d", ki, cnt, v);
+    if (WRONG(T_LIST)) { strcpy(want, WT); break; }
+    int removed = 0;
+    if (k->type == T_LIST) {
+      int lim = cnt == 0 ? LMAX : abs(cnt);
+      if (cnt >= 0) {
+        for (int i = 0; i < k->llen && removed < lim;)
+          if (k->list[i] == v) { memmove(k->list + i, k->list + i + 1, sizeof(int) * (size_t)(k->llen - i - 1)); k->llen--; removed++; }
+          else i++;
+      } else {
+        for (int i = k->llen - 1; i >= 0 && removed < lim; i--)
+          if (k->list[i] == v) { memmove(k->list + i, k->list + i + 1, sizeof(int) * (size_t)(k->llen - i - 1)); k->llen--; removed++; }
+      }
+      if (k->llen == 0) k->type = T_NONE;
+    }
+    sprintf(want, ":%d", removed);
+    break;
+  }
+  case 12:
+    sprintf(cmd, "SADD k%d f%d", ki, f);
+    if (WRONG(T_SET)) { strcpy(want, WT); break; }
+    if (k->type == T_NONE) { memset(k, 0, sizeof *k); k->type = T_SET; }
+    sprintf(want, ":%d", !k->present[f]);
+    k->present[f] = 1;
+    break;
+  case 13:
+    sprintf(cmd, "SREM k%d f%d", ki, f);
+    if (WRONG(T_SET)) { strcpy(want, WT); break; }
+    sprintf(want, ":%d", k->type == T_SET && k->present[f]);
+    k->present[f] = 0;
+    if (k->type == T_SET && model_count(k) == 0) k->type = T_NONE;
+    break;
+  case 14:
+    sprintf(cmd, "SISMEMBER k%d f%d", ki, f);
+    if (WRONG(T_SET)) { strcpy(want, WT); break; }
+    sprintf(want, ":%d", k->type == T_SET && k->present[f]);
+    break;
+  case 15:
+  case 16:
+    sprintf(cmd, "ZADD k%d %d f%d", ki, v, f);
+    if (WRONG(T_ZSET)) { strcpy(want, WT); break; }
+    if (k->type == T_NONE) { memset(k, 0, sizeof *k); k->type = T_ZSET; }
+    sprintf(want, ":%d", !k->present[f]);
+    k->present[f] = 1;
+    k->val[f] = v;
+    break;
+  case 17:
+    sprintf(cmd, "ZREM k%d f%d", ki, f);
+    if (WRONG(T_ZSET)) { strcpy(want, WT); break; }
+    sprintf(want, ":%d", k->type == T_ZSET && k->present[f]);
+    k->present[f] = 0;
+    if (k->type == T_ZSET && model_count(k) == 0) k->type = T_NONE;
+    break;
+  case 18: {
+    sprintf(cmd, "ZRANK k%d f%d", ki, f);
+    if (WRONG(T_ZSET)) { strcpy(want, WT); break; }
+    if (k->type != T_ZSET || !k->present[f]) { strcpy(want, "(nil)"); break; }
+    int rank = 0;
+    for (int o = 0; o < NF; o++)
+      if (k->present[o] && (k->val[o] < k->val[f] || (k->val[o] == k->val[f] && o < f))) rank++;
+    sprintf(want, ":%d", rank);
+    break;
+  }
+  case 19: {
+    sprintf(cmd, "ZINCRBY k%d 1 f%d", ki, f);
+    if (WRONG(T_ZSET)) { strcpy(want, WT); break; }
+    if (k->type == T_NONE) { memset(k, 0, sizeof *k); k->type = T_ZSET; }
+    if (!k->present[f]) { k->present[f] = 1; k->val[f] = 0; }
+    if (k->val[f] >= 20) { sprintf(cmd, "ZSCORE k%d f%d", ki, f); sprintf(want, "\"%d\"", k->val[f]); break; }
+    k->val[f]++;
+    sprintf(want, "\"%d\"", k->val[f]);
+    break;
+  }
+  case 20:
+    sprintf(cmd, "INCR k%d", ki);
+    if (WRONG(T_STR)) { strcpy(want, WT); break; }
+    if (k->type == T_NONE) { memset(k, 0, sizeof *k); k->type = T_STR; strcpy(k->str, "0"); }
+    if (k->str[0] == 's' || k->str[0] == 'x' || strchr(k->str, 'x')) { strcpy(want, "-ERR value is not an integer or out of range"); break; }
+    sprintf(k->str, "%lld", atoll(k->str) + 1);
+    sprintf(want, ":%s", k->str);
+    break;
+  case 21: {
+    int k2 = (int)ts_below(g, NKEYS);
+    sprintf(cmd, "RENAME k%d k%d", ki, k2);
+    if (k->type == T_NONE) { strcpy(want, "-ERR no such key"); break; }
+    strcpy(want, "+OK");
+    if (k2 != ki) { m[k2] = *k; memset(k, 0, sizeof *k); }
+    break;
+  }
+  case 22:
+    sprintf(cmd, "TYPE k%d", ki);
+    sprintf(want, "+%s", (const char *[]){"none", "string", "hash", "list", "set", "zset"}[k->type]);
+    break;
+  default: {
+    int n = 0;
+    for (int i = 0; i < NKEYS; i++) n += m[i].type != T_NONE;
+    strcpy(cmd, "DBSIZE");
+    sprintf(want, ":%d", n);
+    break;
+  }
+  }
+}
+
+Test(kv, prop_model) {
+  shmd_store_t *s = ts_open("t", 16 * MB, 16 * MB);
+  ts_rng_t g = {ts_seed("prop_model")};
+  mkey_t m[NKEYS];
+  memset(m, 0, sizeof m);
+  int steps = getenv("SHMDICT_KV_STEPS") ? atoi(getenv("SHMDICT_KV_STEPS")) : 50000;
+  for (int step = 0; step < steps; step++) {
+    char cmd[256], want[4096];
+    int ki;
+    model_step(&g, m, cmd, want, &ki);
+    shmd_reply_t *r = run(s, cmd);
+    cr_assert_str_eq(show(r), want, "step %d: %s", step, cmd);
+    shmd_reply_free(r);
+    compare_key(s, &m[ki], ki);
+    if (step < 2000 && step % 50 == 0)
+      check_all(s);
+  }
+  for (int i = 0; i < NKEYS; i++)
+    compare_key(s, &m[i], i);
+  check_all(s);
+  shmd_close(s);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Two writer processes on one store. */
+
+Test(kv, mp_two_writers) {
+  shmd_store_t *s = ts_open("t", 16 * MB, 16 * MB);
+  const int n = 3000;
+  pid_t kids[2];
+  for (int w = 0; w < 2; w++) {
+    kids[w] = fork();
+    if (kids[w] == 0) {
+      shmd_options_t o = ts_opts(16 * MB, 16 * MB);
+      shmd_store_t *cs = NULL;
+      if (shmd_open("t", &o, &cs))
+        _exit(2);
+      for (int i = 0; i < n; i++) {
+        char line[128];
+        const char *cmds[4];
+        char b[4][64];
+        snprintf(b[0], 64, "INCR counter");
+        snprintf(b[1], 64, "RPUSH list w%d-%d", w, i);
+        snprintf(b[2], 64, "HSET h f%d-%d %d", w, i, i);
+        snprintf(b[3], 64, "MSET a%d %d b%d %d", w, i, w, i);
+        for (int c = 0; c < 4; c++) {
+          cmds[c] = b[c];
+          char *argv[8];
+          size_t lens[8];
+          snprintf(line, sizeof line, "%s", cmds[c]);
+          int argc = split(line, argv, lens, 8);
+          shmd_reply_t *r = NULL;
+          int rc = shmd_kv_command(cs, argc, (const char *const *)argv, lens, &r);
+          for (int j = 0; j < argc; j++)
+            free(argv[j]);
+          if (rc || r->type == SHMD_REPLY_ERROR)
+            _exit(3);
+          shmd_reply_free(r);
+        }
+      }
+      shmd_close(cs);
+      _exit(0);
+    }
+  }
+  for (int w = 0; w < 2; w++)
+    cr_assert_eq(ts_wait(kids[w]), 0);
+  char want[64];
+  snprintf(want, sizeof want, ":%d", 2 * n);
+  EXPECT(s, "GET counter", "\"6000\"");
+  EXPECT(s, "LLEN list", want);
+  EXPECT(s, "HLEN h", want);
+  EXPECT(s, "MGET a0 b0 a1 b1", "[\"2999\",\"2999\",\"2999\",\"2999\"]");
+  /* each writer's list elements are in its own order */
+  shmd_reply_t *r = run(s, "LRANGE list 0 -1");
+  int next[2] = {0, 0};
+  for (size_t i = 0; i < r->nelems; i++) {
+    int w, k;
+    cr_assert_eq(sscanf(r->elems[i].str, "w%d-%d", &w, &k), 2);
+    cr_assert_eq(k, next[w]);
+    next[w]++;
+  }
+  shmd_reply_free(r);
+  check_all(s);
+  shmd_close(s);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Crash test: a child runs random commands and reports each completed one through a pipe; it is
+ * SIGKILLed at random moments (and at crash points inside commands and garbage drains). After each
+ * kill the store reopens, the checks pass and every reported command's effect is visible. */
+
+static int child_cmd(shmd_store_t *s, const char *line) {
+  char *argv[300];
+  size_t lens[300];
+  int argc = split(line, argv, lens, 300);
+  shmd_reply_t *r = NULL;
+  int rc = shmd_kv_command(s, argc, (const char *const *)argv, lens, &r);
+  for (int j = 0; j < argc; j++)
+    free(argv[j]);
+  if (rc == 0 && r->type == SHMD_REPLY_ERROR)
+    rc = -1000;
+  shmd_reply_free(r);
+  return rc;
+}
+
+/* Operation i of round `round`: a command whose effect can be checked afterwards. Every 40th
+ * operation builds a big hash / list / zset and deletes it (garbage drains to kill inside). */
+static void crash_child(int round, int fd) {
+  shmd_options_t o = ts_opts(16 * MB, 16 * MB);
+  shmd_store_t *s = NULL;
+  if (shmd_open("t", &o, &s))
+    _exit(2);
+  char *line = malloc(65536);
+  for (uint32_t i = 0;; i++) {
+    int kind = (int)(i % 6);
+    switch (kind) {
+    case 0: sprintf(line, "SET r%d-s%u v%u", round, i, i); break;
+    case 1: sprintf(line, "HSET h%d f%u %u", round % 3, i + (uint32_t)round * 1000000u, i); break;
+    case 2: sprintf(line, "SADD s%d m%d-%u", round % 3, round, i); break;
+    case 3: sprintf(line, "ZADD z%d %u m%d-%u", round % 3, i, round, i); break;
+    case 4: sprintf(line, "RPUSH l%d e%d-%u", round % 3, round, i); break;
+    default: {
+      /* garbage: a big value, then its deletion */
+      int t = (int)((i / 6) % 3);
+      size_t pos = (size_t)sprintf(line, "%s big%d", t == 0 ? "HSET" : t == 1 ? "RPUSH" : "ZADD", round);
+      for (int j = 0; j < 40; j++)
+        pos += (size_t)sprintf(line + pos, t == 2 ? " %d m%d" : " f%d x%d", j, j);
+      if (child_cmd(s, line))
+        _exit(4);
+      sprintf(line, "DEL big%d", round);
+      break;
+    }
+    }
+    if (child_cmd(s, line))
+      _exit(5);
+    if (write(fd, &i, sizeof i) != sizeof i)
+      _exit(6);
+  }
+}
+
+static void crash_verify(shmd_store_t *s, int round, uint32_t done) {
+  for (uint32_t i = 0; i < done; i++) {
+    char line[128], want[128];
+    switch (i % 6) {
+    case 0:
+      sprintf(line, "GET r%d-s%u", round, i);
+      sprintf(want, "\"v%u\"", i);
+      break;
+    case 1:
+      sprintf(line, "HGET h%d f%u", round % 3, i + (uint32_t)round * 1000000u);
+      sprintf(want, "\"%u\"", i);
+      break;
+    case 2:
+      sprintf(line, "SISMEMBER s%d m%d-%u", round % 3, round, i);
+      strcpy(want, ":1");
+      break;
+    case 3:
+      sprintf(line, "ZSCORE z%d m%d-%u", round % 3, round, i);
+      sprintf(want, "\"%u\"", i);
+      break;
+    case 4: {
+      /* list: element order is checked as a whole below */
+      continue;
+    }
+    default:
+      sprintf(line, "EXISTS big%d", round);
+      strcpy(want, ":0");
+      if (i + 1 != done) /* the last reported DEL may be followed by an unreported HSET big */
+        continue;
+      break;
+    }
+    shmd_reply_t *r = run(s, line);
+    cr_assert_str_eq(show(r), want, "round %d op %u: %s", round, i, line);
+    shmd_reply_free(r);
+  }
+  /* every reported RPUSH is in the list, in order */
+  char line[64];
+  sprintf(line, "LRANGE l%d 0 -1", round % 3);
+  shmd_reply_t *r = run(s, line);
+  uint32_t expect = 4;
+  for (size_t k = 0; k < r->nelems; k++) {
+    int rr;
+    unsigned v;
+    cr_assert_eq(sscanf(r->elems[k].str, "e%d-%u", &rr, &v), 2);
+    if (rr != round)
+      continue;
+    cr_assert_eq(v, expect, "list element %u, expected %u", v, expect);
+    expect += 6;
+  }
+  cr_assert(expect >= done, "list lost reported pushes: next %u, done %u", expect, done);
+  shmd_reply_free(r);
+}
+
+Test(kv, crash_random_kill) {
+  int rounds = getenv("SHMDICT_KV_CRASH_ROUNDS") ? atoi(getenv("SHMDICT_KV_CRASH_ROUNDS")) : 120;
+  ts_rng_t g = {ts_seed("crash_random_kill")};
+  shmd_store_t *s0 = ts_open("t", 16 * MB, 16 * MB);
+  shmd_close(s0);
+  static const char *points[] = {"kv.command.commit", "kv.drain.step", "kv.drain.committed", "hash.*", "list.*"};
+  for (int round = 0; round < rounds; round++) {
+    int pfd[2];
+    cr_assert_eq(pipe(pfd), 0);
+    int use_point = round % 3 == 2;
+    char pointbuf[64];
+    if (use_point)
+      snprintf(pointbuf, sizeof pointbuf, "%s:%u", points[ts_below(&g, 5)], (unsigned)(1 + ts_below(&g, 400)));
+    pid_t pid = fork();
+    if (pid == 0) {
+      close(pfd[0]);
+      if (use_point)
+        setenv("SHMDICT_CRASH_POINT", pointbuf, 1);
+      crash_child(round, pfd[1]);
+      _exit(0);
+    }
+    close(pfd[1]);
+    if (!use_point) {
+      usleep((useconds_t)(2000 + ts_below(&g, 30000)));
+      kill(pid, SIGKILL);
+    } else {
+      /* a crash point may not be reached: stop after a while anyway */
+      int st = 0;
+      for (int t = 0; t < 200; t++) {
+        if (waitpid(pid, &st, WNOHANG) == pid) {
+          cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "child ended with status %d", st);
+          pid = -1;
+          break;
+        }
+        usleep(1000);
+      }
+      if (pid > 0)
+        kill(pid, SIGKILL);
+    }
+    uint32_t done = 0, v;
+    while (read(pfd[0], &v, sizeof v) == sizeof v)
+      done = v + 1;
+    close(pfd[0]);
+    if (pid > 0) {
+      int st = ts_wait(pid);
+      cr_assert_eq(st, 128 + SIGKILL, "child ended with status %d", st);
+    }
+    cr_log_info("round %d: %u commands reported done%s%s", round, done, use_point ? ", crash point " : "",
+                use_point ? pointbuf : "");
+    shmd_store_t *s = ts_open("t", 16 * MB, 16 * MB);
+    check_all(s);
+    crash_verify(s, round, done);
+    cr_assert_eq(shmd_kv_drain(s, 0, 0), 0);
+    shmd_kv_info_t info;
+    cr_assert_eq(shmd_kv_info(s, 0, &info), 0);
+    cr_assert_eq(info.garbage, 0);
+    check_all(s);
+    shmd_close(s);
+  }
+}
