@@ -725,7 +725,7 @@ static int redis_start(void) {
   return -1;
 }
 
-Test(cli, dump_resp_into_real_redis, .init = ts_init, .fini = redis_fini) {
+Test(cli, dump_resp_into_real_redis, .fini = redis_fini) {
   run_t r = run(FILL, "-s", "src", NULL);
   cr_assert_eq(r.status, 0, "%s", r.err);
   run_free(&r);
