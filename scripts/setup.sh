@@ -8,7 +8,8 @@ pkgs=(
   libmimalloc-dev libjemalloc-dev libboost-dev
   libxxhash-dev libreadline-dev
   redis-server redis-tools libhiredis-dev
-  python3-matplotlib libglib2.0-dev
+  python3-matplotlib
+  libglib2.0-dev
 )
 missing=()
 for p in "${pkgs[@]}"; do
