@@ -47,7 +47,7 @@ if [ "${1:-}" = "containers" ]; then
       --min-time 0.1 --keys 1000000 ${cargs[@]+"${cargs[@]}"}
   else
     exec "$cpy" bench/report_containers.py --bin build/bench/bench_containers --build-dir build \
-      --min-time 0.5 --repetitions 3 --keys 10000000 --runs 2 --docs ${cargs[@]+"${cargs[@]}"}
+      --min-time 0.5 --keys 10000000 --runs 2 --docs ${cargs[@]+"${cargs[@]}"}
   fi
 fi
 
