@@ -167,22 +167,52 @@ def num(v):
     return v if isinstance(v, float) else None
 
 
-def bench_tables(res):
-    lines = ["| operation | keys | shmdict ns/op | inproc (GHashTable) ns/op | shmdict / inproc |",
-             "|---|---|---:|---:|---:|"]
+def collect_cpu(data):
+    """{(workload, impl): CPU ns per operation} (the process's CPU time over the timed region,
+    google-benchmark's cpu_time per iteration, median when repeated). Unlike the wall time it
+    leaves out the time the benchmark waited for a CPU on a busy machine."""
+    scale = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
+    runs, medians = {}, {}
+    for b in (data or {}).get("benchmarks", []):
+        name = b.get("run_name", b["name"])
+        if b.get("error_occurred") or "cpu_time" not in b:
+            continue
+        parts = name.rsplit("/", 1)
+        if len(parts) != 2:
+            continue
+        v = float(b["cpu_time"]) * scale.get(b.get("time_unit", "ns"), 1.0)
+        if b.get("run_type") == "aggregate":
+            if b.get("aggregate_name") == "median":
+                medians[tuple(parts)] = v
+        else:
+            runs.setdefault(tuple(parts), []).append(v)
+    out = {k: sum(v) / len(v) for k, v in runs.items()}
+    out.update(medians)
+    return out
+
+
+def bench_tables(res, cpu=None):
+    cpu = cpu or {}
+    lines = ["| operation | keys | shmdict ns/op | inproc (GHashTable) ns/op | shmdict / inproc "
+             "| CPU ns/op shmdict / inproc |",
+             "|---|---|---:|---:|---:|---:|"]
     for op in HASH_OPS:
         for sz in SIZES:
             s, b = res.get(("%s/%s" % (op, sz), "shmdict")), res.get(("%s/%s" % (op, sz), "inproc"))
             if s is None and b is None:
                 continue
             ratio = "%.2f" % (num(s) / num(b)) if num(s) and num(b) else "-"
-            lines.append("| %s | %s | %s | %s | %s |" % (op, sz, fmt_ns(s), fmt_ns(b), ratio))
+            cs, cb = cpu.get(("%s/%s" % (op, sz), "shmdict")), cpu.get(("%s/%s" % (op, sz), "inproc"))
+            cr = "%.0f / %.0f (%.2f)" % (cs, cb, cs / cb) if cs and cb else "-"
+            lines.append("| %s | %s | %s | %s | %s | %s |" % (op, sz, fmt_ns(s), fmt_ns(b), ratio,
+                                                            cr))
     hash_table = "\n".join(lines)
-    lines = ["| operation | keys | shmdict ns/op |", "|---|---|---:|"]
+    lines = ["| operation | keys | shmdict ns/op | CPU ns/op |", "|---|---|---:|---:|"]
     for op in RB_OPS + ["hash_len"]:
         v = res.get(("%s/1M" % op, "shmdict"))
+        c = cpu.get(("%s/1M" % op, "shmdict"))
         if v is not None:
-            lines.append("| %s | 1M | %s |" % (op, fmt_ns(v)))
+            lines.append("| %s | 1M | %s | %s |" % (op, fmt_ns(v), "%.0f" % c if c else "-"))
     other_table = "\n".join(lines)
     return hash_table, other_table
 
@@ -255,7 +285,8 @@ def goals(res, series):
 
 
 def section(res, series, data, args, bench_cmd, growth_cmd, img_rel):
-    hash_table, other_table = bench_tables(res) if res else ("(not run)", "(not run)")
+    hash_table, other_table = (bench_tables(res, collect_cpu(data)) if res
+                               else ("(not run)", "(not run)"))
     m = R.machine_info(data or {}, args.build_dir)
     ctx = (data or {}).get("context", {})
     out = [BEGIN,
@@ -269,7 +300,9 @@ def section(res, series, data, args, bench_cmd, growth_cmd, img_rel):
            "scattered order (put inserts a key deleted untimed just before, delete removes a key "
            "re-inserted untimed afterwards, in chunks of 10 000, so the table keeps between N - "
            "10 000 and N keys and never resizes). Tables are built once per process, outside the "
-           "timed loops. Wall time of the timed region per operation; lower is better. " +
+           "timed loops. Wall time of the timed region per operation (the figure compared), and "
+           "the process's CPU time per operation next to it (on a busy machine the wall time "
+           "includes waiting for a CPU); lower is better. " +
            ("Median of %d repetitions." % args.repetitions if args.repetitions > 1
             else "One run per benchmark.") +
            " `inproc` is glib %s's GHashTable in the same process (Debian packages no khash), "
@@ -311,7 +344,8 @@ def section(res, series, data, args, bench_cmd, growth_cmd, img_rel):
            "so the ns/op figures vary by 10-30%% between runs and the raw maxima are the "
            "machine's, not the code's)." %
            (m["cpus"], m["cpu"], m["kernel"], m["compiler"], m["buildtype"],
-            datetime.datetime.now().isoformat(timespec="seconds"), args.load_at_start),
+            ctx.get("date") or datetime.datetime.now().isoformat(timespec="seconds"),
+            args.load_at_start),
            "",
            "Reproduce: `scripts/setup.sh && bench/run.sh containers` (about 4-5 minutes; "
            "`bench/run.sh containers --quick` for a short run that only prints). This run:",
@@ -359,6 +393,8 @@ def main():
     p.add_argument("--skip-growth", action="store_true", help="only the google-benchmark part")
     p.add_argument("--growth-dir", help="keep the growth CSV files here")
     p.add_argument("--save-json", help="save everything measured (JSON) here")
+    p.add_argument("--from-json", help="report a --save-json file instead of running (with "
+                   "--growth-dir holding that run's CSV files for the plot)")
     p.add_argument("--docs", action="store_true", help="update docs/bench.md and the plot")
     p.add_argument("--docs-file", default=os.path.join(root, "docs", "bench.md"))
     p.add_argument("--img", default=os.path.join(root, "docs", "img",
@@ -372,14 +408,26 @@ def main():
               "the numbers will be noisy" % load, file=sys.stderr)
 
     data, res, bench_cmd = None, {}, None
+    if args.from_json:
+        with open(args.from_json) as f:
+            saved = json.load(f)
+        data, series = saved.get("bench"), saved.get("growth", {})
+        res = R.collect(data) if data else {}
+        args.skip_bench = args.skip_growth = True
+        bench_cmd, growth_cmd = saved.get("bench_cmd"), saved.get("growth_cmd")
+        args.load_at_start = saved.get("load_at_start", args.load_at_start)
+        args.keys = max([d["keys"] for d in series.values()] or [args.keys])
+        args.runs = max([d["runs"] for d in series.values()] or [args.runs])
+        csv_dir, tmp = args.growth_dir, None
     if not args.skip_bench:
         data, cmd = run_bench(args)
         bench_cmd = [os.path.relpath(cmd[0], root)] + [c for c in cmd[1:]
                                                        if not c.startswith("--benchmark_out")]
         res = R.collect(data)
-    series, growth_cmd = {}, None
-    tmp = None
-    csv_dir = args.growth_dir
+    if not args.from_json:
+        series, growth_cmd = {}, None
+        tmp = None
+        csv_dir = args.growth_dir
     if not args.skip_growth:
         if csv_dir is None:
             tmp = tempfile.mkdtemp(prefix="bench_containers-growth-")
@@ -389,9 +437,11 @@ def main():
         growth_cmd = [os.path.relpath(cmd[0], root), "--growth-latency", "DIR"] + cmd[3:]
     if args.save_json:
         with open(args.save_json, "w") as f:
-            json.dump({"bench": data, "growth": series}, f, indent=1)
+            json.dump({"bench": data, "growth": series, "bench_cmd": bench_cmd,
+                       "growth_cmd": growth_cmd, "load_at_start": args.load_at_start}, f,
+                      indent=1)
 
-    hash_table, other_table = bench_tables(res)
+    hash_table, other_table = bench_tables(res, collect_cpu(data))
     if res:
         print("\nns per operation, lower is better:")
         print(hash_table)
@@ -408,7 +458,7 @@ def main():
 
     if args.docs:
         img_rel = os.path.relpath(args.img, os.path.dirname(os.path.abspath(args.docs_file)))
-        if series:
+        if series and csv_dir:
             plot_growth(csv_dir, series, args.img, args.keys, args.runs)
         update_docs(args.docs_file, section(res, series, data, args, bench_cmd, growth_cmd,
                                             img_rel))
