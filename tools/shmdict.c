@@ -931,9 +931,13 @@ static char *read_all(const char *path, size_t *len) {
   return b.data ? b.data : cli_xmalloc(1);
 }
 
+/* The whole input of `load`. Kept in a static so that it stays reachable when die() exits in the
+ * middle of a load (LeakSanitizer would otherwise report it). */
+static char *load_input;
+
 static int cmd_load(const char *name, const char *format, const char *inpath) {
   size_t n;
-  char *p = read_all(inpath, &n);
+  char *p = load_input = read_all(inpath, &n);
   size_t pos = 0;
   while (pos < n && (p[pos] == ' ' || p[pos] == '\n' || p[pos] == '\r' || p[pos] == '\t'))
     pos++;
