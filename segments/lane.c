@@ -597,10 +597,20 @@ int shmd_tx_lock(shmd_tx_t *tx, shmd_ptr_t lock) {
     return SHMD_CORRUPT("lock pointer outside the store");
   uint32_t *w = a;
   uint32_t me = t->lane_idx + 1;
-  if (SHMD__LOCK_OWNER(__atomic_load_n(w, __ATOMIC_RELAXED)) == me)
-    return 0;
   struct shmd__lane *l = t->lane;
   uint32_t n = l->held_count;
+  if (SHMD__LOCK_OWNER(__atomic_load_n(w, __ATOMIC_RELAXED)) == me) {
+    for (uint32_t i = 0; i < n; i++)
+      if (l->held[i] == lock.v)
+        return 0; /* taken earlier in this transaction */
+    /* The word names this lane but the transaction never took it: a stale or garbage word that
+     * happens to carry our index. No one else can hold it; record it so the commit releases it. */
+    if (n >= SHMD__HELD_CAP)
+      return SHMD_ETXFULL;
+    l->held[n] = lock.v;
+    __atomic_store_n(&l->held_count, n + 1, __ATOMIC_RELEASE);
+    return 0;
+  }
   if (n >= SHMD__HELD_CAP)
     return SHMD_ETXFULL;
   l->held[n] = lock.v;
