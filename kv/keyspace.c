@@ -44,6 +44,13 @@
  *   hash moves the containers of its records to the garbage list and deletes the records in
  *   batches. shmd_kv_check() checks the containers on the garbage list too.
  * - Reads copy out under the locks: a reply owns its memory.
+ * - Limits: a command is one transaction, so it holds at most 32 locks (8 stripes + 8 stripe hashes
+ *   + the containers it reads, e.g. 16 sets for SUNION), 128 allocations (about 110 new elements,
+ *   55 sorted-set members) and 2048 undo words; beyond that it fails with SHMD_ETXFULL, which the
+ *   dispatcher turns into an error reply (nothing changed). Deletes have no such limit (garbage).
+ * - The keyspace root pointer is cached per thread (shmd_root_get takes the store's roots lock); a
+ *   database is created once, in a transaction of its own, so its pointer, read without a lock,
+ *   never names a database that could still roll back.
  */
 #include "kv/kv_int.h"
 
