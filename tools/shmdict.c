@@ -60,6 +60,10 @@ static void usage(FILE *f) {
           "Exit status: 0 ok, 1 a command failed, 2 usage error or failed check.\n");
 }
 
+/* The whole input of `load`, freed by die() when a load stops half-way (so an error exit leaks
+ * nothing LeakSanitizer could report). */
+static char *load_input;
+
 static void die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
 static void die(int code, const char *fmt, ...) {
   va_list ap;
@@ -68,6 +72,7 @@ static void die(int code, const char *fmt, ...) {
   vfprintf(stderr, fmt, ap);
   va_end(ap);
   fputc('\n', stderr);
+  free(load_input);
   exit(code);
 }
 
@@ -931,10 +936,6 @@ static char *read_all(const char *path, size_t *len) {
   return b.data ? b.data : cli_xmalloc(1);
 }
 
-/* The whole input of `load`. Kept in a static so that it stays reachable when die() exits in the
- * middle of a load (LeakSanitizer would otherwise report it). */
-static char *load_input;
-
 static int cmd_load(const char *name, const char *format, const char *inpath) {
   size_t n;
   char *p = load_input = read_all(inpath, &n);
@@ -998,6 +999,7 @@ static int cmd_load(const char *name, const char *format, const char *inpath) {
   }
   progress("load", n, n, 1);
   free(p);
+  load_input = NULL;
   shmd_close(s);
   if (l.errors) {
     fprintf(stderr, "shmdict: %" PRIu64 " of %" PRIu64 " commands failed (see the errors above; load into an empty "
