@@ -24,7 +24,6 @@
 #define SHMD__SLAB_ORDER 4u /* 64 KiB = 16 pages */
 #define SHMD__SLAB_HDR 64u
 #define SHMD__MAX_ORDER 47u
-#define SHMD__EMPTY_RESERVE 1u /* empty slabs a class keeps per segment before returning them */
 
 enum { PM_FREE = 0x40, PM_SLAB = 0x80, PM_LARGE = 0xC0, PM_KIND = 0xC0, PM_ORDER = 0x3F };
 
@@ -32,9 +31,9 @@ struct shmd__class {
   shmd_lock_t lock;
   uint64_t partial_head; /* segment offset of the first partial slab, 0 = none */
   uint64_t reserved0;
-  uint64_t empty_count;  /* slabs on the partial list with no object in use (the reserve) */
+  uint64_t reserved2;
   uint64_t slabs;        /* slabs of this class in this segment */
-  uint64_t objs_inuse;
+  uint64_t reserved1;    /* objects in use are counted per slab only (one logged word less per op) */
   uint64_t pad[2];
 };
 

@@ -11,7 +11,7 @@
  *     block of that order, links agree both ways, and the counts match;
  *   - every slab's slots are each either free (on the slab's free list once, or past the bump
  *     pointer) or allocated, its in-use count and list membership agree, and the class's partial
- *     list holds exactly the slabs that are neither full nor released (the empty reserve counted);
+ *     list holds exactly the slabs that are not full, with at most one empty slab, at its head;
  *   - the class, buddy and large-block counters equal what the walk found.
  * Every offset read from shared memory is bounds-checked and every walk is bounded by a count, so
  * a damaged store gives SHMD_ECORRUPT with the place in shmd_errdetail(), never a crash or a hang.
@@ -221,13 +221,17 @@ static int check_segment(shmd_store_t *s, struct shmd__thr *t, uint32_t seg) {
          (unsigned long long)sa->large_pages);
   for (uint32_t c = 0; c < SHMD__NCLASSES; c++) {
     struct shmd__class *cl = &sa->cls[c];
-    if (cl->slabs != seen[c].slabs || cl->objs_inuse != seen[c].inuse || cl->empty_count != seen[c].empty)
-      FAIL("segment %u: class %u (%u bytes): counters slabs=%llu objs=%llu empty=%llu, found %llu / %llu / %llu",
-           seg, c, shmd__class_bytes[c], (unsigned long long)cl->slabs, (unsigned long long)cl->objs_inuse,
-           (unsigned long long)cl->empty_count, (unsigned long long)seen[c].slabs,
-           (unsigned long long)seen[c].inuse, (unsigned long long)seen[c].empty);
+    if (cl->slabs != seen[c].slabs)
+      FAIL("segment %u: class %u (%u bytes): slab counter %llu, found %llu", seg, c, shmd__class_bytes[c],
+           (unsigned long long)cl->slabs, (unsigned long long)seen[c].slabs);
     if ((rc = check_slab_list(h, sa, seg, c, cl->partial_head, SLIST_PARTIAL, seen[c].partial)) != 0)
       goto out;
+    /* The list was validated above, so its head may be followed. */
+    if (seen[c].empty > 1 ||
+        (seen[c].empty == 1 &&
+         ((const struct shmd__slab *)(const void *)((unsigned char *)h + cl->partial_head))->inuse != 0))
+      FAIL("segment %u: class %u keeps %llu empty slabs; at most one, at the head of its list", seg, c,
+           (unsigned long long)seen[c].empty);
   }
 out:
   free(onlist);

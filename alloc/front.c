@@ -140,6 +140,12 @@ static int alloc_impl(shmd_store_t *s, struct shmd__thr *t, size_t size, int res
   uint32_t c = small ? shmd__size_class(size) : 0;
   uint32_t order = small ? 0 : order_for(size);
   uint32_t *hint = small ? &s->alloc_hint[c] : &s->large_hint;
+  if (__builtin_expect(small, 1)) {
+    /* Fast path: the segment that served this class last time. */
+    int rc = alloc_small_in(s, t, *hint, c, resv, out);
+    if (__builtin_expect(rc != SHMD_ENOSPC && rc != SHMD_ENOTFOUND, 1))
+      return rc;
+  }
   for (int round = 0; round < 64; round++) {
     uint32_t n = shmd__seg_count(s);
     uint32_t start = *hint < n ? *hint : n - 1;
@@ -348,8 +354,8 @@ int shmd_realloc(shmd_store_t *store, shmd_ptr_t *p, size_t size) {
 }
 
 /* ---------------------------------------------------------------------------------------------- */
-/* Statistics: counters read without stopping writers (each is exact under its lock; a busy store's
- * totals are a near snapshot). */
+/* Statistics: counters and slab headers read without stopping writers (each is exact under its lock;
+ * a busy store's totals are a near snapshot; a quiet store's are exact). */
 
 int shmd_segment_stats(shmd_store_t *store, uint32_t segment, shmd_segment_stats_t *st) {
   struct shmd__seg_hdr *h = segment < shmd__seg_count(store) ? shmd__seg(store, segment) : NULL;
@@ -396,13 +402,35 @@ int shmd_stats(shmd_store_t *store, shmd_stats_t *st) {
     st->large_bytes_inuse += __atomic_load_n(&sa->large_pages, __ATOMIC_RELAXED) * SHMD_PAGE_BYTES;
     for (uint32_t c = 0; c < SHMD__NCLASSES; c++) {
       uint64_t slabs = __atomic_load_n(&sa->cls[c].slabs, __ATOMIC_RELAXED);
-      uint64_t objs = __atomic_load_n(&sa->cls[c].objs_inuse, __ATOMIC_RELAXED);
       st->classes[c].slabs += slabs;
-      st->classes[c].objs_inuse += objs;
-      st->classes[c].bytes_inuse += objs * shmd__class_bytes[c];
       st->slab_bytes += slabs * SHMD_SLAB_BYTES;
-      st->small_objs_inuse += objs;
-      st->small_bytes_inuse += objs * shmd__class_bytes[c];
+    }
+    /* Objects in use are counted per slab: walk the slab heads of the page map (1/4096 of the
+     * data area) and add up their in-use counts. */
+    const unsigned char *pm = shmd__pagemap(h, sa);
+    for (uint64_t p = 0; p < sa->page_count;) {
+      unsigned char b = __atomic_load_n(&pm[p], __ATOMIC_RELAXED);
+      uint32_t o = b & PM_ORDER;
+      if (b == 0 || o > sa->max_order) {
+        p++;
+        continue;
+      }
+      if ((b & PM_KIND) == PM_SLAB) {
+        const struct shmd__slab *sl =
+            (const struct shmd__slab *)(const void *)((unsigned char *)h + sa->data_off + p * SHMD_PAGE_BYTES);
+        uint32_t c = __atomic_load_n(&sl->magic_class, __ATOMIC_RELAXED) & 0xff;
+        uint64_t objs = __atomic_load_n(&sl->inuse, __ATOMIC_RELAXED);
+        if (c < SHMD__NCLASSES) {
+          uint64_t cap = (SHMD_SLAB_BYTES - SHMD__SLAB_HDR) / shmd__class_bytes[c];
+          st->slab_free_bytes += (cap > objs ? cap - objs : 0) * shmd__class_bytes[c];
+          st->slab_overhead_bytes += SHMD_SLAB_BYTES - cap * shmd__class_bytes[c];
+          st->classes[c].objs_inuse += objs;
+          st->classes[c].bytes_inuse += objs * shmd__class_bytes[c];
+          st->small_objs_inuse += objs;
+          st->small_bytes_inuse += objs * shmd__class_bytes[c];
+        }
+      }
+      p += UINT64_C(1) << o;
     }
   }
   st->allocated_bytes = st->small_bytes_inuse + st->large_bytes_inuse;

@@ -12,8 +12,8 @@
  * the offset. The header holds the class, a free list of returned objects (linked through their
  * first 4 bytes by slab offset), a bump pointer for objects never used yet (a new slab is not
  * touched beyond its header), and list links. Each class keeps, per segment, a list of partial
- * slabs, which also holds a small reserve of empty ones (counted in empty_count); full slabs are on
- * no list. An empty slab beyond the reserve goes back to the buddy allocator.
+ * slabs; full slabs are on no list. An empty slab may stay on the list only as its head (the next
+ * allocation takes it); any other empty slab goes back to the buddy allocator at once.
  *
  * The caller holds the class lock of (segment, class) inside an allocator step; taking a slab from
  * the buddy allocator additionally takes the segment's buddy lock (class -> buddy order).
@@ -167,10 +167,6 @@ int shmd__slab_alloc(shmd_store_t *s, struct shmd__thr *t, uint32_t seg, struct 
   uint32_t size = sl->obj_bytes, obj;
   if (sl->obj_bytes != shmd__class_bytes[c] || sl->inuse >= sl->capacity)
     return SHMD_CORRUPT("slab on the partial list is not a partial slab of its class");
-  if (sl->inuse == 0 && cl->empty_count > 0) {
-    shmd__log8(t, seg, h, &cl->empty_count);
-    cl->empty_count--;
-  }
   shmd__log8(t, seg, h, &sl->free_head);
   if (sl->free_head) {
     obj = sl->free_head;
@@ -191,9 +187,26 @@ int shmd__slab_alloc(shmd_store_t *s, struct shmd__thr *t, uint32_t seg, struct 
       return rc;
     set_list(t, seg, h, sl, SLIST_NONE);
   }
-  shmd__log8(t, seg, h, &cl->objs_inuse);
-  cl->objs_inuse++;
   *out = off + obj;
+  return 0;
+}
+
+/* Returns an empty slab on the partial list to the buddy allocator. */
+static int slab_release(shmd_store_t *s, struct shmd__thr *t, uint32_t seg, struct shmd__seg_hdr *h,
+                        struct shmd__seg_alloc *sa, struct shmd__class *cl, uint64_t off) {
+  int rc = slist_remove(t, seg, h, sa, &cl->partial_head, off);
+  if (rc)
+    return rc;
+  set_list(t, seg, h, slab_at(h, off), SLIST_NONE);
+  rc = shmd__al_lock(s, t, seg, &sa->buddy_lock);
+  if (rc)
+    return rc;
+  shmd__log8(t, seg, h, &cl->slabs);
+  cl->slabs--;
+  rc = shmd__buddy_free(t, seg, h, (off - sa->data_off) / SHMD_PAGE_BYTES, SHMD__SLAB_ORDER);
+  if (rc)
+    return rc;
+  SHMD_CRASH_POINT("slab.release");
   return 0;
 }
 
@@ -217,31 +230,28 @@ int shmd__slab_free(shmd_store_t *s, struct shmd__thr *t, uint32_t seg, struct s
   *(uint32_t *)(void *)((unsigned char *)sl + obj) = sl->free_head;
   sl->free_head = obj;
   sl->inuse--;
-  shmd__log8(t, seg, h, &cl->objs_inuse);
-  cl->objs_inuse--;
-  if (was_full && sl->inuse > 0) {
+  if (was_full) {
+    /* Back on the partial list, at its head. An empty slab kept at the head (see below) is
+     * demoted by this push, so it goes back to the buddy allocator now. */
+    uint64_t head = cl->partial_head;
+    if (head) {
+      if (!slab_off_ok(sa, head))
+        return SHMD_CORRUPT("partial-slab list head out of bounds");
+      if (slab_at(h, head)->inuse == 0) {
+        int rc = slab_release(s, t, seg, h, sa, cl, head);
+        if (rc)
+          return rc;
+      }
+    }
     slist_push(t, seg, h, &cl->partial_head, slab_off);
     set_list(t, seg, h, sl, SLIST_PARTIAL);
-  } else if (sl->inuse == 0) {
-    /* An empty slab stays on the partial list as the class's reserve (so an alloc/free pair does
-     * not move it between lists); beyond the reserve it goes back to the buddy allocator. */
-    if (cl->empty_count < SHMD__EMPTY_RESERVE) {
-      shmd__log8(t, seg, h, &cl->empty_count);
-      cl->empty_count++;
-    } else {
-      int rc = slist_remove(t, seg, h, sa, &cl->partial_head, slab_off);
-      if (rc)
-        return rc;
-      rc = shmd__al_lock(s, t, seg, &sa->buddy_lock);
-      if (rc)
-        return rc;
-      shmd__log8(t, seg, h, &cl->slabs);
-      cl->slabs--;
-      rc = shmd__buddy_free(t, seg, h, (slab_off - sa->data_off) / SHMD_PAGE_BYTES, SHMD__SLAB_ORDER);
-      if (rc)
-        return rc;
-      SHMD_CRASH_POINT("slab.release");
-    }
+  } else if (sl->inuse == 0 && cl->partial_head != slab_off) {
+    /* An empty slab stays only at the head of the partial list, where the next allocation of the
+     * class takes it (so an alloc/free pair moves nothing between lists and keeps no counter);
+     * any other empty slab goes back to the buddy allocator. */
+    int rc = slab_release(s, t, seg, h, sa, cl, slab_off);
+    if (rc)
+      return rc;
   }
   return 0;
 }

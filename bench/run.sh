@@ -8,10 +8,48 @@
 #                          table and rewrites the allocator section of docs/bench.md and its plot
 # Further arguments go to bench/report.py (e.g. --filter 'pair', --save-json out.json,
 # -- --benchmark_min_time=2). Works from any directory; needs what scripts/setup.sh installs.
+#
+#   bench/run.sh containers [--quick] [args]
+#                          the containers benchmark instead (bench_containers through
+#                          bench/report_containers.py): hash and rbtree ns/op, and insert latency
+#                          while growing to 10M keys. Full run (about 4-5 minutes) rewrites the
+#                          containers section of docs/bench.md and its plot; --quick (1M keys in
+#                          the growth part, short benchmark times) only prints.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+
+if [ "${1:-}" = "containers" ]; then
+  shift
+  cquick=0
+  cargs=()
+  for a in "$@"; do
+    case "$a" in
+      --quick) cquick=1 ;;
+      *) cargs+=("$a") ;;
+    esac
+  done
+  if [ ! -f build/build.ninja ]; then
+    echo "run.sh: configuring build (release)" >&2
+    meson setup build --buildtype=release >&2
+  else
+    meson configure build -Dbench=true >/dev/null
+  fi
+  echo "run.sh: building bench_containers" >&2
+  meson compile -C build bench_containers >&2
+  cpy=python3
+  if ! "$cpy" -c 'import matplotlib' 2>/dev/null && [ -x /usr/bin/python3 ]; then
+    cpy=/usr/bin/python3
+  fi
+  if [ "$cquick" -eq 1 ]; then
+    exec "$cpy" bench/report_containers.py --bin build/bench/bench_containers --build-dir build \
+      --min-time 0.1 --keys 1000000 ${cargs[@]+"${cargs[@]}"}
+  else
+    exec "$cpy" bench/report_containers.py --bin build/bench/bench_containers --build-dir build \
+      --min-time 0.5 --keys 10000000 --runs 2 --docs ${cargs[@]+"${cargs[@]}"}
+  fi
+fi
 
 quick=0
 args=()

@@ -8,5 +8,11 @@
 #include "shmdict/store.h"
 #include "shmdict/tx.h"
 #include "shmdict/alloc.h"
+#include "shmdict/blob.h"
+#include "shmdict/array.h"
+#include "shmdict/list.h"
+#include "shmdict/hash.h"
+#include "shmdict/rbtree.h"
+#include "shmdict/kv.h"
 
 #endif /* SHMD_SHMDICT_H */

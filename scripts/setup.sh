@@ -9,6 +9,7 @@ pkgs=(
   libxxhash-dev libreadline-dev
   redis-server redis-tools libhiredis-dev
   python3-matplotlib
+  libglib2.0-dev
 )
 missing=()
 for p in "${pkgs[@]}"; do

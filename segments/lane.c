@@ -50,7 +50,7 @@
 #include "store_int.h"
 
 uint64_t shmd__fork_gen;
-_Thread_local struct shmd__thr *shmd__tl_thr;
+__attribute__((tls_model("initial-exec"))) _Thread_local struct shmd__thr *shmd__tl_thr;
 
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static pthread_key_t g_key; /* the thread's list of shmd__thr, one per store */
@@ -195,7 +195,9 @@ int shmd__al_lock(shmd_store_t *s, struct shmd__thr *t, uint32_t seg, shmd_lock_
   if (n >= SHMD__AL_HELD_CAP)
     return SHMD_CORRUPT("allocator step takes too many locks");
   /* Record the intent before taking the lock, so a recoverer can always release it. */
-  l->al_held[n] = shmd_ptr_make(seg, (uint64_t)((unsigned char *)lock - s->map->base[seg + 1])).v;
+  l->al_held[n] = (((uint64_t)seg + 1) << SHMD_PTR_OFFSET_BITS) |
+                  (uint64_t)((unsigned char *)lock - s->map->base[seg + 1]);
+  t->al_addr[n] = &lock->word;
   __atomic_store_n(&l->al_held_count, n + 1, __ATOMIC_RELEASE);
   t->in_al = 1;
   int rc = shmd__lock(s, t, &lock->word);
@@ -208,14 +210,14 @@ int shmd__al_lock(shmd_store_t *s, struct shmd__thr *t, uint32_t seg, shmd_lock_
   return 0;
 }
 
-static void al_release_locks(shmd_store_t *s, struct shmd__thr *t) {
+static inline void al_release_locks(struct shmd__thr *t) {
   struct shmd__lane *l = t->lane;
-  for (uint32_t i = l->al_held_count; i-- > 0;) {
-    shmd_ptr_t p = {l->al_held[i]};
-    uint32_t *w = (uint32_t *)shmd_resolve(s, p);
-    shmd__unlock(w);
-    __atomic_store_n(&l->al_held_count, i, __ATOMIC_RELEASE);
-  }
+  uint32_t n = l->al_held_count;
+  /* Unlocking before the count is cleared is fine: a recoverer releases only words that still
+   * name this lane. */
+  for (uint32_t i = n; i-- > 0;)
+    shmd__unlock(t->al_addr[i]);
+  __atomic_store_n(&l->al_held_count, 0, __ATOMIC_RELEASE);
   t->in_al = 0;
 }
 
@@ -223,7 +225,7 @@ void shmd__al_commit(shmd_store_t *s, struct shmd__thr *t) {
   SHMD_CRASH_POINT("alloc.step.before_commit");
   __atomic_store_n(&t->lane->al_len, 0, __ATOMIC_RELEASE);
   SHMD_CRASH_POINT("alloc.step.after_commit");
-  al_release_locks(s, t);
+  al_release_locks(t);
   if (__builtin_expect(t->npending != 0, 0))
     shmd__run_pending(s, t);
 }
@@ -232,7 +234,7 @@ void shmd__al_abort(shmd_store_t *s, struct shmd__thr *t) {
   struct shmd__lane *l = t->lane;
   (void)rollback(s, l->al_log, l->al_len, SHMD__AL_LOG_CAP);
   __atomic_store_n(&l->al_len, 0, __ATOMIC_RELEASE);
-  al_release_locks(s, t);
+  al_release_locks(t);
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -265,8 +267,10 @@ static int finish_frees(shmd_store_t *s, struct shmd__thr *t, struct shmd__lane 
       }
     }
   } else if (st == SHMD__LANE_COMMITTED) {
-    if (x->dfree_count > SHMD__DFREE_CAP || x->dfree_done > x->dfree_count)
+    if (x->dfree_count > SHMD__DFREE_CAP || x->dfree_done > SHMD__DFREE_CAP)
       return SHMD_CORRUPT("lane deferred-free counters out of range");
+    /* dfree_done > dfree_count: the owner died inside lane_reset() after zeroing dfree_count, so
+     * every free was done already; the loop below does nothing and the reset is finished. */
     while (x->dfree_done < x->dfree_count) {
       uint64_t i = x->dfree_done;
       int rc = shmd__alloc_ops.free_step(s, t, (shmd_ptr_t){x->dfree[i]}, &x->dfree_done, i + 1);
@@ -593,10 +597,20 @@ int shmd_tx_lock(shmd_tx_t *tx, shmd_ptr_t lock) {
     return SHMD_CORRUPT("lock pointer outside the store");
   uint32_t *w = a;
   uint32_t me = t->lane_idx + 1;
-  if (SHMD__LOCK_OWNER(__atomic_load_n(w, __ATOMIC_RELAXED)) == me)
-    return 0;
   struct shmd__lane *l = t->lane;
   uint32_t n = l->held_count;
+  if (SHMD__LOCK_OWNER(__atomic_load_n(w, __ATOMIC_RELAXED)) == me) {
+    for (uint32_t i = 0; i < n; i++)
+      if (l->held[i] == lock.v)
+        return 0; /* taken earlier in this transaction */
+    /* The word names this lane but the transaction never took it: a stale or garbage word that
+     * happens to carry our index. No one else can hold it; record it so the commit releases it. */
+    if (n >= SHMD__HELD_CAP)
+      return SHMD_ETXFULL;
+    l->held[n] = lock.v;
+    __atomic_store_n(&l->held_count, n + 1, __ATOMIC_RELEASE);
+    return 0;
+  }
   if (n >= SHMD__HELD_CAP)
     return SHMD_ETXFULL;
   l->held[n] = lock.v;

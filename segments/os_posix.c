@@ -149,6 +149,13 @@ int shmd__os_map(int fd, uint64_t size, void **out) {
   void *p = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (p == MAP_FAILED)
     return from_errno(errno, "mmap", "segment");
+#ifdef MADV_HUGEPAGE
+  /* Large stores live on TLB misses: ask for transparent huge pages. Takes effect where the file
+   * system allows it (tmpfs with shmem_enabled=advise, or huge=within_size mounts); harmless
+   * elsewhere, so the result is ignored. */
+  if (size >= (UINT64_C(4) << 20))
+    (void)madvise(p, (size_t)size, MADV_HUGEPAGE);
+#endif
   *out = p;
   return 0;
 }

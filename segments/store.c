@@ -249,11 +249,8 @@ shmd_ptr_t shmd_ptr_from_addr(shmd_store_t *store, const void *addr) {
   return shmd_ptr_null();
 }
 
-struct shmd__seg_hdr *shmd__seg(shmd_store_t *s, uint32_t seg) {
-  unsigned char *b = __atomic_load_n(&s->map->base[seg + 1], __ATOMIC_ACQUIRE);
-  if (b)
-    return (struct shmd__seg_hdr *)(void *)b;
-  if (attach_seg(s, seg) != 0)
+struct shmd__seg_hdr *shmd__seg_slow(shmd_store_t *s, uint32_t seg) {
+  if (seg >= SHMD_MAX_SEGMENTS || attach_seg(s, seg) != 0)
     return NULL;
   return (struct shmd__seg_hdr *)(void *)s->map->base[seg + 1];
 }
@@ -404,14 +401,13 @@ static int create_store(const char *path, const shmd_options_t *o) {
 static int check_manifest(shmd_store_t *s, const char *path) {
   const struct shmd__seg_hdr *h = s->hdr0;
   uint64_t size = h->size_bytes;
-  if (h->manifest_off < SHMD__HDR_BYTES || h->manifest_off + sizeof(struct shmd__manifest) > size)
-    return SHMD_CORRUPT("manifest outside segment 0");
   const struct shmd__manifest *m = s->man;
   if (m->magic != SHMD__MAN_MAGIC) {
     shmd__set_detail("%s: manifest magic is wrong (corrupted store)", path);
     return SHMD_ECORRUPT;
   }
-  if (m->lane_count == 0 || m->lane_count > 4096 || m->op_log_cap == 0 || m->op_log_cap > (1u << 20) ||
+  if (m->lanes_off >= size || m->roots_off >= size || m->lane_bytes >= size || m->lane_count == 0 ||
+      m->lane_count > 4096 || m->op_log_cap == 0 || m->op_log_cap > (1u << 20) ||
       m->lane_bytes < lane_bytes_for(m->op_log_cap) ||
       m->lanes_off + (uint64_t)m->lane_count * m->lane_bytes > h->alloc_off ||
       m->roots_off + (uint64_t)m->root_cap * sizeof(struct shmd__root) > m->lanes_off ||
@@ -445,12 +441,15 @@ static int attach_store(shmd_store_t *s, int fd) {
   s->map->base[1] = addr;
   s->seg_size[1] = fsize;
   s->hdr0 = h;
-  s->man = (struct shmd__manifest *)(void *)((unsigned char *)addr + h->manifest_off);
-  s->lanes = (unsigned char *)addr + s->man->lanes_off;
   s->fd0 = fd;
+  if (h->manifest_off < SHMD__HDR_BYTES || h->manifest_off > h->size_bytes ||
+      sizeof(struct shmd__manifest) > h->size_bytes - h->manifest_off)
+    return SHMD_CORRUPT("manifest outside segment 0");
+  s->man = (struct shmd__manifest *)(void *)((unsigned char *)addr + h->manifest_off);
   rc = check_manifest(s, seg0);
   if (rc)
     return rc;
+  s->lanes = (unsigned char *)addr + s->man->lanes_off; /* bounds checked by check_manifest */
   /* After a reboot (file-backed store) every lock and lane belongs to a dead world: re-initialise
    * the liveness mutexes under an exclusive file lock, then recovery treats all lanes as dead. */
   char boot[40];

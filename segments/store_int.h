@@ -140,6 +140,7 @@ struct shmd__thr {
   uint32_t lane_idx;
   uint32_t depth;      /* transaction nesting */
   uint32_t in_al;      /* inside an allocator step */
+  uint32_t *al_addr[SHMD__AL_HELD_CAP]; /* process-local addresses of the step's locks */
   int doomed;          /* an inner level aborted */
   uint64_t fork_gen;
   uint32_t pending[8]; /* dead lanes whose frees are still to be finished */
@@ -178,13 +179,19 @@ static inline uint32_t shmd__seg_count(shmd_store_t *s) {
 }
 
 /* Header of segment `seg`, mapping it if needed; NULL if it does not exist or cannot be mapped. */
-struct shmd__seg_hdr *shmd__seg(shmd_store_t *s, uint32_t seg);
+struct shmd__seg_hdr *shmd__seg_slow(shmd_store_t *s, uint32_t seg);
+static inline struct shmd__seg_hdr *shmd__seg(shmd_store_t *s, uint32_t seg) {
+  unsigned char *b = __atomic_load_n(&s->map->base[seg + 1], __ATOMIC_ACQUIRE);
+  if (__builtin_expect(b != NULL, 1))
+    return (struct shmd__seg_hdr *)(void *)b;
+  return shmd__seg_slow(s, seg);
+}
 
 /* The calling thread's lane context for `s`, claiming a lane on first use. NULL with *rc set on
  * failure (SHMD_ENOLANE, SHMD_ENOMEM). */
 struct shmd__thr *shmd__thr_slow(shmd_store_t *s, int *rc);
 extern uint64_t shmd__fork_gen;
-extern _Thread_local struct shmd__thr *shmd__tl_thr;
+extern __attribute__((tls_model("initial-exec"))) _Thread_local struct shmd__thr *shmd__tl_thr;
 
 static inline struct shmd__thr *shmd__thr(shmd_store_t *s, int *rc) {
   struct shmd__thr *t = shmd__tl_thr;
@@ -222,7 +229,7 @@ static inline void shmd__al_log(struct shmd__thr *t, uint32_t seg, const unsigne
                                 void *addr) {
   struct shmd__lane *l = t->lane;
   uint32_t n = l->al_len;
-  l->al_log[n].ptr = shmd_ptr_make(seg, (uint64_t)((unsigned char *)addr - segbase)).v;
+  l->al_log[n].ptr = (((uint64_t)seg + 1) << SHMD_PTR_OFFSET_BITS) | (uint64_t)((unsigned char *)addr - segbase);
   l->al_log[n].old = *(uint64_t *)addr;
   __atomic_store_n(&l->al_len, n + 1, __ATOMIC_RELEASE);
   __atomic_thread_fence(__ATOMIC_RELEASE); /* the entry is visible before the store it protects */

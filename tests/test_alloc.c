@@ -173,6 +173,9 @@ Test(alloc, size_classes_and_metadata_overhead) {
   shmd_store_t *s = ts_open("o", 64 << 20, 64 << 20);
   shmd_ptr_t p;
   cr_assert_eq(shmd_alloc(s, 80 << 20, &p), 0); /* a second, larger segment */
+  shmd_ptr_t small[100];
+  for (int i = 0; i < 100; i++)
+    cr_assert_eq(shmd_alloc(s, 1 + (size_t)i * 37, &small[i]), 0);
   shmd_stats_t st;
   shmd_stats(s, &st);
   cr_assert_eq(st.segments, 2);
@@ -182,6 +185,7 @@ Test(alloc, size_classes_and_metadata_overhead) {
     cr_log_info("segment %u: %llu bytes, %llu meta", i, (unsigned long long)ss.size_bytes,
                 (unsigned long long)ss.meta_bytes);
   }
+  cr_assert_eq(st.slab_bytes, st.slab_free_bytes + st.slab_overhead_bytes + st.small_bytes_inuse);
   double ratio = (double)st.alloc_meta_bytes / (double)st.store_bytes;
   cr_log_info("allocator metadata: %.4f%% of the store", ratio * 100);
   cr_assert_leq(ratio, 0.02);

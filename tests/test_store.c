@@ -364,11 +364,15 @@ Test(store, garbage_lock_word_is_taken_over) {
   shmd_store_t *s = ts_open("g", 4 << 20, 4 << 20);
   shmd_ptr_t cell;
   cr_assert_eq(shmd_alloc(s, 64, &cell), 0);
-  *(uint32_t *)shmd_resolve(s, cell) = 42; /* names lane 41, which no thread owns */
-  shmd_tx_t *tx;
-  cr_assert_eq(shmd_tx_begin(s, &tx), 0);
-  cr_assert_eq(shmd_tx_lock(tx, cell), 0);
-  cr_assert_eq(shmd_tx_commit(tx), 0);
-  cr_assert_eq(*(uint32_t *)shmd_resolve(s, cell), 0);
+  /* Every lane index in turn: lanes no thread owns, and the index of this very thread's lane
+   * (a garbage word that happens to name us must not be mistaken for a lock we took). */
+  for (uint32_t lane = 1; lane <= 64; lane++) {
+    *(uint32_t *)shmd_resolve(s, cell) = lane;
+    shmd_tx_t *tx;
+    cr_assert_eq(shmd_tx_begin(s, &tx), 0);
+    cr_assert_eq(shmd_tx_lock(tx, cell), 0);
+    cr_assert_eq(shmd_tx_commit(tx), 0);
+    cr_assert_eq(*(uint32_t *)shmd_resolve(s, cell), 0, "word naming lane %u not released", lane - 1);
+  }
   shmd_close(s);
 }

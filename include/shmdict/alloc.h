@@ -46,8 +46,9 @@ int shmd_alloc_in(shmd_store_t *store, uint32_t segment, size_t size, shmd_ptr_t
 
 /*
  * Frees a block from shmd_alloc() and friends. Freeing the null pointer does nothing. Returns
- * SHMD_EINVAL for a pointer that is not the start of an allocated block (a double free is detected
- * when the slot is still free), SHMD_ECORRUPT when allocator metadata is damaged.
+ * SHMD_EINVAL for a pointer that is not the start of a block of this store, SHMD_ECORRUPT when
+ * allocator metadata is damaged. A double free of a small object is not detected here (that would
+ * cost a walk); shmd_alloc_check() reports the damage it leaves.
  */
 int shmd_free(shmd_store_t *store, shmd_ptr_t p);
 
@@ -87,6 +88,8 @@ typedef struct shmd_stats_s {
   uint64_t free_bytes;         /* in free buddy blocks */
   uint64_t largest_free_block; /* bytes, over all segments */
   uint64_t slab_bytes;         /* in slabs (used, partially used or empty) */
+  uint64_t slab_free_bytes;    /* free object slots inside slabs (fragmentation inside slabs) */
+  uint64_t slab_overhead_bytes; /* slab headers and tails too small for one more object */
   uint64_t small_bytes_inuse;  /* usable bytes of allocated small objects */
   uint64_t small_objs_inuse;
   uint64_t large_bytes_inuse;  /* bytes of allocated large blocks */
@@ -106,9 +109,9 @@ typedef struct shmd_segment_stats_s {
   uint64_t free_blocks[48];
 } shmd_segment_stats_t;
 
-/* Fills *st with store-wide totals and per-class figures, taking each lock briefly (the figures of
- * a busy store are a consistent sum per segment, not a global snapshot). Returns 0, or a status
- * from mapping a segment. */
+/* Fills *st with store-wide totals and per-class figures. Reads counters and slab headers without
+ * stopping writers: exact for a quiet store, a near snapshot for a busy one. Walks each segment's
+ * page map (1/4096 of its data). Returns 0, or SHMD_ECORRUPT if a segment cannot be mapped. */
 int shmd_stats(shmd_store_t *store, shmd_stats_t *st);
 
 /* Fills *st for one segment. SHMD_ENOTFOUND when there is no such segment. */

@@ -29,6 +29,10 @@ typedef struct shmd_ptr_s {
 /* Segment indices run from 0 to SHMD_MAX_SEGMENTS - 1. */
 #define SHMD_MAX_SEGMENTS 65535u
 
+/* The structure of type `type` whose member `member` is at address `addr` (a resolved address,
+ * e.g. from shmd_resolve()), for intrusive nodes (list.h, rbtree.h). */
+#define shmd_container_of(addr, type, member) ((type *)(void *)((char *)(addr)-offsetof(type, member)))
+
 /* The null pointer. */
 static inline shmd_ptr_t shmd_ptr_null(void) {
   shmd_ptr_t p = {0};

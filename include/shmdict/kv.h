@@ -1,0 +1,162 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The Redis-like keyspace: numbered databases of typed values (string, hash, list, set, sorted
+ * set) with Redis's command names and semantics, as typed C functions for the hot paths and as one
+ * generic entry point that takes an argument vector, so the command-line tool (and later a RESP
+ * server) run exactly the same code. Every command is atomic and crash-safe (one transaction).
+ */
+#ifndef SHMD_KV_H
+#define SHMD_KV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ptr.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Reply of a command, mirroring Redis's reply types. */
+typedef enum shmd_reply_type_e {
+  SHMD_REPLY_STATUS = 1,  /* str: e.g. "OK" */
+  SHMD_REPLY_ERROR = 2,   /* str: Redis's wording, e.g. "WRONGTYPE Operation against a key ..." */
+  SHMD_REPLY_INTEGER = 3, /* integer */
+  SHMD_REPLY_BULK = 4,    /* str, len (binary safe; str is NUL-terminated for convenience) */
+  SHMD_REPLY_NIL = 5,
+  SHMD_REPLY_ARRAY = 6,   /* elems[0 .. nelems) */
+} shmd_reply_type_t;
+
+typedef struct shmd_reply_s {
+  shmd_reply_type_t type;
+  int64_t integer;
+  char *str;
+  size_t len;
+  struct shmd_reply_s *elems;
+  size_t nelems;
+} shmd_reply_t;
+
+/* Frees a reply and everything it owns. shmd_reply_free(NULL) is a no-op. */
+void shmd_reply_free(shmd_reply_t *reply);
+
+/*
+ * Runs one command (argv[0] is its name, case-insensitive; lens[i] the byte length of argv[i]) on
+ * database `db` of `store`, and stores a newly allocated reply in *reply. Command-level failures
+ * (wrong type, syntax, not an integer, unknown command) are replies of type SHMD_REPLY_ERROR with
+ * Redis's wording and a return of 0. A negative status is returned (and *reply left NULL) only
+ * when the command could not run at all: SHMD_ENOMEM, SHMD_ENOLANE, SHMD_ECORRUPT, ...
+ * A command is one transaction, so it can add only so many elements or touch so many keys at once
+ * (about 110 new hash fields / set members / list elements, 55 sorted-set members, 120 MSET keys,
+ * 16 keys of a set operation; see docs/commands.md): beyond that it answers an "ERR shmdict: ..."
+ * error and changes nothing. A store that cannot grow gives Redis's "OOM ..." error reply.
+ * Databases are 0 .. SHMD_KV_DATABASES - 1 (SHMD_EINVAL otherwise).
+ */
+int shmd_kv_command_db(shmd_store_t *store, unsigned db, int argc, const char *const argv[], const size_t lens[],
+                       shmd_reply_t **reply);
+
+/* shmd_kv_command_db() on database 0. */
+int shmd_kv_command(shmd_store_t *store, int argc, const char *const argv[], const size_t lens[],
+                    shmd_reply_t **reply);
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Databases, typed hot-path functions and maintenance.
+ *
+ * The typed functions run the same code as the commands (one transaction each, joining the
+ * caller's open transaction if any) and return: SHMD_OK (0), SHMD_ENOTFOUND (no such key / field /
+ * member, or an expired key), SHMD_EEXIST (SHMD_KV_NX and the key exists), SHMD_ENOSPC (store
+ * full), SHMD_EWRONGTYPE (the key holds another type), SHMD_ECORRUPT; also SHMD_EINVAL (database
+ * out of range, bad flags), SHMD_ENOMEM, SHMD_ENOLANE, SHMD_ETXFULL. On failure nothing is changed.
+ */
+
+/* Number of databases (0 .. SHMD_KV_DATABASES - 1), as Redis's default. */
+#define SHMD_KV_DATABASES 16u
+
+/* Flags of shmd_kv_set(). */
+enum {
+  SHMD_KV_NX = 1u, /* only set if the key does not exist: SHMD_EEXIST otherwise */
+  SHMD_KV_XX = 2u, /* only set if the key exists: SHMD_ENOTFOUND otherwise */
+};
+
+/*
+ * GET: copies the string value of `key` into buf[0 .. min(cap, length)) and stores its full length
+ * in *len (may be NULL); buf may be NULL with cap 0 to ask for the length. Returns SHMD_ERANGE
+ * when the value is longer than cap (the first cap bytes are copied), SHMD_ENOTFOUND,
+ * SHMD_EWRONGTYPE.
+ */
+int shmd_kv_get(shmd_store_t *store, unsigned db, const void *key, size_t key_len, void *buf,
+                size_t cap, size_t *len);
+
+/* SET key value [NX|XX] (flags SHMD_KV_NX / SHMD_KV_XX; 0 = always). Replaces any value of any
+ * type and clears its expiry, as SET does. */
+int shmd_kv_set(shmd_store_t *store, unsigned db, const void *key, size_t key_len, const void *val,
+                size_t val_len, unsigned flags);
+
+/* DEL key: SHMD_ENOTFOUND if absent. Big containers are freed in pieces after the unlink (see
+ * shmd_kv_drain()). */
+int shmd_kv_del(shmd_store_t *store, unsigned db, const void *key, size_t key_len);
+
+/* HGET: copies field's value as shmd_kv_get() does. */
+int shmd_kv_hget(shmd_store_t *store, unsigned db, const void *key, size_t key_len,
+                 const void *field, size_t field_len, void *buf, size_t cap, size_t *len);
+
+/* HSET key field value; *created (may be NULL) receives 1 when the field is new. */
+int shmd_kv_hset(shmd_store_t *store, unsigned db, const void *key, size_t key_len,
+                 const void *field, size_t field_len, const void *val, size_t val_len,
+                 int *created);
+
+/* ZADD key score member; *added (may be NULL) receives 1 when the member is new. SHMD_EINVAL for
+ * a NaN score. */
+int shmd_kv_zadd(shmd_store_t *store, unsigned db, const void *key, size_t key_len, double score,
+                 const void *member, size_t member_len, int *added);
+
+/* ZRANK (reverse != 0: ZREVRANK): the 0-based rank of member in *rank. */
+int shmd_kv_zrank(shmd_store_t *store, unsigned db, const void *key, size_t key_len,
+                  const void *member, size_t member_len, int reverse, uint64_t *rank);
+
+/*
+ * Active expiry step: visits about `budget` keys (0: 20) of database `db`, continuing where the
+ * previous call of this thread stopped (one stripe after another), and deletes those whose expiry
+ * has passed; *expired (may be NULL) receives how many. Also does up to `budget` steps of freeing
+ * deleted big values (see shmd_kv_drain()). Call it from an idle loop, as Redis's active expire
+ * cycle. Returns 0 or a negative status.
+ */
+int shmd_kv_expire_step(shmd_store_t *store, unsigned db, size_t budget, size_t *expired);
+
+/*
+ * Frees containers of deleted keys that are still on database `db`'s garbage list (left by a
+ * process that died after a DEL, or by another in the middle of freeing them), in steps of one
+ * short transaction each; at most `budget` steps (0: until the list is empty). Must be called
+ * outside a transaction (SHMD_EINVAL). Returns 0 when nothing is left, 1 when work remains, or a
+ * negative status.
+ */
+int shmd_kv_drain(shmd_store_t *store, unsigned db, size_t budget);
+
+/*
+ * Verifies the keyspace of every database: every stripe hash (shmd_hash_check), every value
+ * record, every value container (list / hash / rbtree check) and every container on the garbage
+ * lists. Run it on a quiet store (the containers are checked one after another, not under one
+ * lock). Returns 0, SHMD_ECORRUPT (detail in shmd_errdetail()), SHMD_ENOMEM. A store without a
+ * keyspace is fine.
+ */
+int shmd_kv_check(shmd_store_t *store);
+
+/* Redis's glob match (KEYS, SCAN MATCH): `*`, `?`, `[abc]`, `[^a]`, `[a-z]`, `\x`. Returns 1 when
+ * str[0 .. slen) matches pattern[0 .. plen), else 0. Cannot fail. */
+int shmd_kv_glob(const char *pattern, size_t plen, const char *str, size_t slen);
+
+/* Keys per type in one database, for tools. */
+typedef struct shmd_kv_info_s {
+  uint64_t keys; /* all keys (including expired ones not yet deleted) */
+  uint64_t strings, hashes, lists, sets, zsets;
+  uint64_t expires; /* keys with an expiry */
+  uint64_t garbage; /* containers waiting on the garbage list */
+} shmd_kv_info_t;
+
+/* Fills *info for database `db` (walks every key under the stripe locks). Returns 0, SHMD_EINVAL,
+ * SHMD_ECORRUPT, SHMD_ENOMEM. */
+int shmd_kv_info(shmd_store_t *store, unsigned db, shmd_kv_info_t *info);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SHMD_KV_H */

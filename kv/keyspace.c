@@ -1,0 +1,865 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The keyspace: Redis-like databases of typed values on top of the hash, list and rbtree
+ * containers, plus the generic command entry point (commands.c holds the command handlers).
+ *
+ * Layout and choices
+ * ------------------
+ * - The keyspace hangs off the named root "shmdict.kv": a kv_root_t with a lock and one pointer per
+ *   database (16, numbered 0..15 like Redis). The root block is allocated with shmd_alloc() and
+ *   published with shmd_root_set_nx(), so racing processes agree on one; the loser frees its block.
+ *   (A process killed between that allocation and the publication leaks that one 144-byte block,
+ *   once per store life; everything later is transactional.) A database is created on first use,
+ *   in one transaction under the root's lock.
+ * - A database (kv_db_t) is KV_STRIPES (8) stripes. A stripe is a lock of its own plus a hash
+ *   container mapping key -> value record; a key's stripe is chosen by a hash of its bytes. The
+ *   stripe lock is separate from the hash's own lock so that FLUSHDB can swap a stripe's hash for a
+ *   fresh one while others wait on the stripe lock (they read the hash pointer only under it).
+ *   Every command takes all the stripe locks it needs first, in stripe-index order, inside one
+ *   transaction (commands.c derives the keys from each command's key spec, as Redis does), then the
+ *   container locks. Lock order: kv root -> stripes by index -> garbage list -> containers. With 8
+ *   stripes a command holds at most 8 stripe locks + 8 stripe hash locks, leaving room in the
+ *   transaction's 32 locks for the value containers of a multi-key command.
+ * - Value record (the stripe hash's value): kv_rec_t {type, expiry (absolute Unix ms, 0 = none)}
+ *   followed by the string bytes (strings, inline in the hash entry up to 512 bytes, else the
+ *   hash's out-of-line storage) or by two container pointers a, b: hash -> a = hash container;
+ *   list -> a = list container; set -> a = hash container with empty values; sorted set ->
+ *   a = hash (member -> 8-byte double score) and b = rbtree ordered SHMD_RBTREE_DOUBLE_BYTES on
+ *   (score, member) with empty values, as Redis pairs a dict with a skiplist.
+ *   Empty containers are never left behind: a command that empties one deletes the key.
+ * - Expiry: lazy on access (a command that finds an expired key deletes it first, in its own
+ *   transaction, whatever the command), plus shmd_kv_expire_step() which scans a bounded number of
+ *   keys per call and deletes the expired ones (call it from an idle loop, as Redis's active
+ *   expire cycle). DBSIZE counts keys that expired but were not yet deleted (as Redis does).
+ * - Deleting a key whose value is a container (DEL, overwrite by SET, RENAME onto it, expiry,
+ *   FLUSHDB) must not need a transaction as big as the container. The key is unlinked in the
+ *   command's transaction and its container(s) are appended, in that same transaction, to the
+ *   database's garbage list (a list container of kv_garbage_t). After the command commits, the
+ *   garbage is drained: each step is one transaction that removes a batch of entries from the
+ *   container at the head of the list, and the step that leaves it empty destroys it and pops the
+ *   list entry in the same transaction. A crash anywhere leaves either the entry (and a valid,
+ *   smaller container) or neither: nothing leaks, nothing is freed twice; the next drain (any
+ *   later DEL, shmd_kv_expire_step(), shmd_kv_drain()) finishes it. FLUSHDB swaps every stripe's
+ *   hash for a fresh one and appends the old stripe hashes to the garbage list; draining a stripe
+ *   hash moves the containers of its records to the garbage list and deletes the records in
+ *   batches. shmd_kv_check() checks the containers on the garbage list too.
+ * - Reads copy out under the locks: a reply owns its memory.
+ * - Limits: a command is one transaction, so it holds at most 32 locks (8 stripes + 8 stripe hashes
+ *   + the containers it reads, e.g. 16 sets for SUNION), 128 allocations (about 110 new elements,
+ *   55 sorted-set members) and 2048 undo words; beyond that it fails with SHMD_ETXFULL, which the
+ *   dispatcher turns into an error reply (nothing changed). Deletes have no such limit (garbage).
+ * - The keyspace root pointer is cached per thread (shmd_root_get takes the store's roots lock); a
+ *   database is created once, in a transaction of its own, so its pointer, read without a lock,
+ *   never names a database that could still roll back.
+ */
+#include "kv/kv_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "shmdict/alloc.h"
+#include "shmdict/blob.h"
+#include "shmdict/store.h"
+#include "segments/crash.h"
+
+#define KV_ROOT_NAME "shmdict.kv"
+#define KV_ROOT_MAGIC 0x31306b76646d6873ull /* "shmdkv01" */
+#define KV_DB_MAGIC 0x31306264646d6873ull   /* "shmddb01" */
+#define KV_STRIPE_SEED 0x6b7673747269ull
+
+typedef struct kv_root_s {
+  uint64_t magic;
+  shmd_lock_t lock;
+  shmd_ptr_t db[KV_NDB];
+} kv_root_t;
+
+uint64_t kv_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+unsigned kv_stripe_of(const void *key, size_t len) {
+  return (unsigned)(shmd_hash_bytes(key, len, KV_STRIPE_SEED) % KV_STRIPES);
+}
+
+/* Per-thread cache of the keyspace root of the last stores used: shmd_root_get() takes the store's
+ * roots lock, which every command would otherwise serialise on. Keyed by the handle and the address
+ * segment 0 is mapped at; a hit is validated by the root's magic word (kv_root_view), and the root
+ * block of a store never moves or goes away. */
+#define KV_ROOT_CACHE 4
+static __thread struct {
+  shmd_store_t *s;
+  const void *seg0;
+  shmd_ptr_t root;
+} kv_root_cache[KV_ROOT_CACHE];
+static __thread unsigned kv_root_cache_next;
+
+static const void *kv_seg0(shmd_store_t *s) {
+  shmd_segmap_t *map = *(shmd_segmap_t **)(void *)s;
+  return __atomic_load_n(&map->base[1], __ATOMIC_ACQUIRE);
+}
+
+/* The keyspace root, created on first use. */
+static int kv_root(shmd_store_t *s, shmd_ptr_t *out) {
+  const void *seg0 = kv_seg0(s);
+  for (unsigned i = 0; i < KV_ROOT_CACHE; i++)
+    if (kv_root_cache[i].s == s && kv_root_cache[i].seg0 == seg0 && seg0 != NULL) {
+      *out = kv_root_cache[i].root;
+      return 0;
+    }
+  int rc = shmd_root_get(s, KV_ROOT_NAME, out);
+  if (rc == 0) {
+    unsigned i = kv_root_cache_next++ % KV_ROOT_CACHE;
+    kv_root_cache[i].s = s;
+    kv_root_cache[i].seg0 = kv_seg0(s);
+    kv_root_cache[i].root = *out;
+    return 0;
+  }
+  shmd_ptr_t p;
+  rc = shmd_calloc(s, 1, sizeof(kv_root_t), &p);
+  if (rc)
+    return rc;
+  kv_root_t *r = shmd_resolve(s, p);
+  r->magic = KV_ROOT_MAGIC;
+  shmd_lock_init(&r->lock);
+  shmd_ptr_t existing;
+  rc = shmd_root_set_nx(s, KV_ROOT_NAME, p, &existing);
+  if (rc == SHMD_EEXIST) {
+    shmd_free(s, p);
+    *out = existing;
+    return 0;
+  }
+  if (rc) {
+    shmd_free(s, p);
+    return rc;
+  }
+  *out = p;
+  return 0;
+}
+
+static int kv_root_view(shmd_store_t *s, shmd_ptr_t rp, kv_root_t **out) {
+  void *a;
+  if (shmd_resolve_checked(s, rp, sizeof(kv_root_t), &a))
+    return SHMD_ECORRUPT;
+  kv_root_t *r = a;
+  if (r->magic != KV_ROOT_MAGIC)
+    return SHMD_ECORRUPT;
+  *out = r;
+  return 0;
+}
+
+int kv_db_view(shmd_store_t *s, shmd_ptr_t dp, kv_db_t **out) {
+  void *a;
+  if (shmd_resolve_checked(s, dp, sizeof(kv_db_t), &a))
+    return SHMD_ECORRUPT;
+  kv_db_t *d = a;
+  if (d->magic != KV_DB_MAGIC)
+    return SHMD_ECORRUPT;
+  *out = d;
+  return 0;
+}
+
+/* Looks database `dbi` up (creating it when `create`) inside the open transaction `tx`. Returns
+ * SHMD_ENOTFOUND when it does not exist and !create. */
+int kv_db_get(shmd_tx_t *tx, unsigned dbi, int create, shmd_ptr_t *out) {
+  shmd_store_t *s = shmd_tx_store(tx);
+  if (dbi >= KV_NDB)
+    return SHMD_EINVAL;
+  shmd_ptr_t rp;
+  kv_root_t *r;
+  int rc = kv_root(s, &rp);
+  if (rc)
+    return rc;
+  if ((rc = kv_root_view(s, rp, &r)))
+    return rc;
+  shmd_ptr_t dp = {__atomic_load_n(&r->db[dbi].v, __ATOMIC_ACQUIRE)};
+  if (dp.v) {
+    *out = dp;
+    return 0;
+  }
+  if (!create)
+    return SHMD_ENOTFOUND;
+  /* Create under the root lock (first in the lock order; the caller holds no stripe yet). */
+  if ((rc = shmd_tx_lock(tx, shmd_ptr_add(rp, offsetof(kv_root_t, lock)))))
+    return rc;
+  if (r->db[dbi].v) {
+    *out = r->db[dbi];
+    return 0;
+  }
+  if ((rc = shmd_tx_calloc(tx, sizeof(kv_db_t), &dp)))
+    return rc;
+  kv_db_t *d = shmd_resolve(s, dp);
+  d->magic = KV_DB_MAGIC;
+  if ((rc = shmd_list_create(s, &d->garbage)))
+    return rc;
+  for (unsigned i = 0; i < KV_STRIPES; i++)
+    if ((rc = shmd_hash_create(s, 0, &d->stripe[i])))
+      return rc;
+  if ((rc = shmd_tx_set64(tx, &r->db[dbi].v, dp.v)))
+    return rc;
+  *out = dp;
+  return 0;
+}
+
+int kv_lock_stripes(kv_ctx_t *c, unsigned mask) {
+  for (unsigned i = 0; i < KV_STRIPES; i++) {
+    if (!(mask & (1u << i)) || (c->locked & (1u << i)))
+      continue;
+    int rc = shmd_tx_lock(c->tx, shmd_ptr_add(c->dbp, offsetof(kv_db_t, stripe_lock) + i * sizeof(shmd_lock_t)));
+    if (rc)
+      return rc;
+    c->locked |= 1u << i;
+  }
+  return 0;
+}
+
+/* Finds database dbi, creating it first in a transaction of its own: others read the database
+ * pointer without a lock, so it must never point to a database whose creation could still roll
+ * back with a failing command. (Inside a caller's open transaction the creation joins it; if that
+ * transaction aborts, the database is gone again: do not create databases inside transactions that
+ * may abort while other threads use the store.) */
+static int kv_db_ensure(shmd_store_t *s, unsigned dbi, shmd_ptr_t *out) {
+  shmd_ptr_t rp;
+  kv_root_t *r;
+  int rc = kv_root(s, &rp);
+  if (rc || (rc = kv_root_view(s, rp, &r)))
+    return rc;
+  out->v = __atomic_load_n(&r->db[dbi].v, __ATOMIC_ACQUIRE);
+  if (out->v)
+    return 0;
+  shmd_tx_t *tx;
+  if ((rc = shmd_tx_begin(s, &tx)))
+    return rc;
+  if ((rc = kv_db_get(tx, dbi, 1, out))) {
+    shmd_tx_abort(tx);
+    return rc;
+  }
+  return shmd_tx_commit(tx);
+}
+
+int kv_begin(shmd_store_t *s, unsigned dbi, kv_ctx_t *c) {
+  memset(c, 0, sizeof *c);
+  c->s = s;
+  c->dbi = dbi;
+  c->now = kv_now_ms();
+  if (dbi >= KV_NDB)
+    return SHMD_EINVAL;
+  int rc = kv_db_ensure(s, dbi, &c->dbp);
+  if (rc || (rc = kv_db_view(s, c->dbp, &c->db)))
+    return rc;
+  return shmd_tx_begin(s, &c->tx);
+}
+
+int kv_end(kv_ctx_t *c, int rc) {
+  if (rc) {
+    shmd_tx_abort(c->tx);
+    return rc;
+  }
+  SHMD_CRASH_POINT("kv.command.commit");
+  rc = shmd_tx_commit(c->tx);
+  if (rc == 0 && c->garbage && shmd_tx_depth(c->s) == 0)
+    (void)shmd_kv_drain(c->s, c->dbi, c->drain_budget);
+  return rc;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Records */
+
+shmd_ptr_t kv_stripe_hash(kv_ctx_t *c, const void *key, size_t len) {
+  return c->db->stripe[kv_stripe_of(key, len)];
+}
+
+static int kv_garbage_push(kv_ctx_t *c, uint32_t type, shmd_ptr_t a, shmd_ptr_t b) {
+  kv_garbage_t g = {type, 0, a, b};
+  c->garbage = 1;
+  return shmd_list_push(c->s, c->db->garbage, SHMD_LIST_TAIL, &g, sizeof g, NULL);
+}
+
+/* Hands the containers of a record to the garbage list. */
+static int kv_rec_release(kv_ctx_t *c, const kv_rec_t *r, size_t len) {
+  if (r->type == KV_STRING || len < sizeof(kv_rec_t) + 16)
+    return 0;
+  const shmd_ptr_t *p = (const shmd_ptr_t *)(const void *)(r + 1);
+  return kv_garbage_push(c, r->type, p[0], p[1]);
+}
+
+int kv_lookup(kv_ctx_t *c, const void *key, size_t len, kv_ref_t *ref) {
+  shmd_ptr_t h = kv_stripe_hash(c, key, len);
+  shmd_hash_ref_t hr;
+  int rc = shmd_hash_get_ref(c->s, h, key, len, &hr);
+  if (rc)
+    return rc;
+  if (hr.val_len < sizeof(kv_rec_t))
+    return SHMD_ECORRUPT;
+  kv_rec_t *r = hr.val;
+  if (r->type < KV_STRING || r->type > KV_ZSET || (r->type != KV_STRING && hr.val_len != sizeof(kv_rec_t) + 16))
+    return SHMD_ECORRUPT;
+  if (r->expire && r->expire <= c->now) {
+    if ((rc = kv_rec_release(c, r, hr.val_len)) || (rc = shmd_hash_del(c->s, h, key, len)))
+      return rc;
+    return SHMD_ENOTFOUND;
+  }
+  ref->rec = r;
+  ref->rec_ptr = hr.val_ptr;
+  ref->data = (unsigned char *)(r + 1);
+  ref->len = hr.val_len - sizeof(kv_rec_t);
+  ref->a = r->type == KV_STRING ? shmd_ptr_null() : ((shmd_ptr_t *)(void *)(r + 1))[0];
+  ref->b = r->type == KV_STRING ? shmd_ptr_null() : ((shmd_ptr_t *)(void *)(r + 1))[1];
+  return 0;
+}
+
+int kv_lookup_type(kv_ctx_t *c, const void *key, size_t len, uint32_t type, kv_ref_t *ref) {
+  int rc = kv_lookup(c, key, len, ref);
+  if (rc)
+    return rc;
+  return ref->rec->type == type ? 0 : SHMD_EWRONGTYPE;
+}
+
+int kv_delete(kv_ctx_t *c, const void *key, size_t len) {
+  kv_ref_t ref;
+  int rc = kv_lookup(c, key, len, &ref);
+  if (rc)
+    return rc;
+  if ((rc = kv_rec_release(c, ref.rec, ref.len + sizeof(kv_rec_t))))
+    return rc;
+  return shmd_hash_del(c->s, kv_stripe_hash(c, key, len), key, len);
+}
+
+int kv_put_string(kv_ctx_t *c, const void *key, size_t klen, const void *v1, size_t l1,
+                  const void *v2, size_t l2, uint64_t expire) {
+  /* v1 and v2 may point into the old record: copy them out before it is replaced. */
+  unsigned char small[256];
+  unsigned char *tmp = small;
+  size_t n = l1 + l2;
+  if (n > sizeof small && (tmp = malloc(n)) == NULL)
+    return SHMD_ENOMEM;
+  if (l1)
+    memcpy(tmp, v1, l1);
+  if (l2)
+    memcpy(tmp + l1, v2, l2);
+  kv_ref_t old;
+  int rc = kv_lookup(c, key, klen, &old);
+  if (rc == 0)
+    rc = kv_rec_release(c, old.rec, old.len + sizeof(kv_rec_t));
+  else if (rc == SHMD_ENOTFOUND)
+    rc = 0;
+  shmd_hash_ref_t hr;
+  if (rc == 0)
+    rc = shmd_hash_put_ref(c->s, kv_stripe_hash(c, key, klen), key, klen, sizeof(kv_rec_t) + n,
+                           SHMD_HASH_UPSERT, NULL, &hr);
+  if (rc == 0) {
+    kv_rec_t *r = hr.val;
+    r->type = KV_STRING;
+    r->pad = 0;
+    r->expire = expire;
+    if (n)
+      memcpy(r + 1, tmp, n);
+  }
+  if (tmp != small)
+    free(tmp);
+  return rc;
+}
+
+int kv_put_container(kv_ctx_t *c, const void *key, size_t klen, uint32_t type, shmd_ptr_t a,
+                     shmd_ptr_t b, uint64_t expire) {
+  shmd_hash_ref_t hr;
+  int rc = shmd_hash_put_ref(c->s, kv_stripe_hash(c, key, klen), key, klen, sizeof(kv_rec_t) + 16,
+                             SHMD_HASH_UPSERT, NULL, &hr);
+  if (rc)
+    return rc;
+  kv_rec_t *r = hr.val;
+  r->type = type;
+  r->pad = 0;
+  r->expire = expire;
+  shmd_ptr_t *p = (shmd_ptr_t *)(void *)(r + 1);
+  p[0] = a;
+  p[1] = b;
+  return 0;
+}
+
+int kv_set_expire(kv_ctx_t *c, kv_ref_t *ref, uint64_t expire) {
+  int rc = shmd_tx_log(c->tx, shmd_ptr_add(ref->rec_ptr, offsetof(kv_rec_t, expire)), 8);
+  if (rc)
+    return rc;
+  ref->rec->expire = expire;
+  return 0;
+}
+
+/* Gets the container of `type` at key, creating an empty one when absent (create != 0). */
+int kv_container(kv_ctx_t *c, const void *key, size_t klen, uint32_t type, int create,
+                 kv_ref_t *ref) {
+  int rc = kv_lookup_type(c, key, klen, type, ref);
+  if (rc != SHMD_ENOTFOUND || !create)
+    return rc;
+  shmd_ptr_t a = shmd_ptr_null(), b = shmd_ptr_null();
+  if (type == KV_LIST)
+    rc = shmd_list_create(c->s, &a);
+  else
+    rc = shmd_hash_create(c->s, 0, &a);
+  if (rc == 0 && type == KV_ZSET)
+    rc = shmd_rbtree_create(c->s, SHMD_RBTREE_DOUBLE_BYTES, &b);
+  if (rc == 0)
+    rc = kv_put_container(c, key, klen, type, a, b, 0);
+  if (rc == 0)
+    rc = kv_lookup(c, key, klen, ref);
+  return rc;
+}
+
+/* Deletes key when its container became empty. The container is destroyed right here (it is
+ * empty, so that is a few frees). */
+int kv_drop_if_empty(kv_ctx_t *c, const void *key, size_t klen, kv_ref_t *ref) {
+  uint64_t n = 0;
+  int rc = ref->rec->type == KV_LIST ? shmd_list_len(c->s, ref->a, &n) : shmd_hash_len(c->s, ref->a, &n);
+  if (rc || n)
+    return rc;
+  shmd_ptr_t a = ref->a, b = ref->b;
+  uint32_t type = ref->rec->type;
+  if ((rc = shmd_hash_del(c->s, kv_stripe_hash(c, key, klen), key, klen)))
+    return rc;
+  if (type == KV_LIST)
+    return shmd_list_destroy(c->s, a);
+  if ((rc = shmd_hash_destroy(c->s, a)))
+    return rc;
+  return b.v ? shmd_rbtree_destroy(c->s, b) : 0;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Garbage */
+
+typedef struct keys_s {
+  char **k;
+  size_t *l;
+  char **v;
+  size_t *vl;
+  size_t n, cap;
+  int with_vals;
+} keys_t;
+
+static int keys_add(const void *key, size_t klen, const void *val, size_t vlen, void *arg) {
+  keys_t *ks = arg;
+  if (ks->n == ks->cap) {
+    size_t cap = ks->cap ? ks->cap * 2 : 32;
+    char **k = realloc(ks->k, cap * sizeof *k);
+    if (k) ks->k = k;
+    size_t *l = realloc(ks->l, cap * sizeof *l);
+    if (l) ks->l = l;
+    char **v = realloc(ks->v, cap * sizeof *v);
+    if (v) ks->v = v;
+    size_t *vl = realloc(ks->vl, cap * sizeof *vl);
+    if (vl) ks->vl = vl;
+    if (!k || !l || !v || !vl)
+      return SHMD_ENOMEM;
+    ks->cap = cap;
+  }
+  char *kc = malloc(klen + 1);
+  char *vc = NULL;
+  if (kc == NULL)
+    return SHMD_ENOMEM;
+  memcpy(kc, key, klen);
+  kc[klen] = 0;
+  if (ks->with_vals) {
+    if ((vc = malloc(vlen + 1)) == NULL) {
+      free(kc);
+      return SHMD_ENOMEM;
+    }
+    memcpy(vc, val, vlen);
+    vc[vlen] = 0;
+  }
+  ks->k[ks->n] = kc;
+  ks->l[ks->n] = klen;
+  ks->v[ks->n] = vc;
+  ks->vl[ks->n] = vlen;
+  ks->n++;
+  return 0;
+}
+
+static void keys_free(keys_t *ks) {
+  for (size_t i = 0; i < ks->n; i++) {
+    free(ks->k[i]);
+    free(ks->v[i]);
+  }
+  free(ks->k);
+  free(ks->l);
+  free(ks->v);
+  free(ks->vl);
+  memset(ks, 0, sizeof *ks);
+}
+
+#define KV_DRAIN_BATCH 32
+
+/* Removes up to a batch of entries of hash h (in tx). For a stripe hash, the records' containers
+ * go to the garbage list first. Sets *empty when h has no entries left. */
+static int drain_hash(shmd_store_t *s, shmd_ptr_t garbage, shmd_ptr_t h, int stripe, int *empty) {
+  keys_t ks = {0};
+  ks.with_vals = stripe;
+  uint64_t cur = 0, n = 0;
+  int rc = 0;
+  for (int guard = 0; guard < 64 && ks.n == 0; guard++) {
+    if ((rc = shmd_hash_scan(s, h, cur, KV_DRAIN_BATCH, keys_add, &ks, &cur)))
+      goto out;
+    if (cur == 0)
+      break;
+  }
+  for (size_t i = 0; i < ks.n; i++) {
+    if (stripe && ks.vl[i] == sizeof(kv_rec_t) + 16) {
+      kv_rec_t *r = (kv_rec_t *)(void *)ks.v[i];
+      if (r->type != KV_STRING) {
+        shmd_ptr_t p[2];
+        memcpy(p, r + 1, 16);
+        kv_garbage_t g = {r->type, 0, p[0], p[1]};
+        if ((rc = shmd_list_push(s, garbage, SHMD_LIST_TAIL, &g, sizeof g, NULL)))
+          goto out;
+      }
+    }
+    if ((rc = shmd_hash_del(s, h, ks.k[i], ks.l[i])) && rc != SHMD_ENOTFOUND)
+      goto out;
+    rc = 0;
+  }
+  if ((rc = shmd_hash_len(s, h, &n)))
+    goto out;
+  *empty = n == 0;
+out:
+  keys_free(&ks);
+  return rc;
+}
+
+/* One drain step on database dbi. Returns 1 if there was something to do, 0 if the garbage list
+ * is empty, or a negative status. */
+static int drain_step(shmd_store_t *s, shmd_ptr_t dp) {
+  kv_db_t *d;
+  int rc = kv_db_view(s, dp, &d);
+  if (rc)
+    return rc;
+  shmd_tx_t *tx;
+  if ((rc = shmd_tx_begin(s, &tx)))
+    return rc;
+  kv_garbage_t g;
+  size_t len = 0;
+  rc = shmd_list_index(s, d->garbage, 0, &g, sizeof g, &len);
+  if (rc == SHMD_ENOTFOUND) {
+    shmd_tx_commit(tx);
+    return 0;
+  }
+  if (rc == 0 && len != sizeof g)
+    rc = SHMD_ECORRUPT;
+  if (rc)
+    goto fail;
+  int done = 0, empty = 0;
+  switch (g.type) {
+  case KV_HASH:
+  case KV_SET:
+  case KV_STRIPE:
+    if ((rc = drain_hash(s, d->garbage, g.a, g.type == KV_STRIPE, &empty)))
+      goto fail;
+    if (empty) {
+      if ((rc = shmd_hash_destroy(s, g.a)))
+        goto fail;
+      done = 1;
+    }
+    break;
+  case KV_ZSET:
+    if (g.b.v) {
+      uint64_t rem = 1;
+      if ((rc = shmd_rbtree_destroy_step(s, g.b, KV_DRAIN_BATCH, &rem)))
+        goto fail;
+      if (rem == 0) {
+        g.b = shmd_ptr_null();
+        if ((rc = shmd_list_set(s, d->garbage, 0, &g, sizeof g)))
+          goto fail;
+      }
+    } else {
+      if ((rc = drain_hash(s, d->garbage, g.a, 0, &empty)))
+        goto fail;
+      if (empty) {
+        if ((rc = shmd_hash_destroy(s, g.a)))
+          goto fail;
+        done = 1;
+      }
+    }
+    break;
+  case KV_LIST: {
+    uint64_t n = 0;
+    if ((rc = shmd_list_len(s, g.a, &n)))
+      goto fail;
+    if (n > KV_DRAIN_BATCH) {
+      if ((rc = shmd_list_trim(s, g.a, KV_DRAIN_BATCH, -1)))
+        goto fail;
+    } else {
+      if ((rc = shmd_list_destroy(s, g.a)))
+        goto fail;
+      done = 1;
+    }
+    break;
+  }
+  default:
+    rc = SHMD_ECORRUPT;
+    goto fail;
+  }
+  if (done && (rc = shmd_list_pop(s, d->garbage, SHMD_LIST_HEAD, NULL, 0, NULL)))
+    goto fail;
+  SHMD_CRASH_POINT("kv.drain.step");
+  rc = shmd_tx_commit(tx);
+  SHMD_CRASH_POINT("kv.drain.committed");
+  return rc ? rc : 1;
+fail:
+  shmd_tx_abort(tx);
+  return rc;
+}
+
+int shmd_kv_drain(shmd_store_t *s, unsigned db, size_t budget) {
+  if (shmd_tx_depth(s) != 0)
+    return SHMD_EINVAL;
+  shmd_tx_t *tx;
+  shmd_ptr_t dp;
+  int rc = shmd_tx_begin(s, &tx);
+  if (rc)
+    return rc;
+  rc = kv_db_get(tx, db, 0, &dp);
+  shmd_tx_commit(tx);
+  if (rc == SHMD_ENOTFOUND)
+    return 0;
+  if (rc)
+    return rc;
+  for (size_t i = 0; budget == 0 || i < budget; i++) {
+    rc = drain_step(s, dp);
+    if (rc <= 0)
+      return rc;
+  }
+  return 1;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* FLUSHDB, expiry step, check, info */
+
+int kv_flushdb(kv_ctx_t *c) {
+  int rc = kv_lock_stripes(c, (1u << KV_STRIPES) - 1);
+  if (rc)
+    return rc;
+  for (unsigned i = 0; i < KV_STRIPES; i++) {
+    uint64_t n = 0;
+    if ((rc = shmd_hash_len(c->s, c->db->stripe[i], &n)))
+      return rc;
+    if (n == 0)
+      continue;
+    shmd_ptr_t h;
+    if ((rc = shmd_hash_create(c->s, 0, &h)) || (rc = kv_garbage_push(c, KV_STRIPE, c->db->stripe[i], shmd_ptr_null())) ||
+        (rc = shmd_tx_set64(c->tx, &c->db->stripe[i].v, h.v)))
+      return rc;
+  }
+  return 0;
+}
+
+static __thread uint64_t expire_cursor[KV_NDB][KV_STRIPES];
+static __thread unsigned expire_stripe[KV_NDB];
+
+typedef struct exp_scan_s {
+  uint64_t now;
+  keys_t ks;
+} exp_scan_t;
+
+static int exp_visit(const void *key, size_t klen, const void *val, size_t vlen, void *arg) {
+  exp_scan_t *e = arg;
+  if (vlen < sizeof(kv_rec_t))
+    return 0;
+  const kv_rec_t *r = val;
+  if (r->expire && r->expire <= e->now)
+    return keys_add(key, klen, NULL, 0, &e->ks);
+  return 0;
+}
+
+int shmd_kv_expire_step(shmd_store_t *s, unsigned db, size_t budget, size_t *expired) {
+  if (budget == 0)
+    budget = 20;
+  kv_ctx_t c;
+  if (db >= KV_NDB)
+    return SHMD_EINVAL;
+  int rc = kv_begin(s, db, &c);
+  if (rc)
+    return rc;
+  unsigned st = expire_stripe[db] % KV_STRIPES;
+  exp_scan_t e = {c.now, {0}};
+  size_t n = 0;
+  if ((rc = kv_lock_stripes(&c, 1u << st)) == 0)
+    rc = shmd_hash_scan(s, c.db->stripe[st], expire_cursor[db][st], budget, exp_visit, &e,
+                        &expire_cursor[db][st]);
+  if (rc == 0 && expire_cursor[db][st] == 0)
+    expire_stripe[db] = st + 1;
+  for (size_t i = 0; rc == 0 && i < e.ks.n; i++) {
+    kv_ref_t ref;
+    rc = kv_lookup(&c, e.ks.k[i], e.ks.l[i], &ref); /* deletes it as it is expired */
+    if (rc == SHMD_ENOTFOUND) {
+      n++;
+      rc = 0;
+    } else if (rc == 0) {
+      rc = 0;
+    }
+  }
+  keys_free(&e.ks);
+  c.garbage = 1; /* drain leftovers too, a bounded amount */
+  c.drain_budget = budget;
+  rc = kv_end(&c, rc);
+  if (expired)
+    *expired = n;
+  return rc;
+}
+
+typedef struct check_s {
+  shmd_store_t *s;
+  int rc;
+  kv_info_acc_t *info;
+  shmd_ptr_t *ptrs;
+  uint32_t *types;
+  unsigned char *zset_pair; /* entry i is the tree of a live sorted set whose hash is entry i - 1 */
+  int in_garbage;
+  size_t n, cap;
+} check_t;
+
+static int check_push(check_t *ck, uint32_t type, shmd_ptr_t a, shmd_ptr_t b) {
+  if (ck->n + 2 > ck->cap) {
+    size_t cap = ck->cap ? ck->cap * 2 : 64;
+    shmd_ptr_t *p = realloc(ck->ptrs, cap * sizeof *p);
+    if (p) ck->ptrs = p;
+    uint32_t *t = realloc(ck->types, cap * sizeof *t);
+    if (t) ck->types = t;
+    unsigned char *z = realloc(ck->zset_pair, cap);
+    if (z) ck->zset_pair = z;
+    if (!p || !t || !z)
+      return SHMD_ENOMEM;
+    ck->cap = cap;
+  }
+  if (a.v) {
+    ck->zset_pair[ck->n] = 0;
+    ck->ptrs[ck->n] = a;
+    ck->types[ck->n++] = type == KV_LIST ? KV_LIST : KV_HASH;
+  }
+  if (b.v) {
+    ck->zset_pair[ck->n] = a.v && !ck->in_garbage;
+    ck->ptrs[ck->n] = b;
+    ck->types[ck->n++] = KV_ZSET;
+  }
+  return 0;
+}
+
+static int check_visit(const void *key, size_t klen, const void *val, size_t vlen, void *arg) {
+  (void)key;
+  (void)klen;
+  check_t *ck = arg;
+  if (vlen < sizeof(kv_rec_t))
+    return SHMD_ECORRUPT;
+  const kv_rec_t *r = val;
+  if (r->type < KV_STRING || r->type > KV_ZSET)
+    return SHMD_ECORRUPT;
+  if (ck->info) {
+    ck->info->keys[r->type]++;
+    if (r->expire)
+      ck->info->expires++;
+  }
+  if (r->type == KV_STRING)
+    return 0;
+  if (vlen != sizeof(kv_rec_t) + 16)
+    return SHMD_ECORRUPT;
+  shmd_ptr_t p[2];
+  memcpy(p, r + 1, 16);
+  if (!p[0].v || (r->type == KV_ZSET) != (p[1].v != 0))
+    return SHMD_ECORRUPT;
+  return ck->info ? 0 : check_push(ck, r->type, p[0], p[1]);
+}
+
+static int garbage_visit(const void *data, size_t len, void *arg) {
+  check_t *ck = arg;
+  if (len != sizeof(kv_garbage_t))
+    return SHMD_ECORRUPT;
+  kv_garbage_t g;
+  memcpy(&g, data, sizeof g);
+  if (ck->info) {
+    ck->info->garbage++;
+    return 0;
+  }
+  if (g.type == KV_STRIPE)
+    return check_push(ck, KV_HASH, g.a, shmd_ptr_null());
+  if (g.type < KV_STRING + 1 || g.type > KV_ZSET)
+    return SHMD_ECORRUPT;
+  return check_push(ck, g.type, g.a, g.b);
+}
+
+static int kv_walk(shmd_store_t *s, unsigned db_first, unsigned db_last, check_t *ck) {
+  shmd_ptr_t rp;
+  kv_root_t *r;
+  if (shmd_root_get(s, KV_ROOT_NAME, &rp) != 0)
+    return 0;
+  int rc = kv_root_view(s, rp, &r);
+  if (rc)
+    return rc;
+  for (unsigned db = db_first; db <= db_last && db < KV_NDB; db++) {
+    if (!r->db[db].v)
+      continue;
+    kv_db_t *d;
+    if ((rc = kv_db_view(s, r->db[db], &d)))
+      return rc;
+    if (!ck->info && (rc = shmd_list_check(s, d->garbage)))
+      return rc;
+    ck->in_garbage = 1;
+    rc = shmd_list_range(s, d->garbage, 0, -1, garbage_visit, ck);
+    ck->in_garbage = 0;
+    if (rc)
+      return rc;
+    for (unsigned i = 0; i < KV_STRIPES; i++) {
+      if (!ck->info && (rc = shmd_hash_check(s, d->stripe[i])))
+        return rc;
+      if ((rc = shmd_hash_foreach(s, d->stripe[i], check_visit, ck)))
+        return rc;
+    }
+  }
+  return 0;
+}
+
+int shmd_kv_check(shmd_store_t *s) {
+  check_t ck = {0};
+  ck.s = s;
+  int rc = kv_walk(s, 0, KV_NDB - 1, &ck);
+  for (size_t i = 0; rc == 0 && i < ck.n; i++) {
+    switch (ck.types[i]) {
+    case KV_LIST: rc = shmd_list_check(s, ck.ptrs[i]); break;
+    case KV_ZSET: rc = shmd_rbtree_check(s, ck.ptrs[i]); break;
+    default: rc = shmd_hash_check(s, ck.ptrs[i]); break;
+    }
+    if (rc == SHMD_EINVAL) /* a container of another kind where the record says otherwise */
+      rc = SHMD_ECORRUPT;
+    if (rc == 0 && ck.zset_pair[i]) {
+      /* a live sorted set: its hash (previous entry) and tree hold the same members */
+      uint64_t nh = 0, nt = 0;
+      if ((rc = shmd_hash_len(s, ck.ptrs[i - 1], &nh)) == 0 && (rc = shmd_rbtree_len(s, ck.ptrs[i], &nt)) == 0 &&
+          nh != nt)
+        rc = SHMD_ECORRUPT;
+    }
+  }
+  free(ck.zset_pair);
+  free(ck.ptrs);
+  free(ck.types);
+  return rc;
+}
+
+int shmd_kv_info(shmd_store_t *s, unsigned db, shmd_kv_info_t *info) {
+  if (db >= KV_NDB)
+    return SHMD_EINVAL;
+  kv_info_acc_t acc;
+  memset(&acc, 0, sizeof acc);
+  check_t ck = {0};
+  ck.s = s;
+  ck.info = &acc;
+  int rc = kv_walk(s, db, db, &ck);
+  if (rc)
+    return rc;
+  memset(info, 0, sizeof *info);
+  info->strings = acc.keys[KV_STRING];
+  info->hashes = acc.keys[KV_HASH];
+  info->lists = acc.keys[KV_LIST];
+  info->sets = acc.keys[KV_SET];
+  info->zsets = acc.keys[KV_ZSET];
+  info->keys = info->strings + info->hashes + info->lists + info->sets + info->zsets;
+  info->expires = acc.expires;
+  info->garbage = acc.garbage;
+  return 0;
+}

@@ -1,0 +1,92 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Internals of the keyspace shared by keyspace.c (layout, records, garbage, check) and
+ * commands.c (the command table and handlers). See the essay at the top of keyspace.c.
+ */
+#ifndef SHMD_KV_INT_H
+#define SHMD_KV_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shmdict/error.h"
+#include "shmdict/hash.h"
+#include "shmdict/kv.h"
+#include "shmdict/list.h"
+#include "shmdict/rbtree.h"
+#include "shmdict/tx.h"
+
+#define KV_NDB SHMD_KV_DATABASES
+#define KV_STRIPES 8u
+
+/* Value types (record type word). KV_STRIPE only appears on the garbage list. */
+enum { KV_STRING = 1, KV_LIST = 2, KV_SET = 3, KV_HASH = 4, KV_ZSET = 5, KV_STRIPE = 6 };
+
+typedef struct kv_db_s {
+  uint64_t magic;
+  shmd_ptr_t garbage; /* list container of kv_garbage_t */
+  shmd_lock_t stripe_lock[KV_STRIPES];
+  shmd_ptr_t stripe[KV_STRIPES];
+  uint64_t reserved[8];
+} kv_db_t;
+
+typedef struct kv_rec_s {
+  uint32_t type;
+  uint32_t pad;
+  uint64_t expire; /* absolute Unix ms, 0 = none */
+} kv_rec_t;
+
+typedef struct kv_garbage_s {
+  uint32_t type;
+  uint32_t pad;
+  shmd_ptr_t a, b;
+} kv_garbage_t;
+
+typedef struct kv_ctx_s {
+  shmd_store_t *s;
+  shmd_tx_t *tx;
+  shmd_ptr_t dbp;
+  kv_db_t *db;
+  unsigned dbi;
+  unsigned locked; /* stripes held */
+  int garbage;     /* something was put on the garbage list: drain it after the commit */
+  size_t drain_budget; /* drain steps after the commit (0: until the list is empty) */
+  uint64_t now;
+} kv_ctx_t;
+
+typedef struct kv_ref_s {
+  kv_rec_t *rec;
+  shmd_ptr_t rec_ptr;
+  unsigned char *data; /* string bytes */
+  size_t len;          /* string length */
+  shmd_ptr_t a, b;     /* containers */
+} kv_ref_t;
+
+typedef struct kv_info_acc_s {
+  uint64_t keys[8];
+  uint64_t expires;
+  uint64_t garbage;
+} kv_info_acc_t;
+
+uint64_t kv_now_ms(void);
+unsigned kv_stripe_of(const void *key, size_t len);
+int kv_db_view(shmd_store_t *s, shmd_ptr_t dp, kv_db_t **out);
+int kv_db_get(shmd_tx_t *tx, unsigned dbi, int create, shmd_ptr_t *out);
+int kv_begin(shmd_store_t *s, unsigned dbi, kv_ctx_t *c);
+int kv_end(kv_ctx_t *c, int rc);
+int kv_lock_stripes(kv_ctx_t *c, unsigned mask);
+shmd_ptr_t kv_stripe_hash(kv_ctx_t *c, const void *key, size_t len);
+int kv_lookup(kv_ctx_t *c, const void *key, size_t len, kv_ref_t *ref);
+int kv_lookup_type(kv_ctx_t *c, const void *key, size_t len, uint32_t type, kv_ref_t *ref);
+int kv_delete(kv_ctx_t *c, const void *key, size_t len);
+int kv_put_string(kv_ctx_t *c, const void *key, size_t klen, const void *v1, size_t l1,
+                  const void *v2, size_t l2, uint64_t expire);
+int kv_put_container(kv_ctx_t *c, const void *key, size_t klen, uint32_t type, shmd_ptr_t a,
+                     shmd_ptr_t b, uint64_t expire);
+int kv_set_expire(kv_ctx_t *c, kv_ref_t *ref, uint64_t expire);
+int kv_container(kv_ctx_t *c, const void *key, size_t klen, uint32_t type, int create,
+                 kv_ref_t *ref);
+int kv_drop_if_empty(kv_ctx_t *c, const void *key, size_t klen, kv_ref_t *ref);
+int kv_flushdb(kv_ctx_t *c);
+
+#endif

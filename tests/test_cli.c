@@ -1,0 +1,758 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Tests of the shmdict command-line tool. Most run the built binary (path in $SHMDICT_BIN, set by
+ * tests/meson.build) with fork/exec as a user would, with SHMDICT_DIR pointing at the test's
+ * private directory: single commands, piped standard input, quoting, exit codes and error
+ * messages, the admin commands, dump/load round trips in both formats, and a dump piped into a
+ * real private redis-server with `redis-cli --pipe`. The text helpers (quoting, the terminal reply
+ * style, JSON and RESP) are also tested directly by including tools/cli_text.c.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pty.h>
+#include <stdarg.h>
+#include <sys/prctl.h>
+
+#include "support.h"
+#include "tools/cli_text.c"
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Running the binary */
+
+typedef struct {
+  int status;
+  char *out, *err;
+  size_t outlen, errlen;
+} run_t;
+
+static const char *bin(void) {
+  const char *b = getenv("SHMDICT_BIN");
+  cr_assert(b && *b, "SHMDICT_BIN is not set (run the tests with `meson test`, which sets it)");
+  return b;
+}
+
+static void run_free(run_t *r) {
+  free(r->out);
+  free(r->err);
+}
+
+/* Runs argv (argv[0] is a path) with `in` on standard input; collects stdout and stderr. */
+static run_t runv(const char *in, size_t inlen, char *const argv[]) {
+  int pin[2], pout[2], perr[2];
+  cr_assert(pipe(pin) == 0 && pipe(pout) == 0 && pipe(perr) == 0);
+  pid_t pid = fork();
+  cr_assert(pid >= 0);
+  if (pid == 0) {
+    dup2(pin[0], 0);
+    dup2(pout[1], 1);
+    dup2(perr[1], 2);
+    close(pin[0]), close(pin[1]), close(pout[0]), close(pout[1]), close(perr[0]), close(perr[1]);
+    execvp(argv[0], argv);
+    fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+    _exit(127);
+  }
+  close(pin[0]), close(pout[1]), close(perr[1]);
+  fcntl(pin[1], F_SETFL, O_NONBLOCK);
+  cli_buf_t out = {0}, err = {0};
+  size_t inpos = 0;
+  if (inlen == 0)
+    close(pin[1]), pin[1] = -1;
+  int open_out = 1, open_err = 1;
+  while (open_out || open_err) {
+    struct pollfd p[3] = {{pout[0], POLLIN, 0}, {perr[0], POLLIN, 0}, {pin[1], POLLOUT, 0}};
+    int np = pin[1] >= 0 ? 3 : 2;
+    if (poll(p, (nfds_t)np, 60000) <= 0)
+      break;
+    char buf[65536];
+    for (int k = 0; k < 2; k++) {
+      if (!(p[k].revents & (POLLIN | POLLHUP)))
+        continue;
+      ssize_t n = read(p[k].fd, buf, sizeof buf);
+      if (n <= 0) {
+        if (k == 0)
+          open_out = 0;
+        else
+          open_err = 0;
+        p[k].fd = -1;
+      } else {
+        cli_buf_put(k == 0 ? &out : &err, buf, (size_t)n);
+      }
+    }
+    if (np == 3 && (p[2].revents & (POLLOUT | POLLERR | POLLHUP))) {
+      ssize_t n = write(pin[1], in + inpos, inlen - inpos);
+      if (n > 0)
+        inpos += (size_t)n;
+      if (n < 0 || inpos == inlen)
+        close(pin[1]), pin[1] = -1;
+    }
+  }
+  if (pin[1] >= 0)
+    close(pin[1]);
+  close(pout[0]), close(perr[0]);
+  run_t r = {ts_wait(pid), out.data ? out.data : strdup(""), err.data ? err.data : strdup(""), out.len, err.len};
+  return r;
+}
+
+/* run(stdin or NULL, "arg", ..., NULL): runs the shmdict binary. */
+static run_t run(const char *in, ...) {
+  char *argv[64];
+  int n = 0;
+  argv[n++] = (char *)bin();
+  va_list ap;
+  va_start(ap, in);
+  const char *a;
+  while ((a = va_arg(ap, const char *)) != NULL && n < 63)
+    argv[n++] = (char *)a;
+  va_end(ap);
+  argv[n] = NULL;
+  return runv(in ? in : "", in ? strlen(in) : 0, argv);
+}
+
+/* Runs a shell command line (for pipes between tools). */
+static run_t sh(const char *fmt, ...) {
+  char cmd[4096];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(cmd, sizeof cmd, fmt, ap);
+  va_end(ap);
+  char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+  return runv("", 0, argv);
+}
+
+#define expect_out(r, want)                                                                        \
+  do {                                                                                             \
+    cr_expect_eq((r).status, 0, "exit status %d, stderr: %s", (r).status, (r).err);                \
+    cr_expect_str_eq((r).out, want);                                                               \
+  } while (0)
+
+/* Runs one command on store `st` and checks its output. */
+static void cmd_ok(const char *st, const char *want, ...) {
+  char *argv[64];
+  int n = 0;
+  argv[n++] = (char *)bin();
+  argv[n++] = "-s";
+  argv[n++] = (char *)st;
+  va_list ap;
+  va_start(ap, want);
+  const char *a;
+  while ((a = va_arg(ap, const char *)) != NULL && n < 63)
+    argv[n++] = (char *)a;
+  va_end(ap);
+  argv[n] = NULL;
+  run_t r = runv("", 0, argv);
+  cr_expect_eq(r.status, 0, "%s: exit status %d, stderr: %s", argv[3], r.status, r.err);
+  cr_expect_str_eq(r.out, want, "%s: got '%s', want '%s'", argv[3], r.out, want);
+  run_free(&r);
+}
+
+TestSuite(cli, .init = ts_init, .fini = ts_fini, .timeout = 60);
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Text helpers, directly */
+
+static char *split_join(const char *line, int *argc) {
+  cli_args_t a = {0};
+  static char out[1024];
+  if (cli_split_line(line, strlen(line), &a) < 0) {
+    *argc = -1;
+    return NULL;
+  }
+  out[0] = '\0';
+  for (int i = 0; i < a.argc; i++) {
+    strcat(out, "[");
+    strncat(out, a.argv[i], a.lens[i]);
+    strcat(out, "]");
+  }
+  *argc = a.argc;
+  cli_args_free(&a);
+  return out;
+}
+
+Test(cli, split_like_redis_cli) {
+  int n;
+  cr_expect_str_eq(split_join("SET  a   1", &n), "[SET][a][1]");
+  cr_expect_eq(n, 3);
+  cr_expect_str_eq(split_join("set \"a b\" 'c d'", &n), "[set][a b][c d]");
+  cr_expect_str_eq(split_join("x \"\\x41\\x4a\\t\\\"q\\\\\"", &n), "[x][AJ\t\"q\\]");
+  cr_expect_str_eq(split_join("x 'it\\'s' \"\"", &n), "[x][it's][]");
+  cr_expect_str_eq(split_join("   ", &n), "");
+  cr_expect_eq(n, 0);
+  split_join("x \"open", &n);
+  cr_expect_eq(n, -1);
+  split_join("x \"a\"b", &n);
+  cr_expect_eq(n, -1);
+  split_join("x 'a", &n);
+  cr_expect_eq(n, -1);
+}
+
+static char *tty_text(const shmd_reply_t *r) {
+  static char buf[4096];
+  FILE *f = fmemopen(buf, sizeof buf, "w");
+  cli_print_tty(f, r);
+  fclose(f);
+  return buf;
+}
+
+Test(cli, tty_reply_style) {
+  shmd_reply_t s = {.type = SHMD_REPLY_BULK, .str = "a\"b\n\x01", .len = 5};
+  cr_expect_str_eq(tty_text(&s), "\"a\\\"b\\n\\x01\"\n");
+  shmd_reply_t i = {.type = SHMD_REPLY_INTEGER, .integer = -5};
+  cr_expect_str_eq(tty_text(&i), "(integer) -5\n");
+  shmd_reply_t nil = {.type = SHMD_REPLY_NIL};
+  cr_expect_str_eq(tty_text(&nil), "(nil)\n");
+  shmd_reply_t e = {.type = SHMD_REPLY_ARRAY};
+  cr_expect_str_eq(tty_text(&e), "(empty array)\n");
+  shmd_reply_t inner[2] = {{.type = SHMD_REPLY_BULK, .str = "x", .len = 1}, {.type = SHMD_REPLY_INTEGER, .integer = 2}};
+  shmd_reply_t el[3] = {{.type = SHMD_REPLY_BULK, .str = "a", .len = 1},
+                        {.type = SHMD_REPLY_ARRAY, .elems = inner, .nelems = 2},
+                        {.type = SHMD_REPLY_NIL}};
+  shmd_reply_t arr = {.type = SHMD_REPLY_ARRAY, .elems = el, .nelems = 3};
+  cr_expect_str_eq(tty_text(&arr), "1) \"a\"\n2) 1) \"x\"\n   2) (integer) 2\n3) (nil)\n");
+}
+
+Test(cli, json_and_resp_round_trip_bytes) {
+  char bytes[256];
+  for (int i = 0; i < 256; i++)
+    bytes[i] = (char)i;
+  const char *samples[] = {"plain", "caf\xc3\xa9 \xe2\x82\xac", "\xff\xfe", "\xc3"};
+  for (int k = 0; k < 5; k++) {
+    const char *p = k < 4 ? samples[k] : bytes;
+    size_t n = k < 4 ? strlen(p) : sizeof bytes;
+    cli_buf_t b = {0};
+    cli_json_string(&b, p, n);
+    size_t pos = 0;
+    cli_json_t j;
+    char err[128];
+    cr_assert_eq(cli_json_parse(b.data, b.len, &pos, &j, err, sizeof err), 0, "%s: %s", b.data, err);
+    cr_expect_eq(j.kind, CJ_STRING);
+    cr_expect_eq(j.len, n);
+    cr_expect(memcmp(j.str, p, n) == 0, "sample %d changed in a JSON round trip: %s", k, b.data);
+    cli_json_free(&j);
+    b.len = 0;
+    const char *argv[2] = {"SET", p};
+    size_t lens[2] = {3, n};
+    cli_resp_command(&b, 2, argv, lens);
+    cli_args_t a = {0};
+    pos = 0;
+    cr_assert_eq(cli_resp_parse(b.data, b.len, &pos, &a, err, sizeof err), 1, "%s", err);
+    cr_expect_eq(a.argc, 2);
+    cr_expect(a.lens[1] == n && memcmp(a.argv[1], p, n) == 0);
+    cli_args_free(&a);
+    cr_expect_eq(cli_resp_parse(b.data, b.len, &pos, &a, err, sizeof err), 0);
+    b.len = 3; /* truncated */
+    pos = 0;
+    cr_expect_eq(cli_resp_parse(b.data, b.len, &pos, &a, err, sizeof err), -1);
+    cli_buf_free(&b);
+  }
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* The binary */
+
+Test(cli, single_commands_print_like_redis_cli_on_a_pipe) {
+  cmd_ok("t", "OK\n", "SET", "a", "1", NULL);
+  cmd_ok("t", "1\n", "GET", "a", NULL);
+  cmd_ok("t", "\n", "GET", "missing", NULL);
+  cmd_ok("t", "2\n", "INCR", "a", NULL);
+  cmd_ok("t", "3\n", "RPUSH", "l", "x", "", "z", NULL);
+  cmd_ok("t", "x\n\nz\n", "LRANGE", "l", "0", "-1", NULL);
+  cmd_ok("t", "\n", "LRANGE", "nolist", "0", "-1", NULL);
+  cmd_ok("t", "1\n", "HSET", "h", "f", "v", NULL);
+  cmd_ok("t", "f\nv\n", "HGETALL", "h", NULL);
+  cmd_ok("t", "1\n", "ZADD", "z", "1.5", "m", NULL);
+  cmd_ok("t", "m\n1.5\n", "ZRANGE", "z", "0", "-1", "WITHSCORES", NULL);
+  cmd_ok("t", "string\n", "TYPE", "a", NULL);
+}
+
+Test(cli, piped_stdin_runs_each_line) {
+  run_t r = run("SET a 1\nGET a\n\nGET nope\r\nINCR a\n", "-s", "t", NULL);
+  expect_out(r, "OK\n1\n\n2\n");
+  cr_expect_str_eq(r.err, "");
+  run_free(&r);
+  /* an error in the middle: later lines still run, exit status 1 */
+  r = run("SET s x\nLPUSH s y\nGET s\n", "-s", "t", NULL);
+  cr_expect_eq(r.status, 1);
+  cr_expect_str_eq(r.out, "OK\nx\n");
+  cr_expect(strstr(r.err, "(error) WRONGTYPE Operation against a key holding the wrong kind of value"), "%s", r.err);
+  run_free(&r);
+  /* SELECT switches the database of the session */
+  r = run("SELECT 3\nSET k db3\n", "-s", "t", NULL);
+  expect_out(r, "OK\nOK\n");
+  run_free(&r);
+  cmd_ok("t", "\n", "GET", "k", NULL);
+  run_t r3 = run(NULL, "-n", "3", "-s", "t", "GET", "k", NULL);
+  expect_out(r3, "db3\n");
+  run_free(&r3);
+}
+
+Test(cli, quoting_on_stdin) {
+  run_t r = run("SET q \"a b\\n\\x41\"\nGET q\nSET s 'it\\'s here'\nGET s\n", "-s", "t", NULL);
+  expect_out(r, "OK\na b\nA\nOK\nit's here\n");
+  run_free(&r);
+  r = run("SET q \"unterminated\nGET q\n", "-s", "t", NULL);
+  cr_expect_eq(r.status, 1);
+  cr_expect(strstr(r.err, "unbalanced quotes"), "%s", r.err);
+  cr_expect_str_eq(r.out, "a b\nA\n");
+  run_free(&r);
+}
+
+Test(cli, errors_say_what_to_do_and_set_exit_codes) {
+  cmd_ok("t", "OK\n", "SET", "s", "x", NULL);
+  run_t r = run(NULL, "-s", "t", "LPUSH", "s", "y", NULL);
+  cr_expect_eq(r.status, 1);
+  cr_expect_str_eq(r.out, "");
+  cr_expect(strncmp(r.err, "(error) WRONGTYPE", 17) == 0, "%s", r.err);
+  run_free(&r);
+  r = run(NULL, "-s", "t", "NOSUCHCOMMAND", "x", NULL);
+  cr_expect_eq(r.status, 1);
+  cr_expect(strstr(r.err, "(error) ERR unknown command"), "%s", r.err);
+  run_free(&r);
+  r = run(NULL, "info", "nosuch", NULL);
+  cr_expect_eq(r.status, 1);
+  cr_expect(strstr(r.err, "store 'nosuch' does not exist in ") && strstr(r.err, ts_dir) &&
+                strstr(r.err, "create it by writing to it"),
+            "%s", r.err);
+  run_free(&r);
+  r = run(NULL, "-s", "bad/name", "GET", "a", NULL);
+  cr_expect_eq(r.status, 1);
+  cr_expect(strstr(r.err, "store names are"), "%s", r.err);
+  run_free(&r);
+  r = run(NULL, NULL);
+  cr_expect_eq(r.status, 2);
+  cr_expect(strstr(r.err, "usage:"), "%s", r.err);
+  run_free(&r);
+  r = run(NULL, "-x", NULL);
+  cr_expect_eq(r.status, 2);
+  cr_expect(strstr(r.err, "unknown option '-x'") && strstr(r.err, "--help"), "%s", r.err);
+  run_free(&r);
+  r = run(NULL, "-n", "16", "-s", "t", "GET", "a", NULL);
+  cr_expect_eq(r.status, 2);
+  cr_expect(strstr(r.err, "from 0 to 15"), "%s", r.err);
+  run_free(&r);
+  r = run("SELECT 99\nGET s\n", "-s", "t", NULL);
+  cr_expect_eq(r.status, 1);
+  cr_expect_str_eq(r.out, "x\n");
+  cr_expect(strstr(r.err, "(error) ERR DB index is out of range"), "%s", r.err);
+  run_free(&r);
+  r = run(NULL, "frobnicate", NULL);
+  cr_expect_eq(r.status, 2);
+  cr_expect(strstr(r.err, "shmdict -s STORE frobnicate"), "%s", r.err);
+  run_free(&r);
+  r = run(NULL, "drop", "nosuch", NULL);
+  cr_expect_eq(r.status, 1);
+  cr_expect(strstr(r.err, "does not exist") && strstr(r.err, "shmdict list"), "%s", r.err);
+  run_free(&r);
+  r = run(NULL, "-d", "/nonexistent-shmdict-dir", "list", NULL);
+  cr_expect_eq(r.status, 0);
+  cr_expect(strstr(r.err, "does not exist"), "%s", r.err);
+  run_free(&r);
+}
+
+Test(cli, list_info_check_drop) {
+  run_t r = run("SET a 1\nHSET h f v\nRPUSH l x\nSADD s m\nZADD z 1 m\nPEXPIRE a 100000\n", "-s", "one", NULL);
+  cr_expect_eq(r.status, 0, "%s", r.err);
+  run_free(&r);
+  cmd_ok("two", "OK\n", "SET", "b", "2", NULL);
+  r = run(NULL, "list", NULL);
+  cr_expect_eq(r.status, 0, "%s", r.err);
+  cr_expect(strstr(r.out, "STORE") && strstr(r.out, "SEGMENTS"), "%s", r.out);
+  char *one = strstr(r.out, "\none "), *two = strstr(r.out, "\ntwo ");
+  cr_expect(one && two && one < two, "%s", r.out);
+  cr_expect(one && strstr(one, " 5\n") != NULL, "store one should have 5 keys: %s", r.out);
+  run_free(&r);
+  char other[512];
+  snprintf(other, sizeof other, "%s/other", ts_dir);
+  r = run(NULL, "-d", other, "-s", "three", "SET", "k", "v", NULL);
+  expect_out(r, "OK\n");
+  run_free(&r);
+  r = run(NULL, "-d", other, "list", NULL);
+  cr_expect(strstr(r.out, "\nthree ") && !strstr(r.out, "\none "), "-d is not used: %s", r.out);
+  run_free(&r);
+  r = run(NULL, "info", "one", NULL);
+  cr_expect_eq(r.status, 0, "%s", r.err);
+  const char *want[] = {"segments:", "memory by size class:", "fragmentation", "recoveries:", "lanes:",
+                        "db0: 5 keys (string 1, hash 1, list 1, set 1, zset 1; 1 with an expiry"};
+  for (size_t i = 0; i < sizeof want / sizeof *want; i++)
+    cr_expect(strstr(r.out, want[i]), "info lacks '%s':\n%s", want[i], r.out);
+  run_free(&r);
+  r = run(NULL, "check", "one", NULL);
+  expect_out(r, "ok\n");
+  cr_expect_str_eq(r.err, "", "no progress bar when stderr is a pipe");
+  run_free(&r);
+  r = run(NULL, "drop", "one", NULL);
+  expect_out(r, "");
+  run_free(&r);
+  r = run(NULL, "list", NULL);
+  cr_expect(strstr(r.out, "\none ") == NULL && strstr(r.out, "\ntwo "), "%s", r.out);
+  run_free(&r);
+  r = run(NULL, "check", "one", NULL);
+  cr_expect_eq(r.status, 1);
+  cr_expect(strstr(r.err, "does not exist"), "%s", r.err);
+  run_free(&r);
+}
+
+/* Fills bytes [from, to) of the store's first segment with 0xA5. */
+static void trash_segment(const char *store, off_t from, off_t to) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/%s", ts_dir, store);
+  DIR *d = opendir(path);
+  cr_assert_not_null(d);
+  struct dirent *e;
+  char seg[1024] = "";
+  while ((e = readdir(d)) != NULL)
+    if (e->d_name[0] != '.' && seg[0] == '\0')
+      snprintf(seg, sizeof seg, "%s/%s", path, e->d_name);
+  closedir(d);
+  int fd = open(seg, O_RDWR);
+  cr_assert(fd >= 0, "%s", seg);
+  struct stat st;
+  fstat(fd, &st);
+  char junk[4096];
+  memset(junk, 0xA5, sizeof junk);
+  for (off_t off = from; off + 4096 <= st.st_size && off < to; off += 4096)
+    cr_assert(pwrite(fd, junk, 4096, off) == 4096);
+  close(fd);
+}
+
+Test(cli, check_fails_with_exit_2_on_damage) {
+  /* The manifest itself: the store cannot be opened, which is the check's answer. */
+  cmd_ok("bad", "OK\n", "SET", "a", "1", NULL);
+  trash_segment("bad", 4096, 8 << 20);
+  run_t r = run(NULL, "check", "bad", NULL);
+  cr_expect_eq(r.status, 2, "status %d out %s err %s", r.status, r.out, r.err);
+  cr_expect(strncmp(r.out, "check failed", 12) == 0, "%s", r.out);
+  cr_expect(strstr(r.err, "failed its check") && strstr(r.err, "shmdict load bad"), "%s", r.err);
+  run_free(&r);
+  /* The data area under a few thousand keys: the allocator or the keyspace checker notices. */
+  cli_buf_t in = {0};
+  for (int i = 0; i < 3000; i++)
+    cli_buf_printf(&in, "SET key:%d value-%d\nHSET h:%d f %d\n", i, i, i % 50, i);
+  r = run(in.data, "-s", "bad2", NULL);
+  cr_expect_eq(r.status, 0, "%s", r.err);
+  run_free(&r);
+  cli_buf_free(&in);
+  r = run(NULL, "check", "bad2", NULL);
+  expect_out(r, "ok\n");
+  run_free(&r);
+  shmd_options_t o;
+  shmd_options_init(&o);
+  o.dir = ts_dir;
+  shmd_store_t *s = NULL;
+  cr_assert_eq(shmd_open("bad2", &o, &s), 0);
+  shmd_stats_t st;
+  cr_assert_eq(shmd_stats(s, &st), 0);
+  uint64_t meta = st.meta_bytes;
+  shmd_close(s);
+  off_t data = (off_t)((meta + 4095) & ~(uint64_t)4095); /* the data area starts after the metadata */
+  trash_segment("bad2", data, data + (4 << 20));
+  r = run(NULL, "check", "bad2", NULL);
+  cr_expect_eq(r.status, 2, "status %d out %s err %s", r.status, r.out, r.err);
+  cr_expect(strncmp(r.out, "check failed", 12) == 0, "%s", r.out);
+  run_free(&r);
+}
+
+static const char *FILL =
+    "SET s hello\n"
+    "SET bin \"\\x00\\xff\\r\\n\\\"q\"\n"
+    "SET big xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n"
+    "HSET h f1 v1 f2 \"v 2\" \"\" empty\n"
+    "RPUSH l a b c \"\" a\n"
+    "SADD st x y z\n"
+    "ZADD z 1 one 2.5 two -3 neg\n"
+    "SET e expiring\n"
+    "PEXPIRE e 500000\n";
+
+/* Reads the FILL data back with deterministic commands (hash and set order may differ). */
+static const char *READBACK =
+    "GET s\nGET bin\nSTRLEN big\nHGET h f1\nHGET h f2\nHGET h \"\"\nHLEN h\nLRANGE l 0 -1\n"
+    "SCARD st\nSISMEMBER st x\nSISMEMBER st z\nZRANGE z 0 -1 WITHSCORES\nGET e\nTYPE h\nTYPE z\n";
+static const char *READBACK_OUT =
+    "hello\n\x00\xff\r\n\"q\n100\nv1\nv 2\nempty\n3\na\nb\nc\n\na\n3\n1\n1\nneg\n-3\none\n1\ntwo\n2.5\nexpiring\nhash\nzset\n";
+
+static void expect_readback(const char *st) {
+  run_t r = run(READBACK, "-s", st, NULL);
+  cr_expect_eq(r.status, 0, "%s", r.err);
+  size_t want_len = strlen("hello\n") + 7 /* the binary value and its newline */ + strlen("100\nv1\nv 2\nempty\n3\na\nb\nc\n\na\n3\n1\n1\nneg\n-3\none\n1\ntwo\n2.5\nexpiring\nhash\nzset\n");
+  cr_expect_eq(r.outlen, want_len, "readback of %s: %zu bytes, want %zu:\n%s", st, r.outlen, want_len, r.out);
+  cr_expect(r.outlen == want_len && memcmp(r.out, READBACK_OUT, want_len) == 0, "readback of %s:\n%s", st, r.out);
+  run_free(&r);
+  run_t t = run(NULL, "-s", st, "PTTL", "e", NULL);
+  long long left = atoll(t.out);
+  cr_expect(left > 400000 && left <= 500000, "expiry lost: PTTL %s", t.out);
+  run_free(&t);
+}
+
+static void dump_load_round_trip(const char *format) {
+  run_t r = run(FILL, "-s", "src", NULL);
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  run_free(&r);
+  expect_readback("src");
+  char file[512];
+  snprintf(file, sizeof file, "%s/dump.%s", ts_dir, format);
+  r = run(NULL, "dump", "src", "--format", format, "-o", file, NULL);
+  cr_expect_eq(r.status, 0, "%s", r.err);
+  cr_expect_str_eq(r.err, "", "no progress bar when stderr is a pipe");
+  run_free(&r);
+  r = run(NULL, "load", "dst", "-i", file, NULL);
+  cr_expect_eq(r.status, 0, "%s", r.err);
+  cr_expect_str_eq(r.err, "");
+  run_free(&r);
+  expect_readback("dst");
+  /* dump to stdout, load from stdin */
+  r = run(NULL, "dump", "src", "--format", format, NULL);
+  cr_expect_eq(r.status, 0, "%s", r.err);
+  char *argv[] = {(char *)bin(), "load", "dst2", "--format", (char *)format, NULL};
+  run_t l = runv(r.out, r.outlen, argv);
+  cr_expect_eq(l.status, 0, "%s", l.err);
+  run_free(&l);
+  run_free(&r);
+  expect_readback("dst2");
+}
+
+Test(cli, dump_load_round_trip_json) {
+  dump_load_round_trip("json");
+  char file[512];
+  snprintf(file, sizeof file, "%s/dump.json", ts_dir);
+  FILE *f = fopen(file, "r");
+  cr_assert_not_null(f);
+  char line[4096];
+  int lines = 0, found = 0;
+  while (fgets(line, sizeof line, f)) {
+    lines++;
+    cr_expect(line[0] == '{', "%s", line);
+    if (strstr(line, "\"key\":\"l\",\"type\":\"list\",\"value\":[\"a\",\"b\",\"c\",\"\",\"a\"]"))
+      found = 1;
+  }
+  fclose(f);
+  cr_expect_eq(lines, 8, "one object per key");
+  cr_expect(found, "the list's line is not as documented");
+}
+
+Test(cli, dump_load_round_trip_resp) { dump_load_round_trip("resp"); }
+
+static size_t count_of(const char *hay, size_t n, const char *needle) {
+  size_t c = 0, l = strlen(needle);
+  for (size_t i = 0; i + l <= n; i++)
+    if (memcmp(hay + i, needle, l) == 0)
+      c++;
+  return c;
+}
+
+Test(cli, dump_load_batches_large_collections) {
+  cli_buf_t in = {0};
+  /* built 40 elements per command: the keyspace bounds the elements one command may add */
+  for (int i = 0; i < 1300; i++)
+    cli_buf_printf(&in, "%s e%d%s", i % 40 == 0 ? "RPUSH big" : "", i, i % 40 == 39 || i == 1299 ? "\n" : "");
+  for (int i = 0; i < 1100; i++)
+    cli_buf_printf(&in, "%s f%d v%d%s", i % 40 == 0 ? "HSET hh" : "", i, i, i % 40 == 39 || i == 1099 ? "\n" : "");
+  for (int i = 0; i < 1000; i++)
+    cli_buf_printf(&in, "%s m%d%s", i % 40 == 0 ? "SADD ss" : "", i, i % 40 == 39 || i == 999 ? "\n" : "");
+  for (int i = 0; i < 1000; i++)
+    cli_buf_printf(&in, "%s %d.25 z%d%s", i % 20 == 0 ? "ZADD zz" : "", i, i, i % 20 == 19 || i == 999 ? "\n" : "");
+  run_t r = run(in.data, "-s", "src", NULL);
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  run_free(&r);
+  cli_buf_free(&in);
+  r = run(NULL, "dump", "src", NULL);
+  cr_expect_eq(r.status, 0, "%s", r.err);
+  cr_expect_eq(count_of(r.out, r.outlen, "$5\r\nRPUSH\r\n"), 3, "1300 elements in batches of 512");
+  cr_expect_eq(count_of(r.out, r.outlen, "$4\r\nHSET\r\n"), 3);
+  cr_expect_eq(count_of(r.out, r.outlen, "$4\r\nSADD\r\n"), 2);
+  cr_expect_eq(count_of(r.out, r.outlen, "$4\r\nZADD\r\n"), 2);
+  char *argv[] = {(char *)bin(), "load", "dst", NULL};
+  run_t l = runv(r.out, r.outlen, argv);
+  cr_expect_eq(l.status, 0, "%s", l.err);
+  run_free(&l);
+  run_free(&r);
+  const char *q = "LLEN big\nHLEN hh\nSCARD ss\nZCARD zz\nLRANGE big 0 -1\nZRANGE zz 0 -1 WITHSCORES\nHGET hh f1099\n";
+  run_t a = run(q, "-s", "src", NULL), b = run(q, "-s", "dst", NULL);
+  cr_expect_eq(a.status, 0);
+  cr_expect(strncmp(a.out, "1300\n1100\n1000\n1000\ne0\n", 22) == 0, "%.40s", a.out);
+  cr_expect(a.outlen == b.outlen && memcmp(a.out, b.out, a.outlen) == 0, "the loaded copy differs");
+  run_free(&a);
+  run_free(&b);
+}
+
+Test(cli, load_text_commands_and_bad_input) {
+  run_t r = run("SET a 1\nRPUSH l \"x y\"\n", "load", "t", NULL);
+  cr_expect_eq(r.status, 0, "%s", r.err);
+  run_free(&r);
+  cmd_ok("t", "x y\n", "LRANGE", "l", "0", "-1", NULL);
+  r = run("*2\r\n$3\r\nGET\r\n$10\r\nshort\r\n", "load", "t", "--format", "resp", NULL);
+  cr_expect_eq(r.status, 1);
+  cr_expect(strstr(r.err, "not a valid RESP stream"), "%s", r.err);
+  run_free(&r);
+  r = run("{\"key\": 1}\n", "load", "t", NULL);
+  cr_expect_eq(r.status, 1);
+  cr_expect(strstr(r.err, "expected"), "%s", r.err);
+  run_free(&r);
+  r = run("SET a 1\nLPUSH a x\n", "load", "t", NULL);
+  cr_expect_eq(r.status, 1);
+  cr_expect(strstr(r.err, "WRONGTYPE") && strstr(r.err, "1 of 2 commands failed"), "%s", r.err);
+  run_free(&r);
+}
+
+/* Runs the binary on a pseudo-terminal (stdin, stdout and stderr), typing `typed` (if any) and
+ * then end-of-file; returns everything it printed. */
+static char *run_pty(const char *typed, char *const args[]) {
+  int master;
+  pid_t pid = forkpty(&master, NULL, NULL, NULL);
+  cr_assert(pid >= 0, "forkpty: %s", strerror(errno));
+  if (pid == 0) {
+    char *argv[16];
+    int n = 0;
+    argv[n++] = (char *)bin();
+    for (int i = 0; args[i] && n < 15; i++)
+      argv[n++] = args[i];
+    argv[n] = NULL;
+    setenv("HOME", ts_dir, 1); /* history goes to the test's directory */
+    setenv("TERM", "dumb", 1);
+    execv(argv[0], argv);
+    _exit(127);
+  }
+  if (typed) {
+    usleep(200000);
+    for (const char *p = typed; *p; p++) {
+      cr_assert(write(master, p, 1) == 1);
+      if (*p == '\r')
+        usleep(100000);
+    }
+    char eof = 4;
+    cr_assert(write(master, &eof, 1) == 1);
+  }
+  cli_buf_t out = {0};
+  char buf[4096];
+  for (;;) {
+    struct pollfd p = {master, POLLIN, 0};
+    if (poll(&p, 1, 20000) <= 0)
+      break;
+    ssize_t n = read(master, buf, sizeof buf);
+    if (n <= 0)
+      break; /* EIO once the child has exited */
+    cli_buf_put(&out, buf, (size_t)n);
+  }
+  close(master);
+  cr_expect_eq(ts_wait(pid), 0, "exit status on a terminal; output: %s", out.data);
+  return out.data ? out.data : strdup("");
+}
+
+Test(cli, terminal_output_prompt_history_and_progress) {
+  run_t r = run("RPUSH l a b\nSET s 1\n", "-s", "t", NULL);
+  run_free(&r);
+  char *o = run_pty(NULL, (char *[]){"-s", "t", "LRANGE", "l", "0", "-1", NULL});
+  cr_expect_str_eq(o, "1) \"a\"\r\n2) \"b\"\r\n");
+  free(o);
+  o = run_pty(NULL, (char *[]){"-s", "t", "INCR", "s", NULL});
+  cr_expect_str_eq(o, "(integer) 2\r\n");
+  free(o);
+  o = run_pty("GET s\rGET nope\r", (char *[]){"-s", "t", NULL});
+  cr_expect(strstr(o, "t> ") && strstr(o, "\"2\"\r\n") && strstr(o, "(nil)\r\n"), "interactive session: %s", o);
+  free(o);
+  char hist[512];
+  snprintf(hist, sizeof hist, "%s/.shmdict_history", ts_dir);
+  FILE *f = fopen(hist, "r");
+  cr_expect_not_null(f, "no history file in $HOME");
+  if (f) {
+    char line[256] = "";
+    cr_expect(fgets(line, sizeof line, f) && strcmp(line, "GET s\n") == 0, "history: %s", line);
+    fclose(f);
+  }
+  char file[512];
+  snprintf(file, sizeof file, "%s/d.resp", ts_dir);
+  o = run_pty(NULL, (char *[]){"dump", "t", "-o", file, NULL});
+  cr_expect(strstr(o, "dump [") && strstr(o, "100% 2/2"), "no progress bar on a terminal: %s", o);
+  free(o);
+  o = run_pty(NULL, (char *[]){"check", "t", NULL});
+  cr_expect(strstr(o, "check: ") && strstr(o, "ok\r\n"), "%s", o);
+  free(o);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Into a real Redis */
+
+static pid_t redis_pid;
+
+static void redis_fini(void) {
+  if (redis_pid > 0) {
+    kill(redis_pid, SIGKILL);
+    ts_wait(redis_pid);
+    redis_pid = 0;
+  }
+  ts_fini();
+}
+
+/* Starts a private redis-server on a random loopback port; returns the port. */
+static int redis_start(void) {
+  run_t w = sh("command -v redis-server && command -v redis-cli");
+  cr_assert_eq(w.status, 0, "redis-server or redis-cli is not installed: run scripts/setup.sh");
+  run_free(&w);
+  ts_rng_t rng = {ts_seed("redis port")};
+  for (int attempt = 0; attempt < 5; attempt++) {
+    int port = 20000 + (int)ts_below(&rng, 30000);
+    char ports[16];
+    snprintf(ports, sizeof ports, "%d", port);
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      int null = open("/dev/null", O_WRONLY);
+      dup2(null, 1);
+      execlp("redis-server", "redis-server", "--port", ports, "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", ts_dir, (char *)NULL);
+      _exit(127);
+    }
+    redis_pid = pid;
+    for (int i = 0; i < 100; i++) {
+      run_t p = sh("redis-cli -p %d ping 2>/dev/null", port);
+      int up = strcmp(p.out, "PONG\n") == 0;
+      run_free(&p);
+      if (up)
+        return port;
+      if (waitpid(pid, NULL, WNOHANG) == pid) { /* port taken: try another */
+        redis_pid = 0;
+        break;
+      }
+      usleep(50000);
+    }
+    if (redis_pid) {
+      kill(redis_pid, SIGKILL);
+      ts_wait(redis_pid);
+      redis_pid = 0;
+    }
+  }
+  cr_assert_fail("could not start redis-server on a loopback port (is it installed? run scripts/setup.sh)");
+  return -1;
+}
+
+Test(cli, dump_resp_into_real_redis, .fini = redis_fini) {
+  run_t r = run(FILL, "-s", "src", NULL);
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  run_free(&r);
+  int port = redis_start();
+  r = sh("'%s' dump src --format resp | redis-cli -p %d --pipe", bin(), port);
+  cr_expect_eq(r.status, 0, "%s %s", r.out, r.err);
+  cr_expect(strstr(r.out, "errors: 0, replies: 9"), "redis-cli --pipe said: %s %s", r.out, r.err);
+  run_free(&r);
+  /* Read back through redis-cli with the same deterministic commands. */
+  char script[512];
+  snprintf(script, sizeof script, "%s/readback", ts_dir);
+  FILE *f = fopen(script, "w");
+  fputs(READBACK, f);
+  fclose(f);
+  r = sh("redis-cli -p %d < '%s'", port, script);
+  run_t mine = run(READBACK, "-s", "src", NULL);
+  cr_expect_eq(r.status, 0, "%s", r.err);
+  cr_expect_eq(r.outlen, mine.outlen, "redis:\n%s\nshmdict:\n%s", r.out, mine.out);
+  cr_expect(r.outlen == mine.outlen && memcmp(r.out, mine.out, r.outlen) == 0, "redis:\n%s\nshmdict:\n%s", r.out,
+            mine.out);
+  run_free(&mine);
+  run_free(&r);
+  r = sh("redis-cli -p %d pttl e", port);
+  long long left = atoll(r.out);
+  cr_expect(left > 400000 && left <= 500000, "expiry did not reach Redis: PTTL %s", r.out);
+  run_free(&r);
+  r = sh("redis-cli -p %d dbsize", port);
+  cr_expect_str_eq(r.out, "8\n");
+  run_free(&r);
+}

@@ -1,0 +1,1561 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Tests of the keyspace (kv/): every command through shmd_kv_command with its options, edge cases
+ * and Redis's error wording; the typed functions; big deletes through the garbage list; a property
+ * test of random commands against an in-process model; two writer processes; and a crash test
+ * (a child SIGKILLed while running random commands, reporting each completed command through a
+ * pipe; afterwards shmd_kv_check and shmd_alloc_check pass and every reported effect is visible).
+ */
+#include <ctype.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdarg.h>
+
+#include "shmdict/kv.h"
+#include "support.h"
+
+#define MB (1024ull * 1024)
+
+/* Splits a command line on spaces; "..." quotes (no escapes) allow spaces and empty strings. */
+static int split(const char *line, char **argv, size_t *lens, int max) {
+  int n = 0;
+  const char *p = line;
+  while (*p && n < max) {
+    while (*p == ' ')
+      p++;
+    if (!*p)
+      break;
+    const char *st;
+    size_t len;
+    if (*p == '"') {
+      st = ++p;
+      while (*p && *p != '"')
+        p++;
+      len = (size_t)(p - st);
+      if (*p)
+        p++;
+    } else {
+      st = p;
+      while (*p && *p != ' ')
+        p++;
+      len = (size_t)(p - st);
+    }
+    argv[n] = strndup(st, len);
+    lens[n] = len;
+    n++;
+  }
+  return n;
+}
+
+static shmd_reply_t *run_db(shmd_store_t *s, unsigned db, const char *line) {
+  char *argv[256];
+  size_t lens[256];
+  int n = split(line, argv, lens, 256);
+  shmd_reply_t *r = NULL;
+  int rc = shmd_kv_command_db(s, db, n, (const char *const *)argv, lens, &r);
+  for (int i = 0; i < n; i++)
+    free(argv[i]);
+  cr_assert_eq(rc, 0, "%s: %s", line, shmd_strerror(rc));
+  return r;
+}
+static shmd_reply_t *run(shmd_store_t *s, const char *line) { return run_db(s, 0, line); }
+
+/* Renders a reply compactly: status +OK, error -ERR..., integer :n, bulk "x", nil (nil), arrays
+ * [a,b]. */
+static void render(const shmd_reply_t *r, char *buf, size_t cap, size_t *pos) {
+  int n = 0;
+  switch (r->type) {
+  case SHMD_REPLY_STATUS: n = snprintf(buf + *pos, cap - *pos, "+%s", r->str); break;
+  case SHMD_REPLY_ERROR: n = snprintf(buf + *pos, cap - *pos, "-%s", r->str); break;
+  case SHMD_REPLY_INTEGER: n = snprintf(buf + *pos, cap - *pos, ":%lld", (long long)r->integer); break;
+  case SHMD_REPLY_BULK: n = snprintf(buf + *pos, cap - *pos, "\"%.*s\"", (int)r->len, r->str); break;
+  case SHMD_REPLY_NIL: n = snprintf(buf + *pos, cap - *pos, "(nil)"); break;
+  case SHMD_REPLY_ARRAY:
+    n = snprintf(buf + *pos, cap - *pos, "[");
+    *pos += (size_t)n;
+    for (size_t i = 0; i < r->nelems; i++) {
+      if (i) {
+        n = snprintf(buf + *pos, cap - *pos, ",");
+        *pos += (size_t)n;
+      }
+      render(&r->elems[i], buf, cap, pos);
+    }
+    n = snprintf(buf + *pos, cap - *pos, "]");
+    break;
+  }
+  *pos += (size_t)n;
+  if (*pos >= cap)
+    *pos = cap - 1;
+}
+
+static char *show(const shmd_reply_t *r) {
+  static char buf[65536];
+  size_t pos = 0;
+  buf[0] = 0;
+  render(r, buf, sizeof buf, &pos);
+  return buf;
+}
+
+/* Runs `line` and expects the rendered reply `want`. */
+#define EXPECT(s, line, want)                                                                      \
+  do {                                                                                             \
+    shmd_reply_t *r_ = run((s), (line));                                                           \
+    cr_expect_str_eq(show(r_), (want), "%s -> %s", (line), show(r_));                                              \
+    shmd_reply_free(r_);                                                                           \
+  } while (0)
+
+/* Sorted rendering of an array of bulks (for sets and hash orders). */
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+static char *show_sorted(const shmd_reply_t *r) {
+  static char buf[65536];
+  cr_assert_eq(r->type, SHMD_REPLY_ARRAY);
+  char **v = calloc(r->nelems + 1, sizeof *v);
+  for (size_t i = 0; i < r->nelems; i++)
+    v[i] = r->elems[i].str;
+  qsort(v, r->nelems, sizeof *v, cmp_str);
+  size_t pos = 0;
+  pos += (size_t)snprintf(buf, sizeof buf, "[");
+  for (size_t i = 0; i < r->nelems; i++)
+    pos += (size_t)snprintf(buf + pos, sizeof buf - pos, "%s%s", i ? "," : "", v[i]);
+  snprintf(buf + pos, sizeof buf - pos, "]");
+  free(v);
+  return buf;
+}
+#define EXPECT_SET(s, line, want)                                                                  \
+  do {                                                                                             \
+    shmd_reply_t *r_ = run((s), (line));                                                           \
+    cr_expect_str_eq(show_sorted(r_), (want), "%s -> %s", (line), show_sorted(r_));                                       \
+    shmd_reply_free(r_);                                                                           \
+  } while (0)
+
+static void check_all(shmd_store_t *s) {
+  int rc = shmd_kv_check(s);
+  cr_assert_eq(rc, 0, "kv_check: %s (%s)", shmd_strerror(rc), shmd_errdetail());
+  rc = shmd_alloc_check(s);
+  cr_assert_eq(rc, 0, "alloc_check: %s (%s)", shmd_strerror(rc), shmd_errdetail());
+}
+
+#define WT "-WRONGTYPE Operation against a key holding the wrong kind of value"
+
+TestSuite(kv, .init = ts_init, .fini = ts_fini, .timeout = 120);
+
+Test(kv, errors_and_dispatch) {
+  shmd_store_t *s = ts_open("t", 8 * MB, 8 * MB);
+  EXPECT(s, "FOO a b", "-ERR unknown command 'FOO', with args beginning with: 'a' 'b' ");
+  EXPECT(s, "nosuch", "-ERR unknown command 'nosuch', with args beginning with: ");
+  EXPECT(s, "GET", "-ERR wrong number of arguments for 'get' command");
+  EXPECT(s, "get a b", "-ERR wrong number of arguments for 'get' command");
+  EXPECT(s, "set a", "-ERR wrong number of arguments for 'set' command");
+  EXPECT(s, "MSET a 1 b", "-ERR wrong number of arguments for 'mset' command");
+  EXPECT(s, "HSET h f", "-ERR wrong number of arguments for 'hset' command");
+  EXPECT(s, "HSET h f v g", "-ERR wrong number of arguments for 'hset' command");
+  EXPECT(s, "SET a 1 FOO", "-ERR syntax error");
+  EXPECT(s, "SET a 1 NX XX", "-ERR syntax error");
+  EXPECT(s, "INCRBY a x", "-ERR value is not an integer or out of range");
+  EXPECT(s, "lpush l x", ":1");
+  EXPECT(s, "get l", WT);
+  EXPECT(s, "incr l", WT);
+  EXPECT(s, "hget l f", WT);
+  EXPECT(s, "sadd l f", WT);
+  EXPECT(s, "zadd l 1 f", WT);
+  EXPECT(s, "set s v", "+OK");
+  EXPECT(s, "lpush s x", WT);
+  EXPECT(s, "llen s", WT);
+  EXPECT(s, "zscore s x", WT);
+  EXPECT(s, "smembers s", WT);
+  EXPECT(s, "sinter s l", WT);
+  shmd_reply_t *r = NULL;
+  const char *av[] = {"get", "a"};
+  size_t lv[] = {3, 1};
+  cr_expect_eq(shmd_kv_command_db(s, 16, 2, av, lv, &r), SHMD_EINVAL);
+  cr_expect_null(r);
+  check_all(s);
+  shmd_close(s);
+}
+
+Test(kv, keys) {
+  shmd_store_t *s = ts_open("t", 8 * MB, 8 * MB);
+  EXPECT(s, "SET a 1", "+OK");
+  EXPECT(s, "SET b 2", "+OK");
+  EXPECT(s, "RPUSH c x", ":1");
+  EXPECT(s, "EXISTS a b c d a", ":4");
+  EXPECT(s, "DEL a d", ":1");
+  EXPECT(s, "TYPE a", "+none");
+  EXPECT(s, "TYPE b", "+string");
+  EXPECT(s, "TYPE c", "+list");
+  EXPECT(s, "HSET h f v", ":1");
+  EXPECT(s, "SADD st m", ":1");
+  EXPECT(s, "ZADD z 1 m", ":1");
+  EXPECT(s, "TYPE h", "+hash");
+  EXPECT(s, "TYPE st", "+set");
+  EXPECT(s, "TYPE z", "+zset");
+  EXPECT(s, "DBSIZE", ":5");
+  EXPECT_SET(s, "KEYS *", "[b,c,h,st,z]");
+  EXPECT_SET(s, "KEYS ?", "[b,c,h,z]");
+  EXPECT_SET(s, "KEYS [a-c]", "[b,c]");
+  EXPECT_SET(s, "KEYS s*", "[st]");
+  EXPECT_SET(s, "KEYS [^bc]*", "[h,st,z]");
+  EXPECT(s, "RENAME nosuch x", "-ERR no such key");
+  EXPECT(s, "RENAME c c2", "+OK");
+  EXPECT(s, "LRANGE c2 0 -1", "[\"x\"]");
+  EXPECT(s, "EXISTS c", ":0");
+  EXPECT(s, "RENAME b h", "+OK"); /* overwrites the hash */
+  EXPECT(s, "GET h", "\"2\"");
+  EXPECT(s, "RENAME h h", "+OK");
+  EXPECT(s, "DBSIZE", ":4");
+  /* SCAN: every key exactly once in a full iteration. */
+  for (int i = 0; i < 300; i++) {
+    char line[64];
+    snprintf(line, sizeof line, "SET k%d %d", i, i);
+    shmd_reply_free(run(s, line));
+  }
+  int seen[300] = {0};
+  unsigned long long cur = 0;
+  int steps = 0;
+  do {
+    char line[64];
+    snprintf(line, sizeof line, "SCAN %llu MATCH k* COUNT 7", cur);
+    shmd_reply_t *r = run(s, line);
+    cr_assert_eq(r->type, SHMD_REPLY_ARRAY);
+    cr_assert_eq(r->nelems, 2);
+    cur = strtoull(r->elems[0].str, NULL, 10);
+    for (size_t i = 0; i < r->elems[1].nelems; i++)
+      seen[atoi(r->elems[1].elems[i].str + 1)]++;
+    shmd_reply_free(r);
+    steps++;
+  } while (cur != 0 && steps < 10000);
+  for (int i = 0; i < 300; i++)
+    cr_expect_eq(seen[i], 1, "k%d seen %d times", i, seen[i]);
+  EXPECT(s, "SCAN 0 TYPE zset COUNT 1000", "[\"0\",[\"z\"]]");
+  EXPECT(s, "SCAN x", "-ERR invalid cursor");
+  EXPECT(s, "SCAN 0 COUNT 0", "-ERR syntax error");
+  EXPECT(s, "SCAN 0 FOO 1", "-ERR syntax error");
+  EXPECT(s, "DBSIZE", ":304");
+  EXPECT(s, "FLUSHDB", "+OK");
+  EXPECT(s, "DBSIZE", ":0");
+  EXPECT(s, "KEYS *", "[]");
+  EXPECT(s, "GET k1", "(nil)");
+  check_all(s);
+  EXPECT(s, "SET k1 v", "+OK");
+  EXPECT(s, "GET k1", "\"v\"");
+  /* databases are separate */
+  shmd_reply_t *r = run_db(s, 3, "GET k1");
+  cr_expect_eq(r->type, SHMD_REPLY_NIL);
+  shmd_reply_free(r);
+  shmd_reply_free(run_db(s, 3, "SET k1 three"));
+  r = run_db(s, 3, "GET k1");
+  cr_expect_str_eq(r->str, "three");
+  shmd_reply_free(r);
+  EXPECT(s, "GET k1", "\"v\"");
+  check_all(s);
+  shmd_close(s);
+}
+
+Test(kv, expiry) {
+  shmd_store_t *s = ts_open("t", 8 * MB, 8 * MB);
+  EXPECT(s, "SET a 1", "+OK");
+  EXPECT(s, "TTL a", ":-1");
+  EXPECT(s, "PTTL a", ":-1");
+  EXPECT(s, "TTL nokey", ":-2");
+  EXPECT(s, "PTTL nokey", ":-2");
+  EXPECT(s, "EXPIRE nokey 10", ":0");
+  EXPECT(s, "EXPIRE a 100", ":1");
+  EXPECT(s, "TTL a", ":100");
+  EXPECT(s, "EXPIRE a 50 GT", ":0");
+  EXPECT(s, "EXPIRE a 200 GT", ":1");
+  EXPECT(s, "EXPIRE a 300 LT", ":0");
+  EXPECT(s, "EXPIRE a 300 NX", ":0");
+  EXPECT(s, "EXPIRE a 300 XX", ":1");
+  EXPECT(s, "EXPIRE a 300 NX XX", "-ERR NX and XX, GT or LT options at the same time are not compatible");
+  EXPECT(s, "EXPIRE a 300 GT LT", "-ERR GT and LT options at the same time are not compatible");
+  EXPECT(s, "EXPIRE a x", "-ERR value is not an integer or out of range");
+  EXPECT(s, "EXPIRE a 1 FOO", "-ERR Unsupported option FOO");
+  EXPECT(s, "PERSIST a", ":1");
+  EXPECT(s, "PERSIST a", ":0");
+  EXPECT(s, "PERSIST nokey", ":0");
+  EXPECT(s, "TTL a", ":-1");
+  EXPECT(s, "PEXPIRE a 100000", ":1");
+  shmd_reply_t *r = run(s, "PTTL a");
+  cr_expect(r->integer > 99000 && r->integer <= 100000);
+  shmd_reply_free(r);
+  EXPECT(s, "SET a 1", "+OK"); /* SET clears the TTL */
+  EXPECT(s, "TTL a", ":-1");
+  EXPECT(s, "SET a 1 EX 10", "+OK");
+  EXPECT(s, "TTL a", ":10");
+  EXPECT(s, "SET a 2 KEEPTTL", "+OK");
+  EXPECT(s, "TTL a", ":10");
+  EXPECT(s, "INCR a", ":3"); /* INCR keeps the TTL */
+  EXPECT(s, "TTL a", ":10");
+  EXPECT(s, "SET a 1 EX 0", "-ERR invalid expire time in 'set' command");
+  EXPECT(s, "SET a 1 PX -5", "-ERR invalid expire time in 'set' command");
+  EXPECT(s, "SET a 1 EX x", "-ERR value is not an integer or out of range");
+  EXPECT(s, "SET a 1 EX 10 PX 10", "-ERR syntax error");
+  EXPECT(s, "EXPIRE a 0", ":1"); /* a past time deletes */
+  EXPECT(s, "EXISTS a", ":0");
+  EXPECT(s, "RPUSH l a b", ":2");
+  EXPECT(s, "EXPIRE l -1", ":1");
+  EXPECT(s, "EXISTS l", ":0");
+  /* lazy expiry */
+  EXPECT(s, "SET p v PX 30", "+OK");
+  EXPECT(s, "HSET h f v", ":1");
+  EXPECT(s, "PEXPIRE h 30", ":1");
+  usleep(60000);
+  EXPECT(s, "GET p", "(nil)");
+  EXPECT(s, "EXISTS h", ":0");
+  EXPECT(s, "HSET h f v", ":1");
+  EXPECT(s, "TTL h", ":-1");
+  /* active expiry */
+  for (int i = 0; i < 100; i++) {
+    char line[64];
+    snprintf(line, sizeof line, "SET e%d v PX 20", i);
+    shmd_reply_free(run(s, line));
+  }
+  EXPECT(s, "SADD big a b c", ":3");
+  EXPECT(s, "PEXPIRE big 20", ":1");
+  usleep(40000);
+  EXPECT(s, "DBSIZE", ":102");
+  size_t total = 0;
+  for (int i = 0; i < 200; i++) {
+    size_t n = 0;
+    cr_assert_eq(shmd_kv_expire_step(s, 0, 10, &n), 0);
+    total += n;
+  }
+  cr_expect_eq(total, 101);
+  EXPECT(s, "DBSIZE", ":1");
+  check_all(s);
+  shmd_close(s);
+}
+
+Test(kv, strings) {
+  shmd_store_t *s = ts_open("t", 8 * MB, 8 * MB);
+  EXPECT(s, "GET a", "(nil)");
+  EXPECT(s, "SET a hello", "+OK");
+  EXPECT(s, "GET a", "\"hello\"");
+  EXPECT(s, "SET a x NX", "(nil)");
+  EXPECT(s, "SET b x XX", "(nil)");
+  EXPECT(s, "SET a world XX", "+OK");
+  EXPECT(s, "SET a again GET", "\"world\"");
+  EXPECT(s, "SET n1 v NX GET", "(nil)");
+  EXPECT(s, "GET n1", "\"v\"");
+  EXPECT(s, "SET n1 w NX GET", "\"v\"");
+  EXPECT(s, "GET n1", "\"v\"");
+  EXPECT(s, "RPUSH l x", ":1");
+  EXPECT(s, "SET l v GET", WT);
+  EXPECT(s, "SET l v", "+OK"); /* overwrites any type */
+  EXPECT(s, "GET l", "\"v\"");
+  EXPECT(s, "SET e \"\"", "+OK");
+  EXPECT(s, "GET e", "\"\"");
+  EXPECT(s, "STRLEN e", ":0");
+  EXPECT(s, "GETDEL a", "\"again\"");
+  EXPECT(s, "GETDEL a", "(nil)");
+  EXPECT(s, "MSET a 1 b 2 c 3", "+OK");
+  EXPECT(s, "RPUSH lst x", ":1");
+  EXPECT(s, "MGET a b nokey c lst", "[\"1\",\"2\",(nil),\"3\",(nil)]");
+  EXPECT(s, "SETNX a 9", ":0");
+  EXPECT(s, "SETNX z 9", ":1");
+  EXPECT(s, "INCR cnt", ":1");
+  EXPECT(s, "INCRBY cnt 41", ":42");
+  EXPECT(s, "DECR cnt", ":41");
+  EXPECT(s, "DECRBY cnt 50", ":-9");
+  EXPECT(s, "INCRBY cnt -1", ":-10");
+  EXPECT(s, "SET big 9223372036854775807", "+OK");
+  EXPECT(s, "INCR big", "-ERR increment or decrement would overflow");
+  EXPECT(s, "SET big -9223372036854775808", "+OK");
+  EXPECT(s, "DECR big", "-ERR increment or decrement would overflow");
+  EXPECT(s, "SET s abc", "+OK");
+  EXPECT(s, "INCR s", "-ERR value is not an integer or out of range");
+  EXPECT(s, "SET s \" 1\"", "+OK");
+  EXPECT(s, "INCR s", "-ERR value is not an integer or out of range");
+  EXPECT(s, "SET s 01", "+OK");
+  EXPECT(s, "INCR s", "-ERR value is not an integer or out of range");
+  EXPECT(s, "INCRBY s 99999999999999999999", "-ERR value is not an integer or out of range");
+  EXPECT(s, "INCRBYFLOAT f 10.5", "\"10.5\"");
+  EXPECT(s, "INCRBYFLOAT f 0.1", "\"10.6\"");
+  EXPECT(s, "INCRBYFLOAT f -5", "\"5.6\"");
+  EXPECT(s, "SET f 5.0e3", "+OK");
+  EXPECT(s, "INCRBYFLOAT f 2.0e2", "\"5200\"");
+  EXPECT(s, "INCRBYFLOAT f x", "-ERR value is not a valid float");
+  EXPECT(s, "INCRBYFLOAT s 1", "\"2\"");
+  EXPECT(s, "SET s abc", "+OK");
+  EXPECT(s, "INCRBYFLOAT s 1", "-ERR value is not a valid float");
+  EXPECT(s, "INCRBYFLOAT f inf", "-ERR increment would produce NaN or Infinity");
+  EXPECT(s, "APPEND ap Hello", ":5");
+  EXPECT(s, "APPEND ap \" World\"", ":11");
+  EXPECT(s, "GET ap", "\"Hello World\"");
+  EXPECT(s, "STRLEN ap", ":11");
+  EXPECT(s, "STRLEN nokey", ":0");
+  EXPECT(s, "SET gr \"This is a string\"", "+OK");
+  EXPECT(s, "GETRANGE gr 0 3", "\"This\"");
+  EXPECT(s, "GETRANGE gr -3 -1", "\"ing\"");
+  EXPECT(s, "GETRANGE gr 0 -1", "\"This is a string\"");
+  EXPECT(s, "GETRANGE gr 10 100", "\"string\"");
+  EXPECT(s, "GETRANGE gr 5 3", "\"\"");
+  EXPECT(s, "GETRANGE gr -1 -5", "\"\"");
+  EXPECT(s, "GETRANGE nokey 0 -1", "\"\"");
+  EXPECT(s, "GETRANGE gr a 1", "-ERR value is not an integer or out of range");
+  EXPECT(s, "SET sr \"Hello World\"", "+OK");
+  EXPECT(s, "SETRANGE sr 6 Redis", ":11");
+  EXPECT(s, "GET sr", "\"Hello Redis\"");
+  EXPECT(s, "SETRANGE pad 3 ab", ":5");
+  shmd_reply_t *r = run(s, "GET pad");
+  cr_expect_eq(r->len, 5);
+  cr_expect(memcmp(r->str, "\0\0\0ab", 5) == 0);
+  shmd_reply_free(r);
+  EXPECT(s, "SETRANGE sr -1 x", "-ERR offset is out of range");
+  EXPECT(s, "SETRANGE none 5 \"\"", ":0");
+  EXPECT(s, "EXISTS none", ":0");
+  EXPECT(s, "SETRANGE sr 0 \"\"", ":11");
+  EXPECT(s, "SETRANGE sr 536870912 x", "-ERR string exceeds maximum allowed size (proto-max-bulk-len)");
+  EXPECT(s, "APPEND lst x", WT);
+  EXPECT(s, "STRLEN lst", WT);
+  EXPECT(s, "GETRANGE lst 0 1", WT);
+  EXPECT(s, "SETRANGE lst 0 1", WT);
+  /* a big string (out of line) */
+  char *line = malloc(20000);
+  strcpy(line, "SET huge ");
+  memset(line + 9, 'x', 10000);
+  line[10009] = 0;
+  EXPECT(s, line, "+OK");
+  EXPECT(s, "STRLEN huge", ":10000");
+  EXPECT(s, "APPEND huge yy", ":10002");
+  EXPECT(s, "GETRANGE huge 9998 -1", "\"xxyy\"");
+  free(line);
+  check_all(s);
+  shmd_close(s);
+}
+
+Test(kv, hashes) {
+  shmd_store_t *s = ts_open("t", 8 * MB, 8 * MB);
+  EXPECT(s, "HSET h a 1 b 2", ":2");
+  EXPECT(s, "HSET h a 3 c 4", ":1");
+  EXPECT(s, "HGET h a", "\"3\"");
+  EXPECT(s, "HGET h x", "(nil)");
+  EXPECT(s, "HGET nokey x", "(nil)");
+  EXPECT(s, "HMSET h d 5", "+OK");
+  EXPECT(s, "HSETNX h a 9", ":0");
+  EXPECT(s, "HSETNX h e 9", ":1");
+  EXPECT(s, "HMGET h a x e", "[\"3\",(nil),\"9\"]");
+  EXPECT(s, "HMGET nokey a b", "[(nil),(nil)]");
+  EXPECT(s, "HLEN h", ":5");
+  EXPECT(s, "HLEN nokey", ":0");
+  EXPECT(s, "HEXISTS h a", ":1");
+  EXPECT(s, "HEXISTS h x", ":0");
+  EXPECT(s, "HEXISTS nokey x", ":0");
+  EXPECT_SET(s, "HKEYS h", "[a,b,c,d,e]");
+  EXPECT_SET(s, "HVALS h", "[2,3,4,5,9]");
+  EXPECT(s, "HKEYS nokey", "[]");
+  shmd_reply_t *r = run(s, "HGETALL h");
+  cr_expect_eq(r->nelems, 10);
+  for (size_t i = 0; i < r->nelems; i += 2)
+    if (strcmp(r->elems[i].str, "a") == 0)
+      cr_expect_str_eq(r->elems[i + 1].str, "3");
+  shmd_reply_free(r);
+  EXPECT(s, "HDEL h a x b", ":2");
+  EXPECT(s, "HDEL nokey a", ":0");
+  EXPECT(s, "HINCRBY h c 10", ":14");
+  EXPECT(s, "HINCRBY h new -3", ":-3");
+  EXPECT(s, "HINCRBY h2 f 1", ":1");
+  EXPECT(s, "HSET h str abc", ":1");
+  EXPECT(s, "HINCRBY h str 1", "-ERR hash value is not an integer");
+  EXPECT(s, "HINCRBY h c x", "-ERR value is not an integer or out of range");
+  EXPECT(s, "HSET h m 9223372036854775807", ":1");
+  EXPECT(s, "HINCRBY h m 1", "-ERR increment or decrement would overflow");
+  EXPECT(s, "HDEL h2 f", ":1");
+  EXPECT(s, "EXISTS h2", ":0"); /* emptied hash is deleted */
+  for (int i = 0; i < 100; i++) {
+    char line[64];
+    snprintf(line, sizeof line, "HSET hs f%d v%d", i, i);
+    shmd_reply_free(run(s, line));
+  }
+  int seen[100] = {0};
+  unsigned long long cur = 0;
+  int steps = 0;
+  do {
+    char line[64];
+    snprintf(line, sizeof line, "HSCAN hs %llu COUNT 9", cur);
+    r = run(s, line);
+    cur = strtoull(r->elems[0].str, NULL, 10);
+    cr_assert_eq(r->elems[1].nelems % 2, 0);
+    for (size_t i = 0; i < r->elems[1].nelems; i += 2) {
+      int k = atoi(r->elems[1].elems[i].str + 1);
+      cr_expect_eq(atoi(r->elems[1].elems[i + 1].str + 1), k);
+      seen[k]++;
+    }
+    shmd_reply_free(r);
+  } while (cur != 0 && ++steps < 1000);
+  for (int i = 0; i < 100; i++)
+    cr_expect_eq(seen[i], 1);
+  r = run(s, "HSCAN hs 0 MATCH f7? COUNT 1000");
+  cr_expect_str_eq(r->elems[0].str, "0");
+  cr_expect_eq(r->elems[1].nelems, 20);
+  shmd_reply_free(r);
+  EXPECT(s, "HSCAN nokey 0", "[\"0\",[]]");
+  r = run(s, "HSCAN hs 0 MATCH f1 COUNT 1000");
+  cr_expect_str_eq(show(&r->elems[1]), "[\"f1\",\"v1\"]");
+  shmd_reply_free(r);
+  check_all(s);
+  shmd_close(s);
+}
+
+Test(kv, lists) {
+  shmd_store_t *s = ts_open("t", 8 * MB, 8 * MB);
+  EXPECT(s, "RPUSH l a b c", ":3");
+  EXPECT(s, "LPUSH l z y", ":5");
+  EXPECT(s, "LRANGE l 0 -1", "[\"y\",\"z\",\"a\",\"b\",\"c\"]");
+  EXPECT(s, "LRANGE l -2 100", "[\"b\",\"c\"]");
+  EXPECT(s, "LRANGE l 3 1", "[]");
+  EXPECT(s, "LRANGE nokey 0 -1", "[]");
+  EXPECT(s, "LLEN l", ":5");
+  EXPECT(s, "LLEN nokey", ":0");
+  EXPECT(s, "LINDEX l 0", "\"y\"");
+  EXPECT(s, "LINDEX l -1", "\"c\"");
+  EXPECT(s, "LINDEX l 5", "(nil)");
+  EXPECT(s, "LINDEX l x", "-ERR value is not an integer or out of range");
+  EXPECT(s, "LPOP l", "\"y\"");
+  EXPECT(s, "RPOP l", "\"c\"");
+  EXPECT(s, "LPOP l 2", "[\"z\",\"a\"]");
+  EXPECT(s, "RPOP l 5", "[\"b\"]");
+  EXPECT(s, "EXISTS l", ":0");
+  EXPECT(s, "LPOP l", "(nil)");
+  EXPECT(s, "LPOP l 2", "(nil)");
+  EXPECT(s, "LPOP l -1", "-ERR value is out of range, must be positive");
+  EXPECT(s, "RPUSH l a b a c a", ":5");
+  EXPECT(s, "LPOP l 0", "[]");
+  EXPECT(s, "LSET l 1 B", "+OK");
+  EXPECT(s, "LSET l 10 B", "-ERR index out of range");
+  EXPECT(s, "LSET nokey 0 B", "-ERR no such key");
+  EXPECT(s, "LREM l -1 a", ":1");
+  EXPECT(s, "LRANGE l 0 -1", "[\"a\",\"B\",\"a\",\"c\"]");
+  EXPECT(s, "LREM l 0 a", ":2");
+  EXPECT(s, "LREM nokey 0 a", ":0");
+  EXPECT(s, "LINSERT l BEFORE c x", ":3");
+  EXPECT(s, "LINSERT l AFTER c y", ":4");
+  EXPECT(s, "LINSERT l AFTER nopivot y", ":-1");
+  EXPECT(s, "LINSERT nokey AFTER c y", ":0");
+  EXPECT(s, "LINSERT l MIDDLE c y", "-ERR syntax error");
+  EXPECT(s, "LRANGE l 0 -1", "[\"B\",\"x\",\"c\",\"y\"]");
+  EXPECT(s, "LTRIM l 1 2", "+OK");
+  EXPECT(s, "LRANGE l 0 -1", "[\"x\",\"c\"]");
+  EXPECT(s, "LTRIM l 5 10", "+OK");
+  EXPECT(s, "EXISTS l", ":0");
+  EXPECT(s, "LTRIM nokey 0 1", "+OK");
+  check_all(s);
+  shmd_close(s);
+}
+
+Test(kv, sets) {
+  shmd_store_t *s = ts_open("t", 8 * MB, 8 * MB);
+  EXPECT(s, "SADD s a b c", ":3");
+  EXPECT(s, "SADD s a d", ":1");
+  EXPECT(s, "SCARD s", ":4");
+  EXPECT(s, "SCARD nokey", ":0");
+  EXPECT(s, "SISMEMBER s a", ":1");
+  EXPECT(s, "SISMEMBER s x", ":0");
+  EXPECT(s, "SISMEMBER nokey x", ":0");
+  EXPECT_SET(s, "SMEMBERS s", "[a,b,c,d]");
+  EXPECT(s, "SMEMBERS nokey", "[]");
+  EXPECT(s, "SREM s a x", ":1");
+  EXPECT(s, "SADD t c d e", ":3");
+  EXPECT_SET(s, "SINTER s t", "[c,d]");
+  EXPECT_SET(s, "SUNION s t", "[b,c,d,e]");
+  EXPECT_SET(s, "SDIFF s t", "[b]");
+  EXPECT_SET(s, "SDIFF t s", "[e]");
+  EXPECT_SET(s, "SINTER s nokey", "[]");
+  EXPECT_SET(s, "SUNION s nokey", "[b,c,d]");
+  EXPECT_SET(s, "SDIFF nokey s", "[]");
+  EXPECT_SET(s, "SDIFF s nokey", "[b,c,d]");
+  shmd_reply_t *r = run(s, "SRANDMEMBER s");
+  cr_expect(r->type == SHMD_REPLY_BULK && strchr("bcd", r->str[0]));
+  shmd_reply_free(r);
+  EXPECT_SET(s, "SRANDMEMBER s 10", "[b,c,d]");
+  r = run(s, "SRANDMEMBER s 2");
+  cr_expect_eq(r->nelems, 2);
+  cr_expect_str_neq(r->elems[0].str, r->elems[1].str);
+  shmd_reply_free(r);
+  r = run(s, "SRANDMEMBER s -7");
+  cr_expect_eq(r->nelems, 7);
+  shmd_reply_free(r);
+  EXPECT(s, "SRANDMEMBER nokey", "(nil)");
+  EXPECT(s, "SRANDMEMBER nokey 3", "[]");
+  r = run(s, "SPOP s");
+  cr_expect(r->type == SHMD_REPLY_BULK);
+  shmd_reply_free(r);
+  EXPECT(s, "SCARD s", ":2");
+  r = run(s, "SPOP s 5");
+  cr_expect_eq(r->nelems, 2);
+  shmd_reply_free(r);
+  EXPECT(s, "EXISTS s", ":0");
+  EXPECT(s, "SPOP s", "(nil)");
+  EXPECT(s, "SPOP t -1", "-ERR value is out of range, must be positive");
+  for (int i = 0; i < 50; i++) {
+    char line[64];
+    snprintf(line, sizeof line, "SADD big m%d", i);
+    shmd_reply_free(run(s, line));
+  }
+  int seen[50] = {0};
+  unsigned long long cur = 0;
+  do {
+    char line[64];
+    snprintf(line, sizeof line, "SSCAN big %llu", cur);
+    r = run(s, line);
+    cur = strtoull(r->elems[0].str, NULL, 10);
+    for (size_t i = 0; i < r->elems[1].nelems; i++)
+      seen[atoi(r->elems[1].elems[i].str + 1)]++;
+    shmd_reply_free(r);
+  } while (cur != 0);
+  for (int i = 0; i < 50; i++)
+    cr_expect_eq(seen[i], 1);
+  /* SRANDMEMBER without a count reaches (nearly) every member; SPOP until empty pops each once */
+  int hits[50] = {0}, distinct = 0;
+  for (int i = 0; i < 3000; i++) {
+    r = run(s, "SRANDMEMBER big");
+    cr_assert_eq(r->type, SHMD_REPLY_BULK);
+    int k = atoi(r->str + 1);
+    distinct += hits[k]++ == 0;
+    shmd_reply_free(r);
+  }
+  cr_expect_geq(distinct, 45, "only %d distinct members", distinct);
+  int popped[50] = {0};
+  for (int i = 0; i < 50; i++) {
+    r = run(s, "SPOP big");
+    cr_assert_eq(r->type, SHMD_REPLY_BULK);
+    popped[atoi(r->str + 1)]++;
+    shmd_reply_free(r);
+  }
+  for (int i = 0; i < 50; i++)
+    cr_expect_eq(popped[i], 1);
+  EXPECT(s, "EXISTS big", ":0");
+  check_all(s);
+  shmd_close(s);
+}
+
+Test(kv, zsets) {
+  shmd_store_t *s = ts_open("t", 8 * MB, 8 * MB);
+  EXPECT(s, "ZADD z 1 a 2 b 3 c", ":3");
+  EXPECT(s, "ZADD z 10 a 4 d", ":1");
+  EXPECT(s, "ZADD z CH 11 a 4 d 5 e", ":2");
+  EXPECT(s, "ZSCORE z a", "\"11\"");
+  EXPECT(s, "ZSCORE z x", "(nil)");
+  EXPECT(s, "ZSCORE nokey x", "(nil)");
+  EXPECT(s, "ZCARD z", ":5");
+  EXPECT(s, "ZCARD nokey", ":0");
+  EXPECT(s, "ZRANGE z 0 -1", "[\"b\",\"c\",\"d\",\"e\",\"a\"]");
+  EXPECT(s, "ZRANGE z 0 1 WITHSCORES", "[\"b\",\"2\",\"c\",\"3\"]");
+  EXPECT(s, "ZRANGE z 0 1 REV", "[\"a\",\"e\"]");
+  EXPECT(s, "ZRANGE z -2 -1", "[\"e\",\"a\"]");
+  EXPECT(s, "ZRANGE z 5 10", "[]");
+  EXPECT(s, "ZRANGE z 2 4 BYSCORE", "[\"b\",\"c\",\"d\"]");
+  EXPECT(s, "ZRANGE z (2 4 BYSCORE", "[\"c\",\"d\"]");
+  EXPECT(s, "ZRANGE z 2 (4 BYSCORE", "[\"b\",\"c\"]");
+  EXPECT(s, "ZRANGE z -inf +inf BYSCORE LIMIT 1 2", "[\"c\",\"d\"]");
+  EXPECT(s, "ZRANGE z +inf -inf BYSCORE REV LIMIT 0 2 WITHSCORES", "[\"a\",\"11\",\"e\",\"5\"]");
+  EXPECT(s, "ZRANGE z 4 2 BYSCORE REV", "[\"d\",\"c\",\"b\"]");
+  EXPECT(s, "ZRANGE z 0 1 LIMIT 0 1", "-ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX");
+  EXPECT(s, "ZRANGE z x 1 BYSCORE", "-ERR min or max is not a float");
+  EXPECT(s, "ZRANGE z a b", "-ERR value is not an integer or out of range");
+  EXPECT(s, "ZRANGE z 0 1 FOO", "-ERR syntax error");
+  EXPECT(s, "ZRANGEBYSCORE z 3 +inf", "[\"c\",\"d\",\"e\",\"a\"]");
+  EXPECT(s, "ZRANGEBYSCORE z 3 +inf WITHSCORES LIMIT 1 1", "[\"d\",\"4\"]");
+  EXPECT(s, "ZRANGEBYSCORE z (3 (5", "[\"d\"]");
+  EXPECT(s, "ZRANGEBYSCORE nokey 0 1", "[]");
+  EXPECT(s, "ZCOUNT z -inf +inf", ":5");
+  EXPECT(s, "ZCOUNT z (2 4", ":2");
+  EXPECT(s, "ZCOUNT z 5 1", ":0");
+  EXPECT(s, "ZCOUNT nokey 0 1", ":0");
+  EXPECT(s, "ZCOUNT z x 1", "-ERR min or max is not a float");
+  EXPECT(s, "ZRANK z b", ":0");
+  EXPECT(s, "ZRANK z a", ":4");
+  EXPECT(s, "ZREVRANK z a", ":0");
+  EXPECT(s, "ZRANK z x", "(nil)");
+  EXPECT(s, "ZRANK nokey x", "(nil)");
+  EXPECT(s, "ZINCRBY z 1.5 b", "\"3.5\"");
+  EXPECT(s, "ZINCRBY z 1 new", "\"1\"");
+  EXPECT(s, "ZINCRBY z x new", "-ERR value is not a valid float");
+  EXPECT(s, "ZADD z INCR 1 new", "\"2\"");
+  EXPECT(s, "ZADD z NX INCR 1 new", "(nil)");
+  EXPECT(s, "ZADD z XX INCR 1 nonew", "(nil)");
+  EXPECT(s, "ZADD z XX 100 nonew", ":0");
+  EXPECT(s, "ZADD nz XX 100 nonew", ":0");
+  EXPECT(s, "EXISTS nz", ":0");
+  EXPECT(s, "ZADD z NX 100 a", ":0");
+  EXPECT(s, "ZSCORE z a", "\"11\"");
+  EXPECT(s, "ZADD z GT CH 5 a", ":0");
+  EXPECT(s, "ZADD z GT CH 12 a", ":1");
+  EXPECT(s, "ZADD z LT CH 13 a", ":0");
+  EXPECT(s, "ZADD z LT CH 1 a", ":1");
+  EXPECT(s, "ZADD z GT 7 brandnew", ":1"); /* GT/LT still add new members */
+  EXPECT(s, "ZADD z NX XX 1 a", "-ERR XX and NX options at the same time are not compatible");
+  EXPECT(s, "ZADD z NX GT 1 a", "-ERR GT, LT, and/or NX options at the same time are not compatible");
+  EXPECT(s, "ZADD z INCR 1 a 2 b", "-ERR INCR option supports a single increment-element pair");
+  EXPECT(s, "ZADD z 1", "-ERR wrong number of arguments for 'zadd' command");
+  EXPECT(s, "ZADD z 1 a 2", "-ERR syntax error");
+  EXPECT(s, "ZADD z x a", "-ERR value is not a valid float");
+  EXPECT(s, "ZADD z nan a", "-ERR value is not a valid float");
+  EXPECT(s, "ZADD z inf infm", ":1");
+  EXPECT(s, "ZINCRBY z -inf infm", "-ERR resulting score is not a number (NaN)");
+  EXPECT(s, "ZSCORE z infm", "\"inf\"");
+  EXPECT(s, "ZADD z 0.1 tenth", ":1");
+  EXPECT(s, "ZSCORE z tenth", "\"0.10000000000000001\"");
+  EXPECT(s, "ZREM z tenth infm nokey", ":2");
+  EXPECT(s, "ZREM nokey a", ":0");
+  EXPECT(s, "ZRANGE z 0 -1 WITHSCORES",
+         "[\"a\",\"1\",\"new\",\"2\",\"c\",\"3\",\"b\",\"3.5\",\"d\",\"4\",\"e\",\"5\",\"brandnew\",\"7\"]");
+  EXPECT(s, "ZREMRANGEBYRANK z 1 2", ":2");
+  EXPECT(s, "ZRANGE z 0 -1", "[\"a\",\"b\",\"d\",\"e\",\"brandnew\"]");
+  EXPECT(s, "ZREMRANGEBYRANK z -2 -1", ":2");
+  EXPECT(s, "ZREMRANGEBYRANK z 5 9", ":0");
+  EXPECT(s, "ZREMRANGEBYRANK z 0 -1", ":3");
+  EXPECT(s, "EXISTS z", ":0");
+  /* same score: members ordered by bytes */
+  EXPECT(s, "ZADD y 1 b 1 a 1 c 0 z", ":4");
+  EXPECT(s, "ZRANGE y 0 -1", "[\"z\",\"a\",\"b\",\"c\"]");
+  EXPECT(s, "ZADD y -0 neg", ":1");
+  EXPECT(s, "ZRANGEBYSCORE y 0 0", "[\"neg\",\"z\"]");
+  shmd_reply_t *r = run(s, "ZSCAN y 0 COUNT 100");
+  cr_expect_str_eq(r->elems[0].str, "0");
+  cr_expect_eq(r->elems[1].nelems, 10);
+  shmd_reply_free(r);
+  check_all(s);
+  shmd_close(s);
+}
+
+Test(kv, typed_api) {
+  shmd_store_t *s = ts_open("t", 8 * MB, 8 * MB);
+  char buf[64];
+  size_t len = 0;
+  cr_expect_eq(shmd_kv_get(s, 0, "k", 1, buf, sizeof buf, &len), SHMD_ENOTFOUND);
+  cr_expect_eq(shmd_kv_set(s, 0, "k", 1, "value", 5, 0), 0);
+  cr_expect_eq(shmd_kv_set(s, 0, "k", 1, "v2", 2, SHMD_KV_NX), SHMD_EEXIST);
+  cr_expect_eq(shmd_kv_set(s, 0, "q", 1, "v2", 2, SHMD_KV_XX), SHMD_ENOTFOUND);
+  cr_expect_eq(shmd_kv_set(s, 0, "q", 1, "v2", 2, 3), SHMD_EINVAL);
+  cr_expect_eq(shmd_kv_get(s, 0, "k", 1, buf, sizeof buf, &len), 0);
+  cr_expect_eq(len, 5);
+  cr_expect(memcmp(buf, "value", 5) == 0);
+  cr_expect_eq(shmd_kv_get(s, 0, "k", 1, buf, 2, &len), SHMD_ERANGE);
+  cr_expect_eq(shmd_kv_get(s, 1, "k", 1, buf, sizeof buf, &len), SHMD_ENOTFOUND);
+  cr_expect_eq(shmd_kv_get(s, 99, "k", 1, buf, sizeof buf, &len), SHMD_EINVAL);
+  int created = -1;
+  cr_expect_eq(shmd_kv_hset(s, 0, "h", 1, "f", 1, "x", 1, &created), 0);
+  cr_expect_eq(created, 1);
+  cr_expect_eq(shmd_kv_hset(s, 0, "h", 1, "f", 1, "yy", 2, &created), 0);
+  cr_expect_eq(created, 0);
+  cr_expect_eq(shmd_kv_hget(s, 0, "h", 1, "f", 1, buf, sizeof buf, &len), 0);
+  cr_expect_eq(len, 2);
+  cr_expect_eq(shmd_kv_hget(s, 0, "h", 1, "g", 1, buf, sizeof buf, &len), SHMD_ENOTFOUND);
+  cr_expect_eq(shmd_kv_hget(s, 0, "k", 1, "g", 1, buf, sizeof buf, &len), SHMD_EWRONGTYPE);
+  cr_expect_eq(shmd_kv_hset(s, 0, "k", 1, "f", 1, "x", 1, NULL), SHMD_EWRONGTYPE);
+  cr_expect_eq(shmd_kv_get(s, 0, "h", 1, buf, sizeof buf, &len), SHMD_EWRONGTYPE);
+  int added = -1;
+  cr_expect_eq(shmd_kv_zadd(s, 0, "z", 1, 5, "a", 1, &added), 0);
+  cr_expect_eq(added, 1);
+  cr_expect_eq(shmd_kv_zadd(s, 0, "z", 1, 1, "b", 1, &added), 0);
+  cr_expect_eq(shmd_kv_zadd(s, 0, "z", 1, 7, "a", 1, &added), 0);
+  cr_expect_eq(added, 0);
+  cr_expect_eq(shmd_kv_zadd(s, 0, "z", 1, NAN, "a", 1, &added), SHMD_EINVAL);
+  uint64_t rank = 9;
+  cr_expect_eq(shmd_kv_zrank(s, 0, "z", 1, "a", 1, 0, &rank), 0);
+  cr_expect_eq(rank, 1);
+  cr_expect_eq(shmd_kv_zrank(s, 0, "z", 1, "a", 1, 1, &rank), 0);
+  cr_expect_eq(rank, 0);
+  cr_expect_eq(shmd_kv_zrank(s, 0, "z", 1, "c", 1, 0, &rank), SHMD_ENOTFOUND);
+  cr_expect_eq(shmd_kv_zrank(s, 0, "k", 1, "c", 1, 0, &rank), SHMD_EWRONGTYPE);
+  cr_expect_eq(shmd_kv_del(s, 0, "z", 1), 0);
+  cr_expect_eq(shmd_kv_del(s, 0, "z", 1), SHMD_ENOTFOUND);
+  shmd_kv_info_t info;
+  cr_expect_eq(shmd_kv_info(s, 0, &info), 0);
+  cr_expect_eq(info.keys, 2);
+  cr_expect_eq(info.strings, 1);
+  cr_expect_eq(info.hashes, 1);
+  cr_expect_eq(info.garbage, 0);
+  check_all(s);
+  shmd_close(s);
+}
+
+/* Big containers: deleting, overwriting, expiring and flushing them goes through the garbage list
+ * in pieces; afterwards nothing is left allocated. */
+Test(kv, big_deletes) {
+  shmd_store_t *s = ts_open("t", 32 * MB, 32 * MB);
+  shmd_stats_t st0;
+  shmd_reply_free(run(s, "SET warm x"));
+  shmd_reply_free(run(s, "FLUSHDB"));
+  cr_assert_eq(shmd_stats(s, &st0), 0);
+  const char *kinds[] = {"HSET bh f%d v%d", "RPUSH bl %d-%d", "SADD bs m%d-%d", "ZADD bz %d m%d"};
+  for (int round = 0; round < 3; round++) {
+    for (int k = 0; k < 4; k++)
+      for (int i = 0; i < 3000; i++) {
+        char line[64];
+        snprintf(line, sizeof line, kinds[k], i, i);
+        shmd_reply_t *r = run(s, line);
+        cr_assert_eq(r->type, SHMD_REPLY_INTEGER, "%s: %s", line, show(r));
+        shmd_reply_free(r);
+      }
+    if (round == 0) {
+      EXPECT(s, "DEL bh bl bs bz", ":4");
+    } else if (round == 2) {
+      EXPECT(s, "FLUSHDB", "+OK");
+    } else {
+      EXPECT(s, "MSET bh 1 bl 2 bs 3 bz 4", "+OK");
+      EXPECT(s, "DEL bh bl bs bz", ":4");
+    }
+    EXPECT(s, "DBSIZE", ":0");
+    shmd_kv_info_t info;
+    cr_expect_eq(shmd_kv_info(s, 0, &info), 0);
+    cr_expect_eq(info.garbage, 0);
+    check_all(s);
+  }
+  shmd_stats_t st1;
+  cr_assert_eq(shmd_stats(s, &st1), 0);
+  cr_expect_eq(st1.small_objs_inuse, st0.small_objs_inuse, "%llu vs %llu objects",
+               (unsigned long long)st1.small_objs_inuse, (unsigned long long)st0.small_objs_inuse);
+  cr_expect_eq(st1.large_blocks, st0.large_blocks);
+  shmd_close(s);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Property test: random commands against an in-process model, compared after every step. */
+
+#define NKEYS 6
+#define NF 8
+#define LMAX 40
+enum { T_NONE, T_STR, T_HASH, T_LIST, T_SET, T_ZSET };
+typedef struct mkey_s {
+  int type;
+  char str[256];
+  int present[NF];
+  int val[NF]; /* hash value / zset score */
+  int list[LMAX];
+  int llen;
+} mkey_t;
+
+static int model_count(const mkey_t *k) {
+  int n = 0;
+  for (int f = 0; f < NF; f++)
+    n += k->present[f];
+  return n;
+}
+
+/* The expected rendering of key k's full contents, and the command that dumps it. */
+static void model_dump(const mkey_t *k, int ki, char *cmd, char *want) {
+  size_t pos = 0;
+  switch (k->type) {
+  case T_NONE:
+    sprintf(cmd, "TYPE k%d", ki);
+    strcpy(want, "+none");
+    break;
+  case T_STR:
+    sprintf(cmd, "GET k%d", ki);
+    sprintf(want, "\"%s\"", k->str);
+    break;
+  case T_HASH: /* sorted "f=v" */
+    sprintf(cmd, "HGETALL k%d", ki);
+    pos += (size_t)sprintf(want, "[");
+    for (int f = 0, first = 1; f < NF; f++)
+      if (k->present[f]) {
+        pos += (size_t)sprintf(want + pos, "%sf%d=%d", first ? "" : ",", f, k->val[f]);
+        first = 0;
+      }
+    sprintf(want + pos, "]");
+    break;
+  case T_LIST:
+    sprintf(cmd, "LRANGE k%d 0 -1", ki);
+    pos += (size_t)sprintf(want, "[");
+    for (int i = 0; i < k->llen; i++)
+      pos += (size_t)sprintf(want + pos, "%s\"v%d\"", i ? "," : "", k->list[i]);
+    sprintf(want + pos, "]");
+    break;
+  case T_SET:
+    sprintf(cmd, "SMEMBERS k%d", ki);
+    pos += (size_t)sprintf(want, "[");
+    for (int f = 0, first = 1; f < NF; f++)
+      if (k->present[f]) {
+        pos += (size_t)sprintf(want + pos, "%sf%d", first ? "" : ",", f);
+        first = 0;
+      }
+    sprintf(want + pos, "]");
+    break;
+  case T_ZSET: {
+    sprintf(cmd, "ZRANGE k%d 0 -1 WITHSCORES", ki);
+    pos += (size_t)sprintf(want, "[");
+    int first = 1;
+    for (int sc = -5; sc <= 20; sc++)
+      for (int f = 0; f < NF; f++)
+        if (k->present[f] && k->val[f] == sc) {
+          pos += (size_t)sprintf(want + pos, "%s\"f%d\",\"%d\"", first ? "" : ",", f, sc);
+          first = 0;
+        }
+    sprintf(want + pos, "]");
+    break;
+  }
+  }
+}
+
+static void compare_key(shmd_store_t *s, const mkey_t *k, int ki) {
+  char cmd[64], want[4096];
+  model_dump(k, ki, cmd, want);
+  shmd_reply_t *r = run(s, cmd);
+  if (k->type == T_HASH) {
+    /* render as sorted f=v */
+    char *pairs[NF * 2];
+    int n = 0;
+    cr_assert_eq(r->type, SHMD_REPLY_ARRAY);
+    for (size_t i = 0; i + 1 < r->nelems; i += 2) {
+      pairs[n] = malloc(64);
+      snprintf(pairs[n], 64, "%s=%s", r->elems[i].str, r->elems[i + 1].str);
+      n++;
+    }
+    qsort(pairs, (size_t)n, sizeof *pairs, cmp_str);
+    char got[4096];
+    size_t pos = (size_t)sprintf(got, "[");
+    for (int i = 0; i < n; i++) {
+      pos += (size_t)sprintf(got + pos, "%s%s", i ? "," : "", pairs[i]);
+      free(pairs[i]);
+    }
+    sprintf(got + pos, "]");
+    cr_assert_str_eq(got, want, "%s", cmd);
+  } else if (k->type == T_SET) {
+    cr_assert_str_eq(show_sorted(r), want, "%s", cmd);
+  } else {
+    cr_assert_str_eq(show(r), want, "%s", cmd);
+  }
+  shmd_reply_free(r);
+}
+
+/* One random step: runs a command on the store and applies it to the model; returns the expected
+ * rendered reply in `want` (or "" when the reply is not compared). */
+static void model_step(ts_rng_t *g, mkey_t *m, char *cmd, char *want, int *touched) {
+  int ki = (int)ts_below(g, NKEYS);
+  mkey_t *k = &m[ki];
+  int f = (int)ts_below(g, NF), v = (int)ts_below(g, 10);
+  int op = (int)ts_below(g, 32);
+  *touched = ki;
+  want[0] = 0;
+#define WRONG(t) (k->type != T_NONE && k->type != (t))
+  switch (op) {
+  case 0: /* SET */
+    sprintf(cmd, "SET k%d s%d", ki, v);
+    memset(k, 0, sizeof *k);
+    k->type = T_STR;
+    sprintf(k->str, "s%d", v);
+    strcpy(want, "+OK");
+    break;
+  case 1:
+    sprintf(cmd, "APPEND k%d x%d", ki, v);
+    if (WRONG(T_STR)) { strcpy(want, WT); break; }
+    if (k->type == T_NONE) { memset(k, 0, sizeof *k); k->type = T_STR; }
+    if (strlen(k->str) < 200) {
+      strcat(k->str, "x");
+      sprintf(k->str + strlen(k->str), "%d", v);
+      sprintf(want, ":%zu", strlen(k->str));
+    } else {
+      sprintf(cmd, "STRLEN k%d", ki);
+      sprintf(want, ":%zu", strlen(k->str));
+    }
+    break;
+  case 2:
+    sprintf(cmd, "DEL k%d", ki);
+    sprintf(want, ":%d", k->type != T_NONE);
+    memset(k, 0, sizeof *k);
+    break;
+  case 3:
+    sprintf(cmd, "HSET k%d f%d %d", ki, f, v);
+    if (WRONG(T_HASH)) { strcpy(want, WT); break; }
+    if (k->type == T_NONE) { memset(k, 0, sizeof *k); k->type = T_HASH; }
+    sprintf(want, ":%d", !k->present[f]);
+    k->present[f] = 1;
+    k->val[f] = v;
+    break;
+  case 4:
+    sprintf(cmd, "HDEL k%d f%d", ki, f);
+    if (WRONG(T_HASH)) { strcpy(want, WT); break; }
+    sprintf(want, ":%d", k->type == T_HASH && k->present[f]);
+    k->present[f] = 0;
+    if (k->type == T_HASH && model_count(k) == 0) k->type = T_NONE;
+    break;
+  case 5:
+    sprintf(cmd, "HGET k%d f%d", ki, f);
+    if (WRONG(T_HASH)) { strcpy(want, WT); break; }
+    if (k->type == T_HASH && k->present[f]) sprintf(want, "\"%d\"", k->val[f]);
+    else strcpy(want, "(nil)");
+    break;
+  case 6:
+  case 7:
+    sprintf(cmd, "%s k%d v%d", op == 6 ? "LPUSH" : "RPUSH", ki, v);
+    if (WRONG(T_LIST)) { strcpy(want, WT); break; }
+    if (k->llen >= LMAX) { sprintf(cmd, "LLEN k%d", ki); sprintf(want, ":%d", k->llen); break; }
+    if (k->type == T_NONE) { memset(k, 0, sizeof *k); k->type = T_LIST; }
+    if (op == 6) {
+      memmove(k->list + 1, k->list, sizeof(int) * (size_t)k->llen);
+      k->list[0] = v;
+    } else {
+      k->list[k->llen] = v;
+    }
+    k->llen++;
+    sprintf(want, ":%d", k->llen);
+    break;
+  case 8:
+  case 9:
+    sprintf(cmd, "%s k%d", op == 8 ? "LPOP" : "RPOP", ki);
+    if (WRONG(T_LIST)) { strcpy(want, WT); break; }
+    if (k->type == T_NONE) { strcpy(want, "(nil)"); break; }
+    if (op == 8) {
+      sprintf(want, "\"v%d\"", k->list[0]);
+      memmove(k->list, k->list + 1, sizeof(int) * (size_t)(k->llen - 1));
+    } else {
+      sprintf(want, "\"v%d\"", k->list[k->llen - 1]);
+    }
+    if (--k->llen == 0) k->type = T_NONE;
+    break;
+  case 10: {
+    int idx = (int)ts_below(g, 12) - 6;
+    sprintf(cmd, "LINDEX k%d %d", ki, idx);
+    if (WRONG(T_LIST)) { strcpy(want, WT); break; }
+    int i = idx < 0 ? idx + k->llen : idx;
+    if (k->type == T_LIST && i >= 0 && i < k->llen) sprintf(want, "\"v%d\"", k->list[i]);
+    else strcpy(want, "(nil)");
+    break;
+  }
+  case 11: {
+    int cnt = (int)ts_below(g, 5) - 2;
+    sprintf(cmd, "LREM k%d %d v%d", ki, cnt, v);
+    if (WRONG(T_LIST)) { strcpy(want, WT); break; }
+    int removed = 0;
+    if (k->type == T_LIST) {
+      int lim = cnt == 0 ? LMAX : abs(cnt);
+      if (cnt >= 0) {
+        for (int i = 0; i < k->llen && removed < lim;)
+          if (k->list[i] == v) { memmove(k->list + i, k->list + i + 1, sizeof(int) * (size_t)(k->llen - i - 1)); k->llen--; removed++; }
+          else i++;
+      } else {
+        for (int i = k->llen - 1; i >= 0 && removed < lim; i--)
+          if (k->list[i] == v) { memmove(k->list + i, k->list + i + 1, sizeof(int) * (size_t)(k->llen - i - 1)); k->llen--; removed++; }
+      }
+      if (k->llen == 0) k->type = T_NONE;
+    }
+    sprintf(want, ":%d", removed);
+    break;
+  }
+  case 12:
+    sprintf(cmd, "SADD k%d f%d", ki, f);
+    if (WRONG(T_SET)) { strcpy(want, WT); break; }
+    if (k->type == T_NONE) { memset(k, 0, sizeof *k); k->type = T_SET; }
+    sprintf(want, ":%d", !k->present[f]);
+    k->present[f] = 1;
+    break;
+  case 13:
+    sprintf(cmd, "SREM k%d f%d", ki, f);
+    if (WRONG(T_SET)) { strcpy(want, WT); break; }
+    sprintf(want, ":%d", k->type == T_SET && k->present[f]);
+    k->present[f] = 0;
+    if (k->type == T_SET && model_count(k) == 0) k->type = T_NONE;
+    break;
+  case 14:
+    sprintf(cmd, "SISMEMBER k%d f%d", ki, f);
+    if (WRONG(T_SET)) { strcpy(want, WT); break; }
+    sprintf(want, ":%d", k->type == T_SET && k->present[f]);
+    break;
+  case 15:
+  case 16:
+    sprintf(cmd, "ZADD k%d %d f%d", ki, v, f);
+    if (WRONG(T_ZSET)) { strcpy(want, WT); break; }
+    if (k->type == T_NONE) { memset(k, 0, sizeof *k); k->type = T_ZSET; }
+    sprintf(want, ":%d", !k->present[f]);
+    k->present[f] = 1;
+    k->val[f] = v;
+    break;
+  case 17:
+    sprintf(cmd, "ZREM k%d f%d", ki, f);
+    if (WRONG(T_ZSET)) { strcpy(want, WT); break; }
+    sprintf(want, ":%d", k->type == T_ZSET && k->present[f]);
+    k->present[f] = 0;
+    if (k->type == T_ZSET && model_count(k) == 0) k->type = T_NONE;
+    break;
+  case 18: {
+    sprintf(cmd, "ZRANK k%d f%d", ki, f);
+    if (WRONG(T_ZSET)) { strcpy(want, WT); break; }
+    if (k->type != T_ZSET || !k->present[f]) { strcpy(want, "(nil)"); break; }
+    int rank = 0;
+    for (int o = 0; o < NF; o++)
+      if (k->present[o] && (k->val[o] < k->val[f] || (k->val[o] == k->val[f] && o < f))) rank++;
+    sprintf(want, ":%d", rank);
+    break;
+  }
+  case 19: {
+    sprintf(cmd, "ZINCRBY k%d 1 f%d", ki, f);
+    if (WRONG(T_ZSET)) { strcpy(want, WT); break; }
+    if (k->type == T_NONE) { memset(k, 0, sizeof *k); k->type = T_ZSET; }
+    if (!k->present[f]) { k->present[f] = 1; k->val[f] = 0; }
+    if (k->val[f] >= 20) { sprintf(cmd, "ZSCORE k%d f%d", ki, f); sprintf(want, "\"%d\"", k->val[f]); break; }
+    k->val[f]++;
+    sprintf(want, "\"%d\"", k->val[f]);
+    break;
+  }
+  case 20:
+    sprintf(cmd, "INCR k%d", ki);
+    if (WRONG(T_STR)) { strcpy(want, WT); break; }
+    if (k->type == T_NONE) { memset(k, 0, sizeof *k); k->type = T_STR; strcpy(k->str, "0"); }
+    if (k->str[0] == 's' || k->str[0] == 'x' || strchr(k->str, 'x')) { strcpy(want, "-ERR value is not an integer or out of range"); break; }
+    sprintf(k->str, "%lld", atoll(k->str) + 1);
+    sprintf(want, ":%s", k->str);
+    break;
+  case 21: {
+    int k2 = (int)ts_below(g, NKEYS);
+    sprintf(cmd, "RENAME k%d k%d", ki, k2);
+    if (k->type == T_NONE) { strcpy(want, "-ERR no such key"); break; }
+    strcpy(want, "+OK");
+    if (k2 != ki) { m[k2] = *k; memset(k, 0, sizeof *k); }
+    break;
+  }
+  case 22:
+    sprintf(cmd, "TYPE k%d", ki);
+    sprintf(want, "+%s", (const char *[]){"none", "string", "hash", "list", "set", "zset"}[k->type]);
+    break;
+  case 24: { /* LTRIM */
+    int a = (int)ts_below(g, 13) - 6, b = (int)ts_below(g, 13) - 6;
+    sprintf(cmd, "LTRIM k%d %d %d", ki, a, b);
+    if (WRONG(T_LIST)) { strcpy(want, WT); break; }
+    strcpy(want, "+OK");
+    if (k->type != T_LIST) break;
+    int n = k->llen;
+    if (a < 0) a += n;
+    if (b < 0) b += n;
+    if (a < 0) a = 0;
+    if (b >= n) b = n - 1;
+    if (a > b || a >= n) { memset(k, 0, sizeof *k); break; }
+    memmove(k->list, k->list + a, sizeof(int) * (size_t)(b - a + 1));
+    k->llen = b - a + 1;
+    break;
+  }
+  case 25: { /* LSET */
+    int idx = (int)ts_below(g, 12) - 6;
+    sprintf(cmd, "LSET k%d %d v%d", ki, idx, v);
+    if (WRONG(T_LIST)) { strcpy(want, WT); break; }
+    if (k->type != T_LIST) { strcpy(want, "-ERR no such key"); break; }
+    int i = idx < 0 ? idx + k->llen : idx;
+    if (i < 0 || i >= k->llen) { strcpy(want, "-ERR index out of range"); break; }
+    k->list[i] = v;
+    strcpy(want, "+OK");
+    break;
+  }
+  case 26: { /* LINSERT */
+    int after = (int)ts_below(g, 2), pv = (int)ts_below(g, 10);
+    sprintf(cmd, "LINSERT k%d %s v%d v%d", ki, after ? "AFTER" : "BEFORE", pv, v);
+    if (WRONG(T_LIST)) { strcpy(want, WT); break; }
+    if (k->type != T_LIST) { strcpy(want, ":0"); break; }
+    if (k->llen >= LMAX) { sprintf(cmd, "LLEN k%d", ki); sprintf(want, ":%d", k->llen); break; }
+    int i = 0;
+    while (i < k->llen && k->list[i] != pv) i++;
+    if (i == k->llen) { strcpy(want, ":-1"); break; }
+    if (after) i++;
+    memmove(k->list + i + 1, k->list + i, sizeof(int) * (size_t)(k->llen - i));
+    k->list[i] = v;
+    k->llen++;
+    sprintf(want, ":%d", k->llen);
+    break;
+  }
+  case 27: { /* ZCOUNT */
+    int lo = (int)ts_below(g, 12) - 1, hi = (int)ts_below(g, 12) - 1, xl = (int)ts_below(g, 2), xh = (int)ts_below(g, 2);
+    sprintf(cmd, "ZCOUNT k%d %s%d %s%d", ki, xl ? "(" : "", lo, xh ? "(" : "", hi);
+    if (WRONG(T_ZSET)) { strcpy(want, WT); break; }
+    int n = 0;
+    for (int o = 0; k->type == T_ZSET && o < NF; o++)
+      if (k->present[o] && (xl ? k->val[o] > lo : k->val[o] >= lo) && (xh ? k->val[o] < hi : k->val[o] <= hi)) n++;
+    sprintf(want, ":%d", n);
+    break;
+  }
+  case 28: { /* ZRANGEBYSCORE ... LIMIT */
+    int lo = (int)ts_below(g, 12) - 1, hi = (int)ts_below(g, 12) - 1, off = (int)ts_below(g, 4), cnt = (int)ts_below(g, 6) - 1;
+    sprintf(cmd, "ZRANGEBYSCORE k%d %d %d LIMIT %d %d", ki, lo, hi, off, cnt);
+    if (WRONG(T_ZSET)) { strcpy(want, WT); break; }
+    size_t pos = (size_t)sprintf(want, "[");
+    int idx = 0, out = 0;
+    for (int sc = -5; sc <= 20 && k->type == T_ZSET; sc++)
+      for (int o = 0; o < NF; o++)
+        if (k->present[o] && k->val[o] == sc && sc >= lo && sc <= hi) {
+          if (idx++ < off) continue;
+          if (cnt >= 0 && out >= cnt) continue;
+          pos += (size_t)sprintf(want + pos, "%s\"f%d\"", out ? "," : "", o);
+          out++;
+        }
+    sprintf(want + pos, "]");
+    break;
+  }
+  case 29: { /* HINCRBY */
+    int d = (int)ts_below(g, 7) - 3;
+    sprintf(cmd, "HINCRBY k%d f%d %d", ki, f, d);
+    if (WRONG(T_HASH)) { strcpy(want, WT); break; }
+    if (k->type == T_NONE) { memset(k, 0, sizeof *k); k->type = T_HASH; }
+    if (!k->present[f]) { k->present[f] = 1; k->val[f] = 0; }
+    k->val[f] += d;
+    sprintf(want, ":%d", k->val[f]);
+    break;
+  }
+  case 30: { /* MGET */
+    int k2 = (int)ts_below(g, NKEYS);
+    sprintf(cmd, "MGET k%d nokey k%d", ki, k2);
+    size_t pos = (size_t)sprintf(want, "[");
+    if (k->type == T_STR) pos += (size_t)sprintf(want + pos, "\"%s\",", k->str);
+    else pos += (size_t)sprintf(want + pos, "(nil),");
+    pos += (size_t)sprintf(want + pos, "(nil),");
+    if (m[k2].type == T_STR) pos += (size_t)sprintf(want + pos, "\"%s\"", m[k2].str);
+    else pos += (size_t)sprintf(want + pos, "(nil)");
+    sprintf(want + pos, "]");
+    break;
+  }
+  default: {
+    int n = 0;
+    for (int i = 0; i < NKEYS; i++) n += m[i].type != T_NONE;
+    strcpy(cmd, "DBSIZE");
+    sprintf(want, ":%d", n);
+    break;
+  }
+  }
+}
+
+Test(kv, prop_model) {
+  shmd_store_t *s = ts_open("t", 16 * MB, 16 * MB);
+  ts_rng_t g = {ts_seed("prop_model")};
+  mkey_t m[NKEYS];
+  memset(m, 0, sizeof m);
+  int steps = getenv("SHMDICT_KV_STEPS") ? atoi(getenv("SHMDICT_KV_STEPS")) : 50000;
+  for (int step = 0; step < steps; step++) {
+    char cmd[256], want[4096];
+    int ki;
+    model_step(&g, m, cmd, want, &ki);
+    shmd_reply_t *r = run(s, cmd);
+    cr_assert_str_eq(show(r), want, "step %d: %s", step, cmd);
+    shmd_reply_free(r);
+    compare_key(s, &m[ki], ki);
+    if (step < 2000 && step % 50 == 0)
+      check_all(s);
+  }
+  for (int i = 0; i < NKEYS; i++)
+    compare_key(s, &m[i], i);
+  check_all(s);
+  shmd_close(s);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Two writer processes on one store. */
+
+Test(kv, mp_two_writers) {
+  shmd_store_t *s = ts_open("t", 16 * MB, 16 * MB);
+  const int n = 20000;
+  pid_t kids[2];
+  for (int w = 0; w < 2; w++) {
+    kids[w] = fork();
+    if (kids[w] == 0) {
+      shmd_options_t o = ts_opts(16 * MB, 16 * MB);
+      shmd_store_t *cs = NULL;
+      if (shmd_open("t", &o, &cs))
+        _exit(2);
+      for (int i = 0; i < n; i++) {
+        char line[128];
+        const char *cmds[4];
+        char b[4][64];
+        snprintf(b[0], 64, "INCR counter");
+        snprintf(b[1], 64, "RPUSH list w%d-%d", w, i);
+        snprintf(b[2], 64, "HSET h f%d-%d %d", w, i, i);
+        snprintf(b[3], 64, "MSET a%d %d b%d %d", w, i, w, i);
+        for (int c = 0; c < 4; c++) {
+          cmds[c] = b[c];
+          char *argv[8];
+          size_t lens[8];
+          snprintf(line, sizeof line, "%s", cmds[c]);
+          int argc = split(line, argv, lens, 8);
+          shmd_reply_t *r = NULL;
+          int rc = shmd_kv_command(cs, argc, (const char *const *)argv, lens, &r);
+          for (int j = 0; j < argc; j++)
+            free(argv[j]);
+          if (rc || r->type == SHMD_REPLY_ERROR)
+            _exit(3);
+          shmd_reply_free(r);
+        }
+      }
+      shmd_close(cs);
+      _exit(0);
+    }
+  }
+  for (int w = 0; w < 2; w++)
+    cr_assert_eq(ts_wait(kids[w]), 0);
+  char want[64];
+  snprintf(want, sizeof want, ":%d", 2 * n);
+  snprintf(want, sizeof want, "\"%d\"", 2 * n);
+  EXPECT(s, "GET counter", want);
+  snprintf(want, sizeof want, ":%d", 2 * n);
+  EXPECT(s, "LLEN list", want);
+  EXPECT(s, "HLEN h", want);
+  snprintf(want, sizeof want, "[\"%d\",\"%d\",\"%d\",\"%d\"]", n - 1, n - 1, n - 1, n - 1);
+  EXPECT(s, "MGET a0 b0 a1 b1", want);
+  /* each writer's list elements are in its own order */
+  shmd_reply_t *r = run(s, "LRANGE list 0 -1");
+  int next[2] = {0, 0};
+  for (size_t i = 0; i < r->nelems; i++) {
+    int w, k;
+    cr_assert_eq(sscanf(r->elems[i].str, "w%d-%d", &w, &k), 2);
+    cr_assert_eq(k, next[w]);
+    next[w]++;
+  }
+  shmd_reply_free(r);
+  check_all(s);
+  shmd_close(s);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Crash test: a child runs random commands and reports each completed one through a pipe; it is
+ * SIGKILLed at random moments (and at crash points inside commands and garbage drains). After each
+ * kill the store reopens, the checks pass and every reported command's effect is visible. */
+
+static int child_cmd(shmd_store_t *s, const char *line) {
+  char *argv[300];
+  size_t lens[300];
+  int argc = split(line, argv, lens, 300);
+  shmd_reply_t *r = NULL;
+  int rc = shmd_kv_command(s, argc, (const char *const *)argv, lens, &r);
+  for (int j = 0; j < argc; j++)
+    free(argv[j]);
+  if (rc == 0 && r->type == SHMD_REPLY_ERROR)
+    rc = -1000;
+  shmd_reply_free(r);
+  return rc;
+}
+
+/* Operation i of round `round`: a command whose effect can be checked afterwards. Every 40th
+ * operation builds a big hash / list / zset and deletes it (garbage drains to kill inside). */
+static void crash_child(int round, int fd) {
+  shmd_options_t o = ts_opts(16 * MB, 16 * MB);
+  shmd_store_t *s = NULL;
+  if (shmd_open("t", &o, &s))
+    _exit(2);
+  char *line = malloc(65536);
+  for (uint32_t i = 0;; i++) {
+    int kind = (int)(i % 6);
+    switch (kind) {
+    case 0: sprintf(line, "SET r%d-s%u v%u", round, i, i); break;
+    case 1: sprintf(line, "HSET h%d f%u %u", round % 3, i + (uint32_t)round * 1000000u, i); break;
+    case 2: sprintf(line, "SADD s%d m%d-%u", round % 3, round, i); break;
+    case 3: sprintf(line, "ZADD z%d %u m%d-%u", round % 3, i, round, i); break;
+    case 4: sprintf(line, "RPUSH l%d e%d-%u", round % 3, round, i); break;
+    default: {
+      /* garbage: a big value, then its deletion */
+      int t = (int)((i / 6) % 3);
+      size_t pos = (size_t)sprintf(line, "%s big%d", t == 0 ? "HSET" : t == 1 ? "RPUSH" : "ZADD", round);
+      for (int j = 0; j < 40; j++)
+        pos += (size_t)sprintf(line + pos, t == 2 ? " %d m%d" : " f%d x%d", j, j);
+      if (child_cmd(s, line))
+        _exit(4);
+      sprintf(line, "DEL big%d", round);
+      break;
+    }
+    }
+    if (child_cmd(s, line))
+      _exit(5);
+    if (write(fd, &i, sizeof i) != sizeof i)
+      _exit(6);
+    if (i % 97 == 0) {
+      /* database 1: some keys with big values, then FLUSHDB (stripe hashes on the garbage list) */
+      for (int j = 0; j < 20; j++) {
+        size_t pos = (size_t)sprintf(line, "SADD x%d", j);
+        for (int e = 0; e < 30; e++)
+          pos += (size_t)sprintf(line + pos, " e%d", e);
+        char *argv[40];
+        size_t lens[40];
+        int argc = split(line, argv, lens, 40);
+        shmd_reply_t *r = NULL;
+        int rc = shmd_kv_command_db(s, 1, argc, (const char *const *)argv, lens, &r);
+        for (int q = 0; q < argc; q++)
+          free(argv[q]);
+        if (rc || r->type == SHMD_REPLY_ERROR)
+          _exit(7);
+        shmd_reply_free(r);
+      }
+      char *fl[] = {"FLUSHDB"};
+      size_t fll[] = {7};
+      shmd_reply_t *r = NULL;
+      if (shmd_kv_command_db(s, 1, 1, (const char *const *)fl, fll, &r) || r->type != SHMD_REPLY_STATUS)
+        _exit(8);
+      shmd_reply_free(r);
+    }
+  }
+}
+
+static void crash_verify(shmd_store_t *s, int round, uint32_t done) {
+  for (uint32_t i = 0; i < done; i++) {
+    char line[128], want[128];
+    switch (i % 6) {
+    case 0:
+      sprintf(line, "GET r%d-s%u", round, i);
+      sprintf(want, "\"v%u\"", i);
+      break;
+    case 1:
+      sprintf(line, "HGET h%d f%u", round % 3, i + (uint32_t)round * 1000000u);
+      sprintf(want, "\"%u\"", i);
+      break;
+    case 2:
+      sprintf(line, "SISMEMBER s%d m%d-%u", round % 3, round, i);
+      strcpy(want, ":1");
+      break;
+    case 3:
+      sprintf(line, "ZSCORE z%d m%d-%u", round % 3, round, i);
+      sprintf(want, "\"%u\"", i);
+      break;
+    case 4: {
+      /* list: element order is checked as a whole below */
+      continue;
+    }
+    default:
+      sprintf(line, "EXISTS big%d", round);
+      strcpy(want, ":0");
+      if (i + 1 != done) /* the last reported DEL may be followed by an unreported HSET big */
+        continue;
+      break;
+    }
+    shmd_reply_t *r = run(s, line);
+    cr_assert_str_eq(show(r), want, "round %d op %u: %s", round, i, line);
+    shmd_reply_free(r);
+  }
+  /* every reported RPUSH is in the list, in order */
+  char line[64];
+  sprintf(line, "LRANGE l%d 0 -1", round % 3);
+  shmd_reply_t *r = run(s, line);
+  uint32_t expect = 4;
+  for (size_t k = 0; k < r->nelems; k++) {
+    int rr;
+    unsigned v;
+    cr_assert_eq(sscanf(r->elems[k].str, "e%d-%u", &rr, &v), 2);
+    if (rr != round)
+      continue;
+    cr_assert_eq(v, expect, "list element %u, expected %u", v, expect);
+    expect += 6;
+  }
+  cr_assert(expect >= done, "list lost reported pushes: next %u, done %u", expect, done);
+  shmd_reply_free(r);
+}
+
+Test(kv, crash_random_kill) {
+  int rounds = getenv("SHMDICT_KV_CRASH_ROUNDS") ? atoi(getenv("SHMDICT_KV_CRASH_ROUNDS")) : 120;
+  ts_rng_t g = {ts_seed("crash_random_kill")};
+  shmd_store_t *s0 = ts_open("t", 16 * MB, 16 * MB);
+  shmd_close(s0);
+  static const char *points[] = {"kv.command.commit", "kv.drain.step", "kv.drain.committed", "hash.*", "list.*"};
+  for (int round = 0; round < rounds; round++) {
+    int pfd[2];
+    cr_assert_eq(pipe(pfd), 0);
+    int use_point = round % 3 == 2;
+    char pointbuf[64];
+    if (use_point)
+      snprintf(pointbuf, sizeof pointbuf, "%s:%u", points[ts_below(&g, 5)], (unsigned)(1 + ts_below(&g, 400)));
+    pid_t pid = fork();
+    if (pid == 0) {
+      close(pfd[0]);
+      if (use_point)
+        setenv("SHMDICT_CRASH_POINT", pointbuf, 1);
+      crash_child(round, pfd[1]);
+      _exit(0);
+    }
+    close(pfd[1]);
+    if (!use_point) {
+      usleep((useconds_t)(2000 + ts_below(&g, 30000)));
+      kill(pid, SIGKILL);
+    } else {
+      /* a crash point may not be reached: stop after a while anyway */
+      int st = 0;
+      for (int t = 0; t < 200; t++) {
+        if (waitpid(pid, &st, WNOHANG) == pid) {
+          cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "child ended with status %d", st);
+          pid = -1;
+          break;
+        }
+        usleep(1000);
+      }
+      if (pid > 0)
+        kill(pid, SIGKILL);
+    }
+    uint32_t done = 0, v;
+    while (read(pfd[0], &v, sizeof v) == sizeof v)
+      done = v + 1;
+    close(pfd[0]);
+    if (pid > 0) {
+      int st = ts_wait(pid);
+      cr_assert_eq(st, 128 + SIGKILL, "child ended with status %d", st);
+    }
+    cr_log_info("round %d: %u commands reported done%s%s", round, done, use_point ? ", crash point " : "",
+                use_point ? pointbuf : "");
+    shmd_store_t *s = ts_open("t", 16 * MB, 16 * MB);
+    check_all(s);
+    crash_verify(s, round, done);
+    cr_assert_eq(shmd_kv_drain(s, 0, 0), 0);
+    cr_assert_eq(shmd_kv_drain(s, 1, 0), 0);
+    shmd_kv_info_t info;
+    cr_assert_eq(shmd_kv_info(s, 0, &info), 0);
+    cr_assert_eq(info.garbage, 0);
+    cr_assert_eq(shmd_kv_info(s, 1, &info), 0);
+    cr_assert_eq(info.garbage, 0);
+    check_all(s);
+    shmd_close(s);
+  }
+}
+
+/* Two processes running multi-key commands over the same keys in different orders (MSET, DEL of
+ * several keys, RENAME, SUNION, FLUSHDB on another database): stripe locks are taken in index
+ * order, so nothing deadlocks, and the keyspace stays consistent. */
+Test(kv, mp_multikey_no_deadlock, .timeout = 60) {
+  shmd_store_t *s = ts_open("t", 16 * MB, 16 * MB);
+  pid_t kids[2];
+  for (int w = 0; w < 2; w++) {
+    kids[w] = fork();
+    if (kids[w] == 0) {
+      shmd_options_t o = ts_opts(16 * MB, 16 * MB);
+      shmd_store_t *cs = NULL;
+      if (shmd_open("t", &o, &cs))
+        _exit(2);
+      ts_rng_t g = {(uint64_t)(w + 1) * 0x9E3779B97F4A7C15ull};
+      for (int i = 0; i < 20000; i++) {
+        char line[256];
+        int a = (int)ts_below(&g, 12), b = (int)ts_below(&g, 12), c = (int)ts_below(&g, 12);
+        switch (ts_below(&g, 6)) {
+        case 0: snprintf(line, sizeof line, "MSET k%d %d k%d %d k%d %d", a, i, b, i, c, i); break;
+        case 1: snprintf(line, sizeof line, "DEL k%d k%d k%d", c, b, a); break;
+        case 2: snprintf(line, sizeof line, "RENAME k%d k%d", a, b); break;
+        case 3: snprintf(line, sizeof line, "SADD k%d m%d", a + 12, i % 7); break;
+        case 4: snprintf(line, sizeof line, "SUNION k%d k%d k%d", a + 12, b + 12, c + 12); break;
+        default: snprintf(line, sizeof line, "MGET k%d k%d k%d k%d", a, b, c, a + 12); break;
+        }
+        int rc = child_cmd(cs, line);
+        if (rc && rc != -1000) /* "no such key" from RENAME is fine */
+          _exit(3);
+        if (i % 500 == 0) {
+          char *argv[] = {"FLUSHDB"};
+          size_t lens[] = {7};
+          shmd_reply_t *r = NULL;
+          if (shmd_kv_command_db(cs, 1 + (unsigned)w, 1, (const char *const *)argv, lens, &r))
+            _exit(4);
+          shmd_reply_free(r);
+        }
+      }
+      shmd_close(cs);
+      _exit(0);
+    }
+  }
+  for (int w = 0; w < 2; w++)
+    cr_assert_eq(ts_wait(kids[w]), 0);
+  check_all(s);
+  shmd_close(s);
+}
+
+Test(kv, glob) {
+  struct {
+    const char *p, *s;
+    int m;
+  } cases[] = {
+      {"*", "", 0} /* as Redis stringmatchlen; KEYS * and MATCH * skip matching */, {"*", "abc", 1},      {"a*", "abc", 1},    {"a*c", "abc", 1},
+      {"a*d", "abc", 0},    {"?", "a", 1},        {"?", "", 0},        {"??", "a", 0},
+      {"h?llo", "hello", 1}, {"h[ae]llo", "hallo", 1}, {"h[ae]llo", "hillo", 0},
+      {"h[^e]llo", "hallo", 1}, {"h[^e]llo", "hello", 0}, {"h[a-b]llo", "hbllo", 1},
+      {"h[b-a]llo", "hbllo", 1}, {"h[a-b]llo", "hcllo", 0}, {"\\*", "*", 1}, {"\\*", "a", 0},
+      {"a\\?b", "a?b", 1},  {"a**b", "ab", 1},    {"*b*", "abc", 1},   {"[", "[", 0},
+      {"[a", "a", 1},       {"abc", "abcd", 0},   {"abcd", "abc", 0},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    cr_expect_eq(shmd_kv_glob(cases[i].p, strlen(cases[i].p), cases[i].s, strlen(cases[i].s)), cases[i].m,
+                 "glob(%s, %s)", cases[i].p, cases[i].s);
+}
