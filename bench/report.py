@@ -21,9 +21,11 @@ import os
 import platform
 import re
 import shlex
+import statistics
 import subprocess
 import sys
 import tempfile
+import time
 
 WORKLOADS = ["pair/16", "pair/64", "pair/256", "churn", "xthread", "bulk"]
 ALLOCATORS = ["shmdict", "glibc", "mimalloc", "jemalloc", "boost_ipc"]
@@ -42,20 +44,31 @@ section and leave the rest of this file alone, so text outside the markers is ke
 """
 
 
-def loadavg():
+def busy_cpus(seconds=0.5):
+    """CPUs kept busy by other processes right now: /proc/stat sampled over `seconds` (the load
+    average would count our own previous run)."""
+    def sample():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        idle = v[3] + (v[4] if len(v) > 4 else 0)
+        return idle, sum(v[:8])
     try:
-        with open("/proc/loadavg") as f:
-            return float(f.read().split()[0])
+        i0, t0 = sample()
+        time.sleep(seconds)
+        i1, t1 = sample()
     except (OSError, ValueError, IndexError):
         return None
+    if t1 <= t0:
+        return None
+    return (1.0 - (i1 - i0) / (t1 - t0)) * (os.cpu_count() or 1)
 
 
 def run_bench(args):
     """Runs the binary; the console output goes to the terminal, the JSON to a temporary file."""
-    load = loadavg()
-    if load is not None and load > 0.5:
-        print("report.py: warning: load average %.2f -- other processes are running; the numbers "
-              "(xthread above all) will be noisy" % load, file=sys.stderr)
+    load = busy_cpus()
+    if load is not None and load > 0.2:
+        print("report.py: warning: other processes keep %.2f CPUs busy; the numbers (xthread "
+              "above all) will be noisy" % load, file=sys.stderr)
     fd, out = tempfile.mkstemp(prefix="bench_alloc-", suffix=".json")
     os.close(fd)
     cmd = [args.bin, "--benchmark_out=" + out, "--benchmark_out_format=json"]
@@ -76,9 +89,14 @@ def run_bench(args):
         os.unlink(out)
     if rc != 0:
         sys.exit("report.py: %s exited with status %d" % (args.bin, rc))
+    ctx = data.setdefault("context", {})
     if load is not None:
-        data.setdefault("context", {})["loadavg_at_start"] = "%.2f" % load
-    return data, cmd
+        ctx["busy_cpus_at_start"] = "%.2f" % load
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    ctx["command"] = " ".join(shlex.quote(c) for c in
+                              [os.path.relpath(cmd[0], root)] +
+                              [c for c in cmd[1:] if not c.startswith("--benchmark_out")])
+    return data
 
 
 def collect(data, metric="ns_per_op"):
@@ -110,6 +128,44 @@ def collect(data, metric="ns_per_op"):
     return result
 
 
+def combine(datas, metric):
+    """Median over processes of each benchmark's figure, the spread (max / min), and for every
+    workload and baseline the per-process ratios shmdict / baseline. Ratios are taken inside each
+    process and then combined: a process's state (where the hypervisor put its CPUs, how its heap
+    and code landed) moves all allocators alike, so the ratio is steadier than either figure."""
+    per, ratios = {}, {}
+    for data in datas:
+        one = collect(data, metric)
+        for key, v in one.items():
+            per.setdefault(key, []).append(v)
+        for w in WORKLOADS:
+            s = num(one.get((w, "shmdict")))
+            for b in BASELINES:
+                v = num(one.get((w, b)))
+                if s and v:
+                    ratios.setdefault((w, b), []).append(s / v)
+    res, spread = {}, {}
+    for key, vals in per.items():
+        nums = [v for v in vals if not isinstance(v, str)]
+        if not nums:
+            res[key] = vals[0]
+            continue
+        res[key] = statistics.median(nums)
+        if len(nums) > 1 and min(nums) > 0:
+            spread[key] = max(nums) / min(nums)
+    return res, spread, ratios
+
+
+def spread_table(spread):
+    workloads = [w for w in WORKLOADS if any((w, a) in spread for a in ALLOCATORS)]
+    lines = ["| workload | " + " | ".join(ALLOCATORS) + " |",
+             "|---|" + "---:|" * len(ALLOCATORS)]
+    for w in workloads:
+        lines.append("| %s | %s |" % (w, " | ".join(
+            "%.2f" % spread[(w, a)] if (w, a) in spread else "-" for a in ALLOCATORS)))
+    return "\n".join(lines)
+
+
 def fmt_ns(v):
     if v is None:
         return "-"
@@ -122,7 +178,7 @@ def num(v):
     return v if isinstance(v, float) else None
 
 
-def tables(res):
+def tables(res, ratios):
     """The two Markdown tables (ns/op, ratios) and the goal lines."""
     workloads = [w for w in WORKLOADS if any((w, a) in res for a in ALLOCATORS)]
     lines = ["| workload | " + " | ".join(ALLOCATORS) + " |",
@@ -134,24 +190,26 @@ def tables(res):
     lines = ["| workload | " + " | ".join("vs " + b for b in BASELINES) + " |",
              "|---|" + "---:|" * len(BASELINES)]
     for w in workloads:
-        s = num(res.get((w, "shmdict")))
         cells = []
         for b in BASELINES:
-            v = num(res.get((w, b)))
-            cells.append("%.2f" % (s / v) if s and v else "-")
+            r = ratios.get((w, b))
+            cells.append("%.2f" % statistics.median(r) if r else "-")
         lines.append("| %s | %s |" % (w, " | ".join(cells)))
     ratio_table = "\n".join(lines)
 
     goal = []
     met_all = True
     for w in GOAL_WORKLOADS:
-        s, b = num(res.get((w, "shmdict"))), num(res.get((w, "boost_ipc")))
-        if s and b:
-            f = b / s
+        r = ratios.get((w, "boost_ipc"))
+        if r:
+            factors = sorted(1.0 / x for x in r)
+            f = statistics.median(factors)
             ok = f >= GOAL_FACTOR
             met_all &= ok
-            goal.append("- `%s`: boost_ipc / shmdict = %.2fx (%s)" %
-                        (w, f, "met" if ok else "missed by %.2fx" % (GOAL_FACTOR / f)))
+            rng = (", %.2f-%.2fx over %d processes" % (factors[0], factors[-1], len(factors))
+                   if len(factors) > 1 else "")
+            goal.append("- `%s`: boost_ipc / shmdict = %.2fx (%s%s)" %
+                        (w, f, "met" if ok else "missed by %.2fx" % (GOAL_FACTOR / f), rng))
         else:
             met_all = False
             goal.append("- `%s`: not measured" % w)
@@ -192,7 +250,7 @@ def machine_info(data, build_dir):
     for k in ["process_malloc", "glibc", "mimalloc", "jemalloc", "boost", "shmdict"]:
         if k in ctx:
             info[k] = ctx[k]
-    info["loadavg"] = ctx.get("loadavg_at_start")
+    info["busy"] = ctx.get("busy_cpus_at_start")
     info["date"] = ctx.get("date", datetime.datetime.now().isoformat(timespec="seconds"))
     info["library_build_type"] = ctx.get("library_build_type", "?")
     return info
@@ -228,11 +286,27 @@ def plot(res, path):
     return True
 
 
-def section(res, data, args, cmdline):
-    ns_table, ratio_table, goal, met_all = tables(res)
+def section(res, spread, ratios, datas, args):
+    ns_table, ratio_table, goal, met_all = tables(res, ratios)
+    data = datas[0]
     m = machine_info(data, args.build_dir)
+    busy = [float(d["context"]["busy_cpus_at_start"]) for d in datas
+            if "busy_cpus_at_start" in d.get("context", {})]
+    if busy:
+        m["busy"] = "%.2f" % max(busy) + (" (most of %d runs)" % len(busy) if len(busy) > 1 else "")
     img_rel = os.path.relpath(args.img, os.path.dirname(os.path.abspath(args.docs_file)))
-    how = "bench/run.sh" if cmdline is None else " ".join(shlex.quote(c) for c in cmdline)
+    how = data.get("context", {}).get("command", "bench/run.sh")
+    if len(datas) > 1:
+        how += "    # run %d times (separate processes)" % len(datas)
+    if len(datas) > 1 and args.repetitions > 1:
+        how_many = ("Median over %d processes, each giving the median of %d repetitions." %
+                    (len(datas), args.repetitions))
+    elif len(datas) > 1:
+        how_many = "Median over %d runs of the binary (separate processes)." % len(datas)
+    elif args.repetitions > 1:
+        how_many = "Median of %d repetitions in one process." % args.repetitions
+    else:
+        how_many = "One run per benchmark."
     out = [BEGIN,
            "## Allocator (`bench_alloc`)",
            "",
@@ -242,16 +316,22 @@ def section(res, data, args, cmdline):
            "the object), %s; lower is better. " %
            ("wall time of the timed region" if args.metric == "ns_per_op" else
             "CPU time of the benchmark's thread in the timed region (xthread: the producer only)")
-           + 
-           + ("Median of %d repetitions." % args.repetitions if args.repetitions > 1
-              else "One run per benchmark."),
+           + how_many,
            "",
            ns_table,
            "",
-           "Ratio of shmdict's time to each baseline's (below 1.00 shmdict is faster):",
+           "Ratio of shmdict's time to each baseline's, taken inside each process (below 1.00",
+           "shmdict is faster)%s:" % (", median over the processes" if len(datas) > 1 else ""),
            "",
            ratio_table,
            "",
+           *([] if not spread else [
+               "Spread between processes (slowest / fastest run of each benchmark; every process",
+               "lays out its code, heap and store afresh, and single-process figures on this VM",
+               "differ by this much):",
+               "",
+               spread_table(spread),
+               ""]),
            "Goal (issue 2): `pair/*` and `churn` at least %gx faster than boost_ipc -- %s." %
            (GOAL_FACTOR, "**met**" if met_all else "**not met**"),
            "",
@@ -269,8 +349,8 @@ def section(res, data, args, cmdline):
             m.get("boost", "?"), m.get("shmdict", "?")),
            "- the process's malloc (not measured by the glibc baseline): %s" %
            m.get("process_malloc", "?"),
-           "- run %s%s" % (m["date"], "; load average at start %s" % m["loadavg"]
-                            if m.get("loadavg") else ""),
+           "- run %s%s" % (m["date"], "; CPUs kept busy by other processes at the start: %s" %
+                            m["busy"] if m.get("busy") else ""),
            "",
            "Reproduce: `scripts/setup.sh && bench/run.sh` (builds in `build/`, runs with the",
            "options below and rewrites this section); `bench/run.sh --quick` only prints the",
@@ -312,7 +392,10 @@ def main():
     p.add_argument("--json", help="read this JSON file (from --benchmark_out) instead of running")
     p.add_argument("--save-json", help="also save the JSON results here")
     p.add_argument("--min-time", type=float, help="--benchmark_min_time, in seconds")
-    p.add_argument("--repetitions", type=int, default=1, help="repetitions; the median is used")
+    p.add_argument("--repetitions", type=int, default=1,
+                   help="repetitions inside one process; the median is used")
+    p.add_argument("--runs", type=int, default=1,
+                   help="run the binary this many times (separate processes); the median is used")
     p.add_argument("--filter", help="--benchmark_filter regular expression")
     p.add_argument("--metric", default="ns_per_op", choices=["ns_per_op", "cpu_ns_per_op"],
                    help="wall time per operation (default) or the benchmark thread's CPU time")
@@ -326,23 +409,26 @@ def main():
 
     if args.json:
         with open(args.json) as f:
-            data = json.load(f)
-        cmdline = None
-        for b in data.get("benchmarks", []):
-            if b.get("run_type") == "aggregate":
-                args.repetitions = max(args.repetitions, int(b.get("repetitions", 1)))
+            loaded = json.load(f)
+        datas = loaded["runs"] if "runs" in loaded else [loaded]
+        for data in datas:
+            for b in data.get("benchmarks", []):
+                if b.get("run_type") == "aggregate":
+                    args.repetitions = max(args.repetitions, int(b.get("repetitions", 1)))
     else:
-        data, cmd = run_bench(args)
-        cmdline = [os.path.relpath(cmd[0], root)] + [c for c in cmd[1:]
-                                                     if not c.startswith("--benchmark_out")]
+        datas = []
+        for i in range(max(1, args.runs)):
+            if args.runs > 1:
+                print("report.py: run %d of %d" % (i + 1, args.runs), file=sys.stderr)
+            datas.append(run_bench(args))
     if args.save_json:
         with open(args.save_json, "w") as f:
-            json.dump(data, f, indent=1)
+            json.dump({"runs": datas}, f, indent=1)
 
-    res = collect(data, args.metric)
+    res, spread, ratios = combine(datas, args.metric)
     if not res:
         sys.exit("report.py: no results")
-    ns_table, ratio_table, goal, met_all = tables(res)
+    ns_table, ratio_table, goal, met_all = tables(res, ratios)
     print()
     print("%s (allocation + free), lower is better:" %
           ("ns per operation" if args.metric == "ns_per_op" else "CPU ns per operation"))
@@ -354,13 +440,17 @@ def main():
     print("goal: pair/* and churn at least %gx faster than boost_ipc: %s" %
           (GOAL_FACTOR, "met" if met_all else "not met"))
     print("\n".join(goal))
+    if spread:
+        print()
+        print("spread between processes (slowest / fastest):")
+        print(spread_table(spread))
     errors = {k: v for k, v in res.items() if isinstance(v, str)}
     for (w, a), msg in sorted(errors.items()):
         print("%s/%s: %s" % (w, a, msg))
 
     if args.docs:
         plot(res, args.img)
-        update_docs(args.docs_file, section(res, data, args, cmdline))
+        update_docs(args.docs_file, section(res, spread, ratios, datas, args))
         print("\nwrote %s and %s" % (os.path.relpath(args.docs_file), os.path.relpath(args.img)))
 
 

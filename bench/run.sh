@@ -2,10 +2,11 @@
 # SPDX-License-Identifier: MIT
 # Builds the allocator benchmark (meson, in build/) and runs it through bench/report.py.
 #
-#   bench/run.sh --quick   short run (min time 0.1 s per benchmark, about a minute); prints the
+#   bench/run.sh --quick   short run (min time 0.1 s per benchmark, under a minute); prints the
 #                          table of ns/op and the ratios of shmdict to each baseline
-#   bench/run.sh           full run (0.5 s, median of 3 repetitions, a few minutes); prints the
-#                          table and rewrites the allocator section of docs/bench.md and its plot
+#   bench/run.sh           full run (the binary 5 times, 0.3 s per benchmark, median over the
+#                          5 processes; about 2 minutes); prints the table and rewrites the
+#                          allocator section of docs/bench.md and its plot
 # Further arguments go to bench/report.py (e.g. --filter 'pair', --save-json out.json,
 # -- --benchmark_min_time=2). Works from any directory; needs what scripts/setup.sh installs.
 #
@@ -84,6 +85,6 @@ bin="$build/bench/bench_alloc"
 if [ "$quick" -eq 1 ]; then
   exec "$py" bench/report.py --bin "$bin" --build-dir "$build" --min-time 0.1 ${args[@]+"${args[@]}"}
 else
-  exec "$py" bench/report.py --bin "$bin" --build-dir "$build" --min-time 0.5 --repetitions 3 \
+  exec "$py" bench/report.py --bin "$bin" --build-dir "$build" --min-time 0.3 --runs 5 \
     --docs ${args[@]+"${args[@]}"}
 fi
