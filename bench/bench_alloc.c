@@ -7,6 +7,8 @@
  *   pair/16, pair/64, pair/256  allocate one object of that size, write to it, free it, in a loop;
  *   churn     a live set of 100 000 objects of random sizes 16-1024 B (built before the clock
  *             starts); each step frees a random one and allocates a new one of a random size;
+ *             for shmdict the run also reports the store's metadata and fragmentation figures
+ *             for the fresh live set (counters meta_pct, frag_pct, ...; see shmdict_space());
  *   xthread   two threads, larson-like: this one allocates (random sizes 16-1024 B) and passes the
  *             objects through a bounded single-producer single-consumer ring to a second thread,
  *             which reads and frees them (every free is a remote free);
@@ -333,6 +335,25 @@ BA_INLINE int free_all(ba_kind_t a, uint64_t *h, size_t n) {
   return errors;
 }
 
+/* shmdict's space figures for a live set (issue 2's other goals: allocator metadata at most 2% of
+ * a segment, size-class internal fragmentation at most 12.5%), as counters of the run:
+ *   meta_pct       allocator metadata (page maps, class tables) / store size;
+ *   all_meta_pct   all metadata (segment headers, manifest, lanes, allocator) / store size;
+ *   frag_pct       internal fragmentation: (usable - requested) / usable bytes of the live objects;
+ *   slab_free_pct  free slots inside slabs / slab bytes (memory the live set strands in slabs). */
+static void shmdict_space(shim_state_t *st, uint64_t requested_bytes) {
+  shmd_stats_t ss;
+  if (shmd_stats(sd_store, &ss) != 0 || ss.store_bytes == 0)
+    return;
+  shim_counter(st, "meta_pct", 100.0 * (double)ss.alloc_meta_bytes / (double)ss.store_bytes);
+  shim_counter(st, "all_meta_pct", 100.0 * (double)ss.meta_bytes / (double)ss.store_bytes);
+  if (ss.small_bytes_inuse > 0)
+    shim_counter(st, "frag_pct",
+                 100.0 * (double)(ss.small_bytes_inuse - requested_bytes) / (double)ss.small_bytes_inuse);
+  if (ss.slab_bytes > 0)
+    shim_counter(st, "slab_free_pct", 100.0 * (double)ss.slab_free_bytes / (double)ss.slab_bytes);
+}
+
 BA_INLINE void run_churn(shim_state_t *st, ba_kind_t a) {
   if (ba_prepare(st, a) != 0)
     return;
@@ -341,9 +362,11 @@ BA_INLINE void run_churn(shim_state_t *st, ba_kind_t a) {
     shim_skip_with_error(st, "out of memory");
     return;
   }
-  uint64_t rng = UINT64_C(0x9E3779B97F4A7C15);
+  uint64_t rng = UINT64_C(0x9E3779B97F4A7C15), requested = 0;
   for (size_t j = 0; j < CHURN_LIVE; j++) {
-    live[j] = ba_alloc(a, random_size((uint32_t)rng_next(&rng)));
+    size_t size = random_size((uint32_t)rng_next(&rng));
+    requested += size;
+    live[j] = ba_alloc(a, size);
     if (live[j] == 0) {
       free_all(a, live, j);
       free(live);
@@ -352,6 +375,8 @@ BA_INLINE void run_churn(shim_state_t *st, ba_kind_t a) {
     }
     *ba_addr(a, live[j]) = j;
   }
+  if (a == BA_SHMDICT)
+    shmdict_space(st, requested);
 
   uint64_t ops = 0;
   int errors = 0, failed = 0;
@@ -623,6 +648,20 @@ static void add_context(void) {
   snprintf(buf, sizeof buf, "layout %d.%d, first segment %u MiB", SHMD_LAYOUT_MAJOR,
            SHMD_LAYOUT_MINOR, ARENA_BYTES >> 20);
   shim_context("shmdict", buf);
+  /* Worst internal fragmentation a single small request can see, above the 16-byte steps. */
+  double worst = 0;
+  size_t worst_at = 0;
+  for (size_t n = 129; n <= SHMD_SMALL_MAX; n++) {
+    size_t g = shmd_good_size(n);
+    double w = (double)(g - n) / (double)g;
+    if (w > worst) {
+      worst = w;
+      worst_at = n;
+    }
+  }
+  snprintf(buf, sizeof buf, "%.2f%% (a %zu-byte request gets %zu)", 100.0 * worst, worst_at,
+           shmd_good_size(worst_at));
+  shim_context("shmdict_worst_class_waste_above_128", buf);
 }
 
 int main(int argc, char **argv) {

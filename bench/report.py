@@ -156,6 +156,45 @@ def combine(datas, metric):
     return res, spread, ratios
 
 
+SPACE = [("meta_pct", "allocator metadata (page maps, class tables) / store size", 2.0),
+         ("all_meta_pct", "all metadata (segment headers, manifest, lanes, allocator) / store size",
+          None),
+         ("frag_pct", "internal fragmentation: (usable - requested) / usable bytes of the live set",
+          12.5),
+         ("slab_free_pct", "free slots inside slabs / slab bytes", None)]
+
+
+def space(datas):
+    """shmdict's space counters from churn/shmdict (median over processes): {name: percent}."""
+    vals = {}
+    for data in datas:
+        for b in data.get("benchmarks", []):
+            if b.get("run_name", b["name"]) != "churn/shmdict" or b.get("error_occurred"):
+                continue
+            if b.get("run_type") == "aggregate" and b.get("aggregate_name") != "median":
+                continue
+            for name, _, _ in SPACE:
+                if name in b:
+                    vals.setdefault(name, []).append(float(b[name]))
+    return {k: statistics.median(v) for k, v in vals.items()}
+
+
+def space_lines(sp, ctx=None):
+    out = []
+    worst = (ctx or {}).get("shmdict_worst_class_waste_above_128")
+    if worst:
+        out.append("- worst internal fragmentation of one request of 129 B to 8 KiB (size "
+                   "classes): %s; below 128 B classes are 16 B apart" % worst)
+    for name, what, goal in SPACE:
+        if name not in sp:
+            continue
+        line = "- %s: %.2f%%" % (what, sp[name])
+        if goal is not None:
+            line += " (goal at most %g%%: %s)" % (goal, "met" if sp[name] <= goal else "missed")
+        out.append(line)
+    return out
+
+
 def spread_table(spread):
     workloads = [w for w in WORKLOADS if any((w, a) in spread for a in ALLOCATORS)]
     lines = ["| workload | " + " | ".join(ALLOCATORS) + " |",
@@ -286,7 +325,7 @@ def plot(res, path):
     return True
 
 
-def section(res, spread, ratios, datas, args):
+def section(res, spread, ratios, sp, datas, args):
     ns_table, ratio_table, goal, met_all = tables(res, ratios)
     data = datas[0]
     m = machine_info(data, args.build_dir)
@@ -337,6 +376,12 @@ def section(res, spread, ratios, datas, args):
            "",
            *goal,
            "",
+           *([] if not sp else [
+               "Space (shmdict's store right after `churn` built its live set of 100 000 objects",
+               "of 16-1024 B; 256 MiB store; from `shmd_stats()`):",
+               "",
+               *space_lines(sp, data.get("context")),
+               ""]),
            "![allocator benchmark](%s)" % img_rel,
            "",
            "Machine and build:",
@@ -426,6 +471,7 @@ def main():
             json.dump({"runs": datas}, f, indent=1)
 
     res, spread, ratios = combine(datas, args.metric)
+    sp = space(datas)
     if not res:
         sys.exit("report.py: no results")
     ns_table, ratio_table, goal, met_all = tables(res, ratios)
@@ -440,6 +486,10 @@ def main():
     print("goal: pair/* and churn at least %gx faster than boost_ipc: %s" %
           (GOAL_FACTOR, "met" if met_all else "not met"))
     print("\n".join(goal))
+    if sp:
+        print()
+        print("shmdict space (after churn's set-up):")
+        print("\n".join(space_lines(sp, datas[0].get("context"))))
     if spread:
         print()
         print("spread between processes (slowest / fastest):")
@@ -450,7 +500,7 @@ def main():
 
     if args.docs:
         plot(res, args.img)
-        update_docs(args.docs_file, section(res, spread, ratios, datas, args))
+        update_docs(args.docs_file, section(res, spread, ratios, sp, datas, args))
         print("\nwrote %s and %s" % (os.path.relpath(args.docs_file), os.path.relpath(args.img)))
 
 
