@@ -9,9 +9,10 @@ With --docs it also rewrites the allocator section of docs/bench.md (between the
 draws docs/img/bench_alloc.png.
 
 Examples (from the repository root):
-  bench/report.py --bin build/bench/bench_alloc --min-time 0.1        # quick look
-  bench/report.py --bin build/bench/bench_alloc --repetitions 3 --docs # what docs/bench.md shows
-  bench/report.py --json results.json --docs                          # from a saved run
+  bench/report.py --min-time 0.05 --runs 3             # bench/run.sh --quick
+  bench/report.py --min-time 0.3 --runs 5 --docs       # bench/run.sh: what docs/bench.md shows
+  bench/report.py --json saved.json --docs             # from a run saved with --save-json
+  bench/report.py --filter '^pair/' -- --benchmark_repetitions=3   # more flags for the binary
 """
 
 import argparse
@@ -398,8 +399,8 @@ def section(res, spread, ratios, sp, datas, args):
                             m["busy"] if m.get("busy") else ""),
            "",
            "Reproduce: `scripts/setup.sh && bench/run.sh` (builds in `build/`, runs with the",
-           "options below and rewrites this section); `bench/run.sh --quick` only prints the",
-           "table. This run:",
+           "options below and rewrites this section); `bench/run.sh --quick` (3 short runs) only",
+           "prints the tables. This run:",
            "",
            "```",
            how,

@@ -2,8 +2,9 @@
 # SPDX-License-Identifier: MIT
 # Builds the allocator benchmark (meson, in build/) and runs it through bench/report.py.
 #
-#   bench/run.sh --quick   short run (min time 0.1 s per benchmark, under a minute); prints the
-#                          table of ns/op and the ratios of shmdict to each baseline
+#   bench/run.sh --quick   short run (the binary 3 times, 0.05 s per benchmark, medians; about
+#                          15 s after the build); prints the table of ns/op and the ratios of
+#                          shmdict to each baseline
 #   bench/run.sh           full run (the binary 5 times, 0.3 s per benchmark, median over the
 #                          5 processes; about 2 minutes); prints the table and rewrites the
 #                          allocator section of docs/bench.md and its plot
@@ -83,7 +84,8 @@ fi
 
 bin="$build/bench/bench_alloc"
 if [ "$quick" -eq 1 ]; then
-  exec "$py" bench/report.py --bin "$bin" --build-dir "$build" --min-time 0.1 ${args[@]+"${args[@]}"}
+  exec "$py" bench/report.py --bin "$bin" --build-dir "$build" --min-time 0.05 --runs 3 \
+    ${args[@]+"${args[@]}"}
 else
   exec "$py" bench/report.py --bin "$bin" --build-dir "$build" --min-time 0.3 --runs 5 \
     --docs ${args[@]+"${args[@]}"}
