@@ -58,7 +58,7 @@ typedef struct cfg_s {
   uint64_t players, guilds;
   unsigned friends;
   int64_t player; /* the player the lookups ask about; -1: a default */
-  int rebuild, populate, check, crash, friend_sets;
+  int rebuild, populate, check, crash, friend_sets, players_given;
 } cfg_t;
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -430,7 +430,7 @@ static int parse(int argc, char **argv, cfg_t *c) {
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(a, "-d") && v) c->dir = v, i++;
     else if (!strcmp(a, "-s") && v) c->name = v, i++;
-    else if (!strcmp(a, "-n") && v) c->players = strtoull(v, NULL, 10), i++;
+    else if (!strcmp(a, "-n") && v) c->players = strtoull(v, NULL, 10), c->players_given = 1, i++;
     else if (!strcmp(a, "--friends") && v) c->friends = (unsigned)strtoul(v, NULL, 10), i++;
     else if (!strcmp(a, "--player") && v) c->player = strtoll(v, NULL, 10), i++;
     else if (!strcmp(a, "--rebuild")) c->rebuild = 1;
@@ -511,6 +511,9 @@ int main(int argc, char **argv) {
       fprintf(stderr, "guild_friends: unexpected marker '%s'\n", meta);
       return 1;
     }
+    if (c.players_given && c.players != np)
+      printf("note: the store holds %llu players, not %" PRIu64 " (--rebuild to build it again)\n",
+             np, c.players);
     c.players = np, c.guilds = ng, c.friends = nf, c.friend_sets = layout == 2;
     shmd_store_info_t info;
     shmd_store_info(s, &info);
