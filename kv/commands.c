@@ -1456,8 +1456,47 @@ static int set_members(cc_t *x, shmd_ptr_t h, vec_t *v) {
   return 0;
 }
 
-/* SPOP / SRANDMEMBER: `count` given or not; pop removes. Random choice from a full copy of the
- * members (O(n) per call; documented in docs/commands.md). */
+#define PICK_SAMPLE 8
+
+static int pick_cb(const void *k, size_t kl, const void *v, size_t vl, void *arg) {
+  (void)v;
+  (void)vl;
+  vec_t *sample = arg;
+  int rc = vec_bulk(sample, k, kl);
+  if (rc)
+    return rc;
+  return sample->n >= PICK_SAMPLE; /* 1 stops the step */
+}
+
+/* Appends one random member of the non-empty set h to out, in O(1) expected: SCAN steps from a
+ * random position of the cursor space collect up to PICK_SAMPLE members, and one of them is chosen
+ * uniformly (Redis's dictGetFairRandomKey samples the same way to soften the bias of members that
+ * follow long gaps). */
+static int pick_random(cc_t *x, shmd_ptr_t h, vec_t *out) {
+  uint64_t cur = rng_next(), next;
+  vec_t sample = {0};
+  int rc = 0;
+  for (uint64_t tries = 0; tries < (UINT64_C(1) << 32); tries++) {
+    rc = shmd_hash_scan(x->c->s, h, cur, PICK_SAMPLE, pick_cb, &sample, &next);
+    if (rc < 0)
+      break;
+    if (rc == 1 || (sample.n > 0 && next == 0) || sample.n >= PICK_SAMPLE)
+      break;
+    cur = next;
+  }
+  if (rc >= 0)
+    rc = sample.n ? 0 : SHMD_ECORRUPT;
+  if (rc == 0) {
+    size_t i = (size_t)(rng_next() % sample.n);
+    rc = vec_bulk(out, sample.e[i].str, sample.e[i].len);
+  }
+  vec_free(&sample);
+  return rc;
+}
+
+/* SPOP / SRANDMEMBER: `count` given or not; pop removes. Without a count: pick_random(), O(1)
+ * expected. With a count: a random choice from a full copy of the members (O(n) per call;
+ * documented in docs/commands.md). */
 static int c_srand_gen(cc_t *x, int pop) {
   long long count = 1;
   int with_count = x->argc == 3;
@@ -1472,13 +1511,12 @@ static int c_srand_gen(cc_t *x, int pop) {
   if (rc <= 0)
     return rc;
   vec_t all = {0}, out = {0};
-  if ((rc = set_members(x, ref.a, &all)))
-    return rc;
   if (!with_count) {
-    size_t i = (size_t)(rng_next() % all.n);
-    rc = vec_bulk(&out, all.e[i].str, all.e[i].len);
+    rc = pick_random(x, ref.a, &out);
     if (rc == 0 && pop)
-      rc = shmd_hash_del(x->c->s, ref.a, all.e[i].str, all.e[i].len);
+      rc = shmd_hash_del(x->c->s, ref.a, out.e[0].str, out.e[0].len);
+  } else if ((rc = set_members(x, ref.a, &all))) {
+    return rc;
   } else if (count < 0) {
     for (long long k = 0; rc == 0 && k < -count; k++) {
       size_t i = (size_t)(rng_next() % all.n);

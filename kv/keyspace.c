@@ -77,12 +77,41 @@ unsigned kv_stripe_of(const void *key, size_t len) {
   return (unsigned)(shmd_hash_bytes(key, len, KV_STRIPE_SEED) % KV_STRIPES);
 }
 
+/* Per-thread cache of the keyspace root of the last stores used: shmd_root_get() takes the store's
+ * roots lock, which every command would otherwise serialise on. Keyed by the handle and the address
+ * segment 0 is mapped at; a hit is validated by the root's magic word (kv_root_view), and the root
+ * block of a store never moves or goes away. */
+#define KV_ROOT_CACHE 4
+static __thread struct {
+  shmd_store_t *s;
+  const void *seg0;
+  shmd_ptr_t root;
+} kv_root_cache[KV_ROOT_CACHE];
+static __thread unsigned kv_root_cache_next;
+
+static const void *kv_seg0(shmd_store_t *s) {
+  shmd_segmap_t *map = *(shmd_segmap_t **)(void *)s;
+  return __atomic_load_n(&map->base[1], __ATOMIC_ACQUIRE);
+}
+
 /* The keyspace root, created on first use. */
 static int kv_root(shmd_store_t *s, shmd_ptr_t *out) {
-  if (shmd_root_get(s, KV_ROOT_NAME, out) == 0)
+  const void *seg0 = kv_seg0(s);
+  for (unsigned i = 0; i < KV_ROOT_CACHE; i++)
+    if (kv_root_cache[i].s == s && kv_root_cache[i].seg0 == seg0 && seg0 != NULL) {
+      *out = kv_root_cache[i].root;
+      return 0;
+    }
+  int rc = shmd_root_get(s, KV_ROOT_NAME, out);
+  if (rc == 0) {
+    unsigned i = kv_root_cache_next++ % KV_ROOT_CACHE;
+    kv_root_cache[i].s = s;
+    kv_root_cache[i].seg0 = kv_seg0(s);
+    kv_root_cache[i].root = *out;
     return 0;
+  }
   shmd_ptr_t p;
-  int rc = shmd_calloc(s, 1, sizeof(kv_root_t), &p);
+  rc = shmd_calloc(s, 1, sizeof(kv_root_t), &p);
   if (rc)
     return rc;
   kv_root_t *r = shmd_resolve(s, p);
@@ -179,19 +208,41 @@ int kv_lock_stripes(kv_ctx_t *c, unsigned mask) {
   return 0;
 }
 
+/* Finds database dbi, creating it first in a transaction of its own: others read the database
+ * pointer without a lock, so it must never point to a database whose creation could still roll
+ * back with a failing command. (Inside a caller's open transaction the creation joins it; if that
+ * transaction aborts, the database is gone again: do not create databases inside transactions that
+ * may abort while other threads use the store.) */
+static int kv_db_ensure(shmd_store_t *s, unsigned dbi, shmd_ptr_t *out) {
+  shmd_ptr_t rp;
+  kv_root_t *r;
+  int rc = kv_root(s, &rp);
+  if (rc || (rc = kv_root_view(s, rp, &r)))
+    return rc;
+  out->v = __atomic_load_n(&r->db[dbi].v, __ATOMIC_ACQUIRE);
+  if (out->v)
+    return 0;
+  shmd_tx_t *tx;
+  if ((rc = shmd_tx_begin(s, &tx)))
+    return rc;
+  if ((rc = kv_db_get(tx, dbi, 1, out))) {
+    shmd_tx_abort(tx);
+    return rc;
+  }
+  return shmd_tx_commit(tx);
+}
+
 int kv_begin(shmd_store_t *s, unsigned dbi, kv_ctx_t *c) {
   memset(c, 0, sizeof *c);
   c->s = s;
   c->dbi = dbi;
   c->now = kv_now_ms();
-  int rc = shmd_tx_begin(s, &c->tx);
-  if (rc)
+  if (dbi >= KV_NDB)
+    return SHMD_EINVAL;
+  int rc = kv_db_ensure(s, dbi, &c->dbp);
+  if (rc || (rc = kv_db_view(s, c->dbp, &c->db)))
     return rc;
-  if ((rc = kv_db_get(c->tx, dbi, 1, &c->dbp)) || (rc = kv_db_view(s, c->dbp, &c->db))) {
-    shmd_tx_abort(c->tx);
-    return rc;
-  }
-  return 0;
+  return shmd_tx_begin(s, &c->tx);
 }
 
 int kv_end(kv_ctx_t *c, int rc) {
@@ -652,6 +703,8 @@ typedef struct check_s {
   kv_info_acc_t *info;
   shmd_ptr_t *ptrs;
   uint32_t *types;
+  unsigned char *zset_pair; /* entry i is the tree of a live sorted set whose hash is entry i - 1 */
+  int in_garbage;
   size_t n, cap;
 } check_t;
 
@@ -662,15 +715,19 @@ static int check_push(check_t *ck, uint32_t type, shmd_ptr_t a, shmd_ptr_t b) {
     if (p) ck->ptrs = p;
     uint32_t *t = realloc(ck->types, cap * sizeof *t);
     if (t) ck->types = t;
-    if (!p || !t)
+    unsigned char *z = realloc(ck->zset_pair, cap);
+    if (z) ck->zset_pair = z;
+    if (!p || !t || !z)
       return SHMD_ENOMEM;
     ck->cap = cap;
   }
   if (a.v) {
+    ck->zset_pair[ck->n] = 0;
     ck->ptrs[ck->n] = a;
     ck->types[ck->n++] = type == KV_LIST ? KV_LIST : KV_HASH;
   }
   if (b.v) {
+    ck->zset_pair[ck->n] = a.v && !ck->in_garbage;
     ck->ptrs[ck->n] = b;
     ck->types[ck->n++] = KV_ZSET;
   }
@@ -735,7 +792,10 @@ static int kv_walk(shmd_store_t *s, unsigned db_first, unsigned db_last, check_t
       return rc;
     if (!ck->info && (rc = shmd_list_check(s, d->garbage)))
       return rc;
-    if ((rc = shmd_list_range(s, d->garbage, 0, -1, garbage_visit, ck)))
+    ck->in_garbage = 1;
+    rc = shmd_list_range(s, d->garbage, 0, -1, garbage_visit, ck);
+    ck->in_garbage = 0;
+    if (rc)
       return rc;
     for (unsigned i = 0; i < KV_STRIPES; i++) {
       if (!ck->info && (rc = shmd_hash_check(s, d->stripe[i])))
@@ -757,7 +817,17 @@ int shmd_kv_check(shmd_store_t *s) {
     case KV_ZSET: rc = shmd_rbtree_check(s, ck.ptrs[i]); break;
     default: rc = shmd_hash_check(s, ck.ptrs[i]); break;
     }
+    if (rc == SHMD_EINVAL) /* a container of another kind where the record says otherwise */
+      rc = SHMD_ECORRUPT;
+    if (rc == 0 && ck.zset_pair[i]) {
+      /* a live sorted set: its hash (previous entry) and tree hold the same members */
+      uint64_t nh = 0, nt = 0;
+      if ((rc = shmd_hash_len(s, ck.ptrs[i - 1], &nh)) == 0 && (rc = shmd_rbtree_len(s, ck.ptrs[i], &nt)) == 0 &&
+          nh != nt)
+        rc = SHMD_ECORRUPT;
+    }
   }
+  free(ck.zset_pair);
   free(ck.ptrs);
   free(ck.types);
   return rc;

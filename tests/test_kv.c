@@ -605,6 +605,26 @@ Test(kv, sets) {
   } while (cur != 0);
   for (int i = 0; i < 50; i++)
     cr_expect_eq(seen[i], 1);
+  /* SRANDMEMBER without a count reaches (nearly) every member; SPOP until empty pops each once */
+  int hits[50] = {0}, distinct = 0;
+  for (int i = 0; i < 3000; i++) {
+    r = run(s, "SRANDMEMBER big");
+    cr_assert_eq(r->type, SHMD_REPLY_BULK);
+    int k = atoi(r->str + 1);
+    distinct += hits[k]++ == 0;
+    shmd_reply_free(r);
+  }
+  cr_expect_geq(distinct, 45, "only %d distinct members", distinct);
+  int popped[50] = {0};
+  for (int i = 0; i < 50; i++) {
+    r = run(s, "SPOP big");
+    cr_assert_eq(r->type, SHMD_REPLY_BULK);
+    popped[atoi(r->str + 1)]++;
+    shmd_reply_free(r);
+  }
+  for (int i = 0; i < 50; i++)
+    cr_expect_eq(popped[i], 1);
+  EXPECT(s, "EXISTS big", ":0");
   check_all(s);
   shmd_close(s);
 }
@@ -906,7 +926,7 @@ static void model_step(ts_rng_t *g, mkey_t *m, char *cmd, char *want, int *touch
   int ki = (int)ts_below(g, NKEYS);
   mkey_t *k = &m[ki];
   int f = (int)ts_below(g, NF), v = (int)ts_below(g, 10);
-  int op = (int)ts_below(g, 24);
+  int op = (int)ts_below(g, 32);
   *touched = ki;
   want[0] = 0;
 #define WRONG(t) (k->type != T_NONE && k->type != (t))
@@ -1089,6 +1109,98 @@ static void model_step(ts_rng_t *g, mkey_t *m, char *cmd, char *want, int *touch
     sprintf(cmd, "TYPE k%d", ki);
     sprintf(want, "+%s", (const char *[]){"none", "string", "hash", "list", "set", "zset"}[k->type]);
     break;
+  case 24: { /* LTRIM */
+    int a = (int)ts_below(g, 13) - 6, b = (int)ts_below(g, 13) - 6;
+    sprintf(cmd, "LTRIM k%d %d %d", ki, a, b);
+    if (WRONG(T_LIST)) { strcpy(want, WT); break; }
+    strcpy(want, "+OK");
+    if (k->type != T_LIST) break;
+    int n = k->llen;
+    if (a < 0) a += n;
+    if (b < 0) b += n;
+    if (a < 0) a = 0;
+    if (b >= n) b = n - 1;
+    if (a > b || a >= n) { memset(k, 0, sizeof *k); break; }
+    memmove(k->list, k->list + a, sizeof(int) * (size_t)(b - a + 1));
+    k->llen = b - a + 1;
+    break;
+  }
+  case 25: { /* LSET */
+    int idx = (int)ts_below(g, 12) - 6;
+    sprintf(cmd, "LSET k%d %d v%d", ki, idx, v);
+    if (WRONG(T_LIST)) { strcpy(want, WT); break; }
+    if (k->type != T_LIST) { strcpy(want, "-ERR no such key"); break; }
+    int i = idx < 0 ? idx + k->llen : idx;
+    if (i < 0 || i >= k->llen) { strcpy(want, "-ERR index out of range"); break; }
+    k->list[i] = v;
+    strcpy(want, "+OK");
+    break;
+  }
+  case 26: { /* LINSERT */
+    int after = (int)ts_below(g, 2), pv = (int)ts_below(g, 10);
+    sprintf(cmd, "LINSERT k%d %s v%d v%d", ki, after ? "AFTER" : "BEFORE", pv, v);
+    if (WRONG(T_LIST)) { strcpy(want, WT); break; }
+    if (k->type != T_LIST) { strcpy(want, ":0"); break; }
+    if (k->llen >= LMAX) { sprintf(cmd, "LLEN k%d", ki); sprintf(want, ":%d", k->llen); break; }
+    int i = 0;
+    while (i < k->llen && k->list[i] != pv) i++;
+    if (i == k->llen) { strcpy(want, ":-1"); break; }
+    if (after) i++;
+    memmove(k->list + i + 1, k->list + i, sizeof(int) * (size_t)(k->llen - i));
+    k->list[i] = v;
+    k->llen++;
+    sprintf(want, ":%d", k->llen);
+    break;
+  }
+  case 27: { /* ZCOUNT */
+    int lo = (int)ts_below(g, 12) - 1, hi = (int)ts_below(g, 12) - 1, xl = (int)ts_below(g, 2), xh = (int)ts_below(g, 2);
+    sprintf(cmd, "ZCOUNT k%d %s%d %s%d", ki, xl ? "(" : "", lo, xh ? "(" : "", hi);
+    if (WRONG(T_ZSET)) { strcpy(want, WT); break; }
+    int n = 0;
+    for (int o = 0; k->type == T_ZSET && o < NF; o++)
+      if (k->present[o] && (xl ? k->val[o] > lo : k->val[o] >= lo) && (xh ? k->val[o] < hi : k->val[o] <= hi)) n++;
+    sprintf(want, ":%d", n);
+    break;
+  }
+  case 28: { /* ZRANGEBYSCORE ... LIMIT */
+    int lo = (int)ts_below(g, 12) - 1, hi = (int)ts_below(g, 12) - 1, off = (int)ts_below(g, 4), cnt = (int)ts_below(g, 6) - 1;
+    sprintf(cmd, "ZRANGEBYSCORE k%d %d %d LIMIT %d %d", ki, lo, hi, off, cnt);
+    if (WRONG(T_ZSET)) { strcpy(want, WT); break; }
+    size_t pos = (size_t)sprintf(want, "[");
+    int idx = 0, out = 0;
+    for (int sc = -5; sc <= 20 && k->type == T_ZSET; sc++)
+      for (int o = 0; o < NF; o++)
+        if (k->present[o] && k->val[o] == sc && sc >= lo && sc <= hi) {
+          if (idx++ < off) continue;
+          if (cnt >= 0 && out >= cnt) continue;
+          pos += (size_t)sprintf(want + pos, "%s\"f%d\"", out ? "," : "", o);
+          out++;
+        }
+    sprintf(want + pos, "]");
+    break;
+  }
+  case 29: { /* HINCRBY */
+    int d = (int)ts_below(g, 7) - 3;
+    sprintf(cmd, "HINCRBY k%d f%d %d", ki, f, d);
+    if (WRONG(T_HASH)) { strcpy(want, WT); break; }
+    if (k->type == T_NONE) { memset(k, 0, sizeof *k); k->type = T_HASH; }
+    if (!k->present[f]) { k->present[f] = 1; k->val[f] = 0; }
+    k->val[f] += d;
+    sprintf(want, ":%d", k->val[f]);
+    break;
+  }
+  case 30: { /* MGET */
+    int k2 = (int)ts_below(g, NKEYS);
+    sprintf(cmd, "MGET k%d nokey k%d", ki, k2);
+    size_t pos = (size_t)sprintf(want, "[");
+    if (k->type == T_STR) pos += (size_t)sprintf(want + pos, "\"%s\",", k->str);
+    else pos += (size_t)sprintf(want + pos, "(nil),");
+    pos += (size_t)sprintf(want + pos, "(nil),");
+    if (m[k2].type == T_STR) pos += (size_t)sprintf(want + pos, "\"%s\"", m[k2].str);
+    else pos += (size_t)sprintf(want + pos, "(nil)");
+    sprintf(want + pos, "]");
+    break;
+  }
   default: {
     int n = 0;
     for (int i = 0; i < NKEYS; i++) n += m[i].type != T_NONE;
@@ -1236,6 +1348,30 @@ static void crash_child(int round, int fd) {
       _exit(5);
     if (write(fd, &i, sizeof i) != sizeof i)
       _exit(6);
+    if (i % 97 == 0) {
+      /* database 1: some keys with big values, then FLUSHDB (stripe hashes on the garbage list) */
+      for (int j = 0; j < 20; j++) {
+        size_t pos = (size_t)sprintf(line, "SADD x%d", j);
+        for (int e = 0; e < 30; e++)
+          pos += (size_t)sprintf(line + pos, " e%d", e);
+        char *argv[40];
+        size_t lens[40];
+        int argc = split(line, argv, lens, 40);
+        shmd_reply_t *r = NULL;
+        int rc = shmd_kv_command_db(s, 1, argc, (const char *const *)argv, lens, &r);
+        for (int q = 0; q < argc; q++)
+          free(argv[q]);
+        if (rc || r->type == SHMD_REPLY_ERROR)
+          _exit(7);
+        shmd_reply_free(r);
+      }
+      char *fl[] = {"FLUSHDB"};
+      size_t fll[] = {7};
+      shmd_reply_t *r = NULL;
+      if (shmd_kv_command_db(s, 1, 1, (const char *const *)fl, fll, &r) || r->type != SHMD_REPLY_STATUS)
+        _exit(8);
+      shmd_reply_free(r);
+    }
   }
 }
 
@@ -1345,10 +1481,60 @@ Test(kv, crash_random_kill) {
     check_all(s);
     crash_verify(s, round, done);
     cr_assert_eq(shmd_kv_drain(s, 0, 0), 0);
+    cr_assert_eq(shmd_kv_drain(s, 1, 0), 0);
     shmd_kv_info_t info;
     cr_assert_eq(shmd_kv_info(s, 0, &info), 0);
+    cr_assert_eq(info.garbage, 0);
+    cr_assert_eq(shmd_kv_info(s, 1, &info), 0);
     cr_assert_eq(info.garbage, 0);
     check_all(s);
     shmd_close(s);
   }
+}
+
+/* Two processes running multi-key commands over the same keys in different orders (MSET, DEL of
+ * several keys, RENAME, SUNION, FLUSHDB on another database): stripe locks are taken in index
+ * order, so nothing deadlocks, and the keyspace stays consistent. */
+Test(kv, mp_multikey_no_deadlock, .timeout = 60) {
+  shmd_store_t *s = ts_open("t", 16 * MB, 16 * MB);
+  pid_t kids[2];
+  for (int w = 0; w < 2; w++) {
+    kids[w] = fork();
+    if (kids[w] == 0) {
+      shmd_options_t o = ts_opts(16 * MB, 16 * MB);
+      shmd_store_t *cs = NULL;
+      if (shmd_open("t", &o, &cs))
+        _exit(2);
+      ts_rng_t g = {(uint64_t)(w + 1) * 0x9E3779B97F4A7C15ull};
+      for (int i = 0; i < 3000; i++) {
+        char line[256];
+        int a = (int)ts_below(&g, 12), b = (int)ts_below(&g, 12), c = (int)ts_below(&g, 12);
+        switch (ts_below(&g, 6)) {
+        case 0: snprintf(line, sizeof line, "MSET k%d %d k%d %d k%d %d", a, i, b, i, c, i); break;
+        case 1: snprintf(line, sizeof line, "DEL k%d k%d k%d", c, b, a); break;
+        case 2: snprintf(line, sizeof line, "RENAME k%d k%d", a, b); break;
+        case 3: snprintf(line, sizeof line, "SADD k%d m%d", a + 12, i % 7); break;
+        case 4: snprintf(line, sizeof line, "SUNION k%d k%d k%d", a + 12, b + 12, c + 12); break;
+        default: snprintf(line, sizeof line, "MGET k%d k%d k%d k%d", a, b, c, a + 12); break;
+        }
+        int rc = child_cmd(cs, line);
+        if (rc && rc != -1000) /* "no such key" from RENAME is fine */
+          _exit(3);
+        if (i % 500 == 0) {
+          char *argv[] = {"FLUSHDB"};
+          size_t lens[] = {7};
+          shmd_reply_t *r = NULL;
+          if (shmd_kv_command_db(cs, 1 + (unsigned)w, 1, (const char *const *)argv, lens, &r))
+            _exit(4);
+          shmd_reply_free(r);
+        }
+      }
+      shmd_close(cs);
+      _exit(0);
+    }
+  }
+  for (int w = 0; w < 2; w++)
+    cr_assert_eq(ts_wait(kids[w]), 0);
+  check_all(s);
+  shmd_close(s);
 }

@@ -45,6 +45,11 @@ void shmd_reply_free(shmd_reply_t *reply);
  * (wrong type, syntax, not an integer, unknown command) are replies of type SHMD_REPLY_ERROR with
  * Redis's wording and a return of 0. A negative status is returned (and *reply left NULL) only
  * when the command could not run at all: SHMD_ENOMEM, SHMD_ENOLANE, SHMD_ECORRUPT, ...
+ * A command is one transaction, so it can add only so many elements or touch so many keys at once
+ * (about 110 new hash fields / set members / list elements, 55 sorted-set members, 120 MSET keys,
+ * 16 keys of a set operation; see docs/commands.md): beyond that it answers an "ERR shmdict: ..."
+ * error and changes nothing. A store that cannot grow gives Redis's "OOM ..." error reply.
+ * Databases are 0 .. SHMD_KV_DATABASES - 1 (SHMD_EINVAL otherwise).
  */
 int shmd_kv_command_db(shmd_store_t *store, unsigned db, int argc, const char *const argv[], const size_t lens[],
                        shmd_reply_t **reply);
