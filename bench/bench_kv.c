@@ -781,7 +781,7 @@ int main(int argc, char **argv) {
   for (uint64_t i = 0; i < NKEYS; i++)
     keylen[i] = (unsigned char)snprintf(keybuf[i], sizeof keybuf[i], "k:%" PRIu64, i);
 
-  char name[96], lab[16];
+  char name[96], lab[24];
   for (int op = 0; op < OP_COUNT; op++)
     for (int sys = 0; sys < SYS_COUNT; sys++) {
       snprintf(name, sizeof name, "%s/%s", op_names[op], sys_names[sys]);

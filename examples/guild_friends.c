@@ -251,8 +251,9 @@ static void get_player(shmd_store_t *s, uint64_t id, char *name, size_t name_cap
     fprintf(stderr, "guild_friends: bad record %s\n", val);
     exit(1);
   }
-  *p1 = 0;
-  snprintf(name, name_cap, "%s", val);
+  size_t nl = (size_t)(p1 - val) < name_cap - 1 ? (size_t)(p1 - val) : name_cap - 1;
+  memcpy(name, val, nl);
+  name[nl] = 0;
   if (sscanf(p1 + 1, "%u:%" SCNu64 ":%" SCNu64, level, guild, xp) != 3) {
     fprintf(stderr, "guild_friends: bad record %s\n", p1 + 1);
     exit(1);
