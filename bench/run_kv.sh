@@ -26,7 +26,7 @@ if [ ! -f "$build/build.ninja" ]; then
 else
   meson configure "$build" -Dbench=true >/dev/null
 fi
-meson compile -C "$build" bench_kv guild_friends >&2
+ninja -C "$build" bench/bench_kv examples/guild_friends >&2
 py=python3
 if ! "$py" -c 'import matplotlib' 2>/dev/null && [ -x /usr/bin/python3 ]; then
   py=/usr/bin/python3

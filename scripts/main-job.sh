@@ -33,9 +33,16 @@ build=build
 if [ ! -f "$build/build.ninja" ]; then
   echo "main-job: configuring $build (release)" >&2
   meson setup "$build" --buildtype=release >&2
+else
+  buildtype=$(meson configure "$build" 2>/dev/null | awk '$1 == "buildtype" { print $2 }')
+  if [ -n "$buildtype" ] && [ "$buildtype" != "release" ]; then
+    echo "main-job: note: $build is configured as '$buildtype', not release" >&2
+  fi
 fi
 echo "main-job: building the example" >&2
-meson compile -C "$build" guild_friends >&2
+# ninja (not `meson compile TARGET`) so that a build/ configured before the example existed is
+# regenerated first.
+ninja -C "$build" examples/guild_friends >&2
 
 exe="$build/examples/guild_friends"
 run() {
