@@ -81,6 +81,18 @@ static uint64_t sizes[MAX_SIZES];
 static int nsizes;
 static int store_built[MAX_SIZES];
 
+/* Store handles stay open until exit: the keyspace caches each thread's root per (handle address,
+ * segment-0 address), and a store opened after another was closed may get both addresses back and
+ * be handed the closed store's root (a bug in kv/keyspace.c, reported). Dropped stores keep their
+ * memory until then. */
+static shmd_store_t *kept[256];
+static int nkept;
+
+static void keep(shmd_store_t *s) {
+  if (nkept < (int)(sizeof kept / sizeof kept[0]))
+    kept[nkept++] = s;
+}
+
 static double now_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -132,6 +144,8 @@ static void cleanup(void) {
     shmd_close(kv_store);
     kv_store = NULL;
   }
+  while (nkept > 0)
+    shmd_close(kept[--nkept]);
   if (priv_dir[0] != '\0') {
     remove_dir(priv_dir);
     priv_dir[0] = '\0';
@@ -700,12 +714,13 @@ static void bm_reload(shim_state_t *st, void *arg) {
     o.flags = SHMD_OPEN_NOCREATE;
     shmd_store_t *s = NULL;
     double t0 = now_ns();
-    if (shmd_open(name, &o, &s) != 0 || dump_store(s, path, &keys) != 0) {
-      shmd_close(s);
+    int orc = shmd_open(name, &o, &s);
+    if (orc == 0)
+      keep(s);
+    if (orc != 0 || dump_store(s, path, &keys) != 0) {
       shim_skip_with_error(st, "dumping the example's store failed");
       return;
     }
-    shmd_close(s);
     fprintf(stderr, "bench_kv: dumped %" PRIu64 " keys to %s in %.1f s\n", keys, path,
             (now_ns() - t0) / 1e9);
     if (stat(path, &sb) != 0) {
@@ -731,11 +746,13 @@ static void bm_reload(shim_state_t *st, void *arg) {
         o.flags = SHMD_OPEN_EXCL;
         o.segment_bytes = 256ull << 20;
         shmd_store_t *s = NULL;
-        if (shmd_open(rname, &o, &s) != 0 || load_resp(s, buf, buf + sb.st_size) < 0 ||
+        int orc = shmd_open(rname, &o, &s);
+        if (orc == 0)
+          keep(s);
+        if (orc != 0 || load_resp(s, buf, buf + sb.st_size) < 0 ||
             first_answer(s, rng(&seed) % sizes[idx]) != 0)
           failed = 1;
         shim_pause(st);
-        shmd_close(s);
         shmd_drop(rname, priv_dir);
         shim_resume(st);
       }

@@ -477,7 +477,7 @@ int main(int argc, char **argv) {
   opt.dir = c.dir;
   opt.flags = SHMD_OPEN_NOCREATE;
   opt.segment_bytes = 256ull << 20;
-  shmd_store_t *s = NULL;
+  shmd_store_t *s = NULL, *stale = NULL;
   double t0 = now_ms();
   int rc = shmd_open(c.name, &opt, &s);
   double t_attach = now_ms() - t0;
@@ -489,7 +489,10 @@ int main(int argc, char **argv) {
     if (rc == SHMD_ENOTFOUND) {
       printf("store '%s' has no marker (a build was interrupted): dropping it and building again\n",
              c.name);
-      shmd_close(s);
+      /* The old handle stays open until the new store is: closing it first lets the new handle
+       * and mapping reuse its addresses, which the keyspace's per-thread root cache mistakes for
+       * the old store (a bug in kv/keyspace.c, reported). */
+      stale = s;
       s = NULL;
       if ((rc = shmd_drop(c.name, c.dir)))
         die("drop", rc);
@@ -506,6 +509,7 @@ int main(int argc, char **argv) {
     opt.flags = SHMD_OPEN_EXCL;
     if ((rc = shmd_open(c.name, &opt, &s)))
       die("create store", rc);
+    shmd_close(stale);
     printf("building store '%s' in %s: %" PRIu64 " players, %" PRIu64 " guilds, %u friends each\n",
            c.name, shmd_store_dir(s), c.players, c.guilds, c.friends);
     fflush(stdout);
