@@ -81,8 +81,8 @@ def run_bench(args):
     return data, cmd
 
 
-def collect(data):
-    """Returns {(workload, allocator): ns_per_op or an error string}. With repetitions the median
+def collect(data, metric="ns_per_op"):
+    """Returns {(workload, allocator): the metric or an error string}. With repetitions the median
     is used, otherwise the mean of the runs of a name."""
     runs, medians = {}, {}
     for b in data.get("benchmarks", []):
@@ -94,7 +94,7 @@ def collect(data):
         if b.get("error_occurred"):
             runs.setdefault(key, []).append("error: " + b.get("error_message", "?"))
             continue
-        v = b.get("ns_per_op")
+        v = b.get(metric)
         if v is None:
             continue
         if b.get("run_type") == "aggregate":
@@ -239,7 +239,10 @@ def section(res, data, args, cmdline):
            "_Written by `bench/report.py`; do not edit between the markers._",
            "",
            "Nanoseconds per operation (one allocation plus one free, with one 8-byte write to",
-           "the object), wall time of the timed region; lower is better. "
+           "the object), %s; lower is better. " %
+           ("wall time of the timed region" if args.metric == "ns_per_op" else
+            "CPU time of the benchmark's thread in the timed region (xthread: the producer only)")
+           + 
            + ("Median of %d repetitions." % args.repetitions if args.repetitions > 1
               else "One run per benchmark."),
            "",
@@ -311,6 +314,8 @@ def main():
     p.add_argument("--min-time", type=float, help="--benchmark_min_time, in seconds")
     p.add_argument("--repetitions", type=int, default=1, help="repetitions; the median is used")
     p.add_argument("--filter", help="--benchmark_filter regular expression")
+    p.add_argument("--metric", default="ns_per_op", choices=["ns_per_op", "cpu_ns_per_op"],
+                   help="wall time per operation (default) or the benchmark thread's CPU time")
     p.add_argument("--docs", action="store_true", help="update docs/bench.md and the plot")
     p.add_argument("--docs-file", default=os.path.join(root, "docs", "bench.md"))
     p.add_argument("--img", default=os.path.join(root, "docs", "img", "bench_alloc.png"))
@@ -334,12 +339,13 @@ def main():
         with open(args.save_json, "w") as f:
             json.dump(data, f, indent=1)
 
-    res = collect(data)
+    res = collect(data, args.metric)
     if not res:
         sys.exit("report.py: no results")
     ns_table, ratio_table, goal, met_all = tables(res)
     print()
-    print("ns per operation (allocation + free), lower is better:")
+    print("%s (allocation + free), lower is better:" %
+          ("ns per operation" if args.metric == "ns_per_op" else "CPU ns per operation"))
     print(ns_table)
     print()
     print("shmdict time / baseline time (below 1.00 shmdict is faster):")

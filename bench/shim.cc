@@ -2,7 +2,7 @@
 //
 // The C++ side of the benchmark shim (see shim.h): registers C benchmark functions with
 // google-benchmark, runs their timed loops, measures the wall time of the timed region for the
-// "ns_per_op" counter, and wraps Boost.Interprocess's managed_shared_memory for the boost_ipc
+// "ns_per_op" counter (and the calling thread's CPU time for "cpu_ns_per_op"), and wraps Boost.Interprocess's managed_shared_memory for the boost_ipc
 // baseline. This is the only C++ file of the project; everything it calls is C.
 
 #include "shim.h"
@@ -13,6 +13,7 @@
 #include <boost/version.hpp>
 
 #include <chrono>
+#include <ctime>
 #include <cstdio>
 #include <exception>
 #include <new>
@@ -25,13 +26,21 @@ struct shim_state_s {
   benchmark::State *st;
   std::chrono::steady_clock::time_point since; // start of the current timed stretch
   double wall_ns = 0;                           // timed wall time of finished stretches
+  double cpu_since = 0;                         // thread CPU time at the start of the stretch
+  double cpu_ns = 0;                            // timed thread CPU time of finished stretches
   bool started = false;                         // the loop has begun
   bool running = false;                         // the shim's clock is running
   double ops = 0;
 
   explicit shim_state_s(benchmark::State *s) : st(s) {}
 
+  static double thread_cpu_ns() {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return static_cast<double>(ts.tv_sec) * 1e9 + static_cast<double>(ts.tv_nsec);
+  }
   void clock_start() {
+    cpu_since = thread_cpu_ns();
     since = std::chrono::steady_clock::now();
     running = true;
   }
@@ -40,6 +49,7 @@ struct shim_state_s {
       return;
     std::chrono::duration<double, std::nano> d = std::chrono::steady_clock::now() - since;
     wall_ns += d.count();
+    cpu_ns += thread_cpu_ns() - cpu_since;
     running = false;
   }
 };
@@ -50,8 +60,10 @@ void run_one(benchmark::State &st, shim_fn_t fn, void *arg) {
   shim_state_s s(&st);
   fn(&s, arg);
   s.clock_stop();
-  if (s.ops > 0 && !st.error_occurred())
+  if (s.ops > 0 && !st.error_occurred()) {
     st.counters["ns_per_op"] = benchmark::Counter(s.wall_ns / s.ops);
+    st.counters["cpu_ns_per_op"] = benchmark::Counter(s.cpu_ns / s.ops);
+  }
 }
 
 } // namespace

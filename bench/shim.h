@@ -22,8 +22,10 @@
  * asked to measure wall time or to run threads, and our names must stay exactly
  * "<workload>/<allocator>". So the shim does not use those features: it measures the wall time of
  * the timed region itself (from the first shim_batch() to the one that returns 0, minus pauses) and
- * reports it as the counter "ns_per_op" = wall nanoseconds / shim_set_ops(). A benchmark that needs
- * a second thread starts it itself. ns_per_op is the figure bench/report.py uses.
+ * reports it as the counter "ns_per_op" = wall nanoseconds / shim_set_ops(), and the CPU time the
+ * calling thread used in that region as "cpu_ns_per_op" (less sensitive to other processes on a
+ * busy machine, but blind to other threads). A benchmark that needs a second thread starts it
+ * itself. ns_per_op is the figure bench/report.py uses by default.
  */
 #ifndef SHMD_BENCH_SHIM_H
 #define SHMD_BENCH_SHIM_H
@@ -70,7 +72,8 @@ void shim_pause(shim_state_t *st);
 void shim_resume(shim_state_t *st);
 
 /* The number of operations the timed region did (all threads together); the shim reports
- * ns_per_op = timed wall nanoseconds / ops. Without it ns_per_op is not reported. */
+ * ns_per_op = timed wall nanoseconds / ops and cpu_ns_per_op = the calling thread's CPU
+ * nanoseconds in the timed region / ops. Without it neither is reported. */
 void shim_set_ops(shim_state_t *st, double ops);
 
 /* Sets a plain counter shown next to the result (console) and in the JSON. */
