@@ -242,7 +242,6 @@ def section(res, data, args, cmdline):
            "the object), %s; lower is better. " %
            ("wall time of the timed region" if args.metric == "ns_per_op" else
             "CPU time of the benchmark's thread in the timed region (xthread: the producer only)")
-           + 
            + ("Median of %d repetitions." % args.repetitions if args.repetitions > 1
               else "One run per benchmark."),
            "",
