@@ -1023,9 +1023,11 @@ static int c_hmget(cc_t *x) {
   return 0;
 }
 
-static int c_hdel(cc_t *x) {
+/* HDEL / SREM, HEXISTS / SISMEMBER, HLEN / SCARD: a set is a hash with empty values, so these
+ * pairs are one implementation each, parameterised by the type the key must hold. */
+static int del_members(cc_t *x, int type) {
   kv_ref_t ref;
-  int rc = need(x, KV_HASH, MISS_ZERO, &ref);
+  int rc = need(x, type, MISS_ZERO, &ref);
   if (rc <= 0)
     return rc;
   int64_t n = 0;
@@ -1041,18 +1043,18 @@ static int c_hdel(cc_t *x) {
   return r_int(x->r, n);
 }
 
-static int c_hexists(cc_t *x) {
+static int has_member(cc_t *x, int type) {
   kv_ref_t ref;
-  int rc = need(x, KV_HASH, MISS_ZERO, &ref);
+  int rc = need(x, type, MISS_ZERO, &ref);
   if (rc <= 0)
     return rc;
   rc = shmd_hash_contains(x->c->s, ref.a, A(2), L(2));
   return rc < 0 ? rc : r_int(x->r, rc);
 }
 
-static int c_hlen(cc_t *x) {
+static int count_members(cc_t *x, int type) {
   kv_ref_t ref;
-  int rc = need(x, KV_HASH, MISS_ZERO, &ref);
+  int rc = need(x, type, MISS_ZERO, &ref);
   if (rc <= 0)
     return rc;
   uint64_t n;
@@ -1060,6 +1062,13 @@ static int c_hlen(cc_t *x) {
     return rc;
   return r_int(x->r, (int64_t)n);
 }
+
+static int c_hdel(cc_t *x) { return del_members(x, KV_HASH); }
+static int c_hexists(cc_t *x) { return has_member(x, KV_HASH); }
+static int c_hlen(cc_t *x) { return count_members(x, KV_HASH); }
+static int c_srem(cc_t *x) { return del_members(x, KV_SET); }
+static int c_sismember(cc_t *x) { return has_member(x, KV_SET); }
+static int c_scard(cc_t *x) { return count_members(x, KV_SET); }
 
 typedef struct hwalk_s {
   vec_t v;
@@ -1394,44 +1403,6 @@ static int c_sadd(cc_t *x) {
       return rc;
   }
   return r_int(x->r, n);
-}
-
-static int c_srem(cc_t *x) {
-  kv_ref_t ref;
-  int rc = need(x, KV_SET, MISS_ZERO, &ref);
-  if (rc <= 0)
-    return rc;
-  int64_t n = 0;
-  for (int i = 2; i < x->argc; i++) {
-    rc = shmd_hash_del(x->c->s, ref.a, A(i), L(i));
-    if (rc == 0)
-      n++;
-    else if (rc != SHMD_ENOTFOUND)
-      return rc;
-  }
-  if ((rc = kv_drop_if_empty(x->c, A(1), L(1), &ref)))
-    return rc;
-  return r_int(x->r, n);
-}
-
-static int c_sismember(cc_t *x) {
-  kv_ref_t ref;
-  int rc = need(x, KV_SET, MISS_ZERO, &ref);
-  if (rc <= 0)
-    return rc;
-  rc = shmd_hash_contains(x->c->s, ref.a, A(2), L(2));
-  return rc < 0 ? rc : r_int(x->r, rc);
-}
-
-static int c_scard(cc_t *x) {
-  kv_ref_t ref;
-  int rc = need(x, KV_SET, MISS_ZERO, &ref);
-  if (rc <= 0)
-    return rc;
-  uint64_t n;
-  if ((rc = shmd_hash_len(x->c->s, ref.a, &n)))
-    return rc;
-  return r_int(x->r, (int64_t)n);
 }
 
 static uint64_t rng_next(void) {

@@ -85,35 +85,29 @@ unsigned kv_stripe_of(const void *key, size_t len) {
 }
 
 /* Per-thread cache of the keyspace root of the last stores used: shmd_root_get() takes the store's
- * roots lock, which every command would otherwise serialise on. Keyed by the handle and the address
- * segment 0 is mapped at; a hit is validated by the root's magic word (kv_root_view), and the root
- * block of a store never moves or goes away. */
+ * roots lock, which every command would otherwise serialise on. Keyed by shmd_store_id(), which is
+ * never reused within a process (a handle address or a mapping address can be, after a close and
+ * a new open); a hit is validated by the root's magic word (kv_root_view), and the root block of a
+ * store never moves or goes away. */
 #define KV_ROOT_CACHE 4
 static __thread struct {
-  shmd_store_t *s;
-  const void *seg0;
+  uint64_t id;
   shmd_ptr_t root;
 } kv_root_cache[KV_ROOT_CACHE];
 static __thread unsigned kv_root_cache_next;
 
-static const void *kv_seg0(shmd_store_t *s) {
-  shmd_segmap_t *map = *(shmd_segmap_t **)(void *)s;
-  return __atomic_load_n(&map->base[1], __ATOMIC_ACQUIRE);
-}
-
 /* The keyspace root, created on first use. */
 static int kv_root(shmd_store_t *s, shmd_ptr_t *out) {
-  const void *seg0 = kv_seg0(s);
+  uint64_t id = shmd_store_id(s);
   for (unsigned i = 0; i < KV_ROOT_CACHE; i++)
-    if (kv_root_cache[i].s == s && kv_root_cache[i].seg0 == seg0 && seg0 != NULL) {
+    if (kv_root_cache[i].id == id) {
       *out = kv_root_cache[i].root;
       return 0;
     }
   int rc = shmd_root_get(s, KV_ROOT_NAME, out);
   if (rc == 0) {
     unsigned i = kv_root_cache_next++ % KV_ROOT_CACHE;
-    kv_root_cache[i].s = s;
-    kv_root_cache[i].seg0 = kv_seg0(s);
+    kv_root_cache[i].id = id;
     kv_root_cache[i].root = *out;
     return 0;
   }

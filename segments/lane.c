@@ -105,6 +105,20 @@ static void release_if_owner(shmd_store_t *s, uint64_t lockp, uint32_t idx) {
 static int recover_locked(shmd_store_t *s, struct shmd__thr *t, uint32_t idx, int can_free);
 static void settle_dead_steps(shmd_store_t *s, struct shmd__thr *t, uint32_t x);
 
+/* Tries to take lane l's liveness mutex without blocking. Returns 1 when this thread now owns it
+ * (the previous owner is dead, made consistent, or there was none), 0 when a live thread (its
+ * owner, or a recoverer) holds it, or SHMD_ECORRUPT when the mutex is unusable. */
+static int live_trylock(struct shmd__lane *l) {
+  int r = pthread_mutex_trylock(&l->live.m);
+  if (r == EBUSY)
+    return 0;
+  if (r == EOWNERDEAD)
+    pthread_mutex_consistent(&l->live.m);
+  else if (r != 0)
+    return SHMD_CORRUPT("lane liveness mutex unusable");
+  return 1;
+}
+
 /*
  * Checks whether lane `idx` has a live owner; if not, recovers it. Returns 1 if it recovered (or
  * found the lane ownerless), 0 if the owner is alive or somebody else is recovering, 2 if it took
@@ -118,13 +132,9 @@ static int check_dead(shmd_store_t *s, struct shmd__thr *t, uint32_t idx, uint32
   if (idx == t->lane_idx)
     return 0;
   struct shmd__lane *l = shmd__lane_at(s, idx);
-  int r = pthread_mutex_trylock(&l->live.m);
-  if (r == EBUSY)
-    return 0;
-  if (r == EOWNERDEAD)
-    pthread_mutex_consistent(&l->live.m);
-  else if (r != 0)
-    return SHMD_CORRUPT("lane liveness mutex unusable");
+  int r = live_trylock(l);
+  if (r <= 0)
+    return r;
   int rc = recover_locked(s, t, idx, !t->in_al);
   if (rc >= 0 && w != NULL) {
     uint32_t cur = __atomic_load_n(w, __ATOMIC_RELAXED);
@@ -298,12 +308,7 @@ static void settle_dead_steps(shmd_store_t *s, struct shmd__thr *t, uint32_t x) 
     struct shmd__lane *l = shmd__lane_at(s, j);
     if (__atomic_load_n(&l->al_len, __ATOMIC_ACQUIRE) == 0)
       continue;
-    int r = pthread_mutex_trylock(&l->live.m);
-    if (r == EBUSY)
-      continue;
-    if (r == EOWNERDEAD)
-      pthread_mutex_consistent(&l->live.m);
-    else if (r != 0)
+    if (live_trylock(l) != 1)
       continue;
     (void)recover_locked(s, t, j, 0); /* rolls its step back; its own frees are queued */
     pthread_mutex_unlock(&l->live.m);
@@ -373,13 +378,8 @@ void shmd__run_pending(shmd_store_t *s, struct shmd__thr *t) {
   while (t->npending > 0 && !t->in_al) {
     uint32_t idx = t->pending[--t->npending];
     struct shmd__lane *l = shmd__lane_at(s, idx);
-    int r = pthread_mutex_trylock(&l->live.m);
-    if (r == EBUSY)
+    if (live_trylock(l) != 1)
       continue; /* claimed or being recovered by someone else, who finishes it */
-    if (r == EOWNERDEAD)
-      pthread_mutex_consistent(&l->live.m);
-    else if (r != 0)
-      continue;
     (void)recover_locked(s, t, idx, 1);
     pthread_mutex_unlock(&l->live.m);
   }
@@ -475,12 +475,7 @@ struct shmd__thr *shmd__thr_slow(shmd_store_t *s, int *rc) {
   for (uint32_t k = 0; k < n; k++) {
     uint32_t i = (start + k) % n;
     struct shmd__lane *l = shmd__lane_at(s, i);
-    int r = pthread_mutex_trylock(&l->live.m);
-    if (r == EBUSY)
-      continue;
-    if (r == EOWNERDEAD)
-      pthread_mutex_consistent(&l->live.m);
-    else if (r != 0)
+    if (live_trylock(l) != 1)
       continue;
     t->lane = l;
     t->lane_idx = i;

@@ -554,6 +554,7 @@ void shmd_close(shmd_store_t *store) {
   shmd__store_unref(store);
 }
 
+uint64_t shmd_store_id(const shmd_store_t *store) { return store->id; }
 const char *shmd_store_name(const shmd_store_t *store) { return store->name; }
 const char *shmd_store_dir(const shmd_store_t *store) { return store->dir; }
 

@@ -1559,3 +1559,24 @@ Test(kv, glob) {
     cr_expect_eq(shmd_kv_glob(cases[i].p, strlen(cases[i].p), cases[i].s, strlen(cases[i].s)), cases[i].m,
                  "glob(%s, %s)", cases[i].p, cases[i].s);
 }
+
+/* A store closed, dropped and created again in the same process may get the same handle and
+ * mapping addresses: nothing cached per store may outlive the handle. */
+Test(kv, reopen_same_name_after_drop) {
+  for (int round = 0; round < 4; round++) {
+    shmd_store_t *s = ts_open("again", 8 << 20, 8 << 20);
+    char key[32];
+    for (int i = 0; i < 500 * round; i++) {
+      int n = snprintf(key, sizeof key, "k%d", i);
+      cr_assert_eq(shmd_kv_set(s, 0, key, (size_t)n, "v", 1, 0), 0);
+    }
+    int rc = shmd_kv_set(s, 0, "last", 4, "x", 1, 0);
+    cr_assert_eq(rc, 0, "round %d: %s", round, shmd_strerror(rc));
+    char buf[8];
+    size_t len = 0;
+    cr_assert_eq(shmd_kv_get(s, 0, "last", 4, buf, sizeof buf, &len), 0);
+    cr_assert_eq(shmd_kv_check(s), 0, "%s", shmd_errdetail());
+    shmd_close(s);
+    cr_assert_eq(shmd_drop("again", ts_dir), 0);
+  }
+}

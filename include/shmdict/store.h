@@ -87,6 +87,11 @@ void shmd_thread_detach(shmd_store_t *store);
  */
 int shmd_drop(const char *name, const char *dir);
 
+/* A number that identifies this handle within the process: unique among all handles the process
+ * ever opened (never reused after a close, unlike the handle's address), never 0. For caches keyed
+ * by store. Cannot fail. */
+uint64_t shmd_store_id(const shmd_store_t *store);
+
 /* The store's name and directory as given when it was opened. Cannot fail. */
 const char *shmd_store_name(const shmd_store_t *store);
 const char *shmd_store_dir(const shmd_store_t *store);
