@@ -139,8 +139,8 @@ static void cleanup(void) {
   }
 }
 
-/* SIGINT / SIGTERM / SIGHUP: remove our files (without touching the allocators, which the signal
- * may have interrupted), then die of the signal. */
+/* SIGINT / SIGTERM / SIGHUP / SIGPIPE: remove our files (without touching the allocators, which
+ * the signal may have interrupted), then die of the signal. */
 static void on_signal(int sig) {
   if (bipc_path[0] != '\0')
     shm_unlink(bipc_path);
@@ -672,6 +672,7 @@ int main(int argc, char **argv) {
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);
   signal(SIGHUP, on_signal);
+  signal(SIGPIPE, on_signal); /* e.g. output piped into head */
   int rc = shim_run(argc, argv);
   cleanup();
   return rc;
