@@ -69,7 +69,14 @@ enum {
   XRING_PUBLISH = 32, /* xthread: head and tail are published every this many objects */
 };
 
-typedef enum ba_kind_e { BA_SHMDICT, BA_GLIBC, BA_MIMALLOC, BA_JEMALLOC, BA_BOOST, BA_COUNT } ba_kind_t;
+typedef enum ba_kind_e {
+  BA_SHMDICT,
+  BA_GLIBC,
+  BA_MIMALLOC,
+  BA_JEMALLOC,
+  BA_BOOST,
+  BA_COUNT
+} ba_kind_t;
 
 static const char *const ba_names[BA_COUNT] = {"shmdict", "glibc", "mimalloc", "jemalloc",
                                                "boost_ipc"};
@@ -103,7 +110,8 @@ static int resolve_glibc(void) {
 }
 
 /* Removes a directory tree (a store directory: two levels at most). Also called from the signal
- * handler: opendir() is not async-signal-safe, but at that point a leaked file is the worse risk. */
+ * handler: opendir() is not async-signal-safe, but at that point a leaked file is the worse
+ * risk. */
 static void remove_dir(const char *path) {
   DIR *d = opendir(path);
   if (d != NULL) {
@@ -174,7 +182,8 @@ static int ba_prepare(shim_state_t *st, ba_kind_t a) {
   case BA_BOOST:
     if (bipc_path[0] != '\0')
       return 0;
-    snprintf(bipc_path, sizeof bipc_path, "/shmdict-bench-boost-%d-%08x", (int)getpid(), name_tag());
+    snprintf(bipc_path, sizeof bipc_path, "/shmdict-bench-boost-%d-%08x", (int)getpid(),
+             name_tag());
     if (bipc_open(bipc_path + 1, ARENA_BYTES, err, sizeof err) != 0) {
       bipc_path[0] = '\0';
       shim_skip_with_error(st, err);
@@ -347,9 +356,10 @@ static void shmdict_space(shim_state_t *st, uint64_t requested_bytes) {
     return;
   shim_counter(st, "meta_pct", 100.0 * (double)ss.alloc_meta_bytes / (double)ss.store_bytes);
   shim_counter(st, "all_meta_pct", 100.0 * (double)ss.meta_bytes / (double)ss.store_bytes);
-  if (ss.small_bytes_inuse > 0)
-    shim_counter(st, "frag_pct",
-                 100.0 * (double)(ss.small_bytes_inuse - requested_bytes) / (double)ss.small_bytes_inuse);
+  if (ss.small_bytes_inuse > 0) {
+    double usable = (double)ss.small_bytes_inuse;
+    shim_counter(st, "frag_pct", 100.0 * (usable - (double)requested_bytes) / usable);
+  }
   if (ss.slab_bytes > 0)
     shim_counter(st, "slab_free_pct", 100.0 * (double)ss.slab_free_bytes / (double)ss.slab_bytes);
 }

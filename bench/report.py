@@ -333,7 +333,9 @@ def section(res, spread, ratios, sp, datas, args):
     busy = [float(d["context"]["busy_cpus_at_start"]) for d in datas
             if "busy_cpus_at_start" in d.get("context", {})]
     if busy:
-        m["busy"] = "%.2f" % max(busy) + (" (highest of %d runs)" % len(busy) if len(busy) > 1 else "")
+        m["busy"] = "%.2f" % max(busy)
+        if len(busy) > 1:
+            m["busy"] += " (highest of %d runs)" % len(busy)
     img_rel = os.path.relpath(args.img, os.path.dirname(os.path.abspath(args.docs_file)))
     how = data.get("context", {}).get("command", "bench/run.sh")
     if len(datas) > 1:

@@ -2,8 +2,9 @@
 //
 // The C++ side of the benchmark shim (see shim.h): registers C benchmark functions with
 // google-benchmark, runs their timed loops, measures the wall time of the timed region for the
-// "ns_per_op" counter (and the calling thread's CPU time for "cpu_ns_per_op"), and wraps Boost.Interprocess's managed_shared_memory for the boost_ipc
-// baseline. This is the only C++ file of the project; everything it calls is C.
+// "ns_per_op" counter (and the calling thread's CPU time for "cpu_ns_per_op"), and wraps
+// Boost.Interprocess's managed_shared_memory for the boost_ipc baseline. The benchmarks' only
+// C++; everything it calls is C.
 
 #include "shim.h"
 
