@@ -50,7 +50,16 @@ static int free_step(shmd_store_t *s, struct shmd__thr *t, shmd_ptr_t p, uint64_
   return free_impl(s, t, p, extra, extra_val);
 }
 
-const struct shmd__alloc_ops shmd__alloc_ops = {meta_bytes, seg_init, free_step};
+static int alloc_impl(shmd_store_t *s, struct shmd__thr *t, size_t size, int resv, shmd_ptr_t *out);
+
+static int alloc_word(shmd_store_t *s, struct shmd__thr *t, size_t size, uint64_t *word, shmd_ptr_t *out) {
+  t->alloc_word = word;
+  int rc = alloc_impl(s, t, size, 2, out);
+  t->alloc_word = NULL;
+  return rc;
+}
+
+const struct shmd__alloc_ops shmd__alloc_ops = {meta_bytes, seg_init, free_step, alloc_word};
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Allocation. */
@@ -59,7 +68,7 @@ const struct shmd__alloc_ops shmd__alloc_ops = {meta_bytes, seg_init, free_step}
 static inline void reserve(shmd_store_t *s, struct shmd__thr *t, shmd_ptr_t p) {
   struct shmd__lane *l = t->lane;
   uint64_t n = l->resv_count;
-  l->resv[n] = p.v;
+  *shmd__resv_slot(t, n) = p.v;
   shmd__al_log(t, 0, s->map->base[1], &l->resv_count);
   l->resv_count = n + 1;
 }
@@ -87,8 +96,10 @@ static int alloc_small_in(shmd_store_t *s, struct shmd__thr *t, uint32_t seg, ui
     return rc;
   }
   shmd_ptr_t p = shmd_ptr_make(seg, off);
-  if (resv)
+  if (resv == 1)
     reserve(s, t, p);
+  else if (resv == 2)
+    extra_store(s, t, t->alloc_word, p.v);
   SHMD_CRASH_POINT("alloc.small.logged");
   shmd__al_commit(s, t);
   *out = p;
@@ -113,8 +124,10 @@ static int alloc_large_in(shmd_store_t *s, struct shmd__thr *t, uint32_t seg, ui
     return rc;
   }
   shmd_ptr_t p = shmd_ptr_make(seg, sa->data_off + page * SHMD_PAGE_BYTES);
-  if (resv)
+  if (resv == 1)
     reserve(s, t, p);
+  else if (resv == 2)
+    extra_store(s, t, t->alloc_word, p.v);
   SHMD_CRASH_POINT("alloc.large.logged");
   shmd__al_commit(s, t);
   *out = p;
