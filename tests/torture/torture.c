@@ -1469,6 +1469,11 @@ int main(int argc, char **argv) {
       rmtree(copy_dir);
       leak_checks++;
     }
+    if (kills / 1000 != (kills - round_kills) / 1000) {
+      printf("torture: %ld kills, %" PRIu64 " operations verified, %.0f s\n", kills, ops_verified,
+             (double)(now_ns() - t_start) / 1e9);
+      fflush(stdout);
+    }
     if (verbose)
       printf("kill %ld: worker %d%s%s after %u ops, pause %.1f ms\n", kills, victim, vw->point ? " at " : "",
              vw->point_name, vw->next_seq, (double)pause_ns / 1e6);
