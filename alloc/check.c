@@ -16,6 +16,7 @@
  * Every offset read from shared memory is bounds-checked and every walk is bounded by a count, so
  * a damaged store gives SHMD_ECORRUPT with the place in shmd_errdetail(), never a crash or a hang.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -122,7 +123,9 @@ static int check_slab_list(struct shmd__seg_hdr *h, struct shmd__seg_alloc *sa, 
 static int check_segment(shmd_store_t *s, struct shmd__thr *t, uint32_t seg) {
   struct shmd__seg_hdr *h = shmd__seg(s, seg);
   if (h == NULL) {
-    shmd__set_detail("segment %u of the manifest cannot be mapped: %s", seg, shmd_errdetail());
+    char why[256]; /* the detail buffer cannot be both the format's argument and its output */
+    snprintf(why, sizeof why, "%s", shmd_errdetail());
+    shmd__set_detail("segment %u of the manifest cannot be mapped: %s", seg, why);
     return SHMD_ECORRUPT;
   }
   struct shmd__seg_alloc *sa = shmd__sa(h);
