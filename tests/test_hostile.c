@@ -482,3 +482,33 @@ Test(hostile, mp_drain_of_undeletable_hash_does_not_hang) {
   cr_assert_eq(ts_wait(pid), 0, "DEL of a damaged hash must end with a status (142 = hang)");
   shmd_close(s);
 }
+
+#include "alloc/alloc_int.h"
+#include "segments/store_int.h"
+
+/* Found by the loop: shmd_stats(), shmd_usable_size() and shmd_free() used the page count and
+ * offsets of a damaged allocator header (a SIGSEGV far outside the segment). Now ECORRUPT (0 from
+ * shmd_usable_size), as the checker. */
+Test(hostile, stats_with_damaged_allocator_header) {
+  shmd_store_t *s = ts_open("st", 4 << 20, 1 << 20);
+  shmd_ptr_t p;
+  cr_assert_eq(shmd_alloc(s, 100, &p), 0);
+  shmd_stats_t st;
+  cr_assert_eq(shmd_stats(s, &st), 0);
+  struct shmd__seg_alloc *sa = shmd__sa(shmd__seg(s, 0));
+  uint64_t saved = sa->page_count;
+  sa->page_count = UINT64_C(1) << 40;
+  cr_assert_eq(shmd_stats(s, &st), SHMD_ECORRUPT);
+  cr_assert_eq(shmd_alloc_check(s), SHMD_ECORRUPT);
+  sa->page_count = saved;
+  uint64_t off = sa->pagemap_off;
+  sa->pagemap_off = UINT64_C(1) << 44;
+  cr_assert_eq(shmd_stats(s, &st), SHMD_ECORRUPT);
+  cr_assert_eq(shmd_usable_size(s, p), 0);
+  cr_assert_eq(shmd_free(s, p), SHMD_ECORRUPT);
+  sa->pagemap_off = off;
+  cr_assert_eq(shmd_free(s, p), 0);
+  cr_assert_eq(shmd_stats(s, &st), 0);
+  cr_assert_eq(shmd_alloc_check(s), 0, "%s", shmd_errdetail());
+  shmd_close(s);
+}
