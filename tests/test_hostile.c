@@ -69,7 +69,7 @@ Test(hostile, mp_mutation_loop) {
   hs_t h;
   hs_setup(&h);
   long iters = getenv("SHMDICT_HOSTILE_ITERS") ? atol(getenv("SHMDICT_HOSTILE_ITERS"))
-                                                : (sanitized() ? 1000 : 2500);
+                                                : (sanitized() ? 600 : 1500);
   ts_rng_t g = {ts_seed("mp_mutation_loop")};
   /* SHMDICT_HOSTILE_REPLAY="file,kind,pos,val;..." runs one given mutation program */
   const char *replay = getenv("SHMDICT_HOSTILE_REPLAY");
