@@ -80,6 +80,11 @@ uint32_t shmd__size_class(size_t size); /* size <= SHMD_SMALL_MAX */
 static inline struct shmd__seg_alloc *shmd__sa(struct shmd__seg_hdr *h) {
   return (struct shmd__seg_alloc *)(void *)((unsigned char *)h + h->alloc_off);
 }
+/* Whether the allocator metadata header of a segment agrees with its (checksummed, immutable)
+ * segment header, so that the page map and data area it describes lie inside the segment. Its
+ * words are mutable, so they are untrusted until this holds. Cannot fail. */
+int shmd__sa_is_valid(const struct shmd__seg_hdr *h, const struct shmd__seg_alloc *sa);
+
 static inline unsigned char *shmd__pagemap(struct shmd__seg_hdr *h, struct shmd__seg_alloc *sa) {
   return (unsigned char *)h + sa->pagemap_off;
 }

@@ -16,6 +16,7 @@
  * Every offset read from shared memory is bounds-checked and every walk is bounded by a count, so
  * a damaged store gives SHMD_ECORRUPT with the place in shmd_errdetail(), never a crash or a hang.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -119,17 +120,23 @@ static int check_slab_list(struct shmd__seg_hdr *h, struct shmd__seg_alloc *sa, 
   return 0;
 }
 
+int shmd__sa_is_valid(const struct shmd__seg_hdr *h, const struct shmd__seg_alloc *sa) {
+  return sa->magic == SHMD__ALLOC_MAGIC && sa->data_off == h->data_off && sa->data_bytes == h->data_bytes &&
+         sa->page_count == h->data_bytes / SHMD_PAGE_BYTES && sa->pagemap_off >= h->alloc_off &&
+         sa->pagemap_off + sa->page_count <= h->alloc_off + h->alloc_bytes && sa->max_order <= SHMD__MAX_ORDER &&
+         (UINT64_C(1) << sa->max_order) <= sa->page_count;
+}
+
 static int check_segment(shmd_store_t *s, struct shmd__thr *t, uint32_t seg) {
   struct shmd__seg_hdr *h = shmd__seg(s, seg);
   if (h == NULL) {
-    shmd__set_detail("segment %u of the manifest cannot be mapped: %s", seg, shmd_errdetail());
+    char why[256]; /* the detail buffer cannot be both the format's argument and its output */
+    snprintf(why, sizeof why, "%s", shmd_errdetail());
+    shmd__set_detail("segment %u of the manifest cannot be mapped: %s", seg, why);
     return SHMD_ECORRUPT;
   }
   struct shmd__seg_alloc *sa = shmd__sa(h);
-  if (sa->magic != SHMD__ALLOC_MAGIC || sa->data_off != h->data_off || sa->data_bytes != h->data_bytes ||
-      sa->page_count != h->data_bytes / SHMD_PAGE_BYTES || sa->pagemap_off < h->alloc_off ||
-      sa->pagemap_off + sa->page_count > h->alloc_off + h->alloc_bytes || sa->max_order > SHMD__MAX_ORDER ||
-      (UINT64_C(1) << sa->max_order) > sa->page_count) {
+  if (!shmd__sa_is_valid(h, sa)) {
     shmd__set_detail("segment %u: allocator metadata header is damaged", seg);
     return SHMD_ECORRUPT;
   }

@@ -243,6 +243,8 @@ static int classify(shmd_store_t *s, shmd_ptr_t p, struct shmd__seg_hdr **hp, ui
   if (h == NULL)
     return SHMD_EINVAL;
   struct shmd__seg_alloc *sa = shmd__sa(h);
+  if (!shmd__sa_is_valid(h, sa)) /* the page map lookup below trusts its offsets */
+    return SHMD_CORRUPT("allocator metadata header is damaged");
   uint64_t off = shmd_ptr_offset(p);
   if (off < sa->data_off || off >= sa->data_off + sa->data_bytes)
     return SHMD_EINVAL;
@@ -402,6 +404,8 @@ int shmd_stats(shmd_store_t *store, shmd_stats_t *st) {
     if (h == NULL)
       return SHMD_CORRUPT("segment in the manifest cannot be mapped");
     struct shmd__seg_alloc *sa = shmd__sa(h);
+    if (!shmd__sa_is_valid(h, sa)) /* the walk below trusts its page count and offsets */
+      return SHMD_CORRUPT("allocator metadata header is damaged");
     shmd_segment_stats_t ss;
     shmd_segment_stats(store, i, &ss);
     st->store_bytes += h->size_bytes;

@@ -104,7 +104,7 @@ static int kind_status(uint64_t magic) {
 
 static int list_enter(shmd_store_t *s, shmd_ptr_t l, list_ctx_t *c) {
   void *addr;
-  if (shmd_resolve_checked(s, l, sizeof(list_hdr_t), &addr))
+  if ((l.v & 7) || shmd_resolve_checked(s, l, sizeof(list_hdr_t), &addr))
     return SHMD_ECORRUPT;
   c->s = s;
   c->lp = l;
@@ -175,7 +175,7 @@ static int links_of(list_ctx_t *c, shmd_ptr_t p, shmd_list_node_t **out) {
     return 0;
   }
   void *a;
-  if (shmd_resolve_checked(c->s, p, sizeof(lnode_t), &a))
+  if ((p.v & 7) || shmd_resolve_checked(c->s, p, sizeof(lnode_t), &a)) /* nodes are 8-aligned */
     return SHMD_ECORRUPT;
   *out = a;
   return 0;
@@ -184,7 +184,7 @@ static int links_of(list_ctx_t *c, shmd_ptr_t p, shmd_list_node_t **out) {
 /* The element node at `p`: checked, and never the sentinel. */
 static int node_get(list_ctx_t *c, shmd_ptr_t p, lnode_t **out) {
   void *a;
-  if (shmd_ptr_eq(p, c->head) || shmd_resolve_checked(c->s, p, sizeof(lnode_t), &a))
+  if (shmd_ptr_eq(p, c->head) || (p.v & 7) || shmd_resolve_checked(c->s, p, sizeof(lnode_t), &a))
     return SHMD_ECORRUPT;
   *out = a;
   return 0;

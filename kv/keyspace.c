@@ -63,6 +63,7 @@
 #include "shmdict/blob.h"
 #include "shmdict/store.h"
 #include "segments/crash.h"
+#include "segments/err.h"
 
 #define KV_ROOT_NAME "shmdict.kv"
 #define KV_ROOT_MAGIC 0x31306b76646d6873ull /* "shmdkv01" */
@@ -490,6 +491,7 @@ static int drain_hash(shmd_store_t *s, shmd_ptr_t garbage, shmd_ptr_t h, int str
   keys_t ks = {0};
   ks.with_vals = stripe;
   uint64_t cur = 0, n = 0;
+  size_t deleted = 0;
   int rc = 0;
   for (int guard = 0; guard < 64 && ks.n == 0; guard++) {
     if ((rc = shmd_hash_scan(s, h, cur, KV_DRAIN_BATCH, keys_add, &ks, &cur)))
@@ -510,10 +512,20 @@ static int drain_hash(shmd_store_t *s, shmd_ptr_t garbage, shmd_ptr_t h, int str
     }
     if ((rc = shmd_hash_del(s, h, ks.k[i], ks.l[i])) && rc != SHMD_ENOTFOUND)
       goto out;
+    deleted += rc == 0;
     rc = 0;
   }
   if ((rc = shmd_hash_len(s, h, &n)))
     goto out;
+  /* No progress is damage (a count that disagrees with the entries, or entries the scan lists
+   * but a lookup by key cannot find): draining would repeat this step for ever. Nobody else
+   * changes a hash on the garbage list meanwhile (this transaction holds the list's lock). */
+  if ((ks.n == 0 && cur == 0 && n != 0) || (ks.n != 0 && deleted == 0)) {
+    shmd__set_detail("garbage hash with %llu entries cannot be drained: %s", (unsigned long long)n,
+                     ks.n ? "listed entries are not found by key" : "a full scan finds none");
+    rc = SHMD_ECORRUPT;
+    goto out;
+  }
   *empty = n == 0;
 out:
   keys_free(&ks);

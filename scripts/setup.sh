@@ -10,6 +10,7 @@ pkgs=(
   redis-server redis-tools libhiredis-dev
   python3-matplotlib
   libglib2.0-dev
+  clang libclang-rt-dev
 )
 missing=()
 for p in "${pkgs[@]}"; do

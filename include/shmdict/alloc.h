@@ -111,7 +111,8 @@ typedef struct shmd_segment_stats_s {
 
 /* Fills *st with store-wide totals and per-class figures. Reads counters and slab headers without
  * stopping writers: exact for a quiet store, a near snapshot for a busy one. Walks each segment's
- * page map (1/4096 of its data). Returns 0, or SHMD_ECORRUPT if a segment cannot be mapped. */
+ * page map (1/4096 of its data). Returns 0, or SHMD_ECORRUPT if a segment cannot be mapped or its
+ * allocator metadata header is damaged. */
 int shmd_stats(shmd_store_t *store, shmd_stats_t *st);
 
 /* Fills *st for one segment. SHMD_ENOTFOUND when there is no such segment. */
