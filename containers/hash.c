@@ -943,6 +943,45 @@ static int put_locked(hctx_t *c, const void *key, size_t klen, const void *val, 
   return 0;
 }
 
+/* ---------------------------------------------------------------------------------------------- */
+/* Growth ahead of need */
+
+int shmd__grow_ahead(shmd_store_t *s, uint64_t want_data_bytes, int start); /* segments/store.c */
+
+#define AHEAD_EVERY 1024u          /* inserts between two looks at the free space (per thread) */
+#define AHEAD_MIN_TABLE_LOG2 17u   /* tables from 1 MiB on are prepared for ahead */
+
+/*
+ * After an insert, outside the hash's lock: lets the store prepare its next segment before an
+ * insert needs it (the essay in segments/store.c: a segment reserved on the insert path is a
+ * 20-100 ms stall). Every AHEAD_EVERY inserts of a thread it looks at the store's free buddy
+ * space, and asks for a spare growth segment when less than half a growth segment is left; and
+ * once the hash is half way to its next resize, for a spare that can hold the next bucket table
+ * (8 << (log2 + 1) bytes; from 1 MiB on). In between, each call reserves one more piece (256 KiB)
+ * of a spare in progress, so the reservation is spread over a few hundred inserts. Best effort:
+ * nothing here can fail the insert.
+ */
+static void grow_ahead(shmd_store_t *s, uint64_t count, uint32_t log2_now) {
+  static _Thread_local uint32_t tick;
+  if (++tick % AHEAD_EVERY == 0) {
+    struct shmd__manifest *m = s->man;
+    uint32_t n = shmd__seg_count(s);
+    uint64_t free_bytes = 0;
+    for (uint32_t i = 0; i < n && free_bytes < m->grow_seg_bytes / 2; i++) {
+      shmd_segment_stats_t st;
+      if (shmd_segment_stats(s, i, &st) == 0)
+        free_bytes += st.free_bytes;
+    }
+    if (free_bytes < m->grow_seg_bytes / 2 && shmd__grow_ahead(s, 0, 1))
+      return; /* one step per insert */
+    if (log2_now >= AHEAD_MIN_TABLE_LOG2 && log2_now < MAX_LOG2 &&
+        count * 2 > (UINT64_C(1) << log2_now))
+      shmd__grow_ahead(s, (uint64_t)8 << (log2_now + 1), 1);
+    return;
+  }
+  shmd__grow_ahead(s, 0, 0);
+}
+
 static int check_put_args(const void *key, size_t klen, const void *val, size_t vlen,
                           shmd_hash_mode_t mode) {
   if ((key == NULL && klen) || (val == NULL && vlen))
@@ -965,7 +1004,16 @@ int shmd_hash_put(shmd_store_t *s, shmd_ptr_t h, const void *key, size_t key_len
   hctx_t c;
   if ((rc = enter(s, h, &c)))
     return rc;
-  return leave(&c, put_locked(&c, key, key_len, val, val_len, mode, created, NULL));
+  int made = 0;
+  int prc = put_locked(&c, key, key_len, val, val_len, mode, &made, NULL);
+  uint64_t count = c.hd->count;
+  uint32_t l2 = c.hd->log2[0] > c.hd->log2[1] ? c.hd->log2[0] : c.hd->log2[1];
+  rc = leave(&c, prc);
+  if (created && prc == 0)
+    *created = made;
+  if (rc == 0 && made)
+    grow_ahead(s, count, l2);
+  return rc;
 }
 
 int shmd_hash_put_ref(shmd_store_t *s, shmd_ptr_t h, const void *key, size_t key_len,
@@ -980,7 +1028,16 @@ int shmd_hash_put_ref(shmd_store_t *s, shmd_ptr_t h, const void *key, size_t key
   hctx_t c;
   if ((rc = enter(s, h, &c)))
     return rc;
-  return leave(&c, put_locked(&c, key, key_len, NULL, val_len, mode, created, ref));
+  int made = 0;
+  int prc = put_locked(&c, key, key_len, NULL, val_len, mode, &made, ref);
+  uint64_t count = c.hd->count;
+  uint32_t l2 = c.hd->log2[0] > c.hd->log2[1] ? c.hd->log2[0] : c.hd->log2[1];
+  rc = leave(&c, prc);
+  if (created && prc == 0)
+    *created = made;
+  if (rc == 0 && made)
+    grow_ahead(s, count, l2);
+  return rc;
 }
 
 /* ---------------------------------------------------------------------------------------------- */

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <stdbool.h>
 
 #include "shmdict/hash.h"
@@ -1489,4 +1490,135 @@ Test(hash, mp_get_in_transaction_holds_the_lock) {
   cr_assert_eq(shmd_hash_get(s, h, "n", 1, buf, sizeof buf, &vl), 0);
   cr_assert(vl == 1 && buf[0] == '9');
   shmd_close(s);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Growth ahead of need: spare segments prepared by inserts (segments/store.c) */
+
+static int count_spares(const char *dir) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/h", dir);
+  DIR *d = opendir(path);
+  if (d == NULL)
+    return 0;
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL)
+    n += strncmp(e->d_name, ".seg-spare-", 11) == 0;
+  closedir(d);
+  return n;
+}
+
+/* Inserts keys from *next on until `until` keys or a failure; returns the last status. */
+static int insert_keys(shmd_store_t *s, shmd_ptr_t h, unsigned *next, unsigned until,
+                       int *max_spares) {
+  unsigned char val[CHURN_OOL];
+  char k[32];
+  int rc = 0;
+  for (; *next < until; (*next)++) {
+    size_t n = churn_val(*next, 3, val);
+    rc = shmd_hash_put(s, h, k, churn_key(*next, k), val, n, SHMD_HASH_INSERT, NULL);
+    if (rc)
+      break;
+    if (max_spares && *next % 512 == 0) {
+      int sp = count_spares(ts_dir);
+      *max_spares = sp > *max_spares ? sp : *max_spares;
+    }
+  }
+  return rc;
+}
+
+Test(hash, grow_ahead_spares_become_segments) {
+  shmd_store_t *s = ts_open("h", 16 * MIB, 4 * MIB);
+  shmd_ptr_t h = new_hash(s, 0);
+  unsigned next = 0;
+  int max_spares = 0;
+  cr_assert_eq(insert_keys(s, h, &next, 300000, &max_spares), 0, "%s", shmd_errdetail());
+  shmd_store_info_t si;
+  cr_assert_eq(shmd_store_info(s, &si), 0);
+  cr_assert(si.segments > 5, "the store did not grow (%u segments)", si.segments);
+  cr_assert(max_spares > 0, "no spare segment was ever prepared");
+  cr_assert_eq(shmd_hash_check(s, h), 0, "%s", shmd_errdetail());
+  cr_assert_eq(shmd_alloc_check(s), 0, "%s", shmd_errdetail());
+  unsigned char val[CHURN_OOL], want[CHURN_OOL];
+  char k[32];
+  for (unsigned i = 0; i < next; i += 997) {
+    size_t vl = 0, wl = churn_val(i, 3, want);
+    cr_assert_eq(shmd_hash_get(s, h, k, churn_key(i, k), val, sizeof val, &vl), 0);
+    cr_assert(vl == wl && memcmp(val, want, wl) == 0);
+  }
+  shmd_close(s);
+  cr_assert_eq(count_spares(ts_dir), 0, "spares left behind by a close");
+  /* another process attaches every segment, including those that were spares */
+  s = ts_open("h", 16 * MIB, 4 * MIB);
+  cr_assert_eq(shmd_alloc_check(s), 0, "%s", shmd_errdetail());
+  cr_assert_eq(shmd_hash_check(s, h), 0, "%s", shmd_errdetail());
+  shmd_close(s);
+  cr_assert_eq(shmd_drop("h", ts_dir), 0, "%s", shmd_errdetail());
+}
+
+/* A store at its size limit: spares that could never become segments are not made, inserts end
+ * with SHMD_ENOSPC, nothing crashes, nothing leaks. */
+Test(hash, grow_ahead_at_the_size_limit) {
+  shmd_options_t o = ts_opts(16 * MIB, 4 * MIB);
+  o.max_store_bytes = 28 * MIB;
+  shmd_store_t *s;
+  cr_assert_eq(shmd_open("h", &o, &s), 0);
+  shmd_ptr_t h = new_hash(s, 0);
+  unsigned next = 0;
+  int rc = insert_keys(s, h, &next, 1000000, NULL);
+  cr_assert_eq(rc, SHMD_ENOSPC, "%s", shmd_strerror(rc));
+  shmd_store_info_t si;
+  cr_assert_eq(shmd_store_info(s, &si), 0);
+  cr_assert(si.store_bytes <= o.max_store_bytes);
+  cr_assert_eq(shmd_hash_check(s, h), 0, "%s", shmd_errdetail());
+  cr_assert_eq(shmd_alloc_check(s), 0, "%s", shmd_errdetail());
+  uint64_t len = 0;
+  cr_assert_eq(shmd_hash_len(s, h, &len), 0);
+  cr_assert_eq(len, next);
+  shmd_close(s);
+  cr_assert_eq(count_spares(ts_dir), 0);
+}
+
+/* RLIMIT_FSIZE below the size of a growth segment: every spare's reservation fails part way with
+ * EFBIG and the spare is dropped, growth answers SHMD_ENOSPC for what cannot be backed; never
+ * SIGBUS (SIGXFSZ ignored, as an application under such a limit must). Forks. */
+Test(hash, mp_grow_ahead_under_rlimit_fsize) {
+  pid_t pid = fork();
+  cr_assert_neq(pid, -1);
+  if (pid == 0) {
+    signal(SIGXFSZ, SIG_IGN);
+    shmd_options_t o = ts_opts(8 * MIB, 4 * MIB);
+    shmd_store_t *s;
+    if (shmd_open("h", &o, &s))
+      _exit(81);
+    /* segment 0 exists; no growth segment (4 MiB) nor spare can be backed any more */
+    struct rlimit rl = {3 * MIB, 3 * MIB};
+    if (setrlimit(RLIMIT_FSIZE, &rl))
+      _exit(80);
+    shmd_ptr_t h;
+    if (shmd_hash_create(s, 0, &h) || shmd_root_set(s, "h", h))
+      _exit(82);
+    unsigned next = 0;
+    unsigned char val[CHURN_OOL];
+    char k[32];
+    int enospc = 0;
+    for (; next < 150000; next++) {
+      size_t n = churn_val(next, 3, val);
+      int rc = shmd_hash_put(s, h, k, churn_key(next, k), val, n, SHMD_HASH_INSERT, NULL);
+      if (rc == SHMD_ENOSPC)
+        enospc++;
+      else if (rc)
+        _exit(83);
+    }
+    if (enospc == 0)
+      _exit(85);
+    if (shmd_hash_check(s, h) || shmd_alloc_check(s))
+      _exit(84);
+    shmd_close(s);
+    _exit(0);
+  }
+  int st = ts_wait(pid);
+  cr_assert_eq(st, 0, "child: %d", st);
+  cr_assert_eq(count_spares(ts_dir), 0);
 }
