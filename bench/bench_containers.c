@@ -40,6 +40,8 @@
  *   shmdict_warm  the same with the segment pre-faulted (SHMD_OPEN_POPULATE): the hash alone,
  *                 without first-touch page faults;
  *   shmdict_seg   the same in a store that starts at 256 MiB and grows by 256 MiB segments;
+ *   shmdict_default  a store opened with the default options (64 MiB first segment, 64 MiB
+ *                 growth segments): a cold store as a user gets it, growing by many segments;
  *   inproc        GHashTable, which resizes all at once (stop the world).
  * Each series runs --runs times (default 2) on fresh tables; see growth_series() for how the runs
  * are combined. It prints one JSON object per series (max, percentiles, counts over 100 us and
@@ -167,8 +169,10 @@ static int bstore_open(bstore_t *b, uint64_t first, uint64_t seg, int populate, 
   o.flags = SHMD_OPEN_EXCL;
   if (populate)
     o.flags |= SHMD_OPEN_POPULATE;
-  o.first_segment_bytes = first;
-  o.segment_bytes = seg;
+  if (first) /* 0: the library's defaults */
+    o.first_segment_bytes = first;
+  if (seg)
+    o.segment_bytes = seg;
   int rc = shmd_open(store_name, &o, &b->s);
   if (rc != 0) {
     snprintf(err, err_len, "shmd_open(%s in %s): %s (%s)", store_name, b->dir, shmd_strerror(rc),
@@ -610,14 +614,15 @@ static int growth_run(const char *series, uint64_t n, uint32_t *lat, double *tot
   int is_noop = strcmp(series, "noop") == 0;
   int seg = strcmp(series, "shmdict_seg") == 0;
   int warm = strcmp(series, "shmdict_warm") == 0;
+  int deflt = strcmp(series, "shmdict_default") == 0;
   GHashTable *ip = NULL;
   shmd_ptr_t h = {0};
   *segments = 0;
   if (is_inproc) {
     ip = inproc_new();
   } else if (!is_noop) {
-    uint64_t first = seg ? GROWTH_SEGMENT : GROWTH_FIRST_SEGMENT;
-    if (bstore_open(&growth_store, first, GROWTH_SEGMENT, warm, err, sizeof err) != 0) {
+    uint64_t first = deflt ? 0 : seg ? GROWTH_SEGMENT : GROWTH_FIRST_SEGMENT;
+    if (bstore_open(&growth_store, first, deflt ? 0 : GROWTH_SEGMENT, warm, err, sizeof err) != 0) {
       fprintf(stderr, "growth %s: %s\n", series, err);
       return -1;
     }
@@ -746,7 +751,7 @@ static int growth_series(const char *series, const char *dir, uint64_t n, int ru
 
 static void growth_usage(void) {
   fprintf(stderr, "usage: bench_containers --growth-latency DIR [--keys N] [--runs R] "
-                  "[--series noop|shmdict|shmdict_warm|shmdict_seg|inproc]\n");
+                  "[--series noop|shmdict|shmdict_warm|shmdict_seg|shmdict_default|inproc]\n");
 }
 
 static int growth_main(int argc, char **argv) {
@@ -771,9 +776,10 @@ static int growth_main(int argc, char **argv) {
     growth_usage();
     return 2;
   }
-  static const char *const series[] = {"noop", "shmdict", "shmdict_warm", "shmdict_seg", "inproc"};
+  static const char *const series[] = {"noop",        "shmdict",         "shmdict_warm",
+                                       "shmdict_seg", "shmdict_default", "inproc"};
   int status = 0;
-  for (size_t i = 0; i < 5; i++)
+  for (size_t i = 0; i < sizeof series / sizeof series[0]; i++)
     if (only == NULL || strcmp(only, series[i]) == 0)
       status |= growth_series(series[i], dir, n, runs) != 0;
   return status;

@@ -14,8 +14,9 @@
 #   bench/run.sh containers [--quick] [args]
 #                          the containers benchmark instead (bench_containers through
 #                          bench/report_containers.py): hash and rbtree ns/op, and insert latency
-#                          while growing to 10M keys. Full run (about 4-5 minutes) rewrites the
-#                          containers section of docs/bench.md and its plot; --quick (1M keys in
+#                          while growing to 10M keys. Full run (about 10 minutes, 3 runs per
+#                          growth series) rewrites the containers section of docs/bench.md and
+#                          its plot; --quick (1M keys in
 #                          the growth part, short benchmark times) only prints.
 set -euo pipefail
 
@@ -49,7 +50,7 @@ if [ "${1:-}" = "containers" ]; then
       --min-time 0.1 --keys 1000000 ${cargs[@]+"${cargs[@]}"}
   else
     exec "$cpy" bench/report_containers.py --bin build/bench/bench_containers --build-dir build \
-      --min-time 0.5 --keys 10000000 --runs 2 --docs ${cargs[@]+"${cargs[@]}"}
+      --min-time 0.5 --keys 10000000 --runs 3 --docs ${cargs[@]+"${cargs[@]}"}
   fi
 fi
 

@@ -57,8 +57,41 @@
  * 1/8) to a load of about 1/2; one resize changes the size by at most 2^6, so that one rehash step
  * and one SCAN interval touch at most 64 buckets of the bigger table.
  *
+ * Optimistic reads
+ * ----------------
+ * get and contains first try without the lock (design §9's seqlock readers, in the form that a
+ * crash cannot break). The header's write_seq is bumped by every writer after it takes the lock
+ * and before its first change (enter() of a writing call, or a get that moves a rehash bucket);
+ * a reader
+ *     s1 = write_seq (acquire); lock word (acquire) must be 0;
+ *     read the header, the bucket, the chain, copy the value into a bounce buffer;
+ *     acquire fence; lock word must still be 0 and write_seq still s1
+ * and only then hands out what it read. Why this is enough: a writer holds the lock from before
+ * its bump to after its last change (the outermost commit, or the end of a rollback, including a
+ * recovery of a dead writer's transaction, which runs while the lock word still names the dead
+ * lane). A reader whose reads overlapped a change either saw the lock taken at one of its two
+ * checks, or saw a bump (the bump is ordered before the change by a release fence, the reader's
+ * second check after its reads by an acquire fence). write_seq is not logged: a rollback leaves
+ * it bumped, so a reader that saw a change that was later undone still fails. A writer that dies
+ * holding the lock leaves the word set, and readers then take the locked path, which recovers it.
+ * Checking the lock word is what makes one bump per writer enough (a seqlock would bump again at
+ * the end, but the end of a nested transaction is the outermost commit, which the hash does not
+ * see).
+ *   A reader may meet anything: entries freed and reused under it, torn header words. So it reads
+ * shared words once (relaxed atomics), bounds-checks every pointer against the segment it names
+ * (opt_at: segments are never unmapped while the store is open, so a checked address can always
+ * be read), bounds chain walks, writes nothing shared, and copies the value into a bounce buffer
+ * so that the caller's buffer only ever receives validated bytes. Anything it cannot answer (an
+ * out-of-line value, a long chain, a failed validation four times in a row, a held lock) goes to
+ * the locked path, which also reports corruption. Inside a transaction (shmd_tx_depth() > 0) reads
+ * always take the lock, which the transaction keeps to its outermost commit, so that a get and a
+ * put in one transaction stay one atomic step, as before. A get on the fast path does not move rehash
+ * buckets; writes do (each moves at least one non-empty bucket, so a resize started by N writes
+ * ends within N further writes, before the next one is due), and so does rehash_step().
+ *
  * Locks: each call takes the hash's own lock (header.lock), through the calling thread's
- * transaction, and holds it to the outermost commit; the allocator's locks are taken under it by
+ * transaction, and holds it to the outermost commit (except the optimistic get and contains
+ * above, which take no lock); the allocator's locks are taken under it by
  * shmd_tx_alloc / shmd_tx_free (container -> allocator, as design §6 orders). The lock protects
  * every word of the header except the kind word's lifetime, both tables and all entries.
  */
@@ -70,6 +103,7 @@
 #include "segments/crash.h"
 #include "segments/err.h"
 #include "segments/os.h"
+#include "segments/store_int.h" /* the segment table, for the optimistic readers' bounds checks */
 #include "shmdict/alloc.h"
 #include "shmdict/blob.h"
 #include "shmdict/error.h"
@@ -101,7 +135,8 @@ typedef struct hhdr_s {
   shmd_ptr_t table[2];    /* bucket arrays; table[1] is non-null exactly while rehashing */
   uint32_t log2[2];       /* table sizes are 2^log2 (0 while the table is absent) */
   uint64_t rehash_idx;    /* next bucket of table 0 to move; 0 when not rehashing */
-  uint64_t reserved[4];
+  uint64_t write_seq;     /* bumped by every writer before its first change (optimistic reads) */
+  uint64_t reserved[3];
 } hhdr_t;
 
 enum {
@@ -113,6 +148,7 @@ enum {
 };
 _Static_assert(sizeof(hhdr_t) == 96, "hash header is 96 bytes");
 _Static_assert(offsetof(hhdr_t, log2) == 48 && offsetof(hhdr_t, rehash_idx) == 56, "layout");
+_Static_assert(offsetof(hhdr_t, write_seq) == 64, "write_seq takes the first reserved word");
 
 typedef struct hent_s {
   shmd_ptr_t next;
@@ -164,6 +200,7 @@ typedef struct hctx_s {
   uint64_t seed;
   unsigned hlogged;   /* header words (bit = offset / 8) already logged in this call */
   int dirty;          /* a change is half-made: a failure now must abort, not commit */
+  int bumped;         /* write_seq was bumped in this call */
 } hctx_t;
 
 static inline int rehashing(const hctx_t *c) { return c->t[1] != NULL; }
@@ -217,9 +254,22 @@ static int validate(hctx_t *c) {
   return 0;
 }
 
-/* Begins (or joins) a transaction, takes the hash's lock and validates the header. On failure
- * the transaction level is closed again. */
-static int enter(shmd_store_t *s, shmd_ptr_t h, hctx_t *c) {
+/* Announces a writer to optimistic readers (see "Optimistic reads" above): bumps write_seq, once
+ * per call, before the call's first change to the header, a table or an entry. The caller holds
+ * the lock. The bump is not logged: a rollback must not take it back (a reader that saw the
+ * half-made change must fail its validation), and a counter that moved is harmless. */
+static void write_begin(hctx_t *c) {
+  if (c->bumped)
+    return;
+  uint64_t v = __atomic_load_n(&c->hd->write_seq, __ATOMIC_RELAXED);
+  __atomic_store_n(&c->hd->write_seq, v + 1, __ATOMIC_RELEASE);
+  __atomic_thread_fence(__ATOMIC_RELEASE); /* the bump before every store that follows */
+  c->bumped = 1;
+}
+
+/* Begins (or joins) a transaction, takes the hash's lock and validates the header; a writer
+ * (`write`) also bumps write_seq. On failure the transaction level is closed again. */
+static int enter_mode(shmd_store_t *s, shmd_ptr_t h, hctx_t *c, int write) {
   memset(c, 0, sizeof *c);
   c->s = s;
   c->hp = h;
@@ -240,7 +290,15 @@ static int enter(shmd_store_t *s, shmd_ptr_t h, hctx_t *c) {
     shmd_tx_commit(c->tx); /* nothing was changed */
     return rc;
   }
+  if (write)
+    write_begin(c);
   return 0;
+}
+
+/* enter() for calls that may change the hash, enter_ro() for calls that only read it. */
+static inline int enter(shmd_store_t *s, shmd_ptr_t h, hctx_t *c) { return enter_mode(s, h, c, 1); }
+static inline int enter_ro(shmd_store_t *s, shmd_ptr_t h, hctx_t *c) {
+  return enter_mode(s, h, c, 0);
 }
 
 /* Ends the call's transaction level. A failure while a change is half-made aborts (the caller's
@@ -898,6 +956,45 @@ static int put_locked(hctx_t *c, const void *key, size_t klen, const void *val, 
   return 0;
 }
 
+/* ---------------------------------------------------------------------------------------------- */
+/* Growth ahead of need */
+
+int shmd__grow_ahead(shmd_store_t *s, uint64_t want_data_bytes, int start); /* segments/store.c */
+
+#define AHEAD_EVERY 1024u          /* inserts between two looks at the free space (per thread) */
+#define AHEAD_MIN_TABLE_LOG2 17u   /* tables from 1 MiB on are prepared for ahead */
+
+/*
+ * After an insert, outside the hash's lock: lets the store prepare its next segment before an
+ * insert needs it (the essay in segments/store.c: a segment reserved on the insert path is a
+ * 20-100 ms stall). Every AHEAD_EVERY inserts of a thread it looks at the store's free buddy
+ * space, and asks for a spare growth segment when less than half a growth segment is left; and
+ * once the hash is half way to its next resize, for a spare that can hold the next bucket table
+ * (8 << (log2 + 1) bytes; from 1 MiB on). In between, each call reserves one more piece (256 KiB)
+ * of a spare in progress, so the reservation is spread over a few hundred inserts. Best effort:
+ * nothing here can fail the insert.
+ */
+static void grow_ahead(shmd_store_t *s, uint64_t count, uint32_t log2_now) {
+  static _Thread_local uint32_t tick;
+  if (++tick % AHEAD_EVERY == 0) {
+    struct shmd__manifest *m = s->man;
+    uint32_t n = shmd__seg_count(s);
+    uint64_t free_bytes = 0;
+    for (uint32_t i = 0; i < n && free_bytes < m->grow_seg_bytes / 2; i++) {
+      shmd_segment_stats_t st;
+      if (shmd_segment_stats(s, i, &st) == 0)
+        free_bytes += st.free_bytes;
+    }
+    if (free_bytes < m->grow_seg_bytes / 2 && shmd__grow_ahead(s, 0, 1))
+      return; /* one step per insert */
+    if (log2_now >= AHEAD_MIN_TABLE_LOG2 && log2_now < MAX_LOG2 &&
+        count * 2 > (UINT64_C(1) << log2_now))
+      shmd__grow_ahead(s, (uint64_t)8 << (log2_now + 1), 1);
+    return;
+  }
+  shmd__grow_ahead(s, 0, 0);
+}
+
 static int check_put_args(const void *key, size_t klen, const void *val, size_t vlen,
                           shmd_hash_mode_t mode) {
   if ((key == NULL && klen) || (val == NULL && vlen))
@@ -920,7 +1017,16 @@ int shmd_hash_put(shmd_store_t *s, shmd_ptr_t h, const void *key, size_t key_len
   hctx_t c;
   if ((rc = enter(s, h, &c)))
     return rc;
-  return leave(&c, put_locked(&c, key, key_len, val, val_len, mode, created, NULL));
+  int made = 0;
+  int prc = put_locked(&c, key, key_len, val, val_len, mode, &made, NULL);
+  uint64_t count = c.hd->count;
+  uint32_t l2 = c.hd->log2[0] > c.hd->log2[1] ? c.hd->log2[0] : c.hd->log2[1];
+  rc = leave(&c, prc);
+  if (created && prc == 0)
+    *created = made;
+  if (rc == 0 && made)
+    grow_ahead(s, count, l2);
+  return rc;
 }
 
 int shmd_hash_put_ref(shmd_store_t *s, shmd_ptr_t h, const void *key, size_t key_len,
@@ -935,19 +1041,194 @@ int shmd_hash_put_ref(shmd_store_t *s, shmd_ptr_t h, const void *key, size_t key
   hctx_t c;
   if ((rc = enter(s, h, &c)))
     return rc;
-  return leave(&c, put_locked(&c, key, key_len, NULL, val_len, mode, created, ref));
+  int made = 0;
+  int prc = put_locked(&c, key, key_len, NULL, val_len, mode, &made, ref);
+  uint64_t count = c.hd->count;
+  uint32_t l2 = c.hd->log2[0] > c.hd->log2[1] ? c.hd->log2[0] : c.hd->log2[1];
+  rc = leave(&c, prc);
+  if (created && prc == 0)
+    *created = made;
+  if (rc == 0 && made)
+    grow_ahead(s, count, l2);
+  return rc;
 }
 
-/* Enters, does this operation's share of the rehash, and finds the key. */
+/* ---------------------------------------------------------------------------------------------- */
+/* Optimistic reads (get and contains without the lock; the essay at the top) */
+
+#define OPT_TRIES 4u      /* validations that may fail before a reader takes the lock */
+#define OPT_MAX_CHAIN 64u /* longer chains (or a torn count) go to the locked path */
+/* The bytes after an entry's header that a reader may touch: key and value both inline (at most
+ * 2 * SHMD_HASH_INLINE_MAX + 7 of padding), and up to 63 bytes beyond a short value, which the
+ * value copy reads as one fixed 64-byte block. */
+#define OPT_ENT_MAX (2 * (size_t)SHMD_HASH_INLINE_MAX + 8 + 64)
+
+/* Key equality; short keys (8 to 16 bytes, the common case) by two overlapping word loads. */
+static inline int key_eq(const void *a, const void *b, size_t n) {
+  if (n >= 8 && n <= 16) {
+    uint64_t a0, a1, b0, b1;
+    memcpy(&a0, a, 8);
+    memcpy(&b0, b, 8);
+    memcpy(&a1, (const unsigned char *)a + n - 8, 8);
+    memcpy(&b1, (const unsigned char *)b + n - 8, 8);
+    return ((a0 ^ b0) | (a1 ^ b1)) == 0;
+  }
+  return n == 0 || memcmp(a, b, n) == 0;
+}
+
+enum { OPT_ABSENT = 0, OPT_FOUND = 1, OPT_LOCKED = -1 };
+
+static inline uint64_t ld64(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+static inline uint32_t ld32(const uint32_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+
+/* A bounds-checked address of [p, p + len), or NULL: a pointer read without the lock may be
+ * anything, and must neither fault nor record a corruption (the locked path decides that). The
+ * inline form of shmd_resolve_checked() over the process's segment table (segments/store_int.h):
+ * the hot path of a get follows three pointers, and the call was a third of its instructions. A
+ * segment this process has not mapped yet goes through shmd_resolve_checked(), which maps it. */
+static inline void *opt_at(shmd_store_t *s, shmd_ptr_t p, size_t len) {
+  uint64_t idx = p.v >> SHMD_PTR_OFFSET_BITS, off = p.v & SHMD_PTR_OFFSET_MASK;
+  unsigned char *base = __atomic_load_n(&s->map->base[idx], __ATOMIC_ACQUIRE);
+  if (__builtin_expect(base == NULL, 0)) {
+    void *a;
+    if (idx == 0 || (p.v & 7) != 0 || shmd_resolve_checked(s, p, len, &a) != 0)
+      return NULL;
+    return a;
+  }
+  uint64_t size = s->seg_size[idx]; /* written before base[idx] was published */
+  if ((p.v & 7) != 0 || off > size || len > size - off)
+    return NULL;
+  return base + off;
+}
+
+/* Copies n <= 64 bytes with at most two overlapping fixed-size moves (no call, no loop). */
+static inline void copy_small(unsigned char *d, const unsigned char *v, size_t n) {
+  if (n >= 32) {
+    memcpy(d, v, 32);
+    memcpy(d + n - 32, v + n - 32, 32);
+  } else if (n >= 16) {
+    memcpy(d, v, 16);
+    memcpy(d + n - 16, v + n - 16, 16);
+  } else if (n >= 8) {
+    memcpy(d, v, 8);
+    memcpy(d + n - 8, v + n - 8, 8);
+  } else {
+    for (size_t i = 0; i < n; i++)
+      d[i] = v[i];
+  }
+}
+
+/*
+ * One unlocked attempt to find key (hash hv) in the hash at hd, copying its value (inline values
+ * only) into vbuf (room for SHMD_HASH_INLINE_MAX + 64 bytes) and its length into *vlen when vbuf
+ * is not NULL. Reads every shared word once, checks every pointer and size it follows, never
+ * writes to shared memory. Returns OPT_FOUND, OPT_ABSENT, or OPT_LOCKED for anything it cannot
+ * answer without the lock (an out-of-line value, a long chain, a state that does not add up).
+ * The caller validates. Kept lean on purpose: the instructions of one get decide how far the
+ * processor can run ahead into the next one and overlap its cache misses with this one's.
+ */
+static inline int opt_find(shmd_store_t *s, hhdr_t *hd, const void *key, size_t klen, uint64_t hv,
+                           unsigned char *vbuf, size_t *vlen) {
+  shmd_ptr_t tp = {ld64(&hd->table[0].v)};
+  uint32_t tl = ld32(&hd->log2[0]);
+  uint64_t b = hv & ((UINT64_C(1) << (tl & 63)) - 1);
+  if (__builtin_expect(ld64(&hd->table[1].v) != 0, 0)) {
+    /* Rehashing: the rule of the essay says which table holds the key. */
+    uint32_t l1 = ld32(&hd->log2[1]);
+    if (l1 < MIN_LOG2 || l1 > MAX_LOG2)
+      return OPT_LOCKED;
+    if (b < ld64(&hd->rehash_idx)) {
+      tp.v = ld64(&hd->table[1].v);
+      tl = l1;
+      b = hv & ((UINT64_C(1) << l1) - 1);
+    }
+  }
+  if (shmd_ptr_is_null(tp))
+    return OPT_ABSENT;
+  if (tl < MIN_LOG2 || tl > MAX_LOG2)
+    return OPT_LOCKED;
+  shmd_ptr_t *tab = opt_at(s, tp, (size_t)8 << tl);
+  if (tab == NULL)
+    return OPT_LOCKED;
+  shmd_ptr_t p = {ld64(&tab[b].v)};
+  for (unsigned steps = 0; !shmd_ptr_is_null(p); steps++) {
+    /* An entry that fits this key and an inline value: header, key (or its pointer), value. */
+    hent_t *e = opt_at(s, p, ENT_HDR + OPT_ENT_MAX);
+    if (e == NULL || steps >= OPT_MAX_CHAIN)
+      return OPT_LOCKED; /* also an entry within OPT_ENT_MAX of its segment's end: rare */
+    uint32_t kw = ld32(&e->key_word);
+    if (ld64(&e->hash) == hv && word_len(kw) == klen) {
+      const void *k = e->data;
+      if (__builtin_expect(word_ool(kw), 0)) {
+        shmd_ptr_t q;
+        memcpy(&q, e->data, sizeof q);
+        if ((k = opt_at(s, q, klen)) == NULL)
+          return OPT_LOCKED;
+      }
+      if (key_eq(k, key, klen)) {
+        if (vbuf == NULL)
+          return OPT_FOUND;
+        uint32_t vw = ld32(&e->val_word);
+        size_t n = word_len(vw);
+        if (word_ool(vw) || n > SHMD_HASH_INLINE_MAX)
+          return OPT_LOCKED;
+        const unsigned char *v = (const unsigned char *)e + val_off(kw);
+        if (n <= 64)
+          memcpy(vbuf, v, 64); /* one fixed-size copy: inside the checked range (OPT_ENT_MAX) */
+        else
+          memcpy(vbuf, v, n);
+        *vlen = n;
+        return OPT_FOUND;
+      }
+    }
+    p.v = ld64(&e->next.v);
+  }
+  return OPT_ABSENT;
+}
+
+/*
+ * get / contains without the lock: a few optimistic attempts, each validated by write_seq and the
+ * lock word (the essay). Returns OPT_FOUND or OPT_ABSENT for a validated answer, OPT_LOCKED when
+ * the caller must take the locked path (a writer holds the lock, or the attempts failed).
+ */
+static inline int opt_lookup(shmd_store_t *s, shmd_ptr_t h, const void *key, size_t klen,
+                             unsigned char *vbuf, size_t *vlen) {
+  if (s == NULL || (key == NULL && klen) || klen > SHMD_HASH_LEN_MAX)
+    return OPT_LOCKED;
+  /* Inside a transaction a read takes the lock and keeps it to the outermost commit, as it always
+   * did: a get-then-put in one transaction stays atomic (two-phase locking). */
+  if (shmd_tx_depth(s) != 0)
+    return OPT_LOCKED;
+  hhdr_t *hd = opt_at(s, h, sizeof(hhdr_t));
+  if (hd == NULL)
+    return OPT_LOCKED;
+  for (unsigned attempt = 0; attempt < OPT_TRIES; attempt++) {
+    uint64_t seq = __atomic_load_n(&hd->write_seq, __ATOMIC_ACQUIRE);
+    if (__atomic_load_n(&hd->lock.word, __ATOMIC_ACQUIRE) != 0 || ld64(&hd->magic) != HASH_MAGIC)
+      return OPT_LOCKED; /* a writer is at work (or died at work): wait for it on the lock */
+    uint64_t hv = hash_key(key, klen, ld64(&hd->seed));
+    int r = opt_find(s, hd, key, klen, hv, vbuf, vlen);
+    __atomic_thread_fence(__ATOMIC_ACQUIRE); /* the reads above before the validation below */
+    if (__atomic_load_n(&hd->lock.word, __ATOMIC_RELAXED) == 0 &&
+        __atomic_load_n(&hd->write_seq, __ATOMIC_RELAXED) == seq)
+      return r;
+  }
+  return OPT_LOCKED;
+}
+
+/* Enters, does this operation's share of the rehash, and finds the key. `write`: the caller may
+ * change the entry it finds (get_ref: the keyspace writes through the reference). */
 static int lookup(shmd_store_t *s, shmd_ptr_t h, const void *key, size_t klen, hctx_t *c,
-                  hfound_t *f) {
+                  hfound_t *f, int write) {
   if (key == NULL && klen)
     return SHMD_EINVAL;
-  int rc = enter(s, h, c);
+  int rc = enter_mode(s, h, c, write);
   if (rc)
     return rc;
   if (klen > SHMD_HASH_LEN_MAX)
     return leave(c, SHMD_ENOTFOUND);
+  if (rehashing(c))
+    write_begin(c); /* the rehash step below moves a bucket */
   if ((rc = rehash_buckets(c, REHASH_PER_OP, 0, NULL)))
     return leave(c, rc);
   rc = find(c, key, klen, hash_key(key, klen, c->seed), f);
@@ -962,9 +1243,25 @@ int shmd_hash_get(shmd_store_t *s, shmd_ptr_t h, const void *key, size_t key_len
                   size_t buf_len, size_t *val_len) {
   if (buf == NULL && buf_len)
     return SHMD_EINVAL;
+  /* The value goes through a bounce buffer, so that buf is only written with validated bytes. */
+  unsigned char bounce[SHMD_HASH_INLINE_MAX + 64];
+  size_t on = 0;
+  int r = opt_lookup(s, h, key, key_len, bounce, &on);
+  if (r == OPT_ABSENT)
+    return SHMD_ENOTFOUND;
+  if (r == OPT_FOUND) {
+    size_t copy = on < buf_len ? on : buf_len;
+    if (copy <= 64)
+      copy_small(buf, bounce, copy);
+    else
+      memcpy(buf, bounce, copy);
+    if (val_len)
+      *val_len = on;
+    return on > buf_len ? SHMD_ERANGE : 0;
+  }
   hctx_t c;
   hfound_t f;
-  int rc = lookup(s, h, key, key_len, &c, &f);
+  int rc = lookup(s, h, key, key_len, &c, &f, 0);
   if (rc)
     return rc;
   size_t n = word_len(f.e->val_word);
@@ -985,7 +1282,7 @@ int shmd_hash_get_alloc(shmd_store_t *s, shmd_ptr_t h, const void *key, size_t k
     return SHMD_EINVAL;
   hctx_t c;
   hfound_t f;
-  int rc = lookup(s, h, key, key_len, &c, &f);
+  int rc = lookup(s, h, key, key_len, &c, &f, 0);
   if (rc)
     return rc;
   size_t n = word_len(f.e->val_word);
@@ -1004,9 +1301,12 @@ int shmd_hash_get_alloc(shmd_store_t *s, shmd_ptr_t h, const void *key, size_t k
 }
 
 int shmd_hash_contains(shmd_store_t *s, shmd_ptr_t h, const void *key, size_t key_len) {
+  int r = opt_lookup(s, h, key, key_len, NULL, NULL);
+  if (r != OPT_LOCKED)
+    return r;
   hctx_t c;
   hfound_t f;
-  int rc = lookup(s, h, key, key_len, &c, &f);
+  int rc = lookup(s, h, key, key_len, &c, &f, 0);
   if (rc == SHMD_ENOTFOUND)
     return 0;
   if (rc)
@@ -1021,7 +1321,7 @@ int shmd_hash_get_ref(shmd_store_t *s, shmd_ptr_t h, const void *key, size_t key
     return SHMD_EINVAL;
   hctx_t c;
   hfound_t f;
-  int rc = lookup(s, h, key, key_len, &c, &f);
+  int rc = lookup(s, h, key, key_len, &c, &f, 1);
   if (rc)
     return rc;
   shmd_hash_ref_t r;
@@ -1061,7 +1361,7 @@ int shmd_hash_len(shmd_store_t *s, shmd_ptr_t h, uint64_t *len) {
   if (len == NULL)
     return SHMD_EINVAL;
   hctx_t c;
-  int rc = enter(s, h, &c);
+  int rc = enter_ro(s, h, &c);
   if (rc)
     return rc;
   *len = c.hd->count;
@@ -1072,7 +1372,7 @@ int shmd_hash_stats(shmd_store_t *s, shmd_ptr_t h, shmd_hash_stats_t *st) {
   if (st == NULL)
     return SHMD_EINVAL;
   hctx_t c;
-  int rc = enter(s, h, &c);
+  int rc = enter_ro(s, h, &c);
   if (rc)
     return rc;
   memset(st, 0, sizeof *st);
@@ -1204,7 +1504,7 @@ int shmd_hash_scan(shmd_store_t *s, shmd_ptr_t h, uint64_t cursor, size_t count,
   if (count == 0)
     count = 1;
   hctx_t c;
-  int rc = enter(s, h, &c);
+  int rc = enter_ro(s, h, &c);
   if (rc)
     return rc;
   scan_user_t u = {fn, arg, 0};
@@ -1243,7 +1543,7 @@ int shmd_hash_foreach(shmd_store_t *s, shmd_ptr_t h, shmd_hash_visit_fn fn, void
   if (fn == NULL)
     return SHMD_EINVAL;
   hctx_t c;
-  int rc = enter(s, h, &c);
+  int rc = enter_ro(s, h, &c);
   if (rc)
     return rc;
   foreach_t f = {fn, arg, fingerprint(c.hd)};
@@ -1304,7 +1604,7 @@ int shmd_hash_iter_new(shmd_store_t *s, shmd_ptr_t h, shmd_hash_iter_t **out) {
   if (out == NULL)
     return SHMD_EINVAL;
   hctx_t c;
-  int rc = enter(s, h, &c); /* validates the kind now rather than at the first next */
+  int rc = enter_ro(s, h, &c); /* validates the kind now rather than at the first next */
   if (rc)
     return rc;
   if ((rc = leave(&c, 0)))
@@ -1321,7 +1621,7 @@ int shmd_hash_iter_new(shmd_store_t *s, shmd_ptr_t h, shmd_hash_iter_t **out) {
 /* Copies the next batch of whole intervals under the lock. */
 static int iter_fill(shmd_hash_iter_t *it) {
   hctx_t c;
-  int rc = enter(it->s, it->h, &c);
+  int rc = enter_ro(it->s, it->h, &c);
   if (rc)
     return rc;
   it->len = it->pos = 0;
@@ -1468,7 +1768,7 @@ static int check_bucket_cb(hctx_t *c, hent_t *e, shmd_ptr_t ep, const void *key,
 
 int shmd_hash_check(shmd_store_t *s, shmd_ptr_t h) {
   hctx_t c;
-  int rc = enter(s, h, &c);
+  int rc = enter_ro(s, h, &c);
   if (rc)
     return rc;
   hhdr_t *hd = c.hd;

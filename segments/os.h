@@ -18,6 +18,13 @@ int shmd__os_mkdir(const char *path, uint32_t mode);
  * `size` bytes of storage for it (posix_fallocate), so that a full file system answers now with
  * SHMD_ENOSPC instead of SIGBUS later. On failure the file is removed. Returns the fd in *fd. */
 int shmd__os_create(const char *path, uint32_t mode, uint64_t size, int *fd);
+/* Creates a new, empty regular file exclusively (as shmd__os_create) without reserving storage;
+ * shmd__os_reserve() then reserves it piece by piece. Returns the fd in *fd. */
+int shmd__os_create_empty(const char *path, uint32_t mode, int *fd);
+/* Reserves (posix_fallocate) bytes [off, off + len) of the file, extending it as needed. Returns
+ * SHMD_ENOSPC (or the errno's code, e.g. EFBIG under RLIMIT_FSIZE) when they cannot be backed;
+ * SHMD_EINVAL on file systems without fallocate (no reservation is possible there). */
+int shmd__os_reserve(int fd, uint64_t off, uint64_t len);
 /* Opens an existing file read-write without following symlinks. SHMD_ENOENT if missing. */
 int shmd__os_open(const char *path, int *fd);
 /* The file's size in bytes. */

@@ -123,6 +123,23 @@ int shmd__os_create(const char *path, uint32_t mode, uint64_t size, int *fd) {
   return 0;
 }
 
+int shmd__os_create_empty(const char *path, uint32_t mode, int *fd) {
+  int f = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, (mode_t)mode);
+  if (f < 0)
+    return from_errno(errno, "create", path);
+  *fd = f;
+  return 0;
+}
+
+int shmd__os_reserve(int fd, uint64_t off, uint64_t len) {
+  int e = posix_fallocate(fd, (off_t)off, (off_t)len);
+  if (e == 0)
+    return 0;
+  if (e == EOPNOTSUPP)
+    e = EINVAL;
+  return from_errno(e, "reserve space for", "a spare segment");
+}
+
 int shmd__os_open(const char *path, int *fd) {
   int f = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
   if (f < 0)

@@ -31,6 +31,7 @@ void shmd__thr_detach(shmd_store_t *s);            /* lane.c */
 #define MIB (UINT64_C(1) << 20)
 
 static pthread_mutex_t g_stores_mu = PTHREAD_MUTEX_INITIALIZER;
+static void ahead_forget(shmd_store_t *s); /* growth ahead of need, below */
 static shmd_store_t *g_stores;
 static uint64_t g_next_id;
 
@@ -551,6 +552,7 @@ void shmd_close(shmd_store_t *store) {
     return;
   shmd__thr_detach(store);
   __atomic_store_n(&store->closing, 1, __ATOMIC_RELEASE);
+  ahead_forget(store);
   shmd__store_unref(store);
 }
 
@@ -605,6 +607,249 @@ int shmd_drop(const char *name, const char *dir) {
 }
 
 /* ---------------------------------------------------------------------------------------------- */
+/* Growth ahead of need (spare segments). */
+
+/*
+ * Reserving a new segment's storage (posix_fallocate, which on tmpfs allocates and zeroes every
+ * page) costs about 0.3 ms per MiB: 20-40 ms for a 64 MiB segment, 100 ms for 256 MiB, paid by
+ * whichever insert needs the memory. Without the reservation a full tmpfs would answer a page
+ * fault with SIGBUS. So a process prepares the next segment ahead of need, as a *spare*: a file
+ * ".seg-spare-<pid>-<random>" created empty and reserved in SPARE_CHUNK pieces, one piece per
+ * shmd__grow_ahead() call (the hash calls it after its inserts once the store runs low, see
+ * containers/hash.c). shmd__grow() then links a spare that is big enough to its segment name,
+ * maps it and publishes it: no reservation on that path, and still no unbacked page, because
+ * the spare was reserved completely before it became a segment. A reservation that fails
+ * (ENOSPC, RLIMIT_FSIZE, max_store_bytes) only drops the spare; shmd__grow() then does what it
+ * always did, and answers SHMD_ENOSPC when the space is not there.
+ *   Spares are process-local state (never in the manifest): a spare of a process that dies stays
+ * behind as a ".seg-" file, which shmd_drop() removes with the store. Two slots: one the size of
+ * a growth segment, one for a big block announced ahead (the hash's next bucket table).
+ */
+#define SPARE_CHUNK (UINT64_C(32) << 10)
+#define SPARE_SLOTS 2
+
+struct spare {
+  int fd;             /* -1: slot empty */
+  uint32_t pid;       /* the process that made it (a forked child must not use it) */
+  uint64_t size;      /* target size */
+  uint64_t reserved;  /* bytes reserved (and faulted in here) so far; == size: ready */
+  void *addr;         /* mapped at creation, so that growth need not map or fault it */
+  char path[4300];
+};
+
+struct ahead {
+  shmd_store_t *s;
+  uint64_t id;
+  pthread_mutex_t mu;
+  int failed;         /* a reservation failed: no new spares until the next growth */
+  struct spare sp[SPARE_SLOTS];
+  struct ahead *next;
+};
+
+static pthread_mutex_t g_ahead_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct ahead *g_ahead;
+static int g_ahead_busy; /* spares being reserved, all stores (a cheap "nothing to do") */
+
+static void spare_drop(struct spare *sp, int unlink_file) {
+  if (sp->fd < 0)
+    return;
+  if (sp->pid == shmd__os_pid()) {
+    if (unlink_file)
+      shmd__os_unlink(sp->path);
+    if (sp->reserved < sp->size)
+      __atomic_fetch_sub(&g_ahead_busy, 1, __ATOMIC_RELAXED);
+  }
+  shmd__os_unmap(sp->addr, sp->size);
+  sp->addr = NULL;
+  shmd__os_close(sp->fd);
+  sp->fd = -1;
+}
+
+/* The spare state of store s (created when `create`), locked; NULL if none. */
+static struct ahead *ahead_lock(shmd_store_t *s, int create) {
+  pthread_mutex_lock(&g_ahead_mu);
+  struct ahead *a = g_ahead;
+  while (a != NULL && !(a->s == s && a->id == s->id))
+    a = a->next;
+  if (a == NULL && create) {
+    a = calloc(1, sizeof *a);
+    if (a != NULL) {
+      a->s = s;
+      a->id = s->id;
+      pthread_mutex_init(&a->mu, NULL);
+      for (int i = 0; i < SPARE_SLOTS; i++)
+        a->sp[i].fd = -1;
+      a->next = g_ahead;
+      g_ahead = a;
+    }
+  }
+  if (a != NULL)
+    pthread_mutex_lock(&a->mu);
+  pthread_mutex_unlock(&g_ahead_mu);
+  if (a != NULL) {
+    uint32_t pid = shmd__os_pid();
+    for (int i = 0; i < SPARE_SLOTS; i++)
+      if (a->sp[i].fd >= 0 && a->sp[i].pid != pid)
+        spare_drop(&a->sp[i], 0); /* inherited over fork: the parent's, not ours */
+  }
+  return a;
+}
+
+/* Removes the spares of a store being closed. */
+static void ahead_forget(shmd_store_t *s) {
+  pthread_mutex_lock(&g_ahead_mu);
+  struct ahead **pp = &g_ahead;
+  while (*pp != NULL && !((*pp)->s == s && (*pp)->id == s->id))
+    pp = &(*pp)->next;
+  struct ahead *a = *pp;
+  if (a != NULL)
+    *pp = a->next;
+  pthread_mutex_unlock(&g_ahead_mu);
+  if (a == NULL)
+    return;
+  pthread_mutex_lock(&a->mu);
+  for (int i = 0; i < SPARE_SLOTS; i++)
+    spare_drop(&a->sp[i], 1);
+  pthread_mutex_unlock(&a->mu);
+  pthread_mutex_destroy(&a->mu);
+  free(a);
+}
+
+/* The size of the segment that growth by a block of min_data_bytes creates (0: a plain growth
+ * segment), as shmd__grow() computes it. */
+static uint64_t grow_size(struct shmd__manifest *m, uint64_t min_data_bytes) {
+  uint64_t need = align_up(min_data_bytes + SHMD__HDR_BYTES +
+                               shmd__alloc_ops.meta_bytes(min_data_bytes) + 2 * SHMD__DATA_ALIGN,
+                           SHMD__DATA_ALIGN);
+  return m->grow_seg_bytes > need ? m->grow_seg_bytes : need;
+}
+
+/* Reserves the next piece of a spare (the whole rest when `all`). On failure drops it. */
+static int spare_step(struct ahead *a, struct spare *sp, int all) {
+  while (sp->reserved < sp->size) {
+    uint64_t n = sp->size - sp->reserved;
+    if (!all && n > SPARE_CHUNK)
+      n = SPARE_CHUNK;
+    int rc = shmd__os_reserve(sp->fd, sp->reserved, n);
+    if (rc) {
+      spare_drop(sp, 1);
+      a->failed = 1;
+      return rc;
+    }
+    /* Fault the reserved pages into this process's mapping now (they exist: no SIGBUS), so the
+     * insert that turns the spare into a segment does not take thousands of page faults. */
+    shmd__os_populate((unsigned char *)sp->addr + sp->reserved, n);
+    sp->reserved += n;
+    if (sp->reserved == sp->size)
+      __atomic_fetch_sub(&g_ahead_busy, 1, __ATOMIC_RELAXED);
+    if (!all)
+      break;
+  }
+  return 0;
+}
+
+int shmd__grow_ahead(shmd_store_t *s, uint64_t want_data_bytes, int start);
+/*
+ * One step of growth ahead of need for store s (see the essay above): when `start`, makes sure a
+ * spare that can hold a block of want_data_bytes (0: a growth segment) exists or is being
+ * reserved; then reserves one SPARE_CHUNK of a spare in progress. Never blocks on other threads
+ * (skips the step instead), never fails the caller: returns 1 while a spare is in progress, else 0.
+ */
+int shmd__grow_ahead(shmd_store_t *s, uint64_t want_data_bytes, int start) {
+  if (s == NULL || __atomic_load_n(&s->closing, __ATOMIC_ACQUIRE))
+    return 0;
+  if (!start && __atomic_load_n(&g_ahead_busy, __ATOMIC_RELAXED) == 0)
+    return 0;
+  struct ahead *a = ahead_lock(s, start);
+  if (a == NULL)
+    return 0;
+  struct shmd__manifest *m = s->man;
+  if (start && !a->failed) {
+    uint64_t size = grow_size(m, want_data_bytes);
+    int have = 0, slot = want_data_bytes ? 1 : 0; /* slot 0: growth segment, 1: big block */
+    for (int i = 0; i < SPARE_SLOTS; i++)
+      if (a->sp[i].fd >= 0 && a->sp[i].size >= size)
+        have = 1;
+    uint64_t total = 0;
+    uint32_t n = shmd__seg_count(s);
+    for (uint32_t i = 0; i < n; i++)
+      total += m->segs[i].size_bytes;
+    if (m->max_store_bytes && total + size > m->max_store_bytes)
+      have = 1; /* could never become a segment */
+    if (n >= m->max_segments)
+      have = 1;
+    if (!have) {
+      struct spare *sp = &a->sp[slot];
+      spare_drop(sp, 1); /* a smaller big-block spare is replaced by a bigger one */
+      uint32_t suffix;
+      shmd__os_random(&suffix, sizeof suffix);
+      snprintf(sp->path, sizeof sp->path, "%s/.seg-spare-%u-%08x", s->path, shmd__os_pid(),
+               suffix);
+      sp->fd = -1;
+      int fd;
+      void *addr = NULL;
+      if (shmd__os_create_empty(sp->path, m->file_mode, &fd) == 0) {
+        if (shmd__os_map(fd, size, &addr) == 0) {
+          sp->fd = fd;
+          sp->addr = addr;
+          sp->pid = shmd__os_pid();
+          sp->size = size;
+          sp->reserved = 0;
+          __atomic_fetch_add(&g_ahead_busy, 1, __ATOMIC_RELAXED);
+        } else {
+          shmd__os_close(fd);
+          shmd__os_unlink(sp->path);
+        }
+      }
+      if (sp->fd < 0)
+        a->failed = 1;
+      pthread_mutex_unlock(&a->mu);
+      return sp->fd >= 0; /* one system-call-heavy step per call: the first piece comes next */
+    }
+  }
+  int busy = 0;
+  for (int i = 0; i < SPARE_SLOTS; i++) {
+    struct spare *sp = &a->sp[i];
+    if (sp->fd >= 0 && sp->reserved < sp->size && !busy) {
+      spare_step(a, sp, 0);
+      busy = sp->fd >= 0 && sp->reserved < sp->size;
+    }
+  }
+  pthread_mutex_unlock(&a->mu);
+  return busy;
+}
+
+/* Takes a spare of at least `size` bytes and at most `limit` (0: any) for growth: finishes its
+ * reservation if needed and returns its fd (the caller links sp_path to the segment's name and
+ * unlinks sp_path), with its size in *got and its mapping in *addr; -1 if there is none. */
+static int spare_take(shmd_store_t *s, uint64_t size, uint64_t limit, uint64_t *got,
+                      void **addr, char *sp_path, size_t path_len) {
+  struct ahead *a = ahead_lock(s, 0);
+  if (a == NULL)
+    return -1;
+  int best = -1;
+  for (int i = 0; i < SPARE_SLOTS; i++) {
+    struct spare *sp = &a->sp[i];
+    if (sp->fd >= 0 && sp->size >= size && (limit == 0 || sp->size <= limit) &&
+        (best < 0 || sp->size < a->sp[best].size))
+      best = i;
+  }
+  int fd = -1;
+  if (best >= 0 && spare_step(a, &a->sp[best], 1) == 0) {
+    struct spare *sp = &a->sp[best];
+    fd = sp->fd;
+    *got = sp->size;
+    *addr = sp->addr;
+    sp->addr = NULL;
+    snprintf(sp_path, path_len, "%s", sp->path);
+    sp->fd = -1; /* handed over */
+  }
+  a->failed = 0; /* the store grew: spares may be tried again */
+  pthread_mutex_unlock(&a->mu);
+  return fd;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
 /* Growth. */
 
 int shmd__grow(shmd_store_t *s, struct shmd__thr *t, uint32_t seen_count, uint64_t min_data_bytes) {
@@ -629,8 +874,9 @@ int shmd__grow(shmd_store_t *s, struct shmd__thr *t, uint32_t seen_count, uint64
   uint64_t need = align_up(min_data_bytes + SHMD__HDR_BYTES + shmd__alloc_ops.meta_bytes(min_data_bytes) +
                                2 * SHMD__DATA_ALIGN, SHMD__DATA_ALIGN);
   uint64_t size = m->grow_seg_bytes > need ? m->grow_seg_bytes : need;
+  uint64_t left = 0;
   if (m->max_store_bytes) {
-    uint64_t left = m->max_store_bytes > total ? m->max_store_bytes - total : 0;
+    left = m->max_store_bytes > total ? m->max_store_bytes - total : 0;
     left = align_down(left, SHMD__DATA_ALIGN);
     if (size > left)
       size = left;
@@ -641,10 +887,34 @@ int shmd__grow(shmd_store_t *s, struct shmd__thr *t, uint32_t seen_count, uint64
       return SHMD_ENOSPC;
     }
   }
-  char name[64], path[4300];
+  char name[64], path[4300], sp_path[4300];
   uint32_t suffix = 0;
   int fd = -1;
-  for (int attempt = 0; attempt < 16; attempt++) {
+  /* A spare reserved ahead of time (see above) becomes the segment without a reservation here. */
+  uint64_t sp_size = 0;
+  void *addr = NULL;
+  int sp_fd = spare_take(s, size, left, &sp_size, &addr, sp_path, sizeof sp_path);
+  rc = SHMD_EEXIST;
+  for (int attempt = 0; attempt < 16 && sp_fd >= 0; attempt++) {
+    shmd__os_random(&suffix, sizeof suffix);
+    seg_file_name(name, sizeof name, n, suffix);
+    snprintf(path, sizeof path, "%s/%s", s->path, name);
+    rc = shmd__os_link(sp_path, path);
+    if (rc != SHMD_EEXIST)
+      break;
+  }
+  if (sp_fd >= 0) {
+    shmd__os_unlink(sp_path);
+    if (rc == 0) {
+      fd = sp_fd;
+      size = sp_size;
+    } else {
+      shmd__os_unmap(addr, sp_size);
+      addr = NULL;
+      shmd__os_close(sp_fd);
+    }
+  }
+  for (int attempt = 0; attempt < 16 && fd < 0; attempt++) {
     shmd__os_random(&suffix, sizeof suffix);
     seg_file_name(name, sizeof name, n, suffix);
     snprintf(path, sizeof path, "%s/%s", s->path, name);
@@ -656,8 +926,7 @@ int shmd__grow(shmd_store_t *s, struct shmd__thr *t, uint32_t seen_count, uint64
     shmd__al_commit(s, t);
     return rc;
   }
-  void *addr = NULL;
-  rc = shmd__os_map(fd, size, &addr);
+  rc = addr != NULL ? 0 : shmd__os_map(fd, size, &addr);
   shmd__os_close(fd);
   if (rc == 0) {
     rc = init_segment(addr, size, n, s->hdr0->store_uuid, SHMD__HDR_BYTES, 0);

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <stdbool.h>
 
 #include "shmdict/hash.h"
@@ -1248,4 +1249,377 @@ Test(hash, crash_destroy) {
     shmd_root_del(s, "h");
     shmd_close(s);
   }
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Optimistic readers: get and contains without the lock (see the essay in containers/hash.c) */
+
+/* A churn key's value at version v: v itself, then bytes derived from (i, v); inline (8 to 127
+ * bytes) or, every 7th version, out of line. Whatever a reader gets must be one whole version. */
+#define CHURN_OOL 600
+static size_t churn_val(unsigned i, uint64_t v, unsigned char *buf) {
+  size_t len = v % 7 == 0 ? CHURN_OOL : 8 + (size_t)(mix64(i ^ (v << 20)) % 120);
+  memcpy(buf, &v, 8);
+  for (size_t j = 8; j < len; j++)
+    buf[j] = (unsigned char)(i * 31u + v * 7u + j);
+  return len;
+}
+
+static bool churn_ok(unsigned i, const unsigned char *buf, size_t len) {
+  if (len < 8)
+    return false;
+  uint64_t v;
+  memcpy(&v, buf, 8);
+  unsigned char want[CHURN_OOL];
+  return churn_val(i, v, want) == len && memcmp(want, buf, len) == 0;
+}
+
+static size_t churn_key(unsigned i, char *k) { return (size_t)sprintf(k, "c%u", i); }
+static size_t stable_key(unsigned i, char *k) { return (size_t)sprintf(k, "stable-%u", i); }
+
+/* A writer: rounds of "upsert every churn key, then delete nine in ten" (each round grows and
+ * shrinks the table, so readers meet both rehash directions), until killed or `rounds` done. */
+static void churn_writer(uint64_t seed, unsigned nchurn, unsigned rounds, uint64_t seg) {
+  shmd_options_t o = ts_opts(seg, seg);
+  shmd_store_t *s;
+  if (shmd_open("h", &o, &s))
+    _exit(91);
+  shmd_ptr_t h;
+  if (shmd_root_get(s, "h", &h))
+    _exit(92);
+  ts_rng_t r = {seed};
+  unsigned char val[CHURN_OOL];
+  char k[32];
+  uint64_t ver = seed << 24;
+  for (unsigned round = 0; round < rounds; round++) {
+    for (unsigned i = 0; i < nchurn; i++) {
+      size_t n = churn_val(i, ++ver, val);
+      if (shmd_hash_put(s, h, k, churn_key(i, k), val, n, SHMD_HASH_UPSERT, NULL))
+        _exit(93);
+    }
+    for (unsigned i = 0; i < nchurn; i++) {
+      if (ts_below(&r, 10) == 0)
+        continue;
+      int rc = shmd_hash_del(s, h, k, churn_key(i, k));
+      if (rc && rc != SHMD_ENOTFOUND)
+        _exit(94);
+    }
+  }
+  shmd_close(s);
+  _exit(0);
+}
+
+/* The reader's side: lookups of stable keys (always present, fixed value) and churn keys (any
+ * whole version or absent) until the writer process ends (reaped here), or one batch when
+ * writer <= 0. Returns the number of lookups. */
+static uint64_t read_while(shmd_store_t *s, shmd_ptr_t h, ts_rng_t *r, unsigned nstable,
+                           unsigned nchurn, pid_t writer) {
+  unsigned char buf[CHURN_OOL], want[CHURN_OOL];
+  char k[32];
+  uint64_t reads = 0;
+  for (;;) {
+    for (int j = 0; j < 64; j++, reads++) {
+      unsigned i = (unsigned)ts_below(r, nstable);
+      size_t kl = stable_key(i, k), vl = 0, wl = churn_val(i, 1, want);
+      int rc = shmd_hash_get(s, h, k, kl, buf, sizeof buf, &vl);
+      cr_assert_eq(rc, 0, "stable key %u: %s (%s)", i, shmd_strerror(rc), shmd_errdetail());
+      cr_assert(vl == wl && memcmp(buf, want, wl) == 0, "stable key %u: wrong value", i);
+      cr_assert_eq(shmd_hash_contains(s, h, k, kl), 1, "stable key %u not contained", i);
+      i = (unsigned)ts_below(r, nchurn);
+      kl = churn_key(i, k);
+      rc = shmd_hash_get(s, h, k, kl, buf, sizeof buf, &vl);
+      cr_assert(rc == 0 || rc == SHMD_ENOTFOUND, "churn key %u: %s", i, shmd_strerror(rc));
+      if (rc == 0)
+        cr_assert(churn_ok(i, buf, vl), "churn key %u: a torn or foreign value (%zu bytes)", i, vl);
+      rc = shmd_hash_contains(s, h, k, kl);
+      cr_assert(rc == 0 || rc == 1, "contains churn key %u: %s", i, shmd_strerror(rc));
+    }
+    if (writer <= 0 || waitpid(writer, NULL, WNOHANG) != 0)
+      return reads; /* one batch when there is no writer to wait for */
+  }
+}
+
+static shmd_ptr_t optimistic_setup(uint64_t seg, unsigned nstable) {
+  shmd_store_t *s = reopen(seg);
+  shmd_ptr_t h = new_hash(s, 0);
+  unsigned char val[CHURN_OOL];
+  char k[32];
+  for (unsigned i = 0; i < nstable; i++) {
+    size_t n = churn_val(i, 1, val);
+    cr_assert_eq(shmd_hash_put(s, h, k, stable_key(i, k), val, n, SHMD_HASH_INSERT, NULL), 0);
+  }
+  shmd_close(s);
+  return h;
+}
+
+Test(hash, mp_optimistic_readers) {
+  uint64_t seed = ts_seed("hash.optimistic");
+  ts_rng_t r = {seed};
+  const uint64_t seg = 64 * MIB;
+  const unsigned nstable = 2000, nchurn = 20000;
+  shmd_ptr_t h = optimistic_setup(seg, nstable);
+  pid_t pid = fork();
+  cr_assert_neq(pid, -1);
+  if (pid == 0)
+    churn_writer(seed, nchurn, (unsigned)env_u64("SHMDICT_HASH_CHURN_ROUNDS", 6), seg);
+  shmd_store_t *s = reopen(seg);
+  uint64_t reads = read_while(s, h, &r, nstable, nchurn, pid);
+  /* read_while reaped the writer; its status is gone, so check its work instead */
+  uint64_t len = 0;
+  cr_assert_eq(shmd_hash_len(s, h, &len), 0);
+  cr_assert(len > nstable, "the writer did not run (%llu keys)", (unsigned long long)len);
+  cr_log_info("optimistic readers: %llu lookups while the writer ran", (unsigned long long)reads);
+  cr_assert_eq(shmd_hash_check(s, h), 0, "%s", shmd_errdetail());
+  shmd_close(s);
+}
+
+Test(hash, crash_writer_under_optimistic_readers) {
+  uint64_t seed = ts_seed("hash.optimistic_crash");
+  ts_rng_t r = {seed};
+  const uint64_t seg = 64 * MIB;
+  const unsigned nstable = 1000, nchurn = 5000;
+  shmd_ptr_t h = optimistic_setup(seg, nstable);
+  shmd_store_t *s = reopen(seg);
+  unsigned rounds = (unsigned)env_u64("SHMDICT_HASH_CRASH_ROUNDS", 12);
+  for (unsigned round = 0; round < rounds; round++) {
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0)
+      churn_writer(seed + round, nchurn, 1000, seg);
+    /* read for a random while, kill the writer wherever it is (often holding the hash's lock),
+     * and read on: the first reader that finds the lock held by the dead writer recovers it */
+    uint64_t until = now_us() + 20000 + ts_below(&r, 200000);
+    while (now_us() < until)
+      read_while(s, h, &r, nstable, nchurn, 0);
+    kill(pid, SIGKILL);
+    cr_assert_eq(ts_wait(pid), 128 + SIGKILL);
+    read_while(s, h, &r, nstable, nchurn, 0);
+    int rc = shmd_hash_check(s, h);
+    cr_assert_eq(rc, 0, "check after kill %u: %s (%s)", round, shmd_strerror(rc), shmd_errdetail());
+  }
+  cr_assert_eq(shmd_alloc_check(s), 0, "%s", shmd_errdetail());
+  shmd_close(s);
+}
+
+Test(hash, optimistic_reads_and_transactions) {
+  shmd_store_t *s = ts_open("h", 16 * MIB, 16 * MIB);
+  shmd_ptr_t h = new_hash(s, 0);
+  unsigned char buf[64], big[700];
+  size_t vl = 0;
+  cr_assert_eq(shmd_hash_put(s, h, "a", 1, "old", 3, SHMD_HASH_UPSERT, NULL), 0);
+  /* a caller holding the hash's lock reads its own uncommitted change (the locked path) */
+  shmd_tx_t *tx;
+  cr_assert_eq(shmd_tx_begin(s, &tx), 0);
+  cr_assert_eq(shmd_hash_put(s, h, "a", 1, "new!", 4, SHMD_HASH_UPSERT, NULL), 0);
+  cr_assert_eq(shmd_hash_put(s, h, "b", 1, "bb", 2, SHMD_HASH_INSERT, NULL), 0);
+  cr_assert_eq(shmd_hash_get(s, h, "a", 1, buf, sizeof buf, &vl), 0);
+  cr_assert(vl == 4 && memcmp(buf, "new!", 4) == 0);
+  cr_assert_eq(shmd_hash_contains(s, h, "b", 1), 1);
+  shmd_tx_abort(tx);
+  cr_assert_eq(shmd_hash_get(s, h, "a", 1, buf, sizeof buf, &vl), 0);
+  cr_assert(vl == 3 && memcmp(buf, "old", 3) == 0);
+  cr_assert_eq(shmd_hash_contains(s, h, "b", 1), 0);
+  /* ENOTFOUND leaves buf and *val_len alone; ERANGE copies a prefix */
+  memset(buf, 0x5a, sizeof buf);
+  vl = 12345;
+  cr_assert_eq(shmd_hash_get(s, h, "zz", 2, buf, sizeof buf, &vl), SHMD_ENOTFOUND);
+  cr_assert_eq(vl, 12345);
+  for (size_t j = 0; j < sizeof buf; j++)
+    cr_assert_eq(buf[j], 0x5a);
+  cr_assert_eq(shmd_hash_get(s, h, "a", 1, buf, 2, &vl), SHMD_ERANGE);
+  cr_assert(vl == 3 && memcmp(buf, "ol", 2) == 0 && buf[2] == 0x5a);
+  cr_assert_eq(shmd_hash_get(s, h, "a", 1, NULL, 0, &vl), SHMD_ERANGE);
+  cr_assert_eq(vl, 3);
+  /* every value length around the fast copy's sizes, and an out-of-line value (locked path) */
+  for (size_t n = 0; n <= 130; n++) {
+    unsigned char v[130], got[140];
+    for (size_t j = 0; j < n; j++)
+      v[j] = (unsigned char)(n * 7 + j);
+    cr_assert_eq(shmd_hash_put(s, h, "len", 3, v, n, SHMD_HASH_UPSERT, NULL), 0);
+    memset(got, 0xee, sizeof got);
+    cr_assert_eq(shmd_hash_get(s, h, "len", 3, got, sizeof got, &vl), 0);
+    cr_assert_eq(vl, n);
+    cr_assert(memcmp(got, v, n) == 0 && got[n] == 0xee, "value of %zu bytes", n);
+  }
+  memset(big, 'x', sizeof big);
+  cr_assert_eq(shmd_hash_put(s, h, "big", 3, big, sizeof big, SHMD_HASH_UPSERT, NULL), 0);
+  unsigned char got[800];
+  cr_assert_eq(shmd_hash_get(s, h, "big", 3, got, sizeof got, &vl), 0);
+  cr_assert(vl == sizeof big && memcmp(got, big, sizeof big) == 0);
+  /* a destroyed hash is not read through a stale header */
+  cr_assert_eq(shmd_hash_destroy(s, h), 0);
+  int rc = shmd_hash_get(s, h, "a", 1, buf, sizeof buf, &vl);
+  cr_assert(rc == SHMD_EINVAL || rc == SHMD_ECORRUPT, "%s", shmd_strerror(rc));
+  shmd_close(s);
+}
+
+/* A get inside a transaction keeps the hash's lock to the commit: a writer in another process
+ * waits, so the transaction's get-then-put is atomic (mp_: forks). */
+Test(hash, mp_get_in_transaction_holds_the_lock) {
+  const uint64_t seg = 16 * MIB;
+  shmd_store_t *s = reopen(seg);
+  shmd_ptr_t h = new_hash(s, 0);
+  cr_assert_eq(shmd_hash_put(s, h, "n", 1, "1", 1, SHMD_HASH_UPSERT, NULL), 0);
+  shmd_tx_t *tx;
+  cr_assert_eq(shmd_tx_begin(s, &tx), 0);
+  char buf[8];
+  size_t vl;
+  cr_assert_eq(shmd_hash_get(s, h, "n", 1, buf, sizeof buf, &vl), 0);
+  int fd[2];
+  cr_assert_eq(pipe(fd), 0);
+  pid_t pid = fork();
+  cr_assert_neq(pid, -1);
+  if (pid == 0) {
+    close(fd[0]);
+    shmd_options_t o = ts_opts(seg, seg);
+    shmd_store_t *cs;
+    if (shmd_open("h", &o, &cs) || shmd_hash_put(cs, h, "n", 1, "9", 1, SHMD_HASH_UPSERT, NULL))
+      _exit(1);
+    if (write(fd[1], "x", 1) != 1)
+      _exit(2);
+    shmd_close(cs);
+    _exit(0);
+  }
+  close(fd[1]);
+  struct pollfd p = {.fd = fd[0], .events = POLLIN};
+  cr_assert_eq(poll(&p, 1, 300), 0, "a writer changed the hash while a transaction had read it");
+  cr_assert_eq(shmd_hash_put(s, h, "n", 1, "2", 1, SHMD_HASH_UPSERT, NULL), 0);
+  cr_assert_eq(shmd_tx_commit(tx), 0);
+  cr_assert_eq(poll(&p, 1, 10000), 1, "the writer did not finish after the commit");
+  cr_assert_eq(ts_wait(pid), 0);
+  close(fd[0]);
+  cr_assert_eq(shmd_hash_get(s, h, "n", 1, buf, sizeof buf, &vl), 0);
+  cr_assert(vl == 1 && buf[0] == '9');
+  shmd_close(s);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Growth ahead of need: spare segments prepared by inserts (segments/store.c) */
+
+static int count_spares(const char *dir) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/h", dir);
+  DIR *d = opendir(path);
+  if (d == NULL)
+    return 0;
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL)
+    n += strncmp(e->d_name, ".seg-spare-", 11) == 0;
+  closedir(d);
+  return n;
+}
+
+/* Inserts keys from *next on until `until` keys or a failure; returns the last status. */
+static int insert_keys(shmd_store_t *s, shmd_ptr_t h, unsigned *next, unsigned until,
+                       int *max_spares) {
+  unsigned char val[CHURN_OOL];
+  char k[32];
+  int rc = 0;
+  for (; *next < until; (*next)++) {
+    size_t n = churn_val(*next, 3, val);
+    rc = shmd_hash_put(s, h, k, churn_key(*next, k), val, n, SHMD_HASH_INSERT, NULL);
+    if (rc)
+      break;
+    if (max_spares && *next % 512 == 0) {
+      int sp = count_spares(ts_dir);
+      *max_spares = sp > *max_spares ? sp : *max_spares;
+    }
+  }
+  return rc;
+}
+
+Test(hash, grow_ahead_spares_become_segments) {
+  shmd_store_t *s = ts_open("h", 16 * MIB, 4 * MIB);
+  shmd_ptr_t h = new_hash(s, 0);
+  unsigned next = 0;
+  int max_spares = 0;
+  cr_assert_eq(insert_keys(s, h, &next, 300000, &max_spares), 0, "%s", shmd_errdetail());
+  shmd_store_info_t si;
+  cr_assert_eq(shmd_store_info(s, &si), 0);
+  cr_assert(si.segments > 5, "the store did not grow (%u segments)", si.segments);
+  cr_assert(max_spares > 0, "no spare segment was ever prepared");
+  cr_assert_eq(shmd_hash_check(s, h), 0, "%s", shmd_errdetail());
+  cr_assert_eq(shmd_alloc_check(s), 0, "%s", shmd_errdetail());
+  unsigned char val[CHURN_OOL], want[CHURN_OOL];
+  char k[32];
+  for (unsigned i = 0; i < next; i += 997) {
+    size_t vl = 0, wl = churn_val(i, 3, want);
+    cr_assert_eq(shmd_hash_get(s, h, k, churn_key(i, k), val, sizeof val, &vl), 0);
+    cr_assert(vl == wl && memcmp(val, want, wl) == 0);
+  }
+  shmd_close(s);
+  cr_assert_eq(count_spares(ts_dir), 0, "spares left behind by a close");
+  /* another process attaches every segment, including those that were spares */
+  s = ts_open("h", 16 * MIB, 4 * MIB);
+  cr_assert_eq(shmd_alloc_check(s), 0, "%s", shmd_errdetail());
+  cr_assert_eq(shmd_hash_check(s, h), 0, "%s", shmd_errdetail());
+  shmd_close(s);
+  cr_assert_eq(shmd_drop("h", ts_dir), 0, "%s", shmd_errdetail());
+}
+
+/* A store at its size limit: spares that could never become segments are not made, inserts end
+ * with SHMD_ENOSPC, nothing crashes, nothing leaks. */
+Test(hash, grow_ahead_at_the_size_limit) {
+  shmd_options_t o = ts_opts(16 * MIB, 4 * MIB);
+  o.max_store_bytes = 28 * MIB;
+  shmd_store_t *s;
+  cr_assert_eq(shmd_open("h", &o, &s), 0);
+  shmd_ptr_t h = new_hash(s, 0);
+  unsigned next = 0;
+  int rc = insert_keys(s, h, &next, 1000000, NULL);
+  cr_assert_eq(rc, SHMD_ENOSPC, "%s", shmd_strerror(rc));
+  shmd_store_info_t si;
+  cr_assert_eq(shmd_store_info(s, &si), 0);
+  cr_assert(si.store_bytes <= o.max_store_bytes);
+  cr_assert_eq(shmd_hash_check(s, h), 0, "%s", shmd_errdetail());
+  cr_assert_eq(shmd_alloc_check(s), 0, "%s", shmd_errdetail());
+  uint64_t len = 0;
+  cr_assert_eq(shmd_hash_len(s, h, &len), 0);
+  cr_assert_eq(len, next);
+  shmd_close(s);
+  cr_assert_eq(count_spares(ts_dir), 0);
+}
+
+/* RLIMIT_FSIZE below the size of a growth segment: every spare's reservation fails part way with
+ * EFBIG and the spare is dropped, growth answers SHMD_ENOSPC for what cannot be backed; never
+ * SIGBUS (SIGXFSZ ignored, as an application under such a limit must). Forks. */
+Test(hash, mp_grow_ahead_under_rlimit_fsize) {
+  pid_t pid = fork();
+  cr_assert_neq(pid, -1);
+  if (pid == 0) {
+    signal(SIGXFSZ, SIG_IGN);
+    shmd_options_t o = ts_opts(8 * MIB, 4 * MIB);
+    shmd_store_t *s;
+    if (shmd_open("h", &o, &s))
+      _exit(81);
+    /* segment 0 exists; no growth segment (4 MiB) nor spare can be backed any more */
+    struct rlimit rl = {3 * MIB, 3 * MIB};
+    if (setrlimit(RLIMIT_FSIZE, &rl))
+      _exit(80);
+    shmd_ptr_t h;
+    if (shmd_hash_create(s, 0, &h) || shmd_root_set(s, "h", h))
+      _exit(82);
+    unsigned next = 0;
+    unsigned char val[CHURN_OOL];
+    char k[32];
+    int enospc = 0;
+    for (; next < 150000; next++) {
+      size_t n = churn_val(next, 3, val);
+      int rc = shmd_hash_put(s, h, k, churn_key(next, k), val, n, SHMD_HASH_INSERT, NULL);
+      if (rc == SHMD_ENOSPC)
+        enospc++;
+      else if (rc)
+        _exit(83);
+    }
+    if (enospc == 0)
+      _exit(85);
+    if (shmd_hash_check(s, h) || shmd_alloc_check(s))
+      _exit(84);
+    shmd_close(s);
+    _exit(0);
+  }
+  int st = ts_wait(pid);
+  cr_assert_eq(st, 0, "child: %d", st);
+  cr_assert_eq(count_spares(ts_dir), 0);
 }

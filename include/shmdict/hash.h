@@ -15,7 +15,13 @@
  * transaction: called outside a transaction, each call is one atomic, crash-safe step; called
  * inside the caller's transaction (shmd_tx_begin(), see tx.h), it joins it, so a keyspace command
  * that touches several structures commits or rolls back as a whole, and the hash's lock stays held
- * until the caller's outermost commit. Statuses that only report an outcome (SHMD_ENOTFOUND,
+ * until the caller's outermost commit. Exception: called outside a transaction, shmd_hash_get()
+ * and shmd_hash_contains() first read without the lock and validate what they read against a
+ * counter every writer bumps and the lock word (a seqlock that survives crashed writers;
+ * containers/hash.c explains it); they take the lock only when a writer holds it or a validation
+ * fails, so readers neither wait for each other nor write to shared memory. Inside a transaction
+ * they take the lock like every other call, so a get and a put in one transaction stay atomic.
+ * Statuses that only report an outcome (SHMD_ENOTFOUND,
  * SHMD_EEXIST, SHMD_ERANGE) never abort the caller's transaction; real failures (SHMD_ENOSPC,
  * SHMD_ETXFULL, SHMD_ECORRUPT) may, and then say so.
  *
