@@ -361,9 +361,12 @@ static int recover_locked(shmd_store_t *s, struct shmd__thr *t, uint32_t idx, in
     counted = 1;
   if (counted)
     __atomic_add_fetch(&s->man->recoveries, 1, __ATOMIC_RELAXED);
+  /* Thread heaps: a dead lane's heap is adopted with the lane (alloc/heap.c). */
+  int cached = shmd__alloc_ops.heap_cached(s, idx);
   if (st == SHMD__LANE_IDLE) {
     lane_reset(x);
-    return 0;
+    if (!cached)
+      return 0;
   }
   if (!can_free) {
     if (t->npending < sizeof t->pending / sizeof t->pending[0])
@@ -371,6 +374,11 @@ static int recover_locked(shmd_store_t *s, struct shmd__thr *t, uint32_t idx, in
     return 0;
   }
   settle_dead_steps(s, t, idx);
+  if (cached) {
+    int rc = shmd__alloc_ops.heap_adopt(s, t, idx);
+    if (rc < 0)
+      return rc;
+  }
   return finish_frees(s, t, x);
 }
 
@@ -428,6 +436,9 @@ static void thr_release(struct shmd__thr *t) {
     }
     if (t->npending)
       shmd__run_pending(s, t);
+    /* A thread that ends returns what its heap caches (alloc/heap.c). */
+    if (shmd__alloc_ops.heap_cached(s, t->lane_idx))
+      (void)shmd__alloc_ops.heap_adopt(s, t, t->lane_idx);
     t->lane->owner_pid = 0;
     t->lane->owner_tid = 0;
     pthread_mutex_unlock(&t->lane->live.m);

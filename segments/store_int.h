@@ -88,7 +88,7 @@ struct shmd__manifest {
   uint32_t seg_count;     /* published with release order: the commit point of growth */
   uint32_t pad1;
   uint64_t recoveries;
-  uint64_t reserved2[16];
+  uint64_t reserved2[16]; /* [SHMD__MAN_HEAP_DIR]: thread heaps (alloc/heap.c), layout 1.1 */
   struct shmd__seg_entry segs[SHMD__MAX_SEGS];
 };
 
@@ -146,6 +146,9 @@ struct shmd__thr {
   uint32_t pending[8]; /* dead lanes whose frees are still to be finished */
   uint32_t npending;
   struct shmd__thr *next_of_thread; /* the thread's list over all stores */
+  /* ---- thread heaps (alloc/heap.c) ---- */
+  void *heap;          /* this lane's heap in shared memory (process address), NULL until first use */
+  uint32_t heap_state; /* 0 = not attached yet, 1 = attached, 2 = none (no room: run without) */
 };
 
 struct shmd_store_s {
@@ -264,7 +267,17 @@ struct shmd__alloc_ops {
    * advances a deferred-free counter exactly once. */
   int (*free_step)(shmd_store_t *s, struct shmd__thr *t, shmd_ptr_t p, uint64_t *extra,
                    uint64_t extra_val);
+  /* ---- thread heaps (alloc/heap.c): one heap per lane, adopted with the lane ---- */
+  /* Non-zero when lane `idx` has a heap that caches objects (a cheap read, no locks). */
+  int (*heap_cached)(shmd_store_t *s, uint32_t idx);
+  /* Returns the objects cached in lane idx's heap to the shared classes, as allocator steps of
+   * thread t (which must not be inside a step). Called by recovery, which owns the dead lane's
+   * `live` mutex, after the lane's own step is rolled back and before its reservations or deferred
+   * frees are finished (it first settles an object caught between the heap and the lane's
+   * reservation or deferred-free record), and by a thread releasing its own lane. */
+  int (*heap_adopt)(shmd_store_t *s, struct shmd__thr *t, uint32_t idx);
 };
+#define SHMD__MAN_HEAP_DIR 0 /* index in shmd__manifest.reserved2: shmd_ptr_t of the heap directory */
 extern const struct shmd__alloc_ops shmd__alloc_ops;
 
 /* FNV-1a, for header checksums. */
