@@ -149,7 +149,7 @@ Test(store, bad_version_names_both) {
   int rc = reopen("b");
   cr_assert_eq(rc, SHMD_EVERSION, "%s", shmd_err_name(rc));
   char want[64];
-  snprintf(want, sizeof want, "%d.0", SHMD_LAYOUT_MAJOR + 1);
+  snprintf(want, sizeof want, "%d.%d", SHMD_LAYOUT_MAJOR + 1, SHMD_LAYOUT_MINOR); /* the minor as written */
   cr_assert_not_null(strstr(shmd_errdetail(), want), "%s", shmd_errdetail());
   snprintf(want, sizeof want, "%d.%d", SHMD_LAYOUT_MAJOR, SHMD_LAYOUT_MINOR);
   cr_assert_not_null(strstr(shmd_errdetail(), want), "%s", shmd_errdetail());
