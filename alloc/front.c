@@ -594,3 +594,30 @@ int shmd_stats(shmd_store_t *store, shmd_stats_t *st) {
   st->recoveries = __atomic_load_n(&store->man->recoveries, __ATOMIC_RELAXED);
   return 0;
 }
+
+/* ---------------------------------------------------------------------------------------------- */
+/* For the malloc shim (malloc/): the lock-free fast paths alone, so that the shim can hold its
+ * fork guard around everything else. Return 1 when served, 0 when the caller must take the full
+ * call (nothing was changed). */
+
+int shmd__alloc_fast(shmd_store_t *s, size_t size, shmd_ptr_t *out) {
+  struct shmd__thr *t = shmd__tl_thr;
+  if (t == NULL || t->store != s || t->fork_gen != shmd__fork_gen || t->heap == NULL || size - 1 >= SHMD_SMALL_MAX)
+    return 0;
+  struct shmd__heap *hp = t->heap;
+  uint32_t c = shmd__class_of_granule[(size + 15) >> 4];
+  struct shmd__heap_bin *b = &hp->bin[c];
+  uint32_t n = b->count;
+  if (n == 0)
+    return 0;
+  out->v = hp->slot[c][n - 1];
+  __atomic_store_n(&b->count, n - 1, __ATOMIC_RELEASE);
+  return 1;
+}
+
+int shmd__free_fast(shmd_store_t *s, shmd_ptr_t p) {
+  struct shmd__thr *t = shmd__tl_thr;
+  if (t == NULL || t->store != s || t->fork_gen != shmd__fork_gen || t->heap == NULL)
+    return 0;
+  return heap_push(s, t->heap, p) == 0;
+}
