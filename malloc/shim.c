@@ -11,10 +11,12 @@
  * $SHMDICT_MALLOC_DIR), its segment files sparse (no reservation) and mapped MAP_PRIVATE, so the
  * memory behaves like anonymous memory: a forked child gets a copy-on-write copy, exactly as with
  * malloc, and its own lanes and thread heaps in it. The files are unlinked as soon as they are
- * mapped (nothing else may open them) and the directory is removed at exit by the process that
- * created it. Named store: mapped shared as any store; a forked child shares it with its parent
- * and uses its own thread heaps (objects allocated before the fork are shared, not copied: that is
- * what a shared store is for).
+ * mapped (nothing else may open them) and the directory exists only while the store adds a
+ * segment (grow_dir), so even a process that execs or is killed leaves nothing behind. Named store: mapped shared as any store, so a forked child shares every block with
+ * its parent (a write to an inherited block is seen by both: that is what a shared store is for);
+ * the child allocates from glibc and ignores frees of store blocks (see fork_child), so it can
+ * never hand the parent's live blocks to anyone. Programs that fork and keep modifying inherited
+ * memory (shells) need the default private store.
  *
  * Re-entrancy: the library itself calls malloc (process-local handles, thread contexts, the
  * checker's buffers). A thread-local guard sends every allocation made while the shim is inside
@@ -45,6 +47,7 @@
 #include <unistd.h>
 
 #include "segments/os.h"
+#include "segments/store_int.h"
 #include "shmdict.h"
 
 #define SHIM_EXPORT __attribute__((visibility("default")))
@@ -66,6 +69,7 @@ static int g_private;
 static pid_t g_owner;
 static char g_dir[256];
 static uint32_t g_swept_segs;
+static int g_serve = 1; /* 0: a forked child of a named-store process (see fork_child) */
 static pthread_rwlock_t g_fork = PTHREAD_RWLOCK_INITIALIZER;
 static __thread int t_guard; /* inside the library: use glibc */
 
@@ -126,6 +130,12 @@ static void fork_child(void) {
   /* The child's thread has a new tid: unlocking would not recognise it as the writer. */
   if (__atomic_load_n(&g_state, __ATOMIC_ACQUIRE) == ST_READY)
     pthread_rwlock_init(&g_fork, NULL);
+  /* A named store is shared with the parent, including every block the parent had when it
+   * forked: if the child freed those into the store, the store would hand the parent's live
+   * blocks to someone else. So the child of a named-store process allocates from glibc and
+   * leaves the store's blocks alone (frees of them are ignored; realloc copies them out). */
+  if (!g_private)
+    __atomic_store_n(&g_serve, 0, __ATOMIC_RELEASE);
 }
 
 static void shim_init(void) {
@@ -167,12 +177,10 @@ static void shim_init(void) {
       }
       shmd__os_sparse_files = 0;
       if (rc == 0) {
-        sweep_files();
         g_swept_segs = 1;
         atexit(at_exit);
-      } else {
-        at_exit();
       }
+      at_exit(); /* the files are mapped: remove them and the directories now (see grow_dir) */
     }
   }
   if (rc == 0) {
@@ -191,7 +199,10 @@ static void shim_init(void) {
  * if opening failed, everything goes to glibc. */
 __attribute__((constructor)) static void shim_ctor(void) { shim_init(); }
 
-static inline shmd_store_t *store(void) { return __atomic_load_n(&g_store, __ATOMIC_ACQUIRE); }
+/* The store that serves new allocations (NULL: glibc does). */
+static inline shmd_store_t *store(void) {
+  return __builtin_expect(g_serve, 1) ? __atomic_load_n(&g_store, __ATOMIC_ACQUIRE) : NULL;
+}
 
 /* Around every call into the library that may take allocator locks or map segments. */
 static inline void enter(void) {
@@ -205,22 +216,46 @@ static inline void leave(shmd_store_t *s) {
   shmd__os_sparse_files = 0;
   pthread_rwlock_unlock(&g_fork);
   if (g_private) {
-    shmd_store_info_t info;
-    if (shmd_store_info(s, &info) == 0 && info.segments != g_swept_segs) {
-      g_swept_segs = info.segments; /* a segment was added: unlink its file */
-      sweep_files();
+    uint32_t segs = shmd__seg_count(s);
+    if (segs != g_swept_segs) {
+      g_swept_segs = segs; /* a segment was added: unlink its file, remove the dirs */
+      if (getpid() == g_owner)
+        at_exit();
+      else
+        sweep_files();
     }
   }
   t_guard--;
+}
+
+/* Private store: its directory exists only while a segment is being added, so that a process
+ * that execs or is killed leaves nothing behind. An allocation that failed for want of it (the
+ * store could not grow) re-creates it and tries again; leave() removes it again. */
+static int grow_dir(void) {
+  if (!g_private || getpid() != g_owner)
+    return 0;
+  char path[512];
+  snprintf(path, sizeof path, "%s/m", g_dir);
+  if (mkdir(g_dir, 0700) != 0 && errno != EEXIST)
+    return 0;
+  if (mkdir(path, 0700) != 0 && errno != EEXIST)
+    return 0;
+  return 1;
 }
 
 static void *store_alloc(shmd_store_t *s, size_t n) {
   shmd_ptr_t p;
   if (__builtin_expect(shmd__alloc_fast(s, n, &p), 1))
     return shmd_resolve(s, p);
+  int saved = errno;
   enter();
   int rc = shmd_alloc(s, n, &p);
+  if (rc != 0 && grow_dir()) {
+    rc = shmd_alloc(s, n, &p);
+    g_swept_segs = 0; /* leave() sweeps */
+  }
   leave(s);
+  errno = saved;
   return rc == 0 ? shmd_resolve(s, p) : NULL;
 }
 
@@ -249,6 +284,8 @@ SHIM_EXPORT void free(void *a) {
     __libc_free(a);
     return;
   }
+  if (__builtin_expect(!g_serve, 0))
+    return; /* the parent's block (fork_child) */
   if (__builtin_expect(shmd__free_fast(s, p), 1))
     return;
   if (t_guard)
@@ -302,7 +339,7 @@ SHIM_EXPORT void *realloc(void *a, size_t n) {
   if (p.v == 0)
     return __libc_realloc(a, n);
   size_t have = shmd_usable_size(s, p);
-  if (n <= have && shmd_good_size(n) * 2 > have)
+  if (n <= have && shmd_good_size(n) * 2 > have && g_serve)
     return a;
   void *b = malloc(n);
   if (b == NULL)
