@@ -142,7 +142,7 @@ static int slab_get(shmd_store_t *s, struct shmd__thr *t, uint32_t seg, struct s
   sl->capacity = (SHMD_SLAB_BYTES - SHMD__SLAB_HDR) / size;
   sl->free_head = 0;
   sl->inuse = 0;
-  sl->bump = SHMD__SLAB_HDR;
+  __atomic_store_n(&sl->bump, SHMD__SLAB_HDR, __ATOMIC_RELAXED); /* read unlocked by the fast free */
   sl->list = SLIST_NONE;
   sl->prev = sl->next = 0;
   shmd__log8(t, seg, h, &cl->slabs);
@@ -186,7 +186,7 @@ int shmd__slab_alloc(shmd_store_t *s, struct shmd__thr *t, uint32_t seg, struct 
     if (obj + size > SHMD_SLAB_BYTES)
       return SHMD_CORRUPT("slab bump pointer beyond capacity");
     shmd__log8(t, seg, h, &sl->bump);
-    sl->bump = obj + size;
+    __atomic_store_n(&sl->bump, obj + size, __ATOMIC_RELAXED); /* read unlocked by the fast free */
   }
   sl->inuse++;
   if (sl->inuse == sl->capacity) {
@@ -240,7 +240,7 @@ int shmd__slab_alloc_batch(shmd_store_t *s, struct shmd__thr *t, uint32_t seg, s
         obj = sl->bump;
         if (obj + size > SHMD_SLAB_BYTES)
           return SHMD_CORRUPT("slab bump pointer beyond capacity");
-        sl->bump = obj + size;
+        __atomic_store_n(&sl->bump, obj + size, __ATOMIC_RELAXED);
       }
       sl->inuse++;
       out[n++] = base + obj;
