@@ -48,13 +48,13 @@ static int free_impl(shmd_store_t *s, struct shmd__thr *t, shmd_ptr_t p, uint64_
 static int heap_free(shmd_store_t *s, struct shmd__thr *t, shmd_ptr_t p);
 
 /* Recovery's and the transaction's frees. A free of the thread's own lane record (its deferred
- * frees after commit, its reservations on abort) may go to its heap: the push commits first, then
- * the lane word (heap.c's essay: crossing into a transaction). Anything else, in particular a
- * recoverer freeing a dead lane's blocks, is a locked step that changes the lane word in the same
- * logged step. */
+ * frees after commit, its reservations on abort: exactly these two counters, which recovery's
+ * settle_crossing() knows) may go to its heap: the push commits first, then the lane word (heap.c's
+ * essay: crossing into a transaction). Anything else, in particular a recoverer freeing a dead
+ * lane's blocks, or the lane's extension blocks, is a locked step that changes the lane word in the
+ * same logged step. */
 static int free_step(shmd_store_t *s, struct shmd__thr *t, shmd_ptr_t p, uint64_t *extra, uint64_t extra_val) {
-  if (extra != NULL && t->heap != NULL && !t->in_al && (unsigned char *)extra >= (unsigned char *)t->lane &&
-      (unsigned char *)extra < (unsigned char *)t->lane + s->man->lane_bytes) {
+  if (t->heap != NULL && !t->in_al && (extra == &t->lane->dfree_done || extra == &t->lane->resv_count)) {
     int rc = heap_free(s, t, p);
     if (rc != 1) {
       if (rc == 0) {
@@ -67,7 +67,16 @@ static int free_step(shmd_store_t *s, struct shmd__thr *t, shmd_ptr_t p, uint64_
   return free_impl(s, t, p, extra, extra_val);
 }
 
-const struct shmd__alloc_ops shmd__alloc_ops = {meta_bytes, seg_init, free_step, shmd__heap_cached,
+static int alloc_impl(shmd_store_t *s, struct shmd__thr *t, size_t size, int resv, shmd_ptr_t *out);
+
+static int alloc_word(shmd_store_t *s, struct shmd__thr *t, size_t size, uint64_t *word, shmd_ptr_t *out) {
+  t->alloc_word = word;
+  int rc = alloc_impl(s, t, size, 2, out);
+  t->alloc_word = NULL;
+  return rc;
+}
+
+const struct shmd__alloc_ops shmd__alloc_ops = {meta_bytes, seg_init, free_step, alloc_word, shmd__heap_cached,
                                                 shmd__heap_adopt};
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -77,7 +86,7 @@ const struct shmd__alloc_ops shmd__alloc_ops = {meta_bytes, seg_init, free_step,
 static inline void reserve(shmd_store_t *s, struct shmd__thr *t, shmd_ptr_t p) {
   struct shmd__lane *l = t->lane;
   uint64_t n = l->resv_count;
-  l->resv[n] = p.v;
+  *shmd__resv_slot(t, n) = p.v;
   shmd__al_log(t, 0, s->map->base[1], &l->resv_count);
   l->resv_count = n + 1;
 }
@@ -105,8 +114,10 @@ static int alloc_small_in(shmd_store_t *s, struct shmd__thr *t, uint32_t seg, ui
     return rc;
   }
   shmd_ptr_t p = shmd_ptr_make(seg, off);
-  if (resv)
+  if (resv == 1)
     reserve(s, t, p);
+  else if (resv == 2)
+    extra_store(s, t, t->alloc_word, p.v);
   SHMD_CRASH_POINT("alloc.small.logged");
   shmd__al_commit(s, t);
   *out = p;
@@ -131,8 +142,10 @@ static int alloc_large_in(shmd_store_t *s, struct shmd__thr *t, uint32_t seg, ui
     return rc;
   }
   shmd_ptr_t p = shmd_ptr_make(seg, sa->data_off + page * SHMD_PAGE_BYTES);
-  if (resv)
+  if (resv == 1)
     reserve(s, t, p);
+  else if (resv == 2)
+    extra_store(s, t, t->alloc_word, p.v);
   SHMD_CRASH_POINT("alloc.large.logged");
   shmd__al_commit(s, t);
   *out = p;
@@ -148,9 +161,10 @@ static inline int heap_pop(struct shmd__thr *t, struct shmd__heap *hp, uint32_t 
     return 0;
   uint64_t p = hp->slot[c][n - 1];
   if (resv) {
+    /* shmd_tx_alloc() made sure the slot exists (t->resv_room). */
     struct shmd__lane *l = t->lane;
     uint64_t r = l->resv_count;
-    l->resv[r] = p;
+    *shmd__resv_slot(t, r) = p;
     __atomic_store_n(&l->resv_count, r + 1, __ATOMIC_RELEASE);
     SHMD_CRASH_POINT("heap.crossing");
   }
@@ -180,9 +194,11 @@ static int alloc_impl(shmd_store_t *s, struct shmd__thr *t, size_t size, int res
   uint32_t *hint = small ? &s->alloc_hint[c] : &s->large_hint;
   struct shmd__heap *hp = NULL;
   if (__builtin_expect(small, 1)) {
-    if (t->heap_state == 0)
+    /* Mode 2 (a lane word owns the block: extension blocks) takes the locked path, whose step
+     * stores the word; the heap's crossing rules cover reservations and deferred frees only. */
+    if (t->heap_state == 0 && resv != 2)
       shmd__heap_attach(s, t);
-    hp = t->heap;
+    hp = resv != 2 ? t->heap : NULL;
     if (hp != NULL) {
       if (heap_pop(t, hp, c, resv, out))
         return 0;

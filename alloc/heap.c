@@ -346,18 +346,19 @@ static int on_top(struct shmd__heap *hp, uint64_t p) {
   return -1;
 }
 
-/* The essay's crossing rules; the caller owns lane idx (its `live` mutex). */
+/* The essay's crossing rules; the caller owns lane idx (its `live` mutex). Records past the
+ * lane's own arrays are in its extension block (shmd__lane_record). */
 static void settle_crossing(shmd_store_t *s, uint32_t idx, struct shmd__heap *hp) {
   struct shmd__lane *x = shmd__lane_at(s, idx);
   uint32_t st = __atomic_load_n(&x->state, __ATOMIC_ACQUIRE);
-  if ((st == SHMD__LANE_ACTIVE || st == SHMD__LANE_ABORTING) && x->resv_count > 0 &&
-      x->resv_count <= SHMD__RESV_CAP) {
-    int c = on_top(hp, x->resv[x->resv_count - 1]);
+  if ((st == SHMD__LANE_ACTIVE || st == SHMD__LANE_ABORTING) && x->resv_count > 0) {
+    uint64_t *r = shmd__lane_record(s, x, 0, x->resv_count - 1);
+    int c = r ? on_top(hp, *r) : -1;
     if (c >= 0)
       __atomic_store_n(&hp->bin[c].count, hp->bin[c].count - 1, __ATOMIC_RELEASE);
-  } else if (st == SHMD__LANE_COMMITTED && x->dfree_done < x->dfree_count &&
-             x->dfree_count <= SHMD__DFREE_CAP) {
-    if (on_top(hp, x->dfree[x->dfree_done]) >= 0)
+  } else if (st == SHMD__LANE_COMMITTED && x->dfree_done < x->dfree_count) {
+    uint64_t *r = shmd__lane_record(s, x, 1, x->dfree_done);
+    if (r && on_top(hp, *r) >= 0)
       __atomic_store_n(&x->dfree_done, x->dfree_done + 1, __ATOMIC_RELEASE);
   }
 }

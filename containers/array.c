@@ -183,12 +183,8 @@ static int new_buffer(array_ctx_t *c, uint64_t cap, shmd_ptr_t *p, unsigned char
 /* Switches the header to buffer `p` of `cap` elements and frees the old buffer at commit. */
 static int switch_buffer(array_ctx_t *c, shmd_ptr_t p, unsigned char *addr, uint64_t cap) {
   shmd_ptr_t old = c->h->data;
-  size_t words, allocs, frees;
-  shmd_tx_room(c->tx, &words, &allocs, &frees);
-  if (!shmd_ptr_is_null(old) && frees == 0)
-    return SHMD_ETXFULL;
-  int rc = shmd_tx_log(c->tx, shmd_ptr_add(c->hp, offsetof(array_hdr_t, capacity)), 16);
-  if (rc)
+  int rc = shmd_tx_reserve(c->tx, 2, 0, 1);
+  if (rc || (rc = shmd_tx_log(c->tx, shmd_ptr_add(c->hp, offsetof(array_hdr_t, capacity)), 16)))
     return rc;
   c->dirty = 1;
   SHMD_CRASH_POINT("array.grow.switch");
@@ -332,11 +328,7 @@ int shmd_array_destroy(shmd_store_t *s, shmd_ptr_t a) {
   int rc = array_enter(s, a, &c);
   if (rc)
     return rc;
-  size_t words, allocs, frees;
-  shmd_tx_room(c.tx, &words, &allocs, &frees);
-  if (frees < 2)
-    return array_leave(&c, SHMD_ETXFULL);
-  if ((rc = shmd_tx_set64(c.tx, &c.h->magic, 0)))
+  if ((rc = shmd_tx_reserve(c.tx, 1, 0, 2)) || (rc = shmd_tx_set64(c.tx, &c.h->magic, 0)))
     return array_leave(&c, rc);
   c.dirty = 1;
   if (!shmd_ptr_is_null(c.h->data) && (rc = shmd_tx_free(c.tx, c.h->data)))

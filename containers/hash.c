@@ -260,6 +260,12 @@ static int room(hctx_t *c, size_t words, size_t allocs, size_t frees) {
   return w >= words && a >= allocs && f >= frees;
 }
 
+/* Like room(), but grows the transaction when it is short (an atomic step must not stop half-way):
+ * 0, SHMD_ENOSPC or SHMD_ETXFULL. */
+static int need_room(hctx_t *c, size_t words, size_t allocs, size_t frees) {
+  return room(c, words, allocs, frees) ? 0 : shmd_tx_reserve(c->tx, words, allocs, frees);
+}
+
 /* Logs a header word once per call. */
 static int log_hdr(hctx_t *c, size_t off) {
   unsigned bit = 1u << (off / 8);
@@ -587,8 +593,8 @@ static int start_resize(hctx_t *c, uint32_t new_log2) {
     new_log2 = MAX_LOG2;
   if (rehashing(c) || (c->t[0] && new_log2 == hd->log2[0]))
     return 0;
-  if (!room(c, 8, 1, 0))
-    return 0;
+  if (need_room(c, 8, 1, 0))
+    return 0; /* no space for the new table: keep the current one */
   shmd_ptr_t tp;
   int rc;
   if (c->t[0] == NULL) {
@@ -686,7 +692,7 @@ int shmd_hash_create(shmd_store_t *s, size_t expected, shmd_ptr_t *out) {
  * frees the tables and the header. *pos is a process-local hint of where the entries start.
  * Returns 0 when the hash is gone, 1 when the transaction ran out of room, or a failure.
  */
-static int destroy_piece(hctx_t *c, uint64_t *pos) {
+static int destroy_piece(hctx_t *c, uint64_t *pos, int grow) {
   hhdr_t *hd = c->hd;
   int rc;
   uint64_t n0 = c->t[0] ? c->mask[0] + 1 : 0, n1 = c->t[1] ? c->mask[1] + 1 : 0;
@@ -706,8 +712,13 @@ static int destroy_piece(hctx_t *c, uint64_t *pos) {
       int logged = 0;
       while (!shmd_ptr_is_null(*slot)) {
         if (!room(c, 4, 0, 3)) {
-          *pos = b;
-          return 1;
+          if (!grow) {
+            *pos = b;
+            return 1;
+          }
+          /* Inside a caller's transaction: all or nothing, so the transaction grows. */
+          if ((rc = shmd_tx_reserve(c->tx, 4 * 64, 0, 3 * 64)))
+            return c->dirty = 1, rc;
         }
         if (steps++ >= limit)
           return c->dirty = 1, SHMD_CORRUPT("hash: more entries than the count (destroy)");
@@ -734,8 +745,12 @@ static int destroy_piece(hctx_t *c, uint64_t *pos) {
   if (hd->count > 0)
     return c->dirty = 1, SHMD_CORRUPT("hash: count larger than the entries (destroy)");
   if (!room(c, 2, 0, 3)) {
-    *pos = 0;
-    return 1;
+    if (!grow) {
+      *pos = 0;
+      return 1;
+    }
+    if ((rc = shmd_tx_reserve(c->tx, 2, 0, 3)))
+      return c->dirty = 1, rc;
   }
   c->dirty = 1;
   if ((rc = shmd_tx_log(c->tx, c->hp, 8)))
@@ -757,7 +772,7 @@ int shmd_hash_destroy(shmd_store_t *s, shmd_ptr_t h) {
     int rc = enter(s, h, &c);
     if (rc)
       return rc;
-    rc = destroy_piece(&c, &pos);
+    rc = destroy_piece(&c, &pos, nested);
     if (rc == 1) {
       SHMD_CRASH_POINT("hash.destroy.piece");
       if (nested)
@@ -791,10 +806,8 @@ static void fill_ref(hctx_t *c, hent_t *e, shmd_ptr_t ep, shmd_hash_ref_t *ref) 
 static int put_locked(hctx_t *c, const void *key, size_t klen, const void *val, size_t vlen,
                       shmd_hash_mode_t mode, int *created, shmd_hash_ref_t *ref) {
   size_t need = put_words(vlen);
-  if (!room(c, need, 4, 4))
-    return SHMD_ETXFULL;
-  int rc = rehash_buckets(c, REHASH_PER_OP, need, NULL);
-  if (rc)
+  int rc = need_room(c, need, 4, 4);
+  if (rc || (rc = rehash_buckets(c, REHASH_PER_OP, need, NULL)))
     return rc;
   hhdr_t *hd = c->hd;
   uint64_t hv = hash_key(key, klen, c->seed);
@@ -1026,9 +1039,7 @@ int shmd_hash_del(shmd_store_t *s, shmd_ptr_t h, const void *key, size_t key_len
   int rc = enter(s, h, &c);
   if (rc)
     return rc;
-  if (!room(&c, 16, 1, 4))
-    return leave(&c, SHMD_ETXFULL);
-  if ((rc = rehash_buckets(&c, REHASH_PER_OP, 16, NULL)))
+  if ((rc = need_room(&c, 16, 1, 4)) || (rc = rehash_buckets(&c, REHASH_PER_OP, 16, NULL)))
     return leave(&c, rc);
   hfound_t f;
   rc = find(&c, key, key_len, hash_key(key, key_len, c.seed), &f);

@@ -159,6 +159,12 @@ static void tx_room(list_ctx_t *c, size_t *words, size_t *frees) {
   shmd_tx_room(c->tx, words, &allocs, frees);
 }
 
+/* Grows the transaction so that `words` undo words and `frees` frees fit (an atomic step must not
+ * stop half-way): 0, SHMD_ENOSPC or SHMD_ETXFULL. */
+static int need_room(list_ctx_t *c, size_t words, size_t frees) {
+  return shmd_tx_reserve(c->tx, words, 0, frees);
+}
+
 /* ---------------------------------------------------------------------------------------------- */
 /* Nodes */
 
@@ -425,15 +431,12 @@ int shmd_list_destroy(shmd_store_t *s, shmd_ptr_t l) {
     int rc = list_enter(s, l, &c);
     if (rc)
       return rc;
-    size_t words, frees;
     if (c.nested) {
       /* Atomic: everything in the caller's transaction, or nothing. */
       size_t need = 1;
-      tx_room(&c, &words, &frees);
-      if ((rc = count_end_frees(&c, 0, c.count, &need)))
+      if ((rc = count_end_frees(&c, 0, c.count, &need)) ||
+          (rc = need_room(&c, 6 * WORDS_PER_STORE + 4, need)))
         return list_leave(&c, rc);
-      if (need > frees || words < 6 * WORDS_PER_STORE + 4)
-        return list_leave(&c, SHMD_ETXFULL);
     }
     if (c.count > 0) {
       uint64_t done;
@@ -445,10 +448,7 @@ int shmd_list_destroy(shmd_store_t *s, shmd_ptr_t l) {
         continue;
       }
     }
-    tx_room(&c, &words, &frees);
-    if (frees < 1)
-      rc = SHMD_ETXFULL;
-    else if ((rc = shmd_tx_set64(c.tx, &c.h->magic, 0)) == 0) {
+    if ((rc = need_room(&c, WORDS_PER_STORE, 1)) == 0 && (rc = shmd_tx_set64(c.tx, &c.h->magic, 0)) == 0) {
       c.dirty = 1;
       rc = shmd_tx_free(c.tx, l);
     }
@@ -501,12 +501,10 @@ int shmd_list_push(shmd_store_t *s, shmd_ptr_t l, int where, const void *data, s
 
 /* Unlinks and frees the node p (resolved n), one element. */
 static int remove_node(list_ctx_t *c, shmd_ptr_t p, lnode_t *n) {
-  size_t words, frees;
-  tx_room(c, &words, &frees);
-  if (frees < node_frees(n) || words < 4 * WORDS_PER_STORE + 4)
-    return SHMD_ETXFULL;
+  int rc = need_room(c, 4 * WORDS_PER_STORE + 4, node_frees(n));
+  if (rc)
+    return rc;
   shmd_list_node_t *pl, *nl;
-  int rc;
   if ((rc = links_of(c, n->link.prev, &pl)) || (rc = links_of(c, n->link.next, &nl)))
     return rc;
   if (!shmd_ptr_eq(pl->next, p) || !shmd_ptr_eq(nl->prev, p))
@@ -624,10 +622,8 @@ int shmd_list_set(shmd_store_t *s, shmd_ptr_t l, int64_t index, const void *data
   lnode_t *old;
   if ((rc = walk_to(&c, idx, &p)) || (rc = node_get(&c, p, &old)))
     return list_leave(&c, rc);
-  size_t words, frees;
-  tx_room(&c, &words, &frees);
-  if (frees < node_frees(old))
-    return list_leave(&c, SHMD_ETXFULL);
+  if ((rc = need_room(&c, 0, node_frees(old))))
+    return list_leave(&c, rc);
   shmd_list_node_t *pl, *nl;
   if ((rc = links_of(&c, old->link.prev, &pl)) || (rc = links_of(&c, old->link.next, &nl)))
     return list_leave(&c, rc);
@@ -784,12 +780,10 @@ int shmd_list_rem(shmd_store_t *s, shmd_ptr_t l, int64_t count, const void *data
     if ((rc = list_enter(s, l, &c)))
       break;
     if (c.nested) {
-      size_t words, frees, need = 0;
+      size_t need = 0;
       uint64_t matches = 0;
-      tx_room(&c, &words, &frees);
-      if ((rc = rem_count(&c, back, data, len, all, left, &need, &matches)) == 0 &&
-          (need > frees || matches * 2 * WORDS_PER_STORE + 2 * WORDS_PER_STORE + 4 > words))
-        rc = SHMD_ETXFULL;
+      if ((rc = rem_count(&c, back, data, len, all, left, &need, &matches)) == 0)
+        rc = need_room(&c, matches * 2 * WORDS_PER_STORE + 2 * WORDS_PER_STORE + 4, need);
       if (rc)
         return list_leave(&c, rc);
     }
@@ -835,12 +829,10 @@ int shmd_list_trim(shmd_store_t *s, shmd_ptr_t l, int64_t start, int64_t stop) {
       rtrim = n ? c.count - first - n : 0;
       first_batch = 0;
       if (c.nested) {
-        size_t words, frees, need = 0;
-        tx_room(&c, &words, &frees);
+        size_t need = 0;
         if ((rc = count_end_frees(&c, 0, ltrim, &need)) == 0 &&
-            (rc = count_end_frees(&c, 1, rtrim, &need)) == 0 &&
-            (need > frees || words < 8 * WORDS_PER_STORE + 4))
-          rc = SHMD_ETXFULL;
+            (rc = count_end_frees(&c, 1, rtrim, &need)) == 0)
+          rc = need_room(&c, 8 * WORDS_PER_STORE + 4, need);
         if (rc)
           return list_leave(&c, rc);
       }

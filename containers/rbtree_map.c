@@ -546,8 +546,15 @@ int shmd_rbtree_destroy_step(shmd_store_t *s, shmd_ptr_t tree, size_t max_entrie
   while (rc == 0 && n > 0 && done < max_entries) {
     size_t words, frees;
     shmd_tx_room(m.tx, &words, NULL, &frees);
-    if (words < erase_budget(n) || frees < 3)
-      break;
+    /* A first entry always fits: the transaction grows for it (the caller's may be full). */
+    if (words < erase_budget(n) || frees < 3) {
+      if (done > 0)
+        break;
+      if ((rc = shmd_tx_reserve(m.tx, erase_budget(n), 0, 3))) {
+        m.dirty = 1; /* a caller's transaction may hold earlier batches: never commit those */
+        break;
+      }
+    }
     shmd_ptr_t first;
     if ((rc = shmd_rb_first(s, m.root, &first)))
       break;
@@ -562,9 +569,7 @@ int shmd_rbtree_destroy_step(shmd_store_t *s, shmd_ptr_t tree, size_t max_entrie
     done++;
   }
   if (rc == 0 && n == 0) {
-    size_t words, frees;
-    shmd_tx_room(m.tx, &words, NULL, &frees);
-    if (words >= 2 && frees >= 1) {
+    if (shmd_tx_reserve(m.tx, 2, 0, 1) == 0) {
       m.dirty = 1;
       rc = shmd_tx_set64(m.tx, &m.h->magic, 0);
       if (rc == 0)

@@ -10,8 +10,9 @@
  * arguments and the types of their keys before they change anything; a handler that ends with an
  * error reply has its transaction aborted (undoing, e.g., lazy expiry it triggered), otherwise it
  * commits. Container failures that are not Redis errors map to replies: SHMD_ENOSPC -> Redis's OOM
- * error, SHMD_ETXFULL -> an ERR naming the transaction limit (e.g. LREM removing thousands of
- * elements at once); SHMD_ECORRUPT, SHMD_ENOLANE, SHMD_ENOMEM are returned as statuses.
+ * error, SHMD_ETXFULL -> an ERR naming the transaction limit (2^26 entries per list beyond the
+ * lane's own: only a command of tens of millions of elements meets it); SHMD_ECORRUPT,
+ * SHMD_ENOLANE, SHMD_ENOMEM are returned as statuses.
  *
  * Numbers follow Redis: integers are parsed strictly (string2ll: no '+', no spaces, no leading
  * zeros), doubles with strtod (no NaN, no trailing bytes), and doubles are printed "%.17g" (as

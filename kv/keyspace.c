@@ -18,8 +18,8 @@
  *   Every command takes all the stripe locks it needs first, in stripe-index order, inside one
  *   transaction (commands.c derives the keys from each command's key spec, as Redis does), then the
  *   container locks. Lock order: kv root -> stripes by index -> garbage list -> containers. With 8
- *   stripes a command holds at most 8 stripe locks + 8 stripe hash locks, leaving room in the
- *   transaction's 32 locks for the value containers of a multi-key command.
+ *   stripes a command holds at most 8 stripe locks + 8 stripe hash locks, plus one lock per value
+ *   container it touches.
  * - Value record (the stripe hash's value): kv_rec_t {type, expiry (absolute Unix ms, 0 = none)}
  *   followed by the string bytes (strings, inline in the hash entry up to 512 bytes, else the
  *   hash's out-of-line storage) or by two container pointers a, b: hash -> a = hash container;
@@ -44,10 +44,11 @@
  *   hash moves the containers of its records to the garbage list and deletes the records in
  *   batches. shmd_kv_check() checks the containers on the garbage list too.
  * - Reads copy out under the locks: a reply owns its memory.
- * - Limits: a command is one transaction, so it holds at most 32 locks (8 stripes + 8 stripe hashes
- *   + the containers it reads, e.g. 16 sets for SUNION), 128 allocations (about 110 new elements,
- *   55 sorted-set members) and 2048 undo words; beyond that it fails with SHMD_ETXFULL, which the
- *   dispatcher turns into an error reply (nothing changed). Deletes have no such limit (garbage).
+ * - Size: a command is one transaction. Its locks, allocations, frees and undo words beyond what a
+ *   lane holds in place go to an extension block (include/shmdict/tx.h), so a command of any size
+ *   (HSET with 100 000 fields, SUNION of 1 000 sets) is atomic, limited only by the store's free
+ *   space (SHMD_ENOSPC -> Redis's OOM error, nothing changed). Deletes need no big transaction at
+ *   all (garbage list).
  * - The keyspace root pointer is cached per thread (shmd_root_get takes the store's roots lock); a
  *   database is created once, in a transaction of its own, so its pointer, read without a lock,
  *   never names a database that could still roll back.

@@ -61,18 +61,210 @@ void shmd__stores_after_fork(void);      /* store.c */
 /* ---------------------------------------------------------------------------------------------- */
 /* Undo logs. */
 
+static int undo_one(shmd_store_t *s, const struct shmd__undo *u) {
+  void *a;
+  shmd_ptr_t p = {u->ptr};
+  if ((shmd_ptr_offset(p) & 7) != 0 || shmd_resolve_checked(s, p, 8, &a) != 0)
+    return SHMD_CORRUPT("undo log entry points outside the store");
+  *(uint64_t *)a = u->old;
+  return 0;
+}
+
 static int rollback(shmd_store_t *s, struct shmd__undo *log, uint32_t n, uint32_t cap) {
   if (n > cap)
     return SHMD_CORRUPT("undo log length beyond its capacity");
   for (uint32_t i = n; i-- > 0;) {
-    void *a;
-    shmd_ptr_t p = {log[i].ptr};
-    if ((shmd_ptr_offset(p) & 7) != 0 || shmd_resolve_checked(s, p, 8, &a) != 0)
-      return SHMD_CORRUPT("undo log entry points outside the store");
-    *(uint64_t *)a = log[i].old;
+    int rc = undo_one(s, &log[i]);
+    if (rc)
+      return rc;
   }
   return 0;
 }
+
+/* ---------------------------------------------------------------------------------------------- */
+/*
+ * Extension blocks.
+ *
+ * A transaction that outgrows its lane's fixed arrays (held locks, reservations, deferred frees,
+ * undo entries) continues them in an extension block allocated from the store, so that the size of
+ * an atomic operation is bounded by the store's space, not by the lane. Growing is crash-safe in
+ * four steps:
+ *
+ *   1. allocate the bigger block in one allocator step that also stores it into `ext_new`;
+ *   2. copy the used part of the current block into it (the current block stays authoritative);
+ *   3. store ext_old = ext, then ext = new: that one store is the switch;
+ *   4. free the old block in a step that also clears ext_old, then clear ext_new.
+ *
+ * At every instant `ext` names a block holding every entry the counts cover, so a recoverer rolls
+ * back through it without looking at the other two words. They matter only when the blocks are
+ * released, which happens once the transaction is over (the lane idle): ext_new != ext means the
+ * switch never happened and ext_new is freed; ext_old != 0 and != ext means it did and ext_old is
+ * freed; then ext itself. A block therefore lives only as long as the transaction that needed it,
+ * and the owner's commit or abort, or the recovery of a dead owner, frees it.
+ */
+
+#define EXT_MAX (UINT32_C(1) << 26) /* entries per array of one block: 1 GiB of undo entries */
+
+static const uint32_t ext_min[4] = {2048, 64, 256, 512};
+enum { EXT_OP, EXT_HELD, EXT_RESV, EXT_DFREE };
+
+/* Checked view of lane x's extension block: NULL with *rc = 0 when it has none. */
+static struct shmd__lane_ext *ext_view(shmd_store_t *s, struct shmd__lane *x, int *rc) {
+  *rc = 0;
+  uint64_t v = __atomic_load_n(&x->ext, __ATOMIC_ACQUIRE);
+  if (v == 0)
+    return NULL;
+  void *a;
+  if ((v & 7) || shmd_resolve_checked(s, (shmd_ptr_t){v}, sizeof(struct shmd__lane_ext), &a)) {
+    *rc = SHMD_CORRUPT("lane extension block outside the store");
+    return NULL;
+  }
+  struct shmd__lane_ext *e = a;
+  if (e->magic != SHMD__EXT_MAGIC || e->op_cap > EXT_MAX || e->held_cap > EXT_MAX || e->resv_cap > EXT_MAX ||
+      e->dfree_cap > EXT_MAX ||
+      shmd_resolve_checked(s, (shmd_ptr_t){v}, shmd__ext_bytes(e->op_cap, e->held_cap, e->resv_cap, e->dfree_cap),
+                           &a)) {
+    *rc = SHMD_CORRUPT("lane extension block is damaged");
+    return NULL;
+  }
+  return e;
+}
+
+/* Element i of an array the extension continues: the lane's for i < cap, else the block's; NULL
+ * beyond both. */
+static uint64_t *vslot(uint64_t *lane_arr, uint64_t cap, uint64_t *ext_arr, uint64_t ext_cap, uint64_t i) {
+  if (i < cap)
+    return &lane_arr[i];
+  if (ext_arr != NULL && i - cap < ext_cap)
+    return &ext_arr[i - cap];
+  return NULL;
+}
+
+/* Thread heaps (store_int.h): a dead lane's reservation or deferred free i, for alloc/heap.c. */
+uint64_t *shmd__lane_record(shmd_store_t *s, struct shmd__lane *x, int which, uint64_t i) {
+  int rc;
+  struct shmd__lane_ext *e = ext_view(s, x, &rc);
+  if (rc)
+    return NULL;
+  if (which == 0)
+    return vslot(x->resv, SHMD__RESV_CAP, e ? shmd__ext_resv(e) : NULL, e ? e->resv_cap : 0, i);
+  return vslot(x->dfree, SHMD__DFREE_CAP, e ? shmd__ext_dfree(e) : NULL, e ? e->dfree_cap : 0, i);
+}
+
+static uint64_t *held_slot(struct shmd__lane *l, struct shmd__lane_ext *e, uint64_t i) {
+  return vslot(l->held, SHMD__HELD_CAP, e ? shmd__ext_held(e) : NULL, e ? e->held_cap : 0, i);
+}
+
+/* Rolls back lane x's operation log (n entries) through its extension block e. */
+static int rollback_op(shmd_store_t *s, struct shmd__lane *x, struct shmd__lane_ext *e, uint32_t n) {
+  uint32_t cap = s->man->op_log_cap;
+  if (n <= cap)
+    return rollback(s, x->op_log, n, cap);
+  if (e == NULL || n - cap > e->op_cap)
+    return SHMD_CORRUPT("undo log length beyond its capacity");
+  int rc = rollback(s, shmd__ext_op(e), n - cap, e->op_cap);
+  return rc ? rc : rollback(s, x->op_log, cap, cap);
+}
+
+/* Sets the thread's cached view of its own lane's block. */
+static void ext_cache(struct shmd__thr *t, struct shmd__lane_ext *e) {
+  t->ext = e;
+  t->op_room = (uint64_t)t->store->man->op_log_cap + (e ? e->op_cap : 0);
+  t->resv_room = SHMD__RESV_CAP + (e ? e->resv_cap : 0);
+}
+
+/*
+ * Makes the calling thread's lane hold at least `need` entries of array `which`, growing its
+ * extension block (steps 1-4 above). Returns 0, SHMD_ETXFULL beyond EXT_MAX entries, SHMD_ENOSPC
+ * when the store has no room for the block, or another allocator status.
+ */
+static int ext_grow(struct shmd__thr *t, int which, uint64_t need) {
+  shmd_store_t *s = t->store;
+  struct shmd__lane *l = t->lane;
+  struct shmd__lane_ext *o = t->ext;
+  const uint64_t fixed[4] = {s->man->op_log_cap, SHMD__HELD_CAP, SHMD__RESV_CAP, SHMD__DFREE_CAP};
+  uint64_t cap[4] = {o ? o->op_cap : 0, o ? o->held_cap : 0, o ? o->resv_cap : 0, o ? o->dfree_cap : 0};
+  if (need <= fixed[which] + cap[which])
+    return 0;
+  uint64_t want = need - fixed[which];
+  if (want > EXT_MAX) {
+    shmd__set_detail("one transaction would need %llu %s; the limit is %llu",
+                     (unsigned long long)need,
+                     which == EXT_OP ? "undo entries" : which == EXT_HELD ? "locks" : which == EXT_RESV ? "allocations" : "frees",
+                     (unsigned long long)(fixed[which] + EXT_MAX));
+    return SHMD_ETXFULL;
+  }
+  uint64_t c = cap[which] ? cap[which] : ext_min[which];
+  while (c < want)
+    c *= 2;
+  cap[which] = c < EXT_MAX ? c : EXT_MAX;
+  for (int k = 0; k < 4; k++)
+    if (cap[k] == 0)
+      cap[k] = ext_min[k] / 4; /* some room in the other arrays, so one block usually suffices */
+  shmd_ptr_t np;
+  int rc = shmd__alloc_ops.alloc_word(s, t, shmd__ext_bytes(cap[0], cap[1], cap[2], cap[3]), &l->ext_new, &np);
+  if (rc)
+    return rc;
+  SHMD_CRASH_POINT("tx.ext.allocated");
+  struct shmd__lane_ext *n = shmd_resolve(s, np);
+  n->magic = SHMD__EXT_MAGIC;
+  n->op_cap = (uint32_t)cap[0];
+  n->held_cap = (uint32_t)cap[1];
+  n->resv_cap = (uint32_t)cap[2];
+  n->dfree_cap = (uint32_t)cap[3];
+  n->pad = 0;
+  if (o != NULL) {
+    uint64_t used[4] = {l->op_len, l->held_count, l->resv_count, l->dfree_count};
+    for (int k = 0; k < 4; k++)
+      used[k] = used[k] > fixed[k] ? used[k] - fixed[k] : 0;
+    memcpy(shmd__ext_op(n), shmd__ext_op(o), used[0] * sizeof(struct shmd__undo));
+    memcpy(shmd__ext_held(n), shmd__ext_held(o), used[1] * 8);
+    memcpy(shmd__ext_resv(n), shmd__ext_resv(o), used[2] * 8);
+    memcpy(shmd__ext_dfree(n), shmd__ext_dfree(o), used[3] * 8);
+  }
+  __atomic_store_n(&l->ext_old, l->ext, __ATOMIC_RELEASE);
+  SHMD_CRASH_POINT("tx.ext.copied");
+  __atomic_store_n(&l->ext, np.v, __ATOMIC_RELEASE);
+  ext_cache(t, n);
+  SHMD_CRASH_POINT("tx.ext.switched");
+  uint64_t old = l->ext_old;
+  if (old != 0 && (rc = shmd__alloc_ops.free_step(s, t, (shmd_ptr_t){old}, &l->ext_old, 0)) < 0)
+    return rc; /* the block stays named by ext_old: released with the transaction */
+  SHMD_CRASH_POINT("tx.ext.freed_old");
+  __atomic_store_n(&l->ext_new, 0, __ATOMIC_RELEASE);
+  return 0;
+}
+
+/* Frees one block named by lane word w (an allocator step that clears w). */
+static int ext_free_word(shmd_store_t *s, struct shmd__thr *t, uint64_t *w) {
+  int rc = shmd__alloc_ops.free_step(s, t, (shmd_ptr_t){*w}, w, 0);
+  if (rc == SHMD_EINVAL) /* not an allocated block: only after corruption; forget it */
+    __atomic_store_n(w, 0, __ATOMIC_RELEASE);
+  return rc == SHMD_EINVAL ? 0 : rc;
+}
+
+/* Frees the extension blocks of lane x, whose transaction is over, with steps of thread t. */
+static int ext_release(shmd_store_t *s, struct shmd__thr *t, struct shmd__lane *x) {
+  int rc = 0;
+  uint64_t e = __atomic_load_n(&x->ext, __ATOMIC_ACQUIRE);
+  if (x->ext_new != 0 && x->ext_new != e)
+    rc = ext_free_word(s, t, &x->ext_new);
+  else
+    x->ext_new = 0;
+  if (rc == 0) {
+    if (x->ext_old != 0 && x->ext_old != e)
+      rc = ext_free_word(s, t, &x->ext_old);
+    else
+      x->ext_old = 0;
+  }
+  if (rc == 0 && e != 0)
+    rc = ext_free_word(s, t, &x->ext);
+  if (x == t->lane)
+    ext_cache(t, NULL);
+  return rc;
+}
+
+static inline int ext_any(const struct shmd__lane *x) { return (x->ext | x->ext_new | x->ext_old) != 0; }
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Locks. */
@@ -263,12 +455,18 @@ static void lane_reset(struct shmd__lane *l) {
  * allocator steps of thread t. */
 static int finish_frees(shmd_store_t *s, struct shmd__thr *t, struct shmd__lane *x) {
   uint32_t st = __atomic_load_n(&x->state, __ATOMIC_ACQUIRE);
+  int rc;
+  struct shmd__lane_ext *e = ext_view(s, x, &rc);
+  if (rc)
+    return rc;
   if (st == SHMD__LANE_ABORTING) {
-    if (x->resv_count > SHMD__RESV_CAP)
+    uint64_t *ea = e ? shmd__ext_resv(e) : NULL, ecap = e ? e->resv_cap : 0;
+    if (x->resv_count > SHMD__RESV_CAP + ecap)
       return SHMD_CORRUPT("lane reservation count beyond capacity");
     while (x->resv_count > 0) {
       uint64_t i = x->resv_count - 1;
-      int rc = shmd__alloc_ops.free_step(s, t, (shmd_ptr_t){x->resv[i]}, &x->resv_count, i);
+      rc = shmd__alloc_ops.free_step(s, t, (shmd_ptr_t){*vslot(x->resv, SHMD__RESV_CAP, ea, ecap, i)},
+                                     &x->resv_count, i);
       if (rc == SHMD_EINVAL) {
         /* The slot names a block that is not allocated: impossible unless corrupted; skip it. */
         x->resv_count = i;
@@ -277,13 +475,15 @@ static int finish_frees(shmd_store_t *s, struct shmd__thr *t, struct shmd__lane 
       }
     }
   } else if (st == SHMD__LANE_COMMITTED) {
-    if (x->dfree_count > SHMD__DFREE_CAP || x->dfree_done > SHMD__DFREE_CAP)
+    uint64_t *ea = e ? shmd__ext_dfree(e) : NULL, ecap = e ? e->dfree_cap : 0;
+    if (x->dfree_count > SHMD__DFREE_CAP + ecap || x->dfree_done > SHMD__DFREE_CAP + ecap)
       return SHMD_CORRUPT("lane deferred-free counters out of range");
     /* dfree_done > dfree_count: the owner died inside lane_reset() after zeroing dfree_count, so
      * every free was done already; the loop below does nothing and the reset is finished. */
     while (x->dfree_done < x->dfree_count) {
       uint64_t i = x->dfree_done;
-      int rc = shmd__alloc_ops.free_step(s, t, (shmd_ptr_t){x->dfree[i]}, &x->dfree_done, i + 1);
+      rc = shmd__alloc_ops.free_step(s, t, (shmd_ptr_t){*vslot(x->dfree, SHMD__DFREE_CAP, ea, ecap, i)},
+                                     &x->dfree_done, i + 1);
       if (rc == SHMD_EINVAL)
         x->dfree_done = i + 1;
       else if (rc < 0)
@@ -291,7 +491,8 @@ static int finish_frees(shmd_store_t *s, struct shmd__thr *t, struct shmd__lane 
     }
   }
   lane_reset(x);
-  return 0;
+  SHMD_CRASH_POINT("tx.frees_done");
+  return ext_any(x) ? ext_release(s, t, x) : 0;
 }
 
 /*
@@ -337,8 +538,12 @@ static int recover_locked(shmd_store_t *s, struct shmd__thr *t, uint32_t idx, in
     counted = 1;
   }
   uint32_t st = __atomic_load_n(&x->state, __ATOMIC_ACQUIRE);
+  int erc;
+  struct shmd__lane_ext *e = ext_view(s, x, &erc);
+  if (erc)
+    return erc;
   if (st == SHMD__LANE_ACTIVE) {
-    int rc = rollback(s, x->op_log, __atomic_load_n(&x->op_len, __ATOMIC_ACQUIRE), s->man->op_log_cap);
+    int rc = rollback_op(s, x, e, __atomic_load_n(&x->op_len, __ATOMIC_ACQUIRE));
     if (rc)
       return rc;
     __atomic_store_n(&x->op_len, 0, __ATOMIC_RELEASE);
@@ -352,10 +557,11 @@ static int recover_locked(shmd_store_t *s, struct shmd__thr *t, uint32_t idx, in
     return SHMD_CORRUPT("lane state word is invalid");
   }
   uint32_t n = x->held_count;
-  if (n > SHMD__HELD_CAP)
-    n = SHMD__HELD_CAP;
-  for (uint32_t i = n; i-- > 0;)
-    release_if_owner(s, x->held[i], idx);
+  for (uint32_t i = n; i-- > 0;) {
+    uint64_t *h = held_slot(x, e, i);
+    if (h != NULL)
+      release_if_owner(s, *h, idx);
+  }
   x->held_count = 0;
   if (n)
     counted = 1;
@@ -365,8 +571,10 @@ static int recover_locked(shmd_store_t *s, struct shmd__thr *t, uint32_t idx, in
   int cached = shmd__alloc_ops.heap_cached(s, idx);
   if (st == SHMD__LANE_IDLE) {
     lane_reset(x);
-    if (!cached)
+    if (!cached && !ext_any(x))
       return 0;
+    /* Died after its transaction ended, before its extension blocks were freed: finish_frees()
+     * below frees them. A heap with cached objects is adopted below too. */
   }
   if (!can_free) {
     if (t->npending < sizeof t->pending / sizeof t->pending[0])
@@ -490,6 +698,7 @@ struct shmd__thr *shmd__thr_slow(shmd_store_t *s, int *rc) {
       continue;
     t->lane = l;
     t->lane_idx = i;
+    ext_cache(t, NULL);
     /* A lane left by a dead owner (or reset after a reboot) is recovered before it is reused; its
      * leftover frees run as steps of this very lane. */
     int rr = recover_locked(s, t, i, 1);
@@ -576,10 +785,14 @@ int shmd_tx_begin(shmd_store_t *store, shmd_tx_t **tx) {
   struct shmd__thr *t = shmd__thr(store, &rc);
   if (t == NULL)
     return rc;
-  if (t->depth++ == 0) {
+  if (t->depth == 0) {
+    /* Blocks a failed release left behind (only after a corrupted free) go before new ones come. */
+    if (__builtin_expect(ext_any(t->lane), 0) && (rc = ext_release(store, t, t->lane)) < 0)
+      return rc;
     t->doomed = 0;
     __atomic_store_n(&t->lane->state, SHMD__LANE_ACTIVE, __ATOMIC_RELEASE);
   }
+  t->depth++;
   *tx = (shmd_tx_t *)(void *)t;
   return 0;
 }
@@ -595,6 +808,16 @@ unsigned shmd_tx_depth(shmd_store_t *store) {
   return t ? t->depth : 0;
 }
 
+/* Records lock pointer v as the n-th held lock (the room exists) and publishes the count. */
+static inline void held_push(struct shmd__thr *t, uint32_t n, uint64_t v) {
+  *held_slot(t->lane, t->ext, n) = v;
+  __atomic_store_n(&t->lane->held_count, n + 1, __ATOMIC_RELEASE);
+}
+
+static inline uint64_t held_room(const struct shmd__thr *t) {
+  return SHMD__HELD_CAP + (t->ext ? t->ext->held_cap : 0);
+}
+
 int shmd_tx_lock(shmd_tx_t *tx, shmd_ptr_t lock) {
   struct shmd__thr *t = TX(tx);
   shmd_store_t *s = t->store;
@@ -605,23 +828,22 @@ int shmd_tx_lock(shmd_tx_t *tx, shmd_ptr_t lock) {
   uint32_t me = t->lane_idx + 1;
   struct shmd__lane *l = t->lane;
   uint32_t n = l->held_count;
+  int rc;
   if (SHMD__LOCK_OWNER(__atomic_load_n(w, __ATOMIC_RELAXED)) == me) {
-    for (uint32_t i = 0; i < n; i++)
-      if (l->held[i] == lock.v)
+    for (uint32_t i = n; i-- > 0;)
+      if (*held_slot(l, t->ext, i) == lock.v)
         return 0; /* taken earlier in this transaction */
     /* The word names this lane but the transaction never took it: a stale or garbage word that
      * happens to carry our index. No one else can hold it; record it so the commit releases it. */
-    if (n >= SHMD__HELD_CAP)
-      return SHMD_ETXFULL;
-    l->held[n] = lock.v;
-    __atomic_store_n(&l->held_count, n + 1, __ATOMIC_RELEASE);
+    if (n >= held_room(t) && (rc = ext_grow(t, EXT_HELD, (uint64_t)n + 1)) < 0)
+      return rc;
+    held_push(t, n, lock.v);
     return 0;
   }
-  if (n >= SHMD__HELD_CAP)
-    return SHMD_ETXFULL;
-  l->held[n] = lock.v;
-  __atomic_store_n(&l->held_count, n + 1, __ATOMIC_RELEASE);
-  int rc = shmd__lock(s, t, w);
+  if (n >= held_room(t) && (rc = ext_grow(t, EXT_HELD, (uint64_t)n + 1)) < 0)
+    return rc;
+  held_push(t, n, lock.v);
+  rc = shmd__lock(s, t, w);
   if (rc < 0) {
     __atomic_store_n(&l->held_count, n, __ATOMIC_RELEASE);
     return rc;
@@ -631,11 +853,20 @@ int shmd_tx_lock(shmd_tx_t *tx, shmd_ptr_t lock) {
 
 static inline void op_log_word(struct shmd__thr *t, uint64_t ptr, uint64_t *addr) {
   struct shmd__lane *l = t->lane;
-  uint32_t n = l->op_len;
-  l->op_log[n].ptr = ptr;
-  l->op_log[n].old = *addr;
+  uint32_t n = l->op_len, cap = t->store->man->op_log_cap;
+  struct shmd__undo *u = __builtin_expect(n < cap, 1) ? &l->op_log[n] : &shmd__ext_op(t->ext)[n - cap];
+  u->ptr = ptr;
+  u->old = *addr;
   __atomic_store_n(&l->op_len, n + 1, __ATOMIC_RELEASE);
   __atomic_thread_fence(__ATOMIC_RELEASE);
+}
+
+/* Makes room for `words` more undo entries. */
+static inline int op_room(struct shmd__thr *t, uint64_t words) {
+  uint64_t need = (uint64_t)t->lane->op_len + words;
+  if (__builtin_expect(need <= t->op_room, 1))
+    return 0;
+  return ext_grow(t, EXT_OP, need);
 }
 
 int shmd_tx_log(shmd_tx_t *tx, shmd_ptr_t p, size_t len) {
@@ -648,8 +879,9 @@ int shmd_tx_log(shmd_tx_t *tx, shmd_ptr_t p, size_t len) {
   void *a;
   if (shmd_resolve_checked(t->store, shmd_ptr_make(shmd_ptr_segment(p), first), end - first, &a))
     return SHMD_CORRUPT("logged range outside the store");
-  if (t->lane->op_len + words > t->store->man->op_log_cap)
-    return SHMD_ETXFULL;
+  int rc = op_room(t, words);
+  if (rc)
+    return rc;
   uint64_t base = p.v - (off - first);
   for (uint64_t i = 0; i < words; i++)
     op_log_word(t, base + 8 * i, (uint64_t *)a + i);
@@ -660,8 +892,9 @@ int shmd_tx_set64(shmd_tx_t *tx, void *addr, uint64_t value) {
   struct shmd__thr *t = TX(tx);
   if (((uintptr_t)addr & 7) != 0)
     return SHMD_EINVAL;
-  if (t->lane->op_len >= t->store->man->op_log_cap)
-    return SHMD_ETXFULL;
+  int rc = op_room(t, 1);
+  if (rc)
+    return rc;
   shmd_ptr_t p = shmd_ptr_from_addr(t->store, addr);
   if (p.v == 0)
     return SHMD_CORRUPT("address outside the store");
@@ -674,8 +907,10 @@ int shmd__tx_alloc_reserved(shmd_store_t *s, struct shmd__thr *t, size_t size, s
 
 int shmd_tx_alloc(shmd_tx_t *tx, size_t size, shmd_ptr_t *out) {
   struct shmd__thr *t = TX(tx);
-  if (t->lane->resv_count >= SHMD__RESV_CAP)
-    return SHMD_ETXFULL;
+  uint64_t n = t->lane->resv_count;
+  int rc;
+  if (__builtin_expect(n >= t->resv_room, 0) && (rc = ext_grow(t, EXT_RESV, n + 1)) < 0)
+    return rc;
   return shmd__tx_alloc_reserved(t->store, t, size, out);
 }
 
@@ -691,28 +926,48 @@ int shmd_tx_free(shmd_tx_t *tx, shmd_ptr_t p) {
   if (p.v == 0)
     return SHMD_EINVAL;
   struct shmd__lane *l = t->lane;
-  if (l->dfree_count >= SHMD__DFREE_CAP)
-    return SHMD_ETXFULL;
-  l->dfree[l->dfree_count] = p.v;
-  __atomic_store_n(&l->dfree_count, l->dfree_count + 1, __ATOMIC_RELEASE);
+  uint32_t n = l->dfree_count;
+  int rc;
+  if (__builtin_expect(n >= SHMD__DFREE_CAP, 0)) {
+    if (n >= SHMD__DFREE_CAP + (t->ext ? t->ext->dfree_cap : 0) && (rc = ext_grow(t, EXT_DFREE, (uint64_t)n + 1)) < 0)
+      return rc;
+    shmd__ext_dfree(t->ext)[n - SHMD__DFREE_CAP] = p.v;
+  } else {
+    l->dfree[n] = p.v;
+  }
+  __atomic_store_n(&l->dfree_count, n + 1, __ATOMIC_RELEASE);
   return 0;
 }
 
 void shmd_tx_room(const shmd_tx_t *tx, size_t *log_words, size_t *allocs, size_t *frees) {
   const struct shmd__thr *t = (const struct shmd__thr *)(const void *)tx;
+  const struct shmd__lane_ext *e = t->ext;
   if (log_words)
-    *log_words = t->store->man->op_log_cap - t->lane->op_len;
+    *log_words = t->op_room - t->lane->op_len;
   if (allocs)
-    *allocs = SHMD__RESV_CAP - (size_t)t->lane->resv_count;
+    *allocs = t->resv_room - (size_t)t->lane->resv_count;
   if (frees)
-    *frees = SHMD__DFREE_CAP - t->lane->dfree_count;
+    *frees = SHMD__DFREE_CAP + (e ? e->dfree_cap : 0) - t->lane->dfree_count;
+}
+
+int shmd_tx_reserve(shmd_tx_t *tx, size_t log_words, size_t allocs, size_t frees) {
+  struct shmd__thr *t = TX(tx);
+  struct shmd__lane *l = t->lane;
+  int rc;
+  if (log_words > 2 * (size_t)EXT_MAX || allocs > 2 * (size_t)EXT_MAX || frees > 2 * (size_t)EXT_MAX)
+    return SHMD_ETXFULL; /* beyond any lane's limit; also keeps the sums below from wrapping */
+  if ((rc = op_room(t, log_words)) < 0)
+    return rc;
+  if (l->resv_count + allocs > t->resv_room && (rc = ext_grow(t, EXT_RESV, l->resv_count + allocs)) < 0)
+    return rc;
+  return ext_grow(t, EXT_DFREE, (uint64_t)l->dfree_count + frees);
 }
 
 static void release_held(shmd_store_t *s, struct shmd__thr *t) {
   struct shmd__lane *l = t->lane;
   uint32_t me = t->lane_idx + 1;
   for (uint32_t i = l->held_count; i-- > 0;) {
-    uint32_t *w = (uint32_t *)shmd_resolve(s, (shmd_ptr_t){l->held[i]});
+    uint32_t *w = (uint32_t *)shmd_resolve(s, (shmd_ptr_t){*held_slot(l, t->ext, i)});
     /* The same lock may be listed twice only if a take failed half-way; release once. */
     if (w && SHMD__LOCK_OWNER(__atomic_load_n(w, __ATOMIC_RELAXED)) == me)
       shmd__unlock(w);
@@ -723,7 +978,7 @@ static void release_held(shmd_store_t *s, struct shmd__thr *t) {
 static void abort_outermost(struct shmd__thr *t) {
   shmd_store_t *s = t->store;
   struct shmd__lane *l = t->lane;
-  (void)rollback(s, l->op_log, l->op_len, s->man->op_log_cap);
+  (void)rollback_op(s, l, t->ext, l->op_len);
   __atomic_store_n(&l->op_len, 0, __ATOMIC_RELEASE);
   __atomic_store_n(&l->state, SHMD__LANE_ABORTING, __ATOMIC_RELEASE);
   release_held(s, t);

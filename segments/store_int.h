@@ -88,7 +88,7 @@ struct shmd__manifest {
   uint32_t seg_count;     /* published with release order: the commit point of growth */
   uint32_t pad1;
   uint64_t recoveries;
-  uint64_t reserved2[16]; /* [SHMD__MAN_HEAP_DIR]: thread heaps (alloc/heap.c), layout 1.1 */
+  uint64_t reserved2[16]; /* [SHMD__MAN_HEAP_DIR]: thread heaps (alloc/heap.c), layout 1.2 */
   struct shmd__seg_entry segs[SHMD__MAX_SEGS];
 };
 
@@ -119,7 +119,10 @@ struct shmd__lane {
   uint32_t dfree_count;
   uint64_t resv_count; /* changed only inside allocator steps (own 8-byte word: logged alone) */
   uint64_t dfree_done; /* likewise */
-  uint64_t pad[4];
+  /* The extension block (struct shmd__lane_ext) continuing held/resv/dfree/op_log past their
+   * fixed capacities, and the two words of its crash-safe growth (see lane.c, "Extension"). */
+  uint64_t ext, ext_new, ext_old;
+  uint64_t pad;
   uint64_t held[SHMD__HELD_CAP];       /* shmd_ptr_t of locks the operation holds or is taking */
   uint64_t al_held[SHMD__AL_HELD_CAP]; /* locks of the allocator step */
   uint64_t resv[SHMD__RESV_CAP];       /* blocks allocated by the operation (freed on rollback) */
@@ -127,6 +130,31 @@ struct shmd__lane {
   struct shmd__undo al_log[SHMD__AL_LOG_CAP];
   struct shmd__undo op_log[]; /* op_log_cap entries */
 };
+
+/*
+ * A lane's extension block: where a transaction's held locks, reservations, deferred frees and undo
+ * entries go once the lane's fixed arrays are full. Element i of an array whose fixed capacity is C
+ * lives in the lane for i < C, else at index i - C of the block's array. The capacities never
+ * change after the block is created; growing allocates a bigger block and switches `ext` to it.
+ */
+#define SHMD__EXT_MAGIC UINT64_C(0x3154584545444d48) /* "HMDEEXT1" */
+struct shmd__lane_ext {
+  uint64_t magic;
+  uint32_t op_cap, held_cap, resv_cap, dfree_cap;
+  uint64_t pad;
+  /* struct shmd__undo op[op_cap]; uint64_t held[held_cap], resv[resv_cap], dfree[dfree_cap]; */
+};
+static inline struct shmd__undo *shmd__ext_op(struct shmd__lane_ext *e) {
+  return (struct shmd__undo *)(void *)(e + 1);
+}
+static inline uint64_t *shmd__ext_held(struct shmd__lane_ext *e) {
+  return (uint64_t *)(void *)(shmd__ext_op(e) + e->op_cap);
+}
+static inline uint64_t *shmd__ext_resv(struct shmd__lane_ext *e) { return shmd__ext_held(e) + e->held_cap; }
+static inline uint64_t *shmd__ext_dfree(struct shmd__lane_ext *e) { return shmd__ext_resv(e) + e->resv_cap; }
+static inline uint64_t shmd__ext_bytes(uint64_t op_cap, uint64_t held_cap, uint64_t resv_cap, uint64_t dfree_cap) {
+  return sizeof(struct shmd__lane_ext) + op_cap * sizeof(struct shmd__undo) + (held_cap + resv_cap + dfree_cap) * 8;
+}
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Process-local state. */
@@ -142,6 +170,10 @@ struct shmd__thr {
   uint32_t in_al;      /* inside an allocator step */
   uint32_t *al_addr[SHMD__AL_HELD_CAP]; /* process-local addresses of the step's locks */
   int doomed;          /* an inner level aborted */
+  struct shmd__lane_ext *ext; /* the lane's extension block (process-local address) or NULL */
+  uint64_t op_room;    /* entries the op log holds now: the lane's own plus the extension's */
+  uint64_t resv_room;  /* likewise for reservations */
+  uint64_t *alloc_word; /* where an allocation in mode 2 records its block (see alloc_ops) */
   uint64_t fork_gen;
   uint32_t pending[8]; /* dead lanes whose frees are still to be finished */
   uint32_t npending;
@@ -267,6 +299,9 @@ struct shmd__alloc_ops {
    * advances a deferred-free counter exactly once. */
   int (*free_step)(shmd_store_t *s, struct shmd__thr *t, shmd_ptr_t p, uint64_t *extra,
                    uint64_t extra_val);
+  /* Allocates `size` bytes as one allocator step that, in the same step, stores the block into the
+   * 8-byte lane word `word`: the block is owned by that word from its first instant. */
+  int (*alloc_word)(shmd_store_t *s, struct shmd__thr *t, size_t size, uint64_t *word, shmd_ptr_t *out);
   /* ---- thread heaps (alloc/heap.c): one heap per lane, adopted with the lane ---- */
   /* Non-zero when lane `idx` has a heap that caches objects (a cheap read, no locks). */
   int (*heap_cached)(shmd_store_t *s, uint32_t idx);
@@ -278,6 +313,15 @@ struct shmd__alloc_ops {
   int (*heap_adopt)(shmd_store_t *s, struct shmd__thr *t, uint32_t idx);
 };
 #define SHMD__MAN_HEAP_DIR 0 /* index in shmd__manifest.reserved2: shmd_ptr_t of the heap directory */
+/* ---- thread heaps: lane records the heap code must read for a dead lane (lane.c) ---- */
+/* Address of element i of lane x's reservations (which = 0) or deferred frees (which = 1),
+ * continuing into its extension block; NULL when i is beyond both or the block is damaged. */
+uint64_t *shmd__lane_record(shmd_store_t *s, struct shmd__lane *x, int which, uint64_t i);
+
+/* Slot i of the calling thread's reservations (i < t->resv_room). */
+static inline uint64_t *shmd__resv_slot(struct shmd__thr *t, uint64_t i) {
+  return i < SHMD__RESV_CAP ? &t->lane->resv[i] : &shmd__ext_resv(t->ext)[i - SHMD__RESV_CAP];
+}
 extern const struct shmd__alloc_ops shmd__alloc_ops;
 
 /* FNV-1a, for header checksums. */

@@ -1580,3 +1580,159 @@ Test(kv, reopen_same_name_after_drop) {
     cr_assert_eq(shmd_drop("again", ts_dir), 0);
   }
 }
+
+/* ---- commands bigger than a lane's transaction capacity (extension blocks) ---- */
+
+/* Runs a command built from `n` generated arguments after the fixed `head` words. */
+typedef const char *(*arg_fn)(int i, char *buf);
+static shmd_reply_t *run_gen(shmd_store_t *s, const char *const *head, int nhead, int n, arg_fn fn) {
+  int argc = nhead + n;
+  char **argv = calloc((size_t)argc, sizeof *argv);
+  size_t *lens = calloc((size_t)argc, sizeof *lens);
+  for (int i = 0; i < nhead; i++)
+    argv[i] = strdup(head[i]);
+  char buf[64];
+  for (int i = 0; i < n; i++)
+    argv[nhead + i] = strdup(fn(i, buf));
+  for (int i = 0; i < argc; i++)
+    lens[i] = strlen(argv[i]);
+  shmd_reply_t *r = NULL;
+  int rc = shmd_kv_command(s, argc, (const char *const *)argv, lens, &r);
+  cr_assert_eq(rc, 0, "%s with %d arguments: %s", head[0], n, shmd_strerror(rc));
+  for (int i = 0; i < argc; i++)
+    free(argv[i]);
+  free(argv);
+  free(lens);
+  return r;
+}
+
+static const char *fv_pair(int i, char *b) { /* field i, value i (alternating) */
+  snprintf(b, 64, i % 2 ? "value-%d-xxxxxxxxxxxxxxxxxxxxxxxx" : "field-%d", i / 2);
+  return b;
+}
+static const char *member(int i, char *b) { snprintf(b, 64, "m%d", i); return b; }
+static const char *score_member(int i, char *b) {
+  if (i % 2 == 0)
+    snprintf(b, 64, "%d", (i / 2) * 3 % 1000);
+  else
+    snprintf(b, 64, "z%d", i / 2);
+  return b;
+}
+static const char *key_val(int i, char *b) { snprintf(b, 64, i % 2 ? "v%d" : "bk%d", i / 2); return b; }
+static const char *setkey(int i, char *b) { snprintf(b, 64, "set%d", i); return b; }
+
+static long long int_reply(shmd_reply_t *r) {
+  cr_assert_eq(r->type, SHMD_REPLY_INTEGER, "reply %s", show(r));
+  long long v = r->integer;
+  shmd_reply_free(r);
+  return v;
+}
+
+Test(kv, big_commands_are_one_transaction) {
+  shmd_store_t *s = ts_open("big", 64 * MB, 64 * MB);
+  const char *hset[] = {"HSET", "h"};
+  cr_assert_eq(int_reply(run_gen(s, hset, 2, 2 * 20000, fv_pair)), 20000);
+  EXPECT(s, "HLEN h", ":20000");
+  EXPECT(s, "HGET h field-19999", "\"value-19999-xxxxxxxxxxxxxxxxxxxxxxxx\"");
+  const char *zadd[] = {"ZADD", "z"};
+  cr_assert_eq(int_reply(run_gen(s, zadd, 2, 2 * 5000, score_member)), 5000);
+  EXPECT(s, "ZCARD z", ":5000");
+  EXPECT(s, "ZRANGE z 0 1", "[\"z0\",\"z1000\"]");
+  const char *rpush[] = {"RPUSH", "l"};
+  cr_assert_eq(int_reply(run_gen(s, rpush, 2, 10000, member)), 10000);
+  EXPECT(s, "LINDEX l 9999", "\"m9999\"");
+  const char *mset[] = {"MSET"};
+  shmd_reply_t *r = run_gen(s, mset, 1, 2 * 3000, key_val);
+  cr_assert_str_eq(show(r), "+OK");
+  shmd_reply_free(r);
+  EXPECT(s, "GET bk2999", "\"v2999\"");
+  /* 200 sets read by one SUNION: 200 container locks in one transaction. */
+  for (int i = 0; i < 200; i++) {
+    char line[64];
+    snprintf(line, sizeof line, "SADD set%d a%d common", i, i);
+    shmd_reply_free(run(s, line));
+  }
+  const char *sunion[] = {"SUNION"};
+  r = run_gen(s, sunion, 1, 200, setkey);
+  cr_assert_eq(r->type, SHMD_REPLY_ARRAY);
+  cr_assert_eq(r->nelems, 201);
+  shmd_reply_free(r);
+  /* Removals of thousands at once. */
+  EXPECT(s, "LTRIM l 4000 -1", "+OK");
+  EXPECT(s, "LLEN l", ":6000");
+  EXPECT(s, "ZREMRANGEBYRANK z 0 2999", ":3000");
+  EXPECT(s, "ZCARD z", ":2000");
+  const char *sadd[] = {"SADD", "s"};
+  cr_assert_eq(int_reply(run_gen(s, sadd, 2, 8000, member)), 8000);
+  r = run(s, "SPOP s 5000");
+  cr_assert_eq(r->nelems, 5000);
+  shmd_reply_free(r);
+  EXPECT(s, "SCARD s", ":3000");
+  const char *hdel[] = {"HDEL", "h"};
+  /* fields field-0..field-14999 and as many value strings that are no fields */
+  cr_assert_eq(int_reply(run_gen(s, hdel, 2, 2 * 15000, fv_pair)), 15000);
+  EXPECT(s, "HLEN h", ":5000");
+  check_all(s);
+  shmd_close(s);
+}
+
+/* A process killed inside a command of thousands of elements leaves all of it or none of it. */
+static int g_gen;
+static const char *gen_pair(int i, char *b) {
+  if (i % 2)
+    snprintf(b, 64, "%d", g_gen);
+  else
+    snprintf(b, 64, "f%d", i / 2);
+  return b;
+}
+
+Test(kv, crash_inside_a_big_command) {
+  ts_rng_t g = {ts_seed("crash_inside_a_big_command")};
+  shmd_store_t *s0 = ts_open("bc", 32 * MB, 32 * MB);
+  shmd_close(s0);
+  int last = 0;
+  for (int round = 0; round < 15; round++) {
+    int pfd[2];
+    cr_assert_eq(pipe(pfd), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+      close(pfd[0]);
+      shmd_options_t o = ts_opts(32 * MB, 32 * MB);
+      shmd_store_t *s;
+      if (shmd_open("bc", &o, &s))
+        _exit(3);
+      const char *head[] = {"HSET", "big"};
+      for (g_gen = last + 1;; g_gen++) {
+        shmd_reply_free(run_gen(s, head, 2, 2 * 3000, gen_pair));
+        if (write(pfd[1], &g_gen, sizeof g_gen) != sizeof g_gen)
+          _exit(4);
+      }
+    }
+    close(pfd[1]);
+    usleep((useconds_t)(3000 + ts_below(&g, 40000)));
+    kill(pid, SIGKILL);
+    cr_assert_eq(ts_wait(pid), 128 + SIGKILL);
+    int v, done = last;
+    while (read(pfd[0], &v, sizeof v) == sizeof v)
+      done = v;
+    close(pfd[0]);
+    shmd_store_t *s = ts_open("bc", 32 * MB, 32 * MB);
+    check_all(s);
+    shmd_reply_t *r = run(s, "HGETALL big");
+    cr_assert_eq(r->type, SHMD_REPLY_ARRAY);
+    if (done == 0 && r->nelems == 0) { /* nothing ever committed */
+      shmd_reply_free(r);
+      shmd_close(s);
+      continue;
+    }
+    cr_assert_eq(r->nelems, 2 * 3000, "round %d: %zu fields", round, r->nelems / 2);
+    int seen = atoi(r->elems[1].str);
+    cr_assert(seen == done || seen == done + 1, "round %d: generation %d, reported %d", round, seen, done);
+    for (size_t i = 1; i < r->nelems; i += 2)
+      cr_assert_eq(atoi(r->elems[i].str), seen, "round %d: a field of another generation", round);
+    shmd_reply_free(r);
+    last = seen;
+    shmd_close(s);
+  }
+  cr_assert_gt(last, 0, "no big command ever completed");
+}

@@ -615,11 +615,20 @@ Test(list, batched_removals) {
     CHECK_OK(shmd_list_push(s, l, SHMD_LIST_TAIL, "x", 1, NULL));
     CHECK_OK(shmd_list_push(s, l, SHMD_LIST_TAIL, (i & 1) ? "y" : "z", 1, NULL));
   }
-  /* inside a caller's transaction: too big to be atomic, refused, nothing changed, tx intact */
+  /* inside a caller's transaction: atomic whatever the size (the transaction grows); an abort
+   * brings all of it back */
   shmd_tx_t *tx;
   CHECK_OK(shmd_tx_begin(s, &tx));
-  cr_assert_eq(shmd_list_rem(s, l, 0, "x", 1, &n), SHMD_ETXFULL);
-  cr_assert_eq(shmd_list_trim(s, l, 2999, -1), SHMD_ETXFULL);
+  CHECK_OK(shmd_list_rem(s, l, 0, "x", 1, &n));
+  cr_assert_eq(n, 3000);
+  CHECK_OK(shmd_list_trim(s, l, 2999, -1));
+  CHECK_OK(shmd_list_len(s, l, &n));
+  cr_assert_eq(n, 1);
+  shmd_tx_abort(tx);
+  CHECK_OK(shmd_list_len(s, l, &n));
+  cr_assert_eq(n, 6000);
+  CHECK_OK(shmd_list_check(s, l));
+  CHECK_OK(shmd_tx_begin(s, &tx));
   CHECK_OK(shmd_list_push(s, l, SHMD_LIST_HEAD, "h", 1, NULL));
   CHECK_OK(shmd_list_rem(s, l, 5, "x", 1, &n)); /* small: atomic inside */
   cr_assert_eq(n, 5);

@@ -101,7 +101,7 @@ typedef struct shmd_stats_s {
   uint64_t allocated_bytes;    /* small_bytes_inuse + large_bytes_inuse */
   uint64_t recoveries;         /* dead threads' operations recovered */
   shmd_class_stats_t classes[SHMD_STATS_MAX_CLASSES];
-  /* Thread heaps (layout 1.1). Objects cached in a heap are free for the statistics above: they
+  /* Thread heaps (layout 1.2). Objects cached in a heap are free for the statistics above: they
    * count in slab_free_bytes, not in *_inuse or allocated_bytes. Heap blocks count as allocator
    * metadata (alloc_meta_bytes), not as large blocks. */
   uint64_t heaps;              /* thread heaps created (at most one per lane) */

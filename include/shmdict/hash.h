@@ -62,10 +62,10 @@ int shmd_hash_create(shmd_store_t *s, size_t expected, shmd_ptr_t *out);
  * Frees the hash `h` and everything it owns. Outside a transaction it works in pieces, one
  * transaction per batch of entries, each leaving a valid (smaller) hash, and finally frees the
  * tables and the header: if the process dies half-way, what remains is a valid hash that can be
- * destroyed again. Inside the caller's transaction everything happens in that transaction; if the
- * transaction has no room for all of it, SHMD_ETXFULL is returned and the hash is left valid with
- * only some of its entries removed (as part of the caller's transaction, which may commit that and
- * call shmd_hash_destroy() again outside it, or abort). Returns SHMD_EINVAL if `h` is not a hash,
+ * destroyed again (and this works in a full store: no step needs store space). Inside the caller's
+ * transaction everything happens in that transaction, which grows to hold it all (shmd_tx_reserve):
+ * atomic, but it needs store space for the bookkeeping (about 40 bytes per entry); SHMD_ENOSPC then,
+ * and the caller's transaction is marked aborted. Returns SHMD_EINVAL if `h` is not a hash,
  * SHMD_ECORRUPT if it is damaged (the caller's transaction is then aborted).
  */
 int shmd_hash_destroy(shmd_store_t *s, shmd_ptr_t h);

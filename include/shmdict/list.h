@@ -154,8 +154,8 @@ static inline int shmd_list_replace(shmd_tx_t *tx, shmd_store_t *s, shmd_ptr_t o
  * shmd_list_destroy) do it in batches when no transaction of the caller is open: each batch is an
  * atomic transaction that leaves a valid, shorter list, so other processes may see the list
  * between batches and a crash may leave part of the removal done. Inside a caller's transaction
- * they are atomic, and fail with SHMD_ETXFULL (changing nothing) when the transaction cannot hold
- * the whole removal.
+ * they are atomic: the transaction grows to hold the whole removal, and they fail with SHMD_ENOSPC
+ * (changing nothing) when the store has no space for that.
  *
  * Statuses common to every function below: SHMD_EINVAL when `list` points to another kind of
  * container, SHMD_ECORRUPT when it points to no container or the list is damaged, SHMD_ENOLANE when

@@ -357,8 +357,9 @@ int shmd_rbtree_create(shmd_store_t *s, shmd_rbtree_order_t order, shmd_ptr_t *o
  * transactions (entries are removed in batches that fit one transaction, then the header is
  * freed), each leaving a smaller valid tree: if the process dies half-way, the tree is still
  * there, smaller, and can be destroyed again. Inside an open transaction of the caller all the
- * batches join it, so only small trees can be destroyed that way: SHMD_ETXFULL otherwise (and the
- * caller's transaction is marked aborted). On failure the tree may have lost entries but is valid.
+ * batches join it, and the transaction grows to hold them: atomic, but it needs store space for
+ * the bookkeeping (SHMD_ENOSPC otherwise, and the caller's transaction is marked aborted). On
+ * failure the tree may have lost entries but is valid.
  */
 int shmd_rbtree_destroy(shmd_store_t *s, shmd_ptr_t tree);
 
@@ -366,9 +367,10 @@ int shmd_rbtree_destroy(shmd_store_t *s, shmd_ptr_t tree);
  * One batch of shmd_rbtree_destroy(): removes up to `max_entries` entries (fewer if the
  * transaction fills up) in one transaction; once the tree is empty, frees its header. *remaining
  * receives the number of entries left; 0 means the tree is gone (do not use `tree` again). Lets an
- * application free a big tree from its idle loop. On failure nothing is changed, except for
- * SHMD_ETXFULL inside a caller's transaction that has no room left for even one entry: that
- * transaction is then marked aborted (it may hold earlier batches).
+ * application free a big tree from its idle loop. Inside a caller's transaction that has no room
+ * left, the transaction grows for the first entry. On failure nothing is changed, except for
+ * SHMD_ENOSPC inside a caller's transaction: that transaction is then marked aborted (it may hold
+ * earlier batches).
  */
 int shmd_rbtree_destroy_step(shmd_store_t *s, shmd_ptr_t tree, size_t max_entries,
                              uint64_t *remaining);

@@ -59,7 +59,7 @@ int shmd_tx_begin(shmd_store_t *store, shmd_tx_t **tx);
  * Takes the lock at `lock` (a shmd_ptr_t to a shmd_lock_t in the store) and keeps it until the
  * outermost commit or abort. Taking a lock the transaction already holds is a no-op. If the holder
  * died, recovers its transaction first. Returns SHMD_ECORRUPT for a pointer that is not inside the
- * store, SHMD_ETXFULL if the transaction holds too many locks (32).
+ * store; SHMD_ENOSPC or SHMD_ETXFULL if the list of held locks cannot grow (see below).
  */
 int shmd_tx_lock(shmd_tx_t *tx, shmd_ptr_t lock);
 
@@ -67,8 +67,8 @@ int shmd_tx_lock(shmd_tx_t *tx, shmd_ptr_t lock);
  * Records the current contents of [p, p + len) in the undo log; the caller then may change those
  * bytes. The range is widened to whole aligned 8-byte words, so the caller must hold the lock(s)
  * protecting those words. Memory the transaction allocated itself needs no logging. Returns
- * SHMD_ETXFULL when the log cannot hold the range (nothing is logged then), SHMD_ECORRUPT for a
- * pointer outside the store.
+ * SHMD_ENOSPC or SHMD_ETXFULL when the log cannot grow to hold the range (nothing is logged
+ * then), SHMD_ECORRUPT for a pointer outside the store.
  */
 int shmd_tx_log(shmd_tx_t *tx, shmd_ptr_t p, size_t len);
 
@@ -78,8 +78,8 @@ int shmd_tx_set64(shmd_tx_t *tx, void *addr, uint64_t value);
 
 /*
  * Allocates `size` bytes as part of the transaction: if it aborts or its thread dies before the
- * commit, the block is freed. Returns SHMD_ENOSPC, SHMD_ETOOBIG or SHMD_ETXFULL (too many
- * allocations in one transaction: 128); on failure nothing is allocated.
+ * commit, the block is freed. Returns SHMD_ENOSPC, SHMD_ETOOBIG or SHMD_ETXFULL (the list of
+ * reservations cannot grow, see below); on failure nothing is allocated.
  */
 int shmd_tx_alloc(shmd_tx_t *tx, size_t size, shmd_ptr_t *out);
 
@@ -88,14 +88,33 @@ int shmd_tx_calloc(shmd_tx_t *tx, size_t size, shmd_ptr_t *out);
 
 /*
  * Frees `p` when the transaction commits (exactly once, even if the thread dies half-way through
- * the frees); if it aborts, nothing is freed. Returns SHMD_ETXFULL when the transaction already has
- * 512 pending frees, SHMD_EINVAL for the null pointer.
+ * the frees); if it aborts, nothing is freed. Returns SHMD_ENOSPC or SHMD_ETXFULL when the list of
+ * pending frees cannot grow (see below), SHMD_EINVAL for the null pointer.
  */
 int shmd_tx_free(shmd_tx_t *tx, shmd_ptr_t p);
 
-/* Space left in the transaction: undo-log words, reservations and pending frees. Lets a long
- * operation (destroying a big structure) commit in pieces before it runs out. Cannot fail. */
+/*
+ * How big a transaction can be. Each thread's lane holds 32 locks, 128 reservations, 512 pending
+ * frees and the store's undo-log capacity (2048 words by default) in place; a transaction that
+ * needs more continues those lists in an extension block allocated from the store, which the
+ * outermost commit or abort frees again. So an operation is limited by the store's free space,
+ * not by the lane, up to 2^26 entries of each list beyond the lane's own (SHMD_ETXFULL past that).
+ * When the store is full, growing the lists fails with SHMD_ENOSPC.
+ */
+
+/* Space left in the transaction without growing its lists: undo-log words, reservations and
+ * pending frees. Lets a long operation (destroying a big structure) commit in pieces and so never
+ * need store space while it frees. Cannot fail. */
 void shmd_tx_room(const shmd_tx_t *tx, size_t *log_words, size_t *allocs, size_t *frees);
+
+/*
+ * Grows the transaction's lists so that `log_words` more undo words, `allocs` more allocations and
+ * `frees` more pending frees fit: after it succeeds, that many shmd_tx_log words, shmd_tx_alloc
+ * reservations and shmd_tx_free calls cannot fail for lack of room. An operation that must not stop
+ * half-way calls it first. Returns 0, SHMD_ENOSPC (no store space for the lists) or SHMD_ETXFULL
+ * (beyond the limit above); nothing changes on failure except possibly a bigger block.
+ */
+int shmd_tx_reserve(shmd_tx_t *tx, size_t log_words, size_t allocs, size_t frees);
 
 /*
  * Ends one level of begin. Only the outermost commit does anything: the changes become permanent
