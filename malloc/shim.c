@@ -8,8 +8,9 @@
  *   SHMDICT_MALLOC_STORE=name [SHMDICT_MALLOC_DIR=dir]  a named, shared store instead
  *
  * Private store: created in a fresh directory /dev/shm/shmdict-malloc-XXXXXX (or under
- * $SHMDICT_MALLOC_DIR), its segment files sparse (no reservation) and mapped MAP_PRIVATE, so the
- * memory behaves like anonymous memory: a forked child gets a copy-on-write copy, exactly as with
+ * $SHMDICT_MALLOC_DIR), its segment files sparse (no reservation) and mapped MAP_PRIVATE, the
+ * first (1 GiB of address space) then turned into anonymous memory, so the store behaves like
+ * the memory malloc normally gets: a forked child gets a copy-on-write copy, exactly as with
  * malloc, and its own lanes and thread heaps in it. The files are unlinked as soon as they are
  * mapped (nothing else may open them) and the directory exists only while the store adds a
  * segment (grow_dir), so even a process that execs or is killed leaves nothing behind. Named store: mapped shared as any store, so a forked child shares every block with
@@ -43,6 +44,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -118,6 +120,34 @@ static void at_exit(void) {
   /* The mappings stay: other threads and later destructors may still use their memory. */
 }
 
+/*
+ * Private store: replaces segment 0's mapping (MAP_PRIVATE of a sparse tmpfs file) by anonymous
+ * memory with the same bytes. A private file mapping pays twice for every page it touches (the
+ * tmpfs page behind it is allocated on the first fault, then copied on write) and keeps the file's
+ * pages alive while mapped; anonymous memory is what malloc normally gets. Done once, in the
+ * constructor, while no other thread can touch the store. Pages that are not resident (never
+ * touched: holes of the sparse file) are zero and need no copy. Segments added later stay private
+ * file mappings (the first segment is made large, so a typical program never grows).
+ */
+static void anonymize_seg0(shmd_store_t *s) {
+  unsigned char *base = s->map->base[1];
+  uint64_t size = s->seg_size[1], pages = size / 4096;
+  unsigned char *vec = __libc_malloc(pages);
+  void *tmp = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (vec == NULL || tmp == MAP_FAILED || mincore(base, size, vec) != 0) {
+    if (tmp != MAP_FAILED)
+      munmap(tmp, size);
+    __libc_free(vec);
+    return;
+  }
+  for (uint64_t i = 0; i < pages; i++)
+    if (vec[i] & 1)
+      memcpy((unsigned char *)tmp + i * 4096, base + i * 4096, 4096);
+  if (mremap(tmp, size, size, MREMAP_MAYMOVE | MREMAP_FIXED, base) == MAP_FAILED)
+    munmap(tmp, size);
+  __libc_free(vec);
+}
+
 static void fork_prepare(void) {
   if (__atomic_load_n(&g_state, __ATOMIC_ACQUIRE) == ST_READY)
     pthread_rwlock_wrlock(&g_fork);
@@ -143,13 +173,14 @@ static void shim_init(void) {
   if (!__atomic_compare_exchange_n(&g_state, &exp, ST_INIT, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
     return; /* another thread initialises (meanwhile: glibc) */
   t_guard++;
+  const char *name = getenv("SHMDICT_MALLOC_STORE");
   shmd_options_t o;
   shmd_options_init(&o);
-  o.first_segment_bytes = 64u << 20;
-  o.segment_bytes = 64u << 20;
+  /* Private store: a large first segment costs only address space (sparse, anonymous). */
+  o.first_segment_bytes = name != NULL && name[0] != '\0' ? 64u << 20 : UINT64_C(1) << 30;
+  o.segment_bytes = 256u << 20;
   o.max_threads = 256;
   shmd_store_t *s = NULL;
-  const char *name = getenv("SHMDICT_MALLOC_STORE");
   const char *dir = getenv("SHMDICT_MALLOC_DIR");
   int rc;
   if (name != NULL && name[0] != '\0') {
@@ -178,6 +209,7 @@ static void shim_init(void) {
       shmd__os_sparse_files = 0;
       if (rc == 0) {
         g_swept_segs = 1;
+        anonymize_seg0(s);
         atexit(at_exit);
       }
       at_exit(); /* the files are mapped: remove them and the directories now (see grow_dir) */
@@ -422,4 +454,9 @@ SHIM_EXPORT void *pvalloc(size_t n) {
   }
   size_t r = (n + 4095) & ~(size_t)4095;
   return aligned(4096, r ? r : 4096);
+}
+
+/* For tests and curious programs (found with dlsym): 1 when p is a block of the shim's store. */
+SHIM_EXPORT int shmdict_malloc_owns(const void *p) {
+  return p != NULL && ours(__atomic_load_n(&g_store, __ATOMIC_ACQUIRE), p).v != 0;
 }
