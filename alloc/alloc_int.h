@@ -76,6 +76,10 @@ struct shmd__fblock {
 
 extern const uint32_t shmd__class_bytes[SHMD__NCLASSES];
 uint32_t shmd__size_class(size_t size); /* size <= SHMD_SMALL_MAX */
+/* Filled by a constructor in slab.c: class of a request of g 16-byte granules, and a reciprocal
+ * per class so that (x * recip) >> 32 == x / class_bytes for every x below 64 KiB. */
+extern unsigned char shmd__class_of_granule[SHMD_SMALL_MAX / 16 + 1];
+extern uint64_t shmd__class_recip[SHMD__NCLASSES];
 
 static inline struct shmd__seg_alloc *shmd__sa(struct shmd__seg_hdr *h) {
   return (struct shmd__seg_alloc *)(void *)((unsigned char *)h + h->alloc_off);
@@ -103,5 +107,62 @@ static inline void shmd__log8(struct shmd__thr *t, uint32_t seg, struct shmd__se
 static inline void shmd__log_byte(struct shmd__thr *t, uint32_t seg, struct shmd__seg_hdr *h, unsigned char *b) {
   shmd__al_log(t, seg, (unsigned char *)h, (void *)((uintptr_t)b & ~(uintptr_t)7));
 }
+
+/* Takes up to `want` objects of class c from segment seg into out[] (shmd_ptr_t values); the
+ * caller holds the class lock in a step. *got is at least 1 on success; SHMD_ENOSPC when the
+ * segment has no partial slab and no room for a new one. */
+int shmd__slab_alloc_batch(shmd_store_t *s, struct shmd__thr *t, uint32_t seg, struct shmd__seg_hdr *h,
+                           uint32_t c, uint64_t *out, uint32_t want, uint32_t *got);
+int shmd__slab_free(shmd_store_t *s, struct shmd__thr *t, uint32_t seg, struct shmd__seg_hdr *h,
+                    uint64_t slab_off, uint64_t off);
+int shmd__slab_alloc(shmd_store_t *s, struct shmd__thr *t, uint32_t seg, struct shmd__seg_hdr *h, uint32_t c,
+                     uint64_t *out);
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Thread heaps (heap.c): one per lane, a bounded stack of free objects per size class. */
+
+#define SHMD__HEAP_CAP 64u   /* slots per class; a class's limit may be lower (big objects) */
+#define SHMD__HEAP_MAGIC UINT64_C(0x5041454844444d53) /* "SMDDHEAP" */
+#define SHMD__HDIR_MAGIC UINT64_C(0x5249444844444d53) /* "SMDDHDIR" */
+
+/* One class's stack: entries slot[0..count) are cached; `count` is the commit point of every push
+ * and pop (entries at or above it are not cached, whatever they hold). One 8-byte word, so an
+ * allocator step can log it alone. */
+struct shmd__heap_bin {
+  uint32_t count;
+  uint32_t limit;
+};
+
+struct shmd__heap {
+  uint64_t magic;
+  uint32_t lane_idx;
+  uint32_t nclasses;
+  uint32_t owner_pid, owner_tid; /* informational: the lane's `live` mutex is the liveness lock */
+  uint64_t reserved[5];
+  struct shmd__heap_bin bin[SHMD__NCLASSES];
+  uint64_t slot[SHMD__NCLASSES][SHMD__HEAP_CAP]; /* shmd_ptr_t values */
+};
+
+/* The directory: one heap pointer per lane, found through the manifest (SHMD__MAN_HEAP_DIR). */
+struct shmd__heap_dir {
+  uint64_t magic;
+  uint32_t lanes;
+  uint32_t pad;
+  uint64_t heap[]; /* shmd_ptr_t per lane, 0 = none yet */
+};
+
+/* Attaches (creating if needed) the calling thread's heap: sets t->heap and t->heap_state. */
+void shmd__heap_attach(shmd_store_t *s, struct shmd__thr *t);
+/* Refills class c of t's (empty) heap from segment seg in one step under the class lock. 0 when
+ * at least one object is cached, SHMD_ENOSPC / SHMD_ENOTFOUND as the locked path, else a status. */
+int shmd__heap_refill_in(shmd_store_t *s, struct shmd__thr *t, uint32_t seg, uint32_t c);
+/* Returns the objects of class c's stack above `keep` to the shared classes (steps of t). */
+int shmd__heap_flush(shmd_store_t *s, struct shmd__thr *t, struct shmd__heap *hp, uint32_t c, uint32_t keep);
+int shmd__heap_cached(shmd_store_t *s, uint32_t idx);
+int shmd__heap_adopt(shmd_store_t *s, struct shmd__thr *t, uint32_t idx);
+/* Process address of lane idx's heap, validated; NULL when it has none (or it is damaged). */
+struct shmd__heap *shmd__heap_of(shmd_store_t *s, uint32_t idx);
+/* Heap blocks' bytes (directory included), for statistics: they are allocator metadata. */
+uint64_t shmd__heap_meta(shmd_store_t *s, uint64_t *blocks, uint64_t *pages);
 
 #endif

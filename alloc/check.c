@@ -12,7 +12,9 @@
  *   - every slab's slots are each either free (on the slab's free list once, or past the bump
  *     pointer) or allocated, its in-use count and list membership agree, and the class's partial
  *     list holds exactly the slabs that are not full, with at most one empty slab, at its head;
- *   - the class, buddy and large-block counters equal what the walk found.
+ *   - the class, buddy and large-block counters equal what the walk found;
+ *   - every object cached in a thread heap is an allocated slot of a slab of its class, and none is
+ *     cached twice (see check_cached).
  * Every offset read from shared memory is bounds-checked and every walk is bounded by a count, so
  * a damaged store gives SHMD_ECORRUPT with the place in shmd_errdetail(), never a crash or a hang.
  */
@@ -125,6 +127,143 @@ int shmd__sa_is_valid(const struct shmd__seg_hdr *h, const struct shmd__seg_allo
          sa->page_count == h->data_bytes / SHMD_PAGE_BYTES && sa->pagemap_off >= h->alloc_off &&
          sa->pagemap_off + sa->page_count <= h->alloc_off + h->alloc_bytes && sa->max_order <= SHMD__MAX_ORDER &&
          (UINT64_C(1) << sa->max_order) <= sa->page_count;
+}
+
+/* ---- objects cached in thread heaps ---- */
+
+struct cached {
+  uint64_t off;
+  uint32_t cls;
+};
+
+static int cached_cmp(const void *a, const void *b) {
+  const struct cached *x = a, *y = b;
+  return x->off < y->off ? -1 : x->off > y->off ? 1 : (int)x->cls - (int)y->cls;
+}
+
+/* Collects the cached entries of segment seg from every heap; *n entries in a malloc'd array. */
+static int collect_cached(shmd_store_t *s, uint32_t seg, struct cached **out, size_t *n) {
+  size_t cap = 256, k = 0;
+  struct cached *v = malloc(cap * sizeof *v);
+  if (v == NULL)
+    return SHMD_ENOMEM;
+  for (uint32_t i = 0; i < s->man->lane_count; i++) {
+    struct shmd__heap *hp = shmd__heap_of(s, i);
+    if (hp == NULL)
+      continue;
+    for (uint32_t c = 0; c < SHMD__NCLASSES; c++) {
+      struct shmd__heap_bin b = hp->bin[c];
+      if (b.count > b.limit || b.limit > SHMD__HEAP_CAP) {
+        free(v);
+        shmd__set_detail("thread heap of lane %u: class %u holds %u objects, its limit is %u", i, c, b.count,
+                         b.limit);
+        return SHMD_ECORRUPT;
+      }
+      for (uint32_t j = 0; j < b.count; j++) {
+        shmd_ptr_t p = {__atomic_load_n(&hp->slot[c][j], __ATOMIC_RELAXED)};
+        if (p.v == 0 || shmd_ptr_segment(p) != seg)
+          continue;
+        if (k == cap) {
+          struct cached *w = realloc(v, 2 * cap * sizeof *v);
+          if (w == NULL) {
+            free(v);
+            return SHMD_ENOMEM;
+          }
+          v = w;
+          cap *= 2;
+        }
+        v[k].off = shmd_ptr_offset(p);
+        v[k].cls = c;
+        k++;
+      }
+    }
+  }
+  qsort(v, k, sizeof *v, cached_cmp);
+  *out = v;
+  *n = k;
+  return 0;
+}
+
+/*
+ * With every class lock of the segment held (so no refill or flush moves an object of this
+ * segment between a slab and a heap), every object a heap caches must be an allocated slot of a
+ * slab of its class: heaps only ever hold objects taken from slabs. Entries are read while their
+ * owners may run, but any value a slot below its count holds during the check is such an object
+ * (a concurrent pop leaves the value with the user, a push stores another allocated object).
+ * A duplicate (the same object cached twice: a double free) is reported only if a second reading
+ * of all heaps finds the same entries, since an object freed into another heap between the two
+ * reads of a busy store would look cached twice.
+ */
+static int check_cached(shmd_store_t *s, struct shmd__seg_hdr *h, struct shmd__seg_alloc *sa, uint32_t seg,
+                        unsigned char *bits) {
+  struct cached *v = NULL, *w = NULL;
+  size_t n = 0, m = 0;
+  int rc = collect_cached(s, seg, &v, &n);
+  if (rc)
+    return rc;
+  const unsigned char *pm = shmd__pagemap(h, sa);
+  uint64_t cur_slab = UINT64_MAX;
+  int dup = 0;
+  for (size_t i = 0; i < n && rc == 0; i++) {
+    uint64_t off = v[i].off;
+    if (off < sa->data_off || off >= sa->data_off + sa->data_bytes) {
+      shmd__set_detail("segment %u: a thread heap caches offset %llu, outside the data area", seg,
+                       (unsigned long long)off);
+      rc = SHMD_ECORRUPT;
+      break;
+    }
+    uint64_t spg = ((off - sa->data_off) / SHMD_PAGE_BYTES) & ~(uint64_t)(SHMD_SLAB_BYTES / SHMD_PAGE_BYTES - 1);
+    uint64_t slab = sa->data_off + spg * SHMD_PAGE_BYTES;
+    const struct shmd__slab *sl = (const struct shmd__slab *)(const void *)((unsigned char *)h + slab);
+    if (pm[spg] != (PM_SLAB | SHMD__SLAB_ORDER) || (sl->magic_class & 0xff) != v[i].cls) {
+      shmd__set_detail("segment %u: a thread heap caches offset %llu as class %u, but it is not in a slab of "
+                       "that class", seg, (unsigned long long)off, v[i].cls);
+      rc = SHMD_ECORRUPT;
+      break;
+    }
+    uint32_t size = shmd__class_bytes[v[i].cls], obj = (uint32_t)(off - slab);
+    if (obj < SHMD__SLAB_HDR || (obj - SHMD__SLAB_HDR) % size != 0 || obj >= sl->bump) {
+      shmd__set_detail("segment %u: a thread heap caches offset %llu, not an allocated slot of its slab", seg,
+                       (unsigned long long)off);
+      rc = SHMD_ECORRUPT;
+      break;
+    }
+    if (slab != cur_slab) {
+      /* The slab's free slots (its free list was validated by check_slab). */
+      cur_slab = slab;
+      memset(bits, 0, SHMD_SLAB_BYTES / 16 / 8 + 1);
+      uint32_t o = sl->free_head, walked = 0;
+      while (o != 0 && walked++ < SHMD_SLAB_BYTES / 16) {
+        uint32_t k = (o - SHMD__SLAB_HDR) / size;
+        bits[k / 8] |= (unsigned char)(1u << (k % 8));
+        o = *(const uint32_t *)(const void *)((const unsigned char *)sl + o);
+      }
+    }
+    uint32_t k = (obj - SHMD__SLAB_HDR) / size;
+    if (bits[k / 8] & (1u << (k % 8))) {
+      shmd__set_detail("segment %u: offset %llu is both cached in a thread heap and free in its slab", seg,
+                       (unsigned long long)off);
+      rc = SHMD_ECORRUPT;
+      break;
+    }
+    if (i > 0 && v[i - 1].off == off)
+      dup = 1;
+  }
+  if (rc == 0 && dup) {
+    rc = collect_cached(s, seg, &w, &m);
+    if (rc == 0 && m == n && memcmp(v, w, n * sizeof *v) == 0) {
+      for (size_t i = 1; i < n; i++)
+        if (v[i - 1].off == v[i].off) {
+          shmd__set_detail("segment %u: offset %llu is cached twice in thread heaps (double free)", seg,
+                           (unsigned long long)v[i].off);
+          rc = SHMD_ECORRUPT;
+          break;
+        }
+    }
+  }
+  free(v);
+  free(w);
+  return rc;
 }
 
 static int check_segment(shmd_store_t *s, struct shmd__thr *t, uint32_t seg) {
@@ -240,6 +379,7 @@ static int check_segment(shmd_store_t *s, struct shmd__thr *t, uint32_t seg) {
       FAIL("segment %u: class %u keeps %llu empty slabs; at most one, at the head of its list", seg, c,
            (unsigned long long)seen[c].empty);
   }
+  rc = check_cached(s, h, sa, seg, slotbits);
 out:
   free(onlist);
   free(slotbits);

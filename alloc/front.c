@@ -4,7 +4,10 @@
  * segment, growth, reservations for transactions, statistics, and the callbacks the segment layer
  * uses (metadata size, segment initialisation, recovery's free step).
  *
- * Every call is one allocator step (segments/store_int.h): it takes the class lock of one
+ * Small requests are served first by the calling thread's heap (heap.c): a pop from, or a push
+ * onto, a per-class stack in shared memory that only this thread writes, with no lock and no
+ * atomic read-modify-write. Everything else, and the heap's refills and flushes, is one allocator
+ * step (segments/store_int.h): it takes the class lock of one
  * (segment, class) pair — plus the segment's buddy lock when a slab comes or goes, or for large
  * blocks — logs every word it changes in the lane's allocator log, commits by emptying the log and
  * then releases its locks. Each process remembers per class the segment that last had room, so the
@@ -17,10 +20,6 @@
 #include "segments/crash.h"
 #include "segments/err.h"
 
-int shmd__slab_alloc(shmd_store_t *s, struct shmd__thr *t, uint32_t seg, struct shmd__seg_hdr *h, uint32_t c,
-                     uint64_t *out);
-int shmd__slab_free(shmd_store_t *s, struct shmd__thr *t, uint32_t seg, struct shmd__seg_hdr *h, uint64_t slab_off,
-                    uint64_t off);
 
 #define LARGE_MAX (UINT64_C(1) << 46)
 
@@ -46,7 +45,25 @@ static void seg_init(struct shmd__seg_hdr *h) {
 
 static int free_impl(shmd_store_t *s, struct shmd__thr *t, shmd_ptr_t p, uint64_t *extra, uint64_t extra_val);
 
+static int heap_free(shmd_store_t *s, struct shmd__thr *t, shmd_ptr_t p);
+
+/* Recovery's and the transaction's frees. A free of the thread's own lane record (its deferred
+ * frees after commit, its reservations on abort: exactly these two counters, which recovery's
+ * settle_crossing() knows) may go to its heap: the push commits first, then the lane word (heap.c's
+ * essay: crossing into a transaction). Anything else, in particular a recoverer freeing a dead
+ * lane's blocks, or the lane's extension blocks, is a locked step that changes the lane word in the
+ * same logged step. */
 static int free_step(shmd_store_t *s, struct shmd__thr *t, shmd_ptr_t p, uint64_t *extra, uint64_t extra_val) {
+  if (t->heap != NULL && !t->in_al && (extra == &t->lane->dfree_done || extra == &t->lane->resv_count)) {
+    int rc = heap_free(s, t, p);
+    if (rc != 1) {
+      if (rc == 0) {
+        SHMD_CRASH_POINT("heap.crossing");
+        __atomic_store_n(extra, extra_val, __ATOMIC_RELEASE);
+      }
+      return rc;
+    }
+  }
   return free_impl(s, t, p, extra, extra_val);
 }
 
@@ -59,7 +76,8 @@ static int alloc_word(shmd_store_t *s, struct shmd__thr *t, size_t size, uint64_
   return rc;
 }
 
-const struct shmd__alloc_ops shmd__alloc_ops = {meta_bytes, seg_init, free_step, alloc_word};
+const struct shmd__alloc_ops shmd__alloc_ops = {meta_bytes, seg_init, free_step, alloc_word, shmd__heap_cached,
+                                                shmd__heap_adopt};
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Allocation. */
@@ -134,6 +152,27 @@ static int alloc_large_in(shmd_store_t *s, struct shmd__thr *t, uint32_t seg, ui
   return 0;
 }
 
+/* Pops class c's top object from heap hp into *out; 0 when the stack is empty. With `resv`, the
+ * lane's reservation is written (and its count published) before the stack's count: see heap.c. */
+static inline int heap_pop(struct shmd__thr *t, struct shmd__heap *hp, uint32_t c, int resv, shmd_ptr_t *out) {
+  struct shmd__heap_bin *b = &hp->bin[c];
+  uint32_t n = b->count;
+  if (__builtin_expect(n == 0, 0))
+    return 0;
+  uint64_t p = hp->slot[c][n - 1];
+  if (resv) {
+    /* shmd_tx_alloc() made sure the slot exists (t->resv_room). */
+    struct shmd__lane *l = t->lane;
+    uint64_t r = l->resv_count;
+    *shmd__resv_slot(t, r) = p;
+    __atomic_store_n(&l->resv_count, r + 1, __ATOMIC_RELEASE);
+    SHMD_CRASH_POINT("heap.crossing");
+  }
+  __atomic_store_n(&b->count, n - 1, __ATOMIC_RELEASE);
+  out->v = p;
+  return 1;
+}
+
 static inline uint32_t order_for(size_t size) {
   uint64_t pages = (size + SHMD_PAGE_BYTES - 1) / SHMD_PAGE_BYTES;
   uint32_t o = 0;
@@ -153,9 +192,21 @@ static int alloc_impl(shmd_store_t *s, struct shmd__thr *t, size_t size, int res
   uint32_t c = small ? shmd__size_class(size) : 0;
   uint32_t order = small ? 0 : order_for(size);
   uint32_t *hint = small ? &s->alloc_hint[c] : &s->large_hint;
+  struct shmd__heap *hp = NULL;
   if (__builtin_expect(small, 1)) {
-    /* Fast path: the segment that served this class last time. */
-    int rc = alloc_small_in(s, t, *hint, c, resv, out);
+    /* Mode 2 (a lane word owns the block: extension blocks) takes the locked path, whose step
+     * stores the word; the heap's crossing rules cover reservations and deferred frees only. */
+    if (t->heap_state == 0 && resv != 2)
+      shmd__heap_attach(s, t);
+    hp = resv != 2 ? t->heap : NULL;
+    if (hp != NULL) {
+      if (heap_pop(t, hp, c, resv, out))
+        return 0;
+    }
+    /* The segment that served this class last time. */
+    int rc = hp ? shmd__heap_refill_in(s, t, *hint, c) : alloc_small_in(s, t, *hint, c, resv, out);
+    if (rc == 0 && hp)
+      return heap_pop(t, hp, c, resv, out) ? 0 : SHMD_ECORRUPT;
     if (__builtin_expect(rc != SHMD_ENOSPC && rc != SHMD_ENOTFOUND, 1))
       return rc;
   }
@@ -164,9 +215,13 @@ static int alloc_impl(shmd_store_t *s, struct shmd__thr *t, size_t size, int res
     uint32_t start = *hint < n ? *hint : n - 1;
     for (uint32_t k = 0; k < n; k++) {
       uint32_t seg = start + k < n ? start + k : start + k - n;
-      int rc = small ? alloc_small_in(s, t, seg, c, resv, out) : alloc_large_in(s, t, seg, order, resv, out);
+      int rc = !small ? alloc_large_in(s, t, seg, order, resv, out)
+               : hp   ? shmd__heap_refill_in(s, t, seg, c)
+                      : alloc_small_in(s, t, seg, c, resv, out);
       if (rc == 0) {
         *hint = seg;
+        if (hp)
+          return heap_pop(t, hp, c, resv, out) ? 0 : SHMD_ECORRUPT;
         return 0;
       }
       if (rc != SHMD_ENOSPC)
@@ -186,6 +241,18 @@ int shmd_alloc(shmd_store_t *store, size_t size, shmd_ptr_t *out) {
   struct shmd__thr *t = shmd__thr(store, &rc);
   if (__builtin_expect(t == NULL, 0))
     return rc;
+  /* The fast path: a pop from the thread's heap (heap.c). */
+  struct shmd__heap *hp = t->heap;
+  if (__builtin_expect(hp != NULL && size - 1 < SHMD_SMALL_MAX, 1)) {
+    uint32_t c = shmd__class_of_granule[(size + 15) >> 4];
+    struct shmd__heap_bin *b = &hp->bin[c];
+    uint32_t n = b->count;
+    if (__builtin_expect(n != 0, 1)) {
+      out->v = hp->slot[c][n - 1];
+      __atomic_store_n(&b->count, n - 1, __ATOMIC_RELEASE);
+      return 0;
+    }
+  }
   return alloc_impl(store, t, size, 0, out);
 }
 
@@ -310,6 +377,58 @@ static int free_impl(shmd_store_t *s, struct shmd__thr *t, shmd_ptr_t p, uint64_
   return 0;
 }
 
+/*
+ * Pushes small object p onto the thread's heap: 0 when done, 1 when p is not a small object this
+ * path can validate (the caller takes the locked path, which gives the precise status), or a
+ * status from a flush. Validation without locks: p must be inside a data area, its 64 KiB block
+ * must be a slab in the page map (an allocated object's slab cannot go away meanwhile), at a slot
+ * start below the slab's bump pointer. A double free is not detected (as before; the checker
+ * reports a duplicate in the caches).
+ */
+static inline int heap_push(shmd_store_t *s, struct shmd__heap *hp, shmd_ptr_t p) {
+  const unsigned char *base = s->map->base[p.v >> SHMD_PTR_OFFSET_BITS];
+  if (__builtin_expect(base == NULL, 0))
+    return 1;
+  const struct shmd__seg_hdr *h = (const struct shmd__seg_hdr *)(const void *)base;
+  const struct shmd__seg_alloc *sa = (const struct shmd__seg_alloc *)(const void *)(base + h->alloc_off);
+  uint64_t off = shmd_ptr_offset(p), rel = off - sa->data_off;
+  if (__builtin_expect(rel >= sa->data_bytes, 0))
+    return 1;
+  /* Data areas start 64 KiB aligned, so a slab's header is at the offset masked to 64 KiB. */
+  if (base[sa->pagemap_off + ((rel / SHMD_PAGE_BYTES) & ~(uint64_t)(SHMD_SLAB_BYTES / SHMD_PAGE_BYTES - 1))] !=
+      (PM_SLAB | SHMD__SLAB_ORDER))
+    return 1;
+  const struct shmd__slab *sl =
+      (const struct shmd__slab *)(const void *)(base + (off & ~(uint64_t)(SHMD_SLAB_BYTES - 1)));
+  uint32_t mc = __atomic_load_n(&sl->magic_class, __ATOMIC_RELAXED), c = mc & 0xff;
+  uint32_t obj = (uint32_t)(off & (SHMD_SLAB_BYTES - 1)), x = obj - SHMD__SLAB_HDR;
+  if (__builtin_expect((mc >> 8) != SLAB_MAGIC || c >= SHMD__NCLASSES || obj < SHMD__SLAB_HDR ||
+                           (uint32_t)(((uint64_t)x * shmd__class_recip[c]) >> 32) * shmd__class_bytes[c] != x ||
+                           obj >= __atomic_load_n(&sl->bump, __ATOMIC_RELAXED),
+                       0))
+    return 1;
+  struct shmd__heap_bin *b = &hp->bin[c];
+  uint32_t n = b->count;
+  if (__builtin_expect(n >= b->limit, 0))
+    return 2 + (int)c; /* full: the caller flushes */
+  hp->slot[c][n] = p.v;
+  __atomic_store_n(&b->count, n + 1, __ATOMIC_RELEASE);
+  return 0;
+}
+
+/* heap_push with the flush of a full stack: 0 pushed, 1 not for the heap, or a status. */
+static int heap_free(shmd_store_t *s, struct shmd__thr *t, shmd_ptr_t p) {
+  struct shmd__heap *hp = t->heap;
+  int rc = heap_push(s, hp, p);
+  if (rc < 2)
+    return rc;
+  uint32_t c = (uint32_t)(rc - 2);
+  rc = shmd__heap_flush(s, t, hp, c, hp->bin[c].limit / 2);
+  if (rc)
+    return rc;
+  return heap_push(s, hp, p) == 0 ? 0 : 1;
+}
+
 int shmd_free(shmd_store_t *store, shmd_ptr_t p) {
   if (p.v == 0)
     return 0;
@@ -317,6 +436,18 @@ int shmd_free(shmd_store_t *store, shmd_ptr_t p) {
   struct shmd__thr *t = shmd__thr(store, &rc);
   if (__builtin_expect(t == NULL, 0))
     return rc;
+  struct shmd__heap *hp = t->heap;
+  if (__builtin_expect(hp != NULL, 1)) {
+    rc = heap_push(store, hp, p);
+    if (__builtin_expect(rc == 0, 1))
+      return 0;
+    if (rc >= 2 && (rc = heap_free(store, t, p)) != 1)
+      return rc;
+  } else if (t->heap_state == 0 && !t->in_al) {
+    shmd__heap_attach(store, t);
+    if (t->heap != NULL && (rc = heap_free(store, t, p)) != 1)
+      return rc;
+  }
   return free_impl(store, t, p, NULL, 0);
 }
 
@@ -450,7 +581,63 @@ int shmd_stats(shmd_store_t *store, shmd_stats_t *st) {
       p += UINT64_C(1) << o;
     }
   }
+  /* Thread heaps: their blocks are allocator metadata, their cached objects are free. */
+  uint64_t hblocks, hpages;
+  st->heap_meta_bytes = shmd__heap_meta(store, &hblocks, &hpages);
+  if (hblocks) {
+    st->heaps = hblocks - 1;
+    st->large_blocks -= hblocks <= st->large_blocks ? hblocks : st->large_blocks;
+    st->large_bytes_inuse -= st->heap_meta_bytes <= st->large_bytes_inuse ? st->heap_meta_bytes : st->large_bytes_inuse;
+    st->alloc_meta_bytes += st->heap_meta_bytes;
+  }
+  for (uint32_t i = 0; i < store->man->lane_count; i++) {
+    struct shmd__heap *hp = shmd__heap_of(store, i);
+    if (hp == NULL)
+      continue;
+    for (uint32_t c = 0; c < SHMD__NCLASSES; c++) {
+      uint64_t k = __atomic_load_n(&hp->bin[c].count, __ATOMIC_RELAXED);
+      if (k > SHMD__HEAP_CAP)
+        continue;
+      if (k > st->classes[c].objs_inuse)
+        k = st->classes[c].objs_inuse; /* a racing refill: keep the figures non-negative */
+      uint64_t bytes = k * shmd__class_bytes[c];
+      st->classes[c].objs_inuse -= k;
+      st->classes[c].bytes_inuse -= bytes;
+      st->small_objs_inuse -= k;
+      st->small_bytes_inuse -= bytes;
+      st->slab_free_bytes += bytes;
+      st->heap_cached_objs += k;
+      st->heap_cached_bytes += bytes;
+    }
+  }
   st->allocated_bytes = st->small_bytes_inuse + st->large_bytes_inuse;
   st->recoveries = __atomic_load_n(&store->man->recoveries, __ATOMIC_RELAXED);
   return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* For the malloc shim (malloc/): the lock-free fast paths alone, so that the shim can hold its
+ * fork guard around everything else. Return 1 when served, 0 when the caller must take the full
+ * call (nothing was changed). */
+
+int shmd__alloc_fast(shmd_store_t *s, size_t size, shmd_ptr_t *out) {
+  struct shmd__thr *t = shmd__tl_thr;
+  if (t == NULL || t->store != s || t->fork_gen != shmd__fork_gen || t->heap == NULL || size - 1 >= SHMD_SMALL_MAX)
+    return 0;
+  struct shmd__heap *hp = t->heap;
+  uint32_t c = shmd__class_of_granule[(size + 15) >> 4];
+  struct shmd__heap_bin *b = &hp->bin[c];
+  uint32_t n = b->count;
+  if (n == 0)
+    return 0;
+  out->v = hp->slot[c][n - 1];
+  __atomic_store_n(&b->count, n - 1, __ATOMIC_RELEASE);
+  return 1;
+}
+
+int shmd__free_fast(shmd_store_t *s, shmd_ptr_t p) {
+  struct shmd__thr *t = shmd__tl_thr;
+  if (t == NULL || t->store != s || t->fork_gen != shmd__fork_gen || t->heap == NULL)
+    return 0;
+  return heap_push(s, t->heap, p) == 0;
 }

@@ -34,7 +34,8 @@ const uint32_t shmd__class_bytes[SHMD__NCLASSES] = {
 };
 /* clang-format on */
 
-static unsigned char class_of_granule[SHMD_SMALL_MAX / 16 + 1];
+unsigned char shmd__class_of_granule[SHMD_SMALL_MAX / 16 + 1];
+uint64_t shmd__class_recip[SHMD__NCLASSES];
 static int class_table_ready;
 
 static void class_table_init(void) {
@@ -43,15 +44,22 @@ static void class_table_init(void) {
     uint32_t bytes = g * 16;
     while (c < SHMD__NCLASSES - 1 && shmd__class_bytes[c] < bytes)
       c++;
-    class_of_granule[g] = (unsigned char)c;
+    shmd__class_of_granule[g] = (unsigned char)c;
   }
+  /* floor(2^32 / size) + 1: exact division for x < 2^16, since x * error < 2^-16 while a
+   * fractional part of x / size is never above 1 - 1/8192. */
+  for (uint32_t k = 0; k < SHMD__NCLASSES; k++)
+    shmd__class_recip[k] = (UINT64_C(1) << 32) / shmd__class_bytes[k] + 1;
   __atomic_store_n(&class_table_ready, 1, __ATOMIC_RELEASE);
 }
+
+/* The tables are ready before any store can be opened (the fast paths read them directly). */
+__attribute__((constructor)) static void class_table_ctor(void) { class_table_init(); }
 
 uint32_t shmd__size_class(size_t size) {
   if (__builtin_expect(!__atomic_load_n(&class_table_ready, __ATOMIC_ACQUIRE), 0))
     class_table_init(); /* idempotent: racing initialisers write the same bytes */
-  return class_of_granule[(size + 15) >> 4];
+  return shmd__class_of_granule[(size + 15) >> 4];
 }
 
 static inline struct shmd__slab *slab_at(struct shmd__seg_hdr *h, uint64_t off) {
@@ -134,7 +142,7 @@ static int slab_get(shmd_store_t *s, struct shmd__thr *t, uint32_t seg, struct s
   sl->capacity = (SHMD_SLAB_BYTES - SHMD__SLAB_HDR) / size;
   sl->free_head = 0;
   sl->inuse = 0;
-  sl->bump = SHMD__SLAB_HDR;
+  __atomic_store_n(&sl->bump, SHMD__SLAB_HDR, __ATOMIC_RELAXED); /* read unlocked by the fast free */
   sl->list = SLIST_NONE;
   sl->prev = sl->next = 0;
   shmd__log8(t, seg, h, &cl->slabs);
@@ -178,7 +186,7 @@ int shmd__slab_alloc(shmd_store_t *s, struct shmd__thr *t, uint32_t seg, struct 
     if (obj + size > SHMD_SLAB_BYTES)
       return SHMD_CORRUPT("slab bump pointer beyond capacity");
     shmd__log8(t, seg, h, &sl->bump);
-    sl->bump = obj + size;
+    __atomic_store_n(&sl->bump, obj + size, __ATOMIC_RELAXED); /* read unlocked by the fast free */
   }
   sl->inuse++;
   if (sl->inuse == sl->capacity) {
@@ -188,6 +196,63 @@ int shmd__slab_alloc(shmd_store_t *s, struct shmd__thr *t, uint32_t seg, struct 
     set_list(t, seg, h, sl, SLIST_NONE);
   }
   *out = off + obj;
+  return 0;
+}
+
+/*
+ * Takes up to `want` objects of class c for a thread heap's refill, slab by slab: each slab's two
+ * header words are logged once however many objects it gives (the per-object path logs them per
+ * object). Stops early when the allocator log runs short of room for another slab.
+ */
+int shmd__slab_alloc_batch(shmd_store_t *s, struct shmd__thr *t, uint32_t seg, struct shmd__seg_hdr *h,
+                           uint32_t c, uint64_t *out, uint32_t want, uint32_t *got) {
+  struct shmd__seg_alloc *sa = shmd__sa(h);
+  struct shmd__class *cl = &sa->cls[c];
+  uint32_t n = 0;
+  while (n < want) {
+    if (n > 0 && shmd__al_room(t) < 8u * (sa->max_order + 2) + 32u)
+      break;
+    uint64_t off = cl->partial_head;
+    if (off == 0) {
+      int rc = slab_get(s, t, seg, h, sa, c, &off);
+      if (rc) {
+        if (n > 0 && rc == SHMD_ENOSPC)
+          break;
+        return rc;
+      }
+    } else if (!slab_off_ok(sa, off)) {
+      return SHMD_CORRUPT("partial-slab list head out of bounds");
+    }
+    struct shmd__slab *sl = slab_at(h, off);
+    uint32_t size = sl->obj_bytes;
+    if (size != shmd__class_bytes[c] || sl->inuse >= sl->capacity)
+      return SHMD_CORRUPT("slab on the partial list is not a partial slab of its class");
+    shmd__log8(t, seg, h, &sl->free_head);
+    shmd__log8(t, seg, h, &sl->bump);
+    uint64_t base = (((uint64_t)seg + 1) << SHMD_PTR_OFFSET_BITS) | off;
+    while (n < want && sl->inuse < sl->capacity) {
+      uint32_t obj = sl->free_head;
+      if (obj) {
+        if (obj < SHMD__SLAB_HDR || obj + size > SHMD_SLAB_BYTES || obj >= sl->bump)
+          return SHMD_CORRUPT("slab free list points outside the slab");
+        sl->free_head = *(uint32_t *)(void *)((unsigned char *)sl + obj);
+      } else {
+        obj = sl->bump;
+        if (obj + size > SHMD_SLAB_BYTES)
+          return SHMD_CORRUPT("slab bump pointer beyond capacity");
+        __atomic_store_n(&sl->bump, obj + size, __ATOMIC_RELAXED);
+      }
+      sl->inuse++;
+      out[n++] = base + obj;
+    }
+    if (sl->inuse == sl->capacity) {
+      int rc = slist_remove(t, seg, h, sa, &cl->partial_head, off);
+      if (rc)
+        return rc;
+      sl->list = SLIST_NONE; /* its word (bump) is logged above */
+    }
+  }
+  *got = n;
   return 0;
 }
 

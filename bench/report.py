@@ -33,6 +33,10 @@ ALLOCATORS = ["shmdict", "glibc", "mimalloc", "jemalloc", "boost_ipc"]
 BASELINES = ALLOCATORS[1:]
 GOAL_WORKLOADS = ["pair/16", "pair/64", "pair/256", "churn"]
 GOAL_FACTOR = 3.0  # issue 2: pair/* and churn at least 3x faster than boost_ipc
+# Issue 5 (thread heaps): at most this many times mimalloc's time, and every one of them at least
+# GOAL5_BOOST times faster than boost_ipc.
+GOAL5_MIMALLOC = [("pair/16", 1.5), ("pair/64", 1.5), ("pair/256", 1.5), ("churn", 1.2), ("xthread", 2.0)]
+GOAL5_BOOST = 10.0
 BEGIN = "<!-- bench:alloc:begin -->"
 END = "<!-- bench:alloc:end -->"
 
@@ -253,7 +257,30 @@ def tables(res, ratios):
         else:
             met_all = False
             goal.append("- `%s`: not measured" % w)
+    goal5, met5 = goals5(ratios)
+    goal += ["", "Goals (issue 5, thread heaps): `pair/*` at most 1.5x mimalloc's time, `churn` at most "
+             "1.2x, `xthread` at most 2x; all of them at least %gx faster than boost_ipc -- %s." %
+             (GOAL5_BOOST, "**met**" if met5 else "**not met**"), ""] + goal5
     return ns_table, ratio_table, goal, met_all
+
+
+def goals5(ratios):
+    lines, met = [], True
+    for w, limit in GOAL5_MIMALLOC:
+        r, rb = ratios.get((w, "mimalloc")), ratios.get((w, "boost_ipc"))
+        if not r or not rb:
+            met = False
+            lines.append("- `%s`: not measured" % w)
+            continue
+        f = statistics.median(r)
+        fb = statistics.median([1.0 / x for x in rb])
+        ok = f <= limit and fb >= GOAL5_BOOST
+        met &= ok
+        lines.append("- `%s`: shmdict / mimalloc = %.2fx (%.2f-%.2fx over %d processes; goal %gx: %s); "
+                     "boost_ipc / shmdict = %.1fx (goal %gx: %s)" %
+                     (w, f, min(r), max(r), len(r), limit, "met" if f <= limit else "missed",
+                      fb, GOAL5_BOOST, "met" if fb >= GOAL5_BOOST else "missed"))
+    return lines, met
 
 
 def machine_info(data, build_dir):

@@ -140,6 +140,17 @@ static uint64_t *vslot(uint64_t *lane_arr, uint64_t cap, uint64_t *ext_arr, uint
   return NULL;
 }
 
+/* Thread heaps (store_int.h): a dead lane's reservation or deferred free i, for alloc/heap.c. */
+uint64_t *shmd__lane_record(shmd_store_t *s, struct shmd__lane *x, int which, uint64_t i) {
+  int rc;
+  struct shmd__lane_ext *e = ext_view(s, x, &rc);
+  if (rc)
+    return NULL;
+  if (which == 0)
+    return vslot(x->resv, SHMD__RESV_CAP, e ? shmd__ext_resv(e) : NULL, e ? e->resv_cap : 0, i);
+  return vslot(x->dfree, SHMD__DFREE_CAP, e ? shmd__ext_dfree(e) : NULL, e ? e->dfree_cap : 0, i);
+}
+
 static uint64_t *held_slot(struct shmd__lane *l, struct shmd__lane_ext *e, uint64_t i) {
   return vslot(l->held, SHMD__HELD_CAP, e ? shmd__ext_held(e) : NULL, e ? e->held_cap : 0, i);
 }
@@ -556,12 +567,14 @@ static int recover_locked(shmd_store_t *s, struct shmd__thr *t, uint32_t idx, in
     counted = 1;
   if (counted)
     __atomic_add_fetch(&s->man->recoveries, 1, __ATOMIC_RELAXED);
+  /* Thread heaps: a dead lane's heap is adopted with the lane (alloc/heap.c). */
+  int cached = shmd__alloc_ops.heap_cached(s, idx);
   if (st == SHMD__LANE_IDLE) {
     lane_reset(x);
-    if (!ext_any(x))
+    if (!cached && !ext_any(x))
       return 0;
     /* Died after its transaction ended, before its extension blocks were freed: finish_frees()
-     * below frees them. */
+     * below frees them. A heap with cached objects is adopted below too. */
   }
   if (!can_free) {
     if (t->npending < sizeof t->pending / sizeof t->pending[0])
@@ -569,6 +582,11 @@ static int recover_locked(shmd_store_t *s, struct shmd__thr *t, uint32_t idx, in
     return 0;
   }
   settle_dead_steps(s, t, idx);
+  if (cached) {
+    int rc = shmd__alloc_ops.heap_adopt(s, t, idx);
+    if (rc < 0)
+      return rc;
+  }
   return finish_frees(s, t, x);
 }
 
@@ -626,6 +644,9 @@ static void thr_release(struct shmd__thr *t) {
     }
     if (t->npending)
       shmd__run_pending(s, t);
+    /* A thread that ends returns what its heap caches (alloc/heap.c). */
+    if (shmd__alloc_ops.heap_cached(s, t->lane_idx))
+      (void)shmd__alloc_ops.heap_adopt(s, t, t->lane_idx);
     t->lane->owner_pid = 0;
     t->lane->owner_tid = 0;
     pthread_mutex_unlock(&t->lane->live.m);

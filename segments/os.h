@@ -31,6 +31,12 @@ int shmd__os_open(const char *path, int *fd);
 int shmd__os_file_size(int fd, uint64_t *size);
 /* Maps `size` bytes of `fd` shared, read-write. */
 int shmd__os_map(int fd, uint64_t size, void **out);
+/* Set only by the malloc shim (malloc/), on the calling thread, around its calls into its own
+ * per-process store (so other stores of the program are not affected). private_maps: map segments
+ * MAP_PRIVATE (the store behaves like anonymous memory: copy-on-write across fork; no other
+ * process can share it). sparse_files: do not reserve file storage (ftruncate only). */
+extern _Thread_local int shmd__os_private_maps;
+extern _Thread_local int shmd__os_sparse_files;
 void shmd__os_unmap(void *addr, uint64_t size);
 /* Touches every page of a mapping (populate). */
 void shmd__os_populate(void *addr, uint64_t size);

@@ -100,10 +100,24 @@ int shmd__os_mkdir(const char *path, uint32_t mode) {
   return mkdir_one(path, mode);
 }
 
+_Thread_local int shmd__os_private_maps; /* see os.h (the malloc shim's private stores) */
+_Thread_local int shmd__os_sparse_files;
+
 int shmd__os_create(const char *path, uint32_t mode, uint64_t size, int *fd) {
   int f = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, (mode_t)mode);
   if (f < 0)
     return from_errno(errno, "create", path);
+  /* Private mappings never write the file: reserving its storage would only double the memory.
+   * (No error text on this path: the malloc shim creates files from inside malloc.) */
+  if (shmd__os_sparse_files) {
+    if (ftruncate(f, (off_t)size) == 0) {
+      *fd = f;
+      return 0;
+    }
+    close(f);
+    unlink(path);
+    return SHMD_EIO;
+  }
   int e = posix_fallocate(f, 0, (off_t)size);
   if (e != 0) {
     int rc = from_errno(e, "reserve space for", path);
@@ -163,7 +177,8 @@ int shmd__os_file_size(int fd, uint64_t *size) {
 }
 
 int shmd__os_map(int fd, uint64_t size, void **out) {
-  void *p = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  void *p = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, shmd__os_private_maps ? MAP_PRIVATE : MAP_SHARED,
+                 fd, 0);
   if (p == MAP_FAILED)
     return from_errno(errno, "mmap", "segment");
 #ifdef MADV_HUGEPAGE

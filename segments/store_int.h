@@ -88,7 +88,7 @@ struct shmd__manifest {
   uint32_t seg_count;     /* published with release order: the commit point of growth */
   uint32_t pad1;
   uint64_t recoveries;
-  uint64_t reserved2[16];
+  uint64_t reserved2[16]; /* [SHMD__MAN_HEAP_DIR]: thread heaps (alloc/heap.c), layout 1.2 */
   struct shmd__seg_entry segs[SHMD__MAX_SEGS];
 };
 
@@ -178,6 +178,9 @@ struct shmd__thr {
   uint32_t pending[8]; /* dead lanes whose frees are still to be finished */
   uint32_t npending;
   struct shmd__thr *next_of_thread; /* the thread's list over all stores */
+  /* ---- thread heaps (alloc/heap.c) ---- */
+  void *heap;          /* this lane's heap in shared memory (process address), NULL until first use */
+  uint32_t heap_state; /* 0 = not attached yet, 1 = attached, 2 = none (no room: run without) */
 };
 
 struct shmd_store_s {
@@ -299,7 +302,21 @@ struct shmd__alloc_ops {
   /* Allocates `size` bytes as one allocator step that, in the same step, stores the block into the
    * 8-byte lane word `word`: the block is owned by that word from its first instant. */
   int (*alloc_word)(shmd_store_t *s, struct shmd__thr *t, size_t size, uint64_t *word, shmd_ptr_t *out);
+  /* ---- thread heaps (alloc/heap.c): one heap per lane, adopted with the lane ---- */
+  /* Non-zero when lane `idx` has a heap that caches objects (a cheap read, no locks). */
+  int (*heap_cached)(shmd_store_t *s, uint32_t idx);
+  /* Returns the objects cached in lane idx's heap to the shared classes, as allocator steps of
+   * thread t (which must not be inside a step). Called by recovery, which owns the dead lane's
+   * `live` mutex, after the lane's own step is rolled back and before its reservations or deferred
+   * frees are finished (it first settles an object caught between the heap and the lane's
+   * reservation or deferred-free record), and by a thread releasing its own lane. */
+  int (*heap_adopt)(shmd_store_t *s, struct shmd__thr *t, uint32_t idx);
 };
+#define SHMD__MAN_HEAP_DIR 0 /* index in shmd__manifest.reserved2: shmd_ptr_t of the heap directory */
+/* ---- thread heaps: lane records the heap code must read for a dead lane (lane.c) ---- */
+/* Address of element i of lane x's reservations (which = 0) or deferred frees (which = 1),
+ * continuing into its extension block; NULL when i is beyond both or the block is damaged. */
+uint64_t *shmd__lane_record(shmd_store_t *s, struct shmd__lane *x, int which, uint64_t i);
 
 /* Slot i of the calling thread's reservations (i < t->resv_room). */
 static inline uint64_t *shmd__resv_slot(struct shmd__thr *t, uint64_t i) {

@@ -517,6 +517,10 @@ Test(alloc, check_detects_damage) {
   cr_assert_eq(shmd_alloc(s, 100000, &c), 0);
   cr_assert_eq(shmd_free(s, a), 0);
   check_ok(s);
+  /* A freed object reaches its slab's free list when the thread's heap is flushed (at the
+   * thread's end; here: detach). */
+  shmd_thread_detach(s);
+  check_ok(s);
   /* A wild free-list link in a free slab slot. */
   uint32_t *link = shmd_resolve(s, a);
   uint32_t saved = *link;
@@ -533,5 +537,24 @@ Test(alloc, check_detects_damage) {
   shmd_ptr_t meta_probe;
   cr_assert_eq(shmd_alloc(s, 16, &meta_probe), 0);
   check_ok(s);
+  shmd_close(s);
+}
+
+Test(alloc, check_detects_double_free_in_heap) {
+  shmd_store_t *s = ts_open("df", 4 << 20, 4 << 20);
+  shmd_ptr_t a, b;
+  cr_assert_eq(shmd_alloc(s, 48, &a), 0);
+  cr_assert_eq(shmd_alloc(s, 48, &b), 0);
+  check_ok(s);
+  /* A double free lands twice in the thread's heap: the checker reports it... */
+  cr_assert_eq(shmd_free(s, b), 0);
+  cr_assert_eq(shmd_free(s, b), 0);
+  cr_assert_eq(shmd_alloc_check(s), SHMD_ECORRUPT);
+  cr_log_info("double free: %s", shmd_errdetail());
+  cr_assert_neq(strstr(shmd_errdetail(), "twice"), NULL, "%s", shmd_errdetail());
+  /* ...and, once the heap is flushed, the slab's free list holding it twice. */
+  shmd_thread_detach(s);
+  cr_assert_eq(shmd_alloc_check(s), SHMD_ECORRUPT);
+  cr_assert_neq(strstr(shmd_errdetail(), "twice"), NULL, "%s", shmd_errdetail());
   shmd_close(s);
 }

@@ -7,6 +7,10 @@
  * block is 16-byte aligned; large blocks are page aligned. A request no segment can hold grows the
  * store by a new segment big enough for it, up to the store's size limit.
  *
+ * Each thread keeps a small cache of free objects per size class in shared memory (its heap), so
+ * that most small allocations and frees take no lock; statistics count cached objects as free, and
+ * a thread that ends (or dies) returns its cache.
+ *
  * All functions are safe for many threads in many processes, and crash-safe: a process killed
  * inside any of them leaves the allocator consistent for the others (its half-done step is rolled
  * back by whoever next needs the lock it held). A block returned by shmd_alloc() belongs to the
@@ -97,6 +101,13 @@ typedef struct shmd_stats_s {
   uint64_t allocated_bytes;    /* small_bytes_inuse + large_bytes_inuse */
   uint64_t recoveries;         /* dead threads' operations recovered */
   shmd_class_stats_t classes[SHMD_STATS_MAX_CLASSES];
+  /* Thread heaps (layout 1.2). Objects cached in a heap are free for the statistics above: they
+   * count in slab_free_bytes, not in *_inuse or allocated_bytes. Heap blocks count as allocator
+   * metadata (alloc_meta_bytes), not as large blocks. */
+  uint64_t heaps;              /* thread heaps created (at most one per lane) */
+  uint64_t heap_cached_objs;   /* free objects held in thread heaps */
+  uint64_t heap_cached_bytes;
+  uint64_t heap_meta_bytes;    /* the heaps and their directory */
 } shmd_stats_t;
 
 /* Per-segment statistics. free_blocks[k] counts free buddy blocks of 2^k pages. */

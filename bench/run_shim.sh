@@ -1,0 +1,110 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# Whole programs under LD_PRELOAD: glibc (nothing preloaded), mimalloc, jemalloc and shmdict's
+# libshmdict-malloc.so, each program run REPS times (default 3) per allocator, alternating
+# allocators, reporting the median wall time and the median peak RSS (GNU time's %e and %M).
+#
+#   bench/run_shim.sh [BUILD_DIR] [REPS]      (BUILD_DIR defaults to build; needs the shim and
+#                                              shim_threads built there: ninja -C BUILD_DIR)
+#
+# Programs: a python3 script (dicts, strings, json, sorting), sort of a 16 MB file (two sorts),
+# malloc/shim_threads (4 threads, cross-thread frees, a fork, 1200 short threads), and
+# redis-server under redis-benchmark (set/get/lpush/lpop, 100 000 requests, 50 clients; the
+# server's time is the benchmark's wall time, its peak RSS is the server's) when installed.
+# Every output is compared with glibc's run. Scratch files go to a private mktemp directory.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+build="${1:-$root/build}"
+reps="${2:-3}"
+shim="$build/malloc/libshmdict-malloc.so"
+threads="$build/malloc/shim_threads"
+[ -f "$shim" ] && [ -x "$threads" ] || { echo "run_shim.sh: build $shim and $threads first" >&2; exit 1; }
+libdir=/usr/lib/x86_64-linux-gnu
+declare -A pre=([glibc]="" [mimalloc]="$libdir/libmimalloc.so.2" [jemalloc]="$libdir/libjemalloc.so.2"
+                [shmdict]="$shim")
+allocs=(glibc mimalloc jemalloc shmdict)
+py=/usr/bin/python3
+[ -x "$py" ] || py=python3
+
+tmp="$(mktemp -d /tmp/shmdict-run-shim-XXXXXX)"
+trap 'rm -rf "$tmp"' EXIT
+export SHMDICT_MALLOC_DIR="$tmp"
+"$py" - "$tmp/lines.txt" <<'PY'
+import random, sys
+random.seed(12345)
+with open(sys.argv[1], "w") as f:
+    for i in range(400000):
+        f.write("".join(random.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(random.randint(5, 64))))
+        f.write(" %d\n" % random.randrange(1000000))
+PY
+cat > "$tmp/script.py" <<'PY'
+import json, collections, random
+random.seed(7)
+d = {}
+for i in range(300000):
+    d[str(i)] = [i] * (i % 40) + [str(i) * (i % 9)]
+c = collections.Counter(len(v) for v in d.values())
+s = sorted(d.items(), key=lambda kv: (len(kv[1]), kv[0]))
+blob = json.dumps(s[:20000])
+big = [bytearray(random.randrange(1, 200000)) for _ in range(500)]
+print(len(d), sorted(c.items())[:5], len(blob), sum(map(len, big)))
+PY
+
+declare -A cmd=(
+  [python3]="$py $tmp/script.py"
+  [sort]="sort $tmp/lines.txt | cksum; sort -k2,2n -S 64M $tmp/lines.txt | cksum"
+  [shim_threads]="$threads"
+)
+progs=(python3 sort shim_threads)
+
+median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+
+echo "| program | $(printf '%s | ' "${allocs[@]}")"
+echo "|---|$(printf -- '---:|%.0s' "${allocs[@]}")"
+for p in "${progs[@]}"; do
+  declare -A secs=() mem=()
+  for r in $(seq "$reps"); do
+    for a in "${allocs[@]}"; do
+      out="$tmp/$p.$a.out"
+      LD_PRELOAD="${pre[$a]}" /usr/bin/time -o "$tmp/time" -f "%e %M" sh -c "${cmd[$p]}" >"$out" 2>/dev/null
+      read -r e m <"$tmp/time"
+      secs[$a]+="$e "
+      mem[$a]+="$m "
+      if ! cmp -s "$out" "$tmp/$p.glibc.out"; then echo "run_shim.sh: $p under $a: output differs" >&2; fi
+    done
+  done
+  row="| $p |"
+  for a in "${allocs[@]}"; do
+    s=$(tr ' ' '\n' <<<"${secs[$a]}" | grep . | median)
+    m=$(tr ' ' '\n' <<<"${mem[$a]}" | grep . | median)
+    row+=" $(printf '%.2f s, %.0f MB' "$s" "$(echo "$m / 1024" | bc -l)") |"
+  done
+  echo "$row"
+  unset secs mem
+done
+
+if command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null; then
+  row="| redis-server (redis-benchmark, 100k requests x 4 tests) |"
+  for a in "${allocs[@]}"; do
+    ts=() ms=()
+    for r in $(seq "$reps"); do
+      port=$((30000 + RANDOM % 20000))
+      LD_PRELOAD="${pre[$a]}" /usr/bin/time -o "$tmp/rtime" -f "%e %M" redis-server --port $port --save '' \
+        --appendonly no --dir "$tmp" >/dev/null 2>&1 &
+      srv=$!
+      for i in $(seq 50); do redis-cli -p $port ping >/dev/null 2>&1 && break; sleep 0.1; done
+      start=$(date +%s.%N)
+      redis-benchmark -p $port -q -n 100000 -c 50 -d 100 -r 10000 -t set,get,lpush,lpop >/dev/null
+      end=$(date +%s.%N)
+      redis-cli -p $port shutdown nosave >/dev/null 2>&1 || true
+      wait $srv || true
+      read -r _ m <"$tmp/rtime"
+      ts+=("$(echo "$end - $start" | bc -l)")
+      ms+=("$m")
+    done
+    s=$(printf '%s\n' "${ts[@]}" | median)
+    m=$(printf '%s\n' "${ms[@]}" | median)
+    row+=" $(printf '%.2f s, %.0f MB' "$s" "$(echo "$m / 1024" | bc -l)") |"
+  done
+  echo "$row"
+fi

@@ -1,0 +1,462 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libshmdict-malloc.so: malloc, free and friends served from a shmdict store, for running
+ * unmodified programs with LD_PRELOAD (allocator benchmarks, and a whole-program test of the
+ * allocator).
+ *
+ *   LD_PRELOAD=libshmdict-malloc.so prog          a private store per process (default)
+ *   SHMDICT_MALLOC_STORE=name [SHMDICT_MALLOC_DIR=dir]  a named, shared store instead
+ *
+ * Private store: created in a fresh directory /dev/shm/shmdict-malloc-XXXXXX (or under
+ * $SHMDICT_MALLOC_DIR), its segment files sparse (no reservation) and mapped MAP_PRIVATE, the
+ * first (1 GiB of address space) then turned into anonymous memory, so the store behaves like
+ * the memory malloc normally gets: a forked child gets a copy-on-write copy, exactly as with
+ * malloc, and its own lanes and thread heaps in it. The files are unlinked as soon as they are
+ * mapped (nothing else may open them) and the directory exists only while the store adds a
+ * segment (grow_dir), so even a process that execs or is killed leaves nothing behind. Named store: mapped shared as any store, so a forked child shares every block with
+ * its parent (a write to an inherited block is seen by both: that is what a shared store is for);
+ * the child allocates from glibc and ignores frees of store blocks (see fork_child), so it can
+ * never hand the parent's live blocks to anyone. Programs that fork and keep modifying inherited
+ * memory (shells) need the default private store.
+ *
+ * Re-entrancy: the library itself calls malloc (process-local handles, thread contexts, the
+ * checker's buffers). A thread-local guard sends every allocation made while the shim is inside
+ * the library, or before the store is ready, to glibc's own allocator (__libc_malloc); free()
+ * tells the two apart by address (a pointer inside one of the store's segments is the store's).
+ *
+ * fork(): the lock-free fast paths touch only the calling thread's heap; everything else runs
+ * under a process-wide read lock that the pthread_atfork prepare handler takes for writing, so no
+ * other thread holds an allocator lock when the child's copy is made (glibc's malloc does the same
+ * with its arena locks).
+ *
+ * glibc semantics kept: malloc(0) returns a unique pointer; free(NULL) does nothing; realloc(NULL,
+ * n) is malloc(n) and realloc(p, 0) frees p and returns NULL; calloc checks n * size for overflow;
+ * every block is 16-byte aligned; posix_memalign / aligned_alloc / memalign / valloc / pvalloc give
+ * page alignment from the store's buddy blocks and larger alignments from glibc; errors set ENOMEM
+ * or return EINVAL as glibc does. Allocation failures in the store (a full /dev/shm, all lanes
+ * taken by live threads) fall back to glibc's allocator rather than fail.
+ */
+#include <dirent.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "segments/os.h"
+#include "segments/store_int.h"
+#include "shmdict.h"
+
+#define SHIM_EXPORT __attribute__((visibility("default")))
+
+extern void *__libc_malloc(size_t);
+extern void __libc_free(void *);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+extern void *__libc_memalign(size_t, size_t);
+
+int shmd__alloc_fast(shmd_store_t *s, size_t size, shmd_ptr_t *out); /* alloc/front.c */
+int shmd__free_fast(shmd_store_t *s, shmd_ptr_t p);
+
+enum { ST_NONE, ST_INIT, ST_READY, ST_FAILED };
+
+static shmd_store_t *g_store; /* published with release order once usable */
+static int g_state;
+static int g_private;
+static pid_t g_owner;
+static char g_dir[256];
+static uint32_t g_swept_segs;
+static int g_serve = 1; /* 0: a forked child of a named-store process (see fork_child) */
+static pthread_rwlock_t g_fork = PTHREAD_RWLOCK_INITIALIZER;
+static __thread int t_guard; /* inside the library: use glibc */
+
+/* ---------------------------------------------------------------------------------------------- */
+/* The store. */
+
+/* Private store: unlinks the segment files (mapped already; only this process uses them). */
+static void sweep_files(void) {
+  DIR *d = opendir(g_dir);
+  if (d == NULL)
+    return;
+  struct dirent *e;
+  char path[512];
+  while ((e = readdir(d)) != NULL) {
+    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+      continue;
+    snprintf(path, sizeof path, "%s/%s", g_dir, e->d_name);
+    if (unlink(path) != 0) {
+      /* the store's own directory */
+      DIR *sd = opendir(path);
+      if (sd != NULL) {
+        struct dirent *f;
+        char sub[800];
+        while ((f = readdir(sd)) != NULL)
+          if (f->d_name[0] != '.' || (strcmp(f->d_name, ".") && strcmp(f->d_name, ".."))) {
+            snprintf(sub, sizeof sub, "%s/%s", path, f->d_name);
+            unlink(sub);
+          }
+        closedir(sd);
+      }
+    }
+  }
+  closedir(d);
+}
+
+static void at_exit(void) {
+  if (!g_private || getpid() != g_owner)
+    return;
+  t_guard++;
+  sweep_files();
+  char path[512];
+  snprintf(path, sizeof path, "%s/m", g_dir);
+  rmdir(path);
+  rmdir(g_dir);
+  t_guard--;
+  /* The mappings stay: other threads and later destructors may still use their memory. */
+}
+
+/*
+ * Private store: replaces segment 0's mapping (MAP_PRIVATE of a sparse tmpfs file) by anonymous
+ * memory with the same bytes. A private file mapping pays twice for every page it touches (the
+ * tmpfs page behind it is allocated on the first fault, then copied on write) and keeps the file's
+ * pages alive while mapped; anonymous memory is what malloc normally gets. Done once, in the
+ * constructor, while no other thread can touch the store. Pages that are not resident (never
+ * touched: holes of the sparse file) are zero and need no copy. Segments added later stay private
+ * file mappings (the first segment is made large, so a typical program never grows).
+ */
+static void anonymize_seg0(shmd_store_t *s) {
+  unsigned char *base = s->map->base[1];
+  uint64_t size = s->seg_size[1], pages = size / 4096;
+  unsigned char *vec = __libc_malloc(pages);
+  void *tmp = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (vec == NULL || tmp == MAP_FAILED || mincore(base, size, vec) != 0) {
+    if (tmp != MAP_FAILED)
+      munmap(tmp, size);
+    __libc_free(vec);
+    return;
+  }
+  for (uint64_t i = 0; i < pages; i++)
+    if (vec[i] & 1)
+      memcpy((unsigned char *)tmp + i * 4096, base + i * 4096, 4096);
+  if (mremap(tmp, size, size, MREMAP_MAYMOVE | MREMAP_FIXED, base) == MAP_FAILED)
+    munmap(tmp, size);
+  __libc_free(vec);
+}
+
+static void fork_prepare(void) {
+  if (__atomic_load_n(&g_state, __ATOMIC_ACQUIRE) == ST_READY)
+    pthread_rwlock_wrlock(&g_fork);
+}
+static void fork_parent(void) {
+  if (__atomic_load_n(&g_state, __ATOMIC_ACQUIRE) == ST_READY)
+    pthread_rwlock_unlock(&g_fork);
+}
+static void fork_child(void) {
+  /* The child's thread has a new tid: unlocking would not recognise it as the writer. */
+  if (__atomic_load_n(&g_state, __ATOMIC_ACQUIRE) == ST_READY)
+    pthread_rwlock_init(&g_fork, NULL);
+  /* A named store is shared with the parent, including every block the parent had when it
+   * forked: if the child freed those into the store, the store would hand the parent's live
+   * blocks to someone else. So the child of a named-store process allocates from glibc and
+   * leaves the store's blocks alone (frees of them are ignored; realloc copies them out). */
+  if (!g_private)
+    __atomic_store_n(&g_serve, 0, __ATOMIC_RELEASE);
+}
+
+static void shim_init(void) {
+  int exp = ST_NONE;
+  if (!__atomic_compare_exchange_n(&g_state, &exp, ST_INIT, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+    return; /* another thread initialises (meanwhile: glibc) */
+  t_guard++;
+  const char *name = getenv("SHMDICT_MALLOC_STORE");
+  shmd_options_t o;
+  shmd_options_init(&o);
+  /* Private store: a large first segment costs only address space (sparse, anonymous). */
+  o.first_segment_bytes = name != NULL && name[0] != '\0' ? 64u << 20 : UINT64_C(1) << 30;
+  o.segment_bytes = 256u << 20;
+  o.max_threads = 256;
+  shmd_store_t *s = NULL;
+  const char *dir = getenv("SHMDICT_MALLOC_DIR");
+  int rc;
+  if (name != NULL && name[0] != '\0') {
+    o.dir = dir;
+    rc = shmd_open(name, &o, &s);
+  } else {
+    snprintf(g_dir, sizeof g_dir, "%s/shmdict-malloc-XXXXXX", dir && dir[0] ? dir : "/dev/shm");
+    rc = mkdtemp(g_dir) ? 0 : SHMD_EIO;
+    if (rc == 0) {
+      g_private = 1;
+      g_owner = getpid();
+      o.dir = g_dir;
+      o.flags = SHMD_OPEN_EXCL;
+      /* Create (shared mapping, so the initialised metadata reaches the sparse file), close, and
+       * attach again privately. */
+      shmd__os_sparse_files = 1;
+      rc = shmd_open("m", &o, &s);
+      if (rc == 0) {
+        shmd_close(s);
+        s = NULL;
+        o.flags = SHMD_OPEN_NOCREATE;
+        shmd__os_private_maps = 1;
+        rc = shmd_open("m", &o, &s);
+        shmd__os_private_maps = 0;
+      }
+      shmd__os_sparse_files = 0;
+      if (rc == 0) {
+        g_swept_segs = 1;
+        anonymize_seg0(s);
+        atexit(at_exit);
+      }
+      at_exit(); /* the files are mapped: remove them and the directories now (see grow_dir) */
+    }
+  }
+  if (rc == 0) {
+    pthread_atfork(fork_prepare, fork_parent, fork_child);
+    __atomic_store_n(&g_store, s, __ATOMIC_RELEASE);
+    __atomic_store_n(&g_state, ST_READY, __ATOMIC_RELEASE);
+  } else {
+    __atomic_store_n(&g_state, ST_FAILED, __ATOMIC_RELEASE);
+  }
+  t_guard--;
+}
+
+/* The store is opened by a constructor, as soon as the shim is loaded, never lazily from inside
+ * malloc: a malloc called by glibc while it holds one of its own locks (setlocale's, for one)
+ * must not run the library's open (which formats error texts through the locale). Until then, and
+ * if opening failed, everything goes to glibc. */
+__attribute__((constructor)) static void shim_ctor(void) { shim_init(); }
+
+/* The store that serves new allocations (NULL: glibc does). */
+static inline shmd_store_t *store(void) {
+  return __builtin_expect(g_serve, 1) ? __atomic_load_n(&g_store, __ATOMIC_ACQUIRE) : NULL;
+}
+
+/* Around every call into the library that may take allocator locks or map segments. */
+static inline void enter(void) {
+  t_guard++;
+  pthread_rwlock_rdlock(&g_fork);
+  shmd__os_private_maps = g_private;
+  shmd__os_sparse_files = g_private;
+}
+static inline void leave(shmd_store_t *s) {
+  shmd__os_private_maps = 0;
+  shmd__os_sparse_files = 0;
+  pthread_rwlock_unlock(&g_fork);
+  if (g_private) {
+    uint32_t segs = shmd__seg_count(s);
+    if (segs != g_swept_segs) {
+      g_swept_segs = segs; /* a segment was added: unlink its file, remove the dirs */
+      if (getpid() == g_owner)
+        at_exit();
+      else
+        sweep_files();
+    }
+  }
+  t_guard--;
+}
+
+/* Private store: its directory exists only while a segment is being added, so that a process
+ * that execs or is killed leaves nothing behind. An allocation that failed for want of it (the
+ * store could not grow) re-creates it and tries again; leave() removes it again. */
+static int grow_dir(void) {
+  if (!g_private || getpid() != g_owner)
+    return 0;
+  char path[512];
+  snprintf(path, sizeof path, "%s/m", g_dir);
+  if (mkdir(g_dir, 0700) != 0 && errno != EEXIST)
+    return 0;
+  if (mkdir(path, 0700) != 0 && errno != EEXIST)
+    return 0;
+  return 1;
+}
+
+static void *store_alloc(shmd_store_t *s, size_t n) {
+  shmd_ptr_t p;
+  if (__builtin_expect(shmd__alloc_fast(s, n, &p), 1))
+    return shmd_resolve(s, p);
+  int saved = errno;
+  enter();
+  int rc = shmd_alloc(s, n, &p);
+  if (rc != 0 && grow_dir()) {
+    rc = shmd_alloc(s, n, &p);
+    g_swept_segs = 0; /* leave() sweeps */
+  }
+  leave(s);
+  errno = saved;
+  return rc == 0 ? shmd_resolve(s, p) : NULL;
+}
+
+/* The store's pointer for address a, or null when a is not in the store. */
+static inline shmd_ptr_t ours(shmd_store_t *s, const void *a) { return s ? shmd_ptr_from_addr(s, a) : shmd_ptr_null(); }
+
+/* ---------------------------------------------------------------------------------------------- */
+/* The malloc API. */
+
+SHIM_EXPORT void *malloc(size_t n) {
+  shmd_store_t *s;
+  if (__builtin_expect(!t_guard, 1) && (s = store()) != NULL) {
+    void *p = store_alloc(s, n);
+    if (__builtin_expect(p != NULL, 1))
+      return p;
+  }
+  return __libc_malloc(n);
+}
+
+SHIM_EXPORT void free(void *a) {
+  if (a == NULL)
+    return;
+  shmd_store_t *s = __atomic_load_n(&g_store, __ATOMIC_ACQUIRE);
+  shmd_ptr_t p = ours(s, a);
+  if (p.v == 0) {
+    __libc_free(a);
+    return;
+  }
+  if (__builtin_expect(!g_serve, 0))
+    return; /* the parent's block (fork_child) */
+  if (__builtin_expect(shmd__free_fast(s, p), 1))
+    return;
+  if (t_guard)
+    return; /* a store block freed from inside the library: cannot happen; never recurse */
+  enter();
+  (void)shmd_free(s, p);
+  leave(s);
+}
+
+SHIM_EXPORT void *calloc(size_t n, size_t size) {
+  if (size && n > SIZE_MAX / size) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  shmd_store_t *s;
+  if (!t_guard && (s = store()) != NULL) {
+    void *p = store_alloc(s, n * size);
+    if (p != NULL) {
+      memset(p, 0, n * size);
+      return p;
+    }
+  }
+  return __libc_calloc(n, size);
+}
+
+static size_t (*libc_usable)(void *);
+
+static size_t usable(shmd_store_t *s, void *a, shmd_ptr_t p) {
+  if (p.v)
+    return shmd_usable_size(s, p);
+  if (libc_usable == NULL) {
+    t_guard++;
+    void *f = dlsym(RTLD_NEXT, "malloc_usable_size");
+    t_guard--;
+    if (f == NULL)
+      return 0;
+    memcpy(&libc_usable, &f, sizeof f);
+  }
+  return libc_usable(a);
+}
+
+SHIM_EXPORT void *realloc(void *a, size_t n) {
+  if (a == NULL)
+    return malloc(n);
+  if (n == 0) {
+    free(a);
+    return NULL;
+  }
+  shmd_store_t *s = __atomic_load_n(&g_store, __ATOMIC_ACQUIRE);
+  shmd_ptr_t p = ours(s, a);
+  if (p.v == 0)
+    return __libc_realloc(a, n);
+  size_t have = shmd_usable_size(s, p);
+  if (n <= have && shmd_good_size(n) * 2 > have && g_serve)
+    return a;
+  void *b = malloc(n);
+  if (b == NULL)
+    return NULL; /* errno is ENOMEM; a is untouched */
+  memcpy(b, a, n < have ? n : have);
+  free(a);
+  return b;
+}
+
+SHIM_EXPORT void *reallocarray(void *a, size_t n, size_t size) {
+  if (size && n > SIZE_MAX / size) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  return realloc(a, n * size);
+}
+
+SHIM_EXPORT size_t malloc_usable_size(void *a) {
+  if (a == NULL)
+    return 0;
+  shmd_store_t *s = __atomic_load_n(&g_store, __ATOMIC_ACQUIRE);
+  return usable(s, a, ours(s, a));
+}
+
+/* Aligned blocks: up to 16 bytes every block; up to a page the store's buddy blocks (a request
+ * above the largest slab class gets one, page aligned); larger alignments from glibc. */
+static void *aligned(size_t align, size_t n) {
+  if (align <= 16)
+    return malloc(n);
+  shmd_store_t *s;
+  if (align <= 4096 && !t_guard && (s = store()) != NULL) {
+    void *p = store_alloc(s, n > SHMD_SMALL_MAX ? n : SHMD_SMALL_MAX + 1);
+    if (p != NULL && ((uintptr_t)p & (align - 1)) == 0)
+      return p;
+    if (p != NULL)
+      free(p);
+  }
+  return __libc_memalign(align, n);
+}
+
+static inline int pow2(size_t x) { return x != 0 && (x & (x - 1)) == 0; }
+
+SHIM_EXPORT int posix_memalign(void **out, size_t align, size_t n) {
+  if (!pow2(align) || align % sizeof(void *) != 0)
+    return EINVAL;
+  int saved = errno;
+  void *p = aligned(align, n);
+  if (p == NULL)
+    return ENOMEM;
+  errno = saved;
+  *out = p;
+  return 0;
+}
+
+SHIM_EXPORT void *aligned_alloc(size_t align, size_t n) {
+  if (!pow2(align)) {
+    errno = EINVAL;
+    return NULL;
+  }
+  return aligned(align, n);
+}
+
+SHIM_EXPORT void *memalign(size_t align, size_t n) {
+  if (align > SIZE_MAX / 2 + 1) {
+    errno = EINVAL;
+    return NULL;
+  }
+  size_t a = 1;
+  while (a < align) /* glibc rounds a non-power of two up */
+    a <<= 1;
+  return aligned(a, n);
+}
+
+SHIM_EXPORT void *valloc(size_t n) { return aligned(4096, n); }
+
+SHIM_EXPORT void *pvalloc(size_t n) {
+  if (n > SIZE_MAX - 4095) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  size_t r = (n + 4095) & ~(size_t)4095;
+  return aligned(4096, r ? r : 4096);
+}
+
+/* For tests and curious programs (found with dlsym): 1 when p is a block of the shim's store. */
+SHIM_EXPORT int shmdict_malloc_owns(const void *p) {
+  return p != NULL && ours(__atomic_load_n(&g_store, __ATOMIC_ACQUIRE), p).v != 0;
+}

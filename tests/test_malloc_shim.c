@@ -1,0 +1,202 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libshmdict-malloc.so: real programs run with LD_PRELOAD of the shim and without it, and their
+ * outputs compared: a python3 script, sort on a large file, a multi-threaded program of ours that
+ * also forks (malloc/shim_threads.c), and redis-server under redis-benchmark when both are
+ * installed. The shim's private stores go to the test's private directory (SHMDICT_MALLOC_DIR),
+ * which must be empty again after each run (the store is removed at exit), and a named shared
+ * store (SHMDICT_MALLOC_STORE) is tried too. These tests fork and exec.
+ */
+#include <dirent.h>
+#include <fcntl.h>
+
+#include "support.h"
+
+TestSuite(mp_shim, .init = ts_init, .fini = ts_fini, .timeout = 300);
+
+static const char *shim_so(void) {
+  const char *p = getenv("SHMDICT_MALLOC_SO");
+  cr_assert_not_null(p, "SHMDICT_MALLOC_SO is not set (run through meson test)");
+  return p;
+}
+
+/* Runs `cmd` with /bin/sh, stdout into `out`; with the shim when `shim` (1: private store,
+ * 2: the named store "shared"). Returns the exit status (128 + signal when killed). */
+static int run(const char *cmd, const char *out, int shim) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0)
+      _exit(126);
+    dup2(fd, 1);
+    close(fd);
+    setenv("SHMDICT_MALLOC_DIR", ts_dir, 1);
+    if (shim) {
+      setenv("LD_PRELOAD", shim_so(), 1);
+      if (shim == 2)
+        setenv("SHMDICT_MALLOC_STORE", "shared", 1);
+    }
+    execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+    _exit(127);
+  }
+  return ts_wait(pid);
+}
+
+static char *slurp(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  cr_assert_not_null(f, "%s", path);
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  char *b = malloc((size_t)n + 1);
+  cr_assert_eq(fread(b, 1, (size_t)n, f), (size_t)n);
+  b[n] = 0;
+  fclose(f);
+  *len = (size_t)n;
+  return b;
+}
+
+/* No private store left behind in the test directory. */
+static void no_leftover(void) {
+  DIR *d = opendir(ts_dir);
+  cr_assert_not_null(d);
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL)
+    cr_assert_null(strstr(e->d_name, "shmdict-malloc-"), "left behind: %s", e->d_name);
+  closedir(d);
+}
+
+/* Runs cmd without and with the shim and compares the outputs. */
+static void same_output(const char *what, const char *cmd) {
+  char a[512], b[512];
+  snprintf(a, sizeof a, "%s/%s.plain", ts_dir, what);
+  snprintf(b, sizeof b, "%s/%s.shim", ts_dir, what);
+  cr_assert_eq(run(cmd, a, 0), 0, "%s without the shim failed", what);
+  int st = run(cmd, b, 1);
+  cr_assert_eq(st, 0, "%s under the shim ended with %d", what, st);
+  size_t na, nb;
+  char *x = slurp(a, &na), *y = slurp(b, &nb);
+  cr_assert_gt(na, 0, "%s printed nothing", what);
+  cr_assert(na == nb && memcmp(x, y, na) == 0, "%s: outputs differ (%zu vs %zu bytes)", what, na, nb);
+  free(x);
+  free(y);
+  unlink(a);
+  unlink(b);
+  no_leftover();
+}
+
+static int have(const char *prog) {
+  char cmd[256];
+  snprintf(cmd, sizeof cmd, "command -v %s >/dev/null 2>&1", prog);
+  return system(cmd) == 0;
+}
+
+Test(mp_shim, threads_fork_and_short_threads) {
+  const char *bin = getenv("SHIM_THREADS");
+  cr_assert_not_null(bin);
+  char cmd[1024];
+  snprintf(cmd, sizeof cmd, "SHIM_EXPECT=0 %s", bin);
+  same_output("threads", cmd);
+  /* And it really ran on the shim's store. */
+  char out[512];
+  snprintf(out, sizeof out, "%s/expect.out", ts_dir);
+  snprintf(cmd, sizeof cmd, "SHIM_EXPECT=1 %s", bin);
+  cr_assert_eq(run(cmd, out, 1), 0, "shim_threads did not get its blocks from the shim");
+  no_leftover();
+}
+
+Test(mp_shim, python3_script) {
+  cr_assert(have("python3"));
+  const char *script =
+      "python3 -c '\n"
+      "import json, collections, random\n"
+      "random.seed(7)\n"
+      "d = {}\n"
+      "for i in range(150000):\n"
+      "    d[str(i)] = [i] * (i % 40) + [str(i) * (i % 9)]\n"
+      "c = collections.Counter(len(v) for v in d.values())\n"
+      "s = sorted(d.items(), key=lambda kv: (len(kv[1]), kv[0]))\n"
+      "blob = json.dumps(s[:3000])\n"
+      "big = [bytearray(random.randrange(1, 200000)) for _ in range(200)]\n"
+      "print(len(d), sorted(c.items())[:5], len(blob), sum(map(len, big)), hash(tuple(s[-1][1][:3])))\n"
+      "'";
+  same_output("python3", script);
+}
+
+Test(mp_shim, sort_large_file) {
+  cr_assert(have("sort"));
+  char path[512], cmd[2048];
+  snprintf(path, sizeof path, "%s/lines.txt", ts_dir);
+  FILE *f = fopen(path, "w");
+  cr_assert_not_null(f);
+  ts_rng_t r = {12345};
+  for (int i = 0; i < 400000; i++) { /* about 16 MB */
+    int n = 5 + (int)ts_below(&r, 60);
+    for (int j = 0; j < n; j++)
+      fputc('a' + (int)ts_below(&r, 26), f);
+    fprintf(f, " %llu\n", (unsigned long long)ts_below(&r, 1000000));
+  }
+  fclose(f);
+  snprintf(cmd, sizeof cmd, "sort %s | cksum && sort -k2,2n -S 8M --parallel=2 %s | tail -n 3", path, path);
+  same_output("sort", cmd);
+  unlink(path);
+}
+
+Test(mp_shim, named_shared_store) {
+  /* SHMDICT_MALLOC_STORE: a named store, kept (it is the user's). shim_threads forks while its
+   * threads run; with a shared store the child shares the parent's blocks, so it only reads and
+   * frees what it inherited (SHIM_SHARED=1), and must not damage the parent's blocks. */
+  const char *bin = getenv("SHIM_THREADS");
+  char a[512], b[512], cmd[1024];
+  snprintf(a, sizeof a, "%s/named.plain", ts_dir);
+  snprintf(b, sizeof b, "%s/named.shim", ts_dir);
+  snprintf(cmd, sizeof cmd, "SHIM_SHARED=1 %s", bin);
+  cr_assert_eq(run(cmd, a, 0), 0);
+  cr_assert_eq(run(cmd, b, 2), 0);
+  cr_assert_eq(run(cmd, b, 2), 0, "a second process on the same named store");
+  size_t na, nb;
+  char *x = slurp(a, &na), *y = slurp(b, &nb);
+  cr_assert(na == nb && memcmp(x, y, na) == 0, "outputs differ: [%s] vs [%s]", x, y);
+  free(x);
+  free(y);
+  char store[512];
+  snprintf(store, sizeof store, "%s/shared/seg-00000", ts_dir);
+  cr_assert_eq(access(store, F_OK), 0, "the named store was created in SHMDICT_MALLOC_DIR");
+  /* The store is consistent after both processes ended. */
+  shmd_options_t o = ts_opts(0, 0);
+  o.flags = SHMD_OPEN_NOCREATE;
+  shmd_store_t *s;
+  cr_assert_eq(shmd_open("shared", &o, &s), 0, "%s", shmd_errdetail());
+  int rc = shmd_alloc_check(s);
+  cr_assert_eq(rc, 0, "%s: %s", shmd_strerror(rc), shmd_errdetail());
+  shmd_close(s);
+}
+
+Test(mp_shim, redis_server_under_benchmark) {
+  if (!have("redis-server") || !have("redis-benchmark") || !have("redis-cli")) {
+    cr_skip_test("redis-server / redis-benchmark / redis-cli not installed");
+  }
+  for (int shim = 0; shim <= 1; shim++) {
+    int port = 20000 + (int)(getpid() % 20000);
+    char cmd[2048], out[512];
+    snprintf(out, sizeof out, "%s/redis.%d", ts_dir, shim);
+    snprintf(cmd, sizeof cmd,
+             "redis-server --port %d --save '' --appendonly no --daemonize no --dir %s >/dev/null 2>&1 & "
+             "srv=$!; for i in $(seq 50); do redis-cli -p %d ping >/dev/null 2>&1 && break; sleep 0.1; done; "
+             "env -u LD_PRELOAD redis-benchmark -p %d -q -n 20000 -d 100 -t set,get,lpush,lpop,sadd,hset >/dev/null && "
+             "env -u LD_PRELOAD redis-cli -p %d dbsize; env -u LD_PRELOAD redis-cli -p %d llen mylist; "
+             "env -u LD_PRELOAD redis-cli -p %d shutdown nosave >/dev/null 2>&1; wait $srv; true",
+             port, ts_dir, port, port, port, port, port);
+    cr_assert_eq(run(cmd, out, shim), 0);
+  }
+  size_t na, nb;
+  char a[512], b[512];
+  snprintf(a, sizeof a, "%s/redis.0", ts_dir);
+  snprintf(b, sizeof b, "%s/redis.1", ts_dir);
+  char *x = slurp(a, &na), *y = slurp(b, &nb);
+  cr_log_info("redis without / with the shim: %s / %s", x, y);
+  cr_assert(na > 0 && na == nb && memcmp(x, y, na) == 0, "redis outputs differ: [%s] vs [%s]", x, y);
+  free(x);
+  free(y);
+  no_leftover();
+}
