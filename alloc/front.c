@@ -191,6 +191,8 @@ static int alloc_impl(shmd_store_t *s, struct shmd__thr *t, size_t size, int res
   }
   uint32_t c = small ? shmd__size_class(size) : 0;
   uint32_t order = small ? 0 : order_for(size);
+  /* A process-wide hint that threads read and write without a lock: relaxed atomics, since a
+   * stale value only costs a try in another segment. */
   uint32_t *hint = small ? &s->alloc_hint[c] : &s->large_hint;
   struct shmd__heap *hp = NULL;
   if (__builtin_expect(small, 1)) {
@@ -204,7 +206,8 @@ static int alloc_impl(shmd_store_t *s, struct shmd__thr *t, size_t size, int res
         return 0;
     }
     /* The segment that served this class last time. */
-    int rc = hp ? shmd__heap_refill_in(s, t, *hint, c) : alloc_small_in(s, t, *hint, c, resv, out);
+    uint32_t h0 = __atomic_load_n(hint, __ATOMIC_RELAXED);
+    int rc = hp ? shmd__heap_refill_in(s, t, h0, c) : alloc_small_in(s, t, h0, c, resv, out);
     if (rc == 0 && hp)
       return heap_pop(t, hp, c, resv, out) ? 0 : SHMD_ECORRUPT;
     if (__builtin_expect(rc != SHMD_ENOSPC && rc != SHMD_ENOTFOUND, 1))
@@ -212,14 +215,15 @@ static int alloc_impl(shmd_store_t *s, struct shmd__thr *t, size_t size, int res
   }
   for (int round = 0; round < 64; round++) {
     uint32_t n = shmd__seg_count(s);
-    uint32_t start = *hint < n ? *hint : n - 1;
+    uint32_t h = __atomic_load_n(hint, __ATOMIC_RELAXED);
+    uint32_t start = h < n ? h : n - 1;
     for (uint32_t k = 0; k < n; k++) {
       uint32_t seg = start + k < n ? start + k : start + k - n;
       int rc = !small ? alloc_large_in(s, t, seg, order, resv, out)
                : hp   ? shmd__heap_refill_in(s, t, seg, c)
                       : alloc_small_in(s, t, seg, c, resv, out);
       if (rc == 0) {
-        *hint = seg;
+        __atomic_store_n(hint, seg, __ATOMIC_RELAXED);
         if (hp)
           return heap_pop(t, hp, c, resv, out) ? 0 : SHMD_ECORRUPT;
         return 0;
@@ -231,7 +235,7 @@ static int alloc_impl(shmd_store_t *s, struct shmd__thr *t, size_t size, int res
     int rc = shmd__grow(s, t, n, need);
     if (rc < 0)
       return rc;
-    *hint = n; /* the new segment (or the one a racing grower added) */
+    __atomic_store_n(hint, n, __ATOMIC_RELAXED); /* the new segment (or a racing grower's) */
   }
   return SHMD_ENOSPC;
 }

@@ -137,7 +137,7 @@ static int kv_root(shmd_store_t *s, shmd_ptr_t *out) {
 
 static int kv_root_view(shmd_store_t *s, shmd_ptr_t rp, kv_root_t **out) {
   void *a;
-  if (shmd_resolve_checked(s, rp, sizeof(kv_root_t), &a))
+  if ((rp.v & 7) || shmd_resolve_checked(s, rp, sizeof(kv_root_t), &a)) /* blocks are 16-aligned */
     return SHMD_ECORRUPT;
   kv_root_t *r = a;
   if (r->magic != KV_ROOT_MAGIC)
@@ -148,7 +148,7 @@ static int kv_root_view(shmd_store_t *s, shmd_ptr_t rp, kv_root_t **out) {
 
 int kv_db_view(shmd_store_t *s, shmd_ptr_t dp, kv_db_t **out) {
   void *a;
-  if (shmd_resolve_checked(s, dp, sizeof(kv_db_t), &a))
+  if ((dp.v & 7) || shmd_resolve_checked(s, dp, sizeof(kv_db_t), &a))
     return SHMD_ECORRUPT;
   kv_db_t *d = a;
   if (d->magic != KV_DB_MAGIC)

@@ -413,7 +413,8 @@ static int check_manifest(shmd_store_t *s, const char *path) {
       m->lanes_off + (uint64_t)m->lane_count * m->lane_bytes > h->alloc_off ||
       m->roots_off + (uint64_t)m->root_cap * sizeof(struct shmd__root) > m->lanes_off ||
       m->roots_off < h->manifest_off + sizeof(struct shmd__manifest) || m->max_segments > SHMD__MAX_SEGS ||
-      m->seg_count == 0 || m->seg_count > m->max_segments || m->segs[0].size_bytes != size)
+      m->seg_count == 0 || m->seg_count > m->max_segments || m->segs[0].size_bytes != size ||
+      ((m->lanes_off | m->lane_bytes | m->roots_off) & 7) != 0) /* lanes and roots hold 8-byte words */
     return SHMD_CORRUPT("manifest fields out of range");
   return 0;
 }

@@ -526,3 +526,57 @@ Test(hostile, misaligned_list_link) {
   cr_assert_eq(shmd_kv_check(s), SHMD_ECORRUPT);
   shmd_close(s);
 }
+
+/* Found by the fuzzer under UBSan: a manifest whose lane (or root) offset is in bounds but not
+ * 8-aligned was accepted, and every lane access was then misaligned. Now refused as ECORRUPT. */
+Test(hostile, misaligned_lane_offset_is_refused) {
+  shmd_store_t *s = ts_open("lo", 4 << 20, 1 << 20);
+  shmd_close(s);
+  char path[512];
+  store_path(path, sizeof path, "lo", "seg-00000");
+  int fd = open(path, O_RDWR);
+  cr_assert_geq(fd, 0);
+  struct shmd__seg_hdr h;
+  cr_assert_eq(pread(fd, &h, sizeof h, 0), (ssize_t)sizeof h);
+  off_t at = (off_t)(h.manifest_off + offsetof(struct shmd__manifest, lanes_off));
+  uint64_t lanes_off;
+  cr_assert_eq(pread(fd, &lanes_off, 8, at), 8);
+  lanes_off += 4;
+  cr_assert_eq(pwrite(fd, &lanes_off, 8, at), 8);
+  /* one lane fewer, so that the shifted lanes still end in bounds */
+  off_t cat = (off_t)(h.manifest_off + offsetof(struct shmd__manifest, lane_count));
+  uint32_t lane_count;
+  cr_assert_eq(pread(fd, &lane_count, 4, cat), 4);
+  lane_count--;
+  cr_assert_eq(pwrite(fd, &lane_count, 4, cat), 4);
+  close(fd);
+  shmd_options_t o = ts_opts(4 << 20, 1 << 20);
+  o.flags = SHMD_OPEN_NOCREATE;
+  s = NULL;
+  cr_assert_eq(shmd_open("lo", &o, &s), SHMD_ECORRUPT, "%s", shmd_errdetail());
+  cr_assert_null(s);
+}
+
+/* Found by the fuzzer under UBSan: the keyspace root named by a damaged root entry (or a database
+ * pointer) at an odd address was bounds-checked only; reading it was misaligned. Now ECORRUPT. */
+Test(hostile, misaligned_keyspace_root) {
+  shmd_store_t *s = ts_open("kr", 4 << 20, 1 << 20);
+  cr_assert_eq(kv_line(s, "SET a b"), 0);
+  shmd_close(s);
+  s = ts_open("kr", 4 << 20, 1 << 20); /* a fresh handle: no cached root */
+  shmd_ptr_t root = shmd_ptr_null();
+  int found = 0;
+  struct shmd__root *r = (struct shmd__root *)(void *)((unsigned char *)shmd__seg(s, 0) + s->man->roots_off);
+  for (uint32_t i = 0; i < s->man->root_cap && !found; i++)
+    if (r[i].name[0] && r[i].ptr) {
+      root.v = r[i].ptr;
+      r[i].ptr += 1; /* the only root: the keyspace's */
+      found = 1;
+    }
+  cr_assert(found);
+  cr_assert_eq(shmd_kv_check(s), SHMD_ECORRUPT);
+  size_t len;
+  cr_assert_eq(shmd_kv_get(s, 0, "a", 1, NULL, 0, &len), SHMD_ECORRUPT);
+  (void)root;
+  shmd_close(s);
+}
