@@ -395,12 +395,15 @@ static inline int heap_push(shmd_store_t *s, struct shmd__heap *hp, shmd_ptr_t p
     return 1;
   const struct shmd__seg_hdr *h = (const struct shmd__seg_hdr *)(const void *)base;
   const struct shmd__seg_alloc *sa = (const struct shmd__seg_alloc *)(const void *)(base + h->alloc_off);
-  uint64_t off = shmd_ptr_offset(p), rel = off - sa->data_off;
-  if (__builtin_expect(rel >= sa->data_bytes, 0))
+  /* Bounds come from the segment header (checksummed, never changes) so that a damaged allocator
+   * header cannot send the reads below outside the mapping: such a pointer takes the checked path,
+   * which reports the damage. */
+  uint64_t off = shmd_ptr_offset(p), rel = off - h->data_off;
+  if (__builtin_expect(rel >= h->data_bytes, 0))
     return 1;
   /* Data areas start 64 KiB aligned, so a slab's header is at the offset masked to 64 KiB. */
-  if (base[sa->pagemap_off + ((rel / SHMD_PAGE_BYTES) & ~(uint64_t)(SHMD_SLAB_BYTES / SHMD_PAGE_BYTES - 1))] !=
-      (PM_SLAB | SHMD__SLAB_ORDER))
+  uint64_t pmi = sa->pagemap_off + ((rel / SHMD_PAGE_BYTES) & ~(uint64_t)(SHMD_SLAB_BYTES / SHMD_PAGE_BYTES - 1));
+  if (__builtin_expect(pmi >= h->data_off, 0) || base[pmi] != (PM_SLAB | SHMD__SLAB_ORDER))
     return 1;
   const struct shmd__slab *sl =
       (const struct shmd__slab *)(const void *)(base + (off & ~(uint64_t)(SHMD_SLAB_BYTES - 1)));

@@ -265,6 +265,8 @@ int shmd__heap_refill_in(shmd_store_t *s, struct shmd__thr *t, uint32_t seg, uin
  * (not an allocated object of this class: a double free that reached the cache), or a status. */
 static int entry_slab(struct shmd__seg_hdr *h, struct shmd__seg_alloc *sa, uint32_t c, uint64_t off,
                       uint64_t *slab_off) {
+  if (!shmd__sa_is_valid(h, sa)) /* the page map lookup below trusts its offsets */
+    return SHMD_CORRUPT("allocator metadata header is damaged");
   if (off < sa->data_off || off >= sa->data_off + sa->data_bytes)
     return 1;
   const unsigned char *pm = shmd__pagemap(h, sa);
