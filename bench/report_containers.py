@@ -414,7 +414,10 @@ def main():
                                                  "bench_containers_growth.png"))
     args = p.parse_args()
 
-    load = R.loadavg()
+    try:
+        load = os.getloadavg()[0]  # report.py no longer has loadavg() (busy-CPU check there)
+    except OSError:
+        load = None
     args.load_at_start = "%.2f" % load if load is not None else "?"
     if load is not None and load > 0.5:
         print("report_containers.py: warning: load average %.2f -- other processes are running; "

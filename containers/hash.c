@@ -968,28 +968,32 @@ int shmd__grow_ahead(shmd_store_t *s, uint64_t want_data_bytes, int start); /* s
  * After an insert, outside the hash's lock: lets the store prepare its next segment before an
  * insert needs it (the essay in segments/store.c: a segment reserved on the insert path is a
  * 20-100 ms stall). Every AHEAD_EVERY inserts of a thread it looks at the store's free buddy
- * space, and asks for a spare growth segment when less than half a growth segment is left; and
- * once the hash is half way to its next resize, for a spare that can hold the next bucket table
- * (8 << (log2 + 1) bytes; from 1 MiB on). In between, each call reserves one more piece (256 KiB)
- * of a spare in progress, so the reservation is spread over a few hundred inserts. Best effort:
- * nothing here can fail the insert.
+ * space (shmd_segment_stats(), a few loads per segment) and asks for a spare growth segment when
+ * less than half a growth segment is free; and, once the hash is half way to its next resize, for
+ * a spare that can hold the next bucket table (8 << (log2 + 1) bytes, from 1 MiB on) when no
+ * segment has a free block that big. In between, each call reserves one more piece (32 KiB) of a
+ * spare in progress, so the reservation is spread over a few thousand inserts; with nothing in
+ * progress a call is one relaxed load. Best effort: nothing here can fail the insert.
  */
 static void grow_ahead(shmd_store_t *s, uint64_t count, uint32_t log2_now) {
   static _Thread_local uint32_t tick;
   if (++tick % AHEAD_EVERY == 0) {
     struct shmd__manifest *m = s->man;
     uint32_t n = shmd__seg_count(s);
-    uint64_t free_bytes = 0;
-    for (uint32_t i = 0; i < n && free_bytes < m->grow_seg_bytes / 2; i++) {
+    uint64_t free_bytes = 0, largest = 0;
+    for (uint32_t i = 0; i < n; i++) {
       shmd_segment_stats_t st;
-      if (shmd_segment_stats(s, i, &st) == 0)
+      if (shmd_segment_stats(s, i, &st) == 0) {
         free_bytes += st.free_bytes;
+        largest = st.largest_free_block > largest ? st.largest_free_block : largest;
+      }
     }
     if (free_bytes < m->grow_seg_bytes / 2 && shmd__grow_ahead(s, 0, 1))
       return; /* one step per insert */
+    uint64_t next_table = (uint64_t)8 << (log2_now + 1);
     if (log2_now >= AHEAD_MIN_TABLE_LOG2 && log2_now < MAX_LOG2 &&
-        count * 2 > (UINT64_C(1) << log2_now))
-      shmd__grow_ahead(s, (uint64_t)8 << (log2_now + 1), 1);
+        count * 2 > (UINT64_C(1) << log2_now) && largest < next_table)
+      shmd__grow_ahead(s, next_table, 1);
     return;
   }
   shmd__grow_ahead(s, 0, 0);
@@ -1091,7 +1095,9 @@ static inline void *opt_at(shmd_store_t *s, shmd_ptr_t p, size_t len) {
   unsigned char *base = __atomic_load_n(&s->map->base[idx], __ATOMIC_ACQUIRE);
   if (__builtin_expect(base == NULL, 0)) {
     void *a;
-    if (idx == 0 || (p.v & 7) != 0 || shmd_resolve_checked(s, p, len, &a) != 0)
+    /* a segment that exists (so no corruption detail is recorded for a torn pointer) */
+    if (idx == 0 || idx > shmd__seg_count(s) || (p.v & 7) != 0 ||
+        shmd_resolve_checked(s, p, len, &a) != 0)
       return NULL;
     return a;
   }
