@@ -300,7 +300,33 @@ static void settle_dead_steps(shmd_store_t *s, struct shmd__thr *t, uint32_t x);
 /* Tries to take lane l's liveness mutex without blocking. Returns 1 when this thread now owns it
  * (the previous owner is dead, made consistent, or there was none), 0 when a live thread (its
  * owner, or a recoverer) holds it, or SHMD_ECORRUPT when the mutex is unusable. */
+#ifdef __GLIBC__
+/* The kind word glibc stores in a mutex made by shmd__lane_init_mutex(). glibc dispatches on it
+ * (normal, robust, priority-inheriting, lock-elided with TSX instructions...), so a damaged one
+ * sends pthread_mutex_trylock() down any of those paths: found by the mutation loop, a kind with
+ * the elision bit executed xbegin, SIGILL on a CPU without TSX. It is checked first. */
+static int g_live_kind = -1;
+static pthread_once_t g_kind_once = PTHREAD_ONCE_INIT;
+static void live_kind_init(void) {
+  pthread_mutex_t m;
+  pthread_mutexattr_t a;
+  pthread_mutexattr_init(&a);
+  pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+  pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+  if (pthread_mutex_init(&m, &a) == 0) {
+    g_live_kind = m.__data.__kind;
+    pthread_mutex_destroy(&m);
+  }
+  pthread_mutexattr_destroy(&a);
+}
+#endif
+
 static int live_trylock(struct shmd__lane *l) {
+#ifdef __GLIBC__
+  pthread_once(&g_kind_once, live_kind_init);
+  if (__atomic_load_n(&l->live.m.__data.__kind, __ATOMIC_RELAXED) != g_live_kind)
+    return SHMD_CORRUPT("lane liveness mutex is damaged (its kind word)");
+#endif
   int r = pthread_mutex_trylock(&l->live.m);
   if (r == EBUSY)
     return 0;

@@ -580,3 +580,33 @@ Test(hostile, misaligned_keyspace_root) {
   (void)root;
   shmd_close(s);
 }
+
+/* Found by the loop: a damaged kind word in a lane's liveness mutex sent glibc's trylock down its
+ * lock-elision path (xbegin: SIGILL on a CPU without TSX). Now ECORRUPT, checked before the call. */
+Test(hostile, damaged_lane_mutex_kind) {
+  shmd_store_t *s = ts_open("mk", 4 << 20, 1 << 20);
+  shmd_ptr_t p;
+  cr_assert_eq(shmd_alloc(s, 100, &p), 0); /* this thread's lane is claimed now */
+  uint32_t victim = UINT32_MAX;
+  for (uint32_t i = 0; i < s->man->lane_count && victim == UINT32_MAX; i++)
+    if (shmd__lane_at(s, i)->owner_pid != (uint32_t)getpid())
+      victim = i;
+  cr_assert_neq(victim, UINT32_MAX);
+  struct shmd__lane *l = shmd__lane_at(s, victim);
+  int saved = l->live.m.__data.__kind;
+  l->live.m.__data.__kind = saved | 256; /* glibc's PTHREAD_MUTEX_ELISION_NP */
+  pid_t pid = fork();
+  if (pid == 0) {
+    shmd_options_t o = ts_opts(4 << 20, 1 << 20);
+    shmd_store_t *c = NULL;
+    int rc = shmd_open("mk", &o, &c);
+    if (rc == 0)
+      rc = shmd_recover(c);
+    _exit(rc == SHMD_ECORRUPT ? 0 : 1);
+  }
+  cr_assert_eq(ts_wait(pid), 0, "a damaged lane mutex must give ECORRUPT (132 = SIGILL)");
+  l->live.m.__data.__kind = saved;
+  cr_assert_geq(shmd_recover(s), 0);
+  cr_assert_eq(shmd_alloc_check(s), 0, "%s", shmd_errdetail());
+  shmd_close(s);
+}
