@@ -236,10 +236,10 @@ def section(res, data, args, cmdline):
            "",
            "![keyspace benchmark](%s)" % img_rel,
            "",
-           "**Caveat: the machine is shared and was busy** (load average %s at the start on %s CPUs;"
-           % (m.get("loadavg") or "?", m["cpus"]),
-           "other builds and tests ran at the same time). Single-request Redis times in particular",
-           "include scheduling delays of the server process; treat the numbers as rough.",
+           "**Caveat: the machine is shared** (other processes kept %s of its %s CPUs busy at the"
+           % (m.get("busy") or "?", m["cpus"]),
+           "start, measured over 0.5 s). Single-request Redis times in particular include scheduling",
+           "delays of the server process; treat the numbers as rough.",
            "",
            "Machine and build:",
            "",
@@ -302,9 +302,8 @@ def main():
             data = json.load(f)
         cmdline = None
     else:
-        data, cmd = report.run_bench(args)
-        cmdline = [os.path.relpath(cmd[0], root)] + [c for c in cmd[1:]
-                                                     if not c.startswith("--benchmark_out")]
+        data = report.run_bench(args)  # the command line is in data["context"]["command"]
+        cmdline = shlex.split(data.get("context", {}).get("command", os.path.relpath(args.bin, root)))
         players = os.environ.get("BENCH_KV_PLAYERS")
         if players:
             cmdline = ["BENCH_KV_PLAYERS=" + players] + cmdline
