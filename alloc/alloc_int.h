@@ -151,6 +151,40 @@ struct shmd__heap_dir {
   uint64_t heap[]; /* shmd_ptr_t per lane, 0 = none yet */
 };
 
+/* The depot (layout 1.3): one per store, a bounded stack of free objects per size class shared by
+ * every thread (tcmalloc's transfer cache). A full thread stack moves half of itself here and an
+ * empty one takes a batch from here, both as one allocator step under the class's depot lock, so
+ * objects freed by one thread and allocated by another cross as arrays of pointers instead of
+ * through slab free lists (see heap.c). Found through the manifest (SHMD__MAN_DEPOT). */
+#define SHMD__DEPOT_CAP 128u
+#define SHMD__DEPOT_MAGIC UINT64_C(0x544f504544444d53) /* "SMDDEPOT" */
+
+struct shmd__depot_class {
+  shmd_lock_t lock;          /* lock order: before every class lock of the class */
+  struct shmd__heap_bin bin; /* count and limit, as a heap's (one loggable word) */
+};
+
+struct shmd__depot {
+  uint64_t magic;
+  uint32_t nclasses, cap;
+  uint64_t reserved[6]; /* [0]: its own shmd_ptr_t */
+  struct shmd__depot_class cls[SHMD__NCLASSES];
+  uint64_t slot[SHMD__NCLASSES][SHMD__DEPOT_CAP]; /* shmd_ptr_t values; [c][0..count) are cached */
+};
+
+/* Process address of the store's depot, validated; NULL when it has none (or it is damaged). */
+struct shmd__depot *shmd__depot_of(shmd_store_t *s);
+/* Moves objects of class c from the top of t's heap down to `keep` into the depot, as far as it
+ * has room: 0 when the stack is down to keep, 1 when objects above keep remain (the caller flushes
+ * them to the slabs), or a status. */
+int shmd__depot_put(shmd_store_t *s, struct shmd__thr *t, uint32_t c, uint32_t keep);
+/* Refills class c of t's heap from the depot: 0 when at least one object was moved, 1 when the
+ * depot has none (the caller refills from the slabs), or a status. */
+int shmd__depot_take(shmd_store_t *s, struct shmd__thr *t, uint32_t c);
+/* Returns every object in the depot to the slabs (steps of t): when the store is full, so that
+ * empty slabs can go back to the buddy allocator. */
+int shmd__depot_drain(shmd_store_t *s, struct shmd__thr *t);
+
 /* Attaches (creating if needed) the calling thread's heap: sets t->heap and t->heap_state. */
 void shmd__heap_attach(shmd_store_t *s, struct shmd__thr *t);
 /* Refills class c of t's (empty) heap from segment seg in one step under the class lock. 0 when
@@ -162,7 +196,8 @@ int shmd__heap_cached(shmd_store_t *s, uint32_t idx);
 int shmd__heap_adopt(shmd_store_t *s, struct shmd__thr *t, uint32_t idx);
 /* Process address of lane idx's heap, validated; NULL when it has none (or it is damaged). */
 struct shmd__heap *shmd__heap_of(shmd_store_t *s, uint32_t idx);
-/* Heap blocks' bytes (directory included), for statistics: they are allocator metadata. */
-uint64_t shmd__heap_meta(shmd_store_t *s, uint64_t *blocks, uint64_t *pages);
+/* Bytes of the heap blocks, their directory and the depot, for statistics: they are allocator
+ * metadata. *blocks counts all of those blocks, *heaps the heaps alone. */
+uint64_t shmd__heap_meta(shmd_store_t *s, uint64_t *blocks, uint64_t *pages, uint64_t *heaps);
 
 #endif

@@ -13,7 +13,7 @@
  *     pointer) or allocated, its in-use count and list membership agree, and the class's partial
  *     list holds exactly the slabs that are not full, with at most one empty slab, at its head;
  *   - the class, buddy and large-block counters equal what the walk found;
- *   - every object cached in a thread heap is an allocated slot of a slab of its class, and none is
+ *   - every object cached in a thread heap or the depot is an allocated slot of a slab of its class, and none is
  *     cached twice (see check_cached).
  * Every offset read from shared memory is bounds-checked and every walk is bounded by a count, so
  * a damaged store gives SHMD_ECORRUPT with the place in shmd_errdetail(), never a crash or a hang.
@@ -141,7 +141,8 @@ static int cached_cmp(const void *a, const void *b) {
   return x->off < y->off ? -1 : x->off > y->off ? 1 : (int)x->cls - (int)y->cls;
 }
 
-/* Collects the cached entries of segment seg from every heap; *n entries in a malloc'd array. */
+/* Collects the cached entries of segment seg from every heap and the depot; *n entries in a
+ * malloc'd array. */
 static int collect_cached(shmd_store_t *s, uint32_t seg, struct cached **out, size_t *n) {
   size_t cap = 256, k = 0;
   struct cached *v = malloc(cap * sizeof *v);
@@ -161,7 +162,15 @@ static int collect_cached(shmd_store_t *s, uint32_t seg, struct cached **out, si
       }
       for (uint32_t j = 0; j < b.count; j++) {
         shmd_ptr_t p = {__atomic_load_n(&hp->slot[c][j], __ATOMIC_RELAXED)};
-        if (p.v == 0 || shmd_ptr_segment(p) != seg)
+        if (p.v == 0 || shmd_ptr_segment(p) >= shmd__seg_count(s)) { /* count read after the slot */
+          /* Below its count a slot always holds an object (written before the count): the
+           * allocator would hand this value out as a block. */
+          free(v);
+          shmd__set_detail("thread heap of lane %u: class %u slot %u holds %#llx, not a block of this store", i, c,
+                           j, (unsigned long long)p.v);
+          return SHMD_ECORRUPT;
+        }
+        if (shmd_ptr_segment(p) != seg)
           continue;
         if (k == cap) {
           struct cached *w = realloc(v, 2 * cap * sizeof *v);
@@ -176,6 +185,40 @@ static int collect_cached(shmd_store_t *s, uint32_t seg, struct cached **out, si
         v[k].cls = c;
         k++;
       }
+    }
+  }
+  /* The depot's stacks, likewise (objects move between heaps and the depot without slab locks,
+   * never to or from a slab). */
+  struct shmd__depot *dp = shmd__depot_of(s);
+  for (uint32_t c = 0; dp != NULL && c < SHMD__NCLASSES; c++) {
+    struct shmd__heap_bin b = dp->cls[c].bin;
+    if (b.count > b.limit || b.limit > SHMD__DEPOT_CAP) {
+      free(v);
+      shmd__set_detail("depot: class %u holds %u objects, its limit is %u", c, b.count, b.limit);
+      return SHMD_ECORRUPT;
+    }
+    for (uint32_t j = 0; j < b.count; j++) {
+      shmd_ptr_t p = {__atomic_load_n(&dp->slot[c][j], __ATOMIC_RELAXED)};
+      if (p.v == 0 || shmd_ptr_segment(p) >= shmd__seg_count(s)) { /* count read after the slot */
+        free(v);
+        shmd__set_detail("depot: class %u slot %u holds %#llx, not a block of this store", c, j,
+                         (unsigned long long)p.v);
+        return SHMD_ECORRUPT;
+      }
+      if (shmd_ptr_segment(p) != seg)
+        continue;
+      if (k == cap) {
+        struct cached *w = realloc(v, 2 * cap * sizeof *v);
+        if (w == NULL) {
+          free(v);
+          return SHMD_ENOMEM;
+        }
+        v = w;
+        cap *= 2;
+      }
+      v[k].off = shmd_ptr_offset(p);
+      v[k].cls = c;
+      k++;
     }
   }
   qsort(v, k, sizeof *v, cached_cmp);
@@ -207,7 +250,7 @@ static int check_cached(shmd_store_t *s, struct shmd__seg_hdr *h, struct shmd__s
   for (size_t i = 0; i < n && rc == 0; i++) {
     uint64_t off = v[i].off;
     if (off < sa->data_off || off >= sa->data_off + sa->data_bytes) {
-      shmd__set_detail("segment %u: a thread heap caches offset %llu, outside the data area", seg,
+      shmd__set_detail("segment %u: a thread heap or the depot caches offset %llu, outside the data area", seg,
                        (unsigned long long)off);
       rc = SHMD_ECORRUPT;
       break;
@@ -216,15 +259,15 @@ static int check_cached(shmd_store_t *s, struct shmd__seg_hdr *h, struct shmd__s
     uint64_t slab = sa->data_off + spg * SHMD_PAGE_BYTES;
     const struct shmd__slab *sl = (const struct shmd__slab *)(const void *)((unsigned char *)h + slab);
     if (pm[spg] != (PM_SLAB | SHMD__SLAB_ORDER) || (sl->magic_class & 0xff) != v[i].cls) {
-      shmd__set_detail("segment %u: a thread heap caches offset %llu as class %u, but it is not in a slab of "
-                       "that class", seg, (unsigned long long)off, v[i].cls);
+      shmd__set_detail("segment %u: a thread heap or the depot caches offset %llu as class %u, but it is not in "
+                       "a slab of that class", seg, (unsigned long long)off, v[i].cls);
       rc = SHMD_ECORRUPT;
       break;
     }
     uint32_t size = shmd__class_bytes[v[i].cls], obj = (uint32_t)(off - slab);
     if (obj < SHMD__SLAB_HDR || (obj - SHMD__SLAB_HDR) % size != 0 || obj >= sl->bump) {
-      shmd__set_detail("segment %u: a thread heap caches offset %llu, not an allocated slot of its slab", seg,
-                       (unsigned long long)off);
+      shmd__set_detail("segment %u: a thread heap or the depot caches offset %llu, not an allocated slot of its "
+                       "slab", seg, (unsigned long long)off);
       rc = SHMD_ECORRUPT;
       break;
     }
@@ -241,7 +284,7 @@ static int check_cached(shmd_store_t *s, struct shmd__seg_hdr *h, struct shmd__s
     }
     uint32_t k = (obj - SHMD__SLAB_HDR) / size;
     if (bits[k / 8] & (1u << (k % 8))) {
-      shmd__set_detail("segment %u: offset %llu is both cached in a thread heap and free in its slab", seg,
+      shmd__set_detail("segment %u: offset %llu is both cached (thread heap or depot) and free in its slab", seg,
                        (unsigned long long)off);
       rc = SHMD_ECORRUPT;
       break;
@@ -254,7 +297,7 @@ static int check_cached(shmd_store_t *s, struct shmd__seg_hdr *h, struct shmd__s
     if (rc == 0 && m == n && memcmp(v, w, n * sizeof *v) == 0) {
       for (size_t i = 1; i < n; i++)
         if (v[i - 1].off == v[i].off) {
-          shmd__set_detail("segment %u: offset %llu is cached twice in thread heaps (double free)", seg,
+          shmd__set_detail("segment %u: offset %llu is cached twice in thread heaps or the depot (double free)", seg,
                            (unsigned long long)v[i].off);
           rc = SHMD_ECORRUPT;
           break;

@@ -204,6 +204,14 @@ static int alloc_impl(shmd_store_t *s, struct shmd__thr *t, size_t size, int res
     if (hp != NULL) {
       if (heap_pop(t, hp, c, resv, out))
         return 0;
+      /* Empty: a batch from the depot (objects other threads freed) before the slabs. */
+      if (t->depot != NULL) {
+        int rc = shmd__depot_take(s, t, c);
+        if (rc == 0)
+          return heap_pop(t, hp, c, resv, out) ? 0 : SHMD_ECORRUPT;
+        if (rc < 0)
+          return rc;
+      }
     }
     /* The segment that served this class last time. */
     uint32_t h0 = __atomic_load_n(hint, __ATOMIC_RELAXED);
@@ -213,6 +221,7 @@ static int alloc_impl(shmd_store_t *s, struct shmd__thr *t, size_t size, int res
     if (__builtin_expect(rc != SHMD_ENOSPC && rc != SHMD_ENOTFOUND, 1))
       return rc;
   }
+  int drained = 0;
   for (int round = 0; round < 64; round++) {
     uint32_t n = shmd__seg_count(s);
     uint32_t h = __atomic_load_n(hint, __ATOMIC_RELAXED);
@@ -233,6 +242,17 @@ static int alloc_impl(shmd_store_t *s, struct shmd__thr *t, size_t size, int res
     }
     uint64_t need = small ? SHMD_SLAB_BYTES : (SHMD_PAGE_BYTES << order);
     int rc = shmd__grow(s, t, n, need);
+    if (rc == SHMD_ENOSPC && !drained && !t->in_al) {
+      /* The store cannot grow. Free objects parked in the depot and in this thread's heap may
+       * empty slabs that then go back to the buddy allocator: return them and try once more. */
+      drained = 1;
+      rc = shmd__depot_drain(s, t);
+      for (uint32_t k = 0; rc == 0 && t->heap != NULL && k < SHMD__NCLASSES; k++)
+        rc = shmd__heap_flush(s, t, t->heap, k, 0);
+      if (rc < 0)
+        return rc;
+      continue;
+    }
     if (rc < 0)
       return rc;
     __atomic_store_n(hint, n, __ATOMIC_RELAXED); /* the new segment (or a racing grower's) */
@@ -429,8 +449,12 @@ static int heap_free(shmd_store_t *s, struct shmd__thr *t, shmd_ptr_t p) {
   int rc = heap_push(s, hp, p);
   if (rc < 2)
     return rc;
-  uint32_t c = (uint32_t)(rc - 2);
-  rc = shmd__heap_flush(s, t, hp, c, hp->bin[c].limit / 2);
+  uint32_t c = (uint32_t)(rc - 2), keep = hp->bin[c].limit / 2;
+  /* Half the stack goes to the depot, for other threads' refills; what it has no room for goes
+   * back to the slabs. */
+  rc = t->depot != NULL ? shmd__depot_put(s, t, c, keep) : 1;
+  if (rc == 1)
+    rc = shmd__heap_flush(s, t, hp, c, keep);
   if (rc)
     return rc;
   return heap_push(s, hp, p) == 0 ? 0 : 1;
@@ -589,10 +613,10 @@ int shmd_stats(shmd_store_t *store, shmd_stats_t *st) {
     }
   }
   /* Thread heaps: their blocks are allocator metadata, their cached objects are free. */
-  uint64_t hblocks, hpages;
-  st->heap_meta_bytes = shmd__heap_meta(store, &hblocks, &hpages);
+  uint64_t hblocks, hpages, nheaps;
+  st->heap_meta_bytes = shmd__heap_meta(store, &hblocks, &hpages, &nheaps);
   if (hblocks) {
-    st->heaps = hblocks - 1;
+    st->heaps = nheaps;
     st->large_blocks -= hblocks <= st->large_blocks ? hblocks : st->large_blocks;
     st->large_bytes_inuse -= st->heap_meta_bytes <= st->large_bytes_inuse ? st->heap_meta_bytes : st->large_bytes_inuse;
     st->alloc_meta_bytes += st->heap_meta_bytes;
@@ -616,6 +640,23 @@ int shmd_stats(shmd_store_t *store, shmd_stats_t *st) {
       st->heap_cached_objs += k;
       st->heap_cached_bytes += bytes;
     }
+  }
+  /* The depot's objects are free too. */
+  struct shmd__depot *dp = shmd__depot_of(store);
+  for (uint32_t c = 0; dp != NULL && c < SHMD__NCLASSES; c++) {
+    uint64_t k = __atomic_load_n(&dp->cls[c].bin.count, __ATOMIC_RELAXED);
+    if (k > SHMD__DEPOT_CAP)
+      continue;
+    if (k > st->classes[c].objs_inuse)
+      k = st->classes[c].objs_inuse;
+    uint64_t bytes = k * shmd__class_bytes[c];
+    st->classes[c].objs_inuse -= k;
+    st->classes[c].bytes_inuse -= bytes;
+    st->small_objs_inuse -= k;
+    st->small_bytes_inuse -= bytes;
+    st->slab_free_bytes += bytes;
+    st->depot_cached_objs += k;
+    st->depot_cached_bytes += bytes;
   }
   st->allocated_bytes = st->small_bytes_inuse + st->large_bytes_inuse;
   st->recoveries = __atomic_load_n(&store->man->recoveries, __ATOMIC_RELAXED);

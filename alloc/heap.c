@@ -103,18 +103,23 @@ static inline uint32_t order_of_bytes(uint64_t bytes) {
   return o;
 }
 
-uint64_t shmd__heap_meta(shmd_store_t *s, uint64_t *blocks, uint64_t *pages) {
-  *blocks = *pages = 0;
+uint64_t shmd__heap_meta(shmd_store_t *s, uint64_t *blocks, uint64_t *pages, uint64_t *heaps) {
+  *blocks = *pages = *heaps = 0;
   struct shmd__heap_dir *d = dir_get(s);
-  if (d == NULL)
-    return 0;
-  *blocks = 1;
-  *pages = UINT64_C(1) << order_of_bytes(sizeof *d + 8u * d->lanes);
-  for (uint32_t i = 0; i < d->lanes; i++)
-    if (shmd__heap_of(s, i) != NULL) {
-      (*blocks)++;
-      *pages += UINT64_C(1) << order_of_bytes(sizeof(struct shmd__heap));
-    }
+  if (d != NULL) {
+    *blocks = 1;
+    *pages = UINT64_C(1) << order_of_bytes(sizeof *d + 8u * d->lanes);
+    for (uint32_t i = 0; i < d->lanes; i++)
+      if (shmd__heap_of(s, i) != NULL) {
+        (*heaps)++;
+        *pages += UINT64_C(1) << order_of_bytes(sizeof(struct shmd__heap));
+      }
+    *blocks += *heaps;
+  }
+  if (shmd__depot_of(s) != NULL) {
+    (*blocks)++;
+    *pages += UINT64_C(1) << order_of_bytes(sizeof(struct shmd__depot));
+  }
   return *pages * SHMD_PAGE_BYTES;
 }
 
@@ -180,6 +185,8 @@ static void dir_init(void *blk, shmd_ptr_t self, void *arg) {
   d->lanes = *(uint32_t *)arg;
 }
 
+static void depot_init(void *blk, shmd_ptr_t self, void *arg);
+
 static void heap_init(void *blk, shmd_ptr_t self, void *arg) {
   struct shmd__heap *hp = blk;
   hp->magic = SHMD__HEAP_MAGIC;
@@ -222,6 +229,20 @@ void shmd__heap_attach(shmd_store_t *s, struct shmd__thr *t) {
   hp->owner_tid = t->lane->owner_tid;
   t->heap = hp;
   t->heap_state = 1;
+  /* The depot, on stores of layout 1.3 and later (an older library would not know its objects
+   * are free). Without one, heaps go to the slabs directly. */
+  if (s->hdr0->layout_minor >= 3) {
+    struct shmd__depot *dp = shmd__depot_of(s);
+    uint64_t v;
+    if (dp == NULL && __atomic_load_n(&s->man->reserved2[SHMD__MAN_DEPOT], __ATOMIC_ACQUIRE) == 0 &&
+        meta_alloc(s, t, order_of_bytes(sizeof *dp), &s->man->reserved2[SHMD__MAN_DEPOT], 0, &s->man->grow_lock,
+                   depot_init, NULL, &v) == 0)
+      dp = shmd__depot_of(s);
+    if (dp != NULL) {
+      t->depot = dp;
+      t->depot_seg = shmd_ptr_segment((shmd_ptr_t){dp->reserved[0]});
+    }
+  }
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -280,30 +301,48 @@ static int entry_slab(struct shmd__seg_hdr *h, struct shmd__seg_alloc *sa, uint3
   return 0;
 }
 
-int shmd__heap_flush(shmd_store_t *s, struct shmd__thr *t, struct shmd__heap *hp, uint32_t c, uint32_t keep) {
-  struct shmd__heap_bin *b = &hp->bin[c];
-  for (int guard = 0; guard < 1 << 16; guard++) {
+/*
+ * Returns the objects of a stack (a heap's or the depot's class c: count/limit word b, entries
+ * slot[0..count), at most cap) above `keep` to their slabs, newest first, in allocator steps of t:
+ * each step takes `guard` first when not NULL (the depot's class lock; a heap needs none, only its
+ * owner or its lane's recoverer touches it), then the class lock of the top entry's segment, and
+ * frees entries of that segment while the log has room. b's word lives in segment bseg.
+ */
+static int flush_stack(shmd_store_t *s, struct shmd__thr *t, uint32_t c, struct shmd__heap_bin *b, uint64_t *slot,
+                       uint32_t cap, uint32_t bseg, shmd_lock_t *guard, uint32_t guard_seg, uint32_t keep) {
+  for (int round = 0; round < 1 << 16; round++) {
+    int rc;
+    if (guard != NULL && (rc = shmd__al_lock(s, t, guard_seg, guard)) != 0)
+      return rc;
     uint32_t n = b->count;
-    if (n > SHMD__HEAP_CAP)
-      return SHMD_CORRUPT("thread heap bin count out of range");
-    if (n <= keep)
-      return 0;
-    shmd_ptr_t top = {hp->slot[c][n - 1]};
+    if (n > cap || n <= keep) {
+      if (guard != NULL)
+        shmd__al_abort(s, t);
+      return n > cap ? SHMD_CORRUPT("thread heap or depot count out of range") : 0;
+    }
+    shmd_ptr_t top = {slot[n - 1]};
     uint32_t seg = shmd_ptr_segment(top);
     struct shmd__seg_hdr *h = top.v ? shmd__seg(s, seg) : NULL;
     if (h == NULL) {
-      /* Not a pointer into this store: drop the entry (one store, nothing else to undo). */
+      /* Not a pointer into this store: drop the entry. */
+      if (guard != NULL)
+        shmd__al_log(t, bseg, s->map->base[bseg + 1], b);
       __atomic_store_n(&b->count, n - 1, __ATOMIC_RELEASE);
+      if (guard != NULL)
+        shmd__al_commit(s, t);
       continue;
     }
     struct shmd__seg_alloc *sa = shmd__sa(h);
-    int rc = shmd__al_lock(s, t, seg, &sa->cls[c].lock);
-    if (rc)
+    rc = shmd__al_lock(s, t, seg, &sa->cls[c].lock);
+    if (rc) {
+      if (guard != NULL)
+        shmd__al_abort(s, t);
       return rc;
-    log_bin(s, t, hp, b);
-    while (n > keep && shmd_ptr_segment((shmd_ptr_t){hp->slot[c][n - 1]}) == seg &&
-           hp->slot[c][n - 1] != 0 && shmd__al_room(t) >= 12u * (sa->max_order + 2) + 16u) {
-      uint64_t off = shmd_ptr_offset((shmd_ptr_t){hp->slot[c][n - 1]}), slab_off;
+    }
+    shmd__al_log(t, bseg, s->map->base[bseg + 1], b);
+    while (n > keep && shmd_ptr_segment((shmd_ptr_t){slot[n - 1]}) == seg && slot[n - 1] != 0 &&
+           shmd__al_room(t) >= 12u * (sa->max_order + 2) + 16u) {
+      uint64_t off = shmd_ptr_offset((shmd_ptr_t){slot[n - 1]}), slab_off;
       rc = entry_slab(h, sa, c, off, &slab_off);
       if (rc == 0) {
         rc = shmd__slab_free(s, t, seg, h, slab_off, off);
@@ -323,6 +362,128 @@ int shmd__heap_flush(shmd_store_t *s, struct shmd__thr *t, struct shmd__heap *hp
     shmd__al_commit(s, t);
   }
   return SHMD_CORRUPT("thread heap flush does not end");
+}
+
+int shmd__heap_flush(shmd_store_t *s, struct shmd__thr *t, struct shmd__heap *hp, uint32_t c, uint32_t keep) {
+  uint32_t hseg = shmd_ptr_segment((shmd_ptr_t){hp->reserved[0]});
+  return flush_stack(s, t, c, &hp->bin[c], hp->slot[c], SHMD__HEAP_CAP, hseg, NULL, 0, keep);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* The depot. */
+
+struct shmd__depot *shmd__depot_of(shmd_store_t *s) {
+  uint64_t v = __atomic_load_n(&s->man->reserved2[SHMD__MAN_DEPOT], __ATOMIC_ACQUIRE);
+  void *a;
+  if (v == 0 || shmd_resolve_checked(s, (shmd_ptr_t){v}, sizeof(struct shmd__depot), &a) != 0)
+    return NULL;
+  struct shmd__depot *d = a;
+  if (d->magic != SHMD__DEPOT_MAGIC || d->nclasses != SHMD__NCLASSES || d->cap != SHMD__DEPOT_CAP ||
+      d->reserved[0] != v)
+    return NULL;
+  return d;
+}
+
+static void depot_init(void *blk, shmd_ptr_t self, void *arg) {
+  (void)arg;
+  struct shmd__depot *d = blk;
+  d->magic = SHMD__DEPOT_MAGIC;
+  d->nclasses = SHMD__NCLASSES;
+  d->cap = SHMD__DEPOT_CAP;
+  d->reserved[0] = self.v;
+  for (uint32_t c = 0; c < SHMD__NCLASSES; c++) {
+    uint32_t lim = 2 * class_limit(c);
+    d->cls[c].bin.limit = lim > SHMD__DEPOT_CAP ? SHMD__DEPOT_CAP : lim;
+  }
+}
+
+/* Takes class c's depot lock in a step and validates both stacks: 0, or a status (step ended). */
+static int depot_enter(shmd_store_t *s, struct shmd__thr *t, struct shmd__depot *d, struct shmd__heap *hp,
+                       uint32_t c) {
+  int rc = shmd__al_lock(s, t, t->depot_seg, &d->cls[c].lock);
+  if (rc)
+    return rc;
+  struct shmd__heap_bin db = d->cls[c].bin, hb = hp->bin[c];
+  if (db.limit > SHMD__DEPOT_CAP || db.count > db.limit || hb.limit > SHMD__HEAP_CAP || hb.count > hb.limit) {
+    shmd__al_abort(s, t);
+    return SHMD_CORRUPT("depot or thread heap count out of range");
+  }
+  return 0;
+}
+
+/* Logs both count words of a move between heap and depot. */
+static inline void depot_log(shmd_store_t *s, struct shmd__thr *t, struct shmd__depot *d, struct shmd__heap *hp,
+                             uint32_t c) {
+  uint32_t hseg = shmd_ptr_segment((shmd_ptr_t){hp->reserved[0]});
+  shmd__al_log(t, t->depot_seg, s->map->base[t->depot_seg + 1], &d->cls[c].bin);
+  shmd__al_log(t, hseg, s->map->base[hseg + 1], &hp->bin[c]);
+}
+
+int shmd__depot_put(shmd_store_t *s, struct shmd__thr *t, uint32_t c, uint32_t keep) {
+  struct shmd__depot *d = t->depot;
+  struct shmd__heap *hp = t->heap;
+  struct shmd__depot_class *dc = &d->cls[c];
+  /* An unlocked look first: a full depot (a thread that only frees) costs no lock. */
+  struct shmd__heap_bin peek = {__atomic_load_n(&dc->bin.count, __ATOMIC_RELAXED), dc->bin.limit};
+  if (peek.count >= peek.limit)
+    return 1;
+  int rc = depot_enter(s, t, d, hp, c);
+  if (rc)
+    return rc;
+  uint32_t n = hp->bin[c].count, dn = dc->bin.count, k = n > keep ? n - keep : 0;
+  if (k > dc->bin.limit - dn)
+    k = dc->bin.limit - dn;
+  if (k == 0) {
+    shmd__al_abort(s, t);
+    return n > keep;
+  }
+  /* The entries land above the depot's count (meaning nothing until it is stored); both counts
+   * are logged, so a step cut short leaves every object in the heap. */
+  memcpy(&d->slot[c][dn], &hp->slot[c][n - k], (size_t)k * sizeof(uint64_t));
+  depot_log(s, t, d, hp, c);
+  __atomic_store_n(&dc->bin.count, dn + k, __ATOMIC_RELEASE);
+  SHMD_CRASH_POINT("depot.put");
+  __atomic_store_n(&hp->bin[c].count, n - k, __ATOMIC_RELEASE);
+  shmd__al_commit(s, t);
+  return n - k > keep;
+}
+
+int shmd__depot_take(shmd_store_t *s, struct shmd__thr *t, uint32_t c) {
+  struct shmd__depot *d = t->depot;
+  struct shmd__heap *hp = t->heap;
+  struct shmd__depot_class *dc = &d->cls[c];
+  if (__atomic_load_n(&dc->bin.count, __ATOMIC_RELAXED) == 0)
+    return 1;
+  int rc = depot_enter(s, t, d, hp, c);
+  if (rc)
+    return rc;
+  uint32_t n = hp->bin[c].count, lim = hp->bin[c].limit, dn = dc->bin.count;
+  uint32_t k = lim / 2 > n ? lim / 2 - n : 0;
+  if (k > dn)
+    k = dn;
+  if (k == 0) {
+    shmd__al_abort(s, t);
+    return 1;
+  }
+  memcpy(&hp->slot[c][n], &d->slot[c][dn - k], (size_t)k * sizeof(uint64_t));
+  depot_log(s, t, d, hp, c);
+  __atomic_store_n(&dc->bin.count, dn - k, __ATOMIC_RELEASE);
+  SHMD_CRASH_POINT("depot.take");
+  __atomic_store_n(&hp->bin[c].count, n + k, __ATOMIC_RELEASE);
+  shmd__al_commit(s, t);
+  return 0;
+}
+
+int shmd__depot_drain(shmd_store_t *s, struct shmd__thr *t) {
+  struct shmd__depot *d = t->depot;
+  if (d == NULL)
+    return 0;
+  int rc = 0;
+  for (uint32_t c = 0; c < SHMD__NCLASSES && rc == 0; c++)
+    if (__atomic_load_n(&d->cls[c].bin.count, __ATOMIC_RELAXED) != 0)
+      rc = flush_stack(s, t, c, &d->cls[c].bin, d->slot[c], SHMD__DEPOT_CAP, t->depot_seg, &d->cls[c].lock,
+                       t->depot_seg, 0);
+  return rc;
 }
 
 /* ---------------------------------------------------------------------------------------------- */

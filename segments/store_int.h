@@ -88,7 +88,8 @@ struct shmd__manifest {
   uint32_t seg_count;     /* published with release order: the commit point of growth */
   uint32_t pad1;
   uint64_t recoveries;
-  uint64_t reserved2[16]; /* [SHMD__MAN_HEAP_DIR]: thread heaps (alloc/heap.c), layout 1.2 */
+  uint64_t reserved2[16]; /* [SHMD__MAN_HEAP_DIR]: thread heaps (alloc/heap.c), layout 1.2;
+                           * [SHMD__MAN_DEPOT]: the depot (alloc/heap.c), layout 1.3 */
   struct shmd__seg_entry segs[SHMD__MAX_SEGS];
 };
 
@@ -181,6 +182,8 @@ struct shmd__thr {
   /* ---- thread heaps (alloc/heap.c) ---- */
   void *heap;          /* this lane's heap in shared memory (process address), NULL until first use */
   uint32_t heap_state; /* 0 = not attached yet, 1 = attached, 2 = none (no room: run without) */
+  void *depot;         /* the store's depot (process address), NULL when it has none */
+  uint32_t depot_seg;  /* the segment the depot lives in (for the step log) */
 };
 
 struct shmd_store_s {
@@ -313,6 +316,7 @@ struct shmd__alloc_ops {
   int (*heap_adopt)(shmd_store_t *s, struct shmd__thr *t, uint32_t idx);
 };
 #define SHMD__MAN_HEAP_DIR 0 /* index in shmd__manifest.reserved2: shmd_ptr_t of the heap directory */
+#define SHMD__MAN_DEPOT 1    /* index in shmd__manifest.reserved2: shmd_ptr_t of the depot (layout 1.3) */
 /* ---- thread heaps: lane records the heap code must read for a dead lane (lane.c) ---- */
 /* Address of element i of lane x's reservations (which = 0) or deferred frees (which = 1),
  * continuing into its extension block; NULL when i is beyond both or the block is damaged. */

@@ -337,7 +337,7 @@ Test(heaps, crash_kill_process_with_full_caches) {
 
 /* Crash points inside the heap code, each hit at a random occurrence, then recovery. */
 Test(heaps, crash_at_heap_points) {
-  static const char *points[] = {"heap.refill", "heap.flush", "heap.crossing", "heap.create",
+  static const char *points[] = {"heap.refill", "heap.flush", "heap.crossing", "heap.create", "depot.put", "depot.take",
                                  "alloc.step.before_commit", "tx.committed"};
   shmd_store_t *s = ts_open("hp", 4 << 20, 4 << 20);
   shmd_ptr_t tp;
@@ -475,5 +475,114 @@ Test(heaps, crash_exit_without_free_in_child) {
   st = stats(s);
   cr_assert_eq(st.heap_cached_objs, 0, "adopted");
   check_ok(s);
+  shmd_close(s);
+}
+
+/* ---- the depot: objects freed by one thread reach another thread's allocations ---- */
+
+struct freer {
+  shmd_store_t *s;
+  shmd_ptr_t *p;
+  int n;
+  int ok;
+};
+
+static void *free_all(void *arg) {
+  struct freer *f = arg;
+  f->ok = 1;
+  for (int i = 0; i < f->n; i++)
+    if (shmd_free(f->s, f->p[i]) != 0)
+      f->ok = 0;
+  return NULL; /* its heap is returned to the slabs at exit; the depot keeps what it was given */
+}
+
+static void free_in_thread(shmd_store_t *s, shmd_ptr_t *p, int n) {
+  struct freer f = {s, p, n, 0};
+  pthread_t th;
+  cr_assert_eq(pthread_create(&th, NULL, free_all, &f), 0);
+  cr_assert_eq(pthread_join(th, NULL), 0);
+  cr_assert(f.ok);
+}
+
+Test(heaps, depot_carries_remote_frees) {
+  shmd_store_t *s = ts_open("dp", 8 << 20, 8 << 20);
+  enum { N = 2000 };
+  shmd_ptr_t *p = calloc(N, sizeof *p);
+  for (int i = 0; i < N; i++)
+    cr_assert_eq(shmd_alloc(s, 48, &p[i]), 0);
+  uint64_t own = stats(s).heap_cached_objs; /* left in this thread's stack by its last refill */
+  free_in_thread(s, p, N);
+  shmd_stats_t st = stats(s);
+  cr_assert_gt(st.depot_cached_objs, 0, "the freeing thread's flushes went to the depot");
+  cr_assert_eq(st.heap_cached_objs, own, "the freeing thread's heap went back at its exit");
+  cr_assert_eq(st.allocated_bytes, 0, "objects in the depot are free");
+  cr_assert_eq(st.slab_bytes, st.slab_free_bytes + st.slab_overhead_bytes + st.small_bytes_inuse);
+  check_ok(s);
+  /* Empty this thread's stack of the class; its next allocation then takes a batch from the
+   * depot: objects the other thread freed. */
+  shmd_ptr_t *mine = calloc(own + 1, sizeof *mine);
+  for (uint64_t i = 0; i < own; i++)
+    cr_assert_eq(shmd_alloc(s, 48, &mine[i]), 0);
+  cr_assert_eq(stats(s).depot_cached_objs, st.depot_cached_objs);
+  shmd_ptr_t q;
+  cr_assert_eq(shmd_alloc(s, 48, &q), 0);
+  shmd_stats_t st2 = stats(s);
+  uint64_t moved = st.depot_cached_objs - st2.depot_cached_objs;
+  cr_assert_gt(moved, 0, "the refill came from the depot");
+  cr_assert_eq(st2.heap_cached_objs, moved - 1);
+  int found = 0;
+  for (int i = 0; i < N && !found; i++)
+    found = p[i].v == q.v;
+  cr_assert(found, "the object came from the other thread's frees");
+  cr_assert_eq(st2.allocated_bytes, (own + 1) * shmd_good_size(48));
+  check_ok(s);
+  cr_assert_eq(shmd_free(s, q), 0);
+  for (uint64_t i = 0; i < own; i++)
+    cr_assert_eq(shmd_free(s, mine[i]), 0);
+  free(mine);
+  free(p);
+  shmd_close(s);
+}
+
+/* A store that cannot grow: free objects parked in the depot (and the thread's heap) are returned
+ * before an allocation answers ENOSPC, so the slabs they kept busy can serve large blocks. */
+static int count_blocks(shmd_store_t *s, size_t size, shmd_ptr_t *out, int cap) {
+  int n = 0;
+  while (n < cap && shmd_alloc(s, size, &out[n]) == 0)
+    n++;
+  return n;
+}
+
+Test(heaps, depot_is_drained_when_the_store_is_full) {
+  shmd_options_t o = ts_opts(4 << 20, 4 << 20);
+  o.max_store_bytes = 4 << 20;
+  shmd_store_t *s;
+  cr_assert_eq(shmd_open("full", &o, &s), 0);
+  enum { CAP = 200000 };
+  shmd_ptr_t *p = calloc(CAP, sizeof *p);
+  /* Create the heaps (main thread, a freeing thread) and the depot first, so that the two counts
+   * of large blocks below see the same metadata. */
+  shmd_ptr_t w;
+  cr_assert_eq(shmd_alloc(s, 64, &w), 0);
+  free_in_thread(s, &w, 1);
+  int k0 = count_blocks(s, 64 << 10, p, CAP);
+  cr_assert_gt(k0, 10);
+  for (int i = 0; i < k0; i++)
+    cr_assert_eq(shmd_free(s, p[i]), 0);
+  /* Fill the store with small objects; another thread frees them all. */
+  int n = count_blocks(s, 64, p, CAP);
+  cr_assert_gt(n, 1000);
+  free_in_thread(s, p, n);
+  cr_assert_gt(stats(s).depot_cached_objs, 0);
+  check_ok(s);
+  int k1 = count_blocks(s, 64 << 10, p, CAP);
+  shmd_stats_t st = stats(s);
+  cr_log_info("64 KiB blocks: %d on the fresh store, %d after the small objects were freed", k0, k1);
+  cr_assert_eq(st.depot_cached_objs, 0, "drained before ENOSPC");
+  cr_assert_geq(k1, k0 - 1, "at most one empty slab stays with its class");
+  for (int i = 0; i < k1; i++)
+    cr_assert_eq(shmd_free(s, p[i]), 0);
+  check_ok(s);
+  free(p);
   shmd_close(s);
 }

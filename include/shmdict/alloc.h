@@ -8,8 +8,11 @@
  * store by a new segment big enough for it, up to the store's size limit.
  *
  * Each thread keeps a small cache of free objects per size class in shared memory (its heap), so
- * that most small allocations and frees take no lock; statistics count cached objects as free, and
- * a thread that ends (or dies) returns its cache.
+ * that most small allocations and frees take no lock; a full cache passes half of itself to the
+ * store's depot, where other threads' empty caches take it (objects freed by one thread reach
+ * another without going through the slabs). Statistics count cached objects as free, a thread that
+ * ends (or dies) returns its cache, and a store that cannot grow returns the depot's objects before
+ * an allocation answers SHMD_ENOSPC.
  *
  * All functions are safe for many threads in many processes, and crash-safe: a process killed
  * inside any of them leaves the allocator consistent for the others (its half-done step is rolled
@@ -107,7 +110,11 @@ typedef struct shmd_stats_s {
   uint64_t heaps;              /* thread heaps created (at most one per lane) */
   uint64_t heap_cached_objs;   /* free objects held in thread heaps */
   uint64_t heap_cached_bytes;
-  uint64_t heap_meta_bytes;    /* the heaps and their directory */
+  uint64_t heap_meta_bytes;    /* the heaps, their directory and the depot */
+  /* The depot (layout 1.3): free objects on their way from the threads that freed them to the
+   * threads that allocate them, shared by all. Free for the statistics above, like heaps'. */
+  uint64_t depot_cached_objs;
+  uint64_t depot_cached_bytes;
 } shmd_stats_t;
 
 /* Per-segment statistics. free_blocks[k] counts free buddy blocks of 2^k pages. */

@@ -983,7 +983,8 @@ static const char *crash_points[] = {
     "rbtree.insert.recolor", "rbtree.insert.linked", "rbtree.erase.recolor", "rbtree.erase.unlinked",
     "rbtree.put.allocated", "rbtree.put.inserted", "rbtree.put.replaced", "rbtree.put.updated",
     "rbtree.delete.erased", "rbtree.destroy.erased", "kv.command.commit", "kv.drain.step",
-    "kv.drain.committed", "recover.rolled_back", "alloc.*", "hash.*", "rbtree.*", "list.*",
+    "kv.drain.committed", "recover.rolled_back", "heap.refill", "heap.flush", "depot.put", "depot.take",
+    "alloc.*", "hash.*", "rbtree.*", "list.*",
 };
 #define NPOINTS (sizeof crash_points / sizeof crash_points[0])
 
