@@ -66,7 +66,7 @@ static int list_remove(struct shmd__thr *t, uint32_t seg, struct shmd__seg_hdr *
     n->prev = b->prev;
   }
   shmd__log8(t, seg, h, &sa->free_count[order]);
-  sa->free_count[order]--;
+  __atomic_store_n(&sa->free_count[order], sa->free_count[order] - 1, __ATOMIC_RELAXED); /* stats read it */
   /* The block's own links: whoever takes the block overwrites them, and a rollback needs them. */
   shmd__log8(t, seg, h, &b->next);
   shmd__log8(t, seg, h, &b->prev);
@@ -92,13 +92,14 @@ static void list_push(struct shmd__thr *t, uint32_t seg, struct shmd__seg_hdr *h
   shmd__log8(t, seg, h, &sa->free_head[order]);
   sa->free_head[order] = off;
   shmd__log8(t, seg, h, &sa->free_count[order]);
-  sa->free_count[order]++;
+  __atomic_store_n(&sa->free_count[order], sa->free_count[order] + 1, __ATOMIC_RELAXED);
 }
 
 static inline void set_pm(struct shmd__thr *t, uint32_t seg, struct shmd__seg_hdr *h, unsigned char *pm,
                           uint64_t page, unsigned char v) {
   shmd__log_byte(t, seg, h, &pm[page]);
-  pm[page] = v;
+  /* Atomic (relaxed) because the lock-free free reads page-map bytes without the buddy lock. */
+  __atomic_store_n(&pm[page], v, __ATOMIC_RELAXED);
 }
 
 int shmd__buddy_alloc(struct shmd__thr *t, uint32_t seg, struct shmd__seg_hdr *h, uint32_t order,
@@ -133,12 +134,12 @@ int shmd__buddy_alloc(struct shmd__thr *t, uint32_t seg, struct shmd__seg_hdr *h
   }
   set_pm(t, seg, h, pm, page, (unsigned char)(kind | order));
   shmd__log8(t, seg, h, &sa->free_pages);
-  sa->free_pages -= UINT64_C(1) << order;
+  __atomic_store_n(&sa->free_pages, sa->free_pages - (UINT64_C(1) << order), __ATOMIC_RELAXED);
   if (kind == PM_LARGE) {
     shmd__log8(t, seg, h, &sa->large_blocks);
     shmd__log8(t, seg, h, &sa->large_pages);
-    sa->large_blocks++;
-    sa->large_pages += UINT64_C(1) << order;
+    __atomic_store_n(&sa->large_blocks, sa->large_blocks + 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&sa->large_pages, sa->large_pages + (UINT64_C(1) << order), __ATOMIC_RELAXED);
   }
   *page_out = page;
   return 0;
@@ -154,12 +155,12 @@ int shmd__buddy_free(struct shmd__thr *t, uint32_t seg, struct shmd__seg_hdr *h,
   if (shmd__al_room(t) < 12u * (sa->max_order - order + 2))
     return SHMD_ENOSPC;
   shmd__log8(t, seg, h, &sa->free_pages);
-  sa->free_pages += UINT64_C(1) << order;
+  __atomic_store_n(&sa->free_pages, sa->free_pages + (UINT64_C(1) << order), __ATOMIC_RELAXED);
   if (kind == PM_LARGE) {
     shmd__log8(t, seg, h, &sa->large_blocks);
     shmd__log8(t, seg, h, &sa->large_pages);
-    sa->large_blocks--;
-    sa->large_pages -= UINT64_C(1) << order;
+    __atomic_store_n(&sa->large_blocks, sa->large_blocks - 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&sa->large_pages, sa->large_pages - (UINT64_C(1) << order), __ATOMIC_RELAXED);
   }
   set_pm(t, seg, h, pm, page, 0);
   while (order < sa->max_order) {

@@ -423,7 +423,8 @@ static inline int heap_push(shmd_store_t *s, struct shmd__heap *hp, shmd_ptr_t p
     return 1;
   /* Data areas start 64 KiB aligned, so a slab's header is at the offset masked to 64 KiB. */
   uint64_t pmi = sa->pagemap_off + ((rel / SHMD_PAGE_BYTES) & ~(uint64_t)(SHMD_SLAB_BYTES / SHMD_PAGE_BYTES - 1));
-  if (__builtin_expect(pmi >= h->data_off, 0) || base[pmi] != (PM_SLAB | SHMD__SLAB_ORDER))
+  if (__builtin_expect(pmi >= h->data_off, 0) ||
+      __atomic_load_n(&base[pmi], __ATOMIC_RELAXED) != (PM_SLAB | SHMD__SLAB_ORDER))
     return 1;
   const struct shmd__slab *sl =
       (const struct shmd__slab *)(const void *)(base + (off & ~(uint64_t)(SHMD_SLAB_BYTES - 1)));
