@@ -99,6 +99,9 @@ int shmd__buddy_alloc(struct shmd__thr *t, uint32_t seg, struct shmd__seg_hdr *h
 int shmd__buddy_free(struct shmd__thr *t, uint32_t seg, struct shmd__seg_hdr *h, uint64_t page,
                      uint32_t order);
 void shmd__buddy_init(struct shmd__seg_hdr *h);
+/* Resizes a large block in place (buddy.c): SHMD_ENOSPC, nothing changed, when it cannot grow. */
+int shmd__buddy_resize(struct shmd__thr *t, uint32_t seg, struct shmd__seg_hdr *h, uint64_t page, uint32_t order,
+                       uint32_t new_order);
 
 /* Logs an 8-byte aligned word or the word containing a page-map byte. */
 static inline void shmd__log8(struct shmd__thr *t, uint32_t seg, struct shmd__seg_hdr *h, void *addr) {

@@ -181,6 +181,67 @@ int shmd__buddy_free(struct shmd__thr *t, uint32_t seg, struct shmd__seg_hdr *h,
   return 0;
 }
 
+/*
+ * Resizes the large block at `page` from 2^order to 2^new_order pages in place (realloc without a
+ * copy). Growing needs the block to be the lower half at every level up to new_order and each
+ * upper half to be a free block of exactly that order; they are taken off their lists and the
+ * block's head byte gets the new order. Shrinking gives the upper halves back as free blocks (their
+ * buddies are the block itself, so nothing merges). SHMD_ENOSPC, with nothing changed, when the
+ * block cannot grow (or the log has no room).
+ *
+ *   grow 1 -> 3:  [.1 used.|.1 free.|.....2 free.....]  ->  [.............3 used.............]
+ */
+int shmd__buddy_resize(struct shmd__thr *t, uint32_t seg, struct shmd__seg_hdr *h, uint64_t page, uint32_t order,
+                       uint32_t new_order) {
+  struct shmd__seg_alloc *sa = shmd__sa(h);
+  unsigned char *pm = shmd__pagemap(h, sa);
+  if (page >= sa->page_count || order > sa->max_order || pm[page] != (PM_LARGE | order))
+    return SHMD_CORRUPT("resize of a block that is not a large block");
+  if (new_order == order)
+    return 0;
+  uint64_t diff;
+  if (new_order > order) {
+    if (new_order > sa->max_order || (page & ((UINT64_C(1) << new_order) - 1)) != 0)
+      return SHMD_ENOSPC;
+    for (uint32_t o = order; o < new_order; o++) {
+      uint64_t b = page + (UINT64_C(1) << o);
+      if (b + (UINT64_C(1) << o) > sa->page_count || pm[b] != (PM_FREE | o))
+        return SHMD_ENOSPC;
+    }
+    if (shmd__al_room(t) < 8u * (new_order - order) + 16u)
+      return SHMD_ENOSPC;
+    for (uint32_t o = order; o < new_order; o++) {
+      uint64_t b = page + (UINT64_C(1) << o);
+      int rc = list_remove(t, seg, h, sa, o, page_off(sa, b));
+      if (rc)
+        return rc;
+      set_pm(t, seg, h, pm, b, 0);
+      SHMD_CRASH_POINT("buddy.grow");
+    }
+    diff = (UINT64_C(1) << new_order) - (UINT64_C(1) << order);
+    shmd__log8(t, seg, h, &sa->free_pages);
+    __atomic_store_n(&sa->free_pages, sa->free_pages - diff, __ATOMIC_RELAXED);
+    shmd__log8(t, seg, h, &sa->large_pages);
+    __atomic_store_n(&sa->large_pages, sa->large_pages + diff, __ATOMIC_RELAXED);
+  } else {
+    if (shmd__al_room(t) < 8u * (order - new_order) + 16u)
+      return SHMD_ENOSPC;
+    for (uint32_t o = order; o-- > new_order;) {
+      uint64_t b = page + (UINT64_C(1) << o);
+      set_pm(t, seg, h, pm, b, (unsigned char)(PM_FREE | o));
+      list_push(t, seg, h, sa, o, page_off(sa, b), 1);
+      SHMD_CRASH_POINT("buddy.shrink");
+    }
+    diff = (UINT64_C(1) << order) - (UINT64_C(1) << new_order);
+    shmd__log8(t, seg, h, &sa->free_pages);
+    __atomic_store_n(&sa->free_pages, sa->free_pages + diff, __ATOMIC_RELAXED);
+    shmd__log8(t, seg, h, &sa->large_pages);
+    __atomic_store_n(&sa->large_pages, sa->large_pages - diff, __ATOMIC_RELAXED);
+  }
+  set_pm(t, seg, h, pm, page, (unsigned char)(PM_LARGE | new_order));
+  return 0;
+}
+
 /* Fresh segment: the whole data area as the greedy run of the largest aligned blocks. Not logged:
  * the segment is not published yet. */
 void shmd__buddy_init(struct shmd__seg_hdr *h) {

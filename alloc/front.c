@@ -502,6 +502,35 @@ size_t shmd_usable_size(shmd_store_t *store, shmd_ptr_t p) {
   return 0;
 }
 
+/* Resizes large block p in place to the order `size` needs, in one step under its segment's buddy
+ * lock: 0 when done, else a status (SHMD_ENOSPC: its buddies are not free; the caller moves it). */
+static int resize_large(shmd_store_t *s, shmd_ptr_t p, size_t size) {
+  int rc;
+  struct shmd__thr *t = shmd__thr(s, &rc);
+  if (t == NULL)
+    return rc;
+  struct shmd__seg_hdr *h;
+  uint64_t page = 0, slab = 0;
+  uint32_t order = 0, seg = shmd_ptr_segment(p), want = order_for(size);
+  if (classify(s, p, &h, &page, &order, &slab) != 1)
+    return SHMD_EINVAL;
+  struct shmd__seg_alloc *sa = shmd__sa(h);
+  if ((rc = shmd__al_lock(s, t, seg, &sa->buddy_lock)) != 0)
+    return rc;
+  if (shmd__pagemap(h, sa)[page] != (PM_LARGE | order)) {
+    shmd__al_abort(s, t);
+    return SHMD_EINVAL;
+  }
+  rc = shmd__buddy_resize(t, seg, h, page, order, want);
+  if (rc) {
+    shmd__al_abort(s, t);
+    return rc;
+  }
+  SHMD_CRASH_POINT("alloc.resize.logged");
+  shmd__al_commit(s, t);
+  return 0;
+}
+
 int shmd_realloc(shmd_store_t *store, shmd_ptr_t *p, size_t size) {
   if (p->v == 0)
     return shmd_alloc(store, size, p);
@@ -516,6 +545,10 @@ int shmd_realloc(shmd_store_t *store, shmd_ptr_t *p, size_t size) {
     return SHMD_EINVAL;
   /* Stay in place when the block fits and would not be more than twice too big. */
   if (size <= have && shmd_good_size(size) * 2 > have)
+    return 0;
+  /* A large block that stays large grows into free buddies or gives up its upper halves, in
+   * place, when it can. */
+  if (have > SHMD_SMALL_MAX && size > SHMD_SMALL_MAX && size <= LARGE_MAX && resize_large(store, *p, size) == 0)
     return 0;
   shmd_ptr_t q;
   int rc = shmd_alloc(store, size, &q);

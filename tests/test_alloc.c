@@ -558,3 +558,120 @@ Test(alloc, check_detects_double_free_in_heap) {
   cr_assert_neq(strstr(shmd_errdetail(), "twice"), NULL, "%s", shmd_errdetail());
   shmd_close(s);
 }
+
+/* ---- realloc of a large block in place ---- */
+
+Test(alloc, realloc_large_in_place) {
+  shmd_store_t *s = ts_open("rl", 8 << 20, 8 << 20);
+  shmd_ptr_t p;
+  cr_assert_eq(shmd_alloc(s, 128 << 10, &p), 0);
+  fill(shmd_resolve(s, p), 128 << 10, 1);
+  shmd_ptr_t was = p;
+  /* Shrinking to a sixth keeps 32 KiB and gives the upper halves back, in place. */
+  cr_assert_eq(shmd_realloc(s, &p, 20 << 10), 0);
+  cr_assert_eq(p.v, was.v, "shrank in place");
+  cr_assert_eq(shmd_usable_size(s, p), 32 << 10);
+  cr_assert(verify(shmd_resolve(s, p), 20 << 10, 1), "contents kept");
+  cr_assert_eq(allocated(s), 32 << 10);
+  check_ok(s);
+  fill(shmd_resolve(s, p), 32 << 10, 2);
+  /* Its upper buddies are free: it grows where it is. */
+  cr_assert_eq(shmd_realloc(s, &p, 100 << 10), 0);
+  cr_assert_eq(p.v, was.v, "grew in place");
+  cr_assert_eq(shmd_usable_size(s, p), 128 << 10);
+  cr_assert(verify(shmd_resolve(s, p), 32 << 10, 2));
+  cr_assert_eq(allocated(s), 128 << 10);
+  check_ok(s);
+  /* With a block in its upper buddy it cannot grow: it moves (contents kept). */
+  cr_assert_eq(shmd_realloc(s, &p, 20 << 10), 0);
+  cr_assert_eq(p.v, was.v);
+  enum { MAXQ = 512 };
+  shmd_ptr_t q[MAXQ];
+  int nq = 0, blocked = 0;
+  while (nq < MAXQ && !blocked && shmd_alloc(s, 32 << 10, &q[nq]) == 0)
+    blocked = q[nq++].v == was.v + (32 << 10);
+  cr_assert(blocked, "a 32 KiB block took the upper buddy");
+  fill(shmd_resolve(s, p), 32 << 10, 3);
+  cr_assert_eq(shmd_realloc(s, &p, 64 << 10), 0);
+  cr_assert_neq(p.v, was.v, "moved");
+  cr_assert(verify(shmd_resolve(s, p), 32 << 10, 3));
+  check_ok(s);
+  /* Into a small block and back: moves (the in-place path is for large blocks only). */
+  cr_assert_eq(shmd_realloc(s, &p, 100), 0);
+  cr_assert(verify(shmd_resolve(s, p), 100, 3));
+  cr_assert_eq(shmd_realloc(s, &p, 1 << 20), 0);
+  cr_assert(verify(shmd_resolve(s, p), 100, 3));
+  cr_assert_eq(shmd_free(s, p), 0);
+  for (int i = 0; i < nq; i++)
+    cr_assert_eq(shmd_free(s, q[i]), 0);
+  cr_assert_eq(allocated(s), 0);
+  check_ok(s);
+  shmd_close(s);
+}
+
+/* A block whose first 8 bytes hold its size and the rest a pattern of that size. */
+static void resize_child(const char *name, uint64_t seed, int ops) {
+  shmd_options_t o = ts_opts(8 << 20, 8 << 20);
+  shmd_store_t *c;
+  shmd_ptr_t p;
+  if (shmd_open(name, &o, &c) || shmd_root_get(c, "big", &p))
+    _exit(2);
+  ts_rng_t r = {seed};
+  for (int i = 0; i < ops; i++) {
+    size_t n = SHMD_SMALL_MAX + 1 + ts_below(&r, 1 << 20);
+    shmd_ptr_t was = p;
+    if (shmd_realloc(c, &p, n))
+      _exit(3);
+    if (p.v != was.v && shmd_root_set(c, "big", p)) /* moved: never at the crash points below */
+      _exit(4);
+    unsigned char *b = shmd_resolve(c, p);
+    memcpy(b, &n, 8);
+    fill(b + 8, n - 8, n);
+  }
+  shmd_close(c);
+  _exit(0);
+}
+
+Test(alloc, crash_inside_in_place_resize) {
+  static const char *points[] = {"buddy.grow", "buddy.shrink", "alloc.resize.logged"};
+  shmd_store_t *s = ts_open("rc", 8 << 20, 8 << 20);
+  shmd_ptr_t p;
+  size_t n0 = 64 << 10;
+  cr_assert_eq(shmd_alloc(s, n0, &p), 0);
+  unsigned char *b = shmd_resolve(s, p);
+  memcpy(b, &n0, 8);
+  fill(b + 8, n0 - 8, n0);
+  cr_assert_eq(shmd_root_set(s, "big", p), 0);
+  uint64_t seed = ts_seed("crash_inside_in_place_resize");
+  ts_rng_t r = {seed};
+  int reached = 0, runs = 0;
+  for (size_t i = 0; i < sizeof points / sizeof points[0]; i++) {
+    for (int rep = 0; rep < 5; rep++) {
+      char env[128];
+      snprintf(env, sizeof env, "%s:%llu", points[i], (unsigned long long)(1 + ts_below(&r, 6)));
+      pid_t pid = fork();
+      if (pid == 0) {
+        setenv("SHMDICT_CRASH_POINT", env, 1);
+        resize_child("rc", seed + i * 11 + (uint64_t)rep, 200);
+      }
+      int st = ts_wait(pid);
+      cr_assert(st == 0 || st == 128 + SIGKILL, "child at %s ended with %d", env, st);
+      reached += st == 128 + SIGKILL;
+      runs++;
+      cr_assert_geq(shmd_recover(s), 0);
+      check_ok(s);
+      cr_assert_eq(shmd_root_get(s, "big", &p), 0);
+      b = shmd_resolve(s, p);
+      size_t n;
+      memcpy(&n, b, 8);
+      size_t us = shmd_usable_size(s, p);
+      cr_assert_geq(us, n, "after %s: the block (%zu bytes) is smaller than its contents (%zu)", env, us, n);
+      cr_assert(verify(b + 8, n - 8, n), "after %s: contents damaged", env);
+      cr_assert_eq(allocated(s), us, "after %s: allocated %llu != the one block's %zu", env,
+                   (unsigned long long)allocated(s), us);
+    }
+  }
+  cr_log_info("%d of %d runs died at their crash point", reached, runs);
+  cr_assert_gt(reached, runs / 2);
+  shmd_close(s);
+}

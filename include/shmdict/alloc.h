@@ -61,7 +61,9 @@ int shmd_free(shmd_store_t *store, shmd_ptr_t p);
 
 /*
  * Resizes *p to `size` bytes, keeping the contents up to the smaller size; may move the block, and
- * then updates *p. *p null behaves as shmd_alloc(); size 0 frees and sets *p to null.
+ * then updates *p. *p null behaves as shmd_alloc(); size 0 frees and sets *p to null. A block
+ * that fits and is less than twice too big stays; a large block (above SHMD_SMALL_MAX) that stays
+ * large grows into free neighbouring space or shrinks in place when it can, without a copy.
  * On failure (same statuses as shmd_alloc) the old block is untouched and *p unchanged.
  */
 int shmd_realloc(shmd_store_t *store, shmd_ptr_t *p, size_t size);
