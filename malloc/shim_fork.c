@@ -15,6 +15,8 @@
  *                        errno EAGAIN at once, and malloc still works (exit 77: no seccomp here)
  *   shim_fork nomem      the child cannot map its copy (RLIMIT_AS): a write to an inherited block
  *                        must kill the child, not reach the parent (named store only)
+ *   shim_fork cost MIB N not a test: the time fork() takes in the parent (the named store's copy
+ *                        included) with MIB MiB of live heap, over N forks (docs/bench.md)
  *
  * Exits 0 when everything held, 1 otherwise (what failed on stderr); prints one line that does
  * not depend on the allocator, so runs under different mallocs print the same. SHIM_EXPECT=1:
@@ -477,12 +479,55 @@ static int nomem(void) {
   return failures != 0;
 }
 
+/* The cost of fork() with `mib` MiB of live heap: half in blocks of 100-1000 bytes, half in
+ * blocks of 20-200 KB; the child exits at once. Prints median, mean and minimum. */
+static int cost(size_t mib, int n) {
+  size_t live = 0;
+  uint32_t r = 1;
+  while (live < mib << 20) {
+    r = r * 1103515245u + 12345u;
+    size_t k = live < mib << 19 ? 100 + r % 900 : 20000 + r % 180000;
+    unsigned char *p = malloc(k);
+    if (p == NULL)
+      return 1;
+    memset(p, 1, k); /* kept: the live heap */
+    live += k;
+  }
+  double t[1000], sum = 0;
+  if (n < 1 || n > 1000)
+    n = 21;
+  for (int i = 0; i < n; i++) {
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    pid_t pid = fork();
+    if (pid == 0)
+      _exit(0);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    if (pid < 0)
+      return 1;
+    wait_child(pid);
+    t[i] = (double)(b.tv_sec - a.tv_sec) * 1e3 + (double)(b.tv_nsec - a.tv_nsec) * 1e-6;
+    sum += t[i];
+  }
+  for (int i = 1; i < n; i++) /* insertion sort: n is small */
+    for (int j = i; j > 0 && t[j] < t[j - 1]; j--) {
+      double x = t[j];
+      t[j] = t[j - 1];
+      t[j - 1] = x;
+    }
+  printf("shim_fork: %zu MiB live, %d forks: fork() in the parent takes median %.3f ms, mean %.3f ms, "
+         "min %.3f ms\n", mib, n, t[n / 2], sum / n, t[0]);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   setvbuf(stdout, NULL, _IONBF, 0); /* nothing buffered twice by forked children */
   if (argc > 1 && strcmp(argv[1], "forkfail") == 0)
     return forkfail();
   if (argc > 1 && strcmp(argv[1], "nomem") == 0)
     return nomem();
+  if (argc > 3 && strcmp(argv[1], "cost") == 0)
+    return cost(strtoul(argv[2], NULL, 10), atoi(argv[3]));
   if (getenv("SHIM_EXPECT") && atoi(getenv("SHIM_EXPECT"))) {
     void *probe = malloc(100);
     int yes = from_shim(probe);
