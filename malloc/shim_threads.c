@@ -4,10 +4,10 @@
  * without LD_PRELOAD=libshmdict-malloc.so and compares the output): threads that allocate, fill,
  * realloc and free blocks of every size class and some large ones; frees of blocks another thread
  * allocated (passed through a mutex-protected queue); aligned allocations; a fork whose child
- * allocates and frees, modifies blocks it inherited (not with SHIM_SHARED=1, for a shared store),
- * frees half of them, and exits while the parent checks its own blocks are unchanged
- * (copy-on-write); and waves of short-lived threads. Prints a checksum that
- * depends only on the data, so a run under any correct malloc prints the same line. The
+ * allocates and frees, modifies blocks it inherited, frees half of them, and exits while the
+ * parent checks its own blocks are unchanged (copy-on-write, or the named store's private
+ * snapshot); and waves of short-lived threads. Prints a checksum that depends only on the data,
+ * so a run under any correct malloc prints the same line. The
  * environment variable SHIM_EXPECT=1 makes it also check that its blocks come from the shim
  * (the shim's shmdict_malloc_owns()) and report it on stderr.
  */
@@ -202,15 +202,11 @@ int main(void) {
     pthread_create(&th[i], NULL, worker, &a[i]);
   }
   pid_t pid = fork(); /* while the workers run */
-  /* SHIM_SHARED=1 (a named, shared store): the child's memory is the parent's, so the child
-   * only reads and frees what it inherited. */
-  int shared = getenv("SHIM_SHARED") && atoi(getenv("SHIM_SHARED"));
   if (pid == 0) {
     for (int i = 0; i < INHERIT; i++) {
       if (!good(inh[i], 50 + (size_t)i * 10, (uint64_t)i + 1000))
         _exit(5);
-      if (!shared)
-        memset(inh[i], 0xEE, 50 + (size_t)i * 10);
+      memset(inh[i], 0xEE, 50 + (size_t)i * 10);
       if (i % 2)
         free(inh[i]);
     }
