@@ -531,6 +531,14 @@ static int resize_large(shmd_store_t *s, shmd_ptr_t p, size_t size) {
   return 0;
 }
 
+/* For the malloc shim: resizes large block p in place to hold `size` (> SHMD_SMALL_MAX) bytes; 0
+ * when done, else a status and nothing changed. */
+int shmd__resize_in_place(shmd_store_t *s, shmd_ptr_t p, size_t size) {
+  if (size <= SHMD_SMALL_MAX || size > LARGE_MAX)
+    return SHMD_EINVAL;
+  return resize_large(s, p, size);
+}
+
 int shmd_realloc(shmd_store_t *store, shmd_ptr_t *p, size_t size) {
   if (p->v == 0)
     return shmd_alloc(store, size, p);

@@ -84,6 +84,7 @@ extern void *__libc_memalign(size_t, size_t);
 
 int shmd__alloc_fast(shmd_store_t *s, size_t size, shmd_ptr_t *out); /* alloc/front.c */
 int shmd__free_fast(shmd_store_t *s, shmd_ptr_t p);
+int shmd__resize_in_place(shmd_store_t *s, shmd_ptr_t p, size_t size);
 
 enum { ST_NONE, ST_INIT, ST_READY, ST_FAILED };
 
@@ -587,6 +588,16 @@ SHIM_EXPORT void *realloc(void *a, size_t n) {
   size_t have = shmd_usable_size(s, p);
   if (n <= have && shmd_good_size(n) * 2 > have && g_serve)
     return a;
+  /* A large block that stays large: into its free buddies, or shrunk, without a copy. */
+  if (g_serve && have > SHMD_SMALL_MAX && n > SHMD_SMALL_MAX) {
+    int saved = errno;
+    enter();
+    int rc = shmd__resize_in_place(s, p, n);
+    leave(s);
+    errno = saved;
+    if (rc == 0)
+      return a;
+  }
   void *b = malloc(n);
   if (b == NULL)
     return NULL; /* errno is ENOMEM; a is untouched */

@@ -92,12 +92,15 @@ static void *worker(void *arg) {
       a->sum += live[i][len[i] / 2] + len[i];
       uint64_t what = rng(&s) % 10;
       if (what < 3) {
-        size_t n = 1 + rng(&s) % 20000;
+        /* Mostly small and medium; one in ten large, so large blocks grow and shrink in place. */
+        size_t n = rng(&s) % 10 == 0 ? 1 + rng(&s) % 300000 : 1 + rng(&s) % 20000;
         unsigned char *r = realloc(live[i], n);
         if (r == NULL) {
           fail("realloc returned NULL");
           continue;
         }
+        if (malloc_usable_size(r) < n)
+          fail("usable size below the realloc request");
         size_t keep = n < len[i] ? n : len[i];
         if (!good(r, keep, (uint64_t)i))
           fail("realloc lost contents");
