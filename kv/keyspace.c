@@ -6,11 +6,10 @@
  * Layout and choices
  * ------------------
  * - The keyspace hangs off the named root "shmdict.kv": a kv_root_t with a lock and one pointer per
- *   database (16, numbered 0..15 like Redis). The root block is allocated with shmd_alloc() and
- *   published with shmd_root_set_nx(), so racing processes agree on one; the loser frees its block.
- *   (A process killed between that allocation and the publication leaks that one 144-byte block,
- *   once per store life; everything later is transactional.) A database is created on first use,
- *   in one transaction under the root's lock.
+ *   database (16, numbered 0..15 like Redis). The root block is allocated with shmd_tx_calloc()
+ *   and published with shmd_root_set_nx() in the same transaction, so racing processes agree on
+ *   one, the loser frees its block, and a process killed in between leaks nothing (recovery frees
+ *   the reservation). A database is created on first use, in one transaction under the root's lock.
  * - A database (kv_db_t) is KV_STRIPES (8) stripes. A stripe is a lock of its own plus a hash
  *   container mapping key -> value record; a key's stripe is chosen by a hash of its bytes. The
  *   stripe lock is separate from the hash's own lock so that FLUSHDB can swap a stripe's hash for a
@@ -113,24 +112,37 @@ static int kv_root(shmd_store_t *s, shmd_ptr_t *out) {
     kv_root_cache[i].root = *out;
     return 0;
   }
-  shmd_ptr_t p;
-  rc = shmd_calloc(s, 1, sizeof(kv_root_t), &p);
-  if (rc)
+  /* Created in a transaction (joining the caller's, if any): a process killed between the
+   * allocation and the publication has its reservation freed by recovery, so nothing leaks. */
+  shmd_tx_t *tx;
+  if ((rc = shmd_tx_begin(s, &tx)))
     return rc;
+  shmd_ptr_t p;
+  if ((rc = shmd_tx_calloc(tx, sizeof(kv_root_t), &p))) {
+    shmd_tx_abort(tx);
+    return rc;
+  }
   kv_root_t *r = shmd_resolve(s, p);
   r->magic = KV_ROOT_MAGIC;
   shmd_lock_init(&r->lock);
+  SHMD_CRASH_POINT("kv.root.allocated");
   shmd_ptr_t existing;
   rc = shmd_root_set_nx(s, KV_ROOT_NAME, p, &existing);
-  if (rc == SHMD_EEXIST) {
-    shmd_free(s, p);
-    *out = existing;
-    return 0;
-  }
-  if (rc) {
-    shmd_free(s, p);
+  if (rc == SHMD_EEXIST) { /* another process won the race: use its root, free ours */
+    if ((rc = shmd_tx_free(tx, p))) {
+      shmd_tx_abort(tx);
+      return rc;
+    }
+    if ((rc = shmd_tx_commit(tx)) == 0)
+      *out = existing;
     return rc;
   }
+  if (rc) {
+    shmd_tx_abort(tx);
+    return rc;
+  }
+  if ((rc = shmd_tx_commit(tx)))
+    return rc;
   *out = p;
   return 0;
 }

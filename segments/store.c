@@ -1001,8 +1001,10 @@ static int root_put(shmd_store_t *store, const char *name, shmd_ptr_t p, int nx,
   if (r && nx) {
     if (existing)
       *existing = (shmd_ptr_t){r->ptr};
-    rc = SHMD_EEXIST;
-    goto fail;
+    /* Nothing changed: end the level with a commit, so that an enclosing transaction of the
+     * caller is not marked aborted by an answer it may expect (racing creators). */
+    rc = shmd_tx_commit(tx);
+    return rc ? rc : SHMD_EEXIST;
   }
   if (r == NULL)
     r = slot;

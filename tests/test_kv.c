@@ -1736,3 +1736,48 @@ Test(kv, crash_inside_a_big_command) {
   }
   cr_assert_gt(last, 0, "no big command ever completed");
 }
+
+/* A process killed between allocating the keyspace root and publishing it (the store's very first
+ * keyspace command) leaks nothing: the block was a transaction reservation, and recovery frees it.
+ * Also: a racing creator that loses inside a caller's transaction does not abort that transaction. */
+Test(kv, crash_while_creating_the_keyspace_root) {
+  shmd_store_t *s = ts_open("kr", 8 * MB, 8 * MB);
+  shmd_stats_t st;
+  cr_assert_eq(shmd_stats(s, &st), 0);
+  uint64_t before = st.allocated_bytes;
+  shmd_close(s);
+  pid_t pid = fork();
+  if (pid == 0) {
+    setenv("SHMDICT_CRASH_POINT", "kv.root.allocated", 1);
+    shmd_options_t o = ts_opts(8 * MB, 8 * MB);
+    shmd_store_t *c;
+    if (shmd_open("kr", &o, &c))
+      _exit(3);
+    shmd_reply_free(run(c, "SET k v"));
+    _exit(0);
+  }
+  cr_assert_eq(ts_wait(pid), 128 + SIGKILL, "the child did not die at kv.root.allocated");
+  s = ts_open("kr", 8 * MB, 8 * MB);
+  cr_assert_eq(shmd_alloc_check(s), 0, "%s", shmd_errdetail());
+  cr_assert_eq(shmd_stats(s, &st), 0);
+  cr_assert_eq(st.allocated_bytes, before, "the unpublished keyspace root leaked: %llu bytes allocated, %llu before",
+               (unsigned long long)st.allocated_bytes, (unsigned long long)before);
+  shmd_ptr_t rp;
+  cr_assert_eq(shmd_root_get(s, "shmdict.kv", &rp), SHMD_ENOTFOUND);
+  EXPECT(s, "SET k v", "+OK");
+  EXPECT(s, "GET k", "\"v\"");
+  check_all(s);
+
+  /* Losing a root race inside a transaction: SHMD_EEXIST, and the transaction still commits. */
+  shmd_tx_t *tx;
+  shmd_ptr_t p, existing;
+  cr_assert_eq(shmd_tx_begin(s, &tx), 0);
+  cr_assert_eq(shmd_tx_alloc(tx, 64, &p), 0);
+  cr_assert_eq(shmd_root_set_nx(s, "shmdict.kv", p, &existing), SHMD_EEXIST);
+  cr_assert_eq(shmd_root_get(s, "shmdict.kv", &rp), 0);
+  cr_assert(shmd_ptr_eq(existing, rp));
+  cr_assert_eq(shmd_tx_free(tx, p), 0);
+  cr_assert_eq(shmd_tx_commit(tx), 0);
+  check_all(s);
+  shmd_close(s);
+}

@@ -107,7 +107,10 @@ const char *shmd_store_dir(const shmd_store_t *store);
 int shmd_root_set(shmd_store_t *store, const char *name, shmd_ptr_t p);
 
 /* Sets root `name` to `p` only if it does not exist; SHMD_EEXIST (and *existing set, if not
- * NULL) if it does. Lets several processes race to create a structure, and all use the winner's. */
+ * NULL) if it does. Lets several processes race to create a structure, and all use the winner's.
+ * Inside a transaction of the caller it joins it (the root is set only if that transaction
+ * commits); SHMD_EEXIST does not abort the caller's transaction, so the loser of a race can
+ * shmd_tx_free() its block in the same transaction and commit. */
 int shmd_root_set_nx(shmd_store_t *store, const char *name, shmd_ptr_t p, shmd_ptr_t *existing);
 
 /* Looks up root `name`. Returns SHMD_ENOTFOUND if absent (leaving *out unchanged). */

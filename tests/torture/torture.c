@@ -3,9 +3,10 @@
  * Crash torture: many processes on one store, one of them SIGKILLed again and again.
  *
  * The driver forks --workers workers. Each runs a stream of random operations generated from its
- * own seed -- keyspace commands (strings, counters, hashes of up to 45 fields, lists, sets, sorted
- * sets, multi-key MSET / DEL / RENAME, fields of hashes / sets / zsets shared by all workers, big
- * values in a private database that is then FLUSHDBed) and raw allocator operations (a table of
+ * own seed -- keyspace commands (strings, counters, hashes, lists, sets, sorted sets, with up to
+ * 299 elements over 64 field names, so some transactions outgrow their lane; multi-key MSET / DEL /
+ * RENAME, fields of hashes / sets / zsets shared by all workers, big values in a private database
+ * that is then FLUSHDBed) and raw allocator operations (a table of
  * blocks of 16 B .. 2 MiB, each allocated, filled and linked in one transaction) -- and writes
  * the sequence number of every completed operation to its pipe. Because an operation is a pure
  * function of (seed, sequence number), the driver regenerates each reported operation and applies
@@ -141,14 +142,16 @@ static const int op_weight[OP_N] = {
     [OP_RAW] = 10,
 };
 
+#define OP_MAXN 300 /* elements of one command, at most */
+
 typedef struct {
   int kind;
   uint32_t seq;
   uint64_t tag; /* unique per (spawn, seq): values and raw block ids derive from it */
   int k1, k2, n;
-  uint8_t f[50];
-  uint16_t vlen[50];
-  int64_t num[50];
+  uint8_t f[OP_MAXN];
+  uint16_t vlen[OP_MAXN];
+  int64_t num[OP_MAXN];
   uint32_t raw_slot;
   uint64_t raw_size;
 } op_t;
@@ -175,9 +178,11 @@ static void gen_op(rng_t *r, uint64_t spawn_tag, uint32_t seq, op_t *op) {
   while (x >= op_weight[kind])
     x -= op_weight[kind++];
   op->kind = kind;
-  int many = below(r, 12) == 0;
-  op->n = many ? 20 + (int)below(r, 26) : 1 + (int)below(r, 5);
-  for (int j = 0; j < 50; j++) {
+  /* One command in 12 has 20-45 elements; one in 96 has 100-299, more than a lane holds in place
+   * (128 reservations, 2048 undo words), so its transaction grows into extension blocks. */
+  int many = below(r, 12) == 0, huge = many && below(r, 8) == 0;
+  op->n = huge ? 100 + (int)below(r, 200) : many ? 20 + (int)below(r, 26) : 1 + (int)below(r, 5);
+  for (int j = 0; j < OP_MAXN; j++) {
     op->f[j] = (uint8_t)below(r, NF);
     op->vlen[j] = j < op->n ? pick_vlen(r) : 0;
     op->num[j] = (int64_t)below(r, 2001) - 1000;
@@ -603,16 +608,21 @@ static int cmd(shmd_store_t *s, unsigned db, int argc, const char **argv, const 
   return 0;
 }
 
-/* Command argument builder. */
+/* Command argument builder: a command name, two keys and a pair per element at most. */
+#define MAXARGS (2 * OP_MAXN + 8)
 typedef struct {
   int argc;
-  const char *argv[110];
-  size_t lens[110];
-  char *owned[110];
+  const char *argv[MAXARGS];
+  size_t lens[MAXARGS];
+  char *owned[MAXARGS];
   int nowned;
 } args_t;
 
 static void a_str(args_t *a, const char *p, size_t len) {
+  if (a->argc >= MAXARGS) {
+    fprintf(stderr, "torture: a command with more than %d arguments\n", MAXARGS);
+    abort();
+  }
   char *c = malloc(len + 1);
   memcpy(c, p, len);
   c[len] = 0;
@@ -984,6 +994,7 @@ static const char *crash_points[] = {
     "rbtree.put.allocated", "rbtree.put.inserted", "rbtree.put.replaced", "rbtree.put.updated",
     "rbtree.delete.erased", "rbtree.destroy.erased", "kv.command.commit", "kv.drain.step",
     "kv.drain.committed", "recover.rolled_back", "heap.refill", "heap.flush", "depot.put", "depot.take",
+    "tx.ext.allocated", "tx.ext.copied", "tx.ext.switched", "tx.ext.freed_old", "tx.frees_done",
     "alloc.*", "hash.*", "rbtree.*", "list.*",
 };
 #define NPOINTS (sizeof crash_points / sizeof crash_points[0])
