@@ -72,7 +72,16 @@ enum { SLIST_NONE = 0, SLIST_PARTIAL = 1 };
 /* Free buddy block: links in its first 16 bytes. */
 struct shmd__fblock {
   uint64_t next, prev;
+  /* Written only by shmd__buddy_release, on private stores (which no other process recovers), and
+   * only a hint: SHMD__FB_SEEN or SHMD__FB_RELEASED xor the block's shape (offset, order), any
+   * other value = not seen. Not logged, so never written on a shared store: in a slab released
+   * by a step that is rolled back, this word is the slab header's free_head / inuse. An allocated
+   * block's owner overwrites it (a slab header does); a stale one that survives a reuse of the
+   * same shape only delays a release. */
+  uint64_t release_hint;
 };
+#define SHMD__FB_SEEN UINT64_C(0x5345454e46524545)     /* "SEENFREE" */
+#define SHMD__FB_RELEASED UINT64_C(0x52454c4541534544) /* "RELEASED" */
 
 extern const uint32_t shmd__class_bytes[SHMD__NCLASSES];
 uint32_t shmd__size_class(size_t size); /* size <= SHMD_SMALL_MAX */
@@ -99,6 +108,19 @@ int shmd__buddy_alloc(struct shmd__thr *t, uint32_t seg, struct shmd__seg_hdr *h
 int shmd__buddy_free(struct shmd__thr *t, uint32_t seg, struct shmd__seg_hdr *h, uint64_t page,
                      uint32_t order);
 void shmd__buddy_init(struct shmd__seg_hdr *h);
+/* Private stores (the malloc shim's) give the pages of free blocks of at least 2^RELEASE_MIN_ORDER
+ * pages back to the kernel once a thread has freed RELEASE_EVERY pages into the buddy allocators
+ * (large blocks, released slabs, shrinks): see shmd__buddy_release. */
+#define SHMD__RELEASE_MIN_ORDER 4u           /* 64 KiB: a released slab qualifies */
+#define SHMD__RELEASE_EVERY (UINT64_C(4096)) /* pages: 16 MiB */
+/* Drops the pages of the free blocks of order >= min_order of the segment, except each block's
+ * first page (its free-list links), with madvise: a block the second time a pass finds it free
+ * (aged by the release_hint word, so that a program's working set is not faulted in anew at every
+ * pass). The caller holds the segment's buddy lock (so no block changes hands meanwhile); nothing
+ * but the hint words is written. Adds the bytes dropped to *released. SHMD_ECORRUPT when a free
+ * list is damaged. Only for private mappings: on a shared store the pages would have to be
+ * reserved again before reuse (no SIGBUS on a full tmpfs), and the hint may not be written. */
+int shmd__buddy_release(struct shmd__seg_hdr *h, uint32_t min_order, uint64_t *released);
 /* Resizes a large block in place (buddy.c): SHMD_ENOSPC, nothing changed, when it cannot grow. */
 int shmd__buddy_resize(struct shmd__thr *t, uint32_t seg, struct shmd__seg_hdr *h, uint64_t page, uint32_t order,
                        uint32_t new_order);

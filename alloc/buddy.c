@@ -30,6 +30,7 @@
 #include "alloc_int.h"
 #include "segments/crash.h"
 #include "segments/err.h"
+#include "segments/os.h"
 
 static inline struct shmd__fblock *fb(struct shmd__seg_hdr *h, uint64_t off) {
   return (struct shmd__fblock *)(void *)((unsigned char *)h + off);
@@ -102,6 +103,46 @@ static inline void set_pm(struct shmd__thr *t, uint32_t seg, struct shmd__seg_hd
   __atomic_store_n(&pm[page], v, __ATOMIC_RELAXED);
 }
 
+/* Counts pages given back by a free or a shrink; on a private store, asks for a release of free
+ * pages every SHMD__RELEASE_EVERY pages (shmd__al_commit acts on it once the locks are released). */
+static inline void count_freed(struct shmd__thr *t, uint64_t pages) {
+  if (t->store->private_maps && (t->freed_pages += pages) >= SHMD__RELEASE_EVERY)
+    t->release_due = 1;
+}
+
+int shmd__buddy_release(struct shmd__seg_hdr *h, uint32_t min_order, uint64_t *released) {
+  struct shmd__seg_alloc *sa = shmd__sa(h);
+  const unsigned char *pm = shmd__pagemap(h, sa);
+  if (min_order < 1)
+    min_order = 1; /* an order-0 block is only its first page */
+  uint64_t budget = sa->page_count + 1; /* a cycle in a damaged list must not loop for ever */
+  for (uint32_t o = min_order; o <= sa->max_order && o < SHMD__MAX_ORDER + 1; o++) {
+    for (uint64_t off = sa->free_head[o]; off != 0; off = fb(h, off)->next) {
+      uint64_t page = (off - sa->data_off) / SHMD_PAGE_BYTES;
+      if (!fb_ok(sa, off) || budget-- == 0 || page + (UINT64_C(1) << o) > sa->page_count ||
+          pm[page] != (PM_FREE | o))
+        return SHMD_CORRUPT("buddy free list damaged (seen while releasing free pages)");
+      /* Aged: a block is released at the second pass that finds it free, so that blocks freed
+       * and taken again between two passes (a program's working set) are not faulted in anew. */
+      struct shmd__fblock *b = fb(h, off);
+      uint64_t shape = (off << 6) | o;
+      if (b->release_hint == (SHMD__FB_RELEASED ^ shape))
+        continue;
+      /* Seen at any order: a block that grew by merging since the last pass counts as seen (else a
+       * run of frees that keeps merging would never age). Released only at its exact shape. */
+      if (((b->release_hint ^ SHMD__FB_SEEN) >> 6) != off) {
+        b->release_hint = SHMD__FB_SEEN ^ shape;
+        continue;
+      }
+      *released += shmd__os_release((unsigned char *)h + off + SHMD_PAGE_BYTES,
+                                    ((UINT64_C(1) << o) - 1) * SHMD_PAGE_BYTES);
+      b->release_hint = SHMD__FB_RELEASED ^ shape;
+      SHMD_CRASH_POINT("buddy.release");
+    }
+  }
+  return 0;
+}
+
 int shmd__buddy_alloc(struct shmd__thr *t, uint32_t seg, struct shmd__seg_hdr *h, uint32_t order,
                       unsigned kind, uint64_t *page_out) {
   struct shmd__seg_alloc *sa = shmd__sa(h);
@@ -163,6 +204,7 @@ int shmd__buddy_free(struct shmd__thr *t, uint32_t seg, struct shmd__seg_hdr *h,
     __atomic_store_n(&sa->large_pages, sa->large_pages - (UINT64_C(1) << order), __ATOMIC_RELAXED);
   }
   set_pm(t, seg, h, pm, page, 0);
+  count_freed(t, UINT64_C(1) << order);
   while (order < sa->max_order) {
     uint64_t buddy = page ^ (UINT64_C(1) << order);
     if (buddy + (UINT64_C(1) << order) > sa->page_count || pm[buddy] != (PM_FREE | order))
@@ -233,6 +275,7 @@ int shmd__buddy_resize(struct shmd__thr *t, uint32_t seg, struct shmd__seg_hdr *
       SHMD_CRASH_POINT("buddy.shrink");
     }
     diff = (UINT64_C(1) << order) - (UINT64_C(1) << new_order);
+    count_freed(t, diff);
     shmd__log8(t, seg, h, &sa->free_pages);
     __atomic_store_n(&sa->free_pages, sa->free_pages + diff, __ATOMIC_RELAXED);
     shmd__log8(t, seg, h, &sa->large_pages);

@@ -76,8 +76,32 @@ static int alloc_word(shmd_store_t *s, struct shmd__thr *t, size_t size, uint64_
   return rc;
 }
 
+/* Private stores: gives the pages of big free blocks of every segment this process has mapped back
+ * to the kernel, one segment per step under its buddy lock (shmd__buddy_release). Called by
+ * shmd__al_commit when this thread has freed SHMD__RELEASE_EVERY pages since the last time. A
+ * damaged free list stops it silently: the checks and the next allocation report the damage. */
+static void release(shmd_store_t *s, struct shmd__thr *t) {
+  t->release_due = 0;
+  t->freed_pages = 0;
+  uint32_t n = shmd__seg_count(s);
+  for (uint32_t seg = 0; seg < n && seg < SHMD_MAX_SEGMENTS; seg++) {
+    unsigned char *b = __atomic_load_n(&s->map->base[seg + 1], __ATOMIC_ACQUIRE);
+    if (b == NULL)
+      continue; /* never mapped here: nothing of ours to give back */
+    struct shmd__seg_hdr *h = (struct shmd__seg_hdr *)(void *)b;
+    struct shmd__seg_alloc *sa = shmd__sa(h);
+    if (shmd__al_lock(s, t, seg, &sa->buddy_lock))
+      return;
+    uint64_t released = 0;
+    int rc = shmd__buddy_release(h, SHMD__RELEASE_MIN_ORDER, &released);
+    shmd__al_commit(s, t); /* nothing was logged: only releases the lock */
+    if (rc)
+      return;
+  }
+}
+
 const struct shmd__alloc_ops shmd__alloc_ops = {meta_bytes, seg_init, free_step, alloc_word, shmd__heap_cached,
-                                                shmd__heap_adopt};
+                                                shmd__heap_adopt, release};
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Allocation. */

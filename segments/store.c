@@ -309,6 +309,7 @@ static shmd_store_t *store_new(const char *name, const char *dir) {
     return NULL;
   }
   s->fd0 = -1;
+  s->private_maps = shmd__os_private_maps;
   snprintf(s->name, sizeof s->name, "%s", name);
   snprintf(s->dir, sizeof s->dir, "%s", dir);
   snprintf(s->path, sizeof s->path, "%s/%s", dir, name);

@@ -184,6 +184,9 @@ struct shmd__thr {
   uint32_t heap_state; /* 0 = not attached yet, 1 = attached, 2 = none (no room: run without) */
   void *depot;         /* the store's depot (process address), NULL when it has none */
   uint32_t depot_seg;  /* the segment the depot lives in (for the step log) */
+  /* ---- returning free pages to the kernel (private stores only, alloc/buddy.c) ---- */
+  uint64_t freed_pages; /* pages this thread gave back to the buddy allocators since the last release */
+  int release_due;      /* set by a buddy free, acted on by shmd__al_commit once no lock is held */
 };
 
 struct shmd_store_s {
@@ -203,6 +206,8 @@ struct shmd_store_s {
   uint32_t alloc_hint[SHMD_STATS_MAX_CLASSES + 1]; /* process-local: segment to try first */
   uint32_t large_hint;
   struct shmd_store_s *next_store; /* global list, for fork handling */
+  int private_maps; /* opened with private mappings (the malloc shim's stores): free pages may be
+                       given back to the kernel, see alloc/buddy.c shmd__buddy_release */
 };
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -314,6 +319,9 @@ struct shmd__alloc_ops {
    * frees are finished (it first settles an object caught between the heap and the lane's
    * reservation or deferred-free record), and by a thread releasing its own lane. */
   int (*heap_adopt)(shmd_store_t *s, struct shmd__thr *t, uint32_t idx);
+  /* Gives the pages of big free blocks back to the kernel (private stores), as allocator steps of
+   * thread t (which holds no allocator lock). Called by shmd__al_commit when t->release_due. */
+  void (*release)(shmd_store_t *s, struct shmd__thr *t);
 };
 #define SHMD__MAN_HEAP_DIR 0 /* index in shmd__manifest.reserved2: shmd_ptr_t of the heap directory */
 #define SHMD__MAN_DEPOT 1    /* index in shmd__manifest.reserved2: shmd_ptr_t of the depot (layout 1.3) */

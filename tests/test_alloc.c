@@ -675,3 +675,63 @@ Test(alloc, crash_inside_in_place_resize) {
   cr_assert_gt(reached, runs / 2);
   shmd_close(s);
 }
+
+/* A store opened with private mappings (the malloc shim's kind) gives the pages of big free blocks
+ * back to the kernel once a thread has freed 16 MiB: the resident size drops, the blocks still in
+ * use keep their bytes, and the freed space is handed out again and holds what is written. */
+extern _Thread_local int shmd__os_private_maps, shmd__os_sparse_files;
+#define MB (UINT64_C(1) << 20)
+
+static long rss_kib(void) {
+  long size = 0, res = 0;
+  FILE *f = fopen("/proc/self/statm", "r");
+  cr_assert_not_null(f);
+  cr_assert_eq(fscanf(f, "%ld %ld", &size, &res), 2);
+  fclose(f);
+  return res * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+Test(alloc, private_store_gives_free_pages_back) {
+  shmd_options_t o = ts_opts(256 * MB, 64 * MB);
+  shmd_store_t *s;
+  shmd__os_sparse_files = 1;
+  cr_assert_eq(shmd_open("pv", &o, &s), 0, "%s", shmd_errdetail());
+  shmd_close(s);
+  shmd__os_private_maps = 1;
+  int rc = shmd_open("pv", &o, &s);
+  shmd__os_private_maps = 0;
+  shmd__os_sparse_files = 0;
+  cr_assert_eq(rc, 0, "%s", shmd_errdetail());
+  enum { N = 96 };
+  shmd_ptr_t p[N];
+  for (int i = 0; i < N; i++) {
+    cr_assert_eq(shmd_alloc(s, MB - 100, &p[i]), 0);
+    memset(shmd_resolve(s, p[i]), 'a' + i % 26, MB - 100);
+  }
+  long full = rss_kib();
+  for (int i = 0; i < N; i++)
+    if (i % 8 != 0)
+      cr_assert_eq(shmd_free(s, p[i]), 0);
+  long after = rss_kib();
+  cr_log_info("resident: %ld KiB with %d MiB in use, %ld KiB after freeing %d MiB", full, N, after, N - N / 8);
+  cr_assert_gt(full - after, 48 * 1024, "only %ld KiB went back to the kernel", full - after);
+  cr_assert_eq(shmd_alloc_check(s), 0, "%s", shmd_errdetail());
+  for (int i = 0; i < N; i += 8) {
+    const unsigned char *b = shmd_resolve(s, p[i]);
+    for (size_t j = 0; j < MB - 100; j += 4093)
+      cr_assert_eq(b[j], 'a' + i % 26, "live block %d changed at %zu", i, j);
+  }
+  for (int i = 0; i < N; i++)
+    if (i % 8 != 0) {
+      cr_assert_eq(shmd_alloc(s, MB - 100 - (size_t)i, &p[i]), 0);
+      memset(shmd_resolve(s, p[i]), 'A' + i % 26, MB - 100 - (size_t)i);
+    }
+  for (int i = 0; i < N; i++) {
+    const unsigned char *b = shmd_resolve(s, p[i]);
+    unsigned char want = (unsigned char)(i % 8 ? 'A' + i % 26 : 'a' + i % 26);
+    for (size_t j = 0; j < MB - 200; j += 4093)
+      cr_assert_eq(b[j], want, "block %d wrong at %zu", i, j);
+  }
+  cr_assert_eq(shmd_alloc_check(s), 0, "%s", shmd_errdetail());
+  shmd_close(s);
+}
