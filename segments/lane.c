@@ -235,6 +235,23 @@ static int ext_grow(struct shmd__thr *t, int which, uint64_t need) {
   return 0;
 }
 
+/* Entries of array `which` the calling thread's lane holds now: its own plus its extension's (the
+ * undo log and reservations cached in t, the hot ones). */
+static inline uint64_t lane_room(const struct shmd__thr *t, int which) {
+  const struct shmd__lane_ext *e = t->ext;
+  switch (which) {
+  case EXT_OP: return t->op_room;
+  case EXT_RESV: return t->resv_room;
+  case EXT_HELD: return SHMD__HELD_CAP + (e ? e->held_cap : 0);
+  default: return SHMD__DFREE_CAP + (e ? e->dfree_cap : 0);
+  }
+}
+
+/* Makes array `which` hold at least `need` entries: 0, or ext_grow's status. */
+static inline int ensure_room(struct shmd__thr *t, int which, uint64_t need) {
+  return __builtin_expect(need <= lane_room(t, which), 1) ? 0 : ext_grow(t, which, need);
+}
+
 /* Frees one block named by lane word w (an allocator step that clears w). */
 static int ext_free_word(shmd_store_t *s, struct shmd__thr *t, uint64_t *w) {
   int rc = shmd__alloc_ops.free_step(s, t, (shmd_ptr_t){*w}, w, 0);
@@ -842,10 +859,6 @@ static inline void held_push(struct shmd__thr *t, uint32_t n, uint64_t v) {
   __atomic_store_n(&t->lane->held_count, n + 1, __ATOMIC_RELEASE);
 }
 
-static inline uint64_t held_room(const struct shmd__thr *t) {
-  return SHMD__HELD_CAP + (t->ext ? t->ext->held_cap : 0);
-}
-
 int shmd_tx_lock(shmd_tx_t *tx, shmd_ptr_t lock) {
   struct shmd__thr *t = TX(tx);
   shmd_store_t *s = t->store;
@@ -863,12 +876,12 @@ int shmd_tx_lock(shmd_tx_t *tx, shmd_ptr_t lock) {
         return 0; /* taken earlier in this transaction */
     /* The word names this lane but the transaction never took it: a stale or garbage word that
      * happens to carry our index. No one else can hold it; record it so the commit releases it. */
-    if (n >= held_room(t) && (rc = ext_grow(t, EXT_HELD, (uint64_t)n + 1)) < 0)
+    if ((rc = ensure_room(t, EXT_HELD, (uint64_t)n + 1)) < 0)
       return rc;
     held_push(t, n, lock.v);
     return 0;
   }
-  if (n >= held_room(t) && (rc = ext_grow(t, EXT_HELD, (uint64_t)n + 1)) < 0)
+  if ((rc = ensure_room(t, EXT_HELD, (uint64_t)n + 1)) < 0)
     return rc;
   held_push(t, n, lock.v);
   rc = shmd__lock(s, t, w);
@@ -891,10 +904,7 @@ static inline void op_log_word(struct shmd__thr *t, uint64_t ptr, uint64_t *addr
 
 /* Makes room for `words` more undo entries. */
 static inline int op_room(struct shmd__thr *t, uint64_t words) {
-  uint64_t need = (uint64_t)t->lane->op_len + words;
-  if (__builtin_expect(need <= t->op_room, 1))
-    return 0;
-  return ext_grow(t, EXT_OP, need);
+  return ensure_room(t, EXT_OP, (uint64_t)t->lane->op_len + words);
 }
 
 int shmd_tx_log(shmd_tx_t *tx, shmd_ptr_t p, size_t len) {
@@ -937,7 +947,7 @@ int shmd_tx_alloc(shmd_tx_t *tx, size_t size, shmd_ptr_t *out) {
   struct shmd__thr *t = TX(tx);
   uint64_t n = t->lane->resv_count;
   int rc;
-  if (__builtin_expect(n >= t->resv_room, 0) && (rc = ext_grow(t, EXT_RESV, n + 1)) < 0)
+  if ((rc = ensure_room(t, EXT_RESV, n + 1)) < 0)
     return rc;
   return shmd__tx_alloc_reserved(t->store, t, size, out);
 }
@@ -957,7 +967,7 @@ int shmd_tx_free(shmd_tx_t *tx, shmd_ptr_t p) {
   uint32_t n = l->dfree_count;
   int rc;
   if (__builtin_expect(n >= SHMD__DFREE_CAP, 0)) {
-    if (n >= SHMD__DFREE_CAP + (t->ext ? t->ext->dfree_cap : 0) && (rc = ext_grow(t, EXT_DFREE, (uint64_t)n + 1)) < 0)
+    if ((rc = ensure_room(t, EXT_DFREE, (uint64_t)n + 1)) < 0)
       return rc;
     shmd__ext_dfree(t->ext)[n - SHMD__DFREE_CAP] = p.v;
   } else {
@@ -969,13 +979,12 @@ int shmd_tx_free(shmd_tx_t *tx, shmd_ptr_t p) {
 
 void shmd_tx_room(const shmd_tx_t *tx, size_t *log_words, size_t *allocs, size_t *frees) {
   const struct shmd__thr *t = (const struct shmd__thr *)(const void *)tx;
-  const struct shmd__lane_ext *e = t->ext;
   if (log_words)
-    *log_words = t->op_room - t->lane->op_len;
+    *log_words = lane_room(t, EXT_OP) - t->lane->op_len;
   if (allocs)
-    *allocs = t->resv_room - (size_t)t->lane->resv_count;
+    *allocs = lane_room(t, EXT_RESV) - (size_t)t->lane->resv_count;
   if (frees)
-    *frees = SHMD__DFREE_CAP + (e ? e->dfree_cap : 0) - t->lane->dfree_count;
+    *frees = lane_room(t, EXT_DFREE) - t->lane->dfree_count;
 }
 
 int shmd_tx_reserve(shmd_tx_t *tx, size_t log_words, size_t allocs, size_t frees) {
@@ -984,11 +993,9 @@ int shmd_tx_reserve(shmd_tx_t *tx, size_t log_words, size_t allocs, size_t frees
   int rc;
   if (log_words > 2 * (size_t)EXT_MAX || allocs > 2 * (size_t)EXT_MAX || frees > 2 * (size_t)EXT_MAX)
     return SHMD_ETXFULL; /* beyond any lane's limit; also keeps the sums below from wrapping */
-  if ((rc = op_room(t, log_words)) < 0)
+  if ((rc = op_room(t, log_words)) < 0 || (rc = ensure_room(t, EXT_RESV, l->resv_count + allocs)) < 0)
     return rc;
-  if (l->resv_count + allocs > t->resv_room && (rc = ext_grow(t, EXT_RESV, l->resv_count + allocs)) < 0)
-    return rc;
-  return ext_grow(t, EXT_DFREE, (uint64_t)l->dfree_count + frees);
+  return ensure_room(t, EXT_DFREE, (uint64_t)l->dfree_count + frees);
 }
 
 static void release_held(shmd_store_t *s, struct shmd__thr *t) {

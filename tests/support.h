@@ -19,31 +19,10 @@
 #include <unistd.h>
 
 #include "shmdict.h"
+#include "tests/rmtree.h"
 
 /* The test's private store directory (under /dev/shm, removed by ts_fini). */
 static char ts_dir[256];
-
-static inline void ts_rmtree(const char *path) {
-  DIR *d = opendir(path);
-  if (d == NULL) {
-    unlink(path);
-    return;
-  }
-  struct dirent *e;
-  while ((e = readdir(d)) != NULL) {
-    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-      continue;
-    char sub[1024];
-    snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
-    struct stat st;
-    if (lstat(sub, &st) == 0 && S_ISDIR(st.st_mode))
-      ts_rmtree(sub);
-    else
-      unlink(sub);
-  }
-  closedir(d);
-  rmdir(path);
-}
 
 /* Creates the private directory and points SHMDICT_DIR at it, so nothing touches the default. */
 static inline void ts_init(void) {

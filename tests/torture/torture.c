@@ -58,6 +58,7 @@
 #include "shmdict/hash.h"
 #include "shmdict/kv.h"
 #include "shmdict/tx.h"
+#include "tests/rmtree.h"
 
 #define MAXW 14    /* workers (each also owns database 1 + slot) */
 #define NKEYS 24   /* keys per worker: key i has type i % 6 */
@@ -101,28 +102,6 @@ static void die(const char *fmt, ...) {
   fprintf(stderr, "\n");
   va_end(ap);
   exit(1);
-}
-
-static void rmtree(const char *path) {
-  DIR *d = opendir(path);
-  if (d == NULL) {
-    unlink(path);
-    return;
-  }
-  struct dirent *e;
-  while ((e = readdir(d)) != NULL) {
-    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-      continue;
-    char sub[1024];
-    snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
-    struct stat st;
-    if (lstat(sub, &st) == 0 && S_ISDIR(st.st_mode))
-      rmtree(sub);
-    else
-      unlink(sub);
-  }
-  closedir(d);
-  rmdir(path);
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -1332,7 +1311,7 @@ int main(int argc, char **argv) {
   int64_t baseline = reduce_in_child(base_dir, nworkers, 1);
   if (baseline < 0)
     die("baseline reduce failed");
-  rmtree(base_dir);
+  ts_rmtree(base_dir);
 
   shmd_options_t o = store_opts(store_dir);
   shmd_store_t *s;
@@ -1452,7 +1431,7 @@ int main(int argc, char **argv) {
       mslot_clear(&actual);
     }
     if (leak_every > 0 && kills % leak_every == 0) {
-      rmtree(copy_dir);
+      ts_rmtree(copy_dir);
       mkdir(copy_dir, 0700);
       char sd[600];
       snprintf(sd, sizeof sd, "%s/%s", store_dir, store_name);
@@ -1478,7 +1457,7 @@ int main(int argc, char **argv) {
             " bytes stay allocated, a store that never crashed keeps %" PRId64 " (%s)",
             kills, victim, vw->point ? ", point " : "", vw->point_name, left, baseline,
             left > baseline ? "leak" : "double free or lost block");
-      rmtree(copy_dir);
+      ts_rmtree(copy_dir);
       leak_checks++;
     }
     if (kills / 1000 != (kills - round_kills) / 1000) {
@@ -1519,6 +1498,6 @@ int main(int argc, char **argv) {
   shmd_close(s);
   for (int i = 0; i < nworkers; i++)
     mslot_clear(&W[i].model);
-  rmtree(base);
+  ts_rmtree(base);
   return 0;
 }
