@@ -438,14 +438,16 @@ def section(res, spread, ratios, sp, datas, args):
     return "\n".join(out) + "\n"
 
 
-def update_docs(path, text):
+def update_docs(path, text, begin=BEGIN, end=END):
+    """Replaces the section between the markers `begin` and `end` in `path` by `text` (which
+    carries the markers), or appends it; also used by report_containers.py and report_kv.py."""
     old = ""
     if os.path.exists(path):
         with open(path) as f:
             old = f.read()
-    if BEGIN in old and END in old:
-        a = old.index(BEGIN)
-        b = old.index(END) + len(END)
+    if begin in old and end in old:
+        a = old.index(begin)
+        b = old.index(end) + len(end)
         if b < len(old) and old[b] == "\n":
             b += 1
         new = old[:a] + text + old[b:]

@@ -371,26 +371,6 @@ def section(res, series, data, args, bench_cmd, growth_cmd, img_rel):
     return "\n".join(out) + "\n"
 
 
-def update_docs(path, text):
-    old = ""
-    if os.path.exists(path):
-        with open(path) as f:
-            old = f.read()
-    if BEGIN in old and END in old:
-        a = old.index(BEGIN)
-        b = old.index(END) + len(END)
-        if b < len(old) and old[b] == "\n":
-            b += 1
-        new = old[:a] + text + old[b:]
-    else:
-        if not old:
-            old = R.DOC_HEADER
-        new = old.rstrip("\n") + "\n\n" + text
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path, "w") as f:
-        f.write(new)
-
-
 def main():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     p = argparse.ArgumentParser(description=__doc__,
@@ -476,8 +456,8 @@ def main():
         img_rel = os.path.relpath(args.img, os.path.dirname(os.path.abspath(args.docs_file)))
         if series and csv_dir:
             plot_growth(csv_dir, series, args.img, args.keys, args.runs)
-        update_docs(args.docs_file, section(res, series, data, args, bench_cmd, growth_cmd,
-                                            img_rel))
+        R.update_docs(args.docs_file, section(res, series, data, args, bench_cmd, growth_cmd,
+                                              img_rel), BEGIN, END)
         print("\nwrote %s and %s" % (os.path.relpath(args.docs_file), os.path.relpath(args.img)))
     if tmp:
         shutil.rmtree(tmp, ignore_errors=True)

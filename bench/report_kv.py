@@ -259,26 +259,6 @@ def section(res, data, args, cmdline):
     return "\n".join(out) + "\n"
 
 
-def update_docs(path, text):
-    old = ""
-    if os.path.exists(path):
-        with open(path) as f:
-            old = f.read()
-    if BEGIN in old and END in old:
-        a = old.index(BEGIN)
-        b = old.index(END) + len(END)
-        if b < len(old) and old[b] == "\n":
-            b += 1
-        new = old[:a] + text + old[b:]
-    else:
-        if not old:
-            old = report.DOC_HEADER
-        new = old.rstrip("\n") + "\n\n" + text
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path, "w") as f:
-        f.write(new)
-
-
 def main():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     p = argparse.ArgumentParser(description=__doc__,
@@ -328,7 +308,7 @@ def main():
             print("%s: error: %s" % (name, r["error"]))
     if args.docs:
         plot(res, args.img)
-        update_docs(args.docs_file, section(res, data, args, cmdline))
+        report.update_docs(args.docs_file, section(res, data, args, cmdline), BEGIN, END)
         print("\nwrote %s and %s" % (os.path.relpath(args.docs_file), os.path.relpath(args.img)))
 
 
