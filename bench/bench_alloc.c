@@ -29,7 +29,12 @@
  *   mimalloc   mi_malloc / mi_free;
  *   jemalloc   mallocx / dallocx (flags 0);
  *   boost_ipc  managed_shared_memory::allocate / deallocate on a 256 MiB segment created with a
- *              private unique name in /dev/shm (see shim.cc), removed at exit.
+ *              private unique name in /dev/shm (see shim.cc), removed at exit;
+ *   malloc     plain malloc / free, whatever the process resolves them to: only in bench_malloc,
+ *              this file built with BA_PROCESS_MALLOC and linked with neither mimalloc nor jemalloc,
+ *              where it is the only allocator. bench/run_shim.sh runs bench_malloc as is (glibc)
+ *              and with libmimalloc, libjemalloc or libshmdict-malloc.so preloaded, so that all four
+ *              are reached the way an unmodified program reaches them.
  * Each workload is written once (always-inline functions taking the allocator as a constant) and
  * instantiated per allocator, so every allocator's loop is compiled for it alone.
  */
@@ -49,8 +54,16 @@
 #include <time.h>
 #include <unistd.h>
 
+#ifdef BA_PROCESS_MALLOC
+/* bench_malloc: registers the process's malloc alone; these are never called. */
+static inline void *mi_malloc(size_t n) { return (void)n, (void *)0; }
+static inline void mi_free(void *p) { (void)p; }
+static inline void *mallocx(size_t n, int flags) { return (void)n, (void)flags, (void *)0; }
+static inline void dallocx(void *p, int flags) { (void)p, (void)flags; }
+#else
 #include <jemalloc/jemalloc.h>
 #include <mimalloc.h>
+#endif
 
 #include "shim.h"
 #include "shmdict.h"
@@ -75,11 +88,12 @@ typedef enum ba_kind_e {
   BA_MIMALLOC,
   BA_JEMALLOC,
   BA_BOOST,
+  BA_MALLOC, /* the process's malloc (see above) */
   BA_COUNT
 } ba_kind_t;
 
 static const char *const ba_names[BA_COUNT] = {"shmdict", "glibc", "mimalloc", "jemalloc",
-                                               "boost_ipc"};
+                                               "boost_ipc", "malloc"};
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Allocator state. */
@@ -178,6 +192,7 @@ static int ba_prepare(shim_state_t *st, ba_kind_t a) {
     return 0;
   case BA_MIMALLOC:
   case BA_JEMALLOC:
+  case BA_MALLOC:
     return 0;
   case BA_BOOST:
     if (bipc_path[0] != '\0')
@@ -240,6 +255,8 @@ BA_INLINE uint64_t ba_alloc(ba_kind_t a, size_t size) {
     return (uint64_t)(uintptr_t)mallocx(size, 0);
   case BA_BOOST:
     return (uint64_t)(uintptr_t)bipc_alloc(size);
+  case BA_MALLOC:
+    return (uint64_t)(uintptr_t)malloc(size);
   default:
     return 0;
   }
@@ -263,6 +280,9 @@ BA_INLINE int ba_free(ba_kind_t a, uint64_t h) {
     return 0;
   case BA_BOOST:
     bipc_free((void *)(uintptr_t)h);
+    return 0;
+  case BA_MALLOC:
+    free((void *)(uintptr_t)h);
     return 0;
   default:
     return 1;
@@ -600,6 +620,7 @@ BA_INSTANTIATE(BA_GLIBC, glibc)
 BA_INSTANTIATE(BA_MIMALLOC, mimalloc)
 BA_INSTANTIATE(BA_JEMALLOC, jemalloc)
 BA_INSTANTIATE(BA_BOOST, boost)
+BA_INSTANTIATE(BA_MALLOC, malloc)
 
 typedef struct ba_fns_s {
   shim_fn_t pair, churn, xthread, bulk;
@@ -607,30 +628,33 @@ typedef struct ba_fns_s {
 
 #define BA_FNS(tag) {bm_pair_##tag, bm_churn_##tag, bm_xthread_##tag, bm_bulk_##tag}
 static const ba_fns_t ba_fns[BA_COUNT] = {BA_FNS(shmdict), BA_FNS(glibc), BA_FNS(mimalloc),
-                                          BA_FNS(jemalloc), BA_FNS(boost)};
+                                          BA_FNS(jemalloc), BA_FNS(boost), BA_FNS(malloc)};
 
 /* ---------------------------------------------------------------------------------------------- */
 
+/* Registers every workload for every allocator but the process's malloc; in bench_malloc, for that
+ * one alone. */
 static void register_all(void) {
   static const unsigned pair_sizes[] = {16, 64, 256};
+#ifdef BA_PROCESS_MALLOC
+  const int only_malloc = 1;
+#else
+  const int only_malloc = 0;
+#endif
   char name[64];
-  for (size_t s = 0; s < sizeof pair_sizes / sizeof pair_sizes[0]; s++)
+  for (int w = 0; w < 6; w++)
     for (int a = 0; a < BA_COUNT; a++) {
-      snprintf(name, sizeof name, "pair/%u/%s", pair_sizes[s], ba_names[a]);
-      shim_register(name, ba_fns[a].pair, (void *)(uintptr_t)pair_sizes[s]);
+      if ((a == BA_MALLOC) != only_malloc)
+        continue;
+      if (w < 3) {
+        snprintf(name, sizeof name, "pair/%u/%s", pair_sizes[w], ba_names[a]);
+        shim_register(name, ba_fns[a].pair, (void *)(uintptr_t)pair_sizes[w]);
+        continue;
+      }
+      static const char *const wname[] = {"churn", "xthread", "bulk"};
+      snprintf(name, sizeof name, "%s/%s", wname[w - 3], ba_names[a]);
+      shim_register(name, w == 3 ? ba_fns[a].churn : w == 4 ? ba_fns[a].xthread : ba_fns[a].bulk, NULL);
     }
-  for (int a = 0; a < BA_COUNT; a++) {
-    snprintf(name, sizeof name, "churn/%s", ba_names[a]);
-    shim_register(name, ba_fns[a].churn, NULL);
-  }
-  for (int a = 0; a < BA_COUNT; a++) {
-    snprintf(name, sizeof name, "xthread/%s", ba_names[a]);
-    shim_register(name, ba_fns[a].xthread, NULL);
-  }
-  for (int a = 0; a < BA_COUNT; a++) {
-    snprintf(name, sizeof name, "bulk/%s", ba_names[a]);
-    shim_register(name, ba_fns[a].bulk, NULL);
-  }
 }
 
 static const char *object_of(const void *addr) {
@@ -648,12 +672,14 @@ static void add_context(void) {
   memcpy(&gm, &glibc_malloc, sizeof gm);
   snprintf(buf, sizeof buf, "%s %s (%s)", gnu_get_libc_version(), "__libc_malloc", object_of(gm));
   shim_context("glibc", buf);
+#ifndef BA_PROCESS_MALLOC
   snprintf(buf, sizeof buf, "%d.%d.%d", mi_version() / 100, mi_version() / 10 % 10,
            mi_version() % 10);
   shim_context("mimalloc", buf);
   snprintf(buf, sizeof buf, "%d.%d.%d", JEMALLOC_VERSION_MAJOR, JEMALLOC_VERSION_MINOR,
            JEMALLOC_VERSION_BUGFIX);
   shim_context("jemalloc", buf);
+#endif
   shim_context("boost", bipc_version());
   snprintf(buf, sizeof buf, "layout %d.%d, first segment %u MiB", SHMD_LAYOUT_MAJOR,
            SHMD_LAYOUT_MINOR, ARENA_BYTES >> 20);

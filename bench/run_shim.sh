@@ -11,7 +11,9 @@
 # malloc/shim_threads (4 threads, cross-thread frees, a fork, 1200 short threads), and
 # redis-server under redis-benchmark (set/get/lpush/lpop, 100 000 requests, 50 clients; the
 # server's time is the benchmark's wall time, its peak RSS is the server's) when installed.
-# Every output is compared with glibc's run. Scratch files go to a private mktemp directory.
+# Every output is compared with glibc's run. Then the allocator benchmark's workloads (pair/16/64/256,
+# churn, xthread, bulk) through plain malloc/free, bench/bench_malloc under each allocator (built with
+# -Dbench=true). Scratch files go to a private mktemp directory.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${1:-$root/build}"
@@ -120,4 +122,39 @@ if command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null; 
     row+=" $(printf '%.2f s, %.0f MB' "$s" "$(echo "$m / 1024" | bc -l)") |"
   done
   echo "$row"
+fi
+
+# The allocator benchmark's workloads through plain malloc/free (bench/bench_malloc: bench_alloc.c
+# with the process's malloc as its only allocator), each allocator preloaded as above; ns per
+# operation (one malloc plus one free), median of REPS processes.
+bm="$build/bench/bench_malloc"
+if [ -x "$bm" ]; then
+  echo
+  echo "| workload (bench_malloc, ns per malloc+free) | $(printf '%s | ' "${allocs[@]}")"
+  echo "|---|$(printf -- '---:|%.0s' "${allocs[@]}")"
+  for r in $(seq "$reps"); do
+    for a in "${allocs[@]}"; do
+      LD_PRELOAD="${pre[$a]}" "$bm" --benchmark_min_time=0.3 --benchmark_format=json \
+        >"$tmp/bm.$a.$r.json" 2>/dev/null || echo "run_shim.sh: bench_malloc under $a failed" >&2
+    done
+  done
+  "$py" - "$tmp" "$reps" "${allocs[@]}" <<'PY'
+import json, statistics, sys
+tmp, reps, allocs = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+ns = {}
+for a in allocs:
+    for r in range(1, reps + 1):
+        try:
+            with open("%s/bm.%s.%d.json" % (tmp, a, r)) as f:
+                data = json.load(f)
+        except (OSError, ValueError):
+            continue
+        for b in data.get("benchmarks", []):
+            if "ns_per_op" in b:
+                ns.setdefault(b["name"].rsplit("/", 1)[0], {}).setdefault(a, []).append(b["ns_per_op"])
+for w, per in ns.items():
+    print("| %s | %s |" % (w, " | ".join("%.1f" % statistics.median(per[a]) if a in per else "-" for a in allocs)))
+PY
+else
+  echo "run_shim.sh: $bm not built (meson -Dbench=true): the workloads through malloc are skipped" >&2
 fi

@@ -96,7 +96,9 @@ static char g_dir[256];
 static uint32_t g_swept_segs;
 static int g_serve = 1; /* 0: a forked child of a named-store process (see fork_child) */
 static pthread_rwlock_t g_fork = PTHREAD_RWLOCK_INITIALIZER;
-static __thread int t_guard; /* inside the library: use glibc */
+/* Initial-exec: the shim is loaded at start-up (LD_PRELOAD), so its TLS is static; the default model
+ * for a shared object would call __tls_get_addr in every malloc. */
+static __thread __attribute__((tls_model("initial-exec"))) int t_guard; /* inside the library: use glibc */
 
 /* ---------------------------------------------------------------------------------------------- */
 /* The store. */
