@@ -36,8 +36,11 @@ struct class_seen {
   uint64_t slabs, inuse, partial, empty;
 };
 
+/* Checks the slab at `off`; `cb` is its page-map class byte, which a store of layout 1.4
+ * (`pm_class`) sets to class + 1 exactly when no further object fits under the bump pointer, and
+ * every other store leaves 0. */
 static int check_slab(struct shmd__seg_hdr *h, uint32_t seg, uint64_t off, struct class_seen *seen,
-                      unsigned char *bits) {
+                      unsigned char *bits, unsigned cb, int pm_class) {
   const struct shmd__slab *sl = (const struct shmd__slab *)(const void *)((unsigned char *)h + off);
   uint32_t c = sl->magic_class & 0xff;
   if ((sl->magic_class >> 8) != SLAB_MAGIC || c >= SHMD__NCLASSES) {
@@ -51,6 +54,12 @@ static int check_slab(struct shmd__seg_hdr *h, uint32_t seg, uint64_t off, struc
       (sl->bump - SHMD__SLAB_HDR) % size != 0 || sl->inuse > cap) {
     shmd__set_detail("segment %u: slab at %llu (class %u) has inconsistent geometry", seg,
                      (unsigned long long)off, c);
+    return SHMD_ECORRUPT;
+  }
+  unsigned want_cb = pm_class && sl->bump + size > SHMD_SLAB_BYTES ? c + 1 : 0;
+  if (cb != want_cb) {
+    shmd__set_detail("segment %u: slab at %llu (class %u): page-map class byte %02x, expected %02x", seg,
+                     (unsigned long long)off, c, cb, want_cb);
     return SHMD_ECORRUPT;
   }
   uint32_t used_slots = (sl->bump - SHMD__SLAB_HDR) / size;
@@ -380,7 +389,7 @@ static int check_segment(shmd_store_t *s, struct shmd__thr *t, uint32_t seg) {
     if (kind == 0 || o > sa->max_order || (p & ((UINT64_C(1) << o) - 1)) != 0 || p + (UINT64_C(1) << o) > npages)
       FAIL("segment %u: page %llu: page-map byte %02x is not a valid block head", seg, (unsigned long long)p, b);
     for (uint64_t i = 1; i < (UINT64_C(1) << o); i++)
-      if (pm[p + i] != 0)
+      if (pm[p + i] != 0 && !(kind == PM_SLAB && i == SHMD__PM_CLASS_PAGE)) /* checked by check_slab */
         FAIL("segment %u: page %llu inside the block at page %llu is marked %02x", seg,
              (unsigned long long)(p + i), (unsigned long long)p, pm[p + i]);
     if (kind == PM_FREE) {
@@ -392,7 +401,8 @@ static int check_segment(shmd_store_t *s, struct shmd__thr *t, uint32_t seg) {
     } else if (kind == PM_SLAB) {
       if (o != SHMD__SLAB_ORDER)
         FAIL("segment %u: slab at page %llu has order %u", seg, (unsigned long long)p, o);
-      rc = check_slab(h, seg, sa->data_off + p * SHMD_PAGE_BYTES, seen, slotbits);
+      rc = check_slab(h, seg, sa->data_off + p * SHMD_PAGE_BYTES, seen, slotbits, pm[p + SHMD__PM_CLASS_PAGE],
+                      shmd__pm_class_on(s->hdr0));
       if (rc)
         goto out;
     } else {

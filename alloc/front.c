@@ -430,7 +430,9 @@ static int free_impl(shmd_store_t *s, struct shmd__thr *t, shmd_ptr_t p, uint64_
  * path can validate (the caller takes the locked path, which gives the precise status), or a
  * status from a flush. Validation without locks: p must be inside a data area, its 64 KiB block
  * must be a slab in the page map (an allocated object's slab cannot go away meanwhile), at a slot
- * start below the slab's bump pointer. A double free is not detected (as before; the checker
+ * start below the slab's bump pointer; when the page map carries the slab's class (layout 1.4, a
+ * slab whose every slot has been handed out: alloc_int.h), at a slot start of that class, without
+ * reading the slab header. A double free is not detected (as before; the checker
  * reports a duplicate in the caches).
  */
 static inline int heap_push(shmd_store_t *s, struct shmd__heap *hp, shmd_ptr_t p) {
@@ -447,18 +449,29 @@ static inline int heap_push(shmd_store_t *s, struct shmd__heap *hp, shmd_ptr_t p
     return 1;
   /* Data areas start 64 KiB aligned, so a slab's header is at the offset masked to 64 KiB. */
   uint64_t pmi = sa->pagemap_off + ((rel / SHMD_PAGE_BYTES) & ~(uint64_t)(SHMD_SLAB_BYTES / SHMD_PAGE_BYTES - 1));
-  if (__builtin_expect(pmi >= h->data_off, 0) ||
+  if (__builtin_expect(pmi + SHMD__PM_CLASS_PAGE >= h->data_off, 0) ||
       __atomic_load_n(&base[pmi], __ATOMIC_RELAXED) != (PM_SLAB | SHMD__SLAB_ORDER))
     return 1;
-  const struct shmd__slab *sl =
-      (const struct shmd__slab *)(const void *)(base + (off & ~(uint64_t)(SHMD_SLAB_BYTES - 1)));
-  uint32_t mc = __atomic_load_n(&sl->magic_class, __ATOMIC_RELAXED), c = mc & 0xff;
-  uint32_t obj = (uint32_t)(off & (SHMD_SLAB_BYTES - 1)), x = obj - SHMD__SLAB_HDR;
-  if (__builtin_expect((mc >> 8) != SLAB_MAGIC || c >= SHMD__NCLASSES || obj < SHMD__SLAB_HDR ||
-                           (uint32_t)(((uint64_t)x * shmd__class_recip[c]) >> 32) * shmd__class_bytes[c] != x ||
-                           obj >= __atomic_load_n(&sl->bump, __ATOMIC_RELAXED),
-                       0))
-    return 1;
+  uint32_t obj = (uint32_t)(off & (SHMD_SLAB_BYTES - 1)), x = obj - SHMD__SLAB_HDR, c;
+  uint32_t cb = __atomic_load_n(&base[pmi + SHMD__PM_CLASS_PAGE], __ATOMIC_RELAXED);
+  if (__builtin_expect(cb != 0, 1)) {
+    /* Layout 1.4, every slot handed out once: the class from the page map, no slab header read. */
+    c = cb - 1;
+    if (__builtin_expect(c >= SHMD__NCLASSES || obj < SHMD__SLAB_HDR || obj + shmd__class_bytes[c] > SHMD_SLAB_BYTES ||
+                             (uint32_t)(((uint64_t)x * shmd__class_recip[c]) >> 32) * shmd__class_bytes[c] != x,
+                         0))
+      return 1;
+  } else {
+    const struct shmd__slab *sl =
+        (const struct shmd__slab *)(const void *)(base + (off & ~(uint64_t)(SHMD_SLAB_BYTES - 1)));
+    uint32_t mc = __atomic_load_n(&sl->magic_class, __ATOMIC_RELAXED);
+    c = mc & 0xff;
+    if (__builtin_expect((mc >> 8) != SLAB_MAGIC || c >= SHMD__NCLASSES || obj < SHMD__SLAB_HDR ||
+                             (uint32_t)(((uint64_t)x * shmd__class_recip[c]) >> 32) * shmd__class_bytes[c] != x ||
+                             obj >= __atomic_load_n(&sl->bump, __ATOMIC_RELAXED),
+                         0))
+      return 1;
+  }
   struct shmd__heap_bin *b = &hp->bin[c];
   uint32_t n = b->count;
   if (__builtin_expect(n >= b->limit, 0))

@@ -119,6 +119,23 @@ static inline void set_list(struct shmd__thr *t, uint32_t seg, struct shmd__seg_
   sl->list = list;
 }
 
+/* The page-map byte that holds the class of the slab at segment offset `off` (layout 1.4, see
+ * alloc_int.h). */
+static inline unsigned char *class_byte(struct shmd__seg_hdr *h, struct shmd__seg_alloc *sa, uint64_t off) {
+  return shmd__pagemap(h, sa) + (off - sa->data_off) / SHMD_PAGE_BYTES + SHMD__PM_CLASS_PAGE;
+}
+
+/* After the bump pointer of slab `sl` (class c, at `off`) moved: once no further object fits, on a
+ * store of layout 1.4, the slab's class goes into its page-map byte (logged). */
+static inline void note_bump(shmd_store_t *s, struct shmd__thr *t, uint32_t seg, struct shmd__seg_hdr *h,
+                             struct shmd__seg_alloc *sa, struct shmd__slab *sl, uint64_t off, uint32_t c) {
+  if (sl->bump + sl->obj_bytes > SHMD_SLAB_BYTES && shmd__pm_class_on(s->hdr0)) {
+    unsigned char *cb = class_byte(h, sa, off);
+    shmd__log_byte(t, seg, h, cb);
+    __atomic_store_n(cb, (unsigned char)(c + 1), __ATOMIC_RELAXED); /* read by the lock-free free */
+  }
+}
+
 /* Takes a new slab for class c from the buddy allocator. Returns its offset in *out, already on the
  * partial list. SHMD_ENOSPC when the segment has no free 64 KiB block. */
 static int slab_get(shmd_store_t *s, struct shmd__thr *t, uint32_t seg, struct shmd__seg_hdr *h,
@@ -187,6 +204,7 @@ int shmd__slab_alloc(shmd_store_t *s, struct shmd__thr *t, uint32_t seg, struct 
       return SHMD_CORRUPT("slab bump pointer beyond capacity");
     shmd__log8(t, seg, h, &sl->bump);
     __atomic_store_n(&sl->bump, obj + size, __ATOMIC_RELAXED); /* read unlocked by the fast free */
+    note_bump(s, t, seg, h, sa, sl, off, c);
   }
   sl->inuse++;
   if (sl->inuse == sl->capacity) {
@@ -210,7 +228,7 @@ int shmd__slab_alloc_batch(shmd_store_t *s, struct shmd__thr *t, uint32_t seg, s
   struct shmd__class *cl = &sa->cls[c];
   uint32_t n = 0;
   while (n < want) {
-    if (n > 0 && shmd__al_room(t) < 8u * (sa->max_order + 2) + 32u)
+    if (n > 0 && shmd__al_room(t) < 8u * (sa->max_order + 2) + 40u)
       break;
     uint64_t off = cl->partial_head;
     if (off == 0) {
@@ -241,6 +259,7 @@ int shmd__slab_alloc_batch(shmd_store_t *s, struct shmd__thr *t, uint32_t seg, s
         if (obj + size > SHMD_SLAB_BYTES)
           return SHMD_CORRUPT("slab bump pointer beyond capacity");
         __atomic_store_n(&sl->bump, obj + size, __ATOMIC_RELAXED);
+        note_bump(s, t, seg, h, sa, sl, off, c);
       }
       sl->inuse++;
       out[n++] = base + obj;
@@ -268,6 +287,11 @@ static int slab_release(shmd_store_t *s, struct shmd__thr *t, uint32_t seg, stru
     return rc;
   shmd__log8(t, seg, h, &cl->slabs);
   cl->slabs--;
+  unsigned char *cb = class_byte(h, sa, off); /* a free block's interior page-map bytes are 0 */
+  if (*cb != 0) {
+    shmd__log_byte(t, seg, h, cb);
+    __atomic_store_n(cb, 0, __ATOMIC_RELAXED);
+  }
   rc = shmd__buddy_free(t, seg, h, (off - sa->data_off) / SHMD_PAGE_BYTES, SHMD__SLAB_ORDER);
   if (rc)
     return rc;

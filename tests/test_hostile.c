@@ -651,3 +651,37 @@ Test(hostile, raised_cache_count_is_reported) {
   cr_assert_eq(shmd_free(s, x), 0);
   shmd_close(s);
 }
+
+/* Layout 1.4: a slab whose every slot has been handed out carries its class in the page map, and
+ * the lock-free free trusts it. The checker holds it to the slab header: a wrong class byte, one on
+ * a slab that is not full yet, or one left on a free block is reported. Frees of the full slab's
+ * objects still work and keep the byte. */
+Test(hostile, page_map_class_byte) {
+  shmd_store_t *s = ts_open("cb", 4 << 20, 1 << 20);
+  struct shmd__seg_hdr *h = shmd__seg(s, 0);
+  struct shmd__seg_alloc *sa = shmd__sa(h);
+  unsigned char *pm = shmd__pagemap(h, sa);
+  cr_assert_eq(h->layout_minor, SHMD_LAYOUT_MINOR);
+  /* 1000 objects of 1024 bytes: 63 to a slab, so the first slabs fill up. */
+  enum { N = 1000 };
+  static shmd_ptr_t p[N];
+  for (int i = 0; i < N; i++)
+    cr_assert_eq(shmd_alloc(s, 1024, &p[i]), 0);
+  uint64_t page = (shmd_ptr_offset(p[0]) - sa->data_off) / SHMD_PAGE_BYTES & ~(uint64_t)15;
+  const struct shmd__slab *sl = (const void *)((unsigned char *)h + sa->data_off + page * SHMD_PAGE_BYTES);
+  uint32_t c = sl->magic_class & 0xff;
+  cr_assert_eq(pm[page], PM_SLAB | SHMD__SLAB_ORDER);
+  cr_assert_eq(pm[page + SHMD__PM_CLASS_PAGE], c + 1, "a full slab of class %u has class byte %02x", c,
+               pm[page + SHMD__PM_CLASS_PAGE]);
+  cr_assert_eq(shmd_alloc_check(s), 0, "%s", shmd_errdetail());
+  pm[page + SHMD__PM_CLASS_PAGE] = (unsigned char)(c + 2);
+  cr_assert_eq(shmd_alloc_check(s), SHMD_ECORRUPT);
+  cr_assert(strstr(shmd_errdetail(), "class byte") != NULL, "%s", shmd_errdetail());
+  pm[page + SHMD__PM_CLASS_PAGE] = 0;
+  cr_assert_eq(shmd_alloc_check(s), SHMD_ECORRUPT);
+  pm[page + SHMD__PM_CLASS_PAGE] = (unsigned char)(c + 1);
+  for (int i = 0; i < N; i++)
+    cr_assert_eq(shmd_free(s, p[i]), 0);
+  cr_assert_eq(shmd_alloc_check(s), 0, "%s", shmd_errdetail());
+  shmd_close(s);
+}
