@@ -685,3 +685,38 @@ Test(hostile, page_map_class_byte) {
   cr_assert_eq(shmd_alloc_check(s), 0, "%s", shmd_errdetail());
   shmd_close(s);
 }
+
+/* A store of layout 1.3 (before the page-map class byte) opened by this library: its slabs never
+ * get the byte, so a 1.3 library can still open it afterwards, and the checker accepts it. */
+Test(hostile, layout_1_3_store_gets_no_class_byte) {
+  shmd_store_t *s = ts_open("old", 4 << 20, 1 << 20);
+  shmd_close(s);
+  char path[512];
+  snprintf(path, sizeof path, "%s/old/seg-00000", ts_dir);
+  int fd = open(path, O_RDWR);
+  cr_assert_geq(fd, 0);
+  struct shmd__seg_hdr hd;
+  cr_assert_eq(pread(fd, &hd, sizeof hd, 0), (ssize_t)sizeof hd);
+  hd.layout_minor = 3;
+  hd.checksum = shmd__fnv1a(&hd, offsetof(struct shmd__seg_hdr, checksum));
+  cr_assert_eq(pwrite(fd, &hd, sizeof hd, 0), (ssize_t)sizeof hd);
+  close(fd);
+  s = ts_open("old", 4 << 20, 1 << 20);
+  struct shmd__seg_hdr *h = shmd__seg(s, 0);
+  cr_assert_eq(h->layout_minor, 3);
+  struct shmd__seg_alloc *sa = shmd__sa(h);
+  const unsigned char *pm = shmd__pagemap(h, sa);
+  enum { N = 1000 };
+  static shmd_ptr_t p[N];
+  for (int i = 0; i < N; i++)
+    cr_assert_eq(shmd_alloc(s, 1024, &p[i]), 0);
+  for (uint64_t pg = 0; pg < sa->page_count; pg++)
+    if (pm[pg] == (PM_SLAB | SHMD__SLAB_ORDER))
+      cr_assert_eq(pm[pg + SHMD__PM_CLASS_PAGE], 0, "a 1.3 store's slab at page %llu got a class byte",
+                   (unsigned long long)pg);
+  cr_assert_eq(shmd_alloc_check(s), 0, "%s", shmd_errdetail());
+  for (int i = 0; i < N; i++)
+    cr_assert_eq(shmd_free(s, p[i]), 0);
+  cr_assert_eq(shmd_alloc_check(s), 0, "%s", shmd_errdetail());
+  shmd_close(s);
+}
