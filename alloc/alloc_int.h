@@ -79,6 +79,10 @@ enum { SLIST_NONE = 0, SLIST_PARTIAL = 1 };
  * under the class lock; stores of layout 1.3 never get it, so a 1.3 library can still open them.
  */
 static inline int shmd__pm_class_on(const struct shmd__seg_hdr *hdr0) { return hdr0->layout_minor >= 4; }
+/* A slab whose bump pointer has reached its end: no further object fits under it. */
+static inline int shmd__slab_full_bumped(uint32_t bump, uint32_t obj_bytes) {
+  return bump + obj_bytes > SHMD_SLAB_BYTES;
+}
 #define SHMD__PM_CLASS_PAGE 1u /* page of the slab whose page-map byte holds the class */
 
 /* Free buddy block: links in its first 16 bytes. */
@@ -129,10 +133,9 @@ void shmd__buddy_init(struct shmd__seg_hdr *h);
  * first page (its free-list links), with madvise: a block the second time a pass finds it free
  * (aged by the release_hint word, so that a program's working set is not faulted in anew at every
  * pass). The caller holds the segment's buddy lock (so no block changes hands meanwhile); nothing
- * but the hint words is written. Adds the bytes dropped to *released. SHMD_ECORRUPT when a free
- * list is damaged. Only for private mappings: on a shared store the pages would have to be
+ * but the hint words is written. SHMD_ECORRUPT when a free list is damaged. Only for private mappings: on a shared store the pages would have to be
  * reserved again before reuse (no SIGBUS on a full tmpfs), and the hint may not be written. */
-int shmd__buddy_release(struct shmd__seg_hdr *h, uint32_t min_order, uint64_t *released);
+int shmd__buddy_release(struct shmd__seg_hdr *h, uint32_t min_order);
 /* Resizes a large block in place (buddy.c): SHMD_ENOSPC, nothing changed, when it cannot grow. */
 int shmd__buddy_resize(struct shmd__thr *t, uint32_t seg, struct shmd__seg_hdr *h, uint64_t page, uint32_t order,
                        uint32_t new_order);

@@ -110,7 +110,7 @@ static inline void count_freed(struct shmd__thr *t, uint64_t pages) {
     t->release_due = 1;
 }
 
-int shmd__buddy_release(struct shmd__seg_hdr *h, uint32_t min_order, uint64_t *released) {
+int shmd__buddy_release(struct shmd__seg_hdr *h, uint32_t min_order) {
   struct shmd__seg_alloc *sa = shmd__sa(h);
   const unsigned char *pm = shmd__pagemap(h, sa);
   if (min_order < 1)
@@ -134,8 +134,7 @@ int shmd__buddy_release(struct shmd__seg_hdr *h, uint32_t min_order, uint64_t *r
         b->release_hint = SHMD__FB_SEEN ^ shape;
         continue;
       }
-      *released += shmd__os_release((unsigned char *)h + off + SHMD_PAGE_BYTES,
-                                    ((UINT64_C(1) << o) - 1) * SHMD_PAGE_BYTES);
+      shmd__os_release((unsigned char *)h + off + SHMD_PAGE_BYTES, ((UINT64_C(1) << o) - 1) * SHMD_PAGE_BYTES);
       b->release_hint = SHMD__FB_RELEASED ^ shape;
       SHMD_CRASH_POINT("buddy.release");
     }

@@ -56,7 +56,7 @@ static int check_slab(struct shmd__seg_hdr *h, uint32_t seg, uint64_t off, struc
                      (unsigned long long)off, c);
     return SHMD_ECORRUPT;
   }
-  unsigned want_cb = pm_class && sl->bump + size > SHMD_SLAB_BYTES ? c + 1 : 0;
+  unsigned want_cb = pm_class && shmd__slab_full_bumped(sl->bump, size) ? c + 1 : 0;
   if (cb != want_cb) {
     shmd__set_detail("segment %u: slab at %llu (class %u): page-map class byte %02x, expected %02x", seg,
                      (unsigned long long)off, c, cb, want_cb);

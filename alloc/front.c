@@ -92,8 +92,7 @@ static void release(shmd_store_t *s, struct shmd__thr *t) {
     struct shmd__seg_alloc *sa = shmd__sa(h);
     if (shmd__al_lock(s, t, seg, &sa->buddy_lock))
       return;
-    uint64_t released = 0;
-    int rc = shmd__buddy_release(h, SHMD__RELEASE_MIN_ORDER, &released);
+    int rc = shmd__buddy_release(h, SHMD__RELEASE_MIN_ORDER);
     shmd__al_commit(s, t); /* nothing was logged: only releases the lock */
     if (rc)
       return;
@@ -452,26 +451,28 @@ static inline int heap_push(shmd_store_t *s, struct shmd__heap *hp, shmd_ptr_t p
   if (__builtin_expect(pmi + SHMD__PM_CLASS_PAGE >= h->data_off, 0) ||
       __atomic_load_n(&base[pmi], __ATOMIC_RELAXED) != (PM_SLAB | SHMD__SLAB_ORDER))
     return 1;
-  uint32_t obj = (uint32_t)(off & (SHMD_SLAB_BYTES - 1)), x = obj - SHMD__SLAB_HDR, c;
+  uint32_t obj = (uint32_t)(off & (SHMD_SLAB_BYTES - 1)), x = obj - SHMD__SLAB_HDR, c, end;
   uint32_t cb = __atomic_load_n(&base[pmi + SHMD__PM_CLASS_PAGE], __ATOMIC_RELAXED);
   if (__builtin_expect(cb != 0, 1)) {
-    /* Layout 1.4, every slot handed out once: the class from the page map, no slab header read. */
+    /* Layout 1.4, every slot handed out once: the class from the page map, no slab header read;
+     * a slot start is valid if a whole object fits after it. */
     c = cb - 1;
-    if (__builtin_expect(c >= SHMD__NCLASSES || obj < SHMD__SLAB_HDR || obj + shmd__class_bytes[c] > SHMD_SLAB_BYTES ||
-                             (uint32_t)(((uint64_t)x * shmd__class_recip[c]) >> 32) * shmd__class_bytes[c] != x,
-                         0))
+    if (__builtin_expect(c >= SHMD__NCLASSES, 0))
       return 1;
+    end = SHMD_SLAB_BYTES - shmd__class_bytes[c] + 1;
   } else {
     const struct shmd__slab *sl =
         (const struct shmd__slab *)(const void *)(base + (off & ~(uint64_t)(SHMD_SLAB_BYTES - 1)));
     uint32_t mc = __atomic_load_n(&sl->magic_class, __ATOMIC_RELAXED);
     c = mc & 0xff;
-    if (__builtin_expect((mc >> 8) != SLAB_MAGIC || c >= SHMD__NCLASSES || obj < SHMD__SLAB_HDR ||
-                             (uint32_t)(((uint64_t)x * shmd__class_recip[c]) >> 32) * shmd__class_bytes[c] != x ||
-                             obj >= __atomic_load_n(&sl->bump, __ATOMIC_RELAXED),
-                         0))
+    if (__builtin_expect((mc >> 8) != SLAB_MAGIC || c >= SHMD__NCLASSES, 0))
       return 1;
+    end = __atomic_load_n(&sl->bump, __ATOMIC_RELAXED);
   }
+  if (__builtin_expect(obj < SHMD__SLAB_HDR || obj >= end ||
+                           (uint32_t)(((uint64_t)x * shmd__class_recip[c]) >> 32) * shmd__class_bytes[c] != x,
+                       0))
+    return 1;
   struct shmd__heap_bin *b = &hp->bin[c];
   uint32_t n = b->count;
   if (__builtin_expect(n >= b->limit, 0))

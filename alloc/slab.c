@@ -129,7 +129,7 @@ static inline unsigned char *class_byte(struct shmd__seg_hdr *h, struct shmd__se
  * store of layout 1.4, the slab's class goes into its page-map byte (logged). */
 static inline void note_bump(shmd_store_t *s, struct shmd__thr *t, uint32_t seg, struct shmd__seg_hdr *h,
                              struct shmd__seg_alloc *sa, struct shmd__slab *sl, uint64_t off, uint32_t c) {
-  if (sl->bump + sl->obj_bytes > SHMD_SLAB_BYTES && shmd__pm_class_on(s->hdr0)) {
+  if (shmd__slab_full_bumped(sl->bump, sl->obj_bytes) && shmd__pm_class_on(s->hdr0)) {
     unsigned char *cb = class_byte(h, sa, off);
     shmd__log_byte(t, seg, h, cb);
     __atomic_store_n(cb, (unsigned char)(c + 1), __ATOMIC_RELAXED); /* read by the lock-free free */

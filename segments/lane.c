@@ -473,7 +473,7 @@ void shmd__al_commit(shmd_store_t *s, struct shmd__thr *t) {
   al_release_locks(t);
   if (__builtin_expect(t->npending != 0, 0))
     shmd__run_pending(s, t);
-  if (__builtin_expect(t->release_due, 0) && !t->in_al)
+  if (__builtin_expect(t->release_due, 0))
     shmd__alloc_ops.release(s, t);
 }
 

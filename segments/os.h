@@ -41,9 +41,9 @@ void shmd__os_unmap(void *addr, uint64_t size);
 /* Touches every page of a mapping (populate). */
 void shmd__os_populate(void *addr, uint64_t size);
 /* Drops the pages of [addr, addr + size) of a private mapping (the next touch reads zeros or the
- * file's bytes and allocates afresh); the range is narrowed to whole system pages. Returns the
- * bytes dropped (0 when the system refused). */
-uint64_t shmd__os_release(void *addr, uint64_t size);
+ * file's bytes and allocates afresh); the range is narrowed to whole system pages. A refusal by the
+ * system is ignored: the pages stay, nothing else changes. */
+void shmd__os_release(void *addr, uint64_t size);
 void shmd__os_close(int fd);
 /* Removes a file; SHMD_ENOENT if it did not exist. */
 int shmd__os_unlink(const char *path);

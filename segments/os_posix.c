@@ -209,15 +209,14 @@ void shmd__os_populate(void *addr, uint64_t size) {
     (void)p[i];
 }
 
-uint64_t shmd__os_release(void *addr, uint64_t size) {
+void shmd__os_release(void *addr, uint64_t size) {
   static long pg;
   if (pg == 0)
     pg = sysconf(_SC_PAGESIZE) > 0 ? sysconf(_SC_PAGESIZE) : 4096;
   uintptr_t a = ((uintptr_t)addr + (uintptr_t)pg - 1) & ~((uintptr_t)pg - 1);
   uintptr_t e = ((uintptr_t)addr + (uintptr_t)size) & ~((uintptr_t)pg - 1);
-  if (e <= a)
-    return 0;
-  return madvise((void *)a, e - a, MADV_DONTNEED) == 0 ? (uint64_t)(e - a) : 0;
+  if (e > a)
+    (void)madvise((void *)a, e - a, MADV_DONTNEED);
 }
 
 void shmd__os_close(int fd) {
