@@ -632,28 +632,39 @@ static const ba_fns_t ba_fns[BA_COUNT] = {BA_FNS(shmdict), BA_FNS(glibc), BA_FNS
 
 /* ---------------------------------------------------------------------------------------------- */
 
-/* Registers every workload for every allocator but the process's malloc; in bench_malloc, for that
- * one alone. */
+/* Whether allocator a is benchmarked by this binary: every one but the process's malloc, or, in
+ * bench_malloc, that one alone. */
+static int ba_registered(int a) {
+#ifdef BA_PROCESS_MALLOC
+  return a == BA_MALLOC;
+#else
+  return a != BA_MALLOC;
+#endif
+}
+
 static void register_all(void) {
   static const unsigned pair_sizes[] = {16, 64, 256};
-#ifdef BA_PROCESS_MALLOC
-  const int only_malloc = 1;
-#else
-  const int only_malloc = 0;
-#endif
   char name[64];
-  for (int w = 0; w < 6; w++)
-    for (int a = 0; a < BA_COUNT; a++) {
-      if ((a == BA_MALLOC) != only_malloc)
-        continue;
-      if (w < 3) {
-        snprintf(name, sizeof name, "pair/%u/%s", pair_sizes[w], ba_names[a]);
-        shim_register(name, ba_fns[a].pair, (void *)(uintptr_t)pair_sizes[w]);
-        continue;
+  for (size_t s = 0; s < sizeof pair_sizes / sizeof pair_sizes[0]; s++)
+    for (int a = 0; a < BA_COUNT; a++)
+      if (ba_registered(a)) {
+        snprintf(name, sizeof name, "pair/%u/%s", pair_sizes[s], ba_names[a]);
+        shim_register(name, ba_fns[a].pair, (void *)(uintptr_t)pair_sizes[s]);
       }
-      static const char *const wname[] = {"churn", "xthread", "bulk"};
-      snprintf(name, sizeof name, "%s/%s", wname[w - 3], ba_names[a]);
-      shim_register(name, w == 3 ? ba_fns[a].churn : w == 4 ? ba_fns[a].xthread : ba_fns[a].bulk, NULL);
+  for (int a = 0; a < BA_COUNT; a++)
+    if (ba_registered(a)) {
+      snprintf(name, sizeof name, "churn/%s", ba_names[a]);
+      shim_register(name, ba_fns[a].churn, NULL);
+    }
+  for (int a = 0; a < BA_COUNT; a++)
+    if (ba_registered(a)) {
+      snprintf(name, sizeof name, "xthread/%s", ba_names[a]);
+      shim_register(name, ba_fns[a].xthread, NULL);
+    }
+  for (int a = 0; a < BA_COUNT; a++)
+    if (ba_registered(a)) {
+      snprintf(name, sizeof name, "bulk/%s", ba_names[a]);
+      shim_register(name, ba_fns[a].bulk, NULL);
     }
 }
 
