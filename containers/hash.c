@@ -80,10 +80,12 @@
  *   A reader may meet anything: entries freed and reused under it, torn header words. So it reads
  * shared words once (relaxed atomics), bounds-checks every pointer against the segment it names
  * (opt_at: segments are never unmapped while the store is open, so a checked address can always
- * be read), bounds chain walks, writes nothing shared, and copies the value into a bounce buffer
- * so that the caller's buffer only ever receives validated bytes. Anything it cannot answer (an
- * out-of-line value, a long chain, a failed validation four times in a row, a held lock) goes to
- * the locked path, which also reports corruption. Inside a transaction (shmd_tx_depth() > 0) reads
+ * be read), keeps every offset and length it derives from an unlocked word (an inline key's
+ * length, the value's offset and copy) inside the entry extent it checked (opt_in_extent), bounds
+ * chain walks, writes nothing shared, and copies the value into a bounce buffer so that the
+ * caller's buffer only ever receives validated bytes. Anything it cannot answer (an out-of-line
+ * value, a key or value beyond the checked extent, a long chain, a failed validation four times in
+ * a row, a held lock) goes to the locked path, which also reports corruption. Inside a transaction (shmd_tx_depth() > 0) reads
  * always take the lock, which the transaction keeps to its outermost commit, so that a get and a
  * put in one transaction stay one atomic step, as before. A get on the fast path does not move rehash
  * buckets; writes do (each moves at least one non-empty bucket, so a resize started by N writes
@@ -1066,6 +1068,21 @@ int shmd_hash_put_ref(shmd_store_t *s, shmd_ptr_t h, const void *key, size_t key
  * 2 * SHMD_HASH_INLINE_MAX + 7 of padding), and up to 63 bytes beyond a short value, which the
  * value copy reads as one fixed 64-byte block. */
 #define OPT_ENT_MAX (2 * (size_t)SHMD_HASH_INLINE_MAX + 8 + 64)
+/* The extent of an entry that opt_find() bounds-checks (opt_at) before it reads the entry. */
+#define OPT_EXTENT (ENT_HDR + OPT_ENT_MAX)
+
+/*
+ * Does [off, off + len) of an entry lie inside the checked extent? Every offset and length an
+ * optimistic reader derives from words it read without the lock (the key word gives the key's
+ * inline length and the value's offset, the value word the value's length) goes through this
+ * before a byte is read there: a torn or reused entry can hold any word, e.g. a key word without
+ * the out-of-line bit whose length runs far past the entry (SHMD_HASH_INLINE_MAX is a writer's
+ * threshold, not a promise: readers go by the bit). Overflow-free; the locked path, which reads a
+ * consistent entry, answers what falls outside.
+ */
+static inline int opt_in_extent(size_t off, size_t len) {
+  return off <= OPT_EXTENT && len <= OPT_EXTENT - off;
+}
 
 /* Key equality; short keys (8 to 16 bytes, the common case) by two overlapping word loads. */
 static inline int key_eq(const void *a, const void *b, size_t n) {
@@ -1165,6 +1182,9 @@ static inline int opt_find(shmd_store_t *s, hhdr_t *hd, const void *key, size_t 
     uint32_t kw = ld32(&e->key_word);
     if (ld64(&e->hash) == hv && word_len(kw) == klen) {
       const void *k = e->data;
+      /* the key's bytes (inline) or its pointer (out of line) must lie in the checked extent */
+      if (!opt_in_extent(ENT_HDR, word_ool(kw) ? sizeof(shmd_ptr_t) : klen))
+        return OPT_LOCKED;
       if (__builtin_expect(word_ool(kw), 0)) {
         shmd_ptr_t q;
         memcpy(&q, e->data, sizeof q);
@@ -1175,12 +1195,12 @@ static inline int opt_find(shmd_store_t *s, hhdr_t *hd, const void *key, size_t 
         if (vbuf == NULL)
           return OPT_FOUND;
         uint32_t vw = ld32(&e->val_word);
-        size_t n = word_len(vw);
-        if (word_ool(vw) || n > SHMD_HASH_INLINE_MAX)
+        size_t n = word_len(vw), voff = val_off(kw);
+        if (word_ool(vw) || n > SHMD_HASH_INLINE_MAX || !opt_in_extent(voff, n <= 64 ? 64 : n))
           return OPT_LOCKED;
-        const unsigned char *v = (const unsigned char *)e + val_off(kw);
+        const unsigned char *v = (const unsigned char *)e + voff;
         if (n <= 64)
-          memcpy(vbuf, v, 64); /* one fixed-size copy: inside the checked range (OPT_ENT_MAX) */
+          memcpy(vbuf, v, 64); /* one fixed-size copy: inside the checked extent (just checked) */
         else
           memcpy(vbuf, v, n);
         *vlen = n;
@@ -1515,10 +1535,12 @@ int shmd_hash_scan(shmd_store_t *s, shmd_ptr_t h, uint64_t cursor, size_t count,
     return rc;
   scan_user_t u = {fn, arg, 0};
   uint64_t buckets = 0, cur = cursor;
+  /* saturating: a COUNT near 2^63 must not wrap to a small bucket budget */
+  uint64_t max_buckets = (uint64_t)count > UINT64_MAX / EMPTY_VISITS ? UINT64_MAX : (uint64_t)count * EMPTY_VISITS;
   do {
     if ((rc = scan_interval(&c, &cur, &buckets, scan_user_cb, &u)))
       return leave(&c, rc);
-  } while (cur != 0 && u.emitted < count && buckets < (uint64_t)count * EMPTY_VISITS);
+  } while (cur != 0 && u.emitted < count && buckets < max_buckets);
   *next_cursor = cur;
   return leave(&c, 0);
 }

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <stdbool.h>
 
@@ -1450,6 +1451,79 @@ Test(hash, optimistic_reads_and_transactions) {
   cr_assert_eq(shmd_hash_destroy(s, h), 0);
   int rc = shmd_hash_get(s, h, "a", 1, buf, sizeof buf, &vl);
   cr_assert(rc == SHMD_EINVAL || rc == SHMD_ECORRUPT, "%s", shmd_strerror(rc));
+  shmd_close(s);
+}
+
+/*
+ * An optimistic reader (get / contains without the lock) may meet an entry torn or reused under
+ * it, holding any key word: e.g. one without the out-of-line bit whose length runs past the entry.
+ * It bounds-checks the entry's first 24 + 2 * 512 + 8 + 64 = 1120 bytes (hash.c: ENT_HDR +
+ * OPT_ENT_MAX), so every offset it derives from that unlocked word (the inline key's end, the
+ * value's offset plus the bytes it copies) must stay inside them. Each round plants such an entry
+ * at the end of a page, its checked extent ending exactly where an inaccessible page begins, and
+ * points the bucket at it: a reader that reads the key (2000 bytes claimed) or the value behind it
+ * (a 1050-byte key puts the value's 64-byte copy across the boundary) past the extent faults. The
+ * header's count is set to 0 so that the locked path, to which the reader must fall back, reports
+ * the damage (a chain longer than the count) before it reads the entry: under the lock an entry is
+ * trusted, and a reader that is right to fall back must not be made to fault by the test itself.
+ */
+Test(hash, optimistic_reader_bounds_what_an_unlocked_key_word_says) {
+  shmd_store_t *s = ts_open("h", 16 * MIB, 16 * MIB);
+  shmd_ptr_t h = new_hash(s, 0);
+  const size_t extent = 24 + 2 * SHMD_HASH_INLINE_MAX + 8 + 64;
+  const size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+  const size_t lens[2] = {2000, 1050};
+  static unsigned char key[2][2000];
+  for (int t = 0; t < 2; t++) {
+    for (size_t i = 0; i < lens[t]; i++)
+      key[t][i] = (unsigned char)('a' + (i * 7 + (size_t)t) % 26);
+    cr_assert_eq(shmd_hash_put(s, h, key[t], lens[t], "real", 4, SHMD_HASH_UPSERT, NULL), 0);
+  }
+  shmd_ptr_t bp;
+  cr_assert_eq(shmd_alloc(s, 4 * pg, &bp), 0);
+  unsigned char *block = shmd_resolve(s, bp);
+  /* the first page boundary with room for the checked extent before it */
+  unsigned char *guard = (unsigned char *)(((uintptr_t)block + extent + pg - 1) & ~(uintptr_t)(pg - 1));
+  unsigned char *fake = guard - extent;
+  shmd_ptr_t fp = shmd_ptr_add(bp, (uint64_t)(fake - block));
+  cr_assert(guard + pg <= block + 4 * pg);
+  /* the header: magic, lock, seed, count, table[2], log2[2] (hash.c's hhdr_t) */
+  uint64_t *hw = shmd_resolve(s, h);
+  cr_assert_eq(hw[5], 0, "rehashing");
+  shmd_ptr_t *tab = shmd_resolve(s, (shmd_ptr_t){hw[4]});
+  uint32_t l2 = ((uint32_t *)(hw + 6))[0];
+  for (int t = 0; t < 2; t++) {
+    /* the bucket and the real entry of key t (its chain may hold the other key too) */
+    uint64_t hv = shmd_hash_bytes(key[t], lens[t], hw[2]);
+    shmd_ptr_t *slot = &tab[hv & ((UINT64_C(1) << l2) - 1)];
+    shmd_ptr_t saved = *slot;
+    uint64_t count = hw[3];
+    memset(fake, 0, extent);
+    uint64_t next = 0;
+    uint32_t kw = (uint32_t)lens[t], vw = 4; /* no out-of-line bit: "the key is inline" */
+    memcpy(fake, &next, 8);
+    memcpy(fake + 8, &hv, 8);
+    memcpy(fake + 16, &kw, 4);
+    memcpy(fake + 20, &vw, 4);
+    memcpy(fake + 24, key[t], extent - 24 < lens[t] ? extent - 24 : lens[t]);
+    *slot = fp;
+    hw[3] = 0;
+    cr_assert_eq(mprotect(guard, pg, PROT_NONE), 0, "mprotect: %s", strerror(errno));
+    unsigned char buf[64];
+    size_t vl = 0;
+    int rc_get = shmd_hash_get(s, h, key[t], lens[t], buf, sizeof buf, &vl);
+    int rc_has = shmd_hash_contains(s, h, key[t], lens[t]);
+    cr_assert_eq(mprotect(guard, pg, PROT_READ | PROT_WRITE), 0);
+    *slot = saved;
+    hw[3] = count;
+    cr_expect_eq(rc_get, SHMD_ECORRUPT, "get with a %zu-byte inline key word: %s", lens[t], shmd_strerror(rc_get));
+    /* contains reads no value: a 1050-byte inline key lies inside the extent, and it is found */
+    cr_expect_eq(rc_has, t == 0 ? SHMD_ECORRUPT : 1, "contains with a %zu-byte inline key word: %d", lens[t], rc_has);
+    cr_assert_eq(shmd_hash_get(s, h, key[t], lens[t], buf, sizeof buf, &vl), 0);
+    cr_assert(vl == 4 && memcmp(buf, "real", 4) == 0);
+  }
+  shmd_free(s, bp);
+  check_all(s, h);
   shmd_close(s);
 }
 
