@@ -31,6 +31,7 @@
 #include <strings.h>
 
 #include "kv/kv_int.h"
+#include "segments/err.h"
 #include "shmdict/blob.h"
 
 typedef const char *const *argv_t;
@@ -40,10 +41,89 @@ typedef const char *const *argv_t;
 #define ERR_NOTINT "ERR value is not an integer or out of range"
 #define ERR_NOTFLOAT "ERR value is not a valid float"
 #define ERR_OVERFLOW "ERR increment or decrement would overflow"
-#define KV_STRING_MAX (512ull * 1024 * 1024)
+/* Redis 7.0's SRANDMEMBER count range is -LONG_MAX .. LONG_MAX (getRangeLongFromObjectOrReply),
+ * with this wording (sic: "must between"), checked before the key is looked up. */
+#define ERR_COUNT_RANGE "ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807"
+#define ERR_BIG_REPLY "ERR reply exceeds maximum allowed size (shmdict max-reply-bytes)"
+#define ERR_BIG_STRING "ERR string exceeds maximum allowed size (proto-max-bulk-len)"
+#define ERR_BIG_ARG "ERR Protocol error: invalid bulk length"
+#define KV_MAX_REPLY_MIN 4096u
 
 /* ---------------------------------------------------------------------------------------------- */
-/* Replies */
+/* The reply ceiling
+ *
+ * Redis streams a reply into the client's output buffer; here a reply is built whole in process
+ * memory before it is handed out, so a request that asks for a reply of 2^63 elements (SRANDMEMBER
+ * with a huge negative count) or a command that copies out a giant container would exhaust the
+ * host. Every reply allocation of a command (strings, element arrays, and the member copies that
+ * SINTER / SUNION / SDIFF / SRANDMEMBER / SPOP / ZREMRANGEBYRANK make to build their answer) is
+ * charged against a budget of shmd_kv_max_reply() bytes, counted as the memory it takes: 48 bytes
+ * per element slot reserved, and each string's bytes plus malloc's overhead (at least 32). Frees
+ * during the command give their share back. When a charge does not fit, nothing is allocated, the
+ * command's transaction is aborted (nothing changes) and the reply is ERR_BIG_REPLY. Commands whose
+ * reply size is known from the request (a negative SRANDMEMBER count) are refused before anything
+ * is built. The budget is per thread (the command runs in the calling thread), and only exists
+ * while a command runs: replies handed to the caller are never charged or refunded afterwards.
+ */
+
+static uint64_t max_reply_bytes = SHMD_KV_MAX_REPLY_DEFAULT;
+
+uint64_t shmd_kv_set_max_reply(uint64_t bytes) {
+  if (bytes == 0)
+    bytes = SHMD_KV_MAX_REPLY_DEFAULT;
+  else if (bytes < KV_MAX_REPLY_MIN)
+    bytes = KV_MAX_REPLY_MIN;
+  return __atomic_exchange_n(&max_reply_bytes, bytes, __ATOMIC_RELAXED);
+}
+
+uint64_t shmd_kv_max_reply(void) { return __atomic_load_n(&max_reply_bytes, __ATOMIC_RELAXED); }
+
+typedef struct budget_s {
+  uint64_t max, left;
+  int over; /* a charge did not fit: the command answers ERR_BIG_REPLY */
+} budget_t;
+
+static __thread budget_t *cur_budget;
+
+/* The memory a string of n bytes takes in a reply: n + 1 (the NUL) plus malloc's header, rounded
+ * to 16, at least 32 bytes (glibc's smallest chunk). */
+static uint64_t str_cost(size_t n) {
+  uint64_t c = ((uint64_t)n + 1 + 8 + 15) & ~(uint64_t)15;
+  return c < 32 ? 32 : c;
+}
+
+/* Charges `count` items of `each` bytes (overflow-free). Returns 0, or SHMD_ENOMEM with the
+ * budget marked over when they do not fit. */
+static int charge(uint64_t count, uint64_t each) {
+  budget_t *b = cur_budget;
+  if (b == NULL || count == 0)
+    return 0;
+  if (each != 0 && count > b->left / each) {
+    b->over = 1;
+    return SHMD_ENOMEM;
+  }
+  b->left -= count * each;
+  return 0;
+}
+
+/* Would `count` items of `each` bytes fit? Returns 0, or SHMD_ENOMEM with the budget marked over
+ * (for replies whose size the request fixes: refused before anything is built). */
+static int fits(uint64_t count, uint64_t each) {
+  budget_t *b = cur_budget;
+  if (b == NULL || count == 0 || each == 0 || count <= b->left / each)
+    return 0;
+  b->over = 1;
+  return SHMD_ENOMEM;
+}
+
+static void refund(uint64_t count, uint64_t each) {
+  budget_t *b = cur_budget;
+  if (b == NULL || each == 0)
+    return;
+  uint64_t room = b->max - b->left;
+  uint64_t n = count > room / each ? room : count * each;
+  b->left += n;
+}
 
 void kv__reply_clear(shmd_reply_t *r);
 
@@ -51,6 +131,10 @@ void kv__reply_clear(shmd_reply_t *r);
 void kv__reply_clear(shmd_reply_t *r) {
   for (size_t i = 0; i < r->nelems; i++)
     kv__reply_clear(&r->elems[i]);
+  if (r->elems)
+    refund(r->nelems, sizeof *r->elems);
+  if (r->str)
+    refund(1, str_cost(r->len));
   free(r->elems);
   free(r->str);
   r->elems = NULL;
@@ -66,9 +150,13 @@ void shmd_reply_free(shmd_reply_t *r) {
 }
 
 static int r_str(shmd_reply_t *r, shmd_reply_type_t t, const void *p, size_t n) {
-  char *s = malloc(n + 1);
-  if (s == NULL)
+  if (charge(1, str_cost(n)))
     return SHMD_ENOMEM;
+  char *s = malloc(n + 1);
+  if (s == NULL) {
+    refund(1, str_cost(n));
+    return SHMD_ENOMEM;
+  }
   if (n)
     memcpy(s, p, n);
   s[n] = 0;
@@ -105,8 +193,12 @@ static int r_array(shmd_reply_t *r, size_t n) {
   r->type = SHMD_REPLY_ARRAY;
   r->nelems = 0;
   r->elems = NULL;
-  if (n && (r->elems = calloc(n, sizeof *r->elems)) == NULL)
+  if (charge(n, sizeof *r->elems))
     return SHMD_ENOMEM;
+  if (n && (r->elems = calloc(n, sizeof *r->elems)) == NULL) {
+    refund(n, sizeof *r->elems);
+    return SHMD_ENOMEM;
+  }
   r->nelems = n;
   return 0;
 }
@@ -119,9 +211,13 @@ typedef struct vec_s {
 static shmd_reply_t *vec_next(vec_t *v) {
   if (v->n == v->cap) {
     size_t cap = v->cap ? v->cap * 2 : 16;
-    shmd_reply_t *e = realloc(v->e, cap * sizeof *e);
-    if (e == NULL)
+    if (cap > SIZE_MAX / sizeof *v->e || charge(cap - v->cap, sizeof *v->e))
       return NULL;
+    shmd_reply_t *e = realloc(v->e, cap * sizeof *e);
+    if (e == NULL) {
+      refund(cap - v->cap, sizeof *v->e);
+      return NULL;
+    }
     v->e = e;
     v->cap = cap;
   }
@@ -133,6 +229,7 @@ static int vec_bulk(vec_t *v, const void *p, size_t n) {
   shmd_reply_t *x = vec_next(v);
   return x ? r_bulk(x, p, n) : SHMD_ENOMEM;
 }
+/* Hands the elements to r (the unused slots stay charged: the reply holds them). */
 static void vec_to(vec_t *v, shmd_reply_t *r) {
   r->type = SHMD_REPLY_ARRAY;
   r->elems = v->e;
@@ -144,6 +241,7 @@ static void vec_free(vec_t *v) {
   for (size_t i = 0; i < v->n; i++)
     kv__reply_clear(&v->e[i]);
   free(v->e);
+  refund(v->cap, sizeof *v->e);
   v->e = NULL;
   v->n = v->cap = 0;
 }
@@ -641,7 +739,10 @@ static int c_ttl_gen(cc_t *x, int ms) {
   if (!ref.rec->expire)
     return r_int(x->r, -1);
   int64_t left = (int64_t)(ref.rec->expire - x->c->now);
-  return r_int(x->r, ms ? left : (left + 500) / 1000);
+  /* seconds: (left + 500) / 1000 as Redis rounds, without overflow for an expiry near 2^63 */
+  if (!ms)
+    left = left > INT64_MAX - 500 ? (int64_t)(((uint64_t)left + 500) / 1000) : (left + 500) / 1000;
+  return r_int(x->r, left);
 }
 static int c_ttl(cc_t *x) { return c_ttl_gen(x, 0); }
 static int c_pttl(cc_t *x) { return c_ttl_gen(x, 1); }
@@ -865,8 +966,8 @@ static int c_append(cc_t *x) {
   }
   if (rc)
     return rc;
-  if (ref.len + L(2) > KV_STRING_MAX)
-    return r_error(x->r, "ERR string exceeds maximum allowed size (proto-max-bulk-len)");
+  if (ref.len > KV_STRING_MAX || L(2) > KV_STRING_MAX - ref.len)
+    return r_error(x->r, ERR_BIG_STRING);
   size_t n = ref.len + L(2);
   if ((rc = kv_put_string(x->c, A(1), L(1), ref.data, ref.len, A(2), L(2), ref.rec->expire)))
     return rc;
@@ -923,8 +1024,8 @@ static int c_setrange(cc_t *x) {
   size_t old = rc == 0 ? ref.len : 0;
   if (L(3) == 0)
     return r_int(x->r, (int64_t)old);
-  if ((unsigned long long)off + L(3) > KV_STRING_MAX)
-    return r_error(x->r, "ERR string exceeds maximum allowed size (proto-max-bulk-len)");
+  if ((unsigned long long)off > KV_STRING_MAX || L(3) > KV_STRING_MAX - (unsigned long long)off)
+    return r_error(x->r, ERR_BIG_STRING);
   size_t n = (size_t)off + L(3) > old ? (size_t)off + L(3) : old;
   unsigned char *buf = calloc(1, n);
   if (buf == NULL)
@@ -992,6 +1093,10 @@ static int hget_into(cc_t *x, shmd_ptr_t h, const char *f, size_t fl, shmd_reply
     return r_nil(r);
   if (rc)
     return rc;
+  if ((rc = charge(1, str_cost(vl)))) { /* one stored value was copied: charged once it is known */
+    free(v);
+    return rc;
+  }
   r->type = SHMD_REPLY_BULK;
   r->str = v;
   r->len = vl;
@@ -1466,9 +1571,45 @@ static int pick_random(cc_t *x, shmd_ptr_t h, vec_t *out) {
   return rc;
 }
 
+static int cmp_reply(const void *a, const void *b) {
+  const shmd_reply_t *x = a, *y = b;
+  return shmd_bytes_cmp(x->str, x->len, y->str, y->len);
+}
+
+/* Sorts the bulks of v and drops repeats. Cannot fail. */
+static void vec_sort_unique(vec_t *v) {
+  if (v->n < 2)
+    return;
+  qsort(v->e, v->n, sizeof *v->e, cmp_reply);
+  size_t w = 1;
+  for (size_t k = 1; k < v->n; k++) {
+    if (cmp_reply(&v->e[k], &v->e[w - 1]) == 0)
+      kv__reply_clear(&v->e[k]);
+    else
+      v->e[w++] = v->e[k];
+  }
+  v->n = w;
+}
+
+/* m distinct random members of h (m at most a third of its size) without copying the set: random
+ * picks, deduplicated, until there are m (Redis's SRANDMEMBER case 4 does the same with a dict).
+ * Returns 0, 1 when 64 rounds did not find m (the caller falls back to a full copy), or a
+ * negative status. */
+static int sample_distinct(cc_t *x, shmd_ptr_t h, size_t m, vec_t *out) {
+  int rc = 0;
+  for (int round = 0; rc == 0 && out->n < m && round < 64; round++) {
+    for (size_t want = m - out->n; rc == 0 && want > 0; want--)
+      rc = pick_random(x, h, out);
+    vec_sort_unique(out);
+  }
+  return rc ? rc : out->n < m;
+}
+
 /* SPOP / SRANDMEMBER: `count` given or not; pop removes. Without a count: pick_random(), O(1)
- * expected. With a count: a random choice from a full copy of the members (O(n) per call;
- * documented in docs/commands.md). */
+ * expected. With a count m, as Redis chooses: all members when m >= the set's size n; for a
+ * negative count (repeats allowed), m random picks (or random indexes into a copy when m >= n);
+ * for m > n / 3, the first m of a shuffled copy; else random picks deduplicated until m. So a small
+ * count on a big set never copies the set (the copy would count against the reply ceiling). */
 static int c_srand_gen(cc_t *x, int pop) {
   long long count = 1;
   int with_count = x->argc == 3;
@@ -1478,36 +1619,56 @@ static int c_srand_gen(cc_t *x, int pop) {
     return r_error(x->r, ERR_NOTINT);
   if (pop && count < 0)
     return r_error(x->r, "ERR value is out of range, must be positive");
+  if (count == LLONG_MIN) /* -count would overflow; Redis's range is -LONG_MAX .. LONG_MAX */
+    return r_error(x->r, ERR_COUNT_RANGE);
   kv_ref_t ref;
   int rc = need(x, KV_SET, with_count ? MISS_EMPTY : MISS_NIL, &ref);
   if (rc <= 0)
     return rc;
+  /* A negative count asks for exactly -count elements, whatever the set's size: refuse at once a
+   * reply that could not fit the ceiling even with the smallest elements. */
+  if (count < 0 && (rc = fits((uint64_t)-count, sizeof(shmd_reply_t) + str_cost(0))))
+    return rc;
+  uint64_t n;
+  if ((rc = shmd_hash_len(x->c->s, ref.a, &n)))
+    return rc;
   vec_t all = {0}, out = {0};
   if (!with_count) {
     rc = pick_random(x, ref.a, &out);
-    if (rc == 0 && pop)
-      rc = shmd_hash_del(x->c->s, ref.a, out.e[0].str, out.e[0].len);
-  } else if ((rc = set_members(x, ref.a, &all))) {
-    return rc;
   } else if (count < 0) {
-    for (long long k = 0; rc == 0 && k < -count; k++) {
-      size_t i = (size_t)(rng_next() % all.n);
-      rc = vec_bulk(&out, all.e[i].str, all.e[i].len);
+    uint64_t m = (uint64_t)-count;
+    if (m < n) {
+      for (uint64_t k = 0; rc == 0 && k < m; k++)
+        rc = pick_random(x, ref.a, &out);
+    } else if ((rc = set_members(x, ref.a, &all)) == 0 && all.n == 0) {
+      rc = SHMD_CORRUPT("kv: a set without members");
+    } else {
+      for (uint64_t k = 0; rc == 0 && k < m; k++) {
+        size_t i = (size_t)(rng_next() % all.n);
+        rc = vec_bulk(&out, all.e[i].str, all.e[i].len);
+      }
     }
   } else {
-    /* Partial Fisher-Yates: the first min(count, n) of a shuffle. */
-    size_t m = (size_t)count < all.n ? (size_t)count : all.n;
-    for (size_t k = 0; rc == 0 && k < m; k++) {
-      size_t j = k + (size_t)(rng_next() % (all.n - k));
-      shmd_reply_t t = all.e[k];
-      all.e[k] = all.e[j];
-      all.e[j] = t;
-      rc = vec_bulk(&out, all.e[k].str, all.e[k].len);
-      if (rc == 0 && pop)
-        rc = shmd_hash_del(x->c->s, ref.a, all.e[k].str, all.e[k].len);
+    uint64_t m = (uint64_t)count < n ? (uint64_t)count : n;
+    rc = m == 0 ? 0 : m <= n / 3 ? sample_distinct(x, ref.a, (size_t)m, &out) : 1;
+    if (rc == 1) {
+      vec_free(&out);
+      /* Partial Fisher-Yates over a copy: the first min(m, copy) of a shuffle. */
+      if ((rc = set_members(x, ref.a, &all)) == 0) {
+        size_t mm = m < all.n ? (size_t)m : all.n;
+        for (size_t k = 0; rc == 0 && k < mm; k++) {
+          size_t j = k + (size_t)(rng_next() % (all.n - k));
+          shmd_reply_t t = all.e[k];
+          all.e[k] = all.e[j];
+          all.e[j] = t;
+          rc = vec_bulk(&out, all.e[k].str, all.e[k].len);
+        }
+      }
     }
   }
   vec_free(&all);
+  for (size_t k = 0; rc == 0 && pop && k < out.n; k++)
+    rc = shmd_hash_del(x->c->s, ref.a, out.e[k].str, out.e[k].len);
   if (rc == 0 && pop)
     rc = kv_drop_if_empty(x->c, A(1), L(1), &ref);
   if (rc) {
@@ -1526,11 +1687,6 @@ static int c_spop(cc_t *x) { return c_srand_gen(x, 1); }
 static int c_srandmember(cc_t *x) { return c_srand_gen(x, 0); }
 
 enum { OP_INTER, OP_UNION, OP_DIFF };
-
-static int cmp_reply(const void *a, const void *b) {
-  const shmd_reply_t *x = a, *y = b;
-  return shmd_bytes_cmp(x->str, x->len, y->str, y->len);
-}
 
 static int c_setop(cc_t *x, int op) {
   int n = x->argc - 1;
@@ -1599,17 +1755,8 @@ static int c_setop(cc_t *x, int op) {
         rc = vec_bulk(&res, m.e[k].str, m.e[k].len);
       vec_free(&m);
     }
-    if (rc == 0 && res.n > 1) {
-      qsort(res.e, res.n, sizeof *res.e, cmp_reply);
-      size_t w = 1;
-      for (size_t k = 1; k < res.n; k++) {
-        if (cmp_reply(&res.e[k], &res.e[w - 1]) == 0)
-          kv__reply_clear(&res.e[k]);
-        else
-          res.e[w++] = res.e[k];
-      }
-      res.n = w;
-    }
+    if (rc == 0)
+      vec_sort_unique(&res);
   } else if (sets[0].v) {
     vec_t m;
     if ((rc = set_members(x, sets[0], &m)))
@@ -2265,6 +2412,13 @@ int shmd_kv_command_db(shmd_store_t *s, unsigned db, int argc, const char *const
     rc = r_error(r, "ERR wrong number of arguments for '%s' command", cmd->name);
     goto done;
   }
+  /* Redis refuses a bulk argument longer than proto-max-bulk-len before it parses the command, so
+   * no stored string, field or member is ever longer than that. */
+  for (int i = 1; i < argc; i++)
+    if (lens[i] > KV_STRING_MAX) {
+      rc = r_error(r, ERR_BIG_ARG);
+      goto done;
+    }
   kv_ctx_t c;
   if ((rc = kv_begin(s, db, &c)))
     goto done;
@@ -2277,9 +2431,16 @@ int shmd_kv_command_db(shmd_store_t *s, unsigned db, int argc, const char *const
       mask |= 1u << kv_stripe_of(argv[i], lens[i]);
   }
   cc_t x = {&c, argc, argv, lens, r};
+  uint64_t max = shmd_kv_max_reply();
+  budget_t budget = {max, max, 0};
   rc = kv_lock_stripes(&c, mask);
-  if (rc == 0)
+  if (rc == 0) {
+    cur_budget = &budget;
     rc = cmd->fn(&x);
+    cur_budget = NULL;
+    if (budget.over && rc == 0)
+      rc = SHMD_ENOMEM; /* a failed charge that a handler did not pass on still fails the command */
+  }
   if (rc == 0 && r->type == SHMD_REPLY_ERROR) {
     shmd_tx_abort(c.tx);
   } else if (rc == 0) {
@@ -2290,14 +2451,16 @@ int shmd_kv_command_db(shmd_store_t *s, unsigned db, int argc, const char *const
     kv_end(&c, rc);
     kv__reply_clear(r);
     memset(r, 0, sizeof *r);
-    if (rc == SHMD_EWRONGTYPE)
+    if (budget.over)
+      rc = r_error(r, ERR_BIG_REPLY);
+    else if (rc == SHMD_EWRONGTYPE)
       rc = r_error(r, ERR_WRONGTYPE);
     else if (rc == SHMD_ENOSPC)
       rc = r_error(r, "OOM command not allowed when used memory > 'maxmemory'.");
     else if (rc == SHMD_ETXFULL)
       rc = r_error(r, "ERR shmdict: the command needs a bigger transaction than one can hold (too many elements at once)");
     else if (rc == SHMD_ETOOBIG)
-      rc = r_error(r, "ERR string exceeds maximum allowed size (proto-max-bulk-len)");
+      rc = r_error(r, ERR_BIG_STRING);
   }
 done:
   if (rc) {

@@ -337,6 +337,10 @@ int kv_delete(kv_ctx_t *c, const void *key, size_t len) {
 
 int kv_put_string(kv_ctx_t *c, const void *key, size_t klen, const void *v1, size_t l1,
                   const void *v2, size_t l2, uint64_t expire) {
+  /* No string is longer than Redis's proto-max-bulk-len (every path that builds one checks it
+   * first with Redis's wording; this is the backstop, and the typed shmd_kv_set()'s check). */
+  if (l1 > KV_STRING_MAX || l2 > KV_STRING_MAX - l1)
+    return SHMD_ETOOBIG;
   /* v1 and v2 may point into the old record: copy them out before it is replaced. */
   unsigned char small[256];
   unsigned char *tmp = small;
@@ -442,11 +446,21 @@ typedef struct keys_s {
   char **v;
   size_t *vl;
   size_t n, cap;
+  size_t bytes; /* key bytes copied */
   int with_vals;
 } keys_t;
 
+/* Key bytes one drain batch copies at most (beyond its first key): a batch of 32 keys of up to
+ * 512 MiB each must not copy 16 GiB into the process. */
+#define KV_DRAIN_BYTES ((size_t)16 << 20)
+
+/* Copies a key (and, for a stripe hash, the value of a container record: the only values drain
+ * needs; a string's bytes, up to 512 MiB, are never copied). Returns 1 to end the batch when the
+ * copied keys reach KV_DRAIN_BYTES. */
 static int keys_add(const void *key, size_t klen, const void *val, size_t vlen, void *arg) {
   keys_t *ks = arg;
+  if (ks->n > 0 && klen > KV_DRAIN_BYTES - (ks->bytes < KV_DRAIN_BYTES ? ks->bytes : KV_DRAIN_BYTES))
+    return 1;
   if (ks->n == ks->cap) {
     size_t cap = ks->cap ? ks->cap * 2 : 32;
     char **k = realloc(ks->k, cap * sizeof *k);
@@ -467,7 +481,7 @@ static int keys_add(const void *key, size_t klen, const void *val, size_t vlen, 
     return SHMD_ENOMEM;
   memcpy(kc, key, klen);
   kc[klen] = 0;
-  if (ks->with_vals) {
+  if (ks->with_vals && vlen == sizeof(kv_rec_t) + 16) {
     if ((vc = malloc(vlen + 1)) == NULL) {
       free(kc);
       return SHMD_ENOMEM;
@@ -480,6 +494,7 @@ static int keys_add(const void *key, size_t klen, const void *val, size_t vlen, 
   ks->v[ks->n] = vc;
   ks->vl[ks->n] = vlen;
   ks->n++;
+  ks->bytes += klen;
   return 0;
 }
 
@@ -506,7 +521,11 @@ static int drain_hash(shmd_store_t *s, shmd_ptr_t garbage, shmd_ptr_t h, int str
   size_t deleted = 0;
   int rc = 0;
   for (int guard = 0; guard < 64 && ks.n == 0; guard++) {
-    if ((rc = shmd_hash_scan(s, h, cur, KV_DRAIN_BATCH, keys_add, &ks, &cur)))
+    if ((rc = shmd_hash_scan(s, h, cur, KV_DRAIN_BATCH, keys_add, &ks, &cur)) == 1) {
+      rc = 0; /* the batch is full of bytes (ks.n > 0): delete those, the next step goes on */
+      break;
+    }
+    if (rc)
       goto out;
     if (cur == 0)
       break;

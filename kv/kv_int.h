@@ -18,6 +18,7 @@
 
 #define KV_NDB SHMD_KV_DATABASES
 #define KV_STRIPES 8u
+#define KV_STRING_MAX (512ull * 1024 * 1024) /* Redis's proto-max-bulk-len */
 
 /* Value types (record type word). KV_STRIPE only appears on the garbage list. */
 enum { KV_STRING = 1, KV_LIST = 2, KV_SET = 3, KV_HASH = 4, KV_ZSET = 5, KV_STRIPE = 6 };

@@ -1781,3 +1781,318 @@ Test(kv, crash_while_creating_the_keyspace_root) {
   check_all(s);
   shmd_close(s);
 }
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Replies a request may make as big as it likes: Redis's range error for LLONG_MIN, a ceiling on
+ * the memory of one reply (shmd_kv_set_max_reply), and strings no longer than proto-max-bulk-len.
+ * A regression here could exhaust the host, so the dangerous commands run in a forked child under
+ * RLIMIT_AS and a timer. */
+
+#include <poll.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/time.h>
+
+#define ERR_LLONG_MIN "-ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807"
+#define ERR_BIG_REPLY "-ERR reply exceeds maximum allowed size (shmdict max-reply-bytes)"
+
+/* The resident memory of process pid in bytes (0 once it is gone). */
+static uint64_t rss_of(pid_t pid) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/statm", (int)pid);
+  FILE *f = fopen(path, "r");
+  unsigned long long size = 0, resident = 0;
+  if (f) {
+    if (fscanf(f, "%llu %llu", &size, &resident) != 2)
+      resident = 0;
+    fclose(f);
+  }
+  return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+/* The address space of this process now, in bytes (VmSize). */
+static uint64_t vm_size_now(void) {
+  FILE *f = fopen("/proc/self/statm", "r");
+  unsigned long long pages = 0;
+  if (f) {
+    if (fscanf(f, "%llu", &pages) != 1)
+      pages = 0;
+    fclose(f);
+  }
+  return (uint64_t)pages * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+typedef struct bounded_s {
+  int status;          /* the child's exit status (128 + signal if killed) */
+  char reply[512];     /* the rendered reply, or "status: ..." when the command could not run */
+  double seconds;      /* how long the command ran */
+  long maxrss_growth_kb; /* peak RSS during the command minus the RSS before it */
+} bounded_t;
+
+/*
+ * Runs one command on store `name` in a forked child whose address space is limited to
+ * max(2 GiB, now + 1 GiB) (RLIMIT_AS), that is killed after 60 s (alarm) and, by the parent, once
+ * its RSS passes 2 GiB, so a regression that tries to build a reply of 2^63 elements fails this
+ * test instead of taking the host down. The child reports the rendered reply, the time and its
+ * peak RSS growth through a pipe. Under ASan the address-space limit is "now + 1 GiB" of a
+ * process that reserved terabytes for its shadow, and ASan's small-object allocator maps inside
+ * its own reservation, so there it bounds only the big arrays: the RSS watch bounds the rest.
+ */
+static bounded_t run_bounded(const char *name, uint64_t max_reply, const char *line) {
+  int fd[2];
+  cr_assert_eq(pipe(fd), 0);
+  pid_t pid = fork();
+  cr_assert(pid >= 0);
+  if (pid == 0) {
+    close(fd[0]);
+    uint64_t now = vm_size_now(), lim = UINT64_C(2) << 30;
+    if (now + (UINT64_C(1) << 30) > lim)
+      lim = now + (UINT64_C(1) << 30);
+    struct rlimit rl = {lim, lim};
+    if (setrlimit(RLIMIT_AS, &rl) != 0)
+      _exit(90);
+    alarm(60);
+    shmd_options_t o = ts_opts(8 * MB, 8 * MB);
+    shmd_store_t *cs = NULL;
+    if (shmd_open(name, &o, &cs))
+      _exit(91);
+    if (max_reply)
+      shmd_kv_set_max_reply(max_reply);
+    char *argv[16];
+    size_t lens[16];
+    int argc = split(line, argv, lens, 16);
+    struct rusage ru0, ru1;
+    getrusage(RUSAGE_SELF, &ru0);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    shmd_reply_t *r = NULL;
+    int rc = shmd_kv_command(cs, argc, (const char *const *)argv, lens, &r);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    getrusage(RUSAGE_SELF, &ru1);
+    bounded_t b = {0};
+    b.seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    b.maxrss_growth_kb = ru1.ru_maxrss - ru0.ru_maxrss;
+    if (rc)
+      snprintf(b.reply, sizeof b.reply, "status: %s", shmd_strerror(rc));
+    else
+      snprintf(b.reply, sizeof b.reply, "%s", show(r));
+    shmd_reply_free(r);
+    for (int i = 0; i < argc; i++)
+      free(argv[i]);
+    shmd_close(cs);
+    ssize_t w = write(fd[1], &b, sizeof b);
+    _exit(w == (ssize_t)sizeof b ? 0 : 92);
+  }
+  close(fd[1]);
+  /* The parent watches too: a child whose RSS passes 2 GiB is killed, whatever the build (under
+   * ASan, RLIMIT_AS does not bound the small-object allocator, see above). */
+  bounded_t b = {0};
+  ssize_t got = 0;
+  for (;;) {
+    struct pollfd pf = {fd[0], POLLIN, 0};
+    int ready = poll(&pf, 1, 20);
+    if (rss_of(pid) > (UINT64_C(2) << 30))
+      kill(pid, SIGKILL);
+    if (ready > 0) {
+      got = read(fd[0], &b, sizeof b);
+      break;
+    }
+    if (ready < 0)
+      break;
+  }
+  close(fd[0]);
+  b.status = ts_wait(pid);
+  if (got != (ssize_t)sizeof b)
+    snprintf(b.reply, sizeof b.reply, "(the child reported nothing)");
+  return b;
+}
+
+#define EXPECT_BOUNDED(name, max_reply, line, want)                                                \
+  do {                                                                                             \
+    bounded_t b_ = run_bounded((name), (max_reply), (line));                                       \
+    cr_expect_eq(b_.status, 0, "%s: the child exited with %d (128 + signal: killed)", (line), b_.status); \
+    cr_expect_str_eq(b_.reply, (want), "%s -> %s", (line), b_.reply);                              \
+    cr_expect_lt(b_.seconds, 10.0, "%s took %.1f s", (line), b_.seconds);                          \
+    cr_expect_lt(b_.maxrss_growth_kb, 256L * 1024, "%s grew the RSS by %ld KiB", (line), b_.maxrss_growth_kb); \
+  } while (0)
+
+/* SRANDMEMBER with LLONG_MIN answers Redis 7.0's range error (its count range is -LONG_MAX ..
+ * LONG_MAX), whether the set exists or not, instead of negating LLONG_MIN. */
+Test(kv, srandmember_llong_min_is_redis_range_error) {
+  shmd_store_t *s = ts_open("t", 8 * MB, 8 * MB);
+  EXPECT(s, "SADD st a b c", ":3");
+  EXPECT(s, "SRANDMEMBER nokey -9223372036854775808", ERR_LLONG_MIN);
+  EXPECT(s, "SRANDMEMBER nokey -9223372036854775807", "[]");
+  EXPECT_SET(s, "SRANDMEMBER st 9223372036854775807", "[a,b,c]");
+  shmd_close(s);
+  EXPECT_BOUNDED("t", 0, "SRANDMEMBER st -9223372036854775808", ERR_LLONG_MIN);
+  EXPECT_BOUNDED("t", 0, "SPOP st -9223372036854775808", "-ERR value is out of range, must be positive");
+  s = ts_open("t", 8 * MB, 8 * MB);
+  EXPECT(s, "SCARD st", ":3");
+  check_all(s);
+  shmd_close(s);
+}
+
+/* A huge negative count on an existing set (a reply of 2^62 or 2^63 - 1 elements) is refused at
+ * once with the ceiling's error, without building anything; a missing set still answers []. */
+Test(kv, mp_huge_negative_count_is_refused_in_bounded_memory) {
+  shmd_store_t *s = ts_open("t", 8 * MB, 8 * MB);
+  EXPECT(s, "SADD st a b c", ":3");
+  shmd_close(s);
+  EXPECT_BOUNDED("t", 0, "SRANDMEMBER st -9223372036854775807", ERR_BIG_REPLY);
+  EXPECT_BOUNDED("t", 0, "SRANDMEMBER st -4611686018427387904", ERR_BIG_REPLY);
+  /* 40 million elements: refused by the up-front estimate with the default 1 GiB ceiling */
+  EXPECT_BOUNDED("t", 0, "SRANDMEMBER st -40000000", ERR_BIG_REPLY);
+  /* a ceiling of 1 MiB: 100 000 elements are more than it allows */
+  EXPECT_BOUNDED("t", 1 << 20, "SRANDMEMBER st -100000", ERR_BIG_REPLY);
+  EXPECT_BOUNDED("t", 0, "SRANDMEMBER nokey -9223372036854775807", "[]");
+  s = ts_open("t", 8 * MB, 8 * MB);
+  EXPECT(s, "SCARD st", ":3");
+  check_all(s);
+  shmd_close(s);
+}
+
+/* The ceiling (shmd_kv_set_max_reply) holds for every reply whose size the data or the request
+ * chooses, an over-large command changes nothing, and the default comes back with 0. */
+Test(kv, reply_ceiling_is_respected) {
+  cr_assert_eq(shmd_kv_max_reply(), SHMD_KV_MAX_REPLY_DEFAULT);
+  shmd_store_t *s = ts_open("t", 32 * MB, 32 * MB);
+  const char *sadd[] = {"SADD", "s"};
+  cr_assert_eq(int_reply(run_gen(s, sadd, 2, 3000, member)), 3000);
+  const char *rpush[] = {"RPUSH", "l"};
+  cr_assert_eq(int_reply(run_gen(s, rpush, 2, 3000, member)), 3000);
+  const char *hset[] = {"HSET", "h"};
+  cr_assert_eq(int_reply(run_gen(s, hset, 2, 2 * 3000, fv_pair)), 3000);
+  shmd_reply_t *r = NULL;
+  const char *zadd[] = {"ZADD", "z"};
+  cr_assert_eq(int_reply(run_gen(s, zadd, 2, 2 * 3000, score_member)), 3000);
+  const char *mset[] = {"MSET"};
+  r = run_gen(s, mset, 1, 2 * 3000, key_val);
+  cr_assert_str_eq(show(r), "+OK");
+  shmd_reply_free(r);
+  char *big = malloc(300000);
+  memset(big, 'x', 300000);
+  const char *setv[] = {"SET", "str", big};
+  size_t setl[] = {3, 3, 300000};
+  cr_assert_eq(shmd_kv_command(s, 3, setv, setl, &r), 0);
+  cr_assert_str_eq(show(r), "+OK");
+  shmd_reply_free(r);
+  free(big);
+  /* All fit under the default ceiling. */
+  r = run(s, "SMEMBERS s");
+  cr_expect_eq(r->nelems, 3000);
+  shmd_reply_free(r);
+  r = run(s, "SRANDMEMBER s -5000");
+  cr_expect_eq(r->nelems, 5000);
+  shmd_reply_free(r);
+  /* 64 KiB: about 800 small elements at most (48 bytes each plus a string of at least 32). */
+  cr_assert_eq(shmd_kv_set_max_reply(64 * 1024), SHMD_KV_MAX_REPLY_DEFAULT);
+  cr_assert_eq(shmd_kv_max_reply(), 64 * 1024);
+  const char *over[] = {
+      "SMEMBERS s", "SRANDMEMBER s -1000", "SRANDMEMBER s 3000", "LRANGE l 0 -1", "HGETALL h",
+      "HKEYS h", "HVALS h", "ZRANGE z 0 -1", "ZRANGE z 0 -1 WITHSCORES", "ZRANGEBYSCORE z -inf +inf",
+      "KEYS *", "GET str", "GETRANGE str 0 -1", "SUNION s l2", "SINTER s s", "SDIFF s nokey",
+      "SSCAN s 0 COUNT 100000", "HSCAN h 0 COUNT 100000", "ZSCAN z 0 COUNT 100000",
+  };
+  for (size_t i = 0; i < sizeof over / sizeof over[0]; i++)
+    EXPECT(s, over[i], ERR_BIG_REPLY);
+  /* SPOP with a count that cannot be answered pops nothing; LPOP likewise. */
+  EXPECT(s, "SPOP s 3000", ERR_BIG_REPLY);
+  EXPECT(s, "SCARD s", ":3000");
+  EXPECT(s, "LPOP l 3000", ERR_BIG_REPLY);
+  EXPECT(s, "LLEN l", ":3000");
+  /* Small replies still work. */
+  EXPECT(s, "GETRANGE str 0 3", "\"xxxx\"");
+  r = run(s, "SRANDMEMBER s -100");
+  cr_expect_eq(r->nelems, 100);
+  shmd_reply_free(r);
+  /* a small sample of a big set copies no set: 100 distinct members of 3000 */
+  r = run(s, "SRANDMEMBER s 100");
+  cr_expect_eq(r->nelems, 100);
+  for (size_t i = 1; i < r->nelems; i++)
+    cr_expect_str_neq(r->elems[i - 1].str, r->elems[i].str);
+  shmd_reply_free(r);
+  r = run(s, "SPOP s 10");
+  cr_expect_eq(r->nelems, 10);
+  shmd_reply_free(r);
+  EXPECT(s, "SCARD s", ":2990");
+  r = run(s, "LRANGE l 0 99");
+  cr_expect_eq(r->nelems, 100);
+  shmd_reply_free(r);
+  EXPECT(s, "SCAN 0 COUNT 9223372036854775807", ERR_BIG_REPLY);
+  r = run(s, "SCAN 0 COUNT 10");
+  cr_expect_eq(r->type, SHMD_REPLY_ARRAY);
+  shmd_reply_free(r);
+  /* 0 restores the default; tiny values are raised to the 4 KiB minimum. */
+  cr_assert_eq(shmd_kv_set_max_reply(1), 64 * 1024);
+  cr_assert_eq(shmd_kv_max_reply(), 4096);
+  EXPECT(s, "SET k v", "+OK");
+  cr_assert_eq(shmd_kv_set_max_reply(0), 4096);
+  cr_assert_eq(shmd_kv_max_reply(), SHMD_KV_MAX_REPLY_DEFAULT);
+  r = run(s, "HGETALL h");
+  cr_expect_eq(r->nelems, 6000);
+  shmd_reply_free(r);
+  check_all(s);
+  shmd_close(s);
+}
+
+/* No string longer than proto-max-bulk-len (512 MiB) is ever stored: an argument beyond it is
+ * Redis's protocol error, APPEND / SETRANGE growth beyond it Redis's size error, and the typed
+ * shmd_kv_set() answers SHMD_ETOOBIG. The 512 MiB + 1 argument is an untouched anonymous mapping
+ * (no memory is used unless something reads it). Also integer edge cases of the other commands,
+ * each as redis-server 7.0 answers it. */
+Test(kv, string_limits_and_integer_edges) {
+  shmd_store_t *s = ts_open("t", 8 * MB, 8 * MB);
+  size_t huge = (size_t)512 * MB + 1;
+  char *p = mmap(NULL, huge, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  cr_assert_neq(p, MAP_FAILED);
+  const char *setv[] = {"SET", "k", p};
+  size_t setl[] = {3, 1, huge};
+  shmd_reply_t *r = NULL;
+  cr_assert_eq(shmd_kv_command(s, 3, setv, setl, &r), 0);
+  cr_expect_str_eq(show(r), "-ERR Protocol error: invalid bulk length");
+  shmd_reply_free(r);
+  cr_expect_eq(shmd_kv_set(s, 0, "k", 1, p, huge, 0), SHMD_ETOOBIG);
+  munmap(p, huge);
+  EXPECT(s, "EXISTS k", ":0");
+  EXPECT(s, "SET k abc", "+OK");
+  EXPECT(s, "SETRANGE k 536870912 x", "-ERR string exceeds maximum allowed size (proto-max-bulk-len)");
+  EXPECT(s, "SETRANGE k 9223372036854775807 x", "-ERR string exceeds maximum allowed size (proto-max-bulk-len)");
+  EXPECT(s, "SETRANGE k -9223372036854775808 x", "-ERR offset is out of range");
+  EXPECT(s, "GETRANGE k -9223372036854775808 9223372036854775807", "\"abc\"");
+  EXPECT(s, "GETRANGE k -9223372036854775808 -9223372036854775808", "\"a\"");
+  EXPECT(s, "GETRANGE nokey -9223372036854775808 9223372036854775807", "\"\"");
+  EXPECT(s, "INCRBY n 9223372036854775807", ":9223372036854775807");
+  EXPECT(s, "INCRBY n 1", "-ERR increment or decrement would overflow");
+  EXPECT(s, "DECRBY m -9223372036854775808", "-ERR decrement would overflow");
+  EXPECT(s, "DECRBY m 9223372036854775807", ":-9223372036854775807");
+  EXPECT(s, "DECRBY m 2", "-ERR increment or decrement would overflow");
+  EXPECT(s, "INCRBY m -9223372036854775808", "-ERR increment or decrement would overflow");
+  EXPECT(s, "HINCRBY h f 9223372036854775807", ":9223372036854775807");
+  EXPECT(s, "HINCRBY h f 1", "-ERR increment or decrement would overflow");
+  EXPECT(s, "RPUSH l a b c", ":3");
+  EXPECT(s, "LPOP l -9223372036854775808", "-ERR value is out of range, must be positive");
+  EXPECT(s, "LRANGE l -9223372036854775808 9223372036854775807", "[\"a\",\"b\",\"c\"]");
+  EXPECT(s, "LINDEX l -9223372036854775808", "(nil)");
+  EXPECT(s, "LSET l -9223372036854775808 x", "-ERR index out of range");
+  EXPECT(s, "LREM l -9223372036854775808 a", ":1");
+  EXPECT(s, "LTRIM l -9223372036854775808 9223372036854775807", "+OK");
+  EXPECT(s, "LRANGE l 0 -1", "[\"b\",\"c\"]");
+  EXPECT(s, "ZADD z 1 a", ":1");
+  EXPECT(s, "ZRANGE z -9223372036854775808 9223372036854775807", "[\"a\"]");
+  EXPECT(s, "ZRANGE z 0 -1 BYSCORE LIMIT -9223372036854775808 -9223372036854775808", "[]");
+  EXPECT(s, "ZRANGEBYSCORE z -inf +inf LIMIT 0 -9223372036854775808", "[\"a\"]");
+  EXPECT(s, "ZREMRANGEBYRANK z -9223372036854775808 9223372036854775807", ":1");
+  EXPECT(s, "SCAN 0 COUNT -9223372036854775808", "-ERR syntax error");
+  EXPECT(s, "SET g hello", "+OK");
+  EXPECT(s, "EXPIRE g -9223372036854775808", "-ERR invalid expire time in 'expire' command");
+  EXPECT(s, "EXPIRE g 9223372036854775807", "-ERR invalid expire time in 'expire' command");
+  EXPECT(s, "PEXPIRE g 9223372036854775807", "-ERR invalid expire time in 'pexpire' command");
+  EXPECT(s, "SET k v EX 9223372036854775807", "-ERR invalid expire time in 'set' command");
+  EXPECT(s, "SET k v PX 9223372036854775807", "-ERR invalid expire time in 'set' command");
+  EXPECT(s, "SET k v EXAT 9223372036854775807", "-ERR invalid expire time in 'set' command");
+  EXPECT(s, "PEXPIRE g -9223372036854775808", ":1");
+  EXPECT(s, "EXISTS g", ":0");
+  check_all(s);
+  shmd_close(s);
+}

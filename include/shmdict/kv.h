@@ -49,7 +49,11 @@ void shmd_reply_free(shmd_reply_t *reply);
  * (about 110 new hash fields / set members / list elements, 55 sorted-set members, 120 MSET keys,
  * 16 keys of a set operation; see docs/commands.md): beyond that it answers an "ERR shmdict: ..."
  * error and changes nothing. A store that cannot grow gives Redis's "OOM ..." error reply.
- * Databases are 0 .. SHMD_KV_DATABASES - 1 (SHMD_EINVAL otherwise).
+ * A reply is built whole in this process's memory, so it is bounded: a command whose reply (and the
+ * member copies it makes to build it) would take more than shmd_kv_max_reply() bytes answers
+ * "ERR reply exceeds maximum allowed size (shmdict max-reply-bytes)" and changes nothing; an
+ * argument longer than 512 MiB (Redis's proto-max-bulk-len) answers "ERR Protocol error: invalid
+ * bulk length". Databases are 0 .. SHMD_KV_DATABASES - 1 (SHMD_EINVAL otherwise).
  */
 int shmd_kv_command_db(shmd_store_t *store, unsigned db, int argc, const char *const argv[], const size_t lens[],
                        shmd_reply_t **reply);
@@ -57,6 +61,22 @@ int shmd_kv_command_db(shmd_store_t *store, unsigned db, int argc, const char *c
 /* shmd_kv_command_db() on database 0. */
 int shmd_kv_command(shmd_store_t *store, int argc, const char *const argv[], const size_t lens[],
                     shmd_reply_t **reply);
+
+/* The default reply ceiling: 1 GiB, twice the largest string (proto-max-bulk-len, 512 MiB), so a
+ * GET of any value fits, and Redis's default client-query-buffer-limit. */
+#define SHMD_KV_MAX_REPLY_DEFAULT (UINT64_C(1) << 30)
+
+/*
+ * Sets the ceiling on the memory one command's reply may take in this process (the bound of
+ * shmd_kv_command_db(), counted as the reply's memory: 48 bytes per array element plus each
+ * string's bytes with malloc's overhead, at least 32). Process-wide, for every store and thread,
+ * from the next command on. 0 restores SHMD_KV_MAX_REPLY_DEFAULT; values below 4096 are taken as
+ * 4096; UINT64_MAX lifts the ceiling. Returns the previous ceiling. Cannot fail.
+ */
+uint64_t shmd_kv_set_max_reply(uint64_t bytes);
+
+/* The current reply ceiling in bytes. Cannot fail. */
+uint64_t shmd_kv_max_reply(void);
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Databases, typed hot-path functions and maintenance.
@@ -87,7 +107,8 @@ int shmd_kv_get(shmd_store_t *store, unsigned db, const void *key, size_t key_le
                 size_t cap, size_t *len);
 
 /* SET key value [NX|XX] (flags SHMD_KV_NX / SHMD_KV_XX; 0 = always). Replaces any value of any
- * type and clears its expiry, as SET does. */
+ * type and clears its expiry, as SET does. SHMD_ETOOBIG for a value longer than 512 MiB (Redis's
+ * proto-max-bulk-len). */
 int shmd_kv_set(shmd_store_t *store, unsigned db, const void *key, size_t key_len, const void *val,
                 size_t val_len, unsigned flags);
 
