@@ -37,7 +37,27 @@ static void run_free(run_t *r) {
   free(r->err);
 }
 
-/* Runs argv (argv[0] is a path) with `in` on standard input; collects stdout and stderr. */
+/* The resident memory of process pid in bytes (0 once it is gone). */
+static uint64_t rss_of(pid_t pid) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/statm", (int)pid);
+  FILE *f = fopen(path, "r");
+  unsigned long long size = 0, resident = 0;
+  if (f) {
+    if (fscanf(f, "%llu %llu", &size, &resident) != 2)
+      resident = 0;
+    fclose(f);
+  }
+  return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+/* A child whose resident memory passes this is killed (SIGKILL): a regression that builds a
+ * reply of 2^63 elements fails its test instead of taking the host down, in every build (ASan's
+ * own allocator is not bounded by `ulimit -v`). */
+#define RUN_RSS_LIMIT (UINT64_C(2) << 30)
+
+/* Runs argv (argv[0] is a path) with `in` on standard input; collects stdout and stderr. The
+ * child is killed when its RSS passes RUN_RSS_LIMIT or it is silent for 60 s. */
 static run_t runv(const char *in, size_t inlen, char *const argv[]) {
   int pin[2], pout[2], perr[2];
   cr_assert(pipe(pin) == 0 && pipe(pout) == 0 && pipe(perr) == 0);
@@ -58,12 +78,18 @@ static run_t runv(const char *in, size_t inlen, char *const argv[]) {
   size_t inpos = 0;
   if (inlen == 0)
     close(pin[1]), pin[1] = -1;
-  int open_out = 1, open_err = 1;
+  int open_out = 1, open_err = 1, idle_ms = 0;
   while (open_out || open_err) {
     struct pollfd p[3] = {{pout[0], POLLIN, 0}, {perr[0], POLLIN, 0}, {pin[1], POLLOUT, 0}};
     int np = pin[1] >= 0 ? 3 : 2;
-    if (poll(p, (nfds_t)np, 60000) <= 0)
+    int ready = poll(p, (nfds_t)np, 20);
+    if (rss_of(pid) > RUN_RSS_LIMIT)
+      kill(pid, SIGKILL); /* its pipes close: the loop ends */
+    if (ready < 0 || (ready == 0 && (idle_ms += 20) >= 60000))
       break;
+    if (ready == 0)
+      continue;
+    idle_ms = 0;
     char buf[65536];
     for (int k = 0; k < 2; k++) {
       if (!(p[k].revents & (POLLIN | POLLHUP)))
@@ -346,6 +372,84 @@ Test(cli, errors_say_what_to_do_and_set_exit_codes) {
   r = run(NULL, "-d", "/nonexistent-shmdict-dir", "list", NULL);
   cr_expect_eq(r.status, 0);
   cr_expect(strstr(r.err, "does not exist"), "%s", r.err);
+  run_free(&r);
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+#define CLI_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CLI_ASAN 1
+#endif
+#endif
+
+/* SRANDMEMBER with LLONG_MIN answers Redis 7.0's range error; a count of -(2^63 - 1) on an
+ * existing set is refused at once, also under `ulimit -v 2000000` (not in ASan builds, whose
+ * shadow memory needs terabytes of address space; runv's RSS limit guards every run); --max-reply and $SHMDICT_MAX_REPLY set the ceiling,
+ * and a bad size is a usage error; a dump stops with advice instead of skipping a key that is
+ * bigger than the ceiling. */
+Test(cli, huge_replies_are_refused_and_the_ceiling_is_an_option) {
+  cmd_ok("t", "3\n", "SADD", "st", "a", "b", "c", NULL);
+  run_t r = run(NULL, "-s", "t", "SRANDMEMBER", "st", "-9223372036854775808", NULL);
+  cr_expect_eq(r.status, 1, "exit status %d, stderr: %s", r.status, r.err);
+  cr_expect_str_eq(r.err, "(error) ERR value is out of range, value must between -9223372036854775807 and "
+                          "9223372036854775807\n");
+  run_free(&r);
+#ifndef CLI_ASAN
+  r = sh("ulimit -v 2000000 && exec %s -s t SRANDMEMBER st -9223372036854775807", bin());
+  cr_expect_eq(r.status, 1, "exit status %d, stderr: %s", r.status, r.err);
+  cr_expect_str_eq(r.err, "(error) ERR reply exceeds maximum allowed size (shmdict max-reply-bytes)\n");
+  run_free(&r);
+#endif
+  r = run(NULL, "-s", "t", "SRANDMEMBER", "st", "-100", NULL);
+  cr_expect_eq(r.status, 0, "%s", r.err);
+  cr_expect_eq(r.outlen, 200);
+  run_free(&r);
+  r = run(NULL, "--max-reply", "4K", "-s", "t", "SRANDMEMBER", "st", "-100", NULL);
+  cr_expect_eq(r.status, 1);
+  cr_expect_str_eq(r.out, "");
+  cr_expect_str_eq(r.err, "(error) ERR reply exceeds maximum allowed size (shmdict max-reply-bytes)\n");
+  run_free(&r);
+  setenv("SHMDICT_MAX_REPLY", "4096", 1);
+  r = run(NULL, "-s", "t", "SRANDMEMBER", "st", "-100", NULL);
+  cr_expect_eq(r.status, 1);
+  cr_expect(strstr(r.err, "max-reply-bytes"), "%s", r.err);
+  run_free(&r);
+  r = run(NULL, "--max-reply", "1G", "-s", "t", "SRANDMEMBER", "st", "-100", NULL); /* the option wins */
+  cr_expect_eq(r.status, 0, "%s", r.err);
+  run_free(&r);
+  setenv("SHMDICT_MAX_REPLY", "lots", 1);
+  r = run(NULL, "-s", "t", "SCARD", "st", NULL);
+  cr_expect_eq(r.status, 2);
+  cr_expect(strstr(r.err, "$SHMDICT_MAX_REPLY needs a size in bytes") && strstr(r.err, "'lots'"), "%s", r.err);
+  run_free(&r);
+  unsetenv("SHMDICT_MAX_REPLY");
+  r = run(NULL, "--max-reply", "12Q", "-s", "t", "SCARD", "st", NULL);
+  cr_expect_eq(r.status, 2);
+  cr_expect(strstr(r.err, "--max-reply needs a size in bytes"), "%s", r.err);
+  run_free(&r);
+  r = run(NULL, "--max-reply", NULL);
+  cr_expect_eq(r.status, 2);
+  cr_expect(strstr(r.err, "--max-reply needs a value"), "%s", r.err);
+  run_free(&r);
+  /* a set of 300 members is more than a 4 KiB ceiling: the dump fails and says what to do */
+  cli_buf_t in = {0};
+  cli_buf_puts(&in, "SADD big");
+  for (int i = 0; i < 300; i++)
+    cli_buf_printf(&in, " member-%d", i);
+  cli_buf_puts(&in, "\n");
+  r = runv(in.data, in.len, (char *[]){(char *)bin(), "-s", "t", NULL});
+  cr_expect_eq(r.status, 0, "%s", r.err);
+  run_free(&r);
+  cli_buf_free(&in);
+  r = run(NULL, "--max-reply", "4K", "dump", "t", NULL);
+  cr_expect_eq(r.status, 1);
+  cr_expect(strstr(r.err, "key 'big' is bigger than the reply ceiling of 4096 bytes") && strstr(r.err, "--max-reply"),
+            "%s", r.err);
+  run_free(&r);
+  r = run(NULL, "dump", "t", NULL);
+  cr_expect_eq(r.status, 0, "%s", r.err);
+  cr_expect(strstr(r.out, "member-299"));
   run_free(&r);
 }
 

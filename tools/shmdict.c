@@ -57,6 +57,8 @@ static void usage(FILE *f) {
           "  -n DB     database number, 0 to 15 (default 0)\n"
           "  -s STORE  run COMMAND (a Redis command, e.g. SET key value) on STORE, or read\n"
           "            commands from standard input, one per line, with redis-cli's quoting\n"
+          "  --max-reply BYTES  largest reply one command may build in memory, e.g. 64M or 2G\n"
+          "            (default: $SHMDICT_MAX_REPLY, else 1G; a bigger one is an error reply)\n"
           "Exit status: 0 ok, 1 a command failed, 2 usage error or failed check.\n");
 }
 
@@ -652,6 +654,12 @@ static int dump_key(dumper_t *d, shmd_store_t *s, const shmd_reply_t *key) {
             (int)key->len, key->str, type);
     return 0;
   }
+  if (v->type == SHMD_REPLY_ERROR && strstr(v->str, "max-reply-bytes")) {
+    /* not a property of the key: a dump that skipped it would silently lose it */
+    print_error_reply(v);
+    die(1, "key '%.*s' is bigger than the reply ceiling of %" PRIu64 " bytes; dump again with a higher "
+           "--max-reply (e.g. --max-reply 8G)", (int)key->len, key->str, shmd_kv_max_reply());
+  }
   if (v->type == SHMD_REPLY_ERROR) {
     fprintf(stderr, "shmdict: skipping key '%.*s': ", (int)key->len, key->str);
     print_error_reply(v);
@@ -1011,6 +1019,30 @@ static int cmd_load(const char *name, const char *format, const char *inpath) {
 
 /* ---------------------------------------------------------------------------------------------- */
 
+/* Parses a byte count for --max-reply / $SHMDICT_MAX_REPLY: digits with an optional K, M, G or T
+ * (binary multiples). Returns 0, or -1 for anything else, 0 or an overflow. */
+static int parse_bytes(const char *v, uint64_t *out) {
+  if (v == NULL || *v < '0' || *v > '9')
+    return -1;
+  errno = 0;
+  char *end;
+  unsigned long long n = strtoull(v, &end, 10);
+  if (errno || end == v)
+    return -1;
+  unsigned shift = 0;
+  if (*end) {
+    const char *units = "KMGT";
+    const char *u = strchr(units, end[0] & ~0x20);
+    if (u == NULL || end[1] != '\0')
+      return -1;
+    shift = 10u * (unsigned)(u - units + 1);
+  }
+  if (n == 0 || n > (UINT64_MAX >> shift))
+    return -1;
+  *out = (uint64_t)n << shift;
+  return 0;
+}
+
 static const char *need_store(int argc, char **argv, int i, const char *cmd) {
   if (i >= argc)
     die(2, "%s needs a store name: shmdict %s STORE (see `shmdict list`)", cmd, cmd);
@@ -1018,7 +1050,7 @@ static const char *need_store(int argc, char **argv, int i, const char *cmd) {
 }
 
 int main(int argc, char **argv) {
-  const char *store = NULL;
+  const char *store = NULL, *max_reply = getenv("SHMDICT_MAX_REPLY"), *max_reply_from = "$SHMDICT_MAX_REPLY";
   int i = 1;
   for (; i < argc && argv[i][0] == '-'; i++) {
     const char *o = argv[i];
@@ -1029,6 +1061,15 @@ int main(int argc, char **argv) {
     if (strcmp(o, "--") == 0) {
       i++;
       break;
+    }
+    if (strcmp(o, "--max-reply") == 0) {
+      if (i + 1 >= argc) {
+        fprintf(stderr, "shmdict: option --max-reply needs a value (see `shmdict --help`)\n");
+        return 2;
+      }
+      max_reply = argv[++i];
+      max_reply_from = "--max-reply";
+      continue;
     }
     if (strcmp(o, "-d") != 0 && strcmp(o, "-s") != 0 && strcmp(o, "-n") != 0) {
       fprintf(stderr, "shmdict: unknown option '%s' (see `shmdict --help`)\n", o);
@@ -1052,6 +1093,14 @@ int main(int argc, char **argv) {
       }
       g_db = (unsigned)db;
     }
+  }
+  if (max_reply && *max_reply) {
+    uint64_t bytes;
+    if (parse_bytes(max_reply, &bytes)) {
+      fprintf(stderr, "shmdict: %s needs a size in bytes such as 1048576, 64M or 2G, got '%s'\n", max_reply_from, max_reply);
+      return 2;
+    }
+    shmd_kv_set_max_reply(bytes);
   }
   const char *env = getenv("SHMDICT_DIR");
   snprintf(g_dir, sizeof g_dir, "%s", g_optdir ? g_optdir : env && *env ? env : DEFAULT_DIR);
