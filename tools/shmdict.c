@@ -7,8 +7,9 @@
  * terminal). Without -s it runs the admin commands: list, info, check, drop, dump and load.
  * dump walks the keyspace with SCAN/TYPE/PTTL and the typed read commands and writes either a RESP
  * command stream that `redis-cli --pipe` accepts or JSON, one object per key; load executes
- * either back. Every error message says what to do next. Exit status: 0 ok, 1 a command failed,
- * 2 usage or a failed check.
+ * either back. --group NAME opens (and creates) stores shared by a group (see shmd_options_t.group).
+ * Every error message says what to do next. Exit status: 0 ok, 1 a command failed, 2 usage or a
+ * failed check.
  */
 #include <dirent.h>
 #include <errno.h>
