@@ -9,13 +9,16 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <linux/futex.h>
 #include <sched.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -24,8 +27,8 @@
 #include "err.h"
 #include "shmdict/error.h"
 
-static int from_errno(int e, const char *what, const char *path) {
-  shmd__set_detail("%s %s: %s", what, path ? path : "", strerror(e));
+/* The status for an errno value. */
+static int code_of(int e) {
   switch (e) {
   case ENOENT:
     return SHMD_ENOENT;
@@ -41,6 +44,8 @@ static int from_errno(int e, const char *what, const char *path) {
     return SHMD_EPERM;
   case ELOOP:
     return SHMD_ELOOP;
+  case ENOTEMPTY:
+    return SHMD_EBUSY;
   case ENOMEM:
     return SHMD_ENOMEM;
   case EINVAL:
@@ -51,101 +56,215 @@ static int from_errno(int e, const char *what, const char *path) {
   }
 }
 
-int shmd__os_is_dir(const char *path) {
-  struct stat st;
-  return lstat(path, &st) == 0 && S_ISDIR(st.st_mode);
+static int from_errno(int e, const char *what, const char *path) {
+  shmd__set_detail("%s %s: %s", what, path ? path : "", strerror(e));
+  return code_of(e);
 }
 
-static int mkdir_one(const char *path, uint32_t mode) {
-  /* The directory gives group / others search and read access when the files give them any. */
-  mode_t dmode = 0700 | ((mode & 0070) ? 0070 : 0) | ((mode & 0007) ? 0007 : 0);
-  if (mkdir(path, dmode) == 0) {
-    (void)chmod(path, dmode); /* not narrowed by the umask */
-    return 0;
-  }
-  if (errno != EEXIST)
-    return from_errno(errno, "mkdir", path);
+/* Sets the detail "WHAT DIR/NAME: errno text" and returns the errno's status. */
+static int at_errno(int e, const char *what, const struct shmd__os_dir *d, const char *name) {
+  shmd__set_detail("%s %s/%s: %s", what, d->path, name, strerror(e));
+  return code_of(e);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Directories and files, relative to directory fds. */
+
+static void fill_stat(const struct stat *st, struct shmd__os_stat *out) {
+  memset(out, 0, sizeof *out);
+  out->kind = S_ISREG(st->st_mode)   ? SHMD__OS_REG
+              : S_ISDIR(st->st_mode) ? SHMD__OS_DIR
+              : S_ISLNK(st->st_mode) ? SHMD__OS_LNK
+                                     : SHMD__OS_OTHER;
+  out->perm = (uint32_t)(st->st_mode & 07777);
+  out->uid = (uint32_t)st->st_uid;
+  out->gid = (uint32_t)st->st_gid;
+  out->nlink = (uint64_t)st->st_nlink;
+  out->dev = (uint64_t)st->st_dev;
+  out->ino = (uint64_t)st->st_ino;
+  out->size_bytes = (uint64_t)st->st_size;
+  out->alloc_bytes = (uint64_t)st->st_blocks * 512;
+}
+
+int shmd__os_fstat(int fd, struct shmd__os_stat *out) {
   struct stat st;
-  if (lstat(path, &st) != 0)
-    return from_errno(errno, "stat", path);
-  if (S_ISLNK(st.st_mode)) {
-    shmd__set_detail("%s is a symbolic link; refusing to follow it", path);
-    return SHMD_ELOOP;
-  }
-  if (!S_ISDIR(st.st_mode)) {
-    shmd__set_detail("%s exists and is not a directory", path);
-    return SHMD_EINVAL;
-  }
+  if (fstat(fd, &st) != 0)
+    return from_errno(errno, "stat", "an open file");
+  fill_stat(&st, out);
   return 0;
 }
 
-int shmd__os_mkdir(const char *path, uint32_t mode) {
-  char parent[4096];
-  size_t n = strlen(path);
-  if (n >= sizeof parent)
-    return SHMD_EINVAL;
-  memcpy(parent, path, n + 1);
-  char *slash = strrchr(parent, '/');
-  if (slash && slash != parent) {
-    *slash = '\0';
-    struct stat st;
-    if (stat(parent, &st) != 0) {
-      /* $SHMDICT_DIR itself may not exist yet: a shared directory, so other users' stores can
-       * live in it too (sticky, like /tmp). */
-      if (mkdir(parent, 01777) != 0 && errno != EEXIST)
-        return from_errno(errno, "mkdir", parent);
-      (void)chmod(parent, 01777);
-    }
-  }
-  return mkdir_one(path, mode);
+int shmd__os_fstatat(const struct shmd__os_dir *d, const char *name, struct shmd__os_stat *out) {
+  struct stat st;
+  if (fstatat(d->fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+    return at_errno(errno, "stat", d, name);
+  fill_stat(&st, out);
+  return 0;
 }
 
-_Thread_local int shmd__os_private_maps; /* see os.h (the malloc shim's private stores) */
-_Thread_local int shmd__os_sparse_files;
-
-int shmd__os_create(const char *path, uint32_t mode, uint64_t size, int *fd) {
-  int f = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, (mode_t)mode);
-  if (f < 0)
-    return from_errno(errno, "create", path);
-  /* Private mappings never write the file: reserving its storage would only double the memory.
-   * (No error text on this path: the malloc shim creates files from inside malloc.) */
-  if (shmd__os_sparse_files) {
-    if (ftruncate(f, (off_t)size) == 0) {
-      *fd = f;
-      return 0;
+int shmd__os_open_dir(const char *path, int *fd) {
+  int f = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (f < 0) {
+    int e = errno;
+    if (e == ENOTDIR) {
+      shmd__set_detail("%s is not a directory", path);
+      return SHMD_EINVAL;
     }
-    close(f);
-    unlink(path);
-    return SHMD_EIO;
+    return from_errno(e, "open directory", path);
   }
-  int e = posix_fallocate(f, 0, (off_t)size);
-  if (e != 0) {
-    int rc = from_errno(e, "reserve space for", path);
-    if (e == EOPNOTSUPP || e == EINVAL) {
-      /* File systems without fallocate: fall back to ftruncate (no reservation). */
-      if (ftruncate(f, (off_t)size) == 0) {
-        *fd = f;
-        return 0;
-      }
-      rc = from_errno(errno, "ftruncate", path);
+  *fd = f;
+  return 0;
+}
+
+/* The status and detail for a failed open of `name` in d with O_NOFOLLOW (and O_DIRECTORY when
+ * `dir`): a symbolic link shows as ELOOP (a file) or ENOTDIR (a directory), so look. */
+static int open_failed(const struct shmd__os_dir *d, const char *name, int e, int dir) {
+  struct stat st;
+  if ((e == ELOOP || e == ENOTDIR || e == EMLINK) && fstatat(d->fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+    if (S_ISLNK(st.st_mode)) {
+      shmd__set_detail("%s/%s is a symbolic link; refusing to follow it", d->path, name);
+      return SHMD_ELOOP;
     }
-    close(f);
-    unlink(path);
+    if (dir && !S_ISDIR(st.st_mode)) {
+      shmd__set_detail("%s/%s exists and is not a directory", d->path, name);
+      return SHMD_EINVAL;
+    }
+  }
+  return at_errno(e, "open", d, name);
+}
+
+int shmd__os_open_dirat(const struct shmd__os_dir *d, const char *name, int *fd) {
+  int f = openat(d->fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (f < 0)
+    return open_failed(d, name, errno, 1);
+  *fd = f;
+  return 0;
+}
+
+int shmd__os_mkdirat(const struct shmd__os_dir *d, const char *name, uint32_t perm, int64_t gid, int *fd) {
+  if (mkdirat(d->fd, name, 0700) != 0) {
+    if (errno == EEXIST)
+      return SHMD_EEXIST;
+    return at_errno(errno, "mkdir", d, name);
+  }
+  /* Made 0700 first: nobody else can use it before its group and mode are right. The group comes
+   * first (chown may clear the setgid bit), then the exact mode, not narrowed by the umask. */
+  int f = openat(d->fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  int rc = 0;
+  if (f < 0) {
+    rc = open_failed(d, name, errno, 1);
+  } else if (gid >= 0 && fchown(f, (uid_t)-1, (gid_t)gid) != 0) {
+    int e = errno;
+    shmd__set_detail("cannot give %s/%s to group %lld: %s (only a member of the group can)", d->path, name,
+                     (long long)gid, strerror(e));
+    rc = code_of(e);
+  } else if (fchmod(f, (mode_t)perm) != 0) {
+    rc = at_errno(errno, "chmod", d, name);
+  }
+  if (rc) {
+    if (f >= 0)
+      close(f);
+    (void)unlinkat(d->fd, name, AT_REMOVEDIR);
     return rc;
   }
   *fd = f;
   return 0;
 }
 
-int shmd__os_create_empty(const char *path, uint32_t mode, int *fd) {
-  int f = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, (mode_t)mode);
-  if (f < 0)
-    return from_errno(errno, "create", path);
+_Thread_local int shmd__os_private_maps; /* see os.h (the malloc shim's private stores) */
+_Thread_local int shmd__os_sparse_files;
+
+/* RLIMIT_FSIZE: a file may not grow beyond it. Exceeding it raises SIGXFSZ, whose default action
+ * kills the process, and the library must never let a signal escape for a resource limit. The
+ * alternative, blocking SIGXFSZ around the call, is not enough on its own: the kernel sends it to
+ * the calling thread, where it would stay pending and be delivered the moment the caller's mask is
+ * restored, unless the library consumed it (and then it could eat a SIGXFSZ the application had
+ * pending for its own reasons), and it costs two more system calls per reservation piece. So the
+ * limit is read (one cheap system call, the limit is per process) and a reservation that would
+ * cross it is refused before the call: the kernel never raises the signal. A limit lowered by
+ * another thread between the check and the call is the one gap; an application doing that should
+ * ignore SIGXFSZ, and then the call answers EFBIG, which maps to SHMD_ENOSPC too. */
+static int fsize_allows(uint64_t end, int quiet, const struct shmd__os_dir *d, const char *name) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_FSIZE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY || end <= (uint64_t)rl.rlim_cur)
+    return 0;
+  if (!quiet)
+    shmd__set_detail("%s%s%s would reach %llu bytes, beyond the file size limit RLIMIT_FSIZE of %llu bytes "
+                     "(ulimit -f)",
+                     d ? d->path : "", d ? "/" : "", name, (unsigned long long)end,
+                     (unsigned long long)rl.rlim_cur);
+  return SHMD_ENOSPC;
+}
+
+static int create_at(const struct shmd__os_dir *d, const char *name, uint32_t perm, int *fd) {
+  int f = openat(d->fd, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (f < 0) {
+    if (errno == EEXIST)
+      return SHMD_EEXIST; /* also a planted symlink: never followed (O_EXCL) */
+    return at_errno(errno, "create", d, name);
+  }
+  /* The exact mode, not narrowed by the umask (a group-shared store needs its 0660). */
+  if ((perm & 07777) != 0600 && fchmod(f, (mode_t)perm) != 0) {
+    int rc = at_errno(errno, "chmod", d, name);
+    close(f);
+    unlinkat(d->fd, name, 0);
+    return rc;
+  }
   *fd = f;
   return 0;
 }
 
+int shmd__os_createat(const struct shmd__os_dir *d, const char *name, uint32_t perm, uint64_t size, int *fd) {
+  /* No error text on the sparse path: the malloc shim creates files from inside malloc. */
+  int rc = fsize_allows(size, shmd__os_sparse_files, d, name);
+  if (rc)
+    return rc;
+  int f;
+  if (shmd__os_sparse_files) {
+    f = openat(d->fd, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, (mode_t)perm);
+    if (f < 0)
+      return errno == EEXIST ? SHMD_EEXIST : errno == ENOENT ? SHMD_ENOENT : SHMD_EIO;
+    /* Private mappings never write the file: reserving its storage would only double the memory. */
+    if (ftruncate(f, (off_t)size) == 0) {
+      *fd = f;
+      return 0;
+    }
+    close(f);
+    unlinkat(d->fd, name, 0);
+    return SHMD_EIO;
+  }
+  rc = create_at(d, name, perm, &f);
+  if (rc)
+    return rc;
+  int e = posix_fallocate(f, 0, (off_t)size);
+  if (e != 0) {
+    rc = at_errno(e, "reserve space for", d, name);
+    if (e == EOPNOTSUPP || e == EINVAL) {
+      /* File systems without fallocate: fall back to ftruncate (no reservation). */
+      if (ftruncate(f, (off_t)size) == 0) {
+        *fd = f;
+        return 0;
+      }
+      rc = at_errno(errno, "ftruncate", d, name);
+    }
+    close(f);
+    unlinkat(d->fd, name, 0);
+    return rc;
+  }
+  *fd = f;
+  return 0;
+}
+
+int shmd__os_create_emptyat(const struct shmd__os_dir *d, const char *name, uint32_t perm, int *fd) {
+  return create_at(d, name, perm, fd);
+}
+
 int shmd__os_reserve(int fd, uint64_t off, uint64_t len) {
+  if (len > UINT64_MAX - off)
+    return SHMD_EINVAL;
+  int rc = fsize_allows(off + len, 0, NULL, "a spare segment");
+  if (rc)
+    return rc;
   int e = posix_fallocate(fd, (off_t)off, (off_t)len);
   if (e == 0)
     return 0;
@@ -154,14 +273,14 @@ int shmd__os_reserve(int fd, uint64_t off, uint64_t len) {
   return from_errno(e, "reserve space for", "a spare segment");
 }
 
-int shmd__os_open(const char *path, int *fd) {
-  int f = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+int shmd__os_openat(const struct shmd__os_dir *d, const char *name, int *fd) {
+  int f = openat(d->fd, name, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
   if (f < 0)
-    return from_errno(errno, "open", path);
+    return open_failed(d, name, errno, 0);
   struct stat st;
   if (fstat(f, &st) != 0 || !S_ISREG(st.st_mode)) {
     close(f);
-    shmd__set_detail("%s is not a regular file", path);
+    shmd__set_detail("%s/%s is not a regular file", d->path, name);
     return SHMD_ENOTSTORE;
   }
   *fd = f;
@@ -224,21 +343,21 @@ void shmd__os_close(int fd) {
     close(fd);
 }
 
-int shmd__os_unlink(const char *path) {
-  if (unlink(path) != 0)
-    return from_errno(errno, "unlink", path);
+int shmd__os_unlinkat(const struct shmd__os_dir *d, const char *name) {
+  if (unlinkat(d->fd, name, 0) != 0)
+    return at_errno(errno, "unlink", d, name);
   return 0;
 }
 
-int shmd__os_rmdir(const char *path) {
-  if (rmdir(path) != 0)
-    return from_errno(errno, "rmdir", path);
+int shmd__os_rmdirat(const struct shmd__os_dir *d, const char *name) {
+  if (unlinkat(d->fd, name, AT_REMOVEDIR) != 0)
+    return at_errno(errno, "rmdir", d, name);
   return 0;
 }
 
-int shmd__os_link(const char *from, const char *to) {
-  if (link(from, to) != 0)
-    return from_errno(errno, "link", to);
+int shmd__os_linkat(const struct shmd__os_dir *d, const char *from, const char *to) {
+  if (linkat(d->fd, from, d->fd, to, 0) != 0)
+    return at_errno(errno, "link", d, to);
   return 0;
 }
 
@@ -250,24 +369,93 @@ int shmd__os_flock(int fd, int exclusive) {
   return 0;
 }
 
+int shmd__os_trylock(int fd) {
+  while (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    if (errno == EWOULDBLOCK)
+      return SHMD_EBUSY;
+    if (errno != EINTR)
+      return from_errno(errno, "flock", "a spare file");
+  }
+  return 0;
+}
+
 int shmd__os_funlock(int fd) {
   flock(fd, LOCK_UN);
   return 0;
 }
 
-int shmd__os_list_dir(const char *path, int (*fn)(const char *name, void *arg), void *arg) {
-  DIR *d = opendir(path);
-  if (d == NULL)
-    return from_errno(errno, "open directory", path);
+int shmd__os_list_dirat(const struct shmd__os_dir *d, int (*fn)(const char *name, void *arg), void *arg) {
+  /* A directory stream of its own: fdopendir takes over the fd it is given. */
+  int f = openat(d->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  DIR *dir = f >= 0 ? fdopendir(f) : NULL;
+  if (dir == NULL) {
+    int e = errno;
+    if (f >= 0)
+      close(f);
+    return from_errno(e, "read directory", d->path);
+  }
   struct dirent *e;
   int rc = 0;
-  while (rc == 0 && (e = readdir(d)) != NULL) {
-    if (e->d_name[0] == '.')
+  while (rc == 0 && (e = readdir(dir)) != NULL) {
+    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
       continue;
     rc = fn(e->d_name, arg);
   }
-  closedir(d);
+  closedir(dir);
   return rc;
+}
+
+int shmd__os_remove_if_unlocked(const struct shmd__os_dir *d, const char *name, struct shmd__os_stat *out) {
+  /* Read-only suffices for flock; O_NONBLOCK so that a FIFO planted under the name cannot block. */
+  int f = openat(d->fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (f < 0)
+    return errno == ENOENT ? SHMD_ENOENT : SHMD_EPERM;
+  struct stat st, now;
+  int rc = SHMD_ENOTSTORE;
+  if (fstat(f, &st) == 0 && S_ISREG(st.st_mode)) {
+    fill_stat(&st, out);
+    rc = shmd__os_trylock(f);
+    if (rc == SHMD_EBUSY) {
+      rc = 0; /* its owner lives */
+    } else if (rc == 0) {
+      /* Dead owner. Remove the name only while it still names the file locked here (its owner may
+       * have removed it meanwhile, e.g. when the spare became a segment under another name). */
+      rc = SHMD_ENOENT;
+      if (fstatat(d->fd, name, &now, AT_SYMLINK_NOFOLLOW) == 0 && now.st_dev == st.st_dev &&
+          now.st_ino == st.st_ino && unlinkat(d->fd, name, 0) == 0)
+        rc = 1;
+    }
+  }
+  close(f);
+  return rc;
+}
+
+void shmd__os_replace_fd(int fd, int by) {
+  if (fd >= 0 && by >= 0 && fd != by) {
+    (void)dup3(by, fd, O_CLOEXEC);
+    close(by);
+  }
+}
+
+uint32_t shmd__os_euid(void) { return (uint32_t)geteuid(); }
+
+int shmd__os_group_id(const char *name, uint32_t *gid) {
+  char *end;
+  errno = 0;
+  unsigned long v = strtoul(name, &end, 10);
+  if (name[0] >= '0' && name[0] <= '9' && *end == '\0' && errno == 0 && v < UINT32_MAX) {
+    *gid = (uint32_t)v;
+    return 0;
+  }
+  struct group gr, *res = NULL;
+  char buf[16384];
+  int e = getgrnam_r(name, &gr, buf, sizeof buf, &res);
+  if (e != 0 || res == NULL) {
+    shmd__set_detail("there is no group named \"%s\"%s%s", name, e ? ": " : "", e ? strerror(e) : "");
+    return SHMD_ENOENT;
+  }
+  *gid = (uint32_t)res->gr_gid;
+  return 0;
 }
 
 void shmd__os_random(void *buf, size_t len) {

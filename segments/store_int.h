@@ -208,6 +208,12 @@ struct shmd_store_s {
   struct shmd_store_s *next_store; /* global list, for fork handling */
   int private_maps; /* opened with private mappings (the malloc shim's stores): free pages may be
                        given back to the kernel, see alloc/buddy.c shmd__buddy_release */
+  /* ---- the store's files (store.c, "Files and who may use them") ---- */
+  int dirfd;          /* the store directory (O_DIRECTORY|O_NOFOLLOW): every file is reached through it */
+  uint32_t owner_uid; /* a private store: the uid owning its directory and every file (the opener) */
+  int shared;         /* opened as a group-shared store (shmd_options_t.group) */
+  uint32_t gid;       /* a group-shared store's group */
+  uint64_t orphan_files, orphan_bytes; /* orphaned spare files this handle removed (atomic) */
 };
 
 /* ---------------------------------------------------------------------------------------------- */

@@ -7,8 +7,9 @@
  * terminal). Without -s it runs the admin commands: list, info, check, drop, dump and load.
  * dump walks the keyspace with SCAN/TYPE/PTTL and the typed read commands and writes either a RESP
  * command stream that `redis-cli --pipe` accepts or JSON, one object per key; load executes
- * either back. Every error message says what to do next. Exit status: 0 ok, 1 a command failed,
- * 2 usage or a failed check.
+ * either back. --group NAME opens (and creates) stores shared by a group (see shmd_options_t.group).
+ * Every error message says what to do next. Exit status: 0 ok, 1 a command failed, 2 usage or a
+ * failed check.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -36,6 +37,7 @@
 #define DUMP_BATCH 512 /* elements per HSET/RPUSH/SADD/ZADD command in a dump */
 
 static const char *g_optdir;  /* -d, or NULL */
+static const char *g_group;   /* --group, or NULL: a private store */
 static char g_dir[4096];      /* the directory actually used, for messages */
 static unsigned g_db;         /* -n */
 static int g_progress;        /* stderr is a terminal */
@@ -45,15 +47,17 @@ static int g_progress;        /* stderr is a terminal */
 
 static void usage(FILE *f) {
   fprintf(f,
-          "usage: shmdict [-d DIR] [-n DB] -s STORE [COMMAND [ARG...]]\n"
-          "       shmdict [-d DIR] list\n"
-          "       shmdict [-d DIR] info STORE\n"
-          "       shmdict [-d DIR] check STORE\n"
+          "usage: shmdict [-d DIR] [--group NAME] [-n DB] -s STORE [COMMAND [ARG...]]\n"
+          "       shmdict [-d DIR] [--group NAME] list\n"
+          "       shmdict [-d DIR] [--group NAME] info STORE\n"
+          "       shmdict [-d DIR] [--group NAME] check STORE\n"
           "       shmdict [-d DIR] drop STORE\n"
-          "       shmdict [-d DIR] [-n DB] dump STORE [--format resp|json] [-o FILE]\n"
-          "       shmdict [-d DIR] [-n DB] load STORE [--format resp|json|text] [-i FILE]\n"
+          "       shmdict [-d DIR] [--group NAME] [-n DB] dump STORE [--format resp|json] [-o FILE]\n"
+          "       shmdict [-d DIR] [--group NAME] [-n DB] load STORE [--format resp|json|text] [-i FILE]\n"
           "\n"
           "  -d DIR    store directory (default: $SHMDICT_DIR, else " DEFAULT_DIR ")\n"
+          "  --group NAME  a store shared by the members of group NAME (directory 2770, files\n"
+          "            0660); without it a store is its owner's alone\n"
           "  -n DB     database number, 0 to 15 (default 0)\n"
           "  -s STORE  run COMMAND (a Redis command, e.g. SET key value) on STORE, or read\n"
           "            commands from standard input, one per line, with redis-cli's quoting\n"
@@ -91,16 +95,17 @@ static const char *advice(int rc, const char *store) {
   case SHMD_ETRUNCATED:
   case SHMD_EFOREIGN:
   case SHMD_ECHECKSUM:
-  case SHMD_ELOOP:
     snprintf(buf, sizeof buf, "check -d; if the files are garbage remove them with `shmdict drop %s`", store);
     break;
+  case SHMD_ELOOP:
+    return "symbolic links are never followed: if the link is yours remove it (rm), else use another store name or -d";
   case SHMD_ECORRUPT:
     snprintf(buf, sizeof buf, "run `shmdict check %s`; save what can be read with `shmdict dump %s -o FILE`, then `shmdict drop %s` and `shmdict load %s -i FILE`", store, store, store, store);
     break;
   case SHMD_EPERM:
-    return "run as the store's owner or fix the permissions of its files";
+    return "a store is its owner's alone: run as its owner; a store shared by a group needs --group NAME";
   case SHMD_ENOSPC:
-    return "free space on the file system, or raise the store's size limit";
+    return "free space on the file system, or raise the store's size limit or the file size limit (ulimit -f)";
   case SHMD_ENOLANE:
     return "too many threads use the store; retry when some have exited";
   case SHMD_EINVAL:
@@ -172,6 +177,7 @@ static shmd_store_t *open_store(const char *name, int create) {
   shmd_options_t o;
   shmd_options_init(&o);
   o.dir = g_optdir;
+  o.group = g_group;
   if (!create)
     o.flags |= SHMD_OPEN_NOCREATE;
   shmd_store_t *s = NULL;
@@ -402,6 +408,7 @@ static int cmd_list(void) {
     shmd_options_t o;
     shmd_options_init(&o);
     o.dir = g_optdir;
+    o.group = g_group;
     o.flags = SHMD_OPEN_NOCREATE;
     shmd_store_t *s = NULL;
     int rc = shmd_open(names[i], &o, &s);
@@ -460,6 +467,11 @@ static int cmd_info(const char *name) {
         printf("  %4" PRIu32 "  %-24s %10s\n", i, fname, human(sz, b1, sizeof b1));
     }
   }
+  shmd_spare_info_t sp;
+  if (shmd_spare_info(s, &sp) == 0)
+    printf("spare files:  %" PRIu64 " of live processes (%s); orphans of dead processes removed: %" PRIu64
+           " (%s)\n",
+           sp.live_files, human(sp.live_bytes, b1, sizeof b1), sp.orphan_files, human(sp.orphan_bytes, b2, sizeof b2));
   printf("lanes:        %" PRIu32 " in use of %" PRIu32 "\n", in.lanes_in_use, in.lanes);
   printf("recoveries:   %" PRIu64 " (operations of dead processes rolled back or finished)\n", in.recoveries);
   printf("roots:        %" PRIu32 "\n", in.roots);
@@ -504,6 +516,7 @@ static int cmd_check(const char *name) {
   shmd_options_t o;
   shmd_options_init(&o);
   o.dir = g_optdir;
+  o.group = g_group;
   o.flags = SHMD_OPEN_NOCREATE;
   shmd_store_t *s = NULL;
   int rc = shmd_open(name, &o, &s);
@@ -525,6 +538,13 @@ static int cmd_check(const char *name) {
     rc = shmd_kv_check(s);
   }
   progress("check: done     ", 2, 2, 1);
+  /* Orphaned spare files are no damage: opening removed them; say so. */
+  shmd_spare_info_t sp;
+  if (shmd_spare_info(s, &sp) == 0 && sp.orphan_files > 0) {
+    char b1[32];
+    printf("removed %" PRIu64 " orphaned spare file%s of dead processes (%s)\n", sp.orphan_files,
+           sp.orphan_files == 1 ? "" : "s", human(sp.orphan_bytes, b1, sizeof b1));
+  }
   if (rc < 0) {
     const char *d = shmd_errdetail();
     printf("check failed in the %s: %s%s%s%s\n", what, shmd_strerror(rc), *d ? " [" : "", d, *d ? "]" : "");
@@ -1071,7 +1091,7 @@ int main(int argc, char **argv) {
       max_reply_from = "--max-reply";
       continue;
     }
-    if (strcmp(o, "-d") != 0 && strcmp(o, "-s") != 0 && strcmp(o, "-n") != 0) {
+    if (strcmp(o, "-d") != 0 && strcmp(o, "-s") != 0 && strcmp(o, "-n") != 0 && strcmp(o, "--group") != 0) {
       fprintf(stderr, "shmdict: unknown option '%s' (see `shmdict --help`)\n", o);
       return 2;
     }
@@ -1080,7 +1100,13 @@ int main(int argc, char **argv) {
       return 2;
     }
     const char *v = argv[++i];
-    if (o[1] == 'd') {
+    if (o[1] == '-') {
+      if (v[0] == '\0') {
+        fprintf(stderr, "shmdict: --group needs a group name or number\n");
+        return 2;
+      }
+      g_group = v;
+    } else if (o[1] == 'd') {
       g_optdir = v;
     } else if (o[1] == 's') {
       store = v;

@@ -40,7 +40,7 @@ extern "C" {
   XX(ESYNTAX, "syntax error")                                                                      \
   XX(EOVERFLOW, "increment or decrement would overflow")                                           \
   XX(ENOTSUP, "operation not supported")                                                           \
-  XX(ELOOP, "symbolic link where a segment file was expected")                                    \
+  XX(ELOOP, "symbolic link where a store directory or file was expected")                         \
   XX(EABORTED, "transaction was aborted")
 
 typedef enum shmd_status_e {

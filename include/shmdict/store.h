@@ -39,6 +39,23 @@ enum {
  * Options for shmd_open(). Initialise with shmd_options_init() and then set what you need; the
  * struct_size field lets a newer library accept options from an older application.
  * Sizes are only used when the store is created; an existing store keeps its own.
+ *
+ * Who may open a store. A store is its owner's alone: its directory DIR/NAME and every file in
+ * it must belong to the calling process's effective uid and must not be writable by group or
+ * others; a symbolic link in place of the directory or of a file is never followed (SHMD_ELOOP).
+ * Anything else is refused with SHMD_EPERM and a detail naming the path and the reason ("store
+ * directory /x/y is owned by uid 1111, expected 2222"). This holds for root too: root opens only
+ * stores root owns (run as the owner to use another user's store). DIR itself must belong to the
+ * caller or root and, when others may write it, be sticky (as /tmp): then nobody else can rename
+ * or replace the stores in it. When the library creates DIR it makes it 01777 if the caller is
+ * root (a shared directory like /tmp) and 0700 otherwise (a directory of an ordinary user is no
+ * use to others, who refuse it).
+ *   A group-shared store (`group` set) is the exception, for programs of several users: its
+ * directory is made 02770 and its files 0660, all of that group; on open the directory and files
+ * must be of that group and give others no access, and may belong to any user (a file or
+ * directory gets a group only from a member of it or from root). DIR may then also belong to the
+ * group instead of the caller. Opening a group-shared store without `group`, or a private store
+ * with it, is refused with SHMD_EPERM.
  */
 typedef struct shmd_options_s {
   uint32_t struct_size;         /* sizeof(shmd_options_t), set by shmd_options_init() */
@@ -47,8 +64,13 @@ typedef struct shmd_options_s {
   uint64_t first_segment_bytes; /* size of segment 0 (default 64 MiB) */
   uint64_t segment_bytes;       /* size of each segment added by growth (default 64 MiB) */
   uint64_t max_store_bytes;     /* total size limit, 0 = unlimited (default 0) */
-  uint32_t file_mode;           /* mode of created files (default 0600) */
+  uint32_t file_mode;           /* mode of created files (default 0600); group and others may get
+                                   read bits (e.g. 0640), never write bits (SHMD_EINVAL): see `group` */
   uint32_t max_threads;         /* lanes: threads that may use the store at once (default 64) */
+  const char *group;            /* NULL (default): a private store. A group name or number: a store
+                                   shared by that group's members (see above; file_mode is then
+                                   ignored). Added after max_threads: older applications, whose
+                                   struct_size ends before it, get a private store. */
 } shmd_options_t;
 
 /* Fills *opt with the defaults. Cannot fail. */
@@ -60,9 +82,13 @@ void shmd_options_init(shmd_options_t *opt);
  * [A-Za-z0-9._-], not starting with '.'.
  * Attaching maps segment 0 only; other segments are mapped lazily when first used. Opening also
  * recovers what dead processes left behind (their unfinished operations are rolled back).
- * On failure returns SHMD_ENOENT, SHMD_EEXIST, SHMD_EINVAL, SHMD_ENOSPC, SHMD_EPERM, SHMD_EIO,
- * SHMD_ENOTSTORE, SHMD_EVERSION, SHMD_ETRUNCATED, SHMD_EFOREIGN, SHMD_ECHECKSUM, SHMD_ECORRUPT
- * or SHMD_ELOOP (detail in shmd_errdetail()), creates nothing and leaves *out unchanged.
+ * Opening also removes the spare segment files that killed processes left behind (see
+ * shmd_spare_info()).
+ * On failure returns SHMD_ENOENT, SHMD_EEXIST, SHMD_EINVAL, SHMD_ENOSPC, SHMD_EPERM (a store or
+ * directory the caller may not use, see shmd_options_t), SHMD_EIO, SHMD_ENOTSTORE,
+ * SHMD_EVERSION, SHMD_ETRUNCATED, SHMD_EFOREIGN, SHMD_ECHECKSUM, SHMD_ECORRUPT or SHMD_ELOOP (a
+ * symbolic link) with the detail in shmd_errdetail(), and leaves *out unchanged. It may leave
+ * behind an empty store directory it created, never a file.
  */
 int shmd_open(const char *name, const shmd_options_t *opt, shmd_store_t **out);
 
@@ -82,8 +108,11 @@ void shmd_thread_detach(shmd_store_t *store);
 
 /*
  * Removes the store's files and directory. Processes that have it open keep their mappings (as
- * with shm_unlink). `dir` may be NULL (see shmd_options_t.dir). Returns SHMD_ENOENT if there is
- * no such store, SHMD_EIO / SHMD_EPERM on system failure.
+ * with shm_unlink). `dir` may be NULL (see shmd_options_t.dir). Nothing is followed: a symbolic
+ * link in place of a file is removed itself, never its target, and one in place of the store
+ * directory is refused with SHMD_ELOOP. Returns SHMD_ENOENT if there is no such store, SHMD_EBUSY
+ * if the directory holds files that are not the store's (they are left), SHMD_EIO / SHMD_EPERM
+ * on system failure (who may remove what is the system's permissions' decision).
  */
 int shmd_drop(const char *name, const char *dir);
 
@@ -156,6 +185,24 @@ int shmd_segment_info(shmd_store_t *store, uint32_t index, uint64_t *size_bytes,
  * Returns the number of lanes recovered, or a negative status (SHMD_ECORRUPT).
  */
 int shmd_recover(shmd_store_t *store);
+
+/*
+ * Spare segment files: a process that grows a store prepares its next segment ahead of need as a
+ * file ".seg-spare-<pid>-<random>" in the store directory (docs/architecture.md, "Growth ahead of
+ * need"). Its owner holds an advisory lock (flock) on it for as long as it lives; the kernel drops
+ * the lock when the process dies, so a spare nobody holds locked is an orphan, whatever became of
+ * its pid. Orphans, and the temporary files of a store creation that was killed, are removed
+ * automatically when a store is opened and when it grows.
+ */
+typedef struct shmd_spare_info_s {
+  uint64_t live_files, live_bytes;     /* spares of live processes (this one's included) now */
+  uint64_t orphan_files, orphan_bytes; /* orphans this handle removed: at open, growth and now */
+} shmd_spare_info_t;
+
+/* Looks at the store directory now, removes orphaned spare files and fills *info (bytes are the
+ * storage the files hold). Returns 0, or SHMD_EIO / SHMD_EPERM / SHMD_ENOENT when the directory
+ * cannot be read (then *info holds what was known before). */
+int shmd_spare_info(shmd_store_t *store, shmd_spare_info_t *info);
 
 /* Maps every segment now and, if `populate`, touches every page (a warm start). Returns 0 or a
  * status from mapping a segment. */
