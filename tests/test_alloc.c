@@ -507,6 +507,41 @@ Test(alloc, crash_during_recovery_is_restartable) {
   shmd_close(s);
 }
 
+/* A writer dies inside an allocator step (the step's log full, not committed), and the process
+ * that recovers it is killed after restoring one, two or three of the step's words: the next
+ * recovery must undo the whole step again, not take the step for rolled back. */
+Test(alloc, crash_recoverer_killed_inside_a_step_rollback) {
+  shmd_store_t *s = ts_open("sr", 4 << 20, 2 << 20);
+  shmd_ptr_t tp = crash_setup(s);
+  uint64_t seed = ts_seed("crash_recoverer_killed_inside_a_step_rollback");
+  ts_rng_t r = {seed};
+  int recover_kills = 0;
+  for (int k = 0; k < 24; k++) {
+    char env[64];
+    snprintf(env, sizeof env, "alloc.step.before_commit:%llu", (unsigned long long)(1 + ts_below(&r, 30)));
+    pid_t pid = fork();
+    if (pid == 0) {
+      setenv("SHMDICT_CRASH_POINT", env, 1);
+      crash_workload("sr", seed + (uint64_t)k, 100000);
+    }
+    cr_assert_eq(ts_wait(pid), 128 + SIGKILL, "the writer did not die at %s", env);
+    snprintf(env, sizeof env, "undo.word:%d", 1 + k % 3);
+    pid = fork();
+    if (pid == 0) {
+      setenv("SHMDICT_CRASH_POINT", env, 1);
+      shmd_options_t o = ts_opts(4 << 20, 2 << 20);
+      shmd_store_t *c;
+      shmd_open("sr", &o, &c); /* opening recovers: the step's log is rolled back first */
+      _exit(0);
+    }
+    recover_kills += ts_wait(pid) == 128 + SIGKILL;
+    crash_verify(s, tp);
+  }
+  cr_log_info("%d recoverers were killed inside a rollback", recover_kills);
+  cr_assert_gt(recover_kills, 12);
+  shmd_close(s);
+}
+
 /* ---- damaged metadata: the checker reports, never crashes ---- */
 
 Test(alloc, check_detects_damage) {
