@@ -389,7 +389,7 @@ Test(alloc, freeing_everything_restores_the_fresh_free_blocks) {
   cr_assert_eq(shmd_open("fb", &o, &s), 0);
   ts_rng_t r = {ts_seed("freeing_everything_restores_the_fresh_free_blocks")};
   /* Segment 0 holds the store's own metadata before its data area: its data area is fresh now. */
-  uint64_t fresh[48];
+  uint64_t fresh[48], fresh0[48];
   shmd_segment_stats_t ss;
   cr_assert_eq(shmd_segment_stats(s, 0, &ss), 0);
   fresh_shape(ss.data_bytes / SHMD_PAGE_BYTES, fresh);
@@ -397,6 +397,14 @@ Test(alloc, freeing_everything_restores_the_fresh_free_blocks) {
   unsigned top = 47;
   while (fresh[top] == 0)
     top--;
+  /* The thread's first small allocation and first free create the thread heaps' directory, its
+   * heap, the depot and a slab in segment 0, which stay: done now, so that they do not land in
+   * whatever segment has room later. Segment 0's reference shape is the one after that. */
+  shmd_ptr_t small;
+  cr_assert_eq(shmd_alloc(s, 100, &small), 0);
+  cr_assert_eq(shmd_free(s, small), 0);
+  cr_assert_eq(shmd_segment_stats(s, 0, &ss), 0);
+  memcpy(fresh0, ss.free_blocks, sizeof fresh0);
   enum { MAXB = 4000 };
   shmd_ptr_t *b = calloc(MAXB, sizeof *b);
   size_t n = 0;
@@ -437,7 +445,10 @@ Test(alloc, freeing_everything_restores_the_fresh_free_blocks) {
     for (uint32_t seg = 0; seg < info.segments; seg++) {
       uint64_t want[48];
       cr_assert_eq(shmd_segment_stats(s, seg, &ss), 0);
-      fresh_shape(ss.data_bytes / SHMD_PAGE_BYTES, want);
+      if (seg == 0)
+        memcpy(want, fresh0, sizeof want);
+      else
+        fresh_shape(ss.data_bytes / SHMD_PAGE_BYTES, want);
       expect_shape(s, seg, want, when);
       /* the largest block of the segment can be taken again */
       uint32_t o2 = 47;
@@ -468,6 +479,9 @@ Test(alloc, buddy_takes_the_smallest_free_block_that_fits) {
   shmd_store_t *s;
   cr_assert_eq(shmd_open("sf", &o, &s), 0);
   ts_rng_t r = {ts_seed("buddy_takes_the_smallest_free_block_that_fits")};
+  shmd_ptr_t small; /* creates the thread heap's blocks now (see above) */
+  cr_assert_eq(shmd_alloc(s, 100, &small), 0);
+  cr_assert_eq(shmd_free(s, small), 0);
   enum { MAXB = 3000 };
   shmd_ptr_t *b = calloc(MAXB, sizeof *b);
   size_t n = 0;
