@@ -77,6 +77,7 @@ static int rollback(shmd_store_t *s, struct shmd__undo *log, uint32_t n, uint32_
     int rc = undo_one(s, &log[i]);
     if (rc)
       return rc;
+    SHMD_CRASH_POINT("undo.word");
   }
   return 0;
 }

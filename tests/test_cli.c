@@ -496,6 +496,141 @@ Test(cli, list_info_check_drop) {
   run_free(&r);
 }
 
+/*
+ * The figures `list` and `info` print, checked to the character against what the library reports
+ * (shmd_store_info, shmd_segment_info, shmd_segment_stats, shmd_stats, shmd_kv_info), on a store
+ * of known sizes: a 64 MiB first segment, 16 MiB growth step, 1 GiB limit, grown by one segment,
+ * keys in two databases, a large block of exactly 1 MiB and small objects of several classes. Sizes
+ * are binary (KiB = 1024 bytes), with one decimal: a few are spelled out literally below, so a
+ * formatter that divides by 1000, or that turns exactly 1024 of a unit into "1024.0", is caught.
+ */
+static void iec(uint64_t b, char *out, size_t n) {
+  static const char *unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  if (b < 1024) {
+    snprintf(out, n, "%llu B", (unsigned long long)b);
+    return;
+  }
+  int i = 0;
+  uint64_t div = 1;
+  while (i < 4 && b / div >= 1024) {
+    div *= 1024;
+    i++;
+  }
+  snprintf(out, n, "%.1f %s", (double)b / (double)div, unit[i]);
+}
+
+/* The output holds `line` as a whole line. */
+#define expect_line(out, ...)                                                                      \
+  do {                                                                                             \
+    char want_[512], pat_[520];                                                                    \
+    snprintf(want_, sizeof want_, __VA_ARGS__);                                                    \
+    snprintf(pat_, sizeof pat_, "\n%s\n", want_);                                                  \
+    cr_expect(strstr(out, pat_) != NULL, "expected the line\n%s\nin\n%s", want_, out);             \
+  } while (0)
+
+Test(cli, list_and_info_print_exact_sizes) {
+  shmd_options_t o = ts_opts(64u << 20, 16u << 20);
+  o.max_store_bytes = 1u << 30;
+  shmd_store_t *s;
+  cr_assert_eq(shmd_open("sz", &o, &s), 0);
+  shmd_ptr_t big, mib;
+  cr_assert_eq(shmd_alloc(s, 40u << 20, &big), 0); /* more than segment 0 has: grows the store */
+  cr_assert_eq(shmd_alloc(s, 1u << 20, &mib), 0);  /* exactly 1 MiB */
+  cr_assert_eq(shmd_root_set(s, "big", big), 0);
+  cr_assert_eq(shmd_root_set(s, "mib", mib), 0);
+  shmd_close(s);
+  run_t r = run("SET a 1\nRPUSH l x y z\nHSET h f v g w\nSADD st m\n", "-s", "sz", NULL);
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  run_free(&r);
+  r = run("SET b 2\nSET c 3\n", "-n", "3", "-s", "sz", NULL);
+  cr_assert_eq(r.status, 0, "%s", r.err);
+  run_free(&r);
+  /* What the library says, the store quiet. */
+  cr_assert_eq(shmd_open("sz", &o, &s), 0);
+  shmd_store_info_t in;
+  cr_assert_eq(shmd_store_info(s, &in), 0);
+  shmd_stats_t st;
+  cr_assert_eq(shmd_stats(s, &st), 0);
+  cr_assert_eq(in.segments, 2);
+  cr_assert_eq(in.store_bytes, st.store_bytes);
+  uint64_t keys = 0;
+  for (unsigned db = 0; db < SHMD_KV_DATABASES; db++) {
+    shmd_kv_info_t ki;
+    cr_assert_eq(shmd_kv_info(s, db, &ki), 0);
+    keys += ki.keys;
+  }
+  cr_assert_eq(keys, 6);
+  char b1[64], b2[64], b3[64], fname[2][256];
+  uint64_t segsz[2];
+  shmd_segment_stats_t ss[2];
+  for (uint32_t i = 0; i < 2; i++) {
+    cr_assert_eq(shmd_segment_info(s, i, &segsz[i], fname[i], sizeof fname[i]), 0);
+    cr_assert_eq(shmd_segment_stats(s, i, &ss[i]), 0);
+  }
+  shmd_close(s);
+
+  r = run(NULL, "list", NULL);
+  cr_expect_eq(r.status, 0, "%s", r.err);
+  iec(in.store_bytes, b1, sizeof b1);
+  expect_line(r.out, "%-24s %12s %9u %12llu", "sz", b1, 2u, (unsigned long long)keys);
+  run_free(&r);
+
+  r = run(NULL, "info", "sz", NULL);
+  cr_expect_eq(r.status, 0, "%s", r.err);
+  const char *out = r.out;
+  /* the known sizes, literally */
+  cr_assert_eq(segsz[0], 64u << 20);
+  iec(in.store_bytes, b1, sizeof b1);
+  expect_line(out, "size:         %s (limit 1.0 GiB, growth step 16.0 MiB)", b1);
+  expect_line(out, "segments:     2");
+  iec(ss[0].free_bytes, b2, sizeof b2);
+  iec(ss[0].largest_free_block, b3, sizeof b3);
+  expect_line(out, "  %4u  %-24s %10s  free %10s  largest free block %s", 0u, "seg-00000", "64.0 MiB", b2, b3);
+  iec(segsz[1], b1, sizeof b1);
+  iec(ss[1].free_bytes, b2, sizeof b2);
+  iec(ss[1].largest_free_block, b3, sizeof b3);
+  expect_line(out, "  %4u  %-24s %10s  free %10s  largest free block %s", 1u, fname[1], b1, b2, b3);
+  expect_line(out, "recoveries:   0 (operations of dead processes rolled back or finished)");
+  expect_line(out, "roots:        %u", in.roots);
+  /* the memory figures: 64 MiB + 1 MiB of large blocks (the 40 MiB block is a 64 MiB buddy block) */
+  cr_assert_eq(st.large_bytes_inuse, 65u << 20);
+  cr_assert_eq(st.large_blocks, 2);
+  iec(st.allocated_bytes, b1, sizeof b1);
+  iec(st.small_bytes_inuse, b2, sizeof b2);
+  expect_line(out, "  allocated:  %s (small: %s in %llu objects; large: 65.0 MiB in 2 blocks)", b1, b2,
+              (unsigned long long)st.small_objs_inuse);
+  iec(st.free_bytes, b1, sizeof b1);
+  iec(st.largest_free_block, b2, sizeof b2);
+  expect_line(out, "  free:       %s (largest free block %s)", b1, b2);
+  iec(st.meta_bytes, b1, sizeof b1);
+  iec(st.alloc_meta_bytes, b2, sizeof b2);
+  expect_line(out, "  metadata:   %s (allocator %s)", b1, b2);
+  cr_assert_gt(st.slab_bytes, 0);
+  double frag = 100.0 * (double)(st.slab_free_bytes + st.slab_overhead_bytes) / (double)st.slab_bytes;
+  iec(st.slab_bytes, b1, sizeof b1);
+  iec(st.slab_free_bytes, b2, sizeof b2);
+  iec(st.slab_overhead_bytes, b3, sizeof b3);
+  expect_line(out, "  slabs:      %s; free slots %s, overhead %s (fragmentation %.1f%% of slab bytes)", b1, b2,
+              b3, frag);
+  int classes = 0;
+  for (uint32_t c = 0; c < st.nclasses && c < SHMD_STATS_MAX_CLASSES; c++) {
+    const shmd_class_stats_t *k = &st.classes[c];
+    if (k->slabs == 0)
+      continue;
+    classes++;
+    uint64_t cap = k->slabs * k->objs_per_slab;
+    iec(k->bytes_inuse, b1, sizeof b1);
+    expect_line(out, "  %8u %8llu %12llu %12s %5.1f%%", k->obj_bytes, (unsigned long long)k->slabs,
+                (unsigned long long)k->objs_inuse, b1, 100.0 * (double)k->objs_inuse / (double)cap);
+  }
+  cr_assert_gt(classes, 1);
+  expect_line(out, "  db0: 4 keys (string 1, hash 1, list 1, set 1, zset 0; 0 with an expiry; 0 containers "
+                   "awaiting release)");
+  expect_line(out, "  db3: 2 keys (string 2, hash 0, list 0, set 0, zset 0; 0 with an expiry; 0 containers "
+                   "awaiting release)");
+  run_free(&r);
+}
+
 /* Fills bytes [from, to) of the store's first segment with 0xA5. */
 static void trash_segment(const char *store, off_t from, off_t to) {
   char path[512];

@@ -726,6 +726,207 @@ Test(list, iterate_in_batches_with_changes) {
   shmd_close(s);
 }
 
+/*
+ * A paused iterator whose list changes in place before it resumes: the current element replaced
+ * (LSET) or removed (LREM, LPOP / RPOP, LTRIM), others replaced or removed, elements inserted next
+ * to it (LINSERT) or pushed, and then new elements pushed that reuse the freed nodes' memory. The
+ * iterator must resume as list.h documents: after its last element when nothing was removed since,
+ * else at the same position counted from its starting end; it must never follow a freed (and
+ * reused) node. Elements are unique ids, so every visited element is checked against a model.
+ */
+typedef struct {
+  uint32_t *id;
+  size_t n, cap;
+} idlist_t;
+
+static void ids_insert(idlist_t *m, size_t i, uint32_t id) {
+  if (m->n == m->cap) {
+    m->cap = m->cap * 2 + 16;
+    m->id = realloc(m->id, m->cap * sizeof *m->id);
+  }
+  memmove(m->id + i + 1, m->id + i, (m->n - i) * sizeof *m->id);
+  m->id[i] = id;
+  m->n++;
+}
+
+static void ids_remove(idlist_t *m, size_t i) {
+  memmove(m->id + i, m->id + i + 1, (m->n - i - 1) * sizeof *m->id);
+  m->n--;
+}
+
+static size_t ids_find(const idlist_t *m, uint32_t id) {
+  for (size_t i = 0; i < m->n; i++)
+    if (m->id[i] == id)
+      return i;
+  return SIZE_MAX;
+}
+
+/* Element bytes of an id: "e00042|" then padding; one id in 13 is a blob of 5000 bytes. */
+static size_t id_value(uint32_t id, char *buf) {
+  size_t len = id % 13 == 0 ? 5000 : 12;
+  memset(buf, 'a' + (char)(id % 26), len);
+  snprintf(buf, 8, "e%05u", id % 100000);
+  buf[6] = '|';
+  return len;
+}
+
+static int id_collect(const void *d, size_t len, void *arg) {
+  idlist_t *got = arg;
+  const char *c = d;
+  uint32_t id = 0;
+  cr_assert(len >= 7 && c[0] == 'e' && c[6] == '|', "an element that is no id (len %zu)", len);
+  for (int i = 1; i < 6; i++)
+    id = id * 10 + (uint32_t)(c[i] - '0');
+  ids_insert(got, got->n, id);
+  return 0;
+}
+
+static void push_id(shmd_store_t *s, shmd_ptr_t l, idlist_t *m, int where, uint32_t id) {
+  char buf[5000];
+  size_t len = id_value(id, buf);
+  CHECK_OK(shmd_list_push(s, l, where, buf, len, NULL));
+  ids_insert(m, where == SHMD_LIST_HEAD ? 0 : m->n, id);
+}
+
+Test(list, iterator_resumes_after_in_place_changes) {
+  shmd_store_t *s = ts_open("it", 32u << 20, 32u << 20);
+  ts_rng_t r = {ts_seed("iterator_resumes_after_in_place_changes")};
+  uint32_t next_id = 1;
+  char buf[5000];
+  unsigned resumed_by_position = 0, resumed_after_last = 0, changes[8] = {0};
+  for (int round = 0; round < 300; round++) {
+    shmd_ptr_t l;
+    CHECK_OK(shmd_list_create(s, &l));
+    idlist_t m = {0};
+    size_t n0 = 3 + ts_below(&r, 40);
+    for (size_t i = 0; i < n0; i++)
+      push_id(s, l, &m, SHMD_LIST_TAIL, next_id++ % 100000);
+    int back = (int)ts_below(&r, 2);
+    shmd_list_iter_t it;
+    shmd_list_iter_init(&it, l, back);
+    uint64_t visited = 0;
+    uint32_t last = 0;
+    int removed = 0, started = 0;
+    for (int step = 0; step < 200; step++) {
+      /* where the walk must resume */
+      size_t pos; /* index in the model of the next element, m.n (or SIZE_MAX back) at the end */
+      if (!started) {
+        pos = back ? m.n - 1 : 0;
+      } else if (!removed) {
+        size_t i = ids_find(&m, last);
+        cr_assert_neq(i, SIZE_MAX, "round %d: nothing was removed, yet the last element is gone", round);
+        pos = back ? i - 1 : i + 1;
+        resumed_after_last++;
+      } else {
+        pos = back ? m.n - 1 - visited : visited; /* wraps past the end when visited > m.n */
+        resumed_by_position++;
+      }
+      size_t batch = 1 + ts_below(&r, 4), got_n;
+      idlist_t got = {0};
+      int rc = shmd_list_iter_next(s, &it, batch, id_collect, &got, &got_n);
+      cr_assert_eq(rc, 0, "round %d step %d: %s", round, step, shmd_strerror(rc));
+      cr_assert_eq(got_n, got.n);
+      for (size_t k = 0; k < got.n; k++) {
+        size_t want = back ? pos - k : pos + k;
+        cr_assert(want < m.n, "round %d step %d (%s): visited element %u past the end of the list", round,
+                  step, back ? "tail to head" : "head to tail", got.id[k]);
+        cr_assert_eq(got.id[k], m.id[want],
+                     "round %d step %d (%s): element %zu of the batch is %u, the list has %u at index %zu",
+                     round, step, back ? "tail to head" : "head to tail", k, got.id[k], m.id[want], want);
+      }
+      size_t left = pos < m.n ? (back ? pos + 1 : m.n - pos) : 0;
+      cr_assert_eq(got.n, left < batch ? left : batch,
+                   "round %d step %d (%s): %zu elements visited, %zu expected (list of %zu, resume at %zu)",
+                   round, step, back ? "tail to head" : "head to tail", got.n, left < batch ? left : batch,
+                   m.n, pos);
+      visited += got.n;
+      if (got.n > 0) {
+        last = got.id[got.n - 1];
+        started = 1;
+      }
+      free(got.id);
+      if (got.n < batch)
+        break;
+      /* a change between batches, most of them at the current element */
+      removed = 0;
+      size_t cur = ids_find(&m, last);
+      unsigned what = (unsigned)ts_below(&r, 8);
+      changes[what]++;
+      switch (what) {
+      case 0: /* LSET of the current element */
+      case 1: { /* LSET of another */
+        size_t i = what == 0 ? cur : ts_below(&r, m.n);
+        uint32_t id = next_id++ % 100000;
+        size_t len = id_value(id, buf);
+        CHECK_OK(shmd_list_set(s, l, (int64_t)i, buf, len));
+        m.id[i] = id;
+        removed = 1;
+        break;
+      }
+      case 2: { /* LREM of the current element, from either end */
+        size_t len = id_value(last, buf);
+        uint64_t k;
+        int64_t count = ts_below(&r, 3) == 0 ? 0 : ts_below(&r, 2) ? 1 : -1;
+        CHECK_OK(shmd_list_rem(s, l, count, buf, len, &k));
+        cr_assert_eq(k, 1);
+        ids_remove(&m, cur);
+        removed = 1;
+        break;
+      }
+      case 3: { /* pop one or more at either end (the current element when it is there) */
+        int where = (int)ts_below(&r, 2);
+        size_t k = 1 + ts_below(&r, 3);
+        for (size_t j = 0; j < k && m.n > 0; j++) {
+          CHECK_OK(shmd_list_pop(s, l, where, NULL, 0, NULL));
+          ids_remove(&m, where == SHMD_LIST_HEAD ? 0 : m.n - 1);
+          removed = 1;
+        }
+        break;
+      }
+      case 4: { /* LTRIM: keep a random range, which may or may not hold the current element */
+        int64_t a = ts_below(&r, 2) ? (int64_t)cur : (int64_t)ts_below(&r, m.n); /* from the current one? */
+        int64_t b = a + (int64_t)ts_below(&r, m.n + 1);
+        CHECK_OK(shmd_list_trim(s, l, a, b));
+        size_t keep_to = (size_t)b < m.n ? (size_t)b : m.n - 1;
+        size_t before = m.n;
+        m.n = keep_to + 1;
+        memmove(m.id, m.id + a, (m.n - (size_t)a) * sizeof *m.id);
+        m.n -= (size_t)a;
+        removed = m.n < before;
+        break;
+      }
+      case 5: { /* LINSERT before or after the current element: nothing removed */
+        int after = (int)ts_below(&r, 2);
+        uint32_t id = next_id++ % 100000;
+        char pv[5000];
+        size_t pl = id_value(last, pv), len = id_value(id, buf);
+        uint64_t nl;
+        CHECK_OK(shmd_list_insert(s, l, after, pv, pl, buf, len, &nl));
+        ids_insert(&m, after ? cur + 1 : cur, id);
+        break;
+      }
+      default: /* pushes only */
+        break;
+      }
+      /* pushes at either end: they take the memory of the nodes just freed */
+      size_t k = ts_below(&r, 4);
+      for (size_t j = 0; j < k; j++)
+        push_id(s, l, &m, (int)ts_below(&r, 2), next_id++ % 100000);
+      if (m.n == 0)
+        break;
+      CHECK_OK(shmd_list_check(s, l));
+    }
+    free(m.id);
+    CHECK_OK(shmd_list_destroy(s, l));
+  }
+  cr_log_info("resumed %u times after the last element, %u times by position; changes %u %u %u %u %u %u "
+              "%u %u", resumed_after_last, resumed_by_position, changes[0], changes[1], changes[2],
+              changes[3], changes[4], changes[5], changes[6], changes[7]);
+  cr_assert_gt(resumed_by_position, 500);
+  CHECK_OK(shmd_alloc_check(s));
+  shmd_close(s);
+}
+
 /* The intrusive core used directly, on a structure of the test's own. */
 typedef struct {
   uint64_t key;

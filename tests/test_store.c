@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 
+#include "segments/store_int.h"
 #include "support.h"
 
 TestSuite(store, .init = ts_init, .fini = ts_fini, .timeout = 60);
@@ -176,6 +177,219 @@ Test(store, bad_truncated) {
   cr_assert_eq(reopen("b"), SHMD_ETRUNCATED, "%s", shmd_errdetail());
   cr_assert_eq(truncate(path, 0), 0);
   cr_assert_eq(reopen("b"), SHMD_ETRUNCATED, "%s", shmd_errdetail());
+}
+
+/*
+ * Truncation between the header and the recorded size, for every segment of a store grown to
+ * several: just past the header, 64 KiB, half, one page short, one byte short. The header is intact
+ * in each case, so only the size checks can notice. Segment 0 must be refused at open, any other
+ * segment at its lazy attach (shmd_attach_all()), each with ETRUNCATED and a detail that names the
+ * file and its size. Each case runs in a child, so a check that is missing shows as a failure
+ * naming the case rather than as a crash of the whole test.
+ */
+typedef struct {
+  char name[64];
+  unsigned char *bytes;
+  uint64_t len;
+} segcopy_t;
+
+static void restore_files(const char *store, const segcopy_t *c, uint32_t n) {
+  for (uint32_t i = 0; i < n; i++) {
+    char path[512];
+    seg_path(path, sizeof path, store, c[i].name);
+    int fd = open(path, O_RDWR);
+    cr_assert_geq(fd, 0, "%s", path);
+    cr_assert_eq(ftruncate(fd, (off_t)c[i].len), 0);
+    cr_assert_eq(pwrite(fd, c[i].bytes, c[i].len, 0), (ssize_t)c[i].len);
+    close(fd);
+  }
+}
+
+/* In a child: opens the store and attaches every segment; reports the status and the detail. */
+static int open_and_attach(const char *store, char *detail, size_t dn) {
+  int pfd[2];
+  cr_assert_eq(pipe(pfd), 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(pfd[0]);
+    shmd_options_t o = ts_opts(4 << 20, 1 << 20);
+    o.flags = SHMD_OPEN_NOCREATE;
+    shmd_store_t *s = NULL;
+    int rc = shmd_open(store, &o, &s);
+    if (rc == 0)
+      rc = shmd_attach_all(s, 0);
+    char msg[600];
+    snprintf(msg, sizeof msg, "%d %s", rc, shmd_errdetail());
+    ssize_t w = write(pfd[1], msg, strlen(msg) + 1);
+    _exit(w > 0 ? 0 : 1);
+  }
+  close(pfd[1]);
+  char msg[600] = "";
+  size_t got = 0;
+  ssize_t n;
+  while (got < sizeof msg - 1 && (n = read(pfd[0], msg + got, sizeof msg - 1 - got)) > 0)
+    got += (size_t)n;
+  close(pfd[0]);
+  int st = ts_wait(pid);
+  if (st != 0) {
+    snprintf(detail, dn, "the child died with status %d (signal %d)", st, st > 128 ? st - 128 : 0);
+    return 1000 + st;
+  }
+  char *sp = strchr(msg, ' ');
+  snprintf(detail, dn, "%s", sp ? sp + 1 : "");
+  return atoi(msg);
+}
+
+Test(store, truncated_between_header_and_recorded_size) {
+  shmd_store_t *s = ts_open("tr", 4 << 20, 1 << 20);
+  shmd_ptr_t p;
+  for (int i = 0; i < 3; i++)
+    cr_assert_eq(shmd_alloc(s, (size_t)(1 + i) << 20, &p), 0); /* each grows the store */
+  shmd_store_info_t info;
+  cr_assert_eq(shmd_store_info(s, &info), 0);
+  cr_assert_geq(info.segments, 4);
+  uint32_t nseg = info.segments;
+  segcopy_t *c = calloc(nseg, sizeof *c);
+  for (uint32_t i = 0; i < nseg; i++)
+    cr_assert_eq(shmd_segment_info(s, i, &c[i].len, c[i].name, sizeof c[i].name), 0);
+  shmd_close(s);
+  for (uint32_t i = 0; i < nseg; i++) {
+    char path[512];
+    seg_path(path, sizeof path, "tr", c[i].name);
+    int fd = open(path, O_RDONLY);
+    cr_assert_geq(fd, 0);
+    struct stat st;
+    cr_assert_eq(fstat(fd, &st), 0);
+    cr_assert_eq((uint64_t)st.st_size, c[i].len, "%s: file size and recorded size", c[i].name);
+    c[i].bytes = malloc(c[i].len);
+    cr_assert_eq(pread(fd, c[i].bytes, c[i].len, 0), (ssize_t)c[i].len);
+    close(fd);
+  }
+  char detail[600];
+  cr_assert_eq(open_and_attach("tr", detail, sizeof detail), 0, "the pristine store: %s", detail);
+  int cases = 0;
+  for (uint32_t i = 0; i < nseg; i++) {
+    uint64_t full = c[i].len;
+    const uint64_t sizes[] = {SHMD__HDR_BYTES + 1, SHMD__HDR_BYTES + 4096, 64 << 10, full / 2,
+                              full - 4096, full - 1};
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+      uint64_t to = sizes[k];
+      cr_assert(to > SHMD__HDR_BYTES && to < full);
+      restore_files("tr", c, nseg);
+      char path[512];
+      seg_path(path, sizeof path, "tr", c[i].name);
+      cr_assert_eq(truncate(path, (off_t)to), 0);
+      int rc = open_and_attach("tr", detail, sizeof detail);
+      cr_expect_eq(rc, SHMD_ETRUNCATED, "segment %u (%s) cut to %llu of %llu bytes: %s (%s)", i,
+                   c[i].name, (unsigned long long)to, (unsigned long long)full,
+                   rc > -1000 && rc < 0 ? shmd_err_name(rc) : "no error", detail);
+      char num[32];
+      snprintf(num, sizeof num, "%llu", (unsigned long long)to);
+      cr_expect(strstr(detail, c[i].name) && strstr(detail, "truncated") && strstr(detail, num),
+                "segment %u cut to %llu: the detail should name the file, its size and say "
+                "truncated: %s", i, (unsigned long long)to, detail);
+      cases++;
+    }
+  }
+  restore_files("tr", c, nseg);
+  cr_assert_eq(open_and_attach("tr", detail, sizeof detail), 0, "restored: %s", detail);
+  cr_log_info("%d truncations of %u segments", cases, nseg);
+  for (uint32_t i = 0; i < nseg; i++)
+    free(c[i].bytes);
+  free(c);
+}
+
+/*
+ * The manifest is not covered by the header's checksum (it changes), so opening checks every field
+ * that places something: the lanes must end before the allocator metadata, the roots before the
+ * lanes and after the manifest, the lane size must hold the undo log, the segment counts must be
+ * within the table. Each field is set just past its bound (one lane, one root, 8 bytes), in a copy
+ * of a pristine segment 0: each must be refused with ECORRUPT naming the manifest, never opened.
+ */
+static void patch_u32(int fd, off_t off, uint32_t v) { cr_assert_eq(pwrite(fd, &v, 4, off), 4); }
+static void patch_u64(int fd, off_t off, uint64_t v) { cr_assert_eq(pwrite(fd, &v, 8, off), 8); }
+
+Test(store, manifest_fields_just_past_their_bounds) {
+  make_store("mf");
+  char path[512];
+  seg_path(path, sizeof path, "mf", "seg-00000");
+  int fd = open(path, O_RDONLY);
+  cr_assert_geq(fd, 0);
+  struct stat st;
+  cr_assert_eq(fstat(fd, &st), 0);
+  size_t len = (size_t)st.st_size;
+  unsigned char *pristine = malloc(len);
+  cr_assert_eq(pread(fd, pristine, len, 0), (ssize_t)len);
+  close(fd);
+  struct shmd__seg_hdr h;
+  struct shmd__manifest m;
+  memcpy(&h, pristine, sizeof h);
+  cr_assert_lt(h.manifest_off + sizeof m, len);
+  memcpy(&m, pristine + h.manifest_off, sizeof m);
+  const off_t mo = (off_t)h.manifest_off;
+  const uint64_t lanes_end = m.lanes_off + (uint64_t)m.lane_count * m.lane_bytes;
+  cr_assert_leq(lanes_end, h.alloc_off);
+  cr_assert_leq(m.roots_off + (uint64_t)m.root_cap * sizeof(struct shmd__root), m.lanes_off);
+  enum { LANES_PLUS_ONE, LANES_ZERO, LANES_SHIFTED, LOG_CAP_TOO_BIG, ROOTS_PLUS_ONE, ROOTS_IN_MANIFEST,
+         SEGS_PAST_MAX, SEGS_ZERO, MAX_SEGS_PAST_TABLE, SEG0_SIZE, NCASES };
+  static const char *what[NCASES] = {
+      "lane_count one lane past the allocator metadata", "lane_count 0",
+      "lanes_off 8 bytes past the room for the lanes", "op_log_cap larger than a lane holds",
+      "root_cap one root past the lanes", "roots_off 8 bytes inside the manifest",
+      "seg_count past max_segments", "seg_count 0", "max_segments past the segment table",
+      "segment 0's size one page short in the manifest"};
+  for (int k = 0; k < NCASES; k++) {
+    fd = open(path, O_RDWR);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(pwrite(fd, pristine, len, 0), (ssize_t)len);
+    switch (k) {
+    case LANES_PLUS_ONE:
+      cr_assert_gt(lanes_end + m.lane_bytes, h.alloc_off);
+      patch_u32(fd, mo + (off_t)offsetof(struct shmd__manifest, lane_count), m.lane_count + 1);
+      break;
+    case LANES_ZERO:
+      patch_u32(fd, mo + (off_t)offsetof(struct shmd__manifest, lane_count), 0);
+      break;
+    case LANES_SHIFTED:
+      patch_u64(fd, mo + (off_t)offsetof(struct shmd__manifest, lanes_off), m.lanes_off + (h.alloc_off - lanes_end) + 8);
+      break;
+    case LOG_CAP_TOO_BIG:
+      patch_u32(fd, mo + (off_t)offsetof(struct shmd__manifest, op_log_cap), m.op_log_cap * 2);
+      break;
+    case ROOTS_PLUS_ONE:
+      patch_u32(fd, mo + (off_t)offsetof(struct shmd__manifest, root_cap),
+                m.root_cap + (uint32_t)((m.lanes_off - m.roots_off) / sizeof(struct shmd__root) - m.root_cap) + 1);
+      break;
+    case ROOTS_IN_MANIFEST:
+      patch_u64(fd, mo + (off_t)offsetof(struct shmd__manifest, roots_off), h.manifest_off + sizeof m - 8);
+      break;
+    case SEGS_PAST_MAX:
+      patch_u32(fd, mo + (off_t)offsetof(struct shmd__manifest, seg_count), m.max_segments + 1);
+      break;
+    case SEGS_ZERO:
+      patch_u32(fd, mo + (off_t)offsetof(struct shmd__manifest, seg_count), 0);
+      break;
+    case MAX_SEGS_PAST_TABLE:
+      patch_u32(fd, mo + (off_t)offsetof(struct shmd__manifest, max_segments), SHMD__MAX_SEGS + 1);
+      break;
+    case SEG0_SIZE:
+      patch_u64(fd, mo + (off_t)offsetof(struct shmd__manifest, segs[0].size_bytes), h.size_bytes - 4096);
+      break;
+    }
+    close(fd);
+    char detail[600];
+    int rc = open_and_attach("mf", detail, sizeof detail);
+    cr_expect_eq(rc, SHMD_ECORRUPT, "%s: %s (%s)", what[k],
+                 rc > -1000 && rc < 0 ? shmd_err_name(rc) : "opened", detail);
+    cr_expect(strstr(detail, "manifest") != NULL, "%s: the detail should name the manifest: %s", what[k],
+              detail);
+  }
+  fd = open(path, O_RDWR);
+  cr_assert_eq(pwrite(fd, pristine, len, 0), (ssize_t)len);
+  close(fd);
+  char detail[600];
+  cr_assert_eq(open_and_attach("mf", detail, sizeof detail), 0, "restored: %s", detail);
+  free(pristine);
 }
 
 Test(store, bad_foreign_segment) {

@@ -304,3 +304,233 @@ Test(tx, crash_during_recovery_of_a_big_tx) {
   cr_assert_gt(recover_kills, 3);
   shmd_close(s);
 }
+
+/* ---- a rollback cut short ----
+ *
+ * Rolling an undo log back is itself interruptible: the recoverer of a dead lane, or an owner
+ * aborting its own transaction, may be killed between two restored words. The lane must then still
+ * say that its log needs rolling back, so that the next recoverer restores every word; a lane
+ * marked "aborting" (rolled back) before its rollback ends would leave the rest of the words with
+ * their uncommitted values. The crash point "undo.word" fires after every word a rollback restores.
+ */
+
+/* Child: opens the store (which recovers every dead lane) with `point` armed, then recovers
+ * again; exits 0 if it was not killed. */
+static void recover_child(const char *name, const char *point) {
+  if (point != NULL)
+    setenv("SHMDICT_CRASH_POINT", point, 1);
+  else
+    unsetenv("SHMDICT_CRASH_POINT");
+  shmd_options_t o = ts_opts(8 << 20, 8 << 20);
+  shmd_store_t *c;
+  if (shmd_open(name, &o, &c) == 0)
+    (void)shmd_recover(c);
+  _exit(0);
+}
+
+/* How many of the control block's words hold `gen` (the pre-transaction value). */
+static unsigned words_at(shmd_store_t *s, shmd_ptr_t cp, uint64_t gen) {
+  ctl_t *c = shmd_resolve(s, cp);
+  unsigned n = 0;
+  for (unsigned i = 0; i < NWORDS; i++)
+    n += c->words[i] == gen;
+  return n;
+}
+
+Test(tx, crash_recoverer_killed_inside_the_rollback) {
+  shmd_store_t *s = ts_open("ru", 8 << 20, 8 << 20);
+  shmd_ptr_t cp = ctl_setup(s);
+  cr_assert_eq(big_tx(s, cp, 1, 1), 0, "%s", shmd_errdetail());
+  uint64_t gen = 1;
+  /* The dead transaction's log holds about 5 700 words (5 001 control words, 700 block links), the
+   * first 2 048 in the lane and the rest in its extension block, which is rolled back first: kill
+   * the recoverer at the first word, around both ends of each part, and in between. */
+  static const unsigned at[] = {1, 2, 350, 699, 700, 701, 1500, 2500, 3600, 3653, 3654, 3655, 4500, 5600};
+  int partial = 0;
+  for (size_t i = 0; i < sizeof at / sizeof at[0]; i++) {
+    pid_t pid = fork();
+    if (pid == 0)
+      crash_child("ru", "tx.before_commit", gen, 1);
+    cr_assert_eq(ts_wait(pid), 128 + SIGKILL, "the writer did not die before its commit");
+    /* Two recoverers in a row are killed inside the rollback, the second one earlier than the
+     * first got: each starts over from the whole log. */
+    for (int k = 0; k < 2; k++) {
+      char env[64];
+      snprintf(env, sizeof env, "undo.word:%u", k == 0 ? at[i] : 1 + at[i] / 2);
+      pid = fork();
+      if (pid == 0)
+        recover_child("ru", env);
+      cr_assert_eq(ts_wait(pid), 128 + SIGKILL,
+                   "the recoverer armed with %s was not killed: it found no rollback to do, so the "
+                   "lane was marked rolled back before its rollback ended", env);
+    }
+    unsigned restored = words_at(s, cp, gen);
+    partial += restored > 0 && restored < NWORDS;
+    cr_log_info("killed at undo word %u: %u of %u control words restored before the next recovery",
+                at[i], restored, NWORDS);
+    gen = after_kill(s, cp, gen, 0); /* every word back to the last committed generation */
+  }
+  cr_assert_gt(partial, 3, "the recoverers were never killed with the words half restored");
+  /* The store still works: a generation commits on top. */
+  cr_assert_eq(big_tx(s, cp, gen + 1, 1), 0, "%s", shmd_errdetail());
+  verify(s, cp, gen + 1);
+  shmd_close(s);
+}
+
+/* An owner aborting its own big transaction is killed half-way through the rollback. */
+static void abort_child(const char *name, const char *point, uint64_t gen) {
+  shmd_options_t o = ts_opts(8 << 20, 8 << 20);
+  shmd_store_t *s;
+  if (shmd_open(name, &o, &s))
+    _exit(3);
+  shmd_ptr_t cp;
+  if (shmd_root_get(s, "ctl", &cp))
+    _exit(4);
+  setenv("SHMDICT_CRASH_POINT", point, 1);
+  shmd__crash_init();
+  if (big_tx(s, cp, gen + 1, 0))
+    _exit(5);
+  _exit(0);
+}
+
+Test(tx, crash_owner_killed_inside_its_abort) {
+  shmd_store_t *s = ts_open("ab", 8 << 20, 8 << 20);
+  shmd_ptr_t cp = ctl_setup(s);
+  cr_assert_eq(big_tx(s, cp, 1, 1), 0, "%s", shmd_errdetail());
+  uint64_t gen = 1;
+  static const unsigned at[] = {1, 700, 701, 2000, 3653, 3654, 5000, 5600};
+  int partial = 0;
+  for (size_t i = 0; i < sizeof at / sizeof at[0]; i++) {
+    char env[64];
+    snprintf(env, sizeof env, "undo.word:%u", at[i]);
+    pid_t pid = fork();
+    if (pid == 0)
+      abort_child("ab", env, gen);
+    cr_assert_eq(ts_wait(pid), 128 + SIGKILL, "the aborting owner armed with %s was not killed", env);
+    unsigned restored = words_at(s, cp, gen);
+    partial += restored > 0 && restored < NWORDS;
+    gen = after_kill(s, cp, gen, 0);
+  }
+  cr_assert_gt(partial, 2, "the owners were never killed with the words half restored");
+  shmd_close(s);
+}
+
+/* A recoverer killed at a random moment while it rolls back a log of a million words. */
+#define BIGW (1u << 20)
+
+static int words_tx(shmd_store_t *s, shmd_ptr_t wp, uint64_t gen, int commit) {
+  uint64_t *w = shmd_resolve(s, wp);
+  shmd_tx_t *tx;
+  int rc = shmd_tx_begin(s, &tx);
+  if (rc)
+    return rc;
+  rc = shmd_tx_reserve(tx, BIGW, 0, 0);
+  for (unsigned i = 0; i < BIGW && rc == 0; i++)
+    rc = shmd_tx_set64(tx, &w[i], gen);
+  if (rc || !commit) {
+    shmd_tx_abort(tx);
+    return rc;
+  }
+  return shmd_tx_commit(tx);
+}
+
+static unsigned big_words_at(shmd_store_t *s, shmd_ptr_t wp, uint64_t gen) {
+  const uint64_t *w = shmd_resolve(s, wp);
+  unsigned n = 0;
+  for (unsigned i = 0; i < BIGW; i++)
+    n += w[i] == gen;
+  return n;
+}
+
+static uint64_t mono_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+Test(tx, crash_recoverer_killed_at_random_over_a_big_log) {
+  const uint64_t seg = 64u << 20;
+  shmd_options_t o = ts_opts(seg, seg);
+  shmd_store_t *s;
+  cr_assert_eq(shmd_open("rb", &o, &s), 0);
+  shmd_ptr_t wp;
+  cr_assert_eq(shmd_calloc(s, BIGW, 8, &wp), 0);
+  cr_assert_eq(shmd_root_set(s, "words", wp), 0);
+  cr_assert_eq(words_tx(s, wp, 1, 1), 0, "%s", shmd_errdetail());
+  ts_rng_t r = {ts_seed("crash_recoverer_killed_at_random_over_a_big_log")};
+  uint64_t full_ns = 0, lo = 0, hi = 0; /* kills land at a random moment of [lo, hi] after "go" */
+  int partial = 0, round;
+  for (round = 0; round < 60 && partial < 3; round++) {
+    /* The recoverer opens the store first and waits; then the writer dies with a million words
+     * logged; then the recoverer is told to go and is killed after a random delay. */
+    int ready[2], go[2];
+    cr_assert(pipe(ready) == 0 && pipe(go) == 0);
+    pid_t rec = fork();
+    if (rec == 0) {
+      close(ready[0]);
+      close(go[1]);
+      shmd_store_t *c;
+      if (shmd_open("rb", &o, &c))
+        _exit(3);
+      char x = 'r';
+      if (write(ready[1], &x, 1) != 1 || read(go[0], &x, 1) != 1)
+        _exit(4);
+      _exit(shmd_recover(c) >= 0 ? 0 : 5);
+    }
+    close(ready[1]);
+    close(go[0]);
+    char x;
+    cr_assert_eq(read(ready[0], &x, 1), 1);
+    pid_t wr = fork();
+    if (wr == 0) {
+      shmd_store_t *c;
+      if (shmd_open("rb", &o, &c))
+        _exit(3);
+      setenv("SHMDICT_CRASH_POINT", "tx.before_commit", 1);
+      shmd__crash_init();
+      _exit(words_tx(c, wp, 2, 1) ? 4 : 0);
+    }
+    cr_assert_eq(ts_wait(wr), 128 + SIGKILL, "the writer did not die before its commit");
+    uint64_t t0 = mono_ns();
+    cr_assert_eq(write(go[1], &x, 1), 1);
+    if (round == 0) {
+      /* The first recovery runs to its end: it measures how long one takes. */
+      cr_assert_eq(ts_wait(rec), 0, "the recoverer failed");
+      full_ns = hi = mono_ns() - t0;
+      cr_assert_eq(big_words_at(s, wp, 1), BIGW);
+    } else {
+      uint64_t delay = lo + ts_below(&r, hi - lo + 1);
+      struct timespec ts = {(time_t)(delay / 1000000000u), (long)(delay % 1000000000u)};
+      nanosleep(&ts, NULL);
+      kill(rec, SIGKILL);
+      int st = ts_wait(rec);
+      cr_assert(st == 0 || st == 128 + SIGKILL, "recoverer ended with %d", st);
+      unsigned restored = big_words_at(s, wp, 1);
+      partial += restored > 0 && restored < BIGW;
+      /* A kill before the rollback began or after it ended narrows the window (on a busy machine
+       * the measured recovery may be much longer than a typical one). */
+      if (restored == 0)
+        lo = delay;
+      else if (restored == BIGW)
+        hi = delay;
+      if (hi <= lo + 1000) {
+        lo = 0;
+        hi = full_ns;
+      }
+    }
+    close(ready[0]);
+    close(go[1]);
+    cr_assert_geq(shmd_recover(s), 0);
+    unsigned restored = big_words_at(s, wp, 1);
+    cr_assert_eq(restored, BIGW, "round %d: %u of %u words still hold the uncommitted value", round,
+                 BIGW - restored, BIGW);
+    cr_assert_eq(shmd_alloc_check(s), 0, "%s", shmd_errdetail());
+  }
+  cr_log_info("a recovery takes %.1f ms; %d of %d kills landed inside the rollback", full_ns / 1e6,
+              partial, round - 1);
+  cr_assert_gt(partial, 0, "no kill landed inside the rollback (a recovery takes %.1f ms)", full_ns / 1e6);
+  shmd_stats_t st;
+  cr_assert_eq(shmd_stats(s, &st), 0);
+  cr_assert_eq(st.allocated_bytes, shmd_usable_size(s, wp), "the log's extension block leaked");
+  shmd_close(s);
+}

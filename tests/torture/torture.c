@@ -14,10 +14,13 @@
  *
  * The driver kills a worker -- with SIGKILL at a random moment, or by starting it with a test-only
  * crash point (SHMDICT_CRASH_POINT) inside an allocator step, a hash rehash, an rbtree rotation, a
- * list operation, a garbage drain or a recovery -- and then:
+ * list operation, a garbage drain, a recovery or a rollback (between two restored undo words) --
+ * and then:
  *   1. pauses the survivors between two operations; each must answer within --bound-ms (a
  *      survivor that waits for a lock the dead worker held must recover it, not hang);
- *   2. recovers, runs shmd_kv_check() and shmd_alloc_check();
+ *   2. lets a recoverer process be killed inside the dead worker's rollback (crash point
+ *      undo.word, when there is one to do); then recovers, runs shmd_kv_check() and
+ *      shmd_alloc_check();
  *   3. compares every worker's keys, shared fields and raw blocks (contents included) with the
  *      model: survivors exactly, the dead worker with its one unreported operation either done or
  *      not done (nothing else is acceptable);
@@ -974,7 +977,7 @@ static const char *crash_points[] = {
     "rbtree.delete.erased", "rbtree.destroy.erased", "kv.command.commit", "kv.drain.step",
     "kv.drain.committed", "recover.rolled_back", "heap.refill", "heap.flush", "depot.put", "depot.take",
     "tx.ext.allocated", "tx.ext.copied", "tx.ext.switched", "tx.ext.freed_old", "tx.frees_done",
-    "alloc.*", "hash.*", "rbtree.*", "list.*",
+    "undo.word", "alloc.*", "hash.*", "rbtree.*", "list.*",
 };
 #define NPOINTS (sizeof crash_points / sizeof crash_points[0])
 
@@ -1325,7 +1328,7 @@ int main(int argc, char **argv) {
     spawn(i, &r, 1);
 
   uint64_t t_start = now_ns();
-  long kills = 0, point_kills = 0, leak_checks = 0;
+  long kills = 0, point_kills = 0, leak_checks = 0, recoverer_kills = 0;
   uint64_t max_pause_ns = 0;
   char why[1024];
   while (kills < kills_target && (duration <= 0 || (double)(now_ns() - t_start) / 1e9 < duration)) {
@@ -1394,6 +1397,34 @@ int main(int argc, char **argv) {
     if (pause_ns > max_pause_ns)
       max_pause_ns = pause_ns;
     drain_all();
+
+    /* A recoverer process is killed inside the dead worker's rollback first, between two restored
+     * undo words (a rollback cut short must be done again whole by the next recovery, the driver's
+     * own below). It recovers nothing when the worker died between operations or a survivor
+     * recovered its lane, and is not killed when the log is shorter than its count. */
+    {
+      char pt[64];
+      snprintf(pt, sizeof pt, "undo.word:%u", (unsigned)(1 + below(&r, 3)));
+      fflush(stdout);
+      fflush(stderr);
+      pid_t rp = fork();
+      if (rp < 0)
+        die("fork: %s", strerror(errno));
+      if (rp == 0) {
+        setenv("SHMDICT_CRASH_POINT", pt, 1);
+        shmd_options_t ro = store_opts(store_dir);
+        ro.flags = SHMD_OPEN_NOCREATE;
+        shmd_store_t *rs;
+        _exit(shmd_open(store_name, &ro, &rs) == 0 ? 0 : 3); /* opening recovers */
+      }
+      int st;
+      while (waitpid(rp, &st, 0) < 0 && errno == EINTR)
+        ;
+      if (WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL)
+        recoverer_kills++;
+      else if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        die("kill %ld: a recoverer (point %s) ended with status 0x%x", kills, pt, st);
+    }
 
     /* checks */
     rc = shmd_recover(s);
@@ -1490,11 +1521,13 @@ int main(int argc, char **argv) {
   }
   shmd_stats_t st;
   shmd_stats(s, &st);
-  printf("torture: OK: %ld kills (%ld at crash points), %" PRIu64 " operations verified (%" PRIu64
-         " run), %ld leak checks (baseline %" PRId64 " bytes), 0 lost operations, max pause %.1f ms, "
-         "max operation %.1f ms, %u segments, %" PRIu64 " recoveries, %.1f s, seed %" PRIu64 "\n",
-         kills, point_kills, ops_verified, ops, leak_checks, baseline, (double)max_pause_ns / 1e6,
-         (double)max_op / 1e6, st.segments, st.recoveries, (double)(now_ns() - t_start) / 1e9, seed);
+  printf("torture: OK: %ld kills (%ld at crash points), %ld recoverers killed inside a rollback, %" PRIu64
+         " operations verified (%" PRIu64 " run), %ld leak checks (baseline %" PRId64 " bytes), 0 lost "
+         "operations, max pause %.1f ms, max operation %.1f ms, %u segments, %" PRIu64 " recoveries, %.1f s, "
+         "seed %" PRIu64 "\n",
+         kills, point_kills, recoverer_kills, ops_verified, ops, leak_checks, baseline,
+         (double)max_pause_ns / 1e6, (double)max_op / 1e6, st.segments, st.recoveries,
+         (double)(now_ns() - t_start) / 1e9, seed);
   shmd_close(s);
   for (int i = 0; i < nworkers; i++)
     mslot_clear(&W[i].model);
