@@ -359,12 +359,20 @@ static int live_trylock(struct shmd__lane *l) {
   return 1;
 }
 
-/* Records the calling thread as the owner of lane l, whose `live` mutex it has just taken. The tid
- * is stored last: it is what holder_verdict() matches. */
-static void lane_claim_owner(struct shmd__lane *l) {
-  __atomic_store_n(&l->owner_pidns, shmd__os_pidns(), __ATOMIC_RELAXED);
-  __atomic_store_n(&l->owner_pid, shmd__os_pid(), __ATOMIC_RELAXED);
-  __atomic_store_n(&l->owner_tid, shmd__os_tid(), __ATOMIC_RELEASE);
+/* The calling thread as a lane owner, computed before its trylock so that recording it after is
+ * three stores. */
+struct owner_id {
+  uint64_t pidns;
+  uint32_t pid, tid;
+};
+static struct owner_id owner_me(void) { return (struct owner_id){shmd__os_pidns(), shmd__os_pid(), shmd__os_tid()}; }
+
+/* Records `me` as the owner of lane l, whose `live` mutex it has just taken. The tid is stored
+ * last: it is what holder_verdict() matches. */
+static void lane_claim_owner(struct shmd__lane *l, struct owner_id me) {
+  __atomic_store_n(&l->owner_pidns, me.pidns, __ATOMIC_RELAXED);
+  __atomic_store_n(&l->owner_pid, me.pid, __ATOMIC_RELAXED);
+  __atomic_store_n(&l->owner_tid, me.tid, __ATOMIC_RELEASE);
 }
 
 /* Forgets lane l's owner (released, or recovered by a thread that does not keep the lane). */
@@ -391,7 +399,7 @@ static void lane_clear_owner(struct shmd__lane *l) {
  *   - it is recorded but that owner is gone, and no thread with the tid exists: gone, at once;
  *   - no lane records it as a live owner: gone once a waiter has seen the very same word for
  *     HOLDER_GRACE_NS. The only legitimate holders without a record are a thread between taking
- *     `live` and recording itself (lane_claim_owner, a few instructions later) and one between
+ *     `live` and recording itself (lane_claim_owner: three stores after the trylock returns) and one between
  *     clearing its record and unlocking (thr_release, its lane idle: taking that over is harmless);
  *     the grace covers them being descheduled.
  *
@@ -912,7 +920,8 @@ struct shmd__thr *shmd__thr_slow(shmd_store_t *s, int *rc) {
   t->store = s;
   t->fork_gen = shmd__fork_gen;
   uint32_t n = s->man->lane_count;
-  uint32_t start = shmd__os_tid() % n;
+  struct owner_id me = owner_me();
+  uint32_t start = me.tid % n;
   for (uint32_t k = 0; k < n; k++) {
     uint32_t i = (start + k) % n;
     struct shmd__lane *l = shmd__lane_at(s, i);
@@ -920,7 +929,7 @@ struct shmd__thr *shmd__thr_slow(shmd_store_t *s, int *rc) {
       continue;
     /* Recorded at once, so that a waiter judging who holds `live` finds this thread (lane.c,
      * "Who holds a lane"), also while it recovers the lane below. */
-    lane_claim_owner(l);
+    lane_claim_owner(l, me);
     t->lane = l;
     t->lane_idx = i;
     ext_cache(t, NULL);
