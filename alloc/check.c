@@ -16,7 +16,9 @@
  *   - every object cached in a thread heap or the depot is an allocated slot of a slab of its class, and none is
  *     cached twice (see check_cached).
  * Every offset read from shared memory is bounds-checked and every walk is bounded by a count, so
- * a damaged store gives SHMD_ECORRUPT with the place in shmd_errdetail(), never a crash or a hang.
+ * a damaged store gives SHMD_ECORRUPT with the place in shmd_errdetail(), never a crash or a hang;
+ * its lock waits are bounded too (segments/lockwait.h): a lock a live owner keeps holding gives
+ * SHMD_EBUSY naming the holder.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +26,7 @@
 
 #include "alloc_int.h"
 #include "segments/err.h"
+#include "segments/lockwait.h"
 
 #define FAIL(...)                                                                                  \
   do {                                                                                             \
@@ -440,7 +443,7 @@ out:
   return rc;
 }
 
-int shmd_alloc_check(shmd_store_t *store) {
+static int alloc_check(shmd_store_t *store) {
   int rc;
   struct shmd__thr *t = shmd__thr(store, &rc);
   if (t == NULL)
@@ -457,4 +460,11 @@ int shmd_alloc_check(shmd_store_t *store) {
       return rc;
   }
   return 0;
+}
+
+int shmd_alloc_check(shmd_store_t *store) {
+  uint64_t w = shmd__check_wait_begin(store);
+  int rc = alloc_check(store);
+  shmd__check_wait_end(store, w);
+  return rc;
 }

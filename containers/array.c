@@ -29,6 +29,7 @@
 #include "segments/crash.h"
 #include "shmdict/alloc.h"
 #include "shmdict/error.h"
+#include "segments/lockwait.h"
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Layout */
@@ -471,7 +472,17 @@ int shmd_array_shrink_to_fit(shmd_store_t *s, shmd_ptr_t a) {
   return array_leave(&c, regrow(&c, c.len));
 }
 
+static int array_check_body(shmd_store_t *s, shmd_ptr_t a);
+
+/* The public checker: its lock waits are bounded (segments/lockwait.h). */
 int shmd_array_check(shmd_store_t *s, shmd_ptr_t a) {
+  uint64_t w = shmd__check_wait_begin(s);
+  int rc = array_check_body(s, a);
+  shmd__check_wait_end(s, w);
+  return rc;
+}
+
+static int array_check_body(shmd_store_t *s, shmd_ptr_t a) {
   array_ctx_t c;
   int rc = array_enter(s, a, &c);
   if (rc)

@@ -110,6 +110,7 @@
 #include "shmdict/blob.h"
 #include "shmdict/error.h"
 #include "shmdict/tx.h"
+#include "segments/lockwait.h"
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Layout */
@@ -1794,7 +1795,17 @@ static int check_bucket_cb(hctx_t *c, hent_t *e, shmd_ptr_t ep, const void *key,
   return check_cb(c, e, ep, key, val, cb->k);
 }
 
+static int hash_check_body(shmd_store_t *s, shmd_ptr_t h);
+
+/* The public checker: its lock waits are bounded (segments/lockwait.h). */
 int shmd_hash_check(shmd_store_t *s, shmd_ptr_t h) {
+  uint64_t w = shmd__check_wait_begin(s);
+  int rc = hash_check_body(s, h);
+  shmd__check_wait_end(s, w);
+  return rc;
+}
+
+static int hash_check_body(shmd_store_t *s, shmd_ptr_t h) {
   hctx_t c;
   int rc = enter_ro(s, h, &c);
   if (rc)

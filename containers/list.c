@@ -45,6 +45,7 @@
 #include "shmdict/blob.h"
 #include "shmdict/error.h"
 #include "shmdict/store.h"
+#include "segments/lockwait.h"
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Layout */
@@ -923,7 +924,17 @@ int shmd_list_iter_next(shmd_store_t *s, shmd_list_iter_t *it, size_t max, shmd_
 /* ---------------------------------------------------------------------------------------------- */
 /* Check */
 
+static int list_check_body(shmd_store_t *s, shmd_ptr_t l);
+
+/* The public checker: its lock waits are bounded (segments/lockwait.h). */
 int shmd_list_check(shmd_store_t *s, shmd_ptr_t l) {
+  uint64_t w = shmd__check_wait_begin(s);
+  int rc = list_check_body(s, l);
+  shmd__check_wait_end(s, w);
+  return rc;
+}
+
+static int list_check_body(shmd_store_t *s, shmd_ptr_t l) {
   list_ctx_t c;
   int rc = list_enter(s, l, &c);
   if (rc)

@@ -53,6 +53,7 @@
 #include "shmdict/error.h"
 #include "shmdict/rbtree.h"
 #include "shmdict/store.h"
+#include "segments/lockwait.h"
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Layout */
@@ -1095,7 +1096,17 @@ static int check_entry(shmd_store_t *s, shmd_ptr_t p, const shmd_rb_node_t *n, v
   return 0;
 }
 
+static int rbtree_check_body(shmd_store_t *s, shmd_ptr_t tree);
+
+/* The public checker: its lock waits are bounded (segments/lockwait.h). */
 int shmd_rbtree_check(shmd_store_t *s, shmd_ptr_t tree) {
+  uint64_t w = shmd__check_wait_begin(s);
+  int rc = rbtree_check_body(s, tree);
+  shmd__check_wait_end(s, w);
+  return rc;
+}
+
+static int rbtree_check_body(shmd_store_t *s, shmd_ptr_t tree) {
   map_t m;
   TRY(map_open(s, tree, &m));
   int rc = 0;

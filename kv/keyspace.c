@@ -63,6 +63,7 @@
 #include "shmdict/store.h"
 #include "segments/crash.h"
 #include "segments/err.h"
+#include "segments/lockwait.h"
 
 #define KV_ROOT_NAME "shmdict.kv"
 #define KV_ROOT_MAGIC 0x31306b76646d6873ull /* "shmdkv01" */
@@ -853,7 +854,17 @@ static int kv_walk(shmd_store_t *s, unsigned db_first, unsigned db_last, check_t
   return 0;
 }
 
+static int kv_check_body(shmd_store_t *s);
+
+/* The public checker: its lock waits are bounded (segments/lockwait.h). */
 int shmd_kv_check(shmd_store_t *s) {
+  uint64_t w = shmd__check_wait_begin(s);
+  int rc = kv_check_body(s);
+  shmd__check_wait_end(s, w);
+  return rc;
+}
+
+static int kv_check_body(shmd_store_t *s) {
   check_t ck = {0};
   ck.s = s;
   int rc = kv_walk(s, 0, KV_NDB - 1, &ck);

@@ -12,9 +12,10 @@
  * index + 1 and a waiters bit: taking an uncontended lock is one compare-and-swap, releasing it one
  * exchange, about half the cost of a robust mutex (measured: docs/architecture.md). A waiter spins
  * briefly, then sleeps on the futex in 10 ms slices; after each slice it checks whether the holder
- * lane's `live` mutex is still held by a live thread (a non-blocking trylock). If the trylock
- * answers EOWNERDEAD (or succeeds: nobody owns the lane), the holder is dead and the waiter, now
- * owning `live`, recovers the lane:
+ * lane's `live` mutex is still held by a live thread (a non-blocking trylock; an EBUSY is judged
+ * further, see "Who holds a lane": a holder that is no live owner of the store is declared dead).
+ * If the trylock answers EOWNERDEAD (or succeeds: nobody owns the lane), the holder is dead and the
+ * waiter, now owning `live`, recovers the lane:
  *
  *   1. roll back the allocator step's undo log (al_log) and release the allocator locks it held;
  *   2. if the operation was ACTIVE, roll back its undo log (op_log) newest-first, then mark the lane
@@ -39,6 +40,9 @@
  * Lock order: store -> keyspace stripes by index -> containers -> roots -> allocator class locks by
  * (segment, class) -> buddy -> grow. Locks are held until the outermost commit or abort (two-phase),
  * allocator locks only for one allocator step.
+ *
+ * A wait for a live holder is unbounded for application calls; a checker's (lockwait.h) and a
+ * handle's with shmd_set_lock_wait() end with SHMD_EBUSY naming the holder.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -46,6 +50,7 @@
 
 #include "crash.h"
 #include "err.h"
+#include "lockwait.h"
 #include "os.h"
 #include "store_int.h"
 
@@ -355,20 +360,159 @@ static int live_trylock(struct shmd__lane *l) {
   return 1;
 }
 
+/* The calling thread as a lane owner, computed before its trylock so that recording it after is
+ * three stores. */
+struct owner_id {
+  uint64_t pidns;
+  uint32_t pid, tid;
+};
+static struct owner_id owner_me(void) { return (struct owner_id){shmd__os_pidns(), shmd__os_pid(), shmd__os_tid()}; }
+
+/* Records `me` as the owner of lane l, whose `live` mutex it has just taken. The tid is stored
+ * last: it is what holder_verdict() matches. */
+static void lane_claim_owner(struct shmd__lane *l, struct owner_id me) {
+  __atomic_store_n(&l->owner_pidns, me.pidns, __ATOMIC_RELAXED);
+  __atomic_store_n(&l->owner_pid, me.pid, __ATOMIC_RELAXED);
+  __atomic_store_n(&l->owner_tid, me.tid, __ATOMIC_RELEASE);
+}
+
+/* Forgets lane l's owner (released, or recovered by a thread that does not keep the lane). */
+static void lane_clear_owner(struct shmd__lane *l) {
+  __atomic_store_n(&l->owner_tid, 0, __ATOMIC_RELEASE);
+  __atomic_store_n(&l->owner_pid, 0, __ATOMIC_RELAXED);
+  __atomic_store_n(&l->owner_pidns, 0, __ATOMIC_RELAXED);
+}
+
+/*
+ * Who holds a lane
+ * ----------------
+ * A robust mutex answers EOWNERDEAD only when the kernel saw its holder die. A `live` mutex that
+ * answers EBUSY although no live thread of this store holds it would make every waiter for the
+ * lane's locks wait for ever: after a reboot of a file-backed store whose lanes were not
+ * re-initialised (store.c: a boot id that is unknown on one side, or a recorded owner that still
+ * looks alive), or when someone wrote the mutex (a forged or damaged lane). So an EBUSY is judged
+ * from the mutex word itself (glibc: the robust-futex word of the kernel's ABI, holder tid |
+ * FUTEX_WAITERS | FUTEX_OWNER_DIED) and the owners the lanes record (pid, tid, pid namespace):
+ *
+ *   - the holder's tid is the recorded owner of some lane (itself, or the recoverer's own lane),
+ *     recorded from our pid namespace, and that thread of that process exists: a live holder.
+ *     Recorded from another or an unknown namespace: the numbers mean nothing here, taken as live;
+ *   - it is recorded but that owner is gone, and no thread with the tid exists: gone, at once;
+ *   - no lane records it as a live owner: gone once a waiter has seen the very same word for
+ *     HOLDER_GRACE_NS. The only legitimate holders without a record are a thread between taking
+ *     `live` and recording itself (lane_claim_owner: three stores after the trylock returns) and one between
+ *     clearing its record and unlocking (thr_release, its lane idle: taking that over is harmless);
+ *     the grace covers them being descheduled.
+ *
+ * A gone holder is declared dead the way the kernel would have done it: the word goes from the
+ * value judged to FUTEX_OWNER_DIED (keeping FUTEX_WAITERS) by compare-and-swap, so exactly one
+ * trylock then answers EOWNERDEAD and the lane is recovered as usual; a word that changed in
+ * between is left alone. A live holder is waited for (application calls) or reported after a
+ * bound (checkers, shmd_set_lock_wait()). Without glibc, whose word layout this relies on, only
+ * EOWNERDEAD counts.
+ */
+#define HOLDER_GRACE_NS (UINT64_C(2) * 1000 * 1000 * 1000)
+
+/* A waiter's memory of a holder without a record: which lane, which word, seen since when. */
+struct suspect {
+  uint32_t lane, word;
+  uint64_t since_ns;
+};
+
+#ifdef __GLIBC__
+#define ROBUST_TID_MASK 0x3fffffffu   /* FUTEX_TID_MASK (linux/futex.h) */
+#define ROBUST_OWNER_DIED 0x40000000u /* FUTEX_OWNER_DIED */
+#define ROBUST_WAITERS 0x80000000u    /* FUTEX_WAITERS */
+
+static inline uint32_t *live_word(struct shmd__lane *l) { return (uint32_t *)(void *)&l->live.m.__data.__lock; }
+
+enum { HOLDER_LIVE, HOLDER_GONE, HOLDER_UNRECORDED };
+
+/* Judges the holder of lane x's `live` mutex from its word (see above). */
+static int holder_verdict(shmd_store_t *s, uint32_t x, uint32_t word) {
+  uint32_t tid = word & ROBUST_TID_MASK;
+  if (tid == 0 || (word & ROBUST_OWNER_DIED) || tid == shmd__os_tid())
+    return HOLDER_LIVE; /* changing under us (look again later), or this very thread */
+  uint64_t ns = shmd__os_pidns();
+  if (ns == 0)
+    return HOLDER_LIVE; /* our own namespace is unknown: no number can be judged */
+  uint32_t n = s->man->lane_count;
+  int recorded = 0;
+  for (uint32_t k = 0; k < n; k++) {
+    struct shmd__lane *y = shmd__lane_at(s, (x + k) % n);
+    if (__atomic_load_n(&y->owner_tid, __ATOMIC_ACQUIRE) != tid)
+      continue;
+    uint32_t pid = __atomic_load_n(&y->owner_pid, __ATOMIC_RELAXED);
+    if (__atomic_load_n(&y->owner_pidns, __ATOMIC_RELAXED) != ns || pid == 0 || shmd__os_thread_alive(pid, tid) != 0)
+      return HOLDER_LIVE;
+    recorded = 1;
+  }
+  int alive = shmd__os_thread_alive(0, tid);
+  if (alive < 0)
+    return HOLDER_LIVE;
+  return recorded && alive == 0 ? HOLDER_GONE : HOLDER_UNRECORDED;
+}
+#endif
+
+/* Lane x's `live` answered EBUSY. Returns 1 when its holder is gone and was declared dead (a
+ * trylock now answers EOWNERDEAD), else 0. `sus` is the waiter's memory of a holder without a
+ * record; NULL (no waiting caller) judges only what is certain at once. */
+static int holder_gone(shmd_store_t *s, uint32_t x, struct suspect *sus) {
+#ifdef __GLIBC__
+  struct shmd__lane *l = shmd__lane_at(s, x);
+  uint32_t *lw = live_word(l);
+  uint32_t word = __atomic_load_n(lw, __ATOMIC_ACQUIRE);
+  int v = holder_verdict(s, x, word);
+  if (v == HOLDER_UNRECORDED && sus != NULL) {
+    uint64_t now = shmd__os_now_ns();
+    if (sus->lane != x || sus->word != word) {
+      *sus = (struct suspect){x, word, now};
+      return 0;
+    }
+    if (now - sus->since_ns < HOLDER_GRACE_NS)
+      return 0;
+    v = HOLDER_GONE;
+  } else if (sus != NULL) {
+    sus->lane = UINT32_MAX;
+  }
+  if (v != HOLDER_GONE)
+    return 0;
+  uint32_t dead = (word & ROBUST_WAITERS) | ROBUST_OWNER_DIED;
+  if (!__atomic_compare_exchange_n(lw, &word, dead, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+    return 0;
+  if (dead & ROBUST_WAITERS)
+    shmd__os_futex_wake(lw, 1); /* as the kernel does for a dead holder */
+  return 1;
+#else
+  (void)s, (void)x, (void)sus;
+  return 0;
+#endif
+}
+
+/* Releases the `live` mutex of a lane this thread recovered but does not keep. */
+static void live_unlock_recovered(struct shmd__lane *l) {
+  lane_clear_owner(l);
+  pthread_mutex_unlock(&l->live.m);
+}
+
 /*
  * Checks whether lane `idx` has a live owner; if not, recovers it. Returns 1 if it recovered (or
  * found the lane ownerless), 0 if the owner is alive or somebody else is recovering, 2 if it took
  * the lock word `w` (not NULL) over, or a status. While this thread holds the ownerless lane's
  * `live` mutex no thread can own that lane, so a lock word that still names it after recovery is
  * stale (a lock initialised to garbage, or a word the lane never recorded) and is taken over.
+ * A holder of `live` that is not a live owner (see "Who holds a lane") counts as dead; `sus` as
+ * for holder_gone().
  */
-static int check_dead(shmd_store_t *s, struct shmd__thr *t, uint32_t idx, uint32_t *w) {
+static int check_dead(shmd_store_t *s, struct shmd__thr *t, uint32_t idx, uint32_t *w, struct suspect *sus) {
   if (idx >= s->man->lane_count)
     return SHMD_CORRUPT("lock names a lane that does not exist");
   if (idx == t->lane_idx)
     return 0;
   struct shmd__lane *l = shmd__lane_at(s, idx);
   int r = live_trylock(l);
+  if (r == 0 && holder_gone(s, idx, sus))
+    r = live_trylock(l);
   if (r <= 0)
     return r;
   int rc = recover_locked(s, t, idx, !t->in_al);
@@ -382,8 +526,21 @@ static int check_dead(shmd_store_t *s, struct shmd__thr *t, uint32_t idx, uint32
       }
     }
   }
-  pthread_mutex_unlock(&l->live.m);
+  live_unlock_recovered(l);
   return rc < 0 ? rc : rc == 2 ? 2 : 1;
+}
+
+/* A bounded wait for lock word w ran out (started at start_ns): SHMD_EBUSY naming the holder. */
+static int held_too_long(shmd_store_t *s, uint32_t owner, uint64_t start_ns) {
+  uint64_t waited = shmd__os_now_ns() - start_ns;
+  unsigned long long ds = (unsigned long long)(waited / 100000000u); /* tenths of a second */
+  struct shmd__lane *l = owner >= 1 && owner <= s->man->lane_count ? shmd__lane_at(s, owner - 1) : NULL;
+  uint32_t pid = l ? __atomic_load_n(&l->owner_pid, __ATOMIC_RELAXED) : 0;
+  if (pid != 0)
+    shmd__set_detail("lock held by pid %u, lane %u, for %llu.%llu s", pid, owner - 1, ds / 10, ds % 10);
+  else
+    shmd__set_detail("lock held by lane %u (no owner recorded), for %llu.%llu s", owner - 1, ds / 10, ds % 10);
+  return SHMD_EBUSY;
 }
 
 int shmd__lock_slow(shmd_store_t *s, struct shmd__thr *t, uint32_t *w) {
@@ -397,6 +554,12 @@ int shmd__lock_slow(shmd_store_t *s, struct shmd__thr *t, uint32_t *w) {
     if (cur == 0 && __atomic_compare_exchange_n(w, &cur, me, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
       return 0;
   }
+  /* The bound of this wait: the thread's checker deadline, the handle's shmd_set_lock_wait(). */
+  uint64_t start = shmd__os_now_ns(), deadline = t->wait_deadline_ns;
+  uint64_t bound = __atomic_load_n(&s->lock_wait_ns, __ATOMIC_RELAXED);
+  if (bound != 0 && (deadline == 0 || start + bound < deadline))
+    deadline = start + bound;
+  struct suspect sus = {UINT32_MAX, 0, 0};
   for (;;) {
     cur = __atomic_load_n(w, __ATOMIC_RELAXED);
     if (cur == 0) {
@@ -423,13 +586,41 @@ int shmd__lock_slow(shmd_store_t *s, struct shmd__thr *t, uint32_t *w) {
           return 0;
         continue;
       }
-      int rc = check_dead(s, t, owner - 1, w);
+      int rc = check_dead(s, t, owner - 1, w, &sus);
       if (rc < 0)
         return rc;
       if (rc == 2)
         return 0;
     }
+    if (deadline != 0 && now != 0 && shmd__os_now_ns() >= deadline)
+      return held_too_long(s, SHMD__LOCK_OWNER(now), start);
   }
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Bounded waits (lockwait.h, shmd_set_lock_wait()). */
+
+void shmd_set_lock_wait(shmd_store_t *store, uint32_t max_ms) {
+  if (store != NULL)
+    __atomic_store_n(&store->lock_wait_ns, (uint64_t)max_ms * 1000000u, __ATOMIC_RELAXED);
+}
+
+uint64_t shmd__check_wait_begin(shmd_store_t *s) {
+  int rc;
+  struct shmd__thr *t = shmd__thr(s, &rc);
+  if (t == NULL)
+    return 0;
+  uint64_t saved = t->wait_deadline_ns, d = shmd__os_now_ns() + (uint64_t)SHMD__CHECK_WAIT_MS * 1000000u;
+  if (saved == 0 || d < saved)
+    t->wait_deadline_ns = d;
+  return saved;
+}
+
+void shmd__check_wait_end(shmd_store_t *s, uint64_t saved) {
+  int rc;
+  struct shmd__thr *t = shmd__thr(s, &rc);
+  if (t != NULL)
+    t->wait_deadline_ns = saved;
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -558,7 +749,7 @@ static void settle_dead_steps(shmd_store_t *s, struct shmd__thr *t, uint32_t x) 
     if (live_trylock(l) != 1)
       continue;
     (void)recover_locked(s, t, j, 0); /* rolls its step back; its own frees are queued */
-    pthread_mutex_unlock(&l->live.m);
+    live_unlock_recovered(l);
   }
 }
 
@@ -643,7 +834,7 @@ void shmd__run_pending(shmd_store_t *s, struct shmd__thr *t) {
     if (live_trylock(l) != 1)
       continue; /* claimed or being recovered by someone else, who finishes it */
     (void)recover_locked(s, t, idx, 1);
-    pthread_mutex_unlock(&l->live.m);
+    live_unlock_recovered(l);
   }
 }
 
@@ -658,7 +849,7 @@ int shmd_recover(shmd_store_t *store) {
   for (uint32_t i = 0; i < store->man->lane_count; i++) {
     if (i == t->lane_idx)
       continue;
-    rc = check_dead(store, t, i, NULL);
+    rc = check_dead(store, t, i, NULL, NULL);
     if (rc < 0)
       return rc;
     count += rc;
@@ -675,11 +866,6 @@ static void once_init(void) {
   pthread_key_create(&g_key, thread_exit);
 }
 
-static void lane_claim_owner(struct shmd__lane *l) {
-  l->owner_pid = shmd__os_pid();
-  l->owner_tid = shmd__os_tid();
-}
-
 /* Releases thread context t (its lane) and drops its reference on the store. */
 static void thr_release(struct shmd__thr *t) {
   shmd_store_t *s = t->store;
@@ -693,8 +879,7 @@ static void thr_release(struct shmd__thr *t) {
     /* A thread that ends returns what its heap caches (alloc/heap.c). */
     if (shmd__alloc_ops.heap_cached(s, t->lane_idx))
       (void)shmd__alloc_ops.heap_adopt(s, t, t->lane_idx);
-    t->lane->owner_pid = 0;
-    t->lane->owner_tid = 0;
+    lane_clear_owner(t->lane);
     pthread_mutex_unlock(&t->lane->live.m);
     if (shmd__tl_thr == t)
       shmd__tl_thr = NULL;
@@ -736,12 +921,16 @@ struct shmd__thr *shmd__thr_slow(shmd_store_t *s, int *rc) {
   t->store = s;
   t->fork_gen = shmd__fork_gen;
   uint32_t n = s->man->lane_count;
-  uint32_t start = shmd__os_tid() % n;
+  struct owner_id me = owner_me();
+  uint32_t start = me.tid % n;
   for (uint32_t k = 0; k < n; k++) {
     uint32_t i = (start + k) % n;
     struct shmd__lane *l = shmd__lane_at(s, i);
     if (live_trylock(l) != 1)
       continue;
+    /* Recorded at once, so that a waiter judging who holds `live` finds this thread (lane.c,
+     * "Who holds a lane"), also while it recovers the lane below. */
+    lane_claim_owner(l, me);
     t->lane = l;
     t->lane_idx = i;
     ext_cache(t, NULL);
@@ -749,12 +938,11 @@ struct shmd__thr *shmd__thr_slow(shmd_store_t *s, int *rc) {
      * leftover frees run as steps of this very lane. */
     int rr = recover_locked(s, t, i, 1);
     if (rr < 0) {
-      pthread_mutex_unlock(&l->live.m);
+      live_unlock_recovered(l);
       free(t);
       *rc = rr;
       return NULL;
     }
-    lane_claim_owner(l);
     __atomic_add_fetch(&s->refs, 1, __ATOMIC_ACQ_REL);
     /* Drop contexts inherited from before a fork (they are the parent's). */
     struct shmd__thr *keep = NULL;
@@ -808,6 +996,24 @@ void shmd__lane_global_init(void) {
   static int atfork_done;
   if (!__atomic_exchange_n(&atfork_done, 1, __ATOMIC_ACQ_REL))
     pthread_atfork(NULL, NULL, atfork_child);
+}
+
+/* For store.c's boot id rule: 1 when some lane may still have a live owner in this pid namespace
+ * (a recorded owner pid that exists, or a `live` mutex held by a thread that exists), else 0. */
+int shmd__lanes_owned(shmd_store_t *s) {
+  for (uint32_t i = 0; i < s->man->lane_count; i++) {
+    struct shmd__lane *l = shmd__lane_at(s, i);
+    uint32_t pid = __atomic_load_n(&l->owner_pid, __ATOMIC_RELAXED);
+    if (pid != 0 && shmd__os_pid_alive(pid) != 0)
+      return 1;
+#ifdef __GLIBC__
+    uint32_t word = __atomic_load_n(live_word(l), __ATOMIC_RELAXED);
+    if ((word & ROBUST_TID_MASK) != 0 && !(word & ROBUST_OWNER_DIED) &&
+        shmd__os_thread_alive(0, word & ROBUST_TID_MASK) != 0)
+      return 1;
+#endif
+  }
+  return 0;
 }
 
 /* Initialises the liveness mutex of a lane (store creation and after a reboot). */

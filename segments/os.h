@@ -126,7 +126,10 @@ int shmd__os_group_id(const char *name, uint32_t *gid);
 
 /* 16 random bytes (getrandom). */
 void shmd__os_random(void *buf, size_t len);
-/* The boot id of the running kernel (36 chars + NUL), or "" when unavailable. */
+/* The boot id of the running kernel (36 chars + NUL), or "" when unavailable. Test-only: when the
+ * environment variable SHMDICT_TEST_BOOT_ID_FILE names a file, that file is read instead of
+ * /proc/sys/kernel/random/boot_id (a missing file stands for an unreadable id). The tests use it
+ * to play a reboot or a sandbox; it is not an interface for applications. */
 void shmd__os_boot_id(char out[40]);
 uint32_t shmd__os_pid(void);
 uint32_t shmd__os_tid(void);
@@ -137,5 +140,16 @@ uint64_t shmd__os_unix_time(void);
 void shmd__os_futex_wait(uint32_t *addr, uint32_t val, uint64_t timeout_ns);
 void shmd__os_futex_wake(uint32_t *addr, int n);
 void shmd__os_yield(void);
+
+/* ---- liveness of processes and threads, in the caller's pid namespace ---- */
+/* 1 when process `pid` exists (signal 0 succeeds or is refused for permission), 0 when it does not
+ * (or pid is 0), -1 when the system does not say. */
+int shmd__os_pid_alive(uint32_t pid);
+/* 1 when thread `tid` exists and belongs to process `pid` (any process when pid is 0), 0 when it
+ * does not (or tid is 0), -1 when the system does not say. */
+int shmd__os_thread_alive(uint32_t pid, uint32_t tid);
+/* An identifier of the caller's pid namespace (the inode of /proc/self/ns/pid), 0 when unknown.
+ * Pids and tids are comparable only between processes with the same non-zero identifier. */
+uint64_t shmd__os_pidns(void);
 
 #endif

@@ -12,6 +12,7 @@
 #include <grp.h>
 #include <linux/futex.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -478,7 +479,9 @@ void shmd__os_random(void *buf, size_t len) {
 
 void shmd__os_boot_id(char out[40]) {
   out[0] = '\0';
-  FILE *f = fopen("/proc/sys/kernel/random/boot_id", "re");
+  /* Test-only (os.h): read another file instead, to stand for an unreadable or a changed id. */
+  const char *path = getenv("SHMDICT_TEST_BOOT_ID_FILE");
+  FILE *f = fopen(path && path[0] ? path : "/proc/sys/kernel/random/boot_id", "re");
   if (f == NULL)
     return;
   if (fgets(out, 40, f) == NULL)
@@ -511,3 +514,31 @@ void shmd__os_futex_wait(uint32_t *addr, uint32_t val, uint64_t timeout_ns) {
 void shmd__os_futex_wake(uint32_t *addr, int n) { syscall(SYS_futex, addr, FUTEX_WAKE, n, NULL, NULL, 0); }
 
 void shmd__os_yield(void) { sched_yield(); }
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Liveness of processes and threads (segments/lane.c: who holds a lane, whether a reboot left the
+ * lanes unowned). */
+
+int shmd__os_pid_alive(uint32_t pid) {
+  if (pid == 0 || pid > INT32_MAX)
+    return 0;
+  if (kill((pid_t)pid, 0) == 0 || errno == EPERM)
+    return 1;
+  return errno == ESRCH ? 0 : -1;
+}
+
+int shmd__os_thread_alive(uint32_t pid, uint32_t tid) {
+  if (tid == 0 || tid > INT32_MAX || pid > INT32_MAX)
+    return 0;
+  long r = pid ? syscall(SYS_tgkill, (pid_t)pid, (pid_t)tid, 0) : syscall(SYS_tkill, (pid_t)tid, 0);
+  if (r == 0 || errno == EPERM)
+    return 1;
+  return errno == ESRCH ? 0 : -1; /* EINVAL, ENOSYS (a seccomp filter...): cannot tell */
+}
+
+uint64_t shmd__os_pidns(void) {
+  struct stat st;
+  if (stat("/proc/self/ns/pid", &st) != 0)
+    return 0;
+  return (uint64_t)st.st_ino;
+}

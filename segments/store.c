@@ -30,6 +30,7 @@
 
 void shmd__lane_global_init(void);                 /* lane.c */
 int shmd__lane_init_mutex(struct shmd__lane *l);   /* lane.c */
+int shmd__lanes_owned(shmd_store_t *s);            /* lane.c */
 void shmd__thr_detach(shmd_store_t *s);            /* lane.c */
 
 #define DEFAULT_DIR "/dev/shm/shmdict"
@@ -754,6 +755,50 @@ static int check_manifest(shmd_store_t *s, const char *path) {
   return 0;
 }
 
+/*
+ * The boot id rule. After a reboot every lane of a file-backed store belongs to a dead world, yet
+ * its robust mutexes still look held (the kernel that would have marked their holders dead is
+ * gone), so they are re-initialised under an exclusive flock and recovery then finds every lane
+ * ownerless. Re-initialising a mutex that a live thread holds would roll back that thread's
+ * acknowledged work, so it happens only when the lanes are provably unowned: the manifest's boot
+ * id and ours are both known and differ, AND no lane records an owner pid that exists here or has
+ * its mutex held by a thread that exists (shmd__lanes_owned). An unknown id on either side (a store
+ * created or opened where /proc/sys/kernel/random/boot_id cannot be read: a chroot, systemd's
+ * ProcSubset=pid, a sandbox) is never a reboot: a manifest without one gets ours (same kernel,
+ * same boot), and otherwise nothing changes. Lanes not re-initialised are recovered only through
+ * the robust-mutex protocol and lane.c's judgement of who holds a lane. Tests play the ids with
+ * SHMDICT_TEST_BOOT_ID_FILE (os.h).
+ */
+static int boot_check(shmd_store_t *s, int fd) {
+  char boot[40], rec[40];
+  memset(boot, 0, sizeof boot);
+  shmd__os_boot_id(boot);
+  if (boot[0] == '\0')
+    return 0; /* ours is unknown: never a reboot */
+  memcpy(rec, s->man->boot_id, sizeof rec);
+  rec[sizeof rec - 1] = '\0';
+  if (strcmp(rec, boot) == 0)
+    return 0;
+  int rc = shmd__os_flock(fd, 1);
+  if (rc)
+    return rc;
+  memcpy(rec, s->man->boot_id, sizeof rec); /* again, under the lock: another opener may have acted */
+  rec[sizeof rec - 1] = '\0';
+  if (rec[0] == '\0') {
+    memcpy(s->man->boot_id, boot, sizeof boot); /* the store's was unknown: record ours, no reboot */
+  } else if (strcmp(rec, boot) != 0 && !shmd__lanes_owned(s)) {
+    for (uint32_t i = 0; i < s->man->lane_count; i++) {
+      struct shmd__lane *l = shmd__lane_at(s, i);
+      shmd__lane_init_mutex(l);
+      l->owner_pid = l->owner_tid = 0;
+      l->owner_pidns = 0;
+    }
+    memcpy(s->man->boot_id, boot, sizeof boot);
+  }
+  shmd__os_funlock(fd);
+  return 0;
+}
+
 static int attach_store(shmd_store_t *s, int fd) {
   char seg0[4300];
   snprintf(seg0, sizeof seg0, "%s/seg-00000", s->path);
@@ -787,25 +832,7 @@ static int attach_store(shmd_store_t *s, int fd) {
   if (rc)
     return rc;
   s->lanes = (unsigned char *)addr + s->man->lanes_off; /* bounds checked by check_manifest */
-  /* After a reboot (file-backed store) every lock and lane belongs to a dead world: re-initialise
-   * the liveness mutexes under an exclusive file lock, then recovery treats all lanes as dead. */
-  char boot[40];
-  shmd__os_boot_id(boot);
-  if (boot[0] && strncmp(boot, s->man->boot_id, sizeof boot) != 0) {
-    rc = shmd__os_flock(fd, 1);
-    if (rc)
-      return rc;
-    if (strncmp(boot, s->man->boot_id, sizeof boot) != 0) {
-      for (uint32_t i = 0; i < s->man->lane_count; i++) {
-        struct shmd__lane *l = shmd__lane_at(s, i);
-        shmd__lane_init_mutex(l);
-        l->owner_pid = l->owner_tid = 0;
-      }
-      memcpy(s->man->boot_id, boot, sizeof boot);
-    }
-    shmd__os_funlock(fd);
-  }
-  return 0;
+  return boot_check(s, fd);
 }
 
 int shmd_open(const char *name, const shmd_options_t *opt, shmd_store_t **out) {

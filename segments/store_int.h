@@ -123,7 +123,10 @@ struct shmd__lane {
   /* The extension block (struct shmd__lane_ext) continuing held/resv/dfree/op_log past their
    * fixed capacities, and the two words of its crash-safe growth (see lane.c, "Extension"). */
   uint64_t ext, ext_new, ext_old;
-  uint64_t pad;
+  /* The owner's pid namespace (shmd__os_pidns(), 0 unknown), recorded with owner_pid/owner_tid:
+   * their numbers are judged only by processes of the same namespace (lane.c, "Who holds a lane").
+   * Was reserved (zero) before; a store written by an older library leaves it 0. */
+  uint64_t owner_pidns;
   uint64_t held[SHMD__HELD_CAP];       /* shmd_ptr_t of locks the operation holds or is taking */
   uint64_t al_held[SHMD__AL_HELD_CAP]; /* locks of the allocator step */
   uint64_t resv[SHMD__RESV_CAP];       /* blocks allocated by the operation (freed on rollback) */
@@ -187,6 +190,8 @@ struct shmd__thr {
   /* ---- returning free pages to the kernel (private stores only, alloc/buddy.c) ---- */
   uint64_t freed_pages; /* pages this thread gave back to the buddy allocators since the last release */
   int release_due;      /* set by a buddy free, acted on by shmd__al_commit once no lock is held */
+  /* ---- bounded lock waits (lane.c) ---- */
+  uint64_t wait_deadline_ns; /* a checker's deadline (shmd__os_now_ns() clock) for every lock wait; 0: none */
 };
 
 struct shmd_store_s {
@@ -214,6 +219,7 @@ struct shmd_store_s {
   int shared;         /* opened as a group-shared store (shmd_options_t.group) */
   uint32_t gid;       /* a group-shared store's group */
   uint64_t orphan_files, orphan_bytes; /* orphaned spare files this handle removed (atomic) */
+  uint64_t lock_wait_ns; /* shmd_set_lock_wait(): bound of one lock wait by this handle's threads; 0: none */
 };
 
 /* ---------------------------------------------------------------------------------------------- */

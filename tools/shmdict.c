@@ -34,6 +34,7 @@
 #include "tools/cli.h"
 
 #define DEFAULT_DIR "/dev/shm/shmdict"
+#define ADMIN_LOCK_WAIT_MS 10000 /* info, list, check, dump: report a lock held longer by a live process */
 #define DUMP_BATCH 512 /* elements per HSET/RPUSH/SADD/ZADD command in a dump */
 
 static const char *g_optdir;  /* -d, or NULL */
@@ -112,6 +113,8 @@ static const char *advice(int rc, const char *store) {
     return "store names are 1-64 characters of A-Z a-z 0-9 . _ - not starting with '.'";
   case SHMD_ENOMEM:
     return "free some memory and retry";
+  case SHMD_EBUSY:
+    return "a live process holds a lock of the store (named above); retry when it has let go";
   case SHMD_EIO:
     return "see the system error above; check the directory and its file system";
   default:
@@ -415,6 +418,7 @@ static int cmd_list(void) {
     if (rc < 0) {
       printf("%-24s (cannot open: %s; %s)\n", names[i], shmd_strerror(rc), advice(rc, names[i]));
     } else {
+      shmd_set_lock_wait(s, ADMIN_LOCK_WAIT_MS);
       shmd_store_info_t info;
       shmd_store_info(s, &info);
       uint64_t keys = 0;
@@ -436,6 +440,7 @@ static int cmd_list(void) {
 
 static int cmd_info(const char *name) {
   shmd_store_t *s = open_store(name, 0);
+  shmd_set_lock_wait(s, ADMIN_LOCK_WAIT_MS);
   shmd_store_info_t in;
   shmd_store_info(s, &in);
   shmd_stats_t st;
@@ -529,6 +534,7 @@ static int cmd_check(const char *name) {
                     "`shmdict load %s -i FILE`)\n", name, name, name);
     return 2;
   }
+  shmd_set_lock_wait(s, ADMIN_LOCK_WAIT_MS);
   progress("check: allocator", 0, 2, 0);
   rc = shmd_alloc_check(s);
   const char *what = "allocator";
@@ -544,6 +550,13 @@ static int cmd_check(const char *name) {
     char b1[32];
     printf("removed %" PRIu64 " orphaned spare file%s of dead processes (%s)\n", sp.orphan_files,
            sp.orphan_files == 1 ? "" : "s", human(sp.orphan_bytes, b1, sizeof b1));
+  }
+  if (rc == SHMD_EBUSY) { /* a live process kept a lock past the bound: not a verdict on the store */
+    printf("check incomplete in the %s: %s [%s]\n", what, shmd_strerror(rc), shmd_errdetail());
+    fprintf(stderr, "shmdict: store '%s' is busy; run the check again when that process has let go "
+                    "(or end it: a dead holder's work is rolled back)\n", name);
+    shmd_close(s);
+    return 1;
   }
   if (rc < 0) {
     const char *d = shmd_errdetail();
@@ -738,6 +751,7 @@ static int dump_key(dumper_t *d, shmd_store_t *s, const shmd_reply_t *key) {
 
 static int cmd_dump(const char *name, int json, const char *outpath) {
   shmd_store_t *s = open_store(name, 0);
+  shmd_set_lock_wait(s, ADMIN_LOCK_WAIT_MS);
   dumper_t d = {json, {0}, stdout};
   if (outpath && strcmp(outpath, "-") != 0) {
     d.f = fopen(outpath, "wb");

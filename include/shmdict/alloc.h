@@ -144,7 +144,10 @@ int shmd_segment_stats(shmd_store_t *store, uint32_t segment, shmd_segment_stats
  * large), that every free block is on the free list of its order and no other block is, that every
  * slab slot is either free (on the slab's free list or never used) or allocated, and that all
  * counters agree. Every pointer it follows is bounds-checked; a damaged store yields SHMD_ECORRUPT
- * with the place in shmd_errdetail(), never a crash. Returns 0 when everything holds.
+ * with the place in shmd_errdetail(), never a crash. It never waits unboundedly: a lock that a live
+ * owner keeps holding ends the check after 10 s (or the handle's shmd_set_lock_wait() bound, if
+ * smaller) with SHMD_EBUSY, "lock held by pid N, lane L, for S s" in shmd_errdetail(); a lock
+ * whose holder is dead or no live owner of the store is recovered. Returns 0 when everything holds.
  */
 int shmd_alloc_check(shmd_store_t *store);
 

@@ -112,7 +112,8 @@ int shmd_array_shrink_to_fit(shmd_store_t *s, shmd_ptr_t array);
  * Verifies the array under its lock: kind word, element size, length <= capacity, the buffer
  * pointer inside the store and its allocated block large enough for the capacity. Never crashes on
  * a damaged store. Returns 0 when everything holds, SHMD_ECORRUPT, or SHMD_EINVAL for another kind
- * of container.
+ * of container; SHMD_EBUSY when a live owner keeps the lock for 10 s (or the handle's
+ * shmd_set_lock_wait() bound).
  */
 int shmd_array_check(shmd_store_t *s, shmd_ptr_t array);
 

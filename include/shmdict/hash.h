@@ -237,7 +237,8 @@ int shmd_hash_stats(shmd_store_t *s, shmd_ptr_t h, shmd_hash_stats_t *st);
  * selects, that its stored hash matches its key, that every pointer lies inside the store and
  * names a live allocation big enough for what it holds, and that the count matches. Every walk is
  * bounded by the count. Returns 0 if everything holds, SHMD_EINVAL if `h` is not a hash,
- * SHMD_ECORRUPT (with the place in shmd_errdetail()) otherwise; never crashes on damage.
+ * SHMD_ECORRUPT (with the place in shmd_errdetail()) otherwise; never crashes on damage. Waits for
+ * the lock at most 10 s (or the handle's shmd_set_lock_wait() bound), then SHMD_EBUSY.
  */
 int shmd_hash_check(shmd_store_t *s, shmd_ptr_t h);
 

@@ -156,8 +156,9 @@ int shmd_kv_drain(shmd_store_t *store, unsigned db, size_t budget);
  * Verifies the keyspace of every database: every stripe hash (shmd_hash_check), every value
  * record, every value container (list / hash / rbtree check) and every container on the garbage
  * lists. Run it on a quiet store (the containers are checked one after another, not under one
- * lock). Returns 0, SHMD_ECORRUPT (detail in shmd_errdetail()), SHMD_ENOMEM. A store without a
- * keyspace is fine.
+ * lock). Returns 0, SHMD_ECORRUPT (detail in shmd_errdetail()), SHMD_ENOMEM, or SHMD_EBUSY when
+ * a live owner keeps a lock it needs for 10 s in all (or the handle's shmd_set_lock_wait() bound,
+ * if smaller; the holder in shmd_errdetail()). A store without a keyspace is fine.
  */
 int shmd_kv_check(shmd_store_t *store);
 

@@ -288,7 +288,8 @@ int shmd_list_iter_next(shmd_store_t *s, shmd_list_iter_t *it, size_t max, shmd_
  * node itself), the count, each element's length and storage (node block large enough, blob
  * inside the store), with a walk bounded by the count and every pointer checked. Never crashes on
  * a damaged store. Returns 0 when everything holds, SHMD_ECORRUPT, or SHMD_EINVAL for another kind
- * of container.
+ * of container; SHMD_EBUSY when a live owner keeps the lock for 10 s (or the handle's
+ * shmd_set_lock_wait() bound).
  */
 int shmd_list_check(shmd_store_t *s, shmd_ptr_t list);
 

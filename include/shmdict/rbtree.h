@@ -464,7 +464,8 @@ int shmd_rbtree_walk_key(shmd_store_t *s, shmd_ptr_t tree, const void *key, size
  * strictly increasing order, every entry's lengths, inline / out-of-line layout and pointers
  * (bounds-checked), keys valid for the ordering (no NaN, no -0.0). Bounded walks; never crashes on
  * corruption. Returns 0, SHMD_ECORRUPT with the place in shmd_errdetail(), or SHMD_EINVAL for
- * another kind of container.
+ * another kind of container; SHMD_EBUSY when a live owner keeps the lock for 10 s (or the handle's
+ * shmd_set_lock_wait() bound).
  */
 int shmd_rbtree_check(shmd_store_t *s, shmd_ptr_t tree);
 

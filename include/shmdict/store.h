@@ -208,6 +208,19 @@ int shmd_spare_info(shmd_store_t *store, shmd_spare_info_t *info);
  * status from mapping a segment. */
 int shmd_attach_all(shmd_store_t *store, int populate);
 
+/*
+ * Bounds how long a thread of this handle waits for a lock another thread holds: at most `max_ms`
+ * milliseconds per wait (0, the default: as long as the holder lives, which is what an application
+ * wants). A lock still held by a live owner when the bound passes makes the call fail with
+ * SHMD_EBUSY and shmd_errdetail() naming the holder ("lock held by pid N, lane L, for S s"); the
+ * call fails the way it does on a damaged lock word (its transaction rolls back). A holder that is
+ * dead, or not a live owner of this store (a forged or stale lock), is recovered as usual, bound or
+ * not. Meant for tools that must answer rather than wait (`shmdict info`, `dump`); the checkers
+ * (shmd_alloc_check(), shmd_kv_check(), shmd_*_check()) bound their waits on their own, to 10 s or
+ * this bound if smaller. Cannot fail; a NULL store is a no-op.
+ */
+void shmd_set_lock_wait(shmd_store_t *store, uint32_t max_ms);
+
 #ifdef __cplusplus
 }
 #endif
