@@ -342,7 +342,7 @@ static int flush_stack(shmd_store_t *s, struct shmd__thr *t, uint32_t c, struct 
     shmd__al_log(t, bseg, s->map->base[bseg + 1], b);
     while (n > keep && shmd_ptr_segment((shmd_ptr_t){slot[n - 1]}) == seg && slot[n - 1] != 0 &&
            shmd__al_room(t) >= 12u * (sa->max_order + 2) + 16u) {
-      uint64_t off = shmd_ptr_offset((shmd_ptr_t){slot[n - 1]}), slab_off;
+      uint64_t off = shmd_ptr_offset((shmd_ptr_t){slot[n - 1]}), slab_off = 0;
       rc = entry_slab(h, sa, c, off, &slab_off);
       if (rc == 0) {
         rc = shmd__slab_free(s, t, seg, h, slab_off, off);
