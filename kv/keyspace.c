@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The keyspace: Redis-like databases of typed values on top of the hash, list and rbtree
- * containers, plus the generic command entry point (commands.c holds the command handlers).
+ * containers: records, lookups, expiry, stripes, the garbage list and the checker. The commands
+ * run on it from dispatch.c (the entry point and table) and db.c, t_*.c (the handlers).
  *
  * Layout and choices
  * ------------------
@@ -15,7 +16,7 @@
  *   stripe lock is separate from the hash's own lock so that FLUSHDB can swap a stripe's hash for a
  *   fresh one while others wait on the stripe lock (they read the hash pointer only under it).
  *   Every command takes all the stripe locks it needs first, in stripe-index order, inside one
- *   transaction (commands.c derives the keys from each command's key spec, as Redis does), then the
+ *   transaction (dispatch.c derives the keys from each command's key spec, as Redis does), then the
  *   container locks. Lock order: kv root -> stripes by index -> garbage list -> containers. With 8
  *   stripes a command holds at most 8 stripe locks + 8 stripe hash locks, plus one lock per value
  *   container it touches.
