@@ -84,81 +84,11 @@ int shmd__kv_zadd_one(kv_ctx_t *c, kv_ref_t *ref, const void *m, size_t ml, doub
 int shmd__kv_zrank(kv_ctx_t *c, kv_ref_t *ref, const void *m, size_t ml, int rev, uint64_t *rank);
 
 /* ---------------------------------------------------------------------------------------------- */
-/* The handlers */
+/* The handlers: shmd__kv_cmd_<handler>() for each line of the command table */
 
-int shmd__kv_cmd_del(cc_t *x);
-int shmd__kv_cmd_exists(cc_t *x);
-int shmd__kv_cmd_type(cc_t *x);
-int shmd__kv_cmd_rename(cc_t *x);
-int shmd__kv_cmd_keys(cc_t *x);
-int shmd__kv_cmd_scan(cc_t *x);
-int shmd__kv_cmd_dbsize(cc_t *x);
-int shmd__kv_cmd_flushdb(cc_t *x);
-int shmd__kv_cmd_expire(cc_t *x);
-int shmd__kv_cmd_pexpire(cc_t *x);
-int shmd__kv_cmd_ttl(cc_t *x);
-int shmd__kv_cmd_pttl(cc_t *x);
-int shmd__kv_cmd_persist(cc_t *x);
-int shmd__kv_cmd_set(cc_t *x);
-int shmd__kv_cmd_get(cc_t *x);
-int shmd__kv_cmd_getdel(cc_t *x);
-int shmd__kv_cmd_mget(cc_t *x);
-int shmd__kv_cmd_mset(cc_t *x);
-int shmd__kv_cmd_setnx(cc_t *x);
-int shmd__kv_cmd_incr(cc_t *x);
-int shmd__kv_cmd_decr(cc_t *x);
-int shmd__kv_cmd_incrby(cc_t *x);
-int shmd__kv_cmd_decrby(cc_t *x);
-int shmd__kv_cmd_incrbyfloat(cc_t *x);
-int shmd__kv_cmd_append(cc_t *x);
-int shmd__kv_cmd_strlen(cc_t *x);
-int shmd__kv_cmd_getrange(cc_t *x);
-int shmd__kv_cmd_setrange(cc_t *x);
-int shmd__kv_cmd_hset(cc_t *x);
-int shmd__kv_cmd_hsetnx(cc_t *x);
-int shmd__kv_cmd_hget(cc_t *x);
-int shmd__kv_cmd_hmget(cc_t *x);
-int shmd__kv_cmd_hdel(cc_t *x);
-int shmd__kv_cmd_hexists(cc_t *x);
-int shmd__kv_cmd_hlen(cc_t *x);
-int shmd__kv_cmd_hkeys(cc_t *x);
-int shmd__kv_cmd_hvals(cc_t *x);
-int shmd__kv_cmd_hgetall(cc_t *x);
-int shmd__kv_cmd_hincrby(cc_t *x);
-int shmd__kv_cmd_hscan(cc_t *x);
-int shmd__kv_cmd_lpush(cc_t *x);
-int shmd__kv_cmd_rpush(cc_t *x);
-int shmd__kv_cmd_lpop(cc_t *x);
-int shmd__kv_cmd_rpop(cc_t *x);
-int shmd__kv_cmd_llen(cc_t *x);
-int shmd__kv_cmd_lindex(cc_t *x);
-int shmd__kv_cmd_lrange(cc_t *x);
-int shmd__kv_cmd_lset(cc_t *x);
-int shmd__kv_cmd_lrem(cc_t *x);
-int shmd__kv_cmd_ltrim(cc_t *x);
-int shmd__kv_cmd_linsert(cc_t *x);
-int shmd__kv_cmd_sadd(cc_t *x);
-int shmd__kv_cmd_srem(cc_t *x);
-int shmd__kv_cmd_sismember(cc_t *x);
-int shmd__kv_cmd_smembers(cc_t *x);
-int shmd__kv_cmd_scard(cc_t *x);
-int shmd__kv_cmd_spop(cc_t *x);
-int shmd__kv_cmd_srandmember(cc_t *x);
-int shmd__kv_cmd_sinter(cc_t *x);
-int shmd__kv_cmd_sunion(cc_t *x);
-int shmd__kv_cmd_sdiff(cc_t *x);
-int shmd__kv_cmd_sscan(cc_t *x);
-int shmd__kv_cmd_zadd(cc_t *x);
-int shmd__kv_cmd_zrem(cc_t *x);
-int shmd__kv_cmd_zscore(cc_t *x);
-int shmd__kv_cmd_zincrby(cc_t *x);
-int shmd__kv_cmd_zcard(cc_t *x);
-int shmd__kv_cmd_zrank(cc_t *x);
-int shmd__kv_cmd_zrevrank(cc_t *x);
-int shmd__kv_cmd_zrange(cc_t *x);
-int shmd__kv_cmd_zrangebyscore(cc_t *x);
-int shmd__kv_cmd_zcount(cc_t *x);
-int shmd__kv_cmd_zremrangebyrank(cc_t *x);
-int shmd__kv_cmd_zscan(cc_t *x);
+#define KV_CMD(name, arity, first, last, step, flags, handler, group, syntax, summary) \
+  int shmd__kv_cmd_##handler(cc_t *x);
+#include "kv/commands.def"
+#undef KV_CMD
 
 #endif
