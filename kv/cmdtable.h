@@ -35,6 +35,7 @@ struct cmdctx_s;
 /* One command (see the field notes at the top of commands.def). */
 typedef struct shmd__kv_cmd_s {
   const char *name;   /* lower case */
+  size_t name_len;    /* strlen(name) */
   int arity;          /* > 0: exactly arity arguments; < 0: at least -arity (the name counts) */
   int first_key;      /* argv index of the first key; 0: the command has no key arguments */
   int last_key;       /* argv index of the last key; < 0 counts from the end (-1: the last) */
@@ -51,7 +52,7 @@ size_t shmd__kv_cmd_count(void);
 /* The i-th command in table order (commands.def's), or NULL when i >= shmd__kv_cmd_count(). */
 const shmd__kv_cmd_t *shmd__kv_cmd_at(size_t i);
 /* The command named name[0 .. len) (ASCII case-insensitive), or NULL when there is none.
- * O(1): a hash table built on first use. Cannot fail. */
+ * O(1): an open-addressing hash table built on first use (see dispatch.c). Cannot fail. */
 const shmd__kv_cmd_t *shmd__kv_cmd_find(const char *name, size_t len);
 /* The name of one flag bit ("write", ...), or NULL for a bit that is not a flag. */
 const char *shmd__kv_cmd_flag_name(unsigned flag);

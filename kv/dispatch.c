@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The generic command entry point (Redis's call() in server.c): shmd_kv_command_db().
+ * The command table and the generic command entry point, shmd_kv_command_db() (Redis's
+ * server.c: the table and call()).
  *
- * It looks the command up in a table that, like Redis's, gives each command its arity and its key
- * positions (first, last, step). Before the handler runs, the dispatcher opens one transaction and
+ * The table is built from kv/commands.def: per command its arity, key positions (first, last,
+ * step), Redis 7.0 flags, handler and help texts. A name is found in O(1) (see "Lookup"); the
+ * arity is checked from the table before the handler runs, with Redis's "ERR wrong number of
+ * arguments for '...' command". Before the handler runs, the dispatcher opens one transaction and
  * takes the stripe locks of all the command's keys in stripe-index order (commands without fixed
  * key positions, KEYS / SCAN / DBSIZE / FLUSHDB, take every stripe), so a multi-key command is one
  * atomic step and lock order never inverts. Handlers validate their arguments and the types of
@@ -14,6 +17,7 @@
  * own: only a command of tens of millions of elements meets it); SHMD_ECORRUPT, SHMD_ENOLANE,
  * SHMD_ENOMEM are returned as statuses.
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +30,7 @@
 
 static const shmd__kv_cmd_t commands[] = {
 #define KV_CMD(name, arity, first, last, step, flags, handler, group, syntax, summary) \
-  {#name, arity, first, last, step, flags, group, syntax, summary, shmd__kv_cmd_##handler},
+  {#name, sizeof #name - 1, arity, first, last, step, flags, group, syntax, summary, shmd__kv_cmd_##handler},
 #include "kv/commands.def"
 #undef KV_CMD
 };
@@ -50,11 +54,82 @@ const char *shmd__kv_cmd_flag_name(unsigned flag) {
   return NULL;
 }
 
-const shmd__kv_cmd_t *shmd__kv_cmd_find(const char *name, size_t len) {
-  for (size_t i = 0; i < KV_NCMDS; i++)
-    if (eq(name, len, commands[i].name))
-      return &commands[i];
+/* ---------------------------------------------------------------------------------------------- */
+/* Lookup
+ *
+ * Names hash (FNV-1a over the ASCII-lower-cased bytes) into an open-addressing table of
+ * KV_CMD_SLOTS slots, each the table index + 1 of a command or 0, probed linearly; the table is at
+ * most half full, so a lookup ends at an empty slot after a probe or two. A name longer than the
+ * longest command is rejected before hashing. The slots are built once per process by the first
+ * lookup, which claims the job with a compare-and-swap (0 -> 1) and publishes it with a release
+ * store (2); a lookup that meets a build in progress scans the table instead of waiting, so no
+ * lock is taken and nothing blocks (and a child forked in the middle of a build keeps scanning:
+ * slower, still right). Matching is ASCII case-insensitive and independent of the locale.
+ */
+
+#define KV_CMD_SLOTS 512u
+_Static_assert(KV_NCMDS * 2 <= KV_CMD_SLOTS, "the command hash table must stay at most half full");
+_Static_assert(KV_NCMDS < UINT16_MAX, "slots hold a table index + 1 in 16 bits");
+
+static uint16_t cmd_slot[KV_CMD_SLOTS];
+static size_t cmd_name_max;
+static int cmd_slots_state; /* 0 not built, 1 being built, 2 ready */
+
+static inline unsigned char ascii_lower(unsigned char c) { return c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c; }
+
+static uint32_t name_hash(const char *s, size_t n) {
+  uint32_t h = 2166136261u;
+  for (size_t i = 0; i < n; i++)
+    h = (h ^ ascii_lower((unsigned char)s[i])) * 16777619u;
+  return h;
+}
+
+static int name_is(const shmd__kv_cmd_t *c, const char *s, size_t n) {
+  if (c->name_len != n)
+    return 0;
+  for (size_t i = 0; i < n; i++)
+    if (ascii_lower((unsigned char)s[i]) != (unsigned char)c->name[i])
+      return 0;
+  return 1;
+}
+
+static void build_slots(void) {
+  for (size_t k = 0; k < KV_NCMDS; k++) {
+    const shmd__kv_cmd_t *c = &commands[k];
+    if (c->name_len > cmd_name_max)
+      cmd_name_max = c->name_len;
+    size_t i = name_hash(c->name, c->name_len) & (KV_CMD_SLOTS - 1);
+    while (cmd_slot[i] != 0)
+      i = (i + 1) & (KV_CMD_SLOTS - 1);
+    cmd_slot[i] = (uint16_t)(k + 1);
+  }
+}
+
+static const shmd__kv_cmd_t *scan_table(const char *name, size_t len) {
+  for (size_t k = 0; k < KV_NCMDS; k++)
+    if (name_is(&commands[k], name, len))
+      return &commands[k];
   return NULL;
+}
+
+const shmd__kv_cmd_t *shmd__kv_cmd_find(const char *name, size_t len) {
+  int st = __atomic_load_n(&cmd_slots_state, __ATOMIC_ACQUIRE);
+  if (st != 2) {
+    int expect = 0;
+    if (st != 0 || !__atomic_compare_exchange_n(&cmd_slots_state, &expect, 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+      return scan_table(name, len);
+    build_slots();
+    __atomic_store_n(&cmd_slots_state, 2, __ATOMIC_RELEASE);
+  }
+  if (len == 0 || len > cmd_name_max)
+    return NULL;
+  for (size_t i = name_hash(name, len) & (KV_CMD_SLOTS - 1);; i = (i + 1) & (KV_CMD_SLOTS - 1)) {
+    unsigned k = cmd_slot[i];
+    if (k == 0)
+      return NULL;
+    if (name_is(&commands[k - 1], name, len))
+      return &commands[k - 1];
+  }
 }
 
 /* ---------------------------------------------------------------------------------------------- */
