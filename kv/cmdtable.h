@@ -10,11 +10,11 @@
 #include <stddef.h>
 
 /* Command flags: Redis 7.0's names (COMMAND INFO) for the ones that apply to the keyspace.
- * XX(NAME, "name", what it says). */
+ * XX(NAME, "name", what it says). They describe; the dispatcher does not act on them yet. */
 #define SHMD_KV_CMD_FLAGS(XX)                                                                    \
   XX(WRITE, "write", "may change the keyspace")                                                  \
   XX(READONLY, "readonly", "reads only (lazy expiry may still delete an expired key)")           \
-  XX(DENYOOM, "denyoom", "may grow the store: answers OOM when the store cannot grow")           \
+  XX(DENYOOM, "denyoom", "may need memory (Redis refuses it up front when over maxmemory)")      \
   XX(ADMIN, "admin", "administrative")                                                           \
   XX(FAST, "fast", "O(1) or O(log n), as Redis marks it")
 

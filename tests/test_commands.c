@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Tests of the command table (kv/commands.def through kv/cmdtable.h): every entry is well formed,
- * the O(1) lookup finds each name in any case and nothing else, and shmd_kv_command_db() takes
- * each command's arity from the table, with Redis's wording.
+ * the O(1) lookup finds each name in any case and nothing else, shmd_kv_command_db() takes each
+ * command's arity from the table, with Redis's wording, and docs/commands.md's command list is the
+ * one tools/gen_commands_md prints from the table.
  */
 #include <ctype.h>
 
@@ -154,4 +155,55 @@ Test(commands, arity_errors_come_from_the_table) {
     shmd_reply_free(r);
   }
   shmd_close(s);
+}
+
+/* Reads all of a stream into a NUL-terminated malloc'd string. */
+static char *slurp(FILE *f) {
+  size_t n = 0, cap = 1 << 16;
+  char *p = malloc(cap);
+  cr_assert_not_null(p);
+  size_t got;
+  while ((got = fread(p + n, 1, cap - n - 1, f)) > 0) {
+    n += got;
+    if (cap - n - 1 == 0) {
+      cap *= 2;
+      p = realloc(p, cap);
+      cr_assert_not_null(p);
+    }
+  }
+  p[n] = 0;
+  return p;
+}
+
+/* docs/commands.md holds, between its markers, exactly what tools/gen_commands_md prints. */
+Test(commands, docs_list_is_generated_from_the_table) {
+  const char *gen = getenv("GEN_COMMANDS_MD"), *md = getenv("COMMANDS_MD");
+  cr_assert(gen && md, "GEN_COMMANDS_MD / COMMANDS_MD are not set (run the tests with `meson test`)");
+  FILE *p = popen(gen, "r");
+  cr_assert_not_null(p);
+  char *want = slurp(p);
+  cr_assert_eq(pclose(p), 0, "%s failed", gen);
+  FILE *f = fopen(md, "rb");
+  cr_assert_not_null(f, "%s", md);
+  char *doc = slurp(f);
+  fclose(f);
+  const char *end_mark = "<!-- END generated -->\n";
+  cr_assert(strncmp(want, "<!-- BEGIN generated", 20) == 0 && strstr(want, end_mark) != NULL);
+  char *a = strstr(doc, "<!-- BEGIN generated");
+  char *z = a ? strstr(a, end_mark) : NULL;
+  cr_assert(a && z, "%s has no generated section", md);
+  z += strlen(end_mark);
+  size_t n = (size_t)(z - a);
+  if (n != strlen(want) || memcmp(a, want, n) != 0) {
+    size_t i = 0;
+    while (i < n && want[i] && a[i] == want[i])
+      i++;
+    size_t line = 1;
+    for (size_t k = 0; k < i; k++)
+      line += a[k] == '\n';
+    cr_assert_fail("%s's command list differs from the table at line %zu of the section (run `%s --update %s`)",
+                   md, line, gen, md);
+  }
+  free(want);
+  free(doc);
 }
