@@ -57,13 +57,13 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "shmdict/alloc.h"
 #include "shmdict/blob.h"
 #include "shmdict/store.h"
 #include "segments/crash.h"
 #include "segments/err.h"
+#include "segments/os.h"
 
 #define KV_ROOT_NAME "shmdict.kv"
 #define KV_ROOT_MAGIC 0x31306b76646d6873ull /* "shmdkv01" */
@@ -76,11 +76,8 @@ typedef struct kv_root_s {
   shmd_ptr_t db[KV_NDB];
 } kv_root_t;
 
-uint64_t kv_now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
+/* The expiry clock: absolute Unix milliseconds, read through the OS boundary. */
+uint64_t kv_now_ms(void) { return shmd__os_unix_ms(); }
 
 unsigned kv_stripe_of(const void *key, size_t len) {
   return (unsigned)(shmd_hash_bytes(key, len, KV_STRIPE_SEED) % KV_STRIPES);
