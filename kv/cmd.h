@@ -44,8 +44,8 @@ typedef struct cmdctx_s {
 /* ---------------------------------------------------------------------------------------------- */
 /* Lookups and the SCAN family (db.c) */
 
-/* Looks up the container of `type` at A(1); replies nil/0/empty (via `missing`) when absent. Returns 1 to
- * go on, 0 when replied, negative on failure. */
+/* Looks up the container of `type` at key A(1); replies nil / 0 / empty (via `missing`) when absent
+ * and WRONGTYPE for another type. Returns 1 to go on, 0 when replied, negative on failure. */
 enum { MISS_NIL, MISS_ZERO, MISS_EMPTY, MISS_NILARR };
 int shmd__kv_need(cc_t *x, uint32_t type, int missing, kv_ref_t *ref);
 static inline int need(cc_t *x, uint32_t type, int missing, kv_ref_t *ref) {
