@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The keyspace: Redis-like databases of typed values on top of the hash, list and rbtree
- * containers, plus the generic command entry point (commands.c holds the command handlers).
+ * containers: records, lookups, expiry, stripes, the garbage list and the checker. The commands
+ * run on it from dispatch.c (the entry point and table) and db.c, t_*.c (the handlers).
  *
  * Layout and choices
  * ------------------
@@ -15,7 +16,7 @@
  *   stripe lock is separate from the hash's own lock so that FLUSHDB can swap a stripe's hash for a
  *   fresh one while others wait on the stripe lock (they read the hash pointer only under it).
  *   Every command takes all the stripe locks it needs first, in stripe-index order, inside one
- *   transaction (commands.c derives the keys from each command's key spec, as Redis does), then the
+ *   transaction (dispatch.c derives the keys from each command's key spec, as Redis does), then the
  *   container locks. Lock order: kv root -> stripes by index -> garbage list -> containers. With 8
  *   stripes a command holds at most 8 stripe locks + 8 stripe hash locks, plus one lock per value
  *   container it touches.
@@ -56,7 +57,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "shmdict/alloc.h"
 #include "shmdict/blob.h"
@@ -64,6 +64,7 @@
 #include "segments/crash.h"
 #include "segments/err.h"
 #include "segments/lockwait.h"
+#include "segments/os.h"
 
 #define KV_ROOT_NAME "shmdict.kv"
 #define KV_ROOT_MAGIC 0x31306b76646d6873ull /* "shmdkv01" */
@@ -76,11 +77,8 @@ typedef struct kv_root_s {
   shmd_ptr_t db[KV_NDB];
 } kv_root_t;
 
-uint64_t kv_now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
+/* The expiry clock: absolute Unix milliseconds, read through the OS boundary. */
+uint64_t kv_now_ms(void) { return shmd__os_unix_ms(); }
 
 unsigned kv_stripe_of(const void *key, size_t len) {
   return (unsigned)(shmd_hash_bytes(key, len, KV_STRIPE_SEED) % KV_STRIPES);

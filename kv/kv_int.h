@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Internals of the keyspace shared by keyspace.c (layout, records, garbage, check) and
- * commands.c (the command table and handlers). See the essay at the top of keyspace.c.
+ * the command files (dispatch.c, db.c, t_*.c, api.c). See the essay at the top of keyspace.c.
  */
 #ifndef SHMD_KV_INT_H
 #define SHMD_KV_INT_H

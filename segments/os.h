@@ -135,6 +135,9 @@ uint32_t shmd__os_pid(void);
 uint32_t shmd__os_tid(void);
 uint64_t shmd__os_now_ns(void);
 uint64_t shmd__os_unix_time(void);
+/* Wall-clock time in milliseconds since the Unix epoch (CLOCK_REALTIME): the keyspace's expiry
+ * clock. Cannot fail. */
+uint64_t shmd__os_unix_ms(void);
 /* Futex on a 32-bit word in shared memory: wait while *addr == val, at most timeout_ns (0 = no
  * limit); wake up to n waiters. */
 void shmd__os_futex_wait(uint32_t *addr, uint32_t val, uint64_t timeout_ns);
