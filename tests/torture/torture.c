@@ -1298,7 +1298,8 @@ int main(int argc, char **argv) {
   snprintf(base, sizeof base, "%s/shmdict-torture-XXXXXX", dir_arg ? dir_arg : "/dev/shm");
   if (!mkdtemp(base))
     die("mkdtemp %s: %s", base, strerror(errno));
-  snprintf(store_dir, sizeof store_dir, "%s/main", base);
+  if (snprintf(store_dir, sizeof store_dir, "%s/main", base) >= (int)sizeof store_dir)
+    die("store directory path too long: %s", base);
   mkdir(store_dir, 0700);
   char copy_dir[600], base_dir[600];
   snprintf(copy_dir, sizeof copy_dir, "%s/copy", base);
