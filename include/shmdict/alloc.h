@@ -80,12 +80,16 @@ SHMD_API size_t shmd_good_size(size_t size);
 /* ---------------------------------------------------------------------------------------------- */
 /* Statistics. */
 
+/* The statistics structs have a fixed layout: the library fills them whole, reserved words with
+ * zeros, and a field added later takes reserved words in place (the size and the offsets of the
+ * fields never change; a program built against an older library reads 0 for it). */
 typedef struct shmd_class_stats_s {
   uint32_t obj_bytes;     /* size of the class */
   uint32_t objs_per_slab; /* capacity of one slab */
   uint64_t slabs;         /* slabs owned by the class (all segments) */
   uint64_t objs_inuse;    /* allocated objects */
   uint64_t bytes_inuse;   /* objs_inuse * obj_bytes */
+  uint64_t reserved[2];   /* zero */
 } shmd_class_stats_t;
 
 typedef struct shmd_stats_s {
@@ -118,6 +122,7 @@ typedef struct shmd_stats_s {
    * threads that allocate them, shared by all. Free for the statistics above, like heaps'. */
   uint64_t depot_cached_objs;
   uint64_t depot_cached_bytes;
+  uint64_t reserved[16];       /* zero */
 } shmd_stats_t;
 
 /* Per-segment statistics. free_blocks[k] counts free buddy blocks of 2^k pages. */
@@ -128,6 +133,7 @@ typedef struct shmd_segment_stats_s {
   uint64_t free_bytes;
   uint64_t largest_free_block;
   uint64_t free_blocks[48];
+  uint64_t reserved[8]; /* zero */
 } shmd_segment_stats_t;
 
 /* Fills *st with store-wide totals and per-class figures. Reads counters and slab headers without

@@ -128,6 +128,7 @@ SHMD_API int shmd_hash_len(shmd_store_t *s, shmd_ptr_t h, uint64_t *len);
  * is then held until the caller's outermost commit or abort, and the addresses stay valid until
  * then, unless the caller changes or deletes that key through another call. */
 
+/* A fixed layout: more about an entry would come through a new function. */
 typedef struct shmd_hash_ref_s {
   const void *key;    /* the entry's key bytes */
   size_t key_len;
@@ -221,13 +222,15 @@ SHMD_API void shmd_hash_iter_free(shmd_hash_iter_t *it);
  */
 SHMD_API int shmd_hash_rehash_step(shmd_store_t *s, shmd_ptr_t h, size_t budget);
 
-/* Facts about a hash's tables, for tests, tools and benchmarks. */
+/* Facts about a hash's tables, for tests, tools and benchmarks. A fixed layout: filled whole,
+ * reserved words with zeros; a later field takes reserved words in place. */
 typedef struct shmd_hash_stats_s {
   uint64_t count;        /* entries */
   uint64_t buckets[2];   /* sizes of table 0 and table 1 (0 when absent) */
   uint64_t rehash_idx;   /* next table-0 bucket to move, while rehashing */
   int rehashing;         /* 1 while a resize is in progress */
   uint64_t seed;         /* the hash seed */
+  uint64_t reserved[4];  /* zero */
 } shmd_hash_stats_t;
 
 /* Fills *st. Returns 0, SHMD_EINVAL or SHMD_ECORRUPT. */

@@ -28,6 +28,8 @@ typedef enum shmd_reply_type_e {
   SHMD_REPLY_ARRAY = 6,   /* elems[0 .. nelems) */
 } shmd_reply_type_t;
 
+/* A fixed layout (elems is an array of them, so the size is ABI): replies of new kinds would get
+ * new type values and use these fields. */
 typedef struct shmd_reply_s {
   shmd_reply_type_t type;
   int64_t integer;
@@ -168,12 +170,14 @@ SHMD_API int shmd_kv_check(shmd_store_t *store);
  * str[0 .. slen) matches pattern[0 .. plen), else 0. Cannot fail. */
 SHMD_API int shmd_kv_glob(const char *pattern, size_t plen, const char *str, size_t slen);
 
-/* Keys per type in one database, for tools. */
+/* Keys per type in one database, for tools. A fixed layout: filled whole, reserved words with
+ * zeros; a later field (a new type's count) takes reserved words in place. */
 typedef struct shmd_kv_info_s {
   uint64_t keys; /* all keys (including expired ones not yet deleted) */
   uint64_t strings, hashes, lists, sets, zsets;
-  uint64_t expires; /* keys with an expiry */
-  uint64_t garbage; /* containers waiting on the garbage list */
+  uint64_t expires;     /* keys with an expiry */
+  uint64_t garbage;     /* containers waiting on the garbage list */
+  uint64_t reserved[8]; /* zero */
 } shmd_kv_info_t;
 
 /* Fills *info for database `db` (walks every key under the stripe locks). Returns 0, SHMD_EINVAL,

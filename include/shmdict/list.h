@@ -263,14 +263,16 @@ SHMD_API int shmd_list_trim(shmd_store_t *s, shmd_ptr_t list, int64_t start, int
  * batches, every element is visited exactly once, in order. Elements added later behind the cursor
  * are visited too (so a walk towards the tail also sees later pushes at the tail). When elements
  * were removed between batches, the cursor resumes at the same position counted from its starting
- * end, so elements may then be skipped or visited twice.
+ * end, so elements may then be skipped or visited twice. Set it up with shmd_list_iter_init() only;
+ * its size is fixed (the reserved words leave room for more state without changing it).
  */
 typedef struct shmd_list_iter_s {
   shmd_ptr_t list;
-  shmd_ptr_t last;   /* last node visited; null before the first */
-  uint64_t epoch;    /* the list's removal epoch when `last` was visited */
-  uint64_t visited;  /* elements visited so far */
-  int reverse;       /* 0: head to tail, 1: tail to head */
+  shmd_ptr_t last;      /* last node visited; null before the first */
+  uint64_t epoch;       /* the list's removal epoch when `last` was visited */
+  uint64_t visited;     /* elements visited so far */
+  int reverse;          /* 0: head to tail, 1: tail to head */
+  uint64_t reserved[2]; /* zeroed by shmd_list_iter_init(): room for more cursor state */
 } shmd_list_iter_t;
 
 /* Starts a walk over `list` from the head (reverse == 0) or the tail. Touches no shared memory;

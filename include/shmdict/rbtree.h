@@ -314,6 +314,7 @@ typedef enum shmd_rbtree_seek_e {
  * What the positional reads copy out. Set key/key_cap and val/val_cap to your buffers (NULL / 0
  * for what you do not want); on success key_len / val_len receive the full lengths (the copies are
  * truncated to the capacities: compare to detect truncation) and rank the entry's 0-based rank.
+ * A fixed layout: further outputs would come through new functions.
  */
 typedef struct shmd_rbtree_item_s {
   void *key;

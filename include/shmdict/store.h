@@ -157,7 +157,10 @@ SHMD_API int shmd_root_foreach(shmd_store_t *store, int (*fn)(const char *name, 
 
 /* ---------------------------------------------------------------------------------------------- */
 
-/* Facts about a store, filled by shmd_store_info(). */
+/* Facts about a store, filled by shmd_store_info(). A fixed layout: the library fills the whole
+ * struct, reserved words with zeros; a field added later takes reserved words in place, so the
+ * size and the offsets of the fields above never change and a program built against an older
+ * library reads 0 where a newer one would report something. */
 typedef struct shmd_store_info_s {
   uint32_t layout_major, layout_minor;
   uint32_t segments;            /* segments in the manifest */
@@ -170,6 +173,7 @@ typedef struct shmd_store_info_s {
   uint64_t recoveries;          /* operations of dead threads rolled back or finished */
   uint64_t created_unix;        /* creation time, seconds since the epoch */
   unsigned char uuid[16];
+  uint64_t reserved[8];         /* zero; later fields take these words (docs/api.md, ABI) */
 } shmd_store_info_t;
 
 /* Fills *info. Returns 0; cannot fail on a valid handle. */
@@ -199,6 +203,7 @@ SHMD_API int shmd_recover(shmd_store_t *store);
 typedef struct shmd_spare_info_s {
   uint64_t live_files, live_bytes;     /* spares of live processes (this one's included) now */
   uint64_t orphan_files, orphan_bytes; /* orphans this handle removed: at open, growth and now */
+  uint64_t reserved[4];                /* zero; fixed layout as shmd_store_info_t */
 } shmd_spare_info_t;
 
 /* Looks at the store directory now, removes orphaned spare files and fills *info (bytes are the
