@@ -48,11 +48,13 @@ if [ -z "$build" ]; then
     meson setup "$build" --buildtype=debugoptimized -Db_lto=false -Dtests=false -Dbench=false >/dev/null ||
       { echo "abi-check: meson setup $build failed" >&2; exit 2; }
   fi
-  meson compile -C "$build" shmdict:shared_library >/dev/null ||
-    { meson compile -C "$build" shmdict:shared_library; echo "abi-check: build failed" >&2; exit 2; }
+  # Regenerate first (a changed version renames the target), then build the shared library only.
+  { ninja -C "$build" build.ninja && meson compile -C "$build" shmdict:shared_library; } >"$build/abi-build.log" 2>&1 ||
+    { cat "$build/abi-build.log"; echo "abi-check: build failed" >&2; exit 2; }
 fi
-lib=$(find "$build" -maxdepth 1 -name 'libshmdict.so.*' -type f | sort | tail -1)
-[ -n "$lib" ] || { echo "abi-check: no libshmdict.so in $build (build it first)" >&2; exit 2; }
+# libshmdict.so -> libshmdict.so.N -> the file (a build dir may still hold files of older sonames).
+lib=$(readlink -f "$build/libshmdict.so" 2>/dev/null)
+[ -n "$lib" ] && [ -f "$lib" ] || { echo "abi-check: no libshmdict.so in $build (build it first)" >&2; exit 2; }
 sections=$(readelf -S "$lib")
 [[ "$sections" == *.debug_info* ]] ||
   { echo "abi-check: $lib has no debug info: use a debug or debugoptimized build" >&2; exit 2; }
@@ -79,7 +81,7 @@ if [ "$update" = 1 ]; then
 fi
 
 if [ ! -f "$baseline" ]; then
-  others=$(ls abi/libshmdict.so.*.abi 2>/dev/null | tr '\n' ' ')
+  others=$(ls abi/libshmdict.so.*.abi 2>/dev/null | paste -sd' ')
   echo "abi-check: FAIL: no baseline $baseline for the library's soname $soname${others:+ (there is: $others)}."
   echo "  If this commit bumped the soname (meson.build's shmd_soversion) for an incompatible change,"
   echo "  run 'scripts/abi-check.sh --update' and commit $baseline in the same commit."
