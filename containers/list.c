@@ -871,6 +871,7 @@ int shmd_list_trim(shmd_store_t *s, shmd_ptr_t l, int64_t start, int64_t stop) {
 /* Iteration */
 
 void shmd_list_iter_init(shmd_list_iter_t *it, shmd_ptr_t list, int reverse) {
+  memset(it, 0, sizeof *it); /* the reserved words too (include/shmdict/list.h) */
   it->list = list;
   it->last = shmd_ptr_null();
   it->epoch = 0;
