@@ -66,6 +66,11 @@ static int undo_one(shmd_store_t *s, const struct shmd__undo *u) {
   shmd_ptr_t p = {u->ptr};
   if ((shmd_ptr_offset(p) & 7) != 0 || shmd_resolve_checked(s, p, 8, &a) != 0)
     return SHMD_CORRUPT("undo log entry points outside the store");
+  /* No operation logs a word of a segment header or of the manifest's fixed part (they never
+   * change): such an entry is forged, and applying it would change the layout after its
+   * validation. */
+  if (shmd__ptr_in_fixed_layout(s, p, 8))
+    return SHMD_CORRUPT("undo log entry points into a segment header or the manifest's fixed part");
   *(uint64_t *)a = u->old;
   return 0;
 }
@@ -299,7 +304,8 @@ void shmd__futex_wake_all(uint32_t *w) { shmd__os_futex_wake(w, 0x7fffffff); }
 /* Releases the lock at `lockp` if its word still names lane `idx`. */
 static void release_if_owner(shmd_store_t *s, uint64_t lockp, uint32_t idx) {
   void *a;
-  if (shmd_resolve_checked(s, (shmd_ptr_t){lockp}, sizeof(uint32_t), &a) != 0 || (lockp & 3))
+  if (shmd_resolve_checked(s, (shmd_ptr_t){lockp}, sizeof(uint32_t), &a) != 0 || (lockp & 3) ||
+      shmd__ptr_in_fixed_layout(s, (shmd_ptr_t){lockp}, sizeof(uint32_t))) /* no lock lives there */
     return;
   uint32_t *w = a;
   uint32_t cur = __atomic_load_n(w, __ATOMIC_ACQUIRE);
