@@ -906,3 +906,89 @@ Test(hostile, mp_forged_undo_into_fixed_layout) {
   cr_assert_eq(use_big("ul", &rrc), 0, "%s", shmd_errdetail());
   cr_assert_eq(rrc, 0);
 }
+
+typedef struct {
+  const char *key;
+  const void *val;
+} val_find_t;
+
+static int val_visit(const void *key, size_t klen, const void *val, size_t vlen, void *arg) {
+  (void)vlen;
+  val_find_t *f = arg;
+  if (klen == strlen(f->key) && memcmp(key, f->key, klen) == 0)
+    f->val = val;
+  return 0;
+}
+
+/* The word of the store (in a data area) that holds v; NULL if none. */
+static uint64_t *word_holding(shmd_store_t *s, uint64_t v) {
+  shmd_store_info_t in;
+  cr_assert_eq(shmd_store_info(s, &in), 0);
+  for (uint32_t i = 0; i < in.segments; i++) {
+    struct shmd__seg_hdr *h = shmd__seg(s, i);
+    uint64_t *w = (uint64_t *)(void *)((unsigned char *)h + h->data_off);
+    for (uint64_t k = 0; k < h->data_bytes / 8; k++)
+      if (w[k] == v)
+        return &w[k];
+  }
+  return NULL;
+}
+
+/* Found in the audit of issue 12 (offsets the checkers derive from stored words): a blob pointer
+ * (a list element longer than SHMD_LIST_INLINE_MAX), the out-of-line value block of a key (read
+ * as a record by shmd_kv_info(), which `shmdict info` calls without checking the hashes first) and
+ * an array header were bounds-checked but not alignment-checked, so a damaged odd pointer was read
+ * misaligned (UBSan). Now ECORRUPT (or a record copied out). Meaningful in the sanitizer build. */
+Test(hostile, misaligned_blob_value_and_array_pointers) {
+  shmd_store_t *s = ts_open("mb", 4 << 20, 1 << 20);
+  /* a list element in a blob */
+  static char line[6000];
+  strcpy(line, "RPUSH bl ");
+  memset(line + 9, 'b', 5000);
+  cr_assert_eq(kv_line(s, line), 0);
+  shmd_ptr_t l = container_of_key(s, "bl");
+  uint64_t *hw = shmd_resolve(s, l); /* magic, lock, head.next, head.prev, count */
+  uint64_t *node = shmd_resolve(s, (shmd_ptr_t){hw[2]}); /* next, prev, len_flags, blob */
+  cr_assert_neq(node[2] & ~(UINT64_C(1) << 63), 0);
+  cr_assert_eq(shmd_kv_check(s), 0, "%s", shmd_errdetail());
+  node[3] += 1;
+  cr_assert_eq(shmd_kv_check(s), SHMD_ECORRUPT);
+  node[3] -= 1;
+  /* a string value out of line */
+  strcpy(line, "SET long ");
+  memset(line + 9, 'L', 600);
+  line[609] = 0;
+  cr_assert_eq(kv_line(s, line), 0);
+  shmd_tx_t *tx;
+  shmd_ptr_t dp;
+  cr_assert_eq(shmd_tx_begin(s, &tx), 0);
+  cr_assert_eq(kv_db_get(tx, 0, 0, &dp), 0);
+  cr_assert_eq(shmd_tx_commit(tx), 0);
+  kv_db_t *d;
+  cr_assert_eq(kv_db_view(s, dp, &d), 0);
+  val_find_t f = {"long", NULL};
+  for (unsigned i = 0; i < KV_STRIPES && f.val == NULL; i++) {
+    uint64_t cur = 0;
+    do
+      cr_assert_eq(shmd_hash_scan(s, d->stripe[i], cur, 100, val_visit, &f, &cur), 0);
+    while (cur);
+  }
+  cr_assert_not_null(f.val);
+  shmd_ptr_t q = shmd_ptr_from_addr(s, f.val);
+  uint64_t *w = word_holding(s, q.v);
+  cr_assert_not_null(w, "the entry naming the value block");
+  *w += 1;
+  for (unsigned db = 0; db < SHMD_KV_DATABASES; db++) {
+    shmd_kv_info_t ki;
+    cr_assert(hs_status_ok(shmd_kv_info(s, db, &ki)));
+  }
+  cr_assert_eq(shmd_kv_check(s), SHMD_ECORRUPT);
+  *w -= 1;
+  cr_assert_eq(shmd_kv_check(s), 0, "%s", shmd_errdetail());
+  /* an array header */
+  shmd_ptr_t a;
+  cr_assert_eq(shmd_array_create(s, 8, 4, &a), 0);
+  cr_assert_eq(shmd_array_check(s, a), 0);
+  cr_assert_eq(shmd_array_check(s, (shmd_ptr_t){a.v + 4}), SHMD_ECORRUPT);
+  shmd_close(s);
+}
