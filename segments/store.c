@@ -176,6 +176,16 @@ static int check_geometry(const struct shmd__seg_hdr *h, const char *path) {
   return 0;
 }
 
+uint64_t shmd__store_bytes(shmd_store_t *s) {
+  uint32_t n = shmd__seg_count(s);
+  uint64_t total = 0;
+  for (uint32_t i = 0; i < n && i < SHMD__MAX_SEGS; i++) {
+    uint64_t b = s->man->segs[i].size_bytes;
+    total += b < SEG_MAX_BYTES ? b : SEG_MAX_BYTES; /* at most 2^12 * 2^48: no wrap */
+  }
+  return total;
+}
+
 int shmd__ptr_in_fixed_layout(shmd_store_t *s, shmd_ptr_t p, size_t len) {
   uint64_t off = shmd_ptr_offset(p); /* < 2^48, and len is a word: no wrap below */
   if (off < SHMD__HDR_BYTES)

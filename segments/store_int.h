@@ -340,6 +340,11 @@ extern const struct shmd__alloc_ops shmd__alloc_ops;
  * recompute it; see segments/store.c, "Validation of what a file says about itself"). */
 uint64_t shmd__fnv1a(const void *data, size_t len);
 
+/* Bytes of all the store's segments (as the manifest lists them now): a bound for walks whose own
+ * count is a word of the store, so that a damaged count cannot make them run for ever (no
+ * structure holds more entries than the store has bytes for). Cannot fail. */
+uint64_t shmd__store_bytes(shmd_store_t *s);
+
 /* Whether the `len` bytes at p touch the part of the layout that never changes after creation and
  * was validated once, when the store or segment was attached: a segment's header page (the first
  * SHMD__HDR_BYTES) or the fixed part of the manifest (up to its lock words). Recovery applies logs

@@ -992,3 +992,57 @@ Test(hostile, misaligned_blob_value_and_array_pointers) {
   cr_assert_eq(shmd_array_check(s, (shmd_ptr_t){a.v + 4}), SHMD_ECORRUPT);
   shmd_close(s);
 }
+
+static int count_visit(const void *d, size_t len, void *arg) {
+  (void)d;
+  (void)len;
+  ++*(uint64_t *)arg;
+  return 0;
+}
+
+/* Found in the audit of issue 12: a hash or list walk is bounded by the container's own count, so
+ * a damaged count (2^50) with a cycle in a chain (an entry or node linking to itself) made
+ * shmd_kv_check() (hash checker), shmd_kv_info() (`shmdict info`: hash walks and the garbage list)
+ * and a list range run for days. Now a count larger than the store could hold is ECORRUPT. */
+Test(hostile, mp_huge_count_with_cycle_does_not_hang) {
+  shmd_store_t *s = ts_open("hc", 4 << 20, 1 << 20);
+  cr_assert_eq(kv_line(s, "HSET hk f1 v1 f2 v2 f3 v3"), 0);
+  cr_assert_eq(kv_line(s, "RPUSH lk a b c"), 0);
+  shmd_ptr_t hp = container_of_key(s, "hk"), lp = container_of_key(s, "lk");
+  uint64_t *hw = shmd_resolve(s, hp); /* magic, lock, seed, count, table[0], table[1], log2, ... */
+  uint64_t *tab = shmd_resolve(s, (shmd_ptr_t){hw[4]});
+  uint32_t log2 = (uint32_t)hw[6];
+  uint64_t *ent = NULL;
+  for (uint64_t b = 0; b < (UINT64_C(1) << log2) && ent == NULL; b++)
+    if (tab[b])
+      ent = shmd_resolve(s, (shmd_ptr_t){tab[b]});
+  cr_assert_not_null(ent);
+  uint64_t *lw = shmd_resolve(s, lp); /* magic, lock, head.next, head.prev, count */
+  uint64_t *node = shmd_resolve(s, (shmd_ptr_t){lw[2]});
+  for (int which = 0; which < 2; which++) {
+    uint64_t *cw = which ? &lw[4] : &hw[3], *nw = which ? &node[0] : &ent[0], saved[2] = {*cw, *nw};
+    *cw = UINT64_C(1) << 50;                                  /* the count */
+    *nw = which ? lw[2] : shmd_ptr_from_addr(s, ent).v;       /* the next link: itself */
+    pid_t pid = fork();
+    if (pid == 0) {
+      alarm(20);
+      int rc = shmd_kv_check(s);
+      if (rc != SHMD_ECORRUPT)
+        _exit(1);
+      for (unsigned db = 0; db < SHMD_KV_DATABASES; db++) {
+        shmd_kv_info_t ki;
+        if (!hs_status_ok(shmd_kv_info(s, db, &ki)))
+          _exit(2);
+      }
+      uint64_t n = 0;
+      rc = which ? shmd_list_range(s, lp, 0, -1, count_visit, &n) : shmd_hash_check(s, hp);
+      _exit(rc == SHMD_ECORRUPT ? 0 : 3);
+    }
+    int st = ts_wait(pid);
+    *cw = saved[0];
+    *nw = saved[1];
+    cr_assert_eq(st, 0, "%s: a status, not a hang (142)", which ? "list" : "hash");
+  }
+  cr_assert_eq(shmd_kv_check(s), 0, "%s", shmd_errdetail());
+  shmd_close(s);
+}
