@@ -607,7 +607,13 @@ static int recover_locked(shmd_store_t *s, struct shmd__thr *t, uint32_t idx, in
   } else if (st != SHMD__LANE_IDLE && st != SHMD__LANE_ABORTING) {
     return SHMD_CORRUPT("lane state word is invalid");
   }
+  /* A count beyond the lane's and its extension's capacity is damage: only recorded slots can
+   * name locks (and only words that still name this lane are released), so the walk stops at the
+   * capacity instead of counting down from up to 2^32 (found by the fuzzer: a 30 s open). */
   uint32_t n = x->held_count;
+  uint64_t held_cap = SHMD__HELD_CAP + (e ? e->held_cap : 0);
+  if (n > held_cap)
+    n = (uint32_t)held_cap;
   for (uint32_t i = n; i-- > 0;) {
     uint64_t *h = held_slot(x, e, i);
     if (h != NULL)
