@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "alloc/alloc_int.h"
+#include "kv/kv_int.h"
 #include "segments/store_int.h"
 #include "shmdict.h"
 #include "shmdict/kv.h"
@@ -83,6 +84,11 @@ typedef struct {
   hs_field_t *fields; /* the structure-aware mutations' targets (hs_fields) */
   size_t nfields;
   uint32_t lanes;     /* lane count of the pristine store */
+  struct {
+    uint64_t ptr;     /* shmd_ptr_t of a container header of the keyspace */
+    char what[24];
+  } cont[64];
+  int ncont;
   /* Whether HS_FIELD may forge a lane's liveness mutex as held by a thread that does not exist (a
    * lock word naming that lane then waits for ever until checkers bound their waits, issue 12
    * item 4); SHMDICT_HOSTILE_FORGE=1 turns it on. Off: such a mutex word gets 0 or the
@@ -350,6 +356,20 @@ static inline int hs_fields(hs_t *h) {
         hs_field(h, fi, uo + 8, 8, HS_R_SIZE, "lane%u.op_log[%u].old", i, k);
       }
     }
+    /* the keyspace's container headers (hashes, lists, trees: magic, lock, then their counts,
+     * tables, links, sizes) */
+    for (int k = 0; k < h->ncont; k++) {
+      uint64_t co;
+      int cf = hs_locate(h, h->cont[k].ptr, &co);
+      if (cf < 0)
+        continue;
+      hs_field(h, cf, co + 8, 4, HS_R_LOCK, "%s.lock", h->cont[k].what);
+      for (unsigned w = 2; w < 8; w++) {
+        uint64_t v = hs_word(h, cf, co + 8 * w, 8);
+        int ptr = (v >> SHMD_PTR_OFFSET_BITS) >= 1 && (v >> SHMD_PTR_OFFSET_BITS) <= (uint64_t)h->nfiles;
+        hs_field(h, cf, co + 8 * w, 8, ptr ? HS_R_PTR : HS_R_SIZE, "%s.w%u", h->cont[k].what, w);
+      }
+    }
     /* thread heaps (their directory, found through the manifest) and the depot */
     uint64_t off;
     int df = hs_locate(h, m->reserved2[SHMD__MAN_HEAP_DIR], &off);
@@ -475,6 +495,62 @@ static inline uint64_t hs_field_value(const hs_t *h, const hs_field_t *x, uint64
 }
 #undef HS_F
 
+/* ---------------------------------------------------------------------------------------------- */
+/* The keyspace's containers (their headers get fields too), collected while the store is open. */
+
+static inline void hs_cont(hs_t *h, shmd_ptr_t p, const char *fmt, unsigned a, unsigned b) {
+  if (p.v == 0 || h->ncont >= (int)(sizeof h->cont / sizeof h->cont[0]))
+    return;
+  h->cont[h->ncont].ptr = p.v;
+  snprintf(h->cont[h->ncont].what, sizeof h->cont[0].what, fmt, a, b);
+  h->ncont++;
+}
+
+typedef struct {
+  hs_t *h;
+  unsigned db;
+} hs_collect_t;
+
+static inline int hs_collect_visit(const void *key, size_t klen, const void *val, size_t vlen, void *arg) {
+  (void)key;
+  (void)klen;
+  hs_collect_t *c = arg;
+  kv_rec_t r;
+  shmd_ptr_t p[2];
+  if (vlen != sizeof r + sizeof p)
+    return 0; /* a string */
+  memcpy(&r, val, sizeof r);
+  memcpy(p, (const unsigned char *)val + sizeof r, sizeof p);
+  hs_cont(c->h, p[0], "db%u.type%u", c->db, r.type);
+  hs_cont(c->h, p[1], "db%u.tree%u", c->db, r.type);
+  return 0;
+}
+
+static inline void hs_collect(hs_t *h, shmd_store_t *s) {
+  h->ncont = 0;
+  for (unsigned db = 0; db < SHMD_KV_DATABASES; db++) {
+    shmd_tx_t *tx;
+    shmd_ptr_t dp;
+    kv_db_t *d;
+    if (shmd_tx_begin(s, &tx))
+      return;
+    int rc = kv_db_get(tx, db, 0, &dp);
+    shmd_tx_commit(tx);
+    if (rc || kv_db_view(s, dp, &d))
+      continue;
+    hs_cont(h, d->garbage, "db%u.garbage", db, 0);
+    hs_collect_t c = {h, db};
+    for (unsigned i = 0; i < KV_STRIPES; i++) {
+      hs_cont(h, d->stripe[i], "db%u.stripe%u", db, i);
+      uint64_t cur = 0;
+      do
+        if (shmd_hash_scan(s, d->stripe[i], cur, 100, hs_collect_visit, &c, &cur))
+          break;
+      while (cur);
+    }
+  }
+}
+
 /* Builds the store in h->dir and snapshots its files. Returns 0 or -1. */
 static inline int hs_build(hs_t *h) {
   snprintf(h->sdir, sizeof h->sdir, "%s/%s", h->dir, HS_NAME);
@@ -529,6 +605,7 @@ static inline int hs_build(hs_t *h) {
   if (rc == 0)
     rc |= shmd_root_set(s, "big2", big2);
   rc |= shmd_kv_check(s) | shmd_alloc_check(s);
+  hs_collect(h, s);
   shmd_close(s);
   if (rc)
     return -1;
