@@ -173,13 +173,14 @@ Test(hostile, pristine_exercise_is_clean) {
 
 /* Every field of the segment headers (checksum recomputed), the manifest, its segment table and
  * the roots, each given each of hostile.h's 20 generic hostile values (0, all ones, off by one,
- * misaligned, sums that wrap past 2^64, the file's size, another field's value...): open, the
+ * misaligned, sums that wrap past 2^64, the file's size, another field's value...; the first 12
+ * under ASan, a shorter slice): open, the
  * statistics and information `shmdict info` shows, recovery and both checks answer a status,
  * never crash or hang (and with the checks passed, reads and writes too). Issue 12 item 3: before
  * the overflow-free validation, alloc_off = 2^64 - 2^40 with alloc_bytes = 2^40 passed the header
  * check and the allocator checker read far outside the segment (SIGSEGV).
- * SHMDICT_HOSTILE_SWEEP=all sweeps every field of the table (lanes, allocator headers, heaps and
- * the depot too: about 9 000 stores). */
+ * SHMDICT_HOSTILE_SWEEP=all sweeps every field of the table with all 26 kinds of value (lanes,
+ * allocator headers, container headers, heaps and the depot too: about 13 000 stores). */
 Test(hostile, mp_hostile_header_fields, .timeout = 86400) { /* long runs: see the comment */
   hs_t h;
   hs_setup(&h);
@@ -191,7 +192,8 @@ Test(hostile, mp_hostile_header_fields, .timeout = 86400) { /* long runs: see th
     if (!all && strstr(x->name, ".hdr.") == NULL && strncmp(x->name, "man.", 4) != 0 &&
         strncmp(x->name, "root[", 5) != 0)
       continue;
-    for (uint64_t choice = 0; choice < (all ? 26u : 20u); choice++) {
+    /* CI: the 20 generic values (the first 12, the bound breakers, under ASan: a shorter slice) */
+    for (uint64_t choice = 0; choice < (all ? 26u : sanitized() ? 12u : 20u); choice++) {
       hs_mut_t mu = {0, HS_FIELD, (uint32_t)fi, choice + 26 * (ts_next(&g) >> 8)};
       cr_assert_eq(hs_restore(&h), 0);
       hs_apply(&h, &mu);
@@ -217,7 +219,7 @@ Test(hostile, mp_hostile_header_fields, .timeout = 86400) { /* long runs: see th
   }
   cr_log_info("%ld hostile field values: %ld stores passed the checks, the others were refused or reported corrupt",
               runs, passed);
-  cr_assert_gt(runs, 1000);
+  cr_assert_gt(runs, 900);
   hs_free(&h);
 }
 

@@ -63,6 +63,9 @@ void shmd_options_init(shmd_options_t *opt);
  * On failure returns SHMD_ENOENT, SHMD_EEXIST, SHMD_EINVAL, SHMD_ENOSPC, SHMD_EPERM, SHMD_EIO,
  * SHMD_ENOTSTORE, SHMD_EVERSION, SHMD_ETRUNCATED, SHMD_EFOREIGN, SHMD_ECHECKSUM, SHMD_ECORRUPT
  * or SHMD_ELOOP (detail in shmd_errdetail()), creates nothing and leaves *out unchanged.
+ * SHMD_ECORRUPT names the file, field and value when a segment header or the manifest holds an
+ * offset or size out of bounds or misaligned (validated whatever the checksum says), or when a
+ * dead lane's log cannot be recovered.
  */
 int shmd_open(const char *name, const shmd_options_t *opt, shmd_store_t **out);
 
