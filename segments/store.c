@@ -1219,7 +1219,8 @@ int shmd_store_info(shmd_store_t *store, shmd_store_info_t *info) {
 }
 
 int shmd_segment_info(shmd_store_t *store, uint32_t index, uint64_t *size_bytes, char *name, size_t name_len) {
-  if (index >= shmd__seg_count(store))
+  /* seg_count is a mutable word of the manifest: the table's own bounds come first */
+  if (index >= shmd__seg_count(store) || index >= store->man->max_segments || index >= SHMD__MAX_SEGS)
     return SHMD_ENOTFOUND;
   if (size_bytes)
     *size_bytes = store->man->segs[index].size_bytes;

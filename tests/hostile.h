@@ -892,7 +892,7 @@ static inline int hs_exercise(hs_t *h, int *checked_ok) {
   HS_CALL(shmd_store_info(s, &info));
   shmd_stats_t st;
   HS_CALL(shmd_stats(s, &st));
-  for (uint32_t i = 0; i < info.segments && i < 16; i++) {
+  for (uint32_t i = 0; i < info.segments && i < SHMD__MAX_SEGS + 16; i++) { /* as `info` does */
     uint64_t sz;
     char name[64];
     shmd_segment_stats_t ss;

@@ -1111,3 +1111,60 @@ Test(hostile, allocator_header_offsets_that_wrap) {
   cr_assert_eq(shmd_alloc_check(s), 0, "%s", shmd_errdetail());
   shmd_close(s);
 }
+
+/* Found in the audit of issue 12: the manifest's segment count is a mutable word (growth's commit
+ * point), validated at open but writable afterwards, e.g. by the recovery of a dead lane whose log
+ * covers it. shmd_segment_info() trusted it as the bound of the 4096-entry segment table, and
+ * `shmdict info` asks for every segment the count names: with 65535 it read up to 1 MiB past the
+ * table, past the end of this 512 KiB segment 0 (into whatever is mapped next, or SIGSEGV). Now
+ * the table's own bounds come first (SHMD_ENOTFOUND). */
+Test(hostile, mp_segment_count_beyond_the_table) {
+  shmd_options_t o = ts_opts(512 << 10, 1 << 20);
+  o.max_threads = 1;
+  shmd_store_t *s = NULL;
+  cr_assert_eq(shmd_open("sc", &o, &s), 0, "%s", shmd_errdetail());
+  shmd_close(s);
+  char p0[512];
+  store_path(p0, sizeof p0, "sc", "seg-00000");
+  struct shmd__seg_hdr h;
+  struct shmd__manifest m;
+  int fd = open(p0, O_RDWR);
+  cr_assert_geq(fd, 0);
+  cr_assert_eq(pread(fd, &h, sizeof h, 0), (ssize_t)sizeof h);
+  cr_assert_eq(pread(fd, &m, sizeof m, (off_t)h.manifest_off), (ssize_t)sizeof m);
+  cr_assert_lt(h.size_bytes, UINT64_C(1) << 20);
+  /* the only lane: a dead operation whose log holds the segment count's word (count 65535) */
+  uint64_t lane = m.lanes_off;
+  uint32_t st = SHMD__LANE_ACTIVE, n = 1;
+  struct shmd__undo u = {(UINT64_C(1) << SHMD_PTR_OFFSET_BITS) | (h.manifest_off + offsetof(struct shmd__manifest, seg_count)),
+                         65535};
+  cr_assert_eq(pwrite(fd, &st, 4, (off_t)(lane + offsetof(struct shmd__lane, state))), 4);
+  cr_assert_eq(pwrite(fd, &n, 4, (off_t)(lane + offsetof(struct shmd__lane, op_len))), 4);
+  cr_assert_eq(pwrite(fd, &u, sizeof u, (off_t)(lane + sizeof(struct shmd__lane))), (ssize_t)sizeof u);
+  close(fd);
+  pid_t pid = fork();
+  if (pid == 0) {
+    alarm(20);
+    shmd_store_t *c = NULL;
+    o.flags = SHMD_OPEN_NOCREATE;
+    if (shmd_open("sc", &o, &c) != 0)
+      _exit(0); /* refused: fine too */
+    shmd_store_info_t in;
+    if (shmd_store_info(c, &in) != 0 || in.segments != 65535)
+      _exit(2); /* the forged count is what this test is about */
+    for (uint32_t i = 0; i < in.segments; i++) { /* as `shmdict info` */
+      uint64_t sz;
+      char name[64];
+      int rc = shmd_segment_info(c, i, &sz, name, sizeof name);
+      if ((i < SHMD__MAX_SEGS) != (rc == 0)) /* table entries answer (zeros), the rest ENOTFOUND */
+        _exit(3);
+    }
+    shmd_stats_t sst;
+    if (shmd_stats(c, &sst) != SHMD_ECORRUPT || shmd_alloc_check(c) != SHMD_ECORRUPT)
+      _exit(4);
+    shmd_close(c);
+    _exit(0);
+  }
+  int ws = ts_wait(pid);
+  cr_assert_eq(ws, 0, "the child ended with %d (3: an entry past the table answered; 139: SIGSEGV)", ws);
+}
