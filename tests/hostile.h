@@ -89,8 +89,9 @@ typedef struct {
     char what[24];
   } cont[64];
   int ncont;
-  /* Whether HS_FIELD may forge a lane's liveness mutex as held by a thread that does not exist (a
-   * lock word naming that lane then waits for ever until checkers bound their waits, issue 12
+  /* Whether HS_FIELD may forge a lane's liveness mutex as held by a thread that does not exist,
+   * and one HS_LANE in four also forges it and points one of the store's lock words at the lane
+   * (a lock word naming that lane then waits for ever until checkers bound their waits, issue 12
    * item 4); SHMDICT_HOSTILE_FORGE=1 turns it on. Off: such a mutex word gets 0 or the
    * owner-died bit, which recovery must handle. */
   int forge;
@@ -795,9 +796,26 @@ static inline void hs_apply(hs_t *h, const hs_mut_t *mu) {
     char path[700];
     snprintf(path, sizeof path, "%s/%s", h->sdir, h->f[0].name);
     int fd = open(path, O_RDWR | O_NOFOLLOW);
+    uint32_t idx = h->lanes ? mu->pos % h->lanes : 0;
     if (fd >= 0) {
-      hs_lane(h, fd, h->lanes ? mu->pos % h->lanes : 0, mu->val);
+      hs_lane(h, fd, idx, mu->val);
       close(fd);
+    }
+    if (h->forge && ((mu->val >> 1) & 3) == 0) {
+      /* SHMDICT_HOSTILE_FORGE=1: the lane's liveness mutex held by a thread that does not exist,
+       * and one of the store's lock words naming the lane (issue 12 item 4's attack) */
+      uint64_t mo = hs_word(h, 0, offsetof(struct shmd__seg_hdr, manifest_off), 8);
+      const struct shmd__manifest *m = (const void *)(h->f[0].pristine + mo);
+      hs_patch_file(path, m->lanes_off + (uint64_t)idx * m->lane_bytes, 4, 1 + (mu->val >> 3) % 30000, NULL);
+      for (size_t k = 0, n = (size_t)(mu->val >> 20) % h->nfields; k < h->nfields; k++) {
+        const hs_field_t *x = &h->fields[(n + k) % h->nfields];
+        if (x->role != HS_R_LOCK)
+          continue;
+        char lp[700];
+        snprintf(lp, sizeof lp, "%s/%s", h->sdir, h->f[x->file].name);
+        hs_patch_file(lp, x->off, 4, idx + 1, NULL);
+        break;
+      }
     }
     return;
   }
