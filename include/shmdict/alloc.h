@@ -142,7 +142,8 @@ typedef struct shmd_segment_stats_s {
  * allocator metadata header is damaged. */
 SHMD_API int shmd_stats(shmd_store_t *store, shmd_stats_t *st);
 
-/* Fills *st for one segment. SHMD_ENOTFOUND when there is no such segment. */
+/* Fills *st for one segment. SHMD_ENOTFOUND when there is no such segment (or it cannot be
+ * mapped), SHMD_ECORRUPT when its allocator metadata header is damaged. */
 SHMD_API int shmd_segment_stats(shmd_store_t *store, uint32_t segment, shmd_segment_stats_t *st);
 
 /*

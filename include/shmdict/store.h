@@ -90,6 +90,9 @@ SHMD_API void shmd_options_init(shmd_options_t *opt);
  * SHMD_EVERSION, SHMD_ETRUNCATED, SHMD_EFOREIGN, SHMD_ECHECKSUM, SHMD_ECORRUPT or SHMD_ELOOP (a
  * symbolic link) with the detail in shmd_errdetail(), and leaves *out unchanged. It may leave
  * behind an empty store directory it created, never a file.
+ * SHMD_ECORRUPT names the file, field and value when a segment header or the manifest holds an
+ * offset or size out of bounds or misaligned (validated whatever the checksum says), or when a
+ * dead lane's log cannot be recovered.
  */
 SHMD_API int shmd_open(const char *name, const shmd_options_t *opt, shmd_store_t **out);
 
