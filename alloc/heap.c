@@ -201,6 +201,10 @@ void shmd__heap_attach(shmd_store_t *s, struct shmd__thr *t) {
   if (t->heap_state != 0 || t->in_al)
     return;
   t->heap_state = 2;
+  /* Thread heaps came with layout 1.2: a 1.0 or 1.1 library would take their cached objects for
+   * leaked ones, so such a store runs without them (every small request goes to the slabs). */
+  if (s->hdr0->layout_minor < 2)
+    return;
   struct shmd__heap_dir *d = shmd__heap_dir(s);
   if (d == NULL) {
     uint32_t lanes = s->man->lane_count;

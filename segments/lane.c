@@ -198,10 +198,18 @@ static int ext_grow(struct shmd__thr *t, int which, uint64_t need) {
   if (need <= fixed[which] + cap[which])
     return 0;
   uint64_t want = need - fixed[which];
+  /* Extension blocks came with layout 1.1: a 1.0 library recovering a dead lane would not know the
+   * entries beyond its capacities, so a 1.0 store keeps the old fixed limits. */
+  const char *what = which == EXT_OP ? "undo entries" : which == EXT_HELD ? "locks" : which == EXT_RESV ? "allocations" : "frees";
+  if (s->hdr0->layout_minor < 1) {
+    shmd__set_detail("one transaction would need %llu %s; a store of layout %u.%u holds at most %llu "
+                     "(bigger transactions need layout 1.1: dump the store and load it into a new one)",
+                     (unsigned long long)need, what, (unsigned)s->hdr0->layout_major,
+                     (unsigned)s->hdr0->layout_minor, (unsigned long long)fixed[which]);
+    return SHMD_ETXFULL;
+  }
   if (want > EXT_MAX) {
-    shmd__set_detail("one transaction would need %llu %s; the limit is %llu",
-                     (unsigned long long)need,
-                     which == EXT_OP ? "undo entries" : which == EXT_HELD ? "locks" : which == EXT_RESV ? "allocations" : "frees",
+    shmd__set_detail("one transaction would need %llu %s; the limit is %llu", (unsigned long long)need, what,
                      (unsigned long long)(fixed[which] + EXT_MAX));
     return SHMD_ETXFULL;
   }

@@ -102,7 +102,7 @@ static uint64_t hdr_checksum(const struct shmd__seg_hdr *h) {
 /* Fills the header of a fresh segment whose allocator metadata starts at alloc_off, and lets the
  * allocator initialise its metadata. Returns SHMD_EINVAL if the segment is too small. */
 static int init_segment(unsigned char *base, uint64_t size, uint32_t idx, const unsigned char uuid[16],
-                        uint64_t alloc_off, uint64_t manifest_off) {
+                        uint64_t alloc_off, uint64_t manifest_off, uint32_t layout_minor) {
   struct shmd__seg_hdr *h = (struct shmd__seg_hdr *)(void *)base;
   if (alloc_off >= size)
     return SHMD_EINVAL;
@@ -118,7 +118,7 @@ static int init_segment(unsigned char *base, uint64_t size, uint32_t idx, const 
   memset(h, 0, sizeof *h);
   h->magic = SHMD__SEG_MAGIC;
   h->layout_major = SHMD_LAYOUT_MAJOR;
-  h->layout_minor = SHMD_LAYOUT_MINOR;
+  h->layout_minor = layout_minor;
   h->hdr_bytes = sizeof *h;
   memcpy(h->store_uuid, uuid, 16);
   h->seg_index = idx;
@@ -793,7 +793,7 @@ static int create_store(shmd_store_t *s, const shmd_options_t *o, uint32_t perm)
       break;
   }
   if (rc == 0)
-    rc = init_segment(base, size, 0, rnd, alloc_off, man_off);
+    rc = init_segment(base, size, 0, rnd, alloc_off, man_off, SHMD_LAYOUT_MINOR);
   shmd__os_unmap(addr, size);
   if (rc == 0)
     rc = shmd__os_linkat(&d, tmp, "seg-00000");
@@ -1521,7 +1521,9 @@ int shmd__grow(shmd_store_t *s, struct shmd__thr *t, uint32_t seen_count, uint64
   rc = addr != NULL ? 0 : shmd__os_map(fd, size, &addr);
   shmd__os_close(fd);
   if (rc == 0) {
-    rc = init_segment(addr, size, n, s->hdr0->store_uuid, SHMD__HDR_BYTES, 0);
+    /* A segment added to an older store keeps the store's layout (segment 0's), so the library
+     * that made the store can still open it after a newer one grew it (test_layouts). */
+    rc = init_segment(addr, size, n, s->hdr0->store_uuid, SHMD__HDR_BYTES, 0, s->hdr0->layout_minor);
     if (rc)
       shmd__os_unmap(addr, size);
   }

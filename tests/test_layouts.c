@@ -11,7 +11,9 @@
  * Each test unpacks its fixture into its private directory (tar, xz); FIXTURES_DIR is set by
  * tests/meson.build.
  */
+#include <dirent.h>
 #include <fcntl.h>
+#include <unistd.h>
 #include <stddef.h>
 
 #include "segments/store_int.h"
@@ -412,6 +414,69 @@ static void write_more(shmd_store_t *s) {
   cr_assert_eq(shmd_array_push(s, root(s, "fx_array"), &e100), 0);
 }
 
+/* Every segment file of the fixture's store carries layout 1.`minor`: segments a newer library adds
+ * to an older store keep the store's layout, so the library that made the store can still open it. */
+static void expect_segments_of_layout(uint32_t minor) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/%s", ts_dir, FX_STORE);
+  DIR *d = opendir(path);
+  cr_assert_not_null(d);
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    if (strncmp(e->d_name, "seg-", 4) != 0)
+      continue;
+    char f[800];
+    snprintf(f, sizeof f, "%s/%s", path, e->d_name);
+    struct shmd__seg_hdr h;
+    int fd = open(f, O_RDONLY);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(read(fd, &h, sizeof h), (ssize_t)sizeof h);
+    close(fd);
+    cr_assert_eq(h.layout_minor, minor, "%s has layout %u.%u in a store of layout 1.%u", e->d_name,
+                 h.layout_major, h.layout_minor, minor);
+    n++;
+  }
+  closedir(d);
+  cr_assert_geq(n, 3, "only %d segment files", n);
+}
+
+/* Features newer than the store's layout are held back: thread heaps (1.2) on 1.0 and 1.1 stores,
+ * and transactions bigger than a lane (extension blocks, 1.1) on a 1.0 store, which answers
+ * ETXFULL naming the layout instead. */
+static void expect_features_held_back(shmd_store_t *s, uint32_t minor) {
+  if (minor < 2)
+    cr_assert_eq(s->man->reserved2[SHMD__MAN_HEAP_DIR], 0, "a 1.%u store got thread heaps", minor);
+  else
+    cr_assert_neq(s->man->reserved2[SHMD__MAN_HEAP_DIR], 0, "a 1.%u store got no thread heaps", minor);
+  const int nf = 400; /* more undo entries and allocations than a lane holds in place */
+  const char **argv = calloc(2 + 2 * (size_t)nf, sizeof *argv);
+  size_t *lens = calloc(2 + 2 * (size_t)nf, sizeof *lens);
+  char (*bufs)[16] = calloc((size_t)nf, sizeof *bufs);
+  argv[0] = "HSET";
+  argv[1] = "held:back";
+  for (int i = 0; i < nf; i++) {
+    snprintf(bufs[i], sizeof bufs[i], "f%d", i);
+    argv[2 + 2 * i] = bufs[i];
+    argv[3 + 2 * i] = bufs[i];
+  }
+  for (int i = 0; i < 2 + 2 * nf; i++)
+    lens[i] = strlen(argv[i]);
+  shmd_reply_t *r = NULL;
+  int rc = shmd_kv_command(s, 2 + 2 * nf, argv, lens, &r);
+  if (minor < 1) {
+    cr_assert(rc == SHMD_ETXFULL || (rc == 0 && r != NULL && r->type == SHMD_REPLY_ERROR),
+              "a 1.%u store took a transaction bigger than a lane: rc %s", minor, shmd_err_name(rc));
+  } else {
+    cr_assert_eq(rc, 0, "%s", shmd_errdetail());
+    cr_assert(r != NULL && r->type == SHMD_REPLY_INTEGER && r->integer == nf);
+  }
+  shmd_reply_free(r);
+  free(argv);
+  free(lens);
+  free(bufs);
+}
+
 /* ---------------------------------------------------------------------------------------------- */
 /* The tests */
 
@@ -432,7 +497,11 @@ static void layout_round_trip(const char *layout, uint32_t minor) {
   check_all(s);
   verify_keyspace(s, 1);
   verify_roots(s, 1);
+  expect_features_held_back(s, minor);
+  shmd_reply_free(RUN(s, 0, "DEL", "held:back"));
+  check_all(s);
   shmd_close(s);
+  expect_segments_of_layout(minor);
 
   s = open_fixture();
   cr_assert_eq(shmd_store_info(s, &in), 0);
