@@ -89,11 +89,10 @@ typedef struct {
     char what[24];
   } cont[64];
   int ncont;
-  /* Whether HS_FIELD may forge a lane's liveness mutex as held by a thread that does not exist,
-   * and one HS_LANE in four also forges it and points one of the store's lock words at the lane
-   * (a lock word naming that lane then waits for ever until checkers bound their waits, issue 12
-   * item 4); SHMDICT_HOSTILE_FORGE=1 turns it on. Off: such a mutex word gets 0 or the
-   * owner-died bit, which recovery must handle. */
+  /* 0, or N: HS_FIELD may forge a lane's liveness mutex as held by a thread that does not exist,
+   * and one HS_LANE in N also forges it and points one of the store's lock words at the lane
+   * (issue 12 item 4's attack: the holder check must find the owner gone and recover). 0: such a
+   * mutex word gets 0 or the owner-died bit, which recovery must handle. */
   int forge;
 } hs_t;
 
@@ -801,8 +800,8 @@ static inline void hs_apply(hs_t *h, const hs_mut_t *mu) {
       hs_lane(h, fd, idx, mu->val);
       close(fd);
     }
-    if (h->forge && ((mu->val >> 1) & 3) == 0) {
-      /* SHMDICT_HOSTILE_FORGE=1: the lane's liveness mutex held by a thread that does not exist,
+    if (h->forge > 0 && ((mu->val >> 1) % (uint64_t)h->forge) == 0) {
+      /* h->forge: the lane's liveness mutex held by a thread that does not exist,
        * and one of the store's lock words naming the lane (issue 12 item 4's attack) */
       uint64_t mo = hs_word(h, 0, offsetof(struct shmd__seg_hdr, manifest_off), 8);
       const struct shmd__manifest *m = (const void *)(h->f[0].pristine + mo);

@@ -10,7 +10,8 @@
  * heap or the depot, given a value that breaks a bound); bit 0x80 of a blind kind aims it at a
  * segment header and recomputes the header's checksum, as HS_FIELD always does for header fields,
  * so that the damage reaches the validation behind the checksum. A lane's liveness mutex is forged
- * as held by a thread that does not exist only with SHMDICT_HOSTILE_FORGE=1 (hostile.h).
+ * as held by a thread that does not exist in one lane mutation in 16 (SHMDICT_HOSTILE_FORGE=N: one in
+ * N, 0: never; hostile.h).
  *
  * Build (clang, optional): CC=clang meson setup build-fuzz -Dfuzz=true -Db_sanitize=address,undefined
  *   -Db_lundef=false -Dbench=false && ninja -C build-fuzz tests/fuzz_store
@@ -32,7 +33,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     snprintf(hs.dir, sizeof hs.dir, "/dev/shm/shmdict-fuzz-XXXXXX");
     if (!mkdtemp(hs.dir) || hs_build(&hs))
       abort();
-    hs.forge = getenv("SHMDICT_HOSTILE_FORGE") && atoi(getenv("SHMDICT_HOSTILE_FORGE"));
+    hs.forge = getenv("SHMDICT_HOSTILE_FORGE") ? atoi(getenv("SHMDICT_HOSTILE_FORGE")) : 16;
     ready = 1;
   }
   if (hs_restore(&hs))
