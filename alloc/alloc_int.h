@@ -99,6 +99,10 @@ struct shmd__fblock {
 #define SHMD__FB_SEEN UINT64_C(0x5345454e46524545)     /* "SEENFREE" */
 #define SHMD__FB_RELEASED UINT64_C(0x52454c4541534544) /* "RELEASED" */
 
+/* The allocator's callbacks for the segment layer (front.c), handed to shmd__store_open() by
+ * whoever opens a store (tx/open.c). */
+const struct shmd__alloc_ops *shmd__alloc_layer_ops(void);
+
 extern const uint32_t shmd__class_bytes[SHMD__NCLASSES];
 uint32_t shmd__size_class(size_t size); /* size <= SHMD_SMALL_MAX */
 /* Filled by a constructor in slab.c: class of a request of g 16-byte granules, and a reciprocal

@@ -99,8 +99,10 @@ static void release(shmd_store_t *s, struct shmd__thr *t) {
   }
 }
 
-const struct shmd__alloc_ops shmd__alloc_ops = {meta_bytes, seg_init, free_step, alloc_word, shmd__heap_cached,
+static const struct shmd__alloc_ops alloc_ops = {meta_bytes, seg_init, free_step, alloc_word, shmd__heap_cached,
                                                 shmd__heap_adopt, release};
+
+const struct shmd__alloc_ops *shmd__alloc_layer_ops(void) { return &alloc_ops; }
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Allocation. */

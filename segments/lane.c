@@ -221,7 +221,7 @@ static int ext_grow(struct shmd__thr *t, int which, uint64_t need) {
     if (cap[k] == 0)
       cap[k] = ext_min[k] / 4; /* some room in the other arrays, so one block usually suffices */
   shmd_ptr_t np;
-  int rc = shmd__alloc_ops.alloc_word(s, t, shmd__ext_bytes(cap[0], cap[1], cap[2], cap[3]), &l->ext_new, &np);
+  int rc = s->alloc_ops->alloc_word(s, t, shmd__ext_bytes(cap[0], cap[1], cap[2], cap[3]), &l->ext_new, &np);
   if (rc)
     return rc;
   SHMD_CRASH_POINT("tx.ext.allocated");
@@ -247,7 +247,7 @@ static int ext_grow(struct shmd__thr *t, int which, uint64_t need) {
   ext_cache(t, n);
   SHMD_CRASH_POINT("tx.ext.switched");
   uint64_t old = l->ext_old;
-  if (old != 0 && (rc = shmd__alloc_ops.free_step(s, t, (shmd_ptr_t){old}, &l->ext_old, 0)) < 0)
+  if (old != 0 && (rc = s->alloc_ops->free_step(s, t, (shmd_ptr_t){old}, &l->ext_old, 0)) < 0)
     return rc; /* the block stays named by ext_old: released with the transaction */
   SHMD_CRASH_POINT("tx.ext.freed_old");
   __atomic_store_n(&l->ext_new, 0, __ATOMIC_RELEASE);
@@ -273,7 +273,7 @@ static inline int ensure_room(struct shmd__thr *t, int which, uint64_t need) {
 
 /* Frees one block named by lane word w (an allocator step that clears w). */
 static int ext_free_word(shmd_store_t *s, struct shmd__thr *t, uint64_t *w) {
-  int rc = shmd__alloc_ops.free_step(s, t, (shmd_ptr_t){*w}, w, 0);
+  int rc = s->alloc_ops->free_step(s, t, (shmd_ptr_t){*w}, w, 0);
   if (rc == SHMD_EINVAL) /* not an allocated block: only after corruption; forget it */
     __atomic_store_n(w, 0, __ATOMIC_RELEASE);
   return rc == SHMD_EINVAL ? 0 : rc;
@@ -680,7 +680,7 @@ void shmd__al_commit(shmd_store_t *s, struct shmd__thr *t) {
   if (__builtin_expect(t->npending != 0, 0))
     shmd__run_pending(s, t);
   if (__builtin_expect(t->release_due, 0))
-    shmd__alloc_ops.release(s, t);
+    s->alloc_ops->release(s, t);
 }
 
 void shmd__al_abort(shmd_store_t *s, struct shmd__thr *t) {
@@ -716,7 +716,7 @@ static int finish_frees(shmd_store_t *s, struct shmd__thr *t, struct shmd__lane 
       return SHMD_CORRUPT("lane reservation count beyond capacity");
     while (x->resv_count > 0) {
       uint64_t i = x->resv_count - 1;
-      rc = shmd__alloc_ops.free_step(s, t, (shmd_ptr_t){*vslot(x->resv, SHMD__RESV_CAP, ea, ecap, i)},
+      rc = s->alloc_ops->free_step(s, t, (shmd_ptr_t){*vslot(x->resv, SHMD__RESV_CAP, ea, ecap, i)},
                                      &x->resv_count, i);
       if (rc == SHMD_EINVAL) {
         /* The slot names a block that is not allocated: impossible unless corrupted; skip it. */
@@ -733,7 +733,7 @@ static int finish_frees(shmd_store_t *s, struct shmd__thr *t, struct shmd__lane 
      * every free was done already; the loop below does nothing and the reset is finished. */
     while (x->dfree_done < x->dfree_count) {
       uint64_t i = x->dfree_done;
-      rc = shmd__alloc_ops.free_step(s, t, (shmd_ptr_t){*vslot(x->dfree, SHMD__DFREE_CAP, ea, ecap, i)},
+      rc = s->alloc_ops->free_step(s, t, (shmd_ptr_t){*vslot(x->dfree, SHMD__DFREE_CAP, ea, ecap, i)},
                                      &x->dfree_done, i + 1);
       if (rc == SHMD_EINVAL)
         x->dfree_done = i + 1;
@@ -825,7 +825,7 @@ static int recover_locked(shmd_store_t *s, struct shmd__thr *t, uint32_t idx, in
   if (counted)
     __atomic_add_fetch(&s->man->recoveries, 1, __ATOMIC_RELAXED);
   /* Thread heaps: a dead lane's heap is adopted with the lane (alloc/heap.c). */
-  int cached = shmd__alloc_ops.heap_cached(s, idx);
+  int cached = s->alloc_ops->heap_cached(s, idx);
   if (st == SHMD__LANE_IDLE) {
     lane_reset(x);
     if (!cached && !ext_any(x))
@@ -840,7 +840,7 @@ static int recover_locked(shmd_store_t *s, struct shmd__thr *t, uint32_t idx, in
   }
   settle_dead_steps(s, t, idx);
   if (cached) {
-    int rc = shmd__alloc_ops.heap_adopt(s, t, idx);
+    int rc = s->alloc_ops->heap_adopt(s, t, idx);
     if (rc < 0)
       return rc;
   }
@@ -897,8 +897,8 @@ static void thr_release(struct shmd__thr *t) {
     if (t->npending)
       shmd__run_pending(s, t);
     /* A thread that ends returns what its heap caches (alloc/heap.c). */
-    if (shmd__alloc_ops.heap_cached(s, t->lane_idx))
-      (void)shmd__alloc_ops.heap_adopt(s, t, t->lane_idx);
+    if (s->alloc_ops->heap_cached(s, t->lane_idx))
+      (void)s->alloc_ops->heap_adopt(s, t, t->lane_idx);
     lane_clear_owner(t->lane);
     pthread_mutex_unlock(&t->lane->live.m);
     if (shmd__tl_thr == t)

@@ -101,12 +101,13 @@ static uint64_t hdr_checksum(const struct shmd__seg_hdr *h) {
 
 /* Fills the header of a fresh segment whose allocator metadata starts at alloc_off, and lets the
  * allocator initialise its metadata. Returns SHMD_EINVAL if the segment is too small. */
-static int init_segment(unsigned char *base, uint64_t size, uint32_t idx, const unsigned char uuid[16],
-                        uint64_t alloc_off, uint64_t manifest_off, uint32_t layout_minor) {
+static int init_segment(const struct shmd__alloc_ops *ops, unsigned char *base, uint64_t size, uint32_t idx,
+                        const unsigned char uuid[16], uint64_t alloc_off, uint64_t manifest_off,
+                        uint32_t layout_minor) {
   struct shmd__seg_hdr *h = (struct shmd__seg_hdr *)(void *)base;
   if (alloc_off >= size)
     return SHMD_EINVAL;
-  uint64_t meta = shmd__alloc_ops.meta_bytes(size - alloc_off);
+  uint64_t meta = ops->meta_bytes(size - alloc_off);
   uint64_t data_off = align_up(alloc_off + meta, SHMD__DATA_ALIGN);
   if (data_off + 2 * SHMD__DATA_ALIGN > size) {
     shmd__set_detail("segment of %llu bytes is too small: its metadata ends at %llu and it needs "
@@ -128,7 +129,7 @@ static int init_segment(unsigned char *base, uint64_t size, uint32_t idx, const 
   h->data_off = data_off;
   h->data_bytes = align_down(size - data_off, SHMD_PAGE_BYTES);
   h->manifest_off = manifest_off;
-  shmd__alloc_ops.seg_init(h);
+  ops->seg_init(h);
   h->checksum = hdr_checksum(h);
   return 0;
 }
@@ -793,7 +794,7 @@ static int create_store(shmd_store_t *s, const shmd_options_t *o, uint32_t perm)
       break;
   }
   if (rc == 0)
-    rc = init_segment(base, size, 0, rnd, alloc_off, man_off, SHMD_LAYOUT_MINOR);
+    rc = init_segment(s->alloc_ops, base, size, 0, rnd, alloc_off, man_off, SHMD_LAYOUT_MINOR);
   shmd__os_unmap(addr, size);
   if (rc == 0)
     rc = shmd__os_linkat(&d, tmp, "seg-00000");
@@ -932,7 +933,8 @@ static int attach_store(shmd_store_t *s, int fd) {
   return boot_check(s, fd);
 }
 
-int shmd_open(const char *name, const shmd_options_t *opt, shmd_store_t **out) {
+int shmd__store_open(const char *name, const shmd_options_t *opt, const struct shmd__store_ops *ops,
+                     shmd_store_t **out) {
   shmd__set_detail("%s", "");
   shmd__lane_global_init();
   shmd__crash_init();
@@ -974,6 +976,7 @@ int shmd_open(const char *name, const shmd_options_t *opt, shmd_store_t **out) {
   shmd_store_t *s = store_new(name, dir);
   if (s == NULL)
     return SHMD_ENOMEM;
+  s->alloc_ops = ops->alloc;
   int create = !(o.flags & SHMD_OPEN_NOCREATE);
   int rootfd = -1;
   int created = 0, rc = open_root(dir, &a, create, &rootfd);
@@ -1303,9 +1306,10 @@ int shmd_spare_info(shmd_store_t *store, shmd_spare_info_t *info) {
 
 /* The size of the segment that growth by a block of min_data_bytes creates (0: a plain growth
  * segment), as shmd__grow() computes it. */
-static uint64_t grow_size(struct shmd__manifest *m, uint64_t min_data_bytes) {
+static uint64_t grow_size(shmd_store_t *s, uint64_t min_data_bytes) {
+  struct shmd__manifest *m = s->man;
   uint64_t need = align_up(min_data_bytes + SHMD__HDR_BYTES +
-                               shmd__alloc_ops.meta_bytes(min_data_bytes) + 2 * SHMD__DATA_ALIGN,
+                               s->alloc_ops->meta_bytes(min_data_bytes) + 2 * SHMD__DATA_ALIGN,
                            SHMD__DATA_ALIGN);
   return m->grow_seg_bytes > need ? m->grow_seg_bytes : need;
 }
@@ -1351,7 +1355,7 @@ int shmd__grow_ahead(shmd_store_t *s, uint64_t want_data_bytes, int start) {
     return 0;
   struct shmd__manifest *m = s->man;
   if (start && !a->failed) {
-    uint64_t size = grow_size(m, want_data_bytes);
+    uint64_t size = grow_size(s, want_data_bytes);
     int have = 0, slot = want_data_bytes ? 1 : 0; /* slot 0: growth segment, 1: big block */
     for (int i = 0; i < SPARE_SLOTS; i++)
       if (a->sp[i].fd >= 0 && a->sp[i].size >= size)
@@ -1460,7 +1464,7 @@ int shmd__grow(shmd_store_t *s, struct shmd__thr *t, uint32_t seen_count, uint64
   for (uint32_t i = 0; i < n; i++)
     total += m->segs[i].size_bytes;
   /* Metadata of a segment: header + allocator metadata (~1/4096 of the data) + alignment. */
-  uint64_t need = align_up(min_data_bytes + SHMD__HDR_BYTES + shmd__alloc_ops.meta_bytes(min_data_bytes) +
+  uint64_t need = align_up(min_data_bytes + SHMD__HDR_BYTES + s->alloc_ops->meta_bytes(min_data_bytes) +
                                2 * SHMD__DATA_ALIGN, SHMD__DATA_ALIGN);
   uint64_t size = m->grow_seg_bytes > need ? m->grow_seg_bytes : need;
   uint64_t left = 0;
@@ -1523,7 +1527,7 @@ int shmd__grow(shmd_store_t *s, struct shmd__thr *t, uint32_t seen_count, uint64
   if (rc == 0) {
     /* A segment added to an older store keeps the store's layout (segment 0's), so the library
      * that made the store can still open it after a newer one grew it (test_layouts). */
-    rc = init_segment(addr, size, n, s->hdr0->store_uuid, SHMD__HDR_BYTES, 0, s->hdr0->layout_minor);
+    rc = init_segment(s->alloc_ops, addr, size, n, s->hdr0->store_uuid, SHMD__HDR_BYTES, 0, s->hdr0->layout_minor);
     if (rc)
       shmd__os_unmap(addr, size);
   }

@@ -220,6 +220,8 @@ struct shmd_store_s {
   uint32_t gid;       /* a group-shared store's group */
   uint64_t orphan_files, orphan_bytes; /* orphaned spare files this handle removed (atomic) */
   uint64_t lock_wait_ns; /* shmd_set_lock_wait(): bound of one lock wait by this handle's threads; 0: none */
+  /* ---- the callbacks of the layers above, handed down when the store is opened ---- */
+  const struct shmd__alloc_ops *alloc_ops; /* set from shmd__store_open()'s ops: alloc/'s table */
 };
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -346,7 +348,19 @@ uint64_t *shmd__lane_record(shmd_store_t *s, struct shmd__lane *x, int which, ui
 static inline uint64_t *shmd__resv_slot(struct shmd__thr *t, uint64_t i) {
   return i < SHMD__RESV_CAP ? &t->lane->resv[i] : &shmd__ext_resv(t->ext)[i - SHMD__RESV_CAP];
 }
-extern const struct shmd__alloc_ops shmd__alloc_ops;
+
+/* What the layers above the segment layer hand it when a store is opened (process memory, never
+ * shared memory): the allocator's callbacks. Every pointer must be set. */
+struct shmd__store_ops {
+  const struct shmd__alloc_ops *alloc;
+};
+
+/* Opens (creating unless SHMD_OPEN_NOCREATE) store `name` as shmd_open() documents, with the
+ * callbacks `ops` of the layers above recorded in the handle before anything needs them (segment
+ * creation, recovery of dead lanes). The public shmd_open() is defined by the layer that composes
+ * the callbacks (tx/open.c). */
+int shmd__store_open(const char *name, const shmd_options_t *opt, const struct shmd__store_ops *ops,
+                     shmd_store_t **out);
 
 /* FNV-1a, for header checksums (corruption detection only: anyone who can write a header can
  * recompute it; see segments/store.c, "Validation of what a file says about itself"). */
