@@ -103,6 +103,22 @@ struct shmd__fblock {
  * whoever opens a store (tx/open.c). */
 const struct shmd__alloc_ops *shmd__alloc_layer_ops(void);
 
+/* ---- for the transaction layer (tx/): allocator steps that also write a lane word (front.c) ---- */
+/* Frees `p` as one allocator step of thread t, and in the same step stores `extra_val` into the
+ * 8-byte lane word `extra` (when not NULL): how a transaction's deferred frees and an abort's (or
+ * recovery's) frees of reservations advance the lane's counters exactly once. A free of t's own
+ * lane record (`extra` is t's dfree_done or resv_count) may go to t's heap instead, with the lane
+ * word stored after the push (heap.c's crossing rules). SHMD_EINVAL when p is no allocated block. */
+int shmd__alloc_free_step(shmd_store_t *s, struct shmd__thr *t, shmd_ptr_t p, uint64_t *extra, uint64_t extra_val);
+/* Allocates `size` bytes as one allocator step that, in the same step, stores the block into the
+ * 8-byte lane word `word`: the block is owned by that word from its first instant (extension
+ * blocks). Statuses as shmd_alloc(). */
+int shmd__alloc_word(shmd_store_t *s, struct shmd__thr *t, size_t size, uint64_t *word, shmd_ptr_t *out);
+/* Allocates `size` bytes for t's transaction: the block is recorded in the lane's next reservation
+ * slot inside the allocator's own step (or, from the heap, before the pop commits), so a crash never
+ * leaks it. The caller made sure the slot exists (t->resv_room). Statuses as shmd_alloc(). */
+int shmd__alloc_reserved(shmd_store_t *s, struct shmd__thr *t, size_t size, shmd_ptr_t *out);
+
 extern const uint32_t shmd__class_bytes[SHMD__NCLASSES];
 uint32_t shmd__size_class(size_t size); /* size <= SHMD_SMALL_MAX */
 /* Filled by a constructor in slab.c: class of a request of g 16-byte granules, and a reciprocal

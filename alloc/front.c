@@ -24,7 +24,7 @@
 #define LARGE_MAX (UINT64_C(1) << 46)
 
 /* ---------------------------------------------------------------------------------------------- */
-/* Segment layer callbacks. */
+/* The segment layer's callbacks (struct shmd__alloc_ops) and the transaction layer's steps. */
 
 static uint64_t meta_bytes(uint64_t data_bytes) {
   uint64_t fixed = (sizeof(struct shmd__seg_alloc) + 63) & ~UINT64_C(63);
@@ -53,7 +53,7 @@ static int heap_free(shmd_store_t *s, struct shmd__thr *t, shmd_ptr_t p);
  * essay: crossing into a transaction). Anything else, in particular a recoverer freeing a dead
  * lane's blocks, or the lane's extension blocks, is a locked step that changes the lane word in the
  * same logged step. */
-static int free_step(shmd_store_t *s, struct shmd__thr *t, shmd_ptr_t p, uint64_t *extra, uint64_t extra_val) {
+int shmd__alloc_free_step(shmd_store_t *s, struct shmd__thr *t, shmd_ptr_t p, uint64_t *extra, uint64_t extra_val) {
   if (t->heap != NULL && !t->in_al && (extra == &t->lane->dfree_done || extra == &t->lane->resv_count)) {
     int rc = heap_free(s, t, p);
     if (rc != 1) {
@@ -69,7 +69,7 @@ static int free_step(shmd_store_t *s, struct shmd__thr *t, shmd_ptr_t p, uint64_
 
 static int alloc_impl(shmd_store_t *s, struct shmd__thr *t, size_t size, int resv, shmd_ptr_t *out);
 
-static int alloc_word(shmd_store_t *s, struct shmd__thr *t, size_t size, uint64_t *word, shmd_ptr_t *out) {
+int shmd__alloc_word(shmd_store_t *s, struct shmd__thr *t, size_t size, uint64_t *word, shmd_ptr_t *out) {
   t->alloc_word = word;
   int rc = alloc_impl(s, t, size, 2, out);
   t->alloc_word = NULL;
@@ -99,8 +99,7 @@ static void release(shmd_store_t *s, struct shmd__thr *t) {
   }
 }
 
-static const struct shmd__alloc_ops alloc_ops = {meta_bytes, seg_init, free_step, alloc_word, shmd__heap_cached,
-                                                shmd__heap_adopt, release};
+static const struct shmd__alloc_ops alloc_ops = {meta_bytes, seg_init, release};
 
 const struct shmd__alloc_ops *shmd__alloc_layer_ops(void) { return &alloc_ops; }
 
@@ -305,7 +304,7 @@ int shmd_alloc(shmd_store_t *store, size_t size, shmd_ptr_t *out) {
   return alloc_impl(store, t, size, 0, out);
 }
 
-int shmd__tx_alloc_reserved(shmd_store_t *s, struct shmd__thr *t, size_t size, shmd_ptr_t *out) {
+int shmd__alloc_reserved(shmd_store_t *s, struct shmd__thr *t, size_t size, shmd_ptr_t *out) {
   return alloc_impl(s, t, size, 1, out);
 }
 

@@ -142,6 +142,7 @@ struct shmd__lane {
  * change after the block is created; growing allocates a bigger block and switches `ext` to it.
  */
 #define SHMD__EXT_MAGIC UINT64_C(0x3154584545444d48) /* "HMDEEXT1" */
+#define SHMD__EXT_MAX (UINT32_C(1) << 26)           /* entries per array of one block: 1 GiB of undo entries */
 struct shmd__lane_ext {
   uint64_t magic;
   uint32_t op_cap, held_cap, resv_cap, dfree_cap;
@@ -164,6 +165,7 @@ static inline uint64_t shmd__ext_bytes(uint64_t op_cap, uint64_t held_cap, uint6
 /* Process-local state. */
 
 struct shmd__alloc_ops; /* the allocator's callbacks, see below */
+struct shmd__tx_ops;    /* the transaction layer's callbacks, see below */
 
 /* Per thread and store: the thread's lane and transaction. This is what shmd_tx_t points to. */
 struct shmd__thr {
@@ -222,6 +224,7 @@ struct shmd_store_s {
   uint64_t lock_wait_ns; /* shmd_set_lock_wait(): bound of one lock wait by this handle's threads; 0: none */
   /* ---- the callbacks of the layers above, handed down when the store is opened ---- */
   const struct shmd__alloc_ops *alloc_ops; /* set from shmd__store_open()'s ops: alloc/'s table */
+  const struct shmd__tx_ops *tx_ops;       /* likewise: tx/'s table */
 };
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -310,32 +313,34 @@ static inline uint64_t shmd__lane_word_ptr(shmd_store_t *s, void *addr) {
  * longer `seen_count` (someone else grew: returns 1, try again). */
 int shmd__grow(shmd_store_t *s, struct shmd__thr *t, uint32_t seen_count, uint64_t min_data_bytes);
 
-/* ---- the allocator's callbacks, implemented in alloc/ ---- */
+/* ---- the callbacks of the layers above (process memory, handed to shmd__store_open()) ---- */
+
+/* The allocator's (alloc/front.c). */
 struct shmd__alloc_ops {
   /* Bytes of allocator metadata for a data area of at most `data_bytes`. */
   uint64_t (*meta_bytes)(uint64_t data_bytes);
   /* Initialises the metadata of a fresh, not yet published segment. */
   void (*seg_init)(struct shmd__seg_hdr *hdr);
-  /* Frees `p` as one allocator step of thread t, and in the same step stores `extra_val` into the
-   * 8-byte lane word `extra` (when not NULL): this is how recovery clears a reservation slot or
-   * advances a deferred-free counter exactly once. */
-  int (*free_step)(shmd_store_t *s, struct shmd__thr *t, shmd_ptr_t p, uint64_t *extra,
-                   uint64_t extra_val);
-  /* Allocates `size` bytes as one allocator step that, in the same step, stores the block into the
-   * 8-byte lane word `word`: the block is owned by that word from its first instant. */
-  int (*alloc_word)(shmd_store_t *s, struct shmd__thr *t, size_t size, uint64_t *word, shmd_ptr_t *out);
-  /* ---- thread heaps (alloc/heap.c): one heap per lane, adopted with the lane ---- */
-  /* Non-zero when lane `idx` has a heap that caches objects (a cheap read, no locks). */
-  int (*heap_cached)(shmd_store_t *s, uint32_t idx);
-  /* Returns the objects cached in lane idx's heap to the shared classes, as allocator steps of
-   * thread t (which must not be inside a step). Called by recovery, which owns the dead lane's
-   * `live` mutex, after the lane's own step is rolled back and before its reservations or deferred
-   * frees are finished (it first settles an object caught between the heap and the lane's
-   * reservation or deferred-free record), and by a thread releasing its own lane. */
-  int (*heap_adopt)(shmd_store_t *s, struct shmd__thr *t, uint32_t idx);
   /* Gives the pages of big free blocks back to the kernel (private stores), as allocator steps of
    * thread t (which holds no allocator lock). Called by shmd__al_commit when t->release_due. */
   void (*release)(shmd_store_t *s, struct shmd__thr *t);
+};
+
+/* The transaction layer's (tx/tx.c). */
+#define SHMD__RECOVER_LATER 1 /* lane_recover(): work is left that needs allocator steps */
+struct shmd__tx_ops {
+  /* Step 4 of recovering lane idx, whose `live` mutex the caller (thread t) owns, after the segment
+   * layer rolled back its allocator step and operation log and released its locks (steps 1-3,
+   * lane.c): adopts the lane's thread heap, frees its reservations (ABORTING) or finishes its
+   * deferred frees (COMMITTED), releases its extension blocks, and leaves it IDLE. When !can_free
+   * (t is inside an allocator step) it only resets what needs no allocator step and returns
+   * SHMD__RECOVER_LATER if more is left: the caller queues the lane (t->pending) and runs it again
+   * with can_free once its step is over. Otherwise 0 or a status. */
+  int (*lane_recover)(shmd_store_t *s, struct shmd__thr *t, uint32_t idx, int can_free);
+  /* Thread context t gives its lane up (thread exit, shmd_thread_detach, shmd_close): aborts its
+   * open transaction, finishes queued recoveries and returns what its heap caches, while the lane
+   * is still t's. Cannot fail (what cannot be done now is left for the lane's next owner). */
+  void (*thread_end)(shmd_store_t *s, struct shmd__thr *t);
 };
 #define SHMD__MAN_HEAP_DIR 0 /* index in shmd__manifest.reserved2: shmd_ptr_t of the heap directory */
 #define SHMD__MAN_DEPOT 1    /* index in shmd__manifest.reserved2: shmd_ptr_t of the depot (layout 1.3) */
@@ -343,6 +348,43 @@ struct shmd__alloc_ops {
 /* Address of element i of lane x's reservations (which = 0) or deferred frees (which = 1),
  * continuing into its extension block; NULL when i is beyond both or the block is damaged. */
 uint64_t *shmd__lane_record(shmd_store_t *s, struct shmd__lane *x, int which, uint64_t i);
+
+/* ---- reading a lane's records (lane.c), for recovery and the transaction layer ---- */
+/* Element i of an array that an extension block continues: the lane's for i < cap, else the
+ * block's; NULL beyond both. */
+static inline uint64_t *shmd__vslot(uint64_t *lane_arr, uint64_t cap, uint64_t *ext_arr, uint64_t ext_cap,
+                                    uint64_t i) {
+  if (i < cap)
+    return &lane_arr[i];
+  if (ext_arr != NULL && i - cap < ext_cap)
+    return &ext_arr[i - cap];
+  return NULL;
+}
+/* Held lock i of lane l whose extension block is e (may be NULL). */
+static inline uint64_t *shmd__held_slot(struct shmd__lane *l, struct shmd__lane_ext *e, uint64_t i) {
+  return shmd__vslot(l->held, SHMD__HELD_CAP, e ? shmd__ext_held(e) : NULL, e ? e->held_cap : 0, i);
+}
+/* Whether lane x names any extension block (current, being switched to, or the switched-from). */
+static inline int shmd__ext_any(const struct shmd__lane *x) { return (x->ext | x->ext_new | x->ext_old) != 0; }
+/* Checked view of lane x's extension block: NULL with *rc = 0 when it has none, NULL with *rc =
+ * SHMD_ECORRUPT when the word names no valid block. */
+struct shmd__lane_ext *shmd__lane_ext_view(shmd_store_t *s, struct shmd__lane *x, int *rc);
+/* Sets thread t's cached view of its own lane's extension block and the room it gives. */
+static inline void shmd__thr_set_ext(struct shmd__thr *t, struct shmd__lane_ext *e) {
+  t->ext = e;
+  t->op_room = (uint64_t)t->store->man->op_log_cap + (e ? e->op_cap : 0);
+  t->resv_room = SHMD__RESV_CAP + (e ? e->resv_cap : 0);
+}
+/* Rolls back lane x's operation log (n entries, continued in extension block e) newest-first.
+ * SHMD_ECORRUPT for an entry outside the store or in its fixed layout, or a length beyond the
+ * capacity (entries up to the bad one are rolled back). */
+int shmd__lane_rollback_op(shmd_store_t *s, struct shmd__lane *x, struct shmd__lane_ext *e, uint32_t n);
+/* Empties lane l's transaction records and marks it IDLE (its owner, or its recoverer). */
+void shmd__lane_reset(struct shmd__lane *l);
+/* Rolls back the unfinished allocator steps of dead lanes other than x and t's own (recoverers of
+ * x that died inside a free step of x's), so that x's counters are whole before x's frees are
+ * finished. The caller owns x's `live` mutex. */
+void shmd__settle_dead_steps(shmd_store_t *s, struct shmd__thr *t, uint32_t x);
 
 /* Slot i of the calling thread's reservations (i < t->resv_room). */
 static inline uint64_t *shmd__resv_slot(struct shmd__thr *t, uint64_t i) {
@@ -353,6 +395,7 @@ static inline uint64_t *shmd__resv_slot(struct shmd__thr *t, uint64_t i) {
  * shared memory): the allocator's callbacks. Every pointer must be set. */
 struct shmd__store_ops {
   const struct shmd__alloc_ops *alloc;
+  const struct shmd__tx_ops *tx;
 };
 
 /* Opens (creating unless SHMD_OPEN_NOCREATE) store `name` as shmd_open() documents, with the
