@@ -226,6 +226,9 @@ struct shmd_store_s {
   const struct shmd__alloc_ops *alloc_ops; /* set from shmd__store_open()'s ops: alloc/'s table */
   const struct shmd__tx_ops *tx_ops;       /* likewise: tx/'s table */
 };
+/* The inline shmd_resolve() (include/shmdict/ptr.h) reads the map through the opaque handle; the
+ * ABI check (abi/suppressions.ini) lets members after it change. */
+_Static_assert(__builtin_offsetof(struct shmd_store_s, map) == 0, "the segment map is the store's first member");
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Helpers. */
