@@ -747,6 +747,46 @@ int shmd_stats(shmd_store_t *store, shmd_stats_t *st) {
 }
 
 /* ---------------------------------------------------------------------------------------------- */
+/* Growth ahead of need: the policy. The segment layer owns the mechanics of spare segments (files
+ * created, reserved in pieces, adopted by growth, orphans removed: segments/store.c, "Growth ahead
+ * of need"); the allocator, which knows the free space, decides when one is wanted. */
+
+#define AHEAD_EVERY 1024u                  /* calls between two looks at the free space (per thread) */
+#define AHEAD_MIN_BLOCK (UINT64_C(2) << 20) /* announced blocks from 2 MiB on get a spare of their own */
+
+/*
+ * Every AHEAD_EVERY calls of a thread, sums the store's free buddy space and its largest free block
+ * (shmd_segment_stats(), a few loads per segment) and asks for a spare growth segment when less
+ * than half a growth segment is free; otherwise, for an announced block of AHEAD_MIN_BLOCK or more
+ * that no free block can hold, a spare big enough for it (a 128 MiB hash table needs a segment of
+ * its own). Every other call reserves one more piece of a spare in progress, so a reservation is
+ * spread over a few thousand calls; with none in progress a call is one relaxed load.
+ */
+int shmd_alloc_expect(shmd_store_t *store, size_t bytes) {
+  static _Thread_local uint32_t tick;
+  if (store == NULL)
+    return SHMD_EINVAL;
+  if (++tick % AHEAD_EVERY != 0) {
+    shmd__grow_ahead(store, 0, 0);
+    return 0;
+  }
+  uint32_t n = shmd__seg_count(store);
+  uint64_t free_bytes = 0, largest = 0;
+  for (uint32_t i = 0; i < n; i++) {
+    shmd_segment_stats_t st;
+    if (shmd_segment_stats(store, i, &st) == 0) {
+      free_bytes += st.free_bytes;
+      largest = st.largest_free_block > largest ? st.largest_free_block : largest;
+    }
+  }
+  if (free_bytes < store->man->grow_seg_bytes / 2 && shmd__grow_ahead(store, 0, 1))
+    return 0; /* one step per call */
+  if (bytes >= AHEAD_MIN_BLOCK && largest < bytes)
+    shmd__grow_ahead(store, bytes, 1);
+  return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
 /* For the malloc shim (malloc/): the lock-free fast paths alone, so that the shim can hold its
  * fork guard around everything else. Return 1 when served, 0 when the caller must take the full
  * call (nothing was changed). */

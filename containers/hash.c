@@ -972,44 +972,18 @@ static int put_locked(hctx_t *c, const void *key, size_t klen, const void *val, 
 /* ---------------------------------------------------------------------------------------------- */
 /* Growth ahead of need */
 
-int shmd__grow_ahead(shmd_store_t *s, uint64_t want_data_bytes, int start); /* segments/store.c */
-
-#define AHEAD_EVERY 1024u          /* inserts between two looks at the free space (per thread) */
-#define AHEAD_MIN_TABLE_LOG2 17u   /* tables from 1 MiB on are prepared for ahead */
-
 /*
- * After an insert, outside the hash's lock: lets the store prepare its next segment before an
- * insert needs it (the essay in segments/store.c: a segment reserved on the insert path is a
- * 20-100 ms stall). Every AHEAD_EVERY inserts of a thread it looks at the store's free buddy
- * space (shmd_segment_stats(), a few loads per segment) and asks for a spare growth segment when
- * less than half a growth segment is free; and, once the hash is half way to its next resize, for
- * a spare that can hold the next bucket table (8 << (log2 + 1) bytes, from 1 MiB on) when no
- * segment has a free block that big. In between, each call reserves one more piece (32 KiB) of a
- * spare in progress, so the reservation is spread over a few thousand inserts; with nothing in
- * progress a call is one relaxed load. Best effort: nothing here can fail the insert.
+ * After an insert, outside the hash's lock: tells the allocator what is coming so that it can
+ * prepare the store's next segment before an insert needs it (shmd_alloc_expect(); a segment
+ * reserved on the insert path is a 20-100 ms stall). Once the hash is half way to its next resize,
+ * it announces the next bucket table (8 << (log2 + 1) bytes), which the allocator prepares a spare
+ * for when it is big and no free block can hold it. Best effort: nothing here can fail the insert.
  */
-static void grow_ahead(shmd_store_t *s, uint64_t count, uint32_t log2_now) {
-  static _Thread_local uint32_t tick;
-  if (++tick % AHEAD_EVERY == 0) {
-    struct shmd__manifest *m = s->man;
-    uint32_t n = shmd__seg_count(s);
-    uint64_t free_bytes = 0, largest = 0;
-    for (uint32_t i = 0; i < n; i++) {
-      shmd_segment_stats_t st;
-      if (shmd_segment_stats(s, i, &st) == 0) {
-        free_bytes += st.free_bytes;
-        largest = st.largest_free_block > largest ? st.largest_free_block : largest;
-      }
-    }
-    if (free_bytes < m->grow_seg_bytes / 2 && shmd__grow_ahead(s, 0, 1))
-      return; /* one step per insert */
-    uint64_t next_table = (uint64_t)8 << (log2_now + 1);
-    if (log2_now >= AHEAD_MIN_TABLE_LOG2 && log2_now < MAX_LOG2 &&
-        count * 2 > (UINT64_C(1) << log2_now) && largest < next_table)
-      shmd__grow_ahead(s, next_table, 1);
-    return;
-  }
-  shmd__grow_ahead(s, 0, 0);
+static inline void expect_growth(shmd_store_t *s, uint64_t count, uint32_t log2_now) {
+  uint64_t next_table = 0;
+  if (log2_now < MAX_LOG2 && count * 2 > (UINT64_C(1) << log2_now))
+    next_table = (uint64_t)8 << (log2_now + 1);
+  (void)shmd_alloc_expect(s, (size_t)next_table);
 }
 
 static int check_put_args(const void *key, size_t klen, const void *val, size_t vlen,
@@ -1042,7 +1016,7 @@ int shmd_hash_put(shmd_store_t *s, shmd_ptr_t h, const void *key, size_t key_len
   if (created && prc == 0)
     *created = made;
   if (rc == 0 && made)
-    grow_ahead(s, count, l2);
+    expect_growth(s, count, l2);
   return rc;
 }
 
@@ -1066,7 +1040,7 @@ int shmd_hash_put_ref(shmd_store_t *s, shmd_ptr_t h, const void *key, size_t key
   if (created && prc == 0)
     *created = made;
   if (rc == 0 && made)
-    grow_ahead(s, count, l2);
+    expect_growth(s, count, l2);
   return rc;
 }
 

@@ -1112,8 +1112,8 @@ int shmd_drop(const char *name, const char *dir) {
  * whichever insert needs the memory. Without the reservation a full tmpfs would answer a page
  * fault with SIGBUS. So a process prepares the next segment ahead of need, as a *spare*: a file
  * ".seg-spare-<pid>-<random>" created empty and reserved in SPARE_CHUNK pieces, one piece per
- * shmd__grow_ahead() call (the hash calls it after its inserts once the store runs low, see
- * containers/hash.c). shmd__grow() then links a spare that is big enough to its segment name,
+ * shmd__grow_ahead() call (the allocator's shmd_alloc_expect() calls it: the hash calls that
+ * after its inserts, and it starts a spare once the store runs low, see alloc/front.c). shmd__grow() then links a spare that is big enough to its segment name,
  * maps it and publishes it: no reservation on that path, and still no unbacked page, because
  * the spare was reserved completely before it became a segment. A reservation that fails
  * (ENOSPC, RLIMIT_FSIZE, max_store_bytes) only drops the spare; shmd__grow() then does what it
@@ -1339,12 +1339,12 @@ static int spare_step(struct ahead *a, struct spare *sp, int all) {
   return 0;
 }
 
-int shmd__grow_ahead(shmd_store_t *s, uint64_t want_data_bytes, int start);
 /*
  * One step of growth ahead of need for store s (see the essay above): when `start`, makes sure a
  * spare that can hold a block of want_data_bytes (0: a growth segment) exists or is being
  * reserved; then reserves one SPARE_CHUNK of a spare in progress. Never blocks on other threads
  * (skips the step instead), never fails the caller: returns 1 while a spare is in progress, else 0.
+ * When to start one is the allocator's decision (shmd_alloc_expect(), alloc/front.c).
  */
 int shmd__grow_ahead(shmd_store_t *s, uint64_t want_data_bytes, int start) {
   if (s == NULL || __atomic_load_n(&s->closing, __ATOMIC_ACQUIRE))

@@ -315,6 +315,12 @@ static inline uint64_t shmd__lane_word_ptr(shmd_store_t *s, void *addr) {
 /* Adds a segment whose data area holds at least `min_data_bytes`, unless the segment count is no
  * longer `seen_count` (someone else grew: returns 1, try again). */
 int shmd__grow(shmd_store_t *s, struct shmd__thr *t, uint32_t seen_count, uint64_t min_data_bytes);
+/* One step of growth ahead of need (store.c, "Growth ahead of need"; the allocator's
+ * shmd_alloc_expect() decides when): when `start`, makes sure a spare that can hold a block of
+ * want_data_bytes (0: a growth segment) exists or is being reserved; then reserves one piece of a
+ * spare in progress. Never blocks on other threads (skips the step instead) and never fails the
+ * caller: returns 1 while a spare is in progress, else 0. */
+int shmd__grow_ahead(shmd_store_t *s, uint64_t want_data_bytes, int start);
 
 /* ---- the callbacks of the layers above (process memory, handed to shmd__store_open()) ---- */
 
