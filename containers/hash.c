@@ -111,15 +111,12 @@
 #include "shmdict/error.h"
 #include "shmdict/tx.h"
 #include "segments/lockwait.h"
+#include "cont_int.h"
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Layout */
 
-/* Kind words: 'SHMD' in the low 32 bits marks a shmdict container, the high 32 bits name the kind
- * (ASCII), the convention every container follows. A different kind is SHMD_EINVAL, anything
- * else SHMD_ECORRUPT. */
-#define KIND_MARK UINT64_C(0x444D4853)                        /* "SHMD" */
-#define HASH_MAGIC ((UINT64_C(0x48534148) << 32) | KIND_MARK) /* "HASH" */
+#define HASH_MAGIC SHMD__KIND(0x48534148) /* "HASH" (containers/cont_int.h) */
 
 #define MIN_LOG2 2u          /* smallest table: 4 buckets */
 #define MAX_LOG2 44u         /* 2^44 buckets * 8 bytes = 2^47 bytes, beyond any segment */
@@ -208,12 +205,7 @@ typedef struct hctx_s {
 
 static inline int rehashing(const hctx_t *c) { return c->t[1] != NULL; }
 
-static int kind_status(uint64_t magic) {
-  if (magic == HASH_MAGIC)
-    return 0;
-  return (magic & UINT64_C(0xFFFFFFFF)) == KIND_MARK ? SHMD_EINVAL
-                                                     : SHMD_CORRUPT("hash: bad kind word");
-}
+static inline int kind_status(uint64_t magic) { return shmd__kind_status(magic, HASH_MAGIC, "hash: bad kind word"); }
 
 /* Walks are bounded by the hash's count: a damaged count must not exceed what the store could
  * hold (an entry takes a block of at least 32 bytes), or a cycle in a chain would be walked for
@@ -280,8 +272,9 @@ static void write_begin(hctx_t *c) {
   c->bumped = 1;
 }
 
-/* Begins (or joins) a transaction, takes the hash's lock and validates the header; a writer
- * (`write`) also bumps write_seq. On failure the transaction level is closed again. */
+/* Begins (or joins) a transaction, takes the hash's lock and validates the header
+ * (containers/cont_int.h); a writer (`write`) also bumps write_seq. On failure the transaction
+ * level is closed again. */
 static int enter_mode(shmd_store_t *s, shmd_ptr_t h, hctx_t *c, int write) {
   memset(c, 0, sizeof *c);
   c->s = s;
@@ -289,20 +282,13 @@ static int enter_mode(shmd_store_t *s, shmd_ptr_t h, hctx_t *c, int write) {
   if (s == NULL)
     return SHMD_EINVAL;
   void *a;
-  if ((h.v & 7) != 0 || shmd_resolve_checked(s, h, sizeof(hhdr_t), &a))
-    return SHMD_CORRUPT("hash: header pointer outside the store");
-  c->hd = a;
-  /* Refuse garbage before taking a "lock" inside it. */
-  int rc = kind_status(__atomic_load_n(&c->hd->magic, __ATOMIC_ACQUIRE));
+  int rc = shmd__cont_enter(s, h, sizeof(hhdr_t), offsetof(hhdr_t, lock), HASH_MAGIC,
+                            "hash: header pointer outside the store", "hash: bad kind word", &a, &c->tx);
   if (rc)
     return rc;
-  if ((rc = shmd_tx_begin(s, &c->tx)))
-    return rc;
-  if ((rc = shmd_tx_lock(c->tx, shmd_ptr_add(h, offsetof(hhdr_t, lock)))) ||
-      (rc = validate(c))) {
-    shmd_tx_commit(c->tx); /* nothing was changed */
-    return rc;
-  }
+  c->hd = a;
+  if ((rc = validate(c)))
+    return shmd_tx_end(c->tx, rc); /* nothing was changed */
   if (write)
     write_begin(c);
   return 0;
@@ -314,15 +300,12 @@ static inline int enter_ro(shmd_store_t *s, shmd_ptr_t h, hctx_t *c) {
   return enter_mode(s, h, c, 0);
 }
 
-/* Ends the call's transaction level. A failure while a change is half-made aborts (the caller's
- * transaction, if any, then fails too); any other outcome commits what is consistent. */
+/* Ends the call's transaction level. A failure while a change is half-made (dirty) aborts (the
+ * caller's transaction, if any, then fails too); any other outcome commits what is consistent,
+ * also after complete changes (a rehash step moved a bucket before a lookup missed). */
 static int leave(hctx_t *c, int rc) {
-  if (rc < 0 && c->dirty) {
-    shmd_tx_abort(c->tx);
-    return rc;
-  }
-  int crc = shmd_tx_commit(c->tx);
-  return rc ? rc : crc;
+  int erc = shmd_tx_end(c->tx, rc < 0 && !c->dirty ? 0 : rc);
+  return rc ? rc : erc;
 }
 
 static int room(hctx_t *c, size_t words, size_t allocs, size_t frees) {

@@ -176,6 +176,10 @@ struct shmd__thr {
   uint32_t in_al;      /* inside an allocator step */
   uint32_t *al_addr[SHMD__AL_HELD_CAP]; /* process-local addresses of the step's locks */
   int doomed;          /* an inner level aborted */
+  uint32_t clean_from; /* levels 1 .. clean_from - 1 changed something, deeper ones nothing: see
+                          tx/tx.c, "Which levels changed something" */
+  uint32_t mark_op, mark_dfree; /* the lane's op_len and dfree_count when clean_from was settled */
+  uint64_t mark_resv;           /* likewise its resv_count */
   struct shmd__lane_ext *ext; /* the lane's extension block (process-local address) or NULL */
   uint64_t op_room;    /* entries the op log holds now: the lane's own plus the extension's */
   uint64_t resv_room;  /* likewise for reservations */

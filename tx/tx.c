@@ -267,6 +267,32 @@ const struct shmd__tx_ops *shmd__tx_layer_ops(void) { return &tx_ops; }
 
 static inline struct shmd__thr *TX(shmd_tx_t *tx) { return (struct shmd__thr *)(void *)tx; }
 
+/*
+ * Which levels changed something (for shmd_tx_end()). A change made at depth D -- a logged word,
+ * a reservation, a deferred free, all of which only grow the lane's counts until the outermost
+ * level ends -- is a change of every open level 1..D, and a new level starts unchanged, so the
+ * changed levels are always a prefix 1 .. clean_from - 1. The depth only moves at begin, commit and
+ * abort; settling there (level_settle: did the counts move since the last settle? then every level
+ * open now changed) keeps clean_from exact without a word of work in the logging, allocating and
+ * freeing paths.
+ */
+static inline void level_settle(struct shmd__thr *t) {
+  const struct shmd__lane *l = t->lane;
+  if (l->op_len != t->mark_op || l->resv_count != t->mark_resv || l->dfree_count != t->mark_dfree) {
+    t->clean_from = t->depth + 1;
+    t->mark_op = l->op_len;
+    t->mark_resv = l->resv_count;
+    t->mark_dfree = l->dfree_count;
+  }
+}
+
+/* The level at depth t->depth is about to close (nested commit or abort). */
+static inline void level_close(struct shmd__thr *t) {
+  level_settle(t);
+  if (t->clean_from > t->depth)
+    t->clean_from = t->depth; /* levels from t->depth on are gone */
+}
+
 int shmd_tx_begin(shmd_store_t *store, shmd_tx_t **tx) {
   int rc = 0;
   struct shmd__thr *t = shmd__thr(store, &rc);
@@ -277,7 +303,13 @@ int shmd_tx_begin(shmd_store_t *store, shmd_tx_t **tx) {
     if (__builtin_expect(shmd__ext_any(t->lane), 0) && (rc = ext_release(store, t, t->lane)) < 0)
       return rc;
     t->doomed = 0;
+    t->clean_from = 1;
+    t->mark_op = t->lane->op_len;
+    t->mark_resv = t->lane->resv_count;
+    t->mark_dfree = t->lane->dfree_count;
     __atomic_store_n(&t->lane->state, SHMD__LANE_ACTIVE, __ATOMIC_RELEASE);
+  } else {
+    level_settle(t);
   }
   t->depth++;
   *tx = (shmd_tx_t *)(void *)t;
@@ -468,8 +500,12 @@ int shmd_tx_commit(shmd_tx_t *tx) {
   struct shmd__thr *t = TX(tx);
   if (t->depth == 0)
     return SHMD_EINVAL;
-  if (--t->depth > 0)
+  if (t->depth > 1) {
+    level_close(t);
+    t->depth--;
     return t->doomed ? SHMD_EABORTED : 0;
+  }
+  t->depth = 0;
   if (t->doomed) {
     t->depth = 1;
     abort_outermost(t);
@@ -492,9 +528,26 @@ void shmd_tx_abort(shmd_tx_t *tx) {
   if (t->depth == 0)
     return;
   if (t->depth > 1) {
+    level_close(t);
     t->depth--;
     t->doomed = 1;
     return;
   }
   abort_outermost(t);
+}
+
+int shmd_tx_end(shmd_tx_t *tx, int rc) {
+  struct shmd__thr *t = TX(tx);
+  if (t == NULL || t->depth == 0)
+    return SHMD_EINVAL;
+  if (rc >= 0) {
+    int crc = shmd_tx_commit(tx);
+    return crc < 0 ? crc : rc;
+  }
+  level_settle(t);
+  if (t->depth < t->clean_from)
+    shmd_tx_abort(tx); /* this level changed something */
+  else
+    (void)shmd_tx_commit(tx); /* nothing to undo: a caller's transaction goes on */
+  return rc;
 }
