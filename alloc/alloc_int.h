@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Internal: the allocator's metadata in each segment, size classes, and the functions its files
- * share. Only alloc/ includes this.
+ * share. The allocator layer's header: included by alloc/ and by the transaction layer (tx/: the
+ * steps that also write a lane word, heap adoption, and the callbacks tx/open.c hands down);
+ * containers/ and kv/ use the public alloc.h. (The malloc shim still includes it; issue 13 item 6
+ * gives it an allocator call instead.)
  *
  * Per segment (at hdr->alloc_off):
  *   struct shmd__seg_alloc: the buddy lock, free lists per order, the class table (one lock and

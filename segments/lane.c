@@ -64,9 +64,6 @@ __attribute__((tls_model("initial-exec"))) _Thread_local struct shmd__thr *shmd_
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static pthread_key_t g_key; /* the thread's list of shmd__thr, one per store */
 
-void shmd__store_unref(shmd_store_t *s); /* store.c */
-void shmd__stores_after_fork(void);      /* store.c */
-
 /* ---------------------------------------------------------------------------------------------- */
 /* Undo logs. */
 
@@ -795,7 +792,7 @@ void shmd__lane_global_init(void) {
   pthread_once(&g_once, once_init);
   static int atfork_done;
   if (!__atomic_exchange_n(&atfork_done, 1, __ATOMIC_ACQ_REL))
-    pthread_atfork(NULL, NULL, atfork_child);
+    (void)shmd__os_atfork_child(atfork_child); /* cannot fail short of memory, and then forks are rare */
 }
 
 /* For store.c's boot id rule: 1 when some lane may still have a live owner in this pid namespace

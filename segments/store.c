@@ -28,11 +28,6 @@
 #include "os.h"
 #include "store_int.h"
 
-void shmd__lane_global_init(void);                 /* lane.c */
-int shmd__lane_init_mutex(struct shmd__lane *l);   /* lane.c */
-int shmd__lanes_owned(shmd_store_t *s);            /* lane.c */
-void shmd__thr_detach(shmd_store_t *s);            /* lane.c */
-
 #define DEFAULT_DIR "/dev/shm/shmdict"
 #define MIB (UINT64_C(1) << 20)
 
@@ -81,7 +76,7 @@ static int valid_name(const char *name) {
 static const char *resolve_dir(const char *dir) {
   if (dir && dir[0])
     return dir;
-  const char *env = getenv("SHMDICT_DIR");
+  const char *env = shmd__os_getenv("SHMDICT_DIR");
   return (env && env[0]) ? env : DEFAULT_DIR;
 }
 

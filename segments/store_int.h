@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Internal: the on-memory layout of segments, the manifest, roots and lanes, the process-local
- * store handle, and the lane / lock / allocator-step interface that alloc/ builds on.
+ * store handle, and the lane / lock / allocator-step interface that alloc/ builds on. The segment
+ * layer's header: included by segments/ and by the layers built on it (alloc/, tx/, and
+ * containers/ for the bounds its optimistic readers and walks need); kv/ and programs do not.
  *
  * Layout of segment 0 (other segments have only the header, allocator metadata and data):
  *
@@ -417,6 +419,23 @@ struct shmd__store_ops {
  * the callbacks (tx/open.c). */
 int shmd__store_open(const char *name, const shmd_options_t *opt, const struct shmd__store_ops *ops,
                      shmd_store_t **out);
+
+/* ---- between the segment layer's own files (store.c and lane.c; no other layer calls these) ---- */
+/* lane.c: the process-wide setup of lanes (the thread key, the fork handler), once per process. */
+void shmd__lane_global_init(void);
+/* lane.c: initialises lane l's robust process-shared `live` mutex (store creation, after a
+ * reboot). 0 or SHMD_EIO. */
+int shmd__lane_init_mutex(struct shmd__lane *l);
+/* lane.c: 1 when some lane of s may still have a live owner in this pid namespace (store.c's boot
+ * id rule), else 0. */
+int shmd__lanes_owned(shmd_store_t *s);
+/* lane.c: the calling thread gives up its lane of s (shmd_close, shmd_thread_detach). */
+void shmd__thr_detach(shmd_store_t *s);
+/* store.c: drops one reference to the handle (a thread that held a lane); the last one frees it. */
+void shmd__store_unref(shmd_store_t *s);
+/* store.c: in a forked child (lane.c's fork handler), drops the spare segments inherited from the
+ * parent and resets the handles' locks and references: only the forking thread exists. */
+void shmd__stores_after_fork(void);
 
 /* FNV-1a, for header checksums (corruption detection only: anyone who can write a header can
  * recompute it; see segments/store.c, "Validation of what a file says about itself"). */

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Internal: what the transaction layer (tx/) offers the layers above it and the file that composes
- * the layers (tx/open.c). Included by tx/ only for now; containers/ and kv/ use the public tx.h.
+ * Internal: what the transaction layer (tx/) offers the file that composes the layers (tx/open.c).
+ * Included by tx/ only; containers/ and kv/ use the public tx.h (shmd_tx_*, shmd_tx_end()).
  */
 #ifndef SHMD_TX_TX_INT_H
 #define SHMD_TX_TX_INT_H
