@@ -123,7 +123,7 @@ struct shmd__lane {
   uint64_t resv_count; /* changed only inside allocator steps (own 8-byte word: logged alone) */
   uint64_t dfree_done; /* likewise */
   /* The extension block (struct shmd__lane_ext) continuing held/resv/dfree/op_log past their
-   * fixed capacities, and the two words of its crash-safe growth (see lane.c, "Extension"). */
+   * fixed capacities, and the two words of its crash-safe growth (see tx/tx.c, "Extension blocks"). */
   uint64_t ext, ext_new, ext_old;
   /* The owner's pid namespace (shmd__os_pidns(), 0 unknown), recorded with owner_pid/owner_tid:
    * their numbers are judged only by processes of the same namespace (lane.c, "Who holds a lane").
