@@ -834,3 +834,164 @@ Test(server, crash_supervisor_restarts_killed_workers) {
   }
   cr_expect_eq(server_stop(&S), 0);
 }
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Real clients: redis-cli (--pipe, --scan, --bigkeys), python3-redis, hiredis */
+
+/* Runs a shell command; returns its standard output (malloc'd) and exit status. */
+static char *shell(int *status, const char *fmt, ...) {
+  char line[4096];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof line, fmt, ap);
+  va_end(ap);
+  FILE *p = popen(line, "r");
+  cr_assert_not_null(p);
+  bytes_t b = {0};
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0)
+    bytes_put(&b, buf, n);
+  int st = pclose(p);
+  *status = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+  return b.p ? b.p : strdup("");
+}
+
+Test(server, redis_cli_pipe_scan_bigkeys) {
+  S = server_start(2, NULL);
+  char path[300];
+  snprintf(path, sizeof path, "%s/pipe.resp", ts_dir);
+  FILE *f = fopen(path, "w");
+  for (int i = 0; i < 5000; i++)
+    fprintf(f, "*3\r\n$3\r\nSET\r\n$%d\r\nkey:%d\r\n$%d\r\nv%d\r\n", 4 + snprintf(NULL, 0, "%d", i), i,
+            1 + snprintf(NULL, 0, "%d", i), i);
+  fputs("*4\r\n$5\r\nRPUSH\r\n$4\r\nlist\r\n$1\r\na\r\n$1\r\nb\r\n", f);
+  fputs("*4\r\n$4\r\nHSET\r\n$4\r\nhash\r\n$1\r\nf\r\n$3\r\nval\r\n", f);
+  fputs("*4\r\n$4\r\nZADD\r\n$4\r\nzset\r\n$1\r\n1\r\n$1\r\nm\r\n", f);
+  fputs("*3\r\n$4\r\nSADD\r\n$3\r\nset\r\n$1\r\nx\r\n", f);
+  fputs("*3\r\n$3\r\nSET\r\n$7\r\nbiggest\r\n$20\r\n01234567890123456789\r\n", f);
+  fclose(f);
+  int st;
+  char *out = shell(&st, "redis-cli -p %d --pipe < '%s' 2>&1", S.port, path);
+  cr_expect_eq(st, 0, "%s", out);
+  cr_expect(strstr(out, "errors: 0, replies: 5005"), "redis-cli --pipe said: %s", out);
+  free(out);
+  /* --scan: every key of the pattern once (SCAN across the stripes), the same set as KEYS */
+  out = shell(&st, "redis-cli -p %d --scan --pattern 'key:49*' | sort | md5sum", S.port);
+  char *keys = shell(&st, "redis-cli -p %d KEYS 'key:49*' | sort | md5sum", S.port);
+  cr_expect_str_eq(out, keys);
+  free(out);
+  free(keys);
+  out = shell(&st, "redis-cli -p %d --scan --pattern 'key:49*' | wc -l", S.port);
+  cr_expect_eq(atoi(out), 111, "%s", out);
+  free(out);
+  out = shell(&st, "redis-cli -p %d --bigkeys 2>&1", S.port);
+  cr_expect_eq(st, 0, "%s", out);
+  cr_expect(strstr(out, "Biggest string found '\"biggest\"' has 20 bytes"), "%s", out);
+  cr_expect(strstr(out, "Biggest   list found '\"list\"' has 2 items"), "%s", out);
+  cr_expect(strstr(out, "Biggest   hash found '\"hash\"' has 1 fields"), "%s", out);
+  cr_expect(strstr(out, "Biggest   zset found '\"zset\"' has 1 members"), "%s", out);
+  cr_expect(strstr(out, "5001 strings with"), "%s", out);
+  free(out);
+  /* commands on standard input: redis-cli prints the same as for a real redis-server */
+  int rport = redis_start();
+  const char *script = "GET key:7\\nSET key:7 v7\\nLRANGE list 0 -1\\nRPUSH list a b\\nLRANGE list 0 -1\\n"
+                       "INCR key:7\\nHGETALL hash\\nZSCORE zset m\\nSELECT 3\\nDBSIZE\\nNOSUCH\\n";
+  out = shell(&st, "printf '%s' | redis-cli -p %d 2>&1", script, S.port);
+  char *want = shell(&st, "printf 'RPUSH list a b\\nHSET hash f val\\nZADD zset 1 m\\n' | redis-cli -p %d >/dev/null; "
+                          "printf '%s' | redis-cli -p %d 2>&1", rport, script, rport);
+  /* the first GET differs (the key exists here only); compare from the second line on */
+  cr_expect_str_eq(strchr(out, '\n'), strchr(want, '\n'));
+  free(out);
+  free(want);
+}
+
+Test(server, python3_redis_client) {
+  S = server_start(2, NULL);
+  if (access("/usr/bin/python3", X_OK) != 0)
+    cr_skip_test("no /usr/bin/python3 (Debian's, with python3-redis)");
+  char path[300];
+  snprintf(path, sizeof path, "%s/client.py", ts_dir);
+  FILE *f = fopen(path, "w");
+  fprintf(f,
+          "import redis, sys, threading, time\n"
+          "r = redis.Redis(port=%d, decode_responses=True)\n"
+          "assert r.ping()\n"
+          "assert r.set('greeting', 'hi') and r.get('greeting') == 'hi'\n"
+          "assert r.incr('n') == 1 and r.incrby('n', 41) == 42\n"
+          "r.hset('h', mapping={'a': '1', 'b': '2'})\n"
+          "assert r.hgetall('h') == {'a': '1', 'b': '2'}\n"
+          "assert r.zadd('z', {'x': 1.5, 'y': 2}) == 2 and r.zscore('z', 'x') == 1.5\n"
+          "assert r.zrange('z', 0, -1, withscores=True) == [('x', 1.5), ('y', 2.0)]\n"
+          "p = r.pipeline(transaction=False)\n"
+          "for i in range(1000): p.set('p%%d' %% i, i)\n"
+          "assert all(p.execute())\n"
+          "assert r.mget('p0', 'p999', 'nope') == ['0', '999', None]\n"
+          "assert r.dbsize() == 1004\n"
+          "assert sorted(r.scan_iter(match='p99*')) == ['p99'] + ['p99%%d' %% i for i in range(10)]\n"
+          "ps = r.pubsub(); ps.subscribe('news')\n"
+          "assert ps.get_message(timeout=1)['type'] == 'subscribe'\n"
+          "r2 = redis.Redis(port=%d, decode_responses=True)\n"
+          "assert r2.publish('news', 'hello') == 1\n"
+          "m = ps.get_message(timeout=2)\n"
+          "assert m and m['data'] == 'hello', m\n"
+          "threading.Timer(0.2, lambda: r2.rpush('jobs', 'j')).start()\n"
+          "assert r.blpop('jobs', timeout=3) == ('jobs', 'j')\n"
+          "assert r.client_setname('py') and r.client_getname() == 'py'\n"
+          "assert int(r.info('keyspace')['db0']['keys']) == 1004\n"
+          "assert r.config_get('maxclients') == {'maxclients': '10000'}\n"
+          "try:\n"
+          "    r.lpush('greeting', 'x'); sys.exit('no WRONGTYPE')\n"
+          "except redis.ResponseError as e:\n"
+          "    assert str(e).startswith('WRONGTYPE'), e\n"
+          "print('python3-redis ok')\n",
+          S.port, S.port);
+  fclose(f);
+  int st;
+  char *out = shell(&st, "/usr/bin/python3 '%s' 2>&1", path);
+  cr_expect_eq(st, 0, "%s", out);
+  cr_expect(strstr(out, "python3-redis ok"), "%s", out);
+  free(out);
+}
+
+#include <hiredis/hiredis.h>
+
+Test(server, hiredis_client) {
+  S = server_start(2, NULL);
+  redisContext *h = redisConnect("127.0.0.1", S.port);
+  cr_assert(h && !h->err, "hiredis: %s", h ? h->errstr : "no context");
+  redisReply *r = redisCommand(h, "SET %s %b", "bin", "a\0b", (size_t)3);
+  cr_expect_str_eq(r->str, "OK");
+  freeReplyObject(r);
+  r = redisCommand(h, "GET bin");
+  cr_expect(r->type == REDIS_REPLY_STRING && r->len == 3 && memcmp(r->str, "a\0b", 3) == 0);
+  freeReplyObject(r);
+  /* a pipeline of 1000 appended commands */
+  for (int i = 0; i < 1000; i++)
+    redisAppendCommand(h, "RPUSH list %d", i);
+  for (int i = 0; i < 1000; i++) {
+    void *vr;
+    cr_assert_eq(redisGetReply(h, &vr), REDIS_OK);
+    r = vr;
+    cr_assert_eq(r->type, REDIS_REPLY_INTEGER);
+    cr_assert_eq(r->integer, i + 1);
+    freeReplyObject(r);
+  }
+  r = redisCommand(h, "LRANGE list 998 -1");
+  cr_expect(r->type == REDIS_REPLY_ARRAY && r->elements == 2 && !strcmp(r->element[1]->str, "999"));
+  freeReplyObject(r);
+  r = redisCommand(h, "HSET h f v");
+  freeReplyObject(r);
+  r = redisCommand(h, "HGETALL h");
+  cr_expect(r->type == REDIS_REPLY_ARRAY && r->elements == 2);
+  freeReplyObject(r);
+  r = redisCommand(h, "ZADD z 3.25 m");
+  freeReplyObject(r);
+  r = redisCommand(h, "ZSCORE z m");
+  cr_expect_str_eq(r->str, "3.25");
+  freeReplyObject(r);
+  r = redisCommand(h, "INCR bin");
+  cr_expect(r->type == REDIS_REPLY_ERROR && !strcmp(r->str, "ERR value is not an integer or out of range"));
+  freeReplyObject(r);
+  redisFree(h);
+}
