@@ -17,7 +17,8 @@
  * time; the pusher commits its push before it reads the bucket (a full fence). So either the
  * worker's second try sees the element or the pusher sees the bit. A pusher that looked for the
  * root before any server attached looks again within 100 ms (kv/pubsub.c's cache); the workers
- * also retry every blocked client every 100 ms, which bounds any delay.
+ * also compare the sequences every 100 ms and retry every blocked client once a second, which
+ * bounds any delay.
  */
 #include <string.h>
 
@@ -41,6 +42,15 @@ void shmd__kv_block_mark(kv_ps_root_t *r, int slot, unsigned bucket, int on) {
     __atomic_fetch_and(&r->blocked[bucket], ~(1ull << slot), __ATOMIC_SEQ_CST);
 }
 
+void shmd__kv_block_slot(kv_ps_root_t *r, int slot, int on) {
+  if (slot < 0 || slot >= (int)KV_PS_SLOTS)
+    return;
+  if (on)
+    __atomic_fetch_or(&r->blocked_slots, 1ull << slot, __ATOMIC_SEQ_CST);
+  else
+    __atomic_fetch_and(&r->blocked_slots, ~(1ull << slot), __ATOMIC_SEQ_CST);
+}
+
 void shmd__kv_block_signal(shmd_store_t *s, unsigned db, int nkeys, const char *const keys[], const size_t lens[]) {
   if (nkeys <= 0)
     return;
@@ -48,6 +58,8 @@ void shmd__kv_block_signal(shmd_store_t *s, unsigned db, int nkeys, const char *
   if (r == NULL)
     return;
   __atomic_thread_fence(__ATOMIC_SEQ_CST); /* the commit before the reads of the bits */
+  if (__atomic_load_n(&r->blocked_slots, __ATOMIC_RELAXED) == 0)
+    return; /* nobody blocks anywhere: no key to hash (the common case, one load) */
   int woke = 0;
   for (int i = 0; i < nkeys; i++) {
     unsigned b = shmd__kv_block_bucket(db, keys[i], lens[i]);

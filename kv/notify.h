@@ -44,7 +44,8 @@ typedef struct kv_ps_root_s {
   uint32_t wake;         /* futex word: bumped after a publish and after a push that someone waits on */
   uint32_t reserved1;
   uint64_t slot_mask;    /* claimed slots */
-  uint64_t reserved[8];
+  uint64_t blocked_slots; /* slots with at least one blocked client: pushes skip the buckets at 0 */
+  uint64_t reserved[7];
   kv_ps_slot_t slot[KV_PS_SLOTS];
   uint64_t blocked[KV_PS_BUCKETS];    /* per bucket: the slots with a client blocked on a key of it */
   uint32_t bucket_seq[KV_PS_BUCKETS]; /* per bucket: bumped by a push while blocked[] is not 0 */
@@ -108,6 +109,8 @@ unsigned shmd__kv_block_bucket(unsigned db, const void *key, size_t len);
 /* Marks (on != 0) or unmarks this slot as having clients blocked on keys of `bucket`. Marking is
  * a full fence, so a push that commits after it is seen to need a wake-up. */
 void shmd__kv_block_mark(kv_ps_root_t *r, int slot, unsigned bucket, int on);
+/* Marks or unmarks this slot as having any blocked client (mark it before its buckets). */
+void shmd__kv_block_slot(kv_ps_root_t *r, int slot, int on);
 /* After a command changed keys: for each key whose bucket has a blocked client anywhere, bumps
  * its bucket's sequence and wakes the waiters. Cheap when nobody waits (one load per key). */
 void shmd__kv_block_signal(shmd_store_t *s, unsigned db, int nkeys, const char *const keys[], const size_t lens[]);

@@ -198,6 +198,7 @@ static int slot_clear(shmd_store_t *s, shmd_tx_t *tx, kv_ps_root_t *r, unsigned 
   for (unsigned b = 0; b < KV_PS_BUCKETS; b++)
     if (__atomic_load_n(&r->blocked[b], __ATOMIC_RELAXED) & (1ull << i))
       __atomic_fetch_and(&r->blocked[b], ~(1ull << i), __ATOMIC_SEQ_CST);
+  __atomic_fetch_and(&r->blocked_slots, ~(1ull << i), __ATOMIC_SEQ_CST);
   if ((rc = shmd_tx_set64(tx, &r->slot_mask, r->slot_mask & ~(1ull << i))))
     return rc;
   return shmd_tx_set64(tx, (void *)sl, 0); /* pid and reserved0: the slot is free */

@@ -8,8 +8,9 @@
  * and wakes us), and waits. A push to one of those keys from any process -- another worker, an
  * application using the library, the CLI -- bumps the bucket's sequence and wakes every worker's
  * notifier thread; this worker then retries, in arrival order, the clients blocked on buckets
- * whose sequence moved. The cron retries every blocked client every 100 ms as well, so a lost
- * wake-up (a pusher killed between its commit and its wake-up call) costs at most that.
+ * whose sequence moved. The cron compares the sequences every 100 ms (a pusher killed between its
+ * commit and its wake-up call costs at most that) and retries every blocked client once a second
+ * (a push inside an application's open transaction signals nothing).
  *
  * An element is popped only for a client that is still connected, in the worker that serves it,
  * and its reply is queued at once; a worker killed while clients block has popped nothing for
@@ -178,6 +179,8 @@ static void unmark(block_t *b) {
     if (waiters[bk] && --waiters[bk] == 0)
       shmd__kv_block_mark(root, srv.slot, bk, 0);
   }
+  if (srv.nblocked == 1) /* the last blocked client of this worker goes */
+    shmd__kv_block_slot(root, srv.slot, 0);
 }
 
 /* Takes c out of the blocked state (its block is freed once its timer handle is closed). */
@@ -242,6 +245,8 @@ static void block_client(client_t *c, block_t *b, uint64_t timeout_ms) {
     free_block(b);
     return;
   }
+  if (srv.nblocked == 0) /* before the buckets: pushes look at the buckets only when set */
+    shmd__kv_block_slot(root, srv.slot, 1);
   for (int i = 0; i < b->nkeys; i++) {
     /* the keys are the retried command's */
     unsigned bk;

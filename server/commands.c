@@ -39,13 +39,6 @@ typedef struct user_s {
 static user_t *users;
 static size_t nusers;
 
-int srv_acl_has_passwords(void) {
-  for (size_t i = 0; i < nusers; i++)
-    if (users[i].enabled && !users[i].nopass)
-      return 1;
-  return 0;
-}
-
 static user_t *user_find(const char *name, size_t n) {
   for (size_t i = 0; i < nusers; i++)
     if (strlen(users[i].name) == n && memcmp(users[i].name, name, n) == 0)
@@ -159,13 +152,16 @@ static int auth_ok(const char *user, size_t ul, const char *pw, size_t pl) {
   return 0;
 }
 
-/* Is a client without AUTH logged in as "default"? */
+/* Must a client authenticate (the default user has a password, or is off)? Protected mode and a
+ * new connection's state follow from it, as Redis's DefaultUser nopass flag. */
+int srv_default_needs_auth(void);
 static int default_needs_auth(void) {
   if (cfg.requirepass)
     return 1;
   user_t *u = user_find("default", 7);
   return u ? !(u->enabled && u->nopass) : 0;
 }
+int srv_default_needs_auth(void) { return default_needs_auth(); }
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Helpers */
@@ -1182,9 +1178,9 @@ void srv_process_command(client_t *c, int argc, const char **argv, const size_t 
   if (srv.nmonitors && !(flags & (SC_ADMIN | SC_NOAUTH)))
     srv_monitor_feed(c, argc, argv, lens);
   c->last_cmd = lk.fullname;
-  uint64_t t0 = srv_now_us();
+  uint64_t t0 = srv_ticks();
   srv_call(c, &lk, argc, argv, lens);
-  uint64_t us = srv_now_us() - t0;
+  uint64_t us = (srv_ticks() - t0) / srv_ticks_per_us;
   srv.stat_cmds++;
   if (!(flags & SC_BLOCKING) || !(c->flags & CF_BLOCKED))
     srv_slowlog_add(c, argc, argv, lens, us);

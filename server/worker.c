@@ -62,6 +62,28 @@ uint64_t srv_now_us(void) {
   return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
+static uint64_t mono_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t srv_ticks_per_us = 1000;
+#if !defined(__x86_64__)
+uint64_t srv_ticks(void) { return mono_ns(); }
+#endif
+
+void srv_ticks_calibrate(void) {
+#if defined(__x86_64__)
+  uint64_t n0 = mono_ns(), t0 = srv_ticks();
+  while (mono_ns() - n0 < 20000000u) /* 20 ms */
+    ;
+  uint64_t n1 = mono_ns(), t1 = srv_ticks();
+  uint64_t per = (t1 - t0) * 1000u / (n1 - n0 ? n1 - n0 : 1);
+  srv_ticks_per_us = per ? per : 1;
+#endif
+}
+
 /* ---------------------------------------------------------------------------------------------- */
 /* Clients: creation and freeing */
 
@@ -182,7 +204,7 @@ static const char denied_msg[] =
     "only need to do one of the above things in order for the server to start accepting connections from the "
     "outside.\r\n";
 
-extern int srv_acl_has_passwords(void);
+extern int srv_default_needs_auth(void);
 
 static void accept_one(int fd, int is_unix) {
   struct sockaddr_storage sa, la;
@@ -203,7 +225,7 @@ static void accept_one(int fd, int is_unix) {
     close(fd);
     return;
   }
-  if (!is_unix && cfg.protected_mode && cfg.requirepass == NULL && !srv_acl_has_passwords() && !is_loopback(&sa)) {
+  if (!is_unix && cfg.protected_mode && !srv_default_needs_auth() && !is_loopback(&sa)) {
     if (write(fd, denied_msg, sizeof denied_msg - 1) < 0) {
     }
     srv.stat_rejected++;
@@ -219,7 +241,7 @@ static void accept_one(int fd, int is_unix) {
   c->id = srv_shared_next_client_id();
   c->resp = 2;
   c->ps.bulk = -1;
-  c->authed = cfg.requirepass == NULL && !srv_acl_has_passwords();
+  c->authed = !srv_default_needs_auth();
   c->ctime_ms = c->last_ms = srv_now_ms();
   c->last_cmd = "NULL";
   if (is_unix) {
@@ -419,7 +441,6 @@ void client_process_input(client_t *c) {
         client_close_async(c);
         break;
       }
-      c->last_ms = srv_now_ms();
       srv_process_command(c, (int)argc, argv, c->ps.len);
       if (c->out.len > 0)
         client_reply_flush_later(c);
@@ -475,6 +496,7 @@ static void read_from_client(client_t *c) {
     return;
   }
   c->qlen += (size_t)n;
+  c->last_ms = srv_now_ms(); /* once per read, not per command */
   if (c->qlen > c->qpeak)
     c->qpeak = c->qlen;
   srv.stat_net_in += (uint64_t)n;
@@ -627,8 +649,14 @@ static void on_cron(uv_timer_t *h) {
     srv.ops_sample_cmds = srv.stat_cmds;
   }
   srv_shared_cron();
-  srv_block_cron();
-  srv_pubsub_poll(); /* a wake-up lost to a killed publisher costs at most one cron period */
+  /* Wake-ups lost to a killed publisher or pusher cost at most one tick: look at the ring and at
+   * the buckets' sequence numbers; once a second, retry every blocked client (a push made inside
+   * an application's open transaction signals nothing). */
+  srv_pubsub_poll();
+  srv_block_poll();
+  static unsigned ticks;
+  if (++ticks % 10 == 0)
+    srv_block_cron();
   /* active expiry, a little per database per tick */
   static unsigned db;
   for (int i = 0; i < 4; i++) {
@@ -703,6 +731,7 @@ int worker_main(int index) {
   srv.index = index;
   srv.start_ms = srv_now_ms();
   srv.unix_fd = srv_unix_listen_fd;
+  srv_ticks_calibrate();
   signal(SIGPIPE, SIG_IGN);
   raise_nofile();
   shmd_options_t o;

@@ -385,6 +385,17 @@ Test(server, aclfile_users) {
   CMD_EQ(fd, "GET k", "$-1\r\n");
   close(fd);
   server_stop(&S);
+  /* a default user without a password: clients start logged in as it; others log in with AUTH */
+  f = fopen(path, "w");
+  fputs("user default on nopass\nuser app on >s3cret\n", f);
+  fclose(f);
+  S = server_start(1, "--aclfile", path, NULL);
+  fd = conn_open(S.port);
+  CMD_EQ(fd, "GET k", "$-1\r\n");
+  CMD_EQ(fd, "AUTH app s3cret", "+OK\r\n");
+  CMD_EQ(fd, "AUTH app nope", "-WRONGPASS invalid username-password pair or user is disabled.\r\n");
+  close(fd);
+  server_stop(&S);
   /* a rule that would restrict a user is refused at start, never ignored */
   f = fopen(path, "w");
   fputs("user app on >pw ~cache:* +get\n", f);
