@@ -109,9 +109,10 @@ extern uint64_t shmd__class_recip[SHMD__NCLASSES];
 static inline struct shmd__seg_alloc *shmd__sa(struct shmd__seg_hdr *h) {
   return (struct shmd__seg_alloc *)(void *)((unsigned char *)h + h->alloc_off);
 }
-/* Whether the allocator metadata header of a segment agrees with its (checksummed, immutable)
- * segment header, so that the page map and data area it describes lie inside the segment. Its
- * words are mutable, so they are untrusted until this holds. Cannot fail. */
+/* Whether the allocator metadata header of a segment agrees with its segment header (immutable,
+ * validated when the segment was attached), so that the page map and data area it describes lie
+ * inside the segment. Its words are mutable, so they are untrusted until this holds; the test
+ * cannot overflow whatever they hold. Cannot fail. */
 int shmd__sa_is_valid(const struct shmd__seg_hdr *h, const struct shmd__seg_alloc *sa);
 
 static inline unsigned char *shmd__pagemap(struct shmd__seg_hdr *h, struct shmd__seg_alloc *sa) {
@@ -234,6 +235,8 @@ int shmd__heap_refill_in(shmd_store_t *s, struct shmd__thr *t, uint32_t seg, uin
 int shmd__heap_flush(shmd_store_t *s, struct shmd__thr *t, struct shmd__heap *hp, uint32_t c, uint32_t keep);
 int shmd__heap_cached(shmd_store_t *s, uint32_t idx);
 int shmd__heap_adopt(shmd_store_t *s, struct shmd__thr *t, uint32_t idx);
+/* Process address of the heap directory, validated; NULL when the store has none (or it is damaged). */
+struct shmd__heap_dir *shmd__heap_dir(shmd_store_t *s);
 /* Process address of lane idx's heap, validated; NULL when it has none (or it is damaged). */
 struct shmd__heap *shmd__heap_of(shmd_store_t *s, uint32_t idx);
 /* Bytes of the heap blocks, their directory and the depot, for statistics: they are allocator

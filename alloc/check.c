@@ -134,11 +134,21 @@ static int check_slab_list(struct shmd__seg_hdr *h, struct shmd__seg_alloc *sa, 
   return 0;
 }
 
+/*
+ * The segment header's fields were validated when the segment was attached (segments/store.c,
+ * check_geometry): alloc_off is 8-aligned, alloc_off + alloc_bytes <= data_off, and the data area
+ * lies inside the segment, so the sums of those fields below cannot wrap. The allocator header's
+ * own words are mutable, hence not covered by the header's checksum, and untrusted: every bound is
+ * tested in a form that cannot wrap (pagemap_off may hold anything).
+ */
 int shmd__sa_is_valid(const struct shmd__seg_hdr *h, const struct shmd__seg_alloc *sa) {
+  uint64_t meta_end = h->alloc_off + h->alloc_bytes;
+  if (h->alloc_bytes < sizeof *sa) /* the header itself lies inside the metadata */
+    return 0;
   return sa->magic == SHMD__ALLOC_MAGIC && sa->data_off == h->data_off && sa->data_bytes == h->data_bytes &&
-         sa->page_count == h->data_bytes / SHMD_PAGE_BYTES && sa->pagemap_off >= h->alloc_off &&
-         sa->pagemap_off + sa->page_count <= h->alloc_off + h->alloc_bytes && sa->max_order <= SHMD__MAX_ORDER &&
-         (UINT64_C(1) << sa->max_order) <= sa->page_count;
+         sa->page_count == h->data_bytes / SHMD_PAGE_BYTES && sa->pagemap_off >= h->alloc_off + sizeof *sa &&
+         sa->pagemap_off <= meta_end && sa->page_count <= meta_end - sa->pagemap_off &&
+         sa->max_order <= SHMD__MAX_ORDER && (UINT64_C(1) << sa->max_order) <= sa->page_count;
 }
 
 /* ---- objects cached in thread heaps ---- */
@@ -452,6 +462,27 @@ static int alloc_check(shmd_store_t *store) {
     rc = shmd_recover(store);
     if (rc < 0)
       return rc;
+  }
+  /* The manifest's words naming the heap directory and the depot, and the directory's words
+   * naming heaps: 0, or a structure that validates. Otherwise the heaps or the depot named would
+   * be ignored, and the objects they cache lost. */
+  const struct shmd__manifest *m = store->man;
+  struct shmd__heap_dir *d = shmd__heap_dir(store);
+  if (d == NULL && __atomic_load_n(&m->reserved2[SHMD__MAN_HEAP_DIR], __ATOMIC_ACQUIRE) != 0) {
+    shmd__set_detail("the manifest's heap directory pointer %#llx names no heap directory",
+                     (unsigned long long)m->reserved2[SHMD__MAN_HEAP_DIR]);
+    return SHMD_ECORRUPT;
+  }
+  for (uint32_t i = 0; d != NULL && i < d->lanes; i++)
+    if (__atomic_load_n(&d->heap[i], __ATOMIC_ACQUIRE) != 0 && shmd__heap_of(store, i) == NULL) {
+      shmd__set_detail("the heap directory's pointer %#llx for lane %u names no thread heap",
+                       (unsigned long long)d->heap[i], i);
+      return SHMD_ECORRUPT;
+    }
+  if (shmd__depot_of(store) == NULL && __atomic_load_n(&m->reserved2[SHMD__MAN_DEPOT], __ATOMIC_ACQUIRE) != 0) {
+    shmd__set_detail("the manifest's depot pointer %#llx names no depot",
+                     (unsigned long long)m->reserved2[SHMD__MAN_DEPOT]);
+    return SHMD_ECORRUPT;
   }
   uint32_t n = shmd__seg_count(store);
   for (uint32_t i = 0; i < n; i++) {

@@ -448,7 +448,7 @@ static inline int heap_push(shmd_store_t *s, struct shmd__heap *hp, shmd_ptr_t p
     return 1;
   /* Data areas start 64 KiB aligned, so a slab's header is at the offset masked to 64 KiB. */
   uint64_t pmi = sa->pagemap_off + ((rel / SHMD_PAGE_BYTES) & ~(uint64_t)(SHMD_SLAB_BYTES / SHMD_PAGE_BYTES - 1));
-  if (__builtin_expect(pmi + SHMD__PM_CLASS_PAGE >= h->data_off, 0) ||
+  if (__builtin_expect(pmi >= h->data_off - SHMD__PM_CLASS_PAGE, 0) || /* data_off >= 64 KiB: no wrap */
       __atomic_load_n(&base[pmi], __ATOMIC_RELAXED) != (PM_SLAB | SHMD__SLAB_ORDER))
     return 1;
   uint32_t obj = (uint32_t)(off & (SHMD_SLAB_BYTES - 1)), x = obj - SHMD__SLAB_HDR, c, end;
@@ -620,6 +620,8 @@ int shmd_segment_stats(shmd_store_t *store, uint32_t segment, shmd_segment_stats
     return SHMD_ENOTFOUND;
   struct shmd__seg_alloc *sa = shmd__sa(h);
   memset(st, 0, sizeof *st);
+  if (!shmd__sa_is_valid(h, sa)) /* max_order bounds the loop below */
+    return SHMD_CORRUPT("allocator metadata header is damaged");
   st->size_bytes = h->size_bytes;
   st->data_bytes = h->data_bytes;
   st->meta_bytes = h->data_off;

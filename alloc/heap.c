@@ -67,12 +67,12 @@ static inline uint32_t class_limit(uint32_t c) {
   return lim < 4 ? 4 : lim > SHMD__HEAP_CAP ? SHMD__HEAP_CAP : lim;
 }
 
-static struct shmd__heap_dir *dir_get(shmd_store_t *s) {
+struct shmd__heap_dir *shmd__heap_dir(shmd_store_t *s) {
   uint64_t v = __atomic_load_n(&s->man->reserved2[SHMD__MAN_HEAP_DIR], __ATOMIC_ACQUIRE);
   if (v == 0)
     return NULL;
   void *a;
-  if (shmd_resolve_checked(s, (shmd_ptr_t){v}, sizeof(struct shmd__heap_dir), &a) != 0)
+  if ((v & 7) != 0 || shmd_resolve_checked(s, (shmd_ptr_t){v}, sizeof(struct shmd__heap_dir), &a) != 0)
     return NULL;
   struct shmd__heap_dir *d = a;
   if (d->magic != SHMD__HDIR_MAGIC || d->lanes != s->man->lane_count ||
@@ -82,12 +82,12 @@ static struct shmd__heap_dir *dir_get(shmd_store_t *s) {
 }
 
 struct shmd__heap *shmd__heap_of(shmd_store_t *s, uint32_t idx) {
-  struct shmd__heap_dir *d = dir_get(s);
+  struct shmd__heap_dir *d = shmd__heap_dir(s);
   if (d == NULL || idx >= d->lanes)
     return NULL;
   uint64_t v = __atomic_load_n(&d->heap[idx], __ATOMIC_ACQUIRE);
   void *a;
-  if (v == 0 || shmd_resolve_checked(s, (shmd_ptr_t){v}, sizeof(struct shmd__heap), &a) != 0)
+  if (v == 0 || (v & 7) != 0 || shmd_resolve_checked(s, (shmd_ptr_t){v}, sizeof(struct shmd__heap), &a) != 0)
     return NULL;
   struct shmd__heap *hp = a;
   if (hp->magic != SHMD__HEAP_MAGIC || hp->lane_idx != idx || hp->nclasses != SHMD__NCLASSES)
@@ -105,7 +105,7 @@ static inline uint32_t order_of_bytes(uint64_t bytes) {
 
 uint64_t shmd__heap_meta(shmd_store_t *s, uint64_t *blocks, uint64_t *pages, uint64_t *heaps) {
   *blocks = *pages = *heaps = 0;
-  struct shmd__heap_dir *d = dir_get(s);
+  struct shmd__heap_dir *d = shmd__heap_dir(s);
   if (d != NULL) {
     *blocks = 1;
     *pages = UINT64_C(1) << order_of_bytes(sizeof *d + 8u * d->lanes);
@@ -201,14 +201,18 @@ void shmd__heap_attach(shmd_store_t *s, struct shmd__thr *t) {
   if (t->heap_state != 0 || t->in_al)
     return;
   t->heap_state = 2;
-  struct shmd__heap_dir *d = dir_get(s);
+  /* Thread heaps came with layout 1.2: a 1.0 or 1.1 library would take their cached objects for
+   * leaked ones, so such a store runs without them (every small request goes to the slabs). */
+  if (s->hdr0->layout_minor < 2)
+    return;
+  struct shmd__heap_dir *d = shmd__heap_dir(s);
   if (d == NULL) {
     uint32_t lanes = s->man->lane_count;
     uint64_t v;
     if (meta_alloc(s, t, order_of_bytes(sizeof *d + 8u * lanes), &s->man->reserved2[SHMD__MAN_HEAP_DIR], 0,
                    &s->man->grow_lock, dir_init, &lanes, &v) != 0)
       return;
-    if ((d = dir_get(s)) == NULL)
+    if ((d = shmd__heap_dir(s)) == NULL)
       return;
   }
   uint32_t idx = t->lane_idx;
@@ -375,7 +379,7 @@ int shmd__heap_flush(shmd_store_t *s, struct shmd__thr *t, struct shmd__heap *hp
 struct shmd__depot *shmd__depot_of(shmd_store_t *s) {
   uint64_t v = __atomic_load_n(&s->man->reserved2[SHMD__MAN_DEPOT], __ATOMIC_ACQUIRE);
   void *a;
-  if (v == 0 || shmd_resolve_checked(s, (shmd_ptr_t){v}, sizeof(struct shmd__depot), &a) != 0)
+  if (v == 0 || (v & 7) != 0 || shmd_resolve_checked(s, (shmd_ptr_t){v}, sizeof(struct shmd__depot), &a) != 0)
     return NULL;
   struct shmd__depot *d = a;
   if (d->magic != SHMD__DEPOT_MAGIC || d->nclasses != SHMD__NCLASSES || d->cap != SHMD__DEPOT_CAP ||

@@ -102,7 +102,7 @@ static int array_validate(array_ctx_t *c) {
 /* Checks the kind word, begins (or joins) a transaction and takes the array's lock. */
 static int array_enter(shmd_store_t *s, shmd_ptr_t a, array_ctx_t *c) {
   void *addr;
-  if (shmd_resolve_checked(s, a, sizeof(array_hdr_t), &addr))
+  if ((a.v & 7) != 0 || shmd_resolve_checked(s, a, sizeof(array_hdr_t), &addr)) /* blocks are 16-aligned */
     return SHMD_ECORRUPT;
   c->s = s;
   c->hp = a;

@@ -83,7 +83,9 @@ int shmd_blob_free(shmd_tx_t *tx, shmd_ptr_t blob) { return shmd_tx_free(tx, blo
 
 int shmd_blob_view(shmd_store_t *store, shmd_ptr_t blob, const void **data, size_t *len) {
   void *addr;
-  if (shmd_resolve_checked(store, blob, sizeof(blob_hdr_t), &addr))
+  /* Blocks are 16-aligned: a blob pointer that is not 8-aligned is damaged (and its length word
+   * would be read misaligned). */
+  if ((blob.v & 7) != 0 || shmd_resolve_checked(store, blob, sizeof(blob_hdr_t), &addr))
     return SHMD_ECORRUPT;
   uint64_t n = __atomic_load_n(&((blob_hdr_t *)addr)->len_bytes, __ATOMIC_RELAXED);
   if (n >= BLOB_LEN_MAX || n > SIZE_MAX - sizeof(blob_hdr_t) - 1)

@@ -215,12 +215,22 @@ static int kind_status(uint64_t magic) {
                                                      : SHMD_CORRUPT("hash: bad kind word");
 }
 
+/* Walks are bounded by the hash's count: a damaged count must not exceed what the store could
+ * hold (an entry takes a block of at least 32 bytes), or a cycle in a chain would be walked for
+ * days. Computed only for big counts, so that ordinary calls do not pay for it. */
+#define COUNT_CHEAP (UINT64_C(1) << 20)
+static int count_possible(shmd_store_t *s, uint64_t count) {
+  return count <= COUNT_CHEAP || count <= shmd__store_bytes(s) / 32;
+}
+
 /* Validates the header of a locked hash and resolves its tables into the context. */
 static int validate(hctx_t *c) {
   hhdr_t *hd = c->hd;
   int rc = kind_status(hd->magic);
   if (rc)
     return rc;
+  if (!count_possible(c->s, hd->count))
+    return SHMD_CORRUPT("hash: count larger than the store could hold");
   uint32_t l0 = hd->log2[0], l1 = hd->log2[1];
   c->seed = hd->seed;
   c->t[0] = c->t[1] = NULL;

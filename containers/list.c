@@ -41,6 +41,7 @@
 #include <string.h>
 
 #include "segments/crash.h"
+#include "segments/store_int.h" /* shmd__store_bytes: a bound for a damaged count */
 #include "shmdict/alloc.h"
 #include "shmdict/blob.h"
 #include "shmdict/error.h"
@@ -58,6 +59,7 @@
 /* No list can have more elements than this (each node takes at least 32 bytes of a store of at
  * most 2^64 bytes... in practice far less); a larger count is corruption. */
 #define COUNT_MAX (UINT64_C(1) << 58)
+#define COUNT_CHEAP (UINT64_C(1) << 20) /* below: no need to compare with the store's size */
 
 /* Undo-log words one logged 8-byte store costs (shmd_tx_room counts logged words), for room estimates. */
 #define WORDS_PER_STORE 1u
@@ -121,7 +123,10 @@ static int list_enter(shmd_store_t *s, shmd_ptr_t l, list_ctx_t *c) {
   if ((rc = shmd_tx_lock(c->tx, shmd_ptr_add(l, offsetof(list_hdr_t, lock)))) == 0) {
     rc = kind_status(c->h->magic);
     c->count = c->h->count;
-    if (rc == 0 && c->count > COUNT_MAX)
+    /* Walks are bounded by the count: it must not exceed what the store could hold (a node takes
+     * a block of at least 32 bytes), or a cycle would be walked for days. Computed only for big
+     * counts, so that ordinary calls do not pay for it. */
+    if (rc == 0 && (c->count > COUNT_MAX || (c->count > COUNT_CHEAP && c->count > shmd__store_bytes(s) / 32)))
       rc = SHMD_ECORRUPT;
     if (rc == 0)
       return 0;
@@ -871,6 +876,7 @@ int shmd_list_trim(shmd_store_t *s, shmd_ptr_t l, int64_t start, int64_t stop) {
 /* Iteration */
 
 void shmd_list_iter_init(shmd_list_iter_t *it, shmd_ptr_t list, int reverse) {
+  memset(it, 0, sizeof *it); /* the reserved words too (include/shmdict/list.h) */
   it->list = list;
   it->last = shmd_ptr_null();
   it->epoch = 0;

@@ -785,7 +785,11 @@ static int check_visit(const void *key, size_t klen, const void *val, size_t vle
   check_t *ck = arg;
   if (vlen < sizeof(kv_rec_t))
     return SHMD_ECORRUPT;
-  const kv_rec_t *r = val;
+  /* A copy: an out-of-line value block named by a damaged entry may be misaligned (the hash's
+   * checker reports that, but shmd_kv_info() walks without it). */
+  kv_rec_t rec;
+  memcpy(&rec, val, sizeof rec);
+  const kv_rec_t *r = &rec;
   if (r->type < KV_STRING || r->type > KV_ZSET)
     return SHMD_ECORRUPT;
   if (ck->info) {
@@ -798,7 +802,7 @@ static int check_visit(const void *key, size_t klen, const void *val, size_t vle
   if (vlen != sizeof(kv_rec_t) + 16)
     return SHMD_ECORRUPT;
   shmd_ptr_t p[2];
-  memcpy(p, r + 1, 16);
+  memcpy(p, (const unsigned char *)val + sizeof(kv_rec_t), 16);
   if (!p[0].v || (r->type == KV_ZSET) != (p[1].v != 0))
     return SHMD_ECORRUPT;
   return ck->info ? 0 : check_push(ck, r->type, p[0], p[1]);

@@ -11,6 +11,7 @@ pkgs=(
   python3-matplotlib
   libglib2.0-dev
   clang libclang-rt-dev
+  abigail-tools binutils
 )
 missing=()
 for p in "${pkgs[@]}"; do

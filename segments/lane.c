@@ -71,6 +71,11 @@ static int undo_one(shmd_store_t *s, const struct shmd__undo *u) {
   shmd_ptr_t p = {u->ptr};
   if ((shmd_ptr_offset(p) & 7) != 0 || shmd_resolve_checked(s, p, 8, &a) != 0)
     return SHMD_CORRUPT("undo log entry points outside the store");
+  /* No operation logs a word of a segment header or of the manifest's fixed part (they never
+   * change): such an entry is forged, and applying it would change the layout after its
+   * validation. */
+  if (shmd__ptr_in_fixed_layout(s, p, 8))
+    return SHMD_CORRUPT("undo log entry points into a segment header or the manifest's fixed part");
   *(uint64_t *)a = u->old;
   return 0;
 }
@@ -193,10 +198,18 @@ static int ext_grow(struct shmd__thr *t, int which, uint64_t need) {
   if (need <= fixed[which] + cap[which])
     return 0;
   uint64_t want = need - fixed[which];
+  /* Extension blocks came with layout 1.1: a 1.0 library recovering a dead lane would not know the
+   * entries beyond its capacities, so a 1.0 store keeps the old fixed limits. */
+  const char *what = which == EXT_OP ? "undo entries" : which == EXT_HELD ? "locks" : which == EXT_RESV ? "allocations" : "frees";
+  if (s->hdr0->layout_minor < 1) {
+    shmd__set_detail("one transaction would need %llu %s; a store of layout %u.%u holds at most %llu "
+                     "(bigger transactions need layout 1.1: dump the store and load it into a new one)",
+                     (unsigned long long)need, what, (unsigned)s->hdr0->layout_major,
+                     (unsigned)s->hdr0->layout_minor, (unsigned long long)fixed[which]);
+    return SHMD_ETXFULL;
+  }
   if (want > EXT_MAX) {
-    shmd__set_detail("one transaction would need %llu %s; the limit is %llu",
-                     (unsigned long long)need,
-                     which == EXT_OP ? "undo entries" : which == EXT_HELD ? "locks" : which == EXT_RESV ? "allocations" : "frees",
+    shmd__set_detail("one transaction would need %llu %s; the limit is %llu", (unsigned long long)need, what,
                      (unsigned long long)(fixed[which] + EXT_MAX));
     return SHMD_ETXFULL;
   }
@@ -305,7 +318,8 @@ void shmd__futex_wake_all(uint32_t *w) { shmd__os_futex_wake(w, 0x7fffffff); }
 /* Releases the lock at `lockp` if its word still names lane `idx`. */
 static void release_if_owner(shmd_store_t *s, uint64_t lockp, uint32_t idx) {
   void *a;
-  if (shmd_resolve_checked(s, (shmd_ptr_t){lockp}, sizeof(uint32_t), &a) != 0 || (lockp & 3))
+  if (shmd_resolve_checked(s, (shmd_ptr_t){lockp}, sizeof(uint32_t), &a) != 0 || (lockp & 3) ||
+      shmd__ptr_in_fixed_layout(s, (shmd_ptr_t){lockp}, sizeof(uint32_t))) /* no lock lives there */
     return;
   uint32_t *w = a;
   uint32_t cur = __atomic_load_n(w, __ATOMIC_ACQUIRE);
@@ -793,7 +807,13 @@ static int recover_locked(shmd_store_t *s, struct shmd__thr *t, uint32_t idx, in
   } else if (st != SHMD__LANE_IDLE && st != SHMD__LANE_ABORTING) {
     return SHMD_CORRUPT("lane state word is invalid");
   }
+  /* A count beyond the lane's and its extension's capacity is damage: only recorded slots can
+   * name locks (and only words that still name this lane are released), so the walk stops at the
+   * capacity instead of counting down from up to 2^32 (found by the fuzzer: a 30 s open). */
   uint32_t n = x->held_count;
+  uint64_t held_cap = SHMD__HELD_CAP + (e ? e->held_cap : 0);
+  if (n > held_cap)
+    n = (uint32_t)held_cap;
   for (uint32_t i = n; i-- > 0;) {
     uint64_t *h = held_slot(x, e, i);
     if (h != NULL)

@@ -102,7 +102,7 @@ static uint64_t hdr_checksum(const struct shmd__seg_hdr *h) {
 /* Fills the header of a fresh segment whose allocator metadata starts at alloc_off, and lets the
  * allocator initialise its metadata. Returns SHMD_EINVAL if the segment is too small. */
 static int init_segment(unsigned char *base, uint64_t size, uint32_t idx, const unsigned char uuid[16],
-                        uint64_t alloc_off, uint64_t manifest_off) {
+                        uint64_t alloc_off, uint64_t manifest_off, uint32_t layout_minor) {
   struct shmd__seg_hdr *h = (struct shmd__seg_hdr *)(void *)base;
   if (alloc_off >= size)
     return SHMD_EINVAL;
@@ -118,7 +118,7 @@ static int init_segment(unsigned char *base, uint64_t size, uint32_t idx, const 
   memset(h, 0, sizeof *h);
   h->magic = SHMD__SEG_MAGIC;
   h->layout_major = SHMD_LAYOUT_MAJOR;
-  h->layout_minor = SHMD_LAYOUT_MINOR;
+  h->layout_minor = layout_minor;
   h->hdr_bytes = sizeof *h;
   memcpy(h->store_uuid, uuid, 16);
   h->seg_index = idx;
@@ -131,6 +131,75 @@ static int init_segment(unsigned char *base, uint64_t size, uint32_t idx, const 
   shmd__alloc_ops.seg_init(h);
   h->checksum = hdr_checksum(h);
   return 0;
+}
+
+/*
+ * Validation of what a file says about itself.
+ *
+ * Every offset and size below is read from a file that anyone with write access to it may have
+ * crafted. The header checksum does not change that: it is FNV-1a over the header, which detects
+ * accidental damage (a torn or stray write) and nothing else, since whoever can write the header
+ * can recompute it. So each offset and size is validated as if the checksum were absent, before
+ * anything is read through it:
+ *   - bounds are tested in a form that cannot wrap past 2^64: `b <= limit` first, then
+ *     `a > limit - b` (never `a + b > limit`), and products as `n > limit / size`;
+ *   - every offset at which a structure is read is aligned as that structure needs (8 bytes: its
+ *     widest field), so no access is misaligned (undefined behaviour, reported by UBSan);
+ *   - the areas of segment 0 follow each other in order without overlap: header, manifest, roots,
+ *     lanes, allocator metadata, data area; all inside the segment and the mapping.
+ * A value that fails gives SHMD_ECORRUPT with the file, the field and its value in
+ * shmd_errdetail(). The allocator's own header (mutable, so not checksummed) is validated the same
+ * way by shmd__sa_is_valid() (alloc/check.c) before any page map or free list is read.
+ */
+
+/* Largest segment a shmd_ptr_t can address (its offset has SHMD_PTR_OFFSET_BITS bits). */
+#define SEG_MAX_BYTES (UINT64_C(1) << SHMD_PTR_OFFSET_BITS)
+/* Alignment of every structure read at an offset the file gives (manifest, roots, lanes,
+ * allocator metadata: their widest fields are 8 bytes). The library writes them 4 KiB aligned. */
+#define STRUCT_ALIGN UINT64_C(8)
+
+static int bad_field(const char *path, const char *what, const char *field, uint64_t value) {
+  shmd__set_detail("%s: %s: %s %#llx is out of range or misaligned (crafted or damaged file)", path, what,
+                   field, (unsigned long long)value);
+  return SHMD_ECORRUPT;
+}
+
+/* The layout fields of a segment header whose checksum, magic and version were found good: sizes
+ * and offsets inside the segment, in order, aligned. Overflow-free (see above). */
+static int check_geometry(const struct shmd__seg_hdr *h, const char *path) {
+  const char *w = "segment header";
+  uint64_t size = h->size_bytes;
+  if (size < SHMD__HDR_BYTES || size > SEG_MAX_BYTES)
+    return bad_field(path, w, "size_bytes", size);
+  if (h->alloc_off < SHMD__HDR_BYTES || h->alloc_off > size || h->alloc_off % STRUCT_ALIGN != 0)
+    return bad_field(path, w, "alloc_off", h->alloc_off);
+  if (h->alloc_bytes > size - h->alloc_off)
+    return bad_field(path, w, "alloc_bytes", h->alloc_bytes);
+  uint64_t meta_end = h->alloc_off + h->alloc_bytes; /* <= size: no wrap */
+  if (h->data_off < meta_end || h->data_off > size || h->data_off % SHMD__DATA_ALIGN != 0)
+    return bad_field(path, w, "data_off", h->data_off);
+  if (h->data_bytes > size - h->data_off || h->data_bytes < SHMD__DATA_ALIGN ||
+      h->data_bytes % SHMD_PAGE_BYTES != 0)
+    return bad_field(path, w, "data_bytes", h->data_bytes);
+  return 0;
+}
+
+uint64_t shmd__store_bytes(shmd_store_t *s) {
+  uint32_t n = shmd__seg_count(s);
+  uint64_t total = 0;
+  for (uint32_t i = 0; i < n && i < SHMD__MAX_SEGS; i++) {
+    uint64_t b = s->man->segs[i].size_bytes;
+    total += b < SEG_MAX_BYTES ? b : SEG_MAX_BYTES; /* at most 2^12 * 2^48: no wrap */
+  }
+  return total;
+}
+
+int shmd__ptr_in_fixed_layout(shmd_store_t *s, shmd_ptr_t p, size_t len) {
+  uint64_t off = shmd_ptr_offset(p); /* < 2^48, and len is a word: no wrap below */
+  if (off < SHMD__HDR_BYTES)
+    return 1;
+  uint64_t lo = s->hdr0->manifest_off, hi = lo + offsetof(struct shmd__manifest, grow_lock);
+  return shmd_ptr_segment(p) == 0 && off < hi && off + len > lo;
 }
 
 /* Validates a mapped segment header. `uuid` NULL: segment 0 (any store). */
@@ -173,11 +242,7 @@ static int check_header(const struct shmd__seg_hdr *h, uint64_t file_size, uint3
     shmd__set_detail("%s holds segment %u where segment %u was expected", path, h->seg_index, idx);
     return idx == 0 ? SHMD_ECORRUPT : SHMD_EFOREIGN;
   }
-  if (h->alloc_off < SHMD__HDR_BYTES || h->alloc_off + h->alloc_bytes > h->data_off ||
-      h->data_off % SHMD__DATA_ALIGN != 0 || h->data_off + h->data_bytes > h->size_bytes ||
-      h->data_bytes < SHMD__DATA_ALIGN || (h->data_bytes % SHMD_PAGE_BYTES) != 0)
-    return SHMD_CORRUPT("segment header offsets out of bounds");
-  return 0;
+  return check_geometry(h, path);
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -488,7 +553,9 @@ static uint32_t grow_file_perm(shmd_store_t *s) {
 /* Registry and lazy attach. */
 
 static int attach_seg(shmd_store_t *s, uint32_t seg) {
-  if (seg >= shmd__seg_count(s) || seg >= s->man->max_segments)
+  /* seg_count and max_segments are mutable words of the manifest: a table index is bounded by
+   * the table's own size too. */
+  if (seg >= shmd__seg_count(s) || seg >= s->man->max_segments || seg >= SHMD__MAX_SEGS)
     return SHMD_ENOTFOUND;
   if (__atomic_load_n(&s->map->base[seg + 1], __ATOMIC_ACQUIRE))
     return 0;
@@ -505,7 +572,9 @@ static int attach_seg(shmd_store_t *s, uint32_t seg) {
     rc = open_seg_file(s, name, path, &fd);
     if (rc == 0)
       rc = shmd__os_file_size(fd, &fsize);
-    if (rc == 0 && (fsize < e.size_bytes || e.size_bytes < SHMD__HDR_BYTES)) {
+    if (rc == 0 && (e.size_bytes < SHMD__HDR_BYTES || e.size_bytes > SEG_MAX_BYTES))
+      rc = bad_field(path, "manifest", "segment table entry's size_bytes", e.size_bytes);
+    if (rc == 0 && fsize < e.size_bytes) {
       shmd__set_detail("%s is %llu bytes, the manifest says %llu (truncated segment)", path,
                        (unsigned long long)fsize, (unsigned long long)e.size_bytes);
       rc = SHMD_ETRUNCATED;
@@ -724,7 +793,7 @@ static int create_store(shmd_store_t *s, const shmd_options_t *o, uint32_t perm)
       break;
   }
   if (rc == 0)
-    rc = init_segment(base, size, 0, rnd, alloc_off, man_off);
+    rc = init_segment(base, size, 0, rnd, alloc_off, man_off, SHMD_LAYOUT_MINOR);
   shmd__os_unmap(addr, size);
   if (rc == 0)
     rc = shmd__os_linkat(&d, tmp, "seg-00000");
@@ -735,23 +804,51 @@ static int create_store(shmd_store_t *s, const shmd_options_t *o, uint32_t perm)
   return rc;
 }
 
+/* Validates the manifest of segment 0 (its offset was validated by attach_store): the lanes and
+ * roots areas it places, its capacities and its segment table. Overflow-free, see "Validation of
+ * what a file says about itself" above. */
 static int check_manifest(shmd_store_t *s, const char *path) {
   const struct shmd__seg_hdr *h = s->hdr0;
-  uint64_t size = h->size_bytes;
   const struct shmd__manifest *m = s->man;
+  const char *w = "manifest";
   if (m->magic != SHMD__MAN_MAGIC) {
     shmd__set_detail("%s: manifest magic is wrong (corrupted store)", path);
     return SHMD_ECORRUPT;
   }
-  if (m->lanes_off >= size || m->roots_off >= size || m->lane_bytes >= size || m->lane_count == 0 ||
-      m->lane_count > 4096 || m->op_log_cap == 0 || m->op_log_cap > (1u << 20) ||
-      m->lane_bytes < lane_bytes_for(m->op_log_cap) ||
-      m->lanes_off + (uint64_t)m->lane_count * m->lane_bytes > h->alloc_off ||
-      m->roots_off + (uint64_t)m->root_cap * sizeof(struct shmd__root) > m->lanes_off ||
-      m->roots_off < h->manifest_off + sizeof(struct shmd__manifest) || m->max_segments > SHMD__MAX_SEGS ||
-      m->seg_count == 0 || m->seg_count > m->max_segments || m->segs[0].size_bytes != size ||
-      ((m->lanes_off | m->lane_bytes | m->roots_off) & 7) != 0) /* lanes and roots hold 8-byte words */
-    return SHMD_CORRUPT("manifest fields out of range");
+  /* In order: manifest | roots | lanes | allocator metadata (alloc_off, validated with the header). */
+  uint64_t man_end = h->manifest_off + sizeof(struct shmd__manifest), alloc_off = h->alloc_off;
+  if (man_end > alloc_off)
+    return bad_field(path, w, "manifest_off", h->manifest_off);
+  if (m->roots_off < man_end || m->roots_off > alloc_off || m->roots_off % STRUCT_ALIGN != 0)
+    return bad_field(path, w, "roots_off", m->roots_off);
+  if (m->lanes_off < m->roots_off || m->lanes_off > alloc_off || m->lanes_off % STRUCT_ALIGN != 0)
+    return bad_field(path, w, "lanes_off", m->lanes_off);
+  if (m->root_cap > (m->lanes_off - m->roots_off) / sizeof(struct shmd__root))
+    return bad_field(path, w, "root_cap", m->root_cap);
+  if (m->op_log_cap == 0 || m->op_log_cap > (1u << 20))
+    return bad_field(path, w, "op_log_cap", m->op_log_cap);
+  if (m->lane_count == 0 || m->lane_count > 4096)
+    return bad_field(path, w, "lane_count", m->lane_count);
+  if (m->lane_bytes < lane_bytes_for(m->op_log_cap) || m->lane_bytes % STRUCT_ALIGN != 0 ||
+      m->lane_bytes > (alloc_off - m->lanes_off) / m->lane_count)
+    return bad_field(path, w, "lane_bytes", m->lane_bytes);
+  if (m->max_segments == 0 || m->max_segments > SHMD__MAX_SEGS)
+    return bad_field(path, w, "max_segments", m->max_segments);
+  uint32_t n = __atomic_load_n(&m->seg_count, __ATOMIC_ACQUIRE);
+  if (n == 0 || n > m->max_segments)
+    return bad_field(path, w, "seg_count", n);
+  if (m->segs[0].size_bytes != h->size_bytes)
+    return bad_field(path, w, "segs[0].size_bytes", m->segs[0].size_bytes);
+  /* The other entries are validated again when their segment is attached (attach_seg); bounding
+   * them here keeps sums over the table (growth, info) far from wrapping. */
+  for (uint32_t i = 1; i < n; i++)
+    if (m->segs[i].size_bytes < SHMD__HDR_BYTES || m->segs[i].size_bytes > SEG_MAX_BYTES) {
+      char field[48];
+      snprintf(field, sizeof field, "segs[%u].size_bytes", i);
+      return bad_field(path, w, field, m->segs[i].size_bytes);
+    }
+  if (m->grow_seg_bytes > SEG_MAX_BYTES)
+    return bad_field(path, w, "grow_seg_bytes", m->grow_seg_bytes);
   return 0;
 }
 
@@ -825,8 +922,8 @@ static int attach_store(shmd_store_t *s, int fd) {
   s->hdr0 = h;
   s->fd0 = fd;
   if (h->manifest_off < SHMD__HDR_BYTES || h->manifest_off > h->size_bytes ||
-      sizeof(struct shmd__manifest) > h->size_bytes - h->manifest_off)
-    return SHMD_CORRUPT("manifest outside segment 0");
+      sizeof(struct shmd__manifest) > h->size_bytes - h->manifest_off || h->manifest_off % STRUCT_ALIGN != 0)
+    return bad_field(seg0, "segment header", "manifest_off", h->manifest_off);
   s->man = (struct shmd__manifest *)(void *)((unsigned char *)addr + h->manifest_off);
   rc = check_manifest(s, seg0);
   if (rc)
@@ -1424,7 +1521,9 @@ int shmd__grow(shmd_store_t *s, struct shmd__thr *t, uint32_t seen_count, uint64
   rc = addr != NULL ? 0 : shmd__os_map(fd, size, &addr);
   shmd__os_close(fd);
   if (rc == 0) {
-    rc = init_segment(addr, size, n, s->hdr0->store_uuid, SHMD__HDR_BYTES, 0);
+    /* A segment added to an older store keeps the store's layout (segment 0's), so the library
+     * that made the store can still open it after a newer one grew it (test_layouts). */
+    rc = init_segment(addr, size, n, s->hdr0->store_uuid, SHMD__HDR_BYTES, 0, s->hdr0->layout_minor);
     if (rc)
       shmd__os_unmap(addr, size);
   }
@@ -1615,7 +1714,8 @@ int shmd_store_info(shmd_store_t *store, shmd_store_info_t *info) {
 }
 
 int shmd_segment_info(shmd_store_t *store, uint32_t index, uint64_t *size_bytes, char *name, size_t name_len) {
-  if (index >= shmd__seg_count(store))
+  /* seg_count is a mutable word of the manifest: the table's own bounds come first */
+  if (index >= shmd__seg_count(store) || index >= store->man->max_segments || index >= SHMD__MAX_SEGS)
     return SHMD_ENOTFOUND;
   if (size_bytes)
     *size_bytes = store->man->segs[index].size_bytes;

@@ -348,7 +348,20 @@ static inline uint64_t *shmd__resv_slot(struct shmd__thr *t, uint64_t i) {
 }
 extern const struct shmd__alloc_ops shmd__alloc_ops;
 
-/* FNV-1a, for header checksums. */
+/* FNV-1a, for header checksums (corruption detection only: anyone who can write a header can
+ * recompute it; see segments/store.c, "Validation of what a file says about itself"). */
 uint64_t shmd__fnv1a(const void *data, size_t len);
+
+/* Bytes of all the store's segments (as the manifest lists them now): a bound for walks whose own
+ * count is a word of the store, so that a damaged count cannot make them run for ever (no
+ * structure holds more entries than the store has bytes for). Cannot fail. */
+uint64_t shmd__store_bytes(shmd_store_t *s);
+
+/* Whether the `len` bytes at p touch the part of the layout that never changes after creation and
+ * was validated once, when the store or segment was attached: a segment's header page (the first
+ * SHMD__HDR_BYTES) or the fixed part of the manifest (up to its lock words). Recovery applies logs
+ * and releases locks that a dead lane recorded; it must never write there, whatever a damaged or
+ * crafted lane says. Cannot fail. */
+int shmd__ptr_in_fixed_layout(shmd_store_t *s, shmd_ptr_t p, size_t len);
 
 #endif

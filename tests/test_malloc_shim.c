@@ -272,9 +272,9 @@ Test(mp_shim, redis_server_under_benchmark) {
     char cmd[2048], out[512];
     snprintf(out, sizeof out, "%s/redis.%d", ts_dir, shim);
     snprintf(cmd, sizeof cmd,
-             "redis-server --port %d --save '' --appendonly no --daemonize no --dir %s >/dev/null 2>&1 & "
+             "timeout 240 redis-server --port %d --save '' --appendonly no --daemonize no --dir %s >/dev/null 2>&1 & "
              "srv=$!; for i in $(seq 50); do redis-cli -p %d ping >/dev/null 2>&1 && break; sleep 0.1; done; "
-             "env -u LD_PRELOAD redis-benchmark -p %d -q -n 20000 -d 100 -t set,get,lpush,lpop,sadd,hset >/dev/null && "
+             "env -u LD_PRELOAD timeout 180 redis-benchmark -p %d -q -n 20000 -d 100 -t set,get,lpush,lpop,sadd,hset >/dev/null && "
              "env -u LD_PRELOAD redis-cli -p %d dbsize; env -u LD_PRELOAD redis-cli -p %d llen mylist; "
              "env -u LD_PRELOAD redis-cli -p %d shutdown nosave >/dev/null 2>&1; wait $srv; true",
              port, ts_dir, port, port, port, port, port);

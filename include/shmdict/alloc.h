@@ -26,6 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "api.h"
 #include "ptr.h"
 
 #ifdef __cplusplus
@@ -42,14 +43,14 @@ extern "C" {
  * Returns SHMD_ENOSPC when the store is full and may not grow, SHMD_ETOOBIG for a size no segment
  * could hold, SHMD_ENOLANE when all lanes are taken. On failure *out is unchanged.
  */
-int shmd_alloc(shmd_store_t *store, size_t size, shmd_ptr_t *out);
+SHMD_API int shmd_alloc(shmd_store_t *store, size_t size, shmd_ptr_t *out);
 
 /* Like shmd_alloc(), for n * size bytes, zero-filled; SHMD_ETOOBIG when n * size overflows. */
-int shmd_calloc(shmd_store_t *store, size_t n, size_t size, shmd_ptr_t *out);
+SHMD_API int shmd_calloc(shmd_store_t *store, size_t n, size_t size, shmd_ptr_t *out);
 
 /* Like shmd_alloc(), but only from segment `segment` (no growth). SHMD_ENOSPC when it is full,
  * SHMD_ENOTFOUND when there is no such segment. */
-int shmd_alloc_in(shmd_store_t *store, uint32_t segment, size_t size, shmd_ptr_t *out);
+SHMD_API int shmd_alloc_in(shmd_store_t *store, uint32_t segment, size_t size, shmd_ptr_t *out);
 
 /*
  * Frees a block from shmd_alloc() and friends. Freeing the null pointer does nothing. Returns
@@ -57,7 +58,7 @@ int shmd_alloc_in(shmd_store_t *store, uint32_t segment, size_t size, shmd_ptr_t
  * allocator metadata is damaged. A double free of a small object is not detected here (that would
  * cost a walk); shmd_alloc_check() reports the damage it leaves.
  */
-int shmd_free(shmd_store_t *store, shmd_ptr_t p);
+SHMD_API int shmd_free(shmd_store_t *store, shmd_ptr_t p);
 
 /*
  * Resizes *p to `size` bytes, keeping the contents up to the smaller size; may move the block, and
@@ -66,25 +67,29 @@ int shmd_free(shmd_store_t *store, shmd_ptr_t p);
  * large grows into free neighbouring space or shrinks in place when it can, without a copy.
  * On failure (same statuses as shmd_alloc) the old block is untouched and *p unchanged.
  */
-int shmd_realloc(shmd_store_t *store, shmd_ptr_t *p, size_t size);
+SHMD_API int shmd_realloc(shmd_store_t *store, shmd_ptr_t *p, size_t size);
 
 /* Bytes actually usable in the block `p` (at least the requested size), 0 for the null pointer or
  * a pointer that is not the start of an allocated block. */
-size_t shmd_usable_size(shmd_store_t *store, shmd_ptr_t p);
+SHMD_API size_t shmd_usable_size(shmd_store_t *store, shmd_ptr_t p);
 
 /* The size-class a request of `size` bytes is rounded up to (the usable size it will get).
  * Cannot fail. */
-size_t shmd_good_size(size_t size);
+SHMD_API size_t shmd_good_size(size_t size);
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Statistics. */
 
+/* The statistics structs have a fixed layout: the library fills them whole, reserved words with
+ * zeros, and a field added later takes reserved words in place (the size and the offsets of the
+ * fields never change; a program built against an older library reads 0 for it). */
 typedef struct shmd_class_stats_s {
   uint32_t obj_bytes;     /* size of the class */
   uint32_t objs_per_slab; /* capacity of one slab */
   uint64_t slabs;         /* slabs owned by the class (all segments) */
   uint64_t objs_inuse;    /* allocated objects */
   uint64_t bytes_inuse;   /* objs_inuse * obj_bytes */
+  uint64_t reserved[2];   /* zero */
 } shmd_class_stats_t;
 
 typedef struct shmd_stats_s {
@@ -117,6 +122,7 @@ typedef struct shmd_stats_s {
    * threads that allocate them, shared by all. Free for the statistics above, like heaps'. */
   uint64_t depot_cached_objs;
   uint64_t depot_cached_bytes;
+  uint64_t reserved[16];       /* zero */
 } shmd_stats_t;
 
 /* Per-segment statistics. free_blocks[k] counts free buddy blocks of 2^k pages. */
@@ -127,16 +133,18 @@ typedef struct shmd_segment_stats_s {
   uint64_t free_bytes;
   uint64_t largest_free_block;
   uint64_t free_blocks[48];
+  uint64_t reserved[8]; /* zero */
 } shmd_segment_stats_t;
 
 /* Fills *st with store-wide totals and per-class figures. Reads counters and slab headers without
  * stopping writers: exact for a quiet store, a near snapshot for a busy one. Walks each segment's
  * page map (1/4096 of its data). Returns 0, or SHMD_ECORRUPT if a segment cannot be mapped or its
  * allocator metadata header is damaged. */
-int shmd_stats(shmd_store_t *store, shmd_stats_t *st);
+SHMD_API int shmd_stats(shmd_store_t *store, shmd_stats_t *st);
 
-/* Fills *st for one segment. SHMD_ENOTFOUND when there is no such segment. */
-int shmd_segment_stats(shmd_store_t *store, uint32_t segment, shmd_segment_stats_t *st);
+/* Fills *st for one segment. SHMD_ENOTFOUND when there is no such segment (or it cannot be
+ * mapped), SHMD_ECORRUPT when its allocator metadata header is damaged. */
+SHMD_API int shmd_segment_stats(shmd_store_t *store, uint32_t segment, shmd_segment_stats_t *st);
 
 /*
  * The invariant checker. Recovers dead lanes first, then, segment by segment under the allocator's
@@ -149,7 +157,7 @@ int shmd_segment_stats(shmd_store_t *store, uint32_t segment, shmd_segment_stats
  * smaller) with SHMD_EBUSY, "lock held by pid N, lane L, for S s" in shmd_errdetail(); a lock
  * whose holder is dead or no live owner of the store is recovered. Returns 0 when everything holds.
  */
-int shmd_alloc_check(shmd_store_t *store);
+SHMD_API int shmd_alloc_check(shmd_store_t *store);
 
 #ifdef __cplusplus
 }

@@ -24,6 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "api.h"
 #include "ptr.h"
 #include "tx.h"
 
@@ -43,41 +44,42 @@ extern "C" {
  * SHMD_ARRAY_ELEM_MAX, SHMD_ETOOBIG when capacity * elem_bytes is 2^47 or more, and the statuses of
  * shmd_tx_alloc(). On failure nothing is allocated and *out is unchanged.
  */
-int shmd_array_create(shmd_store_t *s, size_t elem_bytes, uint64_t capacity, shmd_ptr_t *out);
+SHMD_API int shmd_array_create(shmd_store_t *s, size_t elem_bytes, uint64_t capacity,
+                               shmd_ptr_t *out);
 
 /*
  * Frees the array and its buffer (one transaction, or part of the caller's). No other process may
  * use the array any more: unlink it from wherever it was reachable first, ideally in the same
  * transaction. On failure nothing is changed.
  */
-int shmd_array_destroy(shmd_store_t *s, shmd_ptr_t array);
+SHMD_API int shmd_array_destroy(shmd_store_t *s, shmd_ptr_t array);
 
 /* Number of elements, capacity (elements the buffer holds without growing) and element size.
  * On failure the output is unchanged. */
-int shmd_array_len(shmd_store_t *s, shmd_ptr_t array, uint64_t *len);
-int shmd_array_capacity(shmd_store_t *s, shmd_ptr_t array, uint64_t *capacity);
-int shmd_array_elem_size(shmd_store_t *s, shmd_ptr_t array, size_t *elem_bytes);
+SHMD_API int shmd_array_len(shmd_store_t *s, shmd_ptr_t array, uint64_t *len);
+SHMD_API int shmd_array_capacity(shmd_store_t *s, shmd_ptr_t array, uint64_t *capacity);
+SHMD_API int shmd_array_elem_size(shmd_store_t *s, shmd_ptr_t array, size_t *elem_bytes);
 
 /* Appends a copy of the element at `elem` (elem_bytes bytes), growing the buffer (doubling) when it
  * is full. Returns SHMD_ENOSPC / SHMD_ETOOBIG when the buffer cannot grow, SHMD_ETXFULL when the
  * transaction has no room. On failure nothing is changed. */
-int shmd_array_push(shmd_store_t *s, shmd_ptr_t array, const void *elem);
+SHMD_API int shmd_array_push(shmd_store_t *s, shmd_ptr_t array, const void *elem);
 
 /* Removes the last element, copying it to `out` first unless `out` is NULL. Returns
  * SHMD_ENOTFOUND when the array is empty. On failure nothing is changed. */
-int shmd_array_pop(shmd_store_t *s, shmd_ptr_t array, void *out);
+SHMD_API int shmd_array_pop(shmd_store_t *s, shmd_ptr_t array, void *out);
 
 /* Copies element `index` to `out`. Returns SHMD_ERANGE when index >= length. */
-int shmd_array_get(shmd_store_t *s, shmd_ptr_t array, uint64_t index, void *out);
+SHMD_API int shmd_array_get(shmd_store_t *s, shmd_ptr_t array, uint64_t index, void *out);
 
 /* Copies `count` elements starting at `index` to `out` (count * elem_bytes bytes) under one lock
  * hold. Returns SHMD_ERANGE unless index + count <= length (then `out` is untouched). */
-int shmd_array_get_range(shmd_store_t *s, shmd_ptr_t array, uint64_t index, uint64_t count,
-                         void *out);
+SHMD_API int shmd_array_get_range(shmd_store_t *s, shmd_ptr_t array, uint64_t index, uint64_t count,
+                                  void *out);
 
 /* Overwrites element `index` with a copy of `elem`. Returns SHMD_ERANGE when index >= length,
  * SHMD_ETXFULL when the transaction has no room. On failure nothing is changed. */
-int shmd_array_set(shmd_store_t *s, shmd_ptr_t array, uint64_t index, const void *elem);
+SHMD_API int shmd_array_set(shmd_store_t *s, shmd_ptr_t array, uint64_t index, const void *elem);
 
 /*
  * Inserts a copy of `elem` before element `index` (index == length appends), moving the elements
@@ -85,7 +87,7 @@ int shmd_array_set(shmd_store_t *s, shmd_ptr_t array, uint64_t index, const void
  * log, otherwise the elements are copied into a new buffer instead. Returns SHMD_ERANGE when
  * index > length, and the statuses of shmd_array_push(). On failure nothing is changed.
  */
-int shmd_array_insert(shmd_store_t *s, shmd_ptr_t array, uint64_t index, const void *elem);
+SHMD_API int shmd_array_insert(shmd_store_t *s, shmd_ptr_t array, uint64_t index, const void *elem);
 
 /*
  * Removes element `index`, copying it to `out` first unless `out` is NULL, and moves the elements
@@ -93,20 +95,20 @@ int shmd_array_insert(shmd_store_t *s, shmd_ptr_t array, uint64_t index, const v
  * a new buffer, so this may fail with SHMD_ENOSPC. Returns SHMD_ERANGE when index >= length. On
  * failure nothing is changed.
  */
-int shmd_array_remove(shmd_store_t *s, shmd_ptr_t array, uint64_t index, void *out);
+SHMD_API int shmd_array_remove(shmd_store_t *s, shmd_ptr_t array, uint64_t index, void *out);
 
 /* Makes the capacity at least `capacity` elements (exactly that, when it grows). Returns
  * SHMD_ETOOBIG when capacity * elem_bytes is 2^47 or more, SHMD_ENOSPC when the store is full. On
  * failure nothing is changed. */
-int shmd_array_reserve(shmd_store_t *s, shmd_ptr_t array, uint64_t capacity);
+SHMD_API int shmd_array_reserve(shmd_store_t *s, shmd_ptr_t array, uint64_t capacity);
 
 /* Shortens the array to `len` elements (the capacity stays). Returns SHMD_ERANGE when len is
  * greater than the length. On failure nothing is changed. */
-int shmd_array_truncate(shmd_store_t *s, shmd_ptr_t array, uint64_t len);
+SHMD_API int shmd_array_truncate(shmd_store_t *s, shmd_ptr_t array, uint64_t len);
 
 /* Reduces the capacity to the length (frees the buffer of an empty array). Returns SHMD_ENOSPC
  * when the smaller buffer cannot be allocated. On failure nothing is changed. */
-int shmd_array_shrink_to_fit(shmd_store_t *s, shmd_ptr_t array);
+SHMD_API int shmd_array_shrink_to_fit(shmd_store_t *s, shmd_ptr_t array);
 
 /*
  * Verifies the array under its lock: kind word, element size, length <= capacity, the buffer
@@ -115,7 +117,7 @@ int shmd_array_shrink_to_fit(shmd_store_t *s, shmd_ptr_t array);
  * of container; SHMD_EBUSY when a live owner keeps the lock for 10 s (or the handle's
  * shmd_set_lock_wait() bound).
  */
-int shmd_array_check(shmd_store_t *s, shmd_ptr_t array);
+SHMD_API int shmd_array_check(shmd_store_t *s, shmd_ptr_t array);
 
 #ifdef __cplusplus
 }

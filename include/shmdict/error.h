@@ -9,6 +9,8 @@
 #ifndef SHMD_ERROR_H
 #define SHMD_ERROR_H
 
+#include "api.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -61,16 +63,16 @@ enum {
 
 /* A static, human-readable message for a status code ("unknown error" for values not in the
  * table). Never returns NULL; cannot fail. */
-const char *shmd_strerror(int status);
+SHMD_API const char *shmd_strerror(int status);
 
 /* The symbolic name of a status code, e.g. "ECORRUPT" ("OK" for 0, "UNKNOWN" otherwise). Cannot
  * fail. */
-const char *shmd_err_name(int status);
+SHMD_API const char *shmd_err_name(int status);
 
 /* A more detailed description of the last failure in the calling thread: which file, which
  * versions, which errno. Valid until the thread's next shmdict call; empty when the last failing
  * call left no detail. Never returns NULL; cannot fail. */
-const char *shmd_errdetail(void);
+SHMD_API const char *shmd_errdetail(void);
 
 #ifdef __cplusplus
 }

@@ -33,6 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "api.h"
 #include "ptr.h"
 
 #ifdef __cplusplus
@@ -62,7 +63,7 @@ typedef enum shmd_hash_mode_e {
  * record it (e.g. shmd_root_set()) at once. Returns SHMD_ENOSPC, SHMD_ETOOBIG, SHMD_ETXFULL or
  * SHMD_ENOLANE; on failure nothing is allocated and *out is unchanged.
  */
-int shmd_hash_create(shmd_store_t *s, size_t expected, shmd_ptr_t *out);
+SHMD_API int shmd_hash_create(shmd_store_t *s, size_t expected, shmd_ptr_t *out);
 
 /*
  * Frees the hash `h` and everything it owns. Outside a transaction it works in pieces, one
@@ -74,7 +75,7 @@ int shmd_hash_create(shmd_store_t *s, size_t expected, shmd_ptr_t *out);
  * and the caller's transaction is marked aborted. Returns SHMD_EINVAL if `h` is not a hash,
  * SHMD_ECORRUPT if it is damaged (the caller's transaction is then aborted).
  */
-int shmd_hash_destroy(shmd_store_t *s, shmd_ptr_t h);
+SHMD_API int shmd_hash_destroy(shmd_store_t *s, shmd_ptr_t h);
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Single-key operations */
@@ -87,8 +88,8 @@ int shmd_hash_destroy(shmd_store_t *s, shmd_ptr_t h);
  * SHMD_ECORRUPT. On failure the contents are unchanged (the call may still have moved buckets of a
  * resize in progress, which changes nothing visible).
  */
-int shmd_hash_put(shmd_store_t *s, shmd_ptr_t h, const void *key, size_t key_len, const void *val,
-                  size_t val_len, shmd_hash_mode_t mode, int *created);
+SHMD_API int shmd_hash_put(shmd_store_t *s, shmd_ptr_t h, const void *key, size_t key_len,
+                           const void *val, size_t val_len, shmd_hash_mode_t mode, int *created);
 
 /*
  * Looks key up and copies its value into buf[0 .. buf_len). *val_len (may be NULL) receives the
@@ -97,8 +98,8 @@ int shmd_hash_put(shmd_store_t *s, shmd_ptr_t h, const void *key, size_t key_len
  * may be NULL when buf_len is 0, to ask for the length). Returns SHMD_ENOTFOUND if the key is
  * absent (then buf and *val_len are untouched), SHMD_EINVAL, SHMD_ECORRUPT.
  */
-int shmd_hash_get(shmd_store_t *s, shmd_ptr_t h, const void *key, size_t key_len, void *buf,
-                  size_t buf_len, size_t *val_len);
+SHMD_API int shmd_hash_get(shmd_store_t *s, shmd_ptr_t h, const void *key, size_t key_len,
+                           void *buf, size_t buf_len, size_t *val_len);
 
 /*
  * Like shmd_hash_get(), but stores in *val a copy of the value made with malloc() (free() it),
@@ -106,20 +107,20 @@ int shmd_hash_get(shmd_store_t *s, shmd_ptr_t h, const void *key, size_t key_len
  * Returns SHMD_ENOTFOUND, SHMD_ENOMEM, SHMD_EINVAL, SHMD_ECORRUPT; on failure *val and *val_len
  * are unchanged.
  */
-int shmd_hash_get_alloc(shmd_store_t *s, shmd_ptr_t h, const void *key, size_t key_len, void **val,
-                        size_t *val_len);
+SHMD_API int shmd_hash_get_alloc(shmd_store_t *s, shmd_ptr_t h, const void *key, size_t key_len,
+                                 void **val, size_t *val_len);
 
 /* Returns 1 if the key is present, 0 if not, or a negative status (SHMD_EINVAL, SHMD_ECORRUPT). */
-int shmd_hash_contains(shmd_store_t *s, shmd_ptr_t h, const void *key, size_t key_len);
+SHMD_API int shmd_hash_contains(shmd_store_t *s, shmd_ptr_t h, const void *key, size_t key_len);
 
 /*
  * Removes the key and its value. Returns SHMD_ENOTFOUND if it is absent, SHMD_ETXFULL,
  * SHMD_EINVAL, SHMD_ECORRUPT; on failure the contents are unchanged.
  */
-int shmd_hash_del(shmd_store_t *s, shmd_ptr_t h, const void *key, size_t key_len);
+SHMD_API int shmd_hash_del(shmd_store_t *s, shmd_ptr_t h, const void *key, size_t key_len);
 
 /* Stores the number of entries in *len. Returns 0, SHMD_EINVAL or SHMD_ECORRUPT. */
-int shmd_hash_len(shmd_store_t *s, shmd_ptr_t h, uint64_t *len);
+SHMD_API int shmd_hash_len(shmd_store_t *s, shmd_ptr_t h, uint64_t *len);
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Zero-copy access inside the caller's transaction (for the keyspace and other structures built
@@ -127,6 +128,7 @@ int shmd_hash_len(shmd_store_t *s, shmd_ptr_t h, uint64_t *len);
  * is then held until the caller's outermost commit or abort, and the addresses stay valid until
  * then, unless the caller changes or deletes that key through another call. */
 
+/* A fixed layout: more about an entry would come through a new function. */
 typedef struct shmd_hash_ref_s {
   const void *key;    /* the entry's key bytes */
   size_t key_len;
@@ -140,8 +142,8 @@ typedef struct shmd_hash_ref_s {
  * value bytes in place (same length), call shmd_tx_log(tx, ref->val_ptr + offset, n) first.
  * Returns SHMD_ENOTFOUND if absent (*ref untouched), SHMD_EINVAL, SHMD_ECORRUPT.
  */
-int shmd_hash_get_ref(shmd_store_t *s, shmd_ptr_t h, const void *key, size_t key_len,
-                      shmd_hash_ref_t *ref);
+SHMD_API int shmd_hash_get_ref(shmd_store_t *s, shmd_ptr_t h, const void *key, size_t key_len,
+                               shmd_hash_ref_t *ref);
 
 /*
  * Like shmd_hash_put() with a value of `val_len` bytes that the caller writes afterwards: *ref
@@ -149,8 +151,9 @@ int shmd_hash_get_ref(shmd_store_t *s, shmd_ptr_t h, const void *key, size_t key
  * allocated), so the caller may write them without shmd_tx_log() until its transaction ends. A ref
  * obtained earlier for the same key is invalid after this call. Statuses as shmd_hash_put().
  */
-int shmd_hash_put_ref(shmd_store_t *s, shmd_ptr_t h, const void *key, size_t key_len,
-                      size_t val_len, shmd_hash_mode_t mode, int *created, shmd_hash_ref_t *ref);
+SHMD_API int shmd_hash_put_ref(shmd_store_t *s, shmd_ptr_t h, const void *key, size_t key_len,
+                               size_t val_len, shmd_hash_mode_t mode, int *created,
+                               shmd_hash_ref_t *ref);
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Iteration */
@@ -172,8 +175,8 @@ typedef int (*shmd_hash_visit_fn)(const void *key, size_t key_len, const void *v
  * stops, that value is returned and *next_cursor is left unchanged (scanning again from the same
  * cursor may repeat some entries). Returns 0, SHMD_EINVAL, SHMD_ECORRUPT.
  */
-int shmd_hash_scan(shmd_store_t *s, shmd_ptr_t h, uint64_t cursor, size_t count,
-                   shmd_hash_visit_fn fn, void *arg, uint64_t *next_cursor);
+SHMD_API int shmd_hash_scan(shmd_store_t *s, shmd_ptr_t h, uint64_t cursor, size_t count,
+                            shmd_hash_visit_fn fn, void *arg, uint64_t *next_cursor);
 
 /*
  * Calls fn for every entry, all under the lock in one transaction (others wait meanwhile: use the
@@ -181,7 +184,7 @@ int shmd_hash_scan(shmd_store_t *s, shmd_ptr_t h, uint64_t cursor, size_t count,
  * tables or count change during a call of fn (Redis's iterator fingerprint), the walk stops with
  * SHMD_EBUSY. Returns 0, fn's non-zero value, SHMD_EBUSY, SHMD_EINVAL or SHMD_ECORRUPT.
  */
-int shmd_hash_foreach(shmd_store_t *s, shmd_ptr_t h, shmd_hash_visit_fn fn, void *arg);
+SHMD_API int shmd_hash_foreach(shmd_store_t *s, shmd_ptr_t h, shmd_hash_visit_fn fn, void *arg);
 
 /*
  * A safe iterator: it visits every entry present for the whole iteration exactly once, however
@@ -194,18 +197,18 @@ typedef struct shmd_hash_iter_s shmd_hash_iter_t;
 
 /* Creates an iterator over `h` in *out (process-local memory). Returns SHMD_ENOMEM, SHMD_EINVAL
  * (not a hash), SHMD_ECORRUPT; on failure *out is unchanged. */
-int shmd_hash_iter_new(shmd_store_t *s, shmd_ptr_t h, shmd_hash_iter_t **out);
+SHMD_API int shmd_hash_iter_new(shmd_store_t *s, shmd_ptr_t h, shmd_hash_iter_t **out);
 
 /*
  * Advances to the next entry and points *key / *val at copies of its bytes (valid until the next
  * call or shmd_hash_iter_free(); either output pair may be NULL). Returns 0, SHMD_ENOTFOUND at the
  * end, SHMD_ENOMEM, SHMD_EINVAL or SHMD_ECORRUPT (the hash was destroyed or damaged).
  */
-int shmd_hash_iter_next(shmd_hash_iter_t *it, const void **key, size_t *key_len, const void **val,
-                        size_t *val_len);
+SHMD_API int shmd_hash_iter_next(shmd_hash_iter_t *it, const void **key, size_t *key_len,
+                                 const void **val, size_t *val_len);
 
 /* Frees an iterator. NULL is a no-op. Cannot fail. */
-void shmd_hash_iter_free(shmd_hash_iter_t *it);
+SHMD_API void shmd_hash_iter_free(shmd_hash_iter_t *it);
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Maintenance */
@@ -217,19 +220,21 @@ void shmd_hash_iter_free(shmd_hash_iter_t *it);
  * remains, 0 if the hash is not resizing, or a negative status (SHMD_EINVAL, SHMD_ECORRUPT,
  * SHMD_ENOLANE).
  */
-int shmd_hash_rehash_step(shmd_store_t *s, shmd_ptr_t h, size_t budget);
+SHMD_API int shmd_hash_rehash_step(shmd_store_t *s, shmd_ptr_t h, size_t budget);
 
-/* Facts about a hash's tables, for tests, tools and benchmarks. */
+/* Facts about a hash's tables, for tests, tools and benchmarks. A fixed layout: filled whole,
+ * reserved words with zeros; a later field takes reserved words in place. */
 typedef struct shmd_hash_stats_s {
   uint64_t count;        /* entries */
   uint64_t buckets[2];   /* sizes of table 0 and table 1 (0 when absent) */
   uint64_t rehash_idx;   /* next table-0 bucket to move, while rehashing */
   int rehashing;         /* 1 while a resize is in progress */
   uint64_t seed;         /* the hash seed */
+  uint64_t reserved[4];  /* zero */
 } shmd_hash_stats_t;
 
 /* Fills *st. Returns 0, SHMD_EINVAL or SHMD_ECORRUPT. */
-int shmd_hash_stats(shmd_store_t *s, shmd_ptr_t h, shmd_hash_stats_t *st);
+SHMD_API int shmd_hash_stats(shmd_store_t *s, shmd_ptr_t h, shmd_hash_stats_t *st);
 
 /*
  * The invariant checker: under the lock, verifies the header, both tables during a resize (the
@@ -240,7 +245,7 @@ int shmd_hash_stats(shmd_store_t *s, shmd_ptr_t h, shmd_hash_stats_t *st);
  * SHMD_ECORRUPT (with the place in shmd_errdetail()) otherwise; never crashes on damage. Waits for
  * the lock at most 10 s (or the handle's shmd_set_lock_wait() bound), then SHMD_EBUSY.
  */
-int shmd_hash_check(shmd_store_t *s, shmd_ptr_t h);
+SHMD_API int shmd_hash_check(shmd_store_t *s, shmd_ptr_t h);
 
 #ifdef __cplusplus
 }

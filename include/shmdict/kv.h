@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "api.h"
 #include "ptr.h"
 
 #ifdef __cplusplus
@@ -27,6 +28,8 @@ typedef enum shmd_reply_type_e {
   SHMD_REPLY_ARRAY = 6,   /* elems[0 .. nelems) */
 } shmd_reply_type_t;
 
+/* A fixed layout (elems is an array of them, so the size is ABI): replies of new kinds would get
+ * new type values and use these fields. */
 typedef struct shmd_reply_s {
   shmd_reply_type_t type;
   int64_t integer;
@@ -37,7 +40,7 @@ typedef struct shmd_reply_s {
 } shmd_reply_t;
 
 /* Frees a reply and everything it owns. shmd_reply_free(NULL) is a no-op. */
-void shmd_reply_free(shmd_reply_t *reply);
+SHMD_API void shmd_reply_free(shmd_reply_t *reply);
 
 /*
  * Runs one command (argv[0] is its name, case-insensitive; lens[i] the byte length of argv[i]) on
@@ -55,12 +58,13 @@ void shmd_reply_free(shmd_reply_t *reply);
  * argument longer than 512 MiB (Redis's proto-max-bulk-len) answers "ERR Protocol error: invalid
  * bulk length". Databases are 0 .. SHMD_KV_DATABASES - 1 (SHMD_EINVAL otherwise).
  */
-int shmd_kv_command_db(shmd_store_t *store, unsigned db, int argc, const char *const argv[], const size_t lens[],
-                       shmd_reply_t **reply);
+SHMD_API int shmd_kv_command_db(shmd_store_t *store, unsigned db, int argc,
+                                const char *const argv[], const size_t lens[],
+                                shmd_reply_t **reply);
 
 /* shmd_kv_command_db() on database 0. */
-int shmd_kv_command(shmd_store_t *store, int argc, const char *const argv[], const size_t lens[],
-                    shmd_reply_t **reply);
+SHMD_API int shmd_kv_command(shmd_store_t *store, int argc, const char *const argv[],
+                             const size_t lens[], shmd_reply_t **reply);
 
 /* The default reply ceiling: 1 GiB, twice the largest string (proto-max-bulk-len, 512 MiB), so a
  * GET of any value fits, and Redis's default client-query-buffer-limit. */
@@ -73,10 +77,10 @@ int shmd_kv_command(shmd_store_t *store, int argc, const char *const argv[], con
  * from the next command on. 0 restores SHMD_KV_MAX_REPLY_DEFAULT; values below 4096 are taken as
  * 4096; UINT64_MAX lifts the ceiling. Returns the previous ceiling. Cannot fail.
  */
-uint64_t shmd_kv_set_max_reply(uint64_t bytes);
+SHMD_API uint64_t shmd_kv_set_max_reply(uint64_t bytes);
 
 /* The current reply ceiling in bytes. Cannot fail. */
-uint64_t shmd_kv_max_reply(void);
+SHMD_API uint64_t shmd_kv_max_reply(void);
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Databases, typed hot-path functions and maintenance.
@@ -103,36 +107,36 @@ enum {
  * when the value is longer than cap (the first cap bytes are copied), SHMD_ENOTFOUND,
  * SHMD_EWRONGTYPE.
  */
-int shmd_kv_get(shmd_store_t *store, unsigned db, const void *key, size_t key_len, void *buf,
-                size_t cap, size_t *len);
+SHMD_API int shmd_kv_get(shmd_store_t *store, unsigned db, const void *key, size_t key_len,
+                         void *buf, size_t cap, size_t *len);
 
 /* SET key value [NX|XX] (flags SHMD_KV_NX / SHMD_KV_XX; 0 = always). Replaces any value of any
  * type and clears its expiry, as SET does. SHMD_ETOOBIG for a value longer than 512 MiB (Redis's
  * proto-max-bulk-len). */
-int shmd_kv_set(shmd_store_t *store, unsigned db, const void *key, size_t key_len, const void *val,
-                size_t val_len, unsigned flags);
+SHMD_API int shmd_kv_set(shmd_store_t *store, unsigned db, const void *key, size_t key_len,
+                         const void *val, size_t val_len, unsigned flags);
 
 /* DEL key: SHMD_ENOTFOUND if absent. Big containers are freed in pieces after the unlink (see
  * shmd_kv_drain()). */
-int shmd_kv_del(shmd_store_t *store, unsigned db, const void *key, size_t key_len);
+SHMD_API int shmd_kv_del(shmd_store_t *store, unsigned db, const void *key, size_t key_len);
 
 /* HGET: copies field's value as shmd_kv_get() does. */
-int shmd_kv_hget(shmd_store_t *store, unsigned db, const void *key, size_t key_len,
-                 const void *field, size_t field_len, void *buf, size_t cap, size_t *len);
+SHMD_API int shmd_kv_hget(shmd_store_t *store, unsigned db, const void *key, size_t key_len,
+                          const void *field, size_t field_len, void *buf, size_t cap, size_t *len);
 
 /* HSET key field value; *created (may be NULL) receives 1 when the field is new. */
-int shmd_kv_hset(shmd_store_t *store, unsigned db, const void *key, size_t key_len,
-                 const void *field, size_t field_len, const void *val, size_t val_len,
-                 int *created);
+SHMD_API int shmd_kv_hset(shmd_store_t *store, unsigned db, const void *key, size_t key_len,
+                          const void *field, size_t field_len, const void *val, size_t val_len,
+                          int *created);
 
 /* ZADD key score member; *added (may be NULL) receives 1 when the member is new. SHMD_EINVAL for
  * a NaN score. */
-int shmd_kv_zadd(shmd_store_t *store, unsigned db, const void *key, size_t key_len, double score,
-                 const void *member, size_t member_len, int *added);
+SHMD_API int shmd_kv_zadd(shmd_store_t *store, unsigned db, const void *key, size_t key_len,
+                          double score, const void *member, size_t member_len, int *added);
 
 /* ZRANK (reverse != 0: ZREVRANK): the 0-based rank of member in *rank. */
-int shmd_kv_zrank(shmd_store_t *store, unsigned db, const void *key, size_t key_len,
-                  const void *member, size_t member_len, int reverse, uint64_t *rank);
+SHMD_API int shmd_kv_zrank(shmd_store_t *store, unsigned db, const void *key, size_t key_len,
+                           const void *member, size_t member_len, int reverse, uint64_t *rank);
 
 /*
  * Active expiry step: visits about `budget` keys (0: 20) of database `db`, continuing where the
@@ -141,7 +145,7 @@ int shmd_kv_zrank(shmd_store_t *store, unsigned db, const void *key, size_t key_
  * deleted big values (see shmd_kv_drain()). Call it from an idle loop, as Redis's active expire
  * cycle. Returns 0 or a negative status.
  */
-int shmd_kv_expire_step(shmd_store_t *store, unsigned db, size_t budget, size_t *expired);
+SHMD_API int shmd_kv_expire_step(shmd_store_t *store, unsigned db, size_t budget, size_t *expired);
 
 /*
  * Frees containers of deleted keys that are still on database `db`'s garbage list (left by a
@@ -150,7 +154,7 @@ int shmd_kv_expire_step(shmd_store_t *store, unsigned db, size_t budget, size_t 
  * outside a transaction (SHMD_EINVAL). Returns 0 when nothing is left, 1 when work remains, or a
  * negative status.
  */
-int shmd_kv_drain(shmd_store_t *store, unsigned db, size_t budget);
+SHMD_API int shmd_kv_drain(shmd_store_t *store, unsigned db, size_t budget);
 
 /*
  * Verifies the keyspace of every database: every stripe hash (shmd_hash_check), every value
@@ -160,7 +164,7 @@ int shmd_kv_drain(shmd_store_t *store, unsigned db, size_t budget);
  * a live owner keeps a lock it needs for 10 s in all (or the handle's shmd_set_lock_wait() bound,
  * if smaller; the holder in shmd_errdetail()). A store without a keyspace is fine.
  */
-int shmd_kv_check(shmd_store_t *store);
+SHMD_API int shmd_kv_check(shmd_store_t *store);
 
 /*
  * PUBLISH channel message from C: the message reaches the subscribers of every shmdict-server
@@ -173,24 +177,26 @@ int shmd_kv_check(shmd_store_t *store);
  * SHMD_ETOOBIG. Also SHMD_EINVAL, SHMD_ENOLANE, SHMD_ECORRUPT. Never blocks on a subscriber: a
  * subscriber too slow to keep up is disconnected by its server, as Redis does.
  */
-int shmd_kv_publish(shmd_store_t *store, const void *channel, size_t channel_len, const void *message,
-                    size_t message_len, uint64_t *receivers);
+SHMD_API int shmd_kv_publish(shmd_store_t *store, const void *channel, size_t channel_len, const void *message,
+                             size_t message_len, uint64_t *receivers);
 
 /* Redis's glob match (KEYS, SCAN MATCH): `*`, `?`, `[abc]`, `[^a]`, `[a-z]`, `\x`. Returns 1 when
  * str[0 .. slen) matches pattern[0 .. plen), else 0. Cannot fail. */
-int shmd_kv_glob(const char *pattern, size_t plen, const char *str, size_t slen);
+SHMD_API int shmd_kv_glob(const char *pattern, size_t plen, const char *str, size_t slen);
 
-/* Keys per type in one database, for tools. */
+/* Keys per type in one database, for tools. A fixed layout: filled whole, reserved words with
+ * zeros; a later field (a new type's count) takes reserved words in place. */
 typedef struct shmd_kv_info_s {
   uint64_t keys; /* all keys (including expired ones not yet deleted) */
   uint64_t strings, hashes, lists, sets, zsets;
-  uint64_t expires; /* keys with an expiry */
-  uint64_t garbage; /* containers waiting on the garbage list */
+  uint64_t expires;     /* keys with an expiry */
+  uint64_t garbage;     /* containers waiting on the garbage list */
+  uint64_t reserved[8]; /* zero */
 } shmd_kv_info_t;
 
 /* Fills *info for database `db` (walks every key under the stripe locks). Returns 0, SHMD_EINVAL,
  * SHMD_ECORRUPT, SHMD_ENOMEM. */
-int shmd_kv_info(shmd_store_t *store, unsigned db, shmd_kv_info_t *info);
+SHMD_API int shmd_kv_info(shmd_store_t *store, unsigned db, shmd_kv_info_t *info);
 
 #ifdef __cplusplus
 }

@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "api.h"
 #include "ptr.h"
 #include "tx.h"
 
@@ -179,25 +180,25 @@ typedef int (*shmd_list_visit_fn)(const void *data, size_t len, void *arg);
  * returns and the caller should link it (shmd_root_set) before it could leak. Returns the statuses
  * of shmd_tx_alloc(). On failure nothing is allocated and *out is unchanged.
  */
-int shmd_list_create(shmd_store_t *s, shmd_ptr_t *out);
+SHMD_API int shmd_list_create(shmd_store_t *s, shmd_ptr_t *out);
 
 /*
  * Frees the list and all its elements, in batches as described above (a crash half-way leaves a
  * shorter, valid list that can be destroyed again). No other process may use the list any more:
  * unlink it from wherever it was reachable first. On failure the list is valid (possibly shorter).
  */
-int shmd_list_destroy(shmd_store_t *s, shmd_ptr_t list);
+SHMD_API int shmd_list_destroy(shmd_store_t *s, shmd_ptr_t list);
 
 /* Number of elements (LLEN). On failure *len is unchanged. */
-int shmd_list_len(shmd_store_t *s, shmd_ptr_t list, uint64_t *len);
+SHMD_API int shmd_list_len(shmd_store_t *s, shmd_ptr_t list, uint64_t *len);
 
 /*
  * Adds a copy of `len` bytes at `data` at the head or tail (`where`: SHMD_LIST_HEAD / _TAIL), like
  * LPUSH / RPUSH. *new_len (if not NULL) receives the new length. Returns SHMD_EINVAL for a bad
  * `where`, SHMD_ETOOBIG for len >= 2^47, SHMD_ENOSPC, SHMD_ETXFULL. On failure nothing is changed.
  */
-int shmd_list_push(shmd_store_t *s, shmd_ptr_t list, int where, const void *data, size_t len,
-                   uint64_t *new_len);
+SHMD_API int shmd_list_push(shmd_store_t *s, shmd_ptr_t list, int where, const void *data,
+                            size_t len, uint64_t *new_len);
 
 /*
  * Removes the element at the head or tail (LPOP / RPOP). Unless `buf` is NULL, copies it to `buf`
@@ -205,32 +206,34 @@ int shmd_list_push(shmd_store_t *s, shmd_ptr_t list, int where, const void *data
  * than `cap`, returns SHMD_ERANGE with *len set to the length needed and removes nothing. Returns
  * SHMD_ENOTFOUND when the list is empty. On failure nothing is changed.
  */
-int shmd_list_pop(shmd_store_t *s, shmd_ptr_t list, int where, void *buf, size_t cap, size_t *len);
+SHMD_API int shmd_list_pop(shmd_store_t *s, shmd_ptr_t list, int where, void *buf, size_t cap,
+                           size_t *len);
 
 /* Like shmd_list_pop(), but hands the element to fn(data, len, arg) under the lock before removing
  * it; a non-zero return from fn keeps the element and is returned. */
-int shmd_list_pop_fn(shmd_store_t *s, shmd_ptr_t list, int where, shmd_list_visit_fn fn,
-                     void *arg);
+SHMD_API int shmd_list_pop_fn(shmd_store_t *s, shmd_ptr_t list, int where, shmd_list_visit_fn fn,
+                              void *arg);
 
 /*
  * Copies the element at `index` (LINDEX; negative counts from the tail) to `buf`; *len (if not
  * NULL) receives its length. Returns SHMD_ENOTFOUND when the index is out of range, SHMD_ERANGE
  * (with *len set) when the element is longer than `cap`.
  */
-int shmd_list_index(shmd_store_t *s, shmd_ptr_t list, int64_t index, void *buf, size_t cap,
-                    size_t *len);
+SHMD_API int shmd_list_index(shmd_store_t *s, shmd_ptr_t list, int64_t index, void *buf, size_t cap,
+                             size_t *len);
 
 /*
  * Calls fn for each element from `start` to `stop` inclusive, in order (LRANGE: negative indices
  * count from the tail, out-of-range ends are clamped, an empty range calls nothing). Holds the
  * lock for the whole range; use an iterator for long walks. Returns 0, or fn's non-zero status.
  */
-int shmd_list_range(shmd_store_t *s, shmd_ptr_t list, int64_t start, int64_t stop,
-                    shmd_list_visit_fn fn, void *arg);
+SHMD_API int shmd_list_range(shmd_store_t *s, shmd_ptr_t list, int64_t start, int64_t stop,
+                             shmd_list_visit_fn fn, void *arg);
 
 /* Replaces the element at `index` with a copy of `data` (LSET). Returns SHMD_ERANGE when the index
  * is out of range, and the statuses of shmd_list_push(). On failure nothing is changed. */
-int shmd_list_set(shmd_store_t *s, shmd_ptr_t list, int64_t index, const void *data, size_t len);
+SHMD_API int shmd_list_set(shmd_store_t *s, shmd_ptr_t list, int64_t index, const void *data,
+                           size_t len);
 
 /*
  * Inserts a copy of `data` before (after == 0) or after (after != 0) the first element, from the
@@ -238,8 +241,8 @@ int shmd_list_set(shmd_store_t *s, shmd_ptr_t list, int64_t index, const void *d
  * SHMD_ENOTFOUND when no element equals the pivot, and the statuses of shmd_list_push(). On
  * failure nothing is changed.
  */
-int shmd_list_insert(shmd_store_t *s, shmd_ptr_t list, int after, const void *pivot,
-                     size_t pivot_len, const void *data, size_t len, uint64_t *new_len);
+SHMD_API int shmd_list_insert(shmd_store_t *s, shmd_ptr_t list, int after, const void *pivot,
+                              size_t pivot_len, const void *data, size_t len, uint64_t *new_len);
 
 /*
  * Removes elements equal to `data` (LREM): the first `count` from the head when count > 0, the
@@ -247,12 +250,12 @@ int shmd_list_insert(shmd_store_t *s, shmd_ptr_t list, int after, const void *pi
  * how many were removed (also on failure, when batches had already committed). Many removals are
  * done in batches (see above).
  */
-int shmd_list_rem(shmd_store_t *s, shmd_ptr_t list, int64_t count, const void *data, size_t len,
-                  uint64_t *removed);
+SHMD_API int shmd_list_rem(shmd_store_t *s, shmd_ptr_t list, int64_t count, const void *data,
+                           size_t len, uint64_t *removed);
 
 /* Keeps only the elements from `start` to `stop` inclusive (LTRIM; indices as in
  * shmd_list_range(); an empty range empties the list). Many removals are done in batches. */
-int shmd_list_trim(shmd_store_t *s, shmd_ptr_t list, int64_t start, int64_t stop);
+SHMD_API int shmd_list_trim(shmd_store_t *s, shmd_ptr_t list, int64_t start, int64_t stop);
 
 /*
  * A cursor for walking a list in batches, each under one lock hold, in either direction. It lives
@@ -260,19 +263,21 @@ int shmd_list_trim(shmd_store_t *s, shmd_ptr_t list, int64_t start, int64_t stop
  * batches, every element is visited exactly once, in order. Elements added later behind the cursor
  * are visited too (so a walk towards the tail also sees later pushes at the tail). When elements
  * were removed between batches, the cursor resumes at the same position counted from its starting
- * end, so elements may then be skipped or visited twice.
+ * end, so elements may then be skipped or visited twice. Set it up with shmd_list_iter_init() only;
+ * its size is fixed (the reserved words leave room for more state without changing it).
  */
 typedef struct shmd_list_iter_s {
   shmd_ptr_t list;
-  shmd_ptr_t last;   /* last node visited; null before the first */
-  uint64_t epoch;    /* the list's removal epoch when `last` was visited */
-  uint64_t visited;  /* elements visited so far */
-  int reverse;       /* 0: head to tail, 1: tail to head */
+  shmd_ptr_t last;      /* last node visited; null before the first */
+  uint64_t epoch;       /* the list's removal epoch when `last` was visited */
+  uint64_t visited;     /* elements visited so far */
+  int reverse;          /* 0: head to tail, 1: tail to head */
+  uint64_t reserved[2]; /* zeroed by shmd_list_iter_init(): room for more cursor state */
 } shmd_list_iter_t;
 
 /* Starts a walk over `list` from the head (reverse == 0) or the tail. Touches no shared memory;
  * cannot fail. */
-void shmd_list_iter_init(shmd_list_iter_t *it, shmd_ptr_t list, int reverse);
+SHMD_API void shmd_list_iter_init(shmd_list_iter_t *it, shmd_ptr_t list, int reverse);
 
 /*
  * Visits up to `max` further elements with fn under one lock hold. *visited (if not NULL) receives
@@ -280,8 +285,8 @@ void shmd_list_iter_init(shmd_list_iter_t *it, shmd_ptr_t list, int reverse);
  * now. Returns 0, fn's non-zero status (the element fn stopped at counts as visited), or
  * SHMD_ECORRUPT when a link is damaged (also when the walk finds more nodes than the count).
  */
-int shmd_list_iter_next(shmd_store_t *s, shmd_list_iter_t *it, size_t max, shmd_list_visit_fn fn,
-                        void *arg, size_t *visited);
+SHMD_API int shmd_list_iter_next(shmd_store_t *s, shmd_list_iter_t *it, size_t max,
+                                 shmd_list_visit_fn fn, void *arg, size_t *visited);
 
 /*
  * Verifies the list under its lock: kind word, every link in both directions (next->prev is the
@@ -291,7 +296,7 @@ int shmd_list_iter_next(shmd_store_t *s, shmd_list_iter_t *it, size_t max, shmd_
  * of container; SHMD_EBUSY when a live owner keeps the lock for 10 s (or the handle's
  * shmd_set_lock_wait() bound).
  */
-int shmd_list_check(shmd_store_t *s, shmd_ptr_t list);
+SHMD_API int shmd_list_check(shmd_store_t *s, shmd_ptr_t list);
 
 #ifdef __cplusplus
 }

@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "api.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -75,7 +77,7 @@ typedef struct shmd_segmap_s {
 
 /* Slow path of shmd_resolve(): maps a segment that another process added, or returns NULL for the
  * null pointer and for pointers that do not name an existing segment. */
-void *shmd_resolve_slow(shmd_store_t *store, shmd_ptr_t p);
+SHMD_API void *shmd_resolve_slow(shmd_store_t *store, shmd_ptr_t p);
 
 /*
  * The address of `p` in this process: one table load and an add. Maps a segment lazily the first
@@ -96,11 +98,11 @@ static inline void *shmd_resolve(shmd_store_t *store, shmd_ptr_t p) {
  * lies inside it. On success stores the address in *out and returns 0. On failure returns
  * SHMD_ECORRUPT (null pointer, bad segment, out of bounds) and leaves *out unchanged.
  */
-int shmd_resolve_checked(shmd_store_t *store, shmd_ptr_t p, size_t len, void **out);
+SHMD_API int shmd_resolve_checked(shmd_store_t *store, shmd_ptr_t p, size_t len, void **out);
 
 /* The shmd_ptr_t of an address inside one of the store's mapped segments, or the null pointer if
  * the address is in none of them. Cannot fail otherwise. */
-shmd_ptr_t shmd_ptr_from_addr(shmd_store_t *store, const void *addr);
+SHMD_API shmd_ptr_t shmd_ptr_from_addr(shmd_store_t *store, const void *addr);
 
 #ifdef __cplusplus
 }

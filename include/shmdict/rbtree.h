@@ -25,6 +25,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "api.h"
 #include "error.h"
 #include "ptr.h"
 #include "tx.h"
@@ -99,8 +100,8 @@ static inline shmd_rb_node_t *shmd_rb_node(shmd_store_t *s, shmd_ptr_t p) {
  * an occupied place, SHMD_ECORRUPT for a damaged tree, SHMD_ETXFULL when the log is full. On failure
  * the tree may be half-changed: the caller must abort the transaction, which restores it.
  */
-int shmd_rb_insert_node(shmd_tx_t *tx, shmd_ptr_t root, shmd_ptr_t node, shmd_ptr_t parent,
-                        int right);
+SHMD_API int shmd_rb_insert_node(shmd_tx_t *tx, shmd_ptr_t root, shmd_ptr_t node, shmd_ptr_t parent,
+                                 int right);
 
 /*
  * Removes `node` from the tree at `root` and rebalances (the node's own words are left as they
@@ -108,7 +109,7 @@ int shmd_rb_insert_node(shmd_tx_t *tx, shmd_ptr_t root, shmd_ptr_t node, shmd_pt
  * log2 n + 10, at most about 4 log2 n + 45.
  * Returns SHMD_ECORRUPT or SHMD_ETXFULL; on failure the caller must abort the transaction.
  */
-int shmd_rb_erase(shmd_tx_t *tx, shmd_ptr_t root, shmd_ptr_t node);
+SHMD_API int shmd_rb_erase(shmd_tx_t *tx, shmd_ptr_t root, shmd_ptr_t node);
 
 /*
  * Puts `repl` (not in any tree) in the place of `victim` (in the tree), which leaves the tree:
@@ -116,29 +117,29 @@ int shmd_rb_erase(shmd_tx_t *tx, shmd_ptr_t root, shmd_ptr_t node);
  * sorts where `victim` did. Used to move an entry into a bigger allocation. Returns SHMD_EINVAL
  * (misaligned), SHMD_ECORRUPT, SHMD_ETXFULL; on failure the caller must abort the transaction.
  */
-int shmd_rb_replace(shmd_tx_t *tx, shmd_ptr_t root, shmd_ptr_t victim, shmd_ptr_t repl);
+SHMD_API int shmd_rb_replace(shmd_tx_t *tx, shmd_ptr_t root, shmd_ptr_t victim, shmd_ptr_t repl);
 
 /* The first (smallest) / last node of the tree in *out; SHMD_ENOTFOUND when it is empty,
  * SHMD_ECORRUPT. Bounds-checked (for iteration). On failure *out is unchanged. */
-int shmd_rb_first(shmd_store_t *s, shmd_ptr_t root, shmd_ptr_t *out);
-int shmd_rb_last(shmd_store_t *s, shmd_ptr_t root, shmd_ptr_t *out);
+SHMD_API int shmd_rb_first(shmd_store_t *s, shmd_ptr_t root, shmd_ptr_t *out);
+SHMD_API int shmd_rb_last(shmd_store_t *s, shmd_ptr_t root, shmd_ptr_t *out);
 
 /* The in-order successor / predecessor of `node` in *out; SHMD_ENOTFOUND past the end,
  * SHMD_ECORRUPT. O(1) amortised, O(log n) worst case, bounds-checked. On failure *out is
  * unchanged. */
-int shmd_rb_next(shmd_store_t *s, shmd_ptr_t node, shmd_ptr_t *out);
-int shmd_rb_prev(shmd_store_t *s, shmd_ptr_t node, shmd_ptr_t *out);
+SHMD_API int shmd_rb_next(shmd_store_t *s, shmd_ptr_t node, shmd_ptr_t *out);
+SHMD_API int shmd_rb_prev(shmd_store_t *s, shmd_ptr_t node, shmd_ptr_t *out);
 
 /* The 0-based in-order position of `node` in its tree (the number of nodes before it), in
  * O(log n) through the subtree sizes. Returns 0 or SHMD_ECORRUPT (then *rank is unchanged). */
-int shmd_rb_rank(shmd_store_t *s, shmd_ptr_t node, uint64_t *rank);
+SHMD_API int shmd_rb_rank(shmd_store_t *s, shmd_ptr_t node, uint64_t *rank);
 
 /* The node at 0-based in-order position `index`, in O(log n). Returns SHMD_ENOTFOUND when
  * index >= the number of nodes, SHMD_ECORRUPT. On failure *out is unchanged. */
-int shmd_rb_select(shmd_store_t *s, shmd_ptr_t root, uint64_t index, shmd_ptr_t *out);
+SHMD_API int shmd_rb_select(shmd_store_t *s, shmd_ptr_t root, uint64_t index, shmd_ptr_t *out);
 
 /* Number of nodes in the tree (the root's subtree size). Returns 0 or SHMD_ECORRUPT. */
-int shmd_rb_count(shmd_store_t *s, shmd_ptr_t root, uint64_t *count);
+SHMD_API int shmd_rb_count(shmd_store_t *s, shmd_ptr_t root, uint64_t *count);
 
 /* Called by shmd_rb_check for every node, in order; a non-zero return stops the check and is
  * returned by it. `n` is bounds-checked for sizeof(shmd_rb_node_t) bytes only. */
@@ -155,8 +156,8 @@ typedef int (*shmd_rb_visit_fn)(shmd_store_t *s, shmd_ptr_t node, const shmd_rb_
  * Returns 0 (and the number of nodes in *count, if not NULL), SHMD_ECORRUPT with the place in
  * shmd_errdetail(), or the visitor's status.
  */
-int shmd_rb_check(shmd_store_t *s, shmd_ptr_t root, uint64_t max_nodes, shmd_rb_visit_fn visit,
-                  void *arg, uint64_t *count);
+SHMD_API int shmd_rb_check(shmd_store_t *s, shmd_ptr_t root, uint64_t max_nodes,
+                           shmd_rb_visit_fn visit, void *arg, uint64_t *count);
 
 /* A comparator for the inline helpers: <0, 0, >0 as `key` sorts before, with, after `node`. The
  * store is passed so that a comparator can resolve keys kept out of line. */
@@ -313,6 +314,7 @@ typedef enum shmd_rbtree_seek_e {
  * What the positional reads copy out. Set key/key_cap and val/val_cap to your buffers (NULL / 0
  * for what you do not want); on success key_len / val_len receive the full lengths (the copies are
  * truncated to the capacities: compare to detect truncation) and rank the entry's 0-based rank.
+ * A fixed layout: further outputs would come through new functions.
  */
 typedef struct shmd_rbtree_item_s {
   void *key;
@@ -350,7 +352,7 @@ static inline size_t shmd_rbtree_dkey(double score, const void *member, size_t m
  * Returns SHMD_EINVAL for an unknown ordering, the statuses of shmd_tx_alloc(). On failure nothing
  * is allocated and *out is unchanged.
  */
-int shmd_rbtree_create(shmd_store_t *s, shmd_rbtree_order_t order, shmd_ptr_t *out);
+SHMD_API int shmd_rbtree_create(shmd_store_t *s, shmd_rbtree_order_t order, shmd_ptr_t *out);
 
 /*
  * Destroys the tree and frees everything it owns. Large trees are taken apart in several
@@ -361,7 +363,7 @@ int shmd_rbtree_create(shmd_store_t *s, shmd_rbtree_order_t order, shmd_ptr_t *o
  * the bookkeeping (SHMD_ENOSPC otherwise, and the caller's transaction is marked aborted). On
  * failure the tree may have lost entries but is valid.
  */
-int shmd_rbtree_destroy(shmd_store_t *s, shmd_ptr_t tree);
+SHMD_API int shmd_rbtree_destroy(shmd_store_t *s, shmd_ptr_t tree);
 
 /*
  * One batch of shmd_rbtree_destroy(): removes up to `max_entries` entries (fewer if the
@@ -372,14 +374,14 @@ int shmd_rbtree_destroy(shmd_store_t *s, shmd_ptr_t tree);
  * SHMD_ENOSPC inside a caller's transaction: that transaction is then marked aborted (it may hold
  * earlier batches).
  */
-int shmd_rbtree_destroy_step(shmd_store_t *s, shmd_ptr_t tree, size_t max_entries,
-                             uint64_t *remaining);
+SHMD_API int shmd_rbtree_destroy_step(shmd_store_t *s, shmd_ptr_t tree, size_t max_entries,
+                                      uint64_t *remaining);
 
 /* The ordering the tree was created with. */
-int shmd_rbtree_order(shmd_store_t *s, shmd_ptr_t tree, shmd_rbtree_order_t *out);
+SHMD_API int shmd_rbtree_order(shmd_store_t *s, shmd_ptr_t tree, shmd_rbtree_order_t *out);
 
 /* The number of entries. */
-int shmd_rbtree_len(shmd_store_t *s, shmd_ptr_t tree, uint64_t *out);
+SHMD_API int shmd_rbtree_len(shmd_store_t *s, shmd_ptr_t tree, uint64_t *out);
 
 /*
  * Sets the value of `key` to `val` (`mode`: SHMD_RBTREE_UPSERT, _NX or _XX). *inserted (may be
@@ -388,55 +390,56 @@ int shmd_rbtree_len(shmd_store_t *s, shmd_ptr_t tree, uint64_t *out);
  * ordering, NaN, bad mode), SHMD_ETOOBIG (longer than SHMD_RBTREE_LEN_MAX), SHMD_ENOSPC and the
  * statuses of shmd_tx_alloc(). On failure nothing is changed.
  */
-int shmd_rbtree_put(shmd_store_t *s, shmd_ptr_t tree, const void *key, size_t key_len,
-                    const void *val, size_t val_len, int mode, int *inserted);
+SHMD_API int shmd_rbtree_put(shmd_store_t *s, shmd_ptr_t tree, const void *key, size_t key_len,
+                             const void *val, size_t val_len, int mode, int *inserted);
 
 /*
  * Copies the value of `key` into val[0 .. min(val_cap, length)) (val may be NULL with val_cap 0)
  * and stores its full length in *val_len (may be NULL). Returns SHMD_ENOTFOUND when absent (outputs
  * unchanged). O(log n).
  */
-int shmd_rbtree_get(shmd_store_t *s, shmd_ptr_t tree, const void *key, size_t key_len, void *val,
-                    size_t val_cap, size_t *val_len);
+SHMD_API int shmd_rbtree_get(shmd_store_t *s, shmd_ptr_t tree, const void *key, size_t key_len,
+                             void *val, size_t val_cap, size_t *val_len);
 
 /* Removes `key` and its value. Returns SHMD_ENOTFOUND when absent. O(log n). On failure nothing
  * is changed. */
-int shmd_rbtree_delete(shmd_store_t *s, shmd_ptr_t tree, const void *key, size_t key_len);
+SHMD_API int shmd_rbtree_delete(shmd_store_t *s, shmd_ptr_t tree, const void *key, size_t key_len);
 
 /* The 0-based rank of `key` (the number of smaller keys) in O(log n); SHMD_ENOTFOUND when absent. */
-int shmd_rbtree_rank(shmd_store_t *s, shmd_ptr_t tree, const void *key, size_t key_len,
-                     uint64_t *rank);
+SHMD_API int shmd_rbtree_rank(shmd_store_t *s, shmd_ptr_t tree, const void *key, size_t key_len,
+                              uint64_t *rank);
 
 /* The number of keys < `key` (or <= `key` when `inclusive`), present or not, in O(log n). With two
  * calls this counts a key range (ZCOUNT). */
-int shmd_rbtree_count_below(shmd_store_t *s, shmd_ptr_t tree, const void *key, size_t key_len,
-                            int inclusive, uint64_t *count);
+SHMD_API int shmd_rbtree_count_below(shmd_store_t *s, shmd_ptr_t tree, const void *key,
+                                     size_t key_len, int inclusive, uint64_t *count);
 
 /* The entry of 0-based rank `index`, copied out as described at shmd_rbtree_item_t (item may be
  * NULL), in O(log n). SHMD_ENOTFOUND when index >= the number of entries. */
-int shmd_rbtree_select(shmd_store_t *s, shmd_ptr_t tree, uint64_t index, shmd_rbtree_item_t *item);
+SHMD_API int shmd_rbtree_select(shmd_store_t *s, shmd_ptr_t tree, uint64_t index,
+                                shmd_rbtree_item_t *item);
 
 /* The entry chosen by `how` relative to `key` (SHMD_RBTREE_GE / GT / LE / LT), copied out, in
  * O(log n). SHMD_ENOTFOUND when there is none. */
-int shmd_rbtree_seek(shmd_store_t *s, shmd_ptr_t tree, const void *key, size_t key_len,
-                     shmd_rbtree_seek_t how, shmd_rbtree_item_t *item);
+SHMD_API int shmd_rbtree_seek(shmd_store_t *s, shmd_ptr_t tree, const void *key, size_t key_len,
+                              shmd_rbtree_seek_t how, shmd_rbtree_item_t *item);
 
 /* seek GE / GT: the first entry >= / > key. */
-int shmd_rbtree_lower_bound(shmd_store_t *s, shmd_ptr_t tree, const void *key, size_t key_len,
-                            shmd_rbtree_item_t *item);
-int shmd_rbtree_upper_bound(shmd_store_t *s, shmd_ptr_t tree, const void *key, size_t key_len,
-                            shmd_rbtree_item_t *item);
+SHMD_API int shmd_rbtree_lower_bound(shmd_store_t *s, shmd_ptr_t tree, const void *key,
+                                     size_t key_len, shmd_rbtree_item_t *item);
+SHMD_API int shmd_rbtree_upper_bound(shmd_store_t *s, shmd_ptr_t tree, const void *key,
+                                     size_t key_len, shmd_rbtree_item_t *item);
 
 /* The smallest / largest entry; SHMD_ENOTFOUND when the tree is empty. */
-int shmd_rbtree_first(shmd_store_t *s, shmd_ptr_t tree, shmd_rbtree_item_t *item);
-int shmd_rbtree_last(shmd_store_t *s, shmd_ptr_t tree, shmd_rbtree_item_t *item);
+SHMD_API int shmd_rbtree_first(shmd_store_t *s, shmd_ptr_t tree, shmd_rbtree_item_t *item);
+SHMD_API int shmd_rbtree_last(shmd_store_t *s, shmd_ptr_t tree, shmd_rbtree_item_t *item);
 
 /* The entry after / before `key` (which need not be present: seek GT / LT), so a cursor that
  * remembers the last key survives concurrent changes. SHMD_ENOTFOUND past the end. */
-int shmd_rbtree_next(shmd_store_t *s, shmd_ptr_t tree, const void *key, size_t key_len,
-                     shmd_rbtree_item_t *item);
-int shmd_rbtree_prev(shmd_store_t *s, shmd_ptr_t tree, const void *key, size_t key_len,
-                     shmd_rbtree_item_t *item);
+SHMD_API int shmd_rbtree_next(shmd_store_t *s, shmd_ptr_t tree, const void *key, size_t key_len,
+                              shmd_rbtree_item_t *item);
+SHMD_API int shmd_rbtree_prev(shmd_store_t *s, shmd_ptr_t tree, const void *key, size_t key_len,
+                              shmd_rbtree_item_t *item);
 
 /*
  * Range iteration by rank, one locked batch: calls fn for up to `max` entries starting at rank
@@ -445,8 +448,9 @@ int shmd_rbtree_prev(shmd_store_t *s, shmd_ptr_t tree, const void *key, size_t k
  * end: nothing visited), the callback's non-zero status, or SHMD_ECORRUPT. Continue with
  * start + visited (start - visited when reversed) in the next batch.
  */
-int shmd_rbtree_walk_rank(shmd_store_t *s, shmd_ptr_t tree, uint64_t start, size_t max,
-                          int reverse, shmd_rbtree_visit_fn fn, void *arg, size_t *visited);
+SHMD_API int shmd_rbtree_walk_rank(shmd_store_t *s, shmd_ptr_t tree, uint64_t start, size_t max,
+                                   int reverse, shmd_rbtree_visit_fn fn, void *arg,
+                                   size_t *visited);
 
 /*
  * Range iteration by key, one locked batch: calls fn for up to `max` entries starting at the entry
@@ -454,9 +458,9 @@ int shmd_rbtree_walk_rank(shmd_store_t *s, shmd_ptr_t tree, uint64_t start, size
  * Continue in the next batch from the last key seen with GT (LT when descending): a key cursor
  * stays exact across concurrent inserts and deletes. Returns as shmd_rbtree_walk_rank().
  */
-int shmd_rbtree_walk_key(shmd_store_t *s, shmd_ptr_t tree, const void *key, size_t key_len,
-                         shmd_rbtree_seek_t how, size_t max, shmd_rbtree_visit_fn fn, void *arg,
-                         size_t *visited);
+SHMD_API int shmd_rbtree_walk_key(shmd_store_t *s, shmd_ptr_t tree, const void *key, size_t key_len,
+                                  shmd_rbtree_seek_t how, size_t max, shmd_rbtree_visit_fn fn,
+                                  void *arg, size_t *visited);
 
 /*
  * Verifies every invariant under the tree's lock: the header, the core invariants of shmd_rb_check
@@ -467,7 +471,7 @@ int shmd_rbtree_walk_key(shmd_store_t *s, shmd_ptr_t tree, const void *key, size
  * another kind of container; SHMD_EBUSY when a live owner keeps the lock for 10 s (or the handle's
  * shmd_set_lock_wait() bound).
  */
-int shmd_rbtree_check(shmd_store_t *s, shmd_ptr_t tree);
+SHMD_API int shmd_rbtree_check(shmd_store_t *s, shmd_ptr_t tree);
 
 #ifdef __cplusplus
 }

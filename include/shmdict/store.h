@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "api.h"
 #include "ptr.h"
 
 #ifdef __cplusplus
@@ -74,7 +75,7 @@ typedef struct shmd_options_s {
 } shmd_options_t;
 
 /* Fills *opt with the defaults. Cannot fail. */
-void shmd_options_init(shmd_options_t *opt);
+SHMD_API void shmd_options_init(shmd_options_t *opt);
 
 /*
  * Opens the store `name`, creating it when it does not exist (unless SHMD_OPEN_NOCREATE), and
@@ -89,22 +90,25 @@ void shmd_options_init(shmd_options_t *opt);
  * SHMD_EVERSION, SHMD_ETRUNCATED, SHMD_EFOREIGN, SHMD_ECHECKSUM, SHMD_ECORRUPT or SHMD_ELOOP (a
  * symbolic link) with the detail in shmd_errdetail(), and leaves *out unchanged. It may leave
  * behind an empty store directory it created, never a file.
+ * SHMD_ECORRUPT names the file, field and value when a segment header or the manifest holds an
+ * offset or size out of bounds or misaligned (validated whatever the checksum says), or when a
+ * dead lane's log cannot be recovered.
  */
-int shmd_open(const char *name, const shmd_options_t *opt, shmd_store_t **out);
+SHMD_API int shmd_open(const char *name, const shmd_options_t *opt, shmd_store_t **out);
 
 /*
  * Releases the calling thread's hold on the store and drops the handle. The mapping goes away once
  * no other thread of this process still holds the store (threads release it when they exit or call
  * shmd_thread_detach()). Data stays in the store. shmd_close(NULL) is a no-op. Cannot fail.
  */
-void shmd_close(shmd_store_t *store);
+SHMD_API void shmd_close(shmd_store_t *store);
 
 /*
  * Releases the calling thread's lane (its per-thread slot in the store) so that another thread may
  * use it. Optional: a thread's lane is released when it exits. Must not be called inside a
  * transaction. Cannot fail; a no-op if the thread holds no lane.
  */
-void shmd_thread_detach(shmd_store_t *store);
+SHMD_API void shmd_thread_detach(shmd_store_t *store);
 
 /*
  * Removes the store's files and directory. Processes that have it open keep their mappings (as
@@ -114,16 +118,16 @@ void shmd_thread_detach(shmd_store_t *store);
  * if the directory holds files that are not the store's (they are left), SHMD_EIO / SHMD_EPERM
  * on system failure (who may remove what is the system's permissions' decision).
  */
-int shmd_drop(const char *name, const char *dir);
+SHMD_API int shmd_drop(const char *name, const char *dir);
 
 /* A number that identifies this handle within the process: unique among all handles the process
  * ever opened (never reused after a close, unlike the handle's address), never 0. For caches keyed
  * by store. Cannot fail. */
-uint64_t shmd_store_id(const shmd_store_t *store);
+SHMD_API uint64_t shmd_store_id(const shmd_store_t *store);
 
 /* The store's name and directory as given when it was opened. Cannot fail. */
-const char *shmd_store_name(const shmd_store_t *store);
-const char *shmd_store_dir(const shmd_store_t *store);
+SHMD_API const char *shmd_store_name(const shmd_store_t *store);
+SHMD_API const char *shmd_store_dir(const shmd_store_t *store);
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Named roots: a small directory in segment 0 that maps names (1..55 bytes) to shmd_ptr_t. They
@@ -133,29 +137,33 @@ const char *shmd_store_dir(const shmd_store_t *store);
 
 /* Sets root `name` to `p`, replacing any earlier value. Returns SHMD_EINVAL for a bad name or a
  * null `p`, SHMD_ENOSPC when the directory is full. On failure nothing is changed. */
-int shmd_root_set(shmd_store_t *store, const char *name, shmd_ptr_t p);
+SHMD_API int shmd_root_set(shmd_store_t *store, const char *name, shmd_ptr_t p);
 
 /* Sets root `name` to `p` only if it does not exist; SHMD_EEXIST (and *existing set, if not
  * NULL) if it does. Lets several processes race to create a structure, and all use the winner's.
  * Inside a transaction of the caller it joins it (the root is set only if that transaction
  * commits); SHMD_EEXIST does not abort the caller's transaction, so the loser of a race can
  * shmd_tx_free() its block in the same transaction and commit. */
-int shmd_root_set_nx(shmd_store_t *store, const char *name, shmd_ptr_t p, shmd_ptr_t *existing);
+SHMD_API int shmd_root_set_nx(shmd_store_t *store, const char *name, shmd_ptr_t p,
+                              shmd_ptr_t *existing);
 
 /* Looks up root `name`. Returns SHMD_ENOTFOUND if absent (leaving *out unchanged). */
-int shmd_root_get(shmd_store_t *store, const char *name, shmd_ptr_t *out);
+SHMD_API int shmd_root_get(shmd_store_t *store, const char *name, shmd_ptr_t *out);
 
 /* Removes root `name` (does not free what it pointed to). Returns SHMD_ENOTFOUND if absent. */
-int shmd_root_del(shmd_store_t *store, const char *name);
+SHMD_API int shmd_root_del(shmd_store_t *store, const char *name);
 
 /* Calls fn(name, ptr, arg) for every root, in directory order, until fn returns non-zero (that
  * value is returned). Returns 0 after the last root. */
-int shmd_root_foreach(shmd_store_t *store, int (*fn)(const char *name, shmd_ptr_t p, void *arg),
-                      void *arg);
+SHMD_API int shmd_root_foreach(shmd_store_t *store, int (*fn)(const char *name, shmd_ptr_t p,
+                               void *arg), void *arg);
 
 /* ---------------------------------------------------------------------------------------------- */
 
-/* Facts about a store, filled by shmd_store_info(). */
+/* Facts about a store, filled by shmd_store_info(). A fixed layout: the library fills the whole
+ * struct, reserved words with zeros; a field added later takes reserved words in place, so the
+ * size and the offsets of the fields above never change and a program built against an older
+ * library reads 0 where a newer one would report something. */
 typedef struct shmd_store_info_s {
   uint32_t layout_major, layout_minor;
   uint32_t segments;            /* segments in the manifest */
@@ -168,15 +176,16 @@ typedef struct shmd_store_info_s {
   uint64_t recoveries;          /* operations of dead threads rolled back or finished */
   uint64_t created_unix;        /* creation time, seconds since the epoch */
   unsigned char uuid[16];
+  uint64_t reserved[8];         /* zero; later fields take these words (docs/api.md, ABI) */
 } shmd_store_info_t;
 
 /* Fills *info. Returns 0; cannot fail on a valid handle. */
-int shmd_store_info(shmd_store_t *store, shmd_store_info_t *info);
+SHMD_API int shmd_store_info(shmd_store_t *store, shmd_store_info_t *info);
 
 /* Size and file name of segment `index`. Returns SHMD_ENOTFOUND past the last segment. `name`
  * receives the file name (not the path) when `name_len` > 0. */
-int shmd_segment_info(shmd_store_t *store, uint32_t index, uint64_t *size_bytes, char *name,
-                      size_t name_len);
+SHMD_API int shmd_segment_info(shmd_store_t *store, uint32_t index, uint64_t *size_bytes,
+                               char *name, size_t name_len);
 
 /*
  * Finds lanes whose owner thread died and finishes their recovery now (roll back or complete their
@@ -184,7 +193,7 @@ int shmd_segment_info(shmd_store_t *store, uint32_t index, uint64_t *size_bytes,
  * too; others meet dead owners lazily when they wait for a lock a dead thread held.
  * Returns the number of lanes recovered, or a negative status (SHMD_ECORRUPT).
  */
-int shmd_recover(shmd_store_t *store);
+SHMD_API int shmd_recover(shmd_store_t *store);
 
 /*
  * Spare segment files: a process that grows a store prepares its next segment ahead of need as a
@@ -197,16 +206,17 @@ int shmd_recover(shmd_store_t *store);
 typedef struct shmd_spare_info_s {
   uint64_t live_files, live_bytes;     /* spares of live processes (this one's included) now */
   uint64_t orphan_files, orphan_bytes; /* orphans this handle removed: at open, growth and now */
+  uint64_t reserved[4];                /* zero; fixed layout as shmd_store_info_t */
 } shmd_spare_info_t;
 
 /* Looks at the store directory now, removes orphaned spare files and fills *info (bytes are the
  * storage the files hold). Returns 0, or SHMD_EIO / SHMD_EPERM / SHMD_ENOENT when the directory
  * cannot be read (then *info holds what was known before). */
-int shmd_spare_info(shmd_store_t *store, shmd_spare_info_t *info);
+SHMD_API int shmd_spare_info(shmd_store_t *store, shmd_spare_info_t *info);
 
 /* Maps every segment now and, if `populate`, touches every page (a warm start). Returns 0 or a
  * status from mapping a segment. */
-int shmd_attach_all(shmd_store_t *store, int populate);
+SHMD_API int shmd_attach_all(shmd_store_t *store, int populate);
 
 /*
  * Bounds how long a thread of this handle waits for a lock another thread holds: at most `max_ms`
@@ -219,7 +229,7 @@ int shmd_attach_all(shmd_store_t *store, int populate);
  * (shmd_alloc_check(), shmd_kv_check(), shmd_*_check()) bound their waits on their own, to 10 s or
  * this bound if smaller. Cannot fail; a NULL store is a no-op.
  */
-void shmd_set_lock_wait(shmd_store_t *store, uint32_t max_ms);
+SHMD_API void shmd_set_lock_wait(shmd_store_t *store, uint32_t max_ms);
 
 #ifdef __cplusplus
 }

@@ -24,6 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "api.h"
 #include "ptr.h"
 
 #ifdef __cplusplus
@@ -53,7 +54,7 @@ typedef struct shmd_tx_s shmd_tx_t;
  * its handle in *tx. Claims a lane for the thread on first use. Returns SHMD_ENOLANE if all lanes
  * are owned by live threads. On failure nothing is changed.
  */
-int shmd_tx_begin(shmd_store_t *store, shmd_tx_t **tx);
+SHMD_API int shmd_tx_begin(shmd_store_t *store, shmd_tx_t **tx);
 
 /*
  * Takes the lock at `lock` (a shmd_ptr_t to a shmd_lock_t in the store) and keeps it until the
@@ -61,7 +62,7 @@ int shmd_tx_begin(shmd_store_t *store, shmd_tx_t **tx);
  * died, recovers its transaction first. Returns SHMD_ECORRUPT for a pointer that is not inside the
  * store; SHMD_ENOSPC or SHMD_ETXFULL if the list of held locks cannot grow (see below).
  */
-int shmd_tx_lock(shmd_tx_t *tx, shmd_ptr_t lock);
+SHMD_API int shmd_tx_lock(shmd_tx_t *tx, shmd_ptr_t lock);
 
 /*
  * Records the current contents of [p, p + len) in the undo log; the caller then may change those
@@ -70,28 +71,28 @@ int shmd_tx_lock(shmd_tx_t *tx, shmd_ptr_t lock);
  * SHMD_ENOSPC or SHMD_ETXFULL when the log cannot grow to hold the range (nothing is logged
  * then), SHMD_ECORRUPT for a pointer outside the store.
  */
-int shmd_tx_log(shmd_tx_t *tx, shmd_ptr_t p, size_t len);
+SHMD_API int shmd_tx_log(shmd_tx_t *tx, shmd_ptr_t p, size_t len);
 
 /* Logs the 8-byte word at `addr` (an address inside the store, 8-byte aligned) and stores `value`
  * there. Returns as shmd_tx_log(); on failure nothing is changed. */
-int shmd_tx_set64(shmd_tx_t *tx, void *addr, uint64_t value);
+SHMD_API int shmd_tx_set64(shmd_tx_t *tx, void *addr, uint64_t value);
 
 /*
  * Allocates `size` bytes as part of the transaction: if it aborts or its thread dies before the
  * commit, the block is freed. Returns SHMD_ENOSPC, SHMD_ETOOBIG or SHMD_ETXFULL (the list of
  * reservations cannot grow, see below); on failure nothing is allocated.
  */
-int shmd_tx_alloc(shmd_tx_t *tx, size_t size, shmd_ptr_t *out);
+SHMD_API int shmd_tx_alloc(shmd_tx_t *tx, size_t size, shmd_ptr_t *out);
 
 /* Like shmd_tx_alloc() and zero-fills the block. */
-int shmd_tx_calloc(shmd_tx_t *tx, size_t size, shmd_ptr_t *out);
+SHMD_API int shmd_tx_calloc(shmd_tx_t *tx, size_t size, shmd_ptr_t *out);
 
 /*
  * Frees `p` when the transaction commits (exactly once, even if the thread dies half-way through
  * the frees); if it aborts, nothing is freed. Returns SHMD_ENOSPC or SHMD_ETXFULL when the list of
  * pending frees cannot grow (see below), SHMD_EINVAL for the null pointer.
  */
-int shmd_tx_free(shmd_tx_t *tx, shmd_ptr_t p);
+SHMD_API int shmd_tx_free(shmd_tx_t *tx, shmd_ptr_t p);
 
 /*
  * How big a transaction can be. Each thread's lane holds 32 locks, 128 reservations, 512 pending
@@ -105,7 +106,7 @@ int shmd_tx_free(shmd_tx_t *tx, shmd_ptr_t p);
 /* Space left in the transaction without growing its lists: undo-log words, reservations and
  * pending frees. Lets a long operation (destroying a big structure) commit in pieces and so never
  * need store space while it frees. Cannot fail. */
-void shmd_tx_room(const shmd_tx_t *tx, size_t *log_words, size_t *allocs, size_t *frees);
+SHMD_API void shmd_tx_room(const shmd_tx_t *tx, size_t *log_words, size_t *allocs, size_t *frees);
 
 /*
  * Grows the transaction's lists so that `log_words` more undo words, `allocs` more allocations and
@@ -114,7 +115,7 @@ void shmd_tx_room(const shmd_tx_t *tx, size_t *log_words, size_t *allocs, size_t
  * half-way calls it first. Returns 0, SHMD_ENOSPC (no store space for the lists) or SHMD_ETXFULL
  * (beyond the limit above); nothing changes on failure except possibly a bigger block.
  */
-int shmd_tx_reserve(shmd_tx_t *tx, size_t log_words, size_t allocs, size_t frees);
+SHMD_API int shmd_tx_reserve(shmd_tx_t *tx, size_t log_words, size_t allocs, size_t frees);
 
 /*
  * Ends one level of begin. Only the outermost commit does anything: the changes become permanent
@@ -122,20 +123,20 @@ int shmd_tx_reserve(shmd_tx_t *tx, size_t log_words, size_t allocs, size_t frees
  * the outermost commit rolls everything back instead and returns SHMD_EABORTED. Otherwise returns
  * 0 (or SHMD_ECORRUPT if finishing the frees met a corrupted block; the commit has happened then).
  */
-int shmd_tx_commit(shmd_tx_t *tx);
+SHMD_API int shmd_tx_commit(shmd_tx_t *tx);
 
 /*
  * Aborts. At the outermost level: restores every logged word, frees the reservations, releases the
  * locks. At an inner level: ends that level and marks the transaction aborted, so that the
  * outermost commit rolls back (the caller above learns it from SHMD_EABORTED). Cannot fail.
  */
-void shmd_tx_abort(shmd_tx_t *tx);
+SHMD_API void shmd_tx_abort(shmd_tx_t *tx);
 
 /* The store a transaction belongs to. */
-shmd_store_t *shmd_tx_store(const shmd_tx_t *tx);
+SHMD_API shmd_store_t *shmd_tx_store(const shmd_tx_t *tx);
 
 /* Nesting depth of the calling thread's transaction on `store`: 0 outside any transaction. */
-unsigned shmd_tx_depth(shmd_store_t *store);
+SHMD_API unsigned shmd_tx_depth(shmd_store_t *store);
 
 #ifdef __cplusplus
 }

@@ -2,9 +2,16 @@
 /*
  * libFuzzer target: damaged stores. The input is a mutation program (up to 16 records of 14 bytes:
  * file, kind, position, value; see hostile.h) applied to the files of a small real store, which
- * is then opened, recovered and checked, and -- when the checks pass -- read and written. Any
- * crash, hang or sanitizer report is a bug. The store is built once per process and restored
- * (changed pages only) before each input.
+ * is then opened, its statistics and information read, recovered and checked, and -- when the
+ * checks pass -- read and written. Any crash, hang or sanitizer report is a bug. The store is built
+ * once per process and restored (changed pages only) before each input.
+ *   Kinds are blind (bytes anywhere) or structure-aware (HS_FIELD: a named field of a segment
+ * header, the manifest and its segment table, the roots, a lane, an allocator header, a thread
+ * heap or the depot, given a value that breaks a bound); bit 0x80 of a blind kind aims it at a
+ * segment header and recomputes the header's checksum, as HS_FIELD always does for header fields,
+ * so that the damage reaches the validation behind the checksum. A lane's liveness mutex is forged
+ * as held by a thread that does not exist in one lane mutation in 16 (SHMDICT_HOSTILE_FORGE=N: one in
+ * N, 0: never; hostile.h).
  *
  * Build (clang, optional): CC=clang meson setup build-fuzz -Dfuzz=true -Db_sanitize=address,undefined
  *   -Db_lundef=false -Dbench=false && ninja -C build-fuzz tests/fuzz_store
@@ -26,6 +33,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     snprintf(hs.dir, sizeof hs.dir, "/dev/shm/shmdict-fuzz-XXXXXX");
     if (!mkdtemp(hs.dir) || hs_build(&hs))
       abort();
+    hs.forge = getenv("SHMDICT_HOSTILE_FORGE") ? atoi(getenv("SHMDICT_HOSTILE_FORGE")) : 16;
     ready = 1;
   }
   if (hs_restore(&hs))
