@@ -135,7 +135,8 @@ int main(void) {
       n = 1 + (size_t)(x >> 8) % (sizeof buf - 1);
       for (size_t k = 1; k < n; k++) {
         x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-        buf[k] = x % 7 == 0 ? (uint8_t)"*$\r\n-0123456789\" '\\x"[x % 22] : (uint8_t)(x >> 16);
+        static const char special[] = "*$\r\n-0123456789\" '\\x";
+        buf[k] = x % 7 == 0 ? (uint8_t)special[x % (sizeof special - 1)] : (uint8_t)(x >> 16);
       }
     } else {
       n = 1;
