@@ -3,7 +3,8 @@
  * The crash harness of the Criterion suites (see support_crash.h): forks a child, arms its crash
  * point, kills it when asked, reads its records as they come, waits for its end with a bound, and
  * says which run of which seed failed. The parent's loop polls the record pipe in slices of at most
- * 10 ms, so that a kill delay, the hang bound and a resident-memory limit are kept within that.
+ * 10 ms, so that the hang bound and a resident-memory limit are kept within that; a kill delay is
+ * waited for to the microsecond (ppoll), as the tests that aim a kill inside a short rollback need.
  */
 #include "tests/support.h"
 
@@ -12,6 +13,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <stdarg.h>
+#include <time.h>
 
 #include "shmdict/array.h"
 #include "shmdict/hash.h"
@@ -307,10 +309,11 @@ static void pump(ts_crash_proc_t *p, int want_ready) {
       next = hang_at;
     struct pollfd pf[2] = {{p->rec_fd, POLLIN, 0}, {p->ready_fd, POLLIN, 0}};
     int nf = want_ready && p->ready_fd >= 0 ? 2 : 1;
-    int wait_ms = next > now ? (int)((next - now + 999) / 1000) : 0;
+    uint64_t wait_us = next > now ? next - now : 0;
+    struct timespec wait = {(time_t)(wait_us / 1000000u), (long)(wait_us % 1000000u) * 1000};
     if (p->rec_fd < 0)
       pf[0].fd = -1;
-    int r = poll(pf, (nfds_t)nf, wait_ms);
+    int r = ppoll(pf, (nfds_t)nf, &wait, NULL); /* to the microsecond: kill delays are that fine */
     if (r < 0 && errno != EINTR)
       fail_run(p, "poll: %s", strerror(errno));
     if (p->rec_fd >= 0 && read_records(p))

@@ -92,7 +92,9 @@ typedef struct {
   const char *store;
   shmd_options_t opts;
   /* The crash point ("name" or "name:n"), armed at the child's first shmd_open, or, with
-   * arm_when_open, once the harness has opened spec.store (or when fn calls ts_crash_arm()). */
+   * arm_when_open, once the harness has opened spec.store (or when fn calls ts_crash_arm()).
+   * Mind that everything fn does then counts: a root lookup (shmd_root_get) is a transaction and
+   * fires tx.* points, so pass what the child needs through arg, or arm it with ts_crash_arm(). */
   const char *point;
   int arm_when_open;
   /* SIGKILL after kill_after_us, or at a random moment of [kill_lo_us, kill_hi_us] drawn from the
