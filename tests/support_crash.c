@@ -265,6 +265,8 @@ static int read_records(ts_crash_proc_t *p) {
       if (p->spec.on_rec)
         p->spec.on_rec(p->buf, p->spec.rec_arg);
     }
+    if ((size_t)n < sizeof chunk)
+      return 0; /* the pipe is empty: no second read to learn it (a child writing fast wakes us often) */
   }
 }
 
@@ -281,65 +283,92 @@ static void kill_now(ts_crash_proc_t *p) {
   p->killed_by_us = 1;
 }
 
-/* Reads records and watches the child until it has ended, or (want_ready) said it is ready. */
-static void pump(ts_crash_proc_t *p, int want_ready) {
+/* Kills due now (delay, memory), and a hang; returns when p next needs looking at. */
+static uint64_t watch(ts_crash_proc_t *p, uint64_t now) {
   long timeout_ms = p->spec.timeout_ms > 0 ? p->spec.timeout_ms : DEFAULT_TIMEOUT_MS;
-  while (!p->ended) {
-    if (want_ready && p->ready)
-      return;
-    uint64_t now = ts_now_us(), next = now + 10000;
-    uint64_t hang_at = p->start_us + (uint64_t)timeout_ms * 1000u;
-    if (p->kill_us && p->origin_us && !p->killed_by_us) {
-      uint64_t kill_at = p->origin_us + p->kill_us;
-      if (now >= kill_at)
-        kill_now(p);
-      else if (kill_at < next)
-        next = kill_at;
-    }
-    if (p->spec.rss_limit && !p->killed_by_us && ts_rss_bytes(p->pid) > p->spec.rss_limit)
+  uint64_t next = now + 10000, hang_at = p->start_us + (uint64_t)timeout_ms * 1000u;
+  if (p->kill_us && p->origin_us && !p->killed_by_us) {
+    uint64_t kill_at = p->origin_us + p->kill_us;
+    if (now >= kill_at)
       kill_now(p);
-    if (now >= hang_at && !p->ended) {
-      p->hung = 1;
-      int st = ts_kill_wait(p->pid);
-      p->ended = 1;
-      p->status = st == 128 + SIGKILL ? TS_HUNG : st;
+    else if (kill_at < next)
+      next = kill_at;
+  }
+  if (p->spec.rss_limit && !p->killed_by_us && ts_rss_bytes(p->pid) > p->spec.rss_limit)
+    kill_now(p);
+  if (now >= hang_at && !p->ended) {
+    p->hung = 1;
+    int st = ts_kill_wait(p->pid);
+    p->ended = 1;
+    p->status = st == 128 + SIGKILL ? TS_HUNG : st;
+  }
+  return hang_at < next ? hang_at : next;
+}
+
+enum { UNTIL_ENDED, UNTIL_READY, UNTIL_RECORDS };
+#define MAX_PROCS 16
+
+/* Reads the records of children ps[0..n) and watches them until every one has ended, or (for
+ * ps[0]) until it said it is ready or sent `records` records, or until deadline_us (0: none). */
+static void pump(ts_crash_proc_t *const *ps, int n, int until, uint64_t records, uint64_t deadline_us) {
+  cr_assert(n >= 1 && n <= MAX_PROCS, "%d children watched at once", n);
+  for (;;) {
+    int going = 0;
+    for (int i = 0; i < n; i++)
+      going += !ps[i]->ended;
+    if (!going || (until == UNTIL_READY && ps[0]->ready) || (until == UNTIL_RECORDS && ps[0]->records >= records))
       break;
+    uint64_t now = ts_now_us(), next = deadline_us ? deadline_us : UINT64_MAX;
+    struct pollfd pf[2 * MAX_PROCS];
+    int nf = 0, ready_at[MAX_PROCS];
+    for (int i = 0; i < n; i++) {
+      ts_crash_proc_t *p = ps[i];
+      ready_at[i] = -1;
+      if (p->ended)
+        continue;
+      uint64_t w = watch(p, now);
+      next = w < next ? w : next;
+      pf[nf++] = (struct pollfd){p->ended ? -1 : p->rec_fd, POLLIN, 0};
+      if (until == UNTIL_READY && p->ready_fd >= 0 && !p->ended) {
+        ready_at[i] = nf;
+        pf[nf++] = (struct pollfd){p->ready_fd, POLLIN, 0};
+      }
     }
-    if (hang_at < next)
-      next = hang_at;
-    struct pollfd pf[2] = {{p->rec_fd, POLLIN, 0}, {p->ready_fd, POLLIN, 0}};
-    int nf = want_ready && p->ready_fd >= 0 ? 2 : 1;
     uint64_t wait_us = next > now ? next - now : 0;
     struct timespec wait = {(time_t)(wait_us / 1000000u), (long)(wait_us % 1000000u) * 1000};
-    if (p->rec_fd < 0)
-      pf[0].fd = -1;
     int r = ppoll(pf, (nfds_t)nf, &wait, NULL); /* to the microsecond: kill delays are that fine */
     if (r < 0 && errno != EINTR)
-      fail_run(p, "poll: %s", strerror(errno));
-    if (p->rec_fd >= 0 && read_records(p))
-      close_fd(&p->rec_fd); /* end of file: the child (and every copy of the pipe) is gone */
-    if (nf == 2 && r > 0 && (pf[1].revents & (POLLIN | POLLHUP))) {
-      char b;
-      ssize_t n = read(p->ready_fd, &b, 1);
-      if (n == 1)
-        p->ready = 1;
-      else if (n == 0)
-        close_fd(&p->ready_fd);
+      fail_run(ps[0], "poll: %s", strerror(errno));
+    for (int i = 0; i < n; i++) {
+      ts_crash_proc_t *p = ps[i];
+      if (p->rec_fd >= 0 && read_records(p))
+        close_fd(&p->rec_fd); /* end of file: the child (and every copy of the pipe) is gone */
+      if (ready_at[i] >= 0 && r > 0 && (pf[ready_at[i]].revents & (POLLIN | POLLHUP))) {
+        char b;
+        ssize_t got = read(p->ready_fd, &b, 1);
+        if (got == 1)
+          p->ready = 1;
+        else if (got == 0)
+          close_fd(&p->ready_fd);
+      }
+      int st; /* while its pipe is open, a child is reaped only when nothing came for a while */
+      if (!p->ended && (p->rec_fd < 0 || r == 0) && ts_reap(p->pid, &st) == 1) {
+        p->ended = 1;
+        p->status = st;
+      }
     }
-    int st;
-    if (!p->ended && ts_reap(p->pid, &st) == 1) {
-      p->ended = 1;
-      p->status = st;
-    }
+    if (deadline_us && ts_now_us() >= deadline_us)
+      break;
   }
-  /* Whatever the dead child wrote is in the pipe now (a grandchild may still hold it open). */
-  if (p->ended && p->rec_fd >= 0)
-    read_records(p);
+  /* Whatever a dead child wrote is in the pipe now (a grandchild may still hold it open). */
+  for (int i = 0; i < n; i++)
+    if (ps[i]->ended && ps[i]->rec_fd >= 0)
+      read_records(ps[i]);
 }
 
 void ts_crash_wait_ready(ts_crash_proc_t *p) {
   cr_assert(p->spec.ready, "ts_crash_wait_ready() without spec.ready");
-  pump(p, 1);
+  pump(&p, 1, UNTIL_READY, 0, 0);
   if (!p->ready)
     fail_run(p, "ended with status %d before it was ready", p->status);
 }
@@ -364,10 +393,31 @@ void ts_crash_kill_in(ts_crash_proc_t *p, uint64_t us) {
   describe(p, NULL);
 }
 
-void ts_crash_kill(ts_crash_proc_t *p) { kill_now(p); }
+void ts_crash_kill(ts_crash_proc_t *p) {
+  if (!p->kill_us) { /* the delay, for the messages */
+    p->origin = p->spec.ready ? "its go" : "its fork";
+    p->kill_us = ts_now_us() - p->start_us;
+    if (p->kill_us == 0)
+      p->kill_us = 1;
+  }
+  kill_now(p);
+  describe(p, NULL);
+}
+
+void ts_crash_wait_all(ts_crash_proc_t *const *ps, int n) { pump(ps, n, UNTIL_ENDED, 0, 0); }
+
+int ts_crash_ended(ts_crash_proc_t *p) {
+  pump(&p, 1, UNTIL_ENDED, 0, ts_now_us());
+  return p->ended;
+}
+
+uint64_t ts_crash_wait_records(ts_crash_proc_t *p, uint64_t n, long timeout_ms) {
+  pump(&p, 1, UNTIL_RECORDS, n, ts_now_us() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000u);
+  return p->records;
+}
 
 int ts_crash_finish(ts_crash_proc_t *p, ts_crash_res_t *res) {
-  pump(p, 0);
+  pump(&p, 1, UNTIL_ENDED, 0, 0);
   uint64_t ran = ts_now_us() - p->start_us;
   close_fd(&p->rec_fd);
   close_fd(&p->ready_fd);

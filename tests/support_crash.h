@@ -154,8 +154,16 @@ void ts_crash_wait_ready(ts_crash_proc_t *p);
 void ts_crash_go(ts_crash_proc_t *p);
 /* SIGKILLs the child `us` microseconds from now (0: at once), whatever the spec said. */
 void ts_crash_kill_in(ts_crash_proc_t *p, uint64_t us);
-/* SIGKILLs the child now. */
+/* SIGKILLs the child now (the messages name the time since its fork or go). */
 void ts_crash_kill(ts_crash_proc_t *p);
+/* Receives what has arrived and says, without waiting, whether the child has ended. */
+int ts_crash_ended(ts_crash_proc_t *p);
+/* Receives records until the child has sent n in all, or has ended, or timeout_ms have passed;
+ * returns the number received. */
+uint64_t ts_crash_wait_records(ts_crash_proc_t *p, uint64_t n, long timeout_ms);
+/* Receives the records of children ps[0..n) (at most 16) together until every one has ended, so
+ * that none waits on a full pipe while another is read; then ts_crash_finish() each. */
+void ts_crash_wait_all(ts_crash_proc_t *const *ps, int n);
 int ts_crash_finish(ts_crash_proc_t *p, ts_crash_res_t *res);
 pid_t ts_crash_pid(const ts_crash_proc_t *p);
 
