@@ -42,6 +42,11 @@ pid_t ts_fork(void) {
   return pid;
 }
 
+pid_t ts_fork_detached(void) {
+  fflush(NULL);
+  return fork();
+}
+
 int ts_status(int wstatus) {
   if (WIFSIGNALED(wstatus))
     return 128 + WTERMSIG(wstatus);

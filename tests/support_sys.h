@@ -42,6 +42,11 @@ void ts_sleep_us(uint64_t us);
  * Returns the child's pid in the parent, 0 in the child, -1 (errno set) on failure. */
 pid_t ts_fork(void);
 
+/* fork() for the rare child that must outlive the process that forked it (a test of what a
+ * reparented child keeps): flushes stdio first, no parent-death signal. The caller bounds its life
+ * (alarm()) and kills it. */
+pid_t ts_fork_detached(void);
+
 /* A waitpid() status as the tests use it: the exit code, or 128 + signal when killed. */
 int ts_status(int wstatus);
 
