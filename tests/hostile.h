@@ -42,6 +42,8 @@
 #include "shmdict.h"
 #include "shmdict/kv.h"
 #include "shmdict/tx.h"
+#include "tests/support_kv.h"
+#include "tests/support_sys.h"
 
 #define HS_MAXFILES 8
 #define HS_MAXFIELDS 2048
@@ -108,33 +110,11 @@ static inline shmd_options_t hs_opts(const hs_t *h) {
   return o;
 }
 
-static inline int hs_cmd(shmd_store_t *s, unsigned db, const char *line) {
-  const char *argv[128];
-  size_t lens[128];
-  char buf[4096];
-  snprintf(buf, sizeof buf, "%s", line);
-  int n = 0;
-  for (char *p = strtok(buf, " "); p && n < 128; p = strtok(NULL, " ")) {
-    argv[n] = p;
-    lens[n++] = strlen(p);
-  }
-  shmd_reply_t *r = NULL;
-  int rc = shmd_kv_command_db(s, db, n, argv, lens, &r);
-  shmd_reply_free(r);
-  return rc;
-}
+static inline int hs_cmd(shmd_store_t *s, unsigned db, const char *line) { return ts_kv_line(s, db, line, NULL); }
 
-/* xorshift64, for choices derived from one mutation's value (support.h's generator needs Criterion). */
-typedef struct {
-  uint64_t s;
-} hs_rng_t;
-static inline uint64_t hs_rand(hs_rng_t *g) {
-  uint64_t x = g->s ? g->s : 0x9E3779B97F4A7C15ull;
-  x ^= x << 13;
-  x ^= x >> 7;
-  x ^= x << 17;
-  return g->s = x;
-}
+/* xorshift64, for choices derived from one mutation's value: the tests' generator (support_sys.h). */
+typedef ts_rng_t hs_rng_t;
+static inline uint64_t hs_rand(hs_rng_t *g) { return ts_next(g); }
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Patching fields: what anyone with write access to a segment file can do. */

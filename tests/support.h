@@ -1,12 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Helpers shared by the Criterion tests: a private store directory per test (never the default
- * one), a seeded random generator whose seed is printed on failure, and a fork-and-wait helper.
+ * one), a seeded random generator whose seed is printed on failure, and the test support the suites
+ * share: processes and the directory remover (support_sys.h), the crash harness
+ * (support_crash.h), the in-process keyspace command runner (support_kv.h) and the runner of the
+ * shmdict binary and other programs (support_cli.h). The .c files are linked into every suite
+ * (tests/meson.build).
  */
 #ifndef SHMD_TESTS_SUPPORT_H
 #define SHMD_TESTS_SUPPORT_H
 
 #include <criterion/criterion.h>
+#include <criterion/logging.h>
 #include <dirent.h>
 #include <signal.h>
 #include <stdint.h>
@@ -19,10 +24,13 @@
 #include <unistd.h>
 
 #include "shmdict.h"
-#include "tests/rmtree.h"
+#include "tests/support_cli.h"
+#include "tests/support_crash.h"
+#include "tests/support_kv.h"
+#include "tests/support_sys.h"
 
-/* The test's private store directory (under /dev/shm, removed by ts_fini). */
-static char ts_dir[256];
+/* The test's private store directory (under /dev/shm, removed by ts_fini; tests/support.c). */
+extern char ts_dir[256];
 
 /* Creates the private directory and points SHMDICT_DIR at it, so nothing touches the default. */
 static inline void ts_init(void) {
@@ -31,7 +39,9 @@ static inline void ts_init(void) {
   setenv("SHMDICT_DIR", ts_dir, 1);
 }
 
+/* Removes the private directory; after a failed crash test, says which run failed first. */
 static inline void ts_fini(void) {
+  ts_crash_fini();
   if (ts_dir[0] != '\0')
     ts_rmtree(ts_dir);
 }
@@ -54,38 +64,16 @@ static inline shmd_store_t *ts_open(const char *name, uint64_t first_bytes, uint
   return s;
 }
 
-/* Seeded xorshift; the seed comes from SHMDICT_TEST_SEED or the clock and is printed so that a
- * failure can be replayed. */
-typedef struct {
-  uint64_t s;
-} ts_rng_t;
-
+/* The seed of a randomised test: SHMDICT_TEST_SEED or the clock, printed so that a failure can be
+ * replayed. Draw from it with a ts_rng_t (support_sys.h). */
 static inline uint64_t ts_seed(const char *what) {
-  const char *env = getenv("SHMDICT_TEST_SEED");
-  uint64_t seed = env ? strtoull(env, NULL, 0) : (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 20);
-  cr_log_info("%s: seed %llu (replay with SHMDICT_TEST_SEED=%llu)", what,
-              (unsigned long long)seed, (unsigned long long)seed);
+  uint64_t seed = ts_seed_value();
+  cr_log_info("%s: seed %llu (replay with SHMDICT_TEST_SEED=%llu)", what, (unsigned long long)seed,
+              (unsigned long long)seed);
   return seed;
 }
 
-static inline uint64_t ts_next(ts_rng_t *r) {
-  uint64_t x = r->s ? r->s : 0x9E3779B97F4A7C15ull;
-  x ^= x << 13;
-  x ^= x >> 7;
-  x ^= x << 17;
-  return r->s = x;
-}
-
-static inline uint64_t ts_below(ts_rng_t *r, uint64_t n) { return n ? ts_next(r) % n : 0; }
-
 /* Waits for a child; returns its exit status, or 128 + signal if it was killed. */
-static inline int ts_wait(pid_t pid) {
-  int st = 0;
-  while (waitpid(pid, &st, 0) < 0)
-    ;
-  if (WIFSIGNALED(st))
-    return 128 + WTERMSIG(st);
-  return WEXITSTATUS(st);
-}
+static inline int ts_wait(pid_t pid) { return ts_wait_for(pid, -1); }
 
 #endif

@@ -214,9 +214,35 @@ Test(alloc, size_limit_enforced) {
 
 /* ---- growth and lazy attach in another process ---- */
 
+enum { GROWTH_N = 40 };
+
+/* The child of mp_growth_lazy_attach: reads every block of the grown store (attaching its segments
+ * lazily) and allocates into it. */
+static int attach_child(ts_crash_child_t *cc) {
+  shmd_store_t *c = cc->s;
+  shmd_ptr_t t;
+  if (shmd_root_get(c, "table", &t))
+    _exit(3);
+  shmd_ptr_t *ctp = shmd_resolve(c, t);
+  for (int i = 0; i < GROWTH_N; i++) {
+    void *a;
+    if (shmd_resolve_checked(c, ctp[i], 300 << 10, &a))
+      _exit(4);
+    if (!verify(a, 300 << 10, (uint64_t)i + 7))
+      _exit(5);
+  }
+  /* and allocate into the grown store from here */
+  shmd_ptr_t more;
+  if (shmd_alloc(c, 3 << 20, &more) || shmd_root_set(c, "more", more))
+    _exit(6);
+  fill(shmd_resolve(c, more), 3 << 20, 99);
+  shmd_close(c);
+  return 0;
+}
+
 Test(alloc, mp_growth_lazy_attach) {
   shmd_store_t *s = ts_open("g", 4 << 20, 2 << 20);
-  enum { N = 40 };
+  enum { N = GROWTH_N };
   shmd_ptr_t table;
   cr_assert_eq(shmd_alloc(s, N * sizeof(shmd_ptr_t), &table), 0);
   shmd_ptr_t *tp = shmd_resolve(s, table);
@@ -228,32 +254,10 @@ Test(alloc, mp_growth_lazy_attach) {
   shmd_stats_t st;
   shmd_stats(s, &st);
   cr_assert_geq(st.segments, 4);
-  pid_t pid = fork();
-  if (pid == 0) {
-    shmd_options_t o = ts_opts(4 << 20, 2 << 20);
-    shmd_store_t *c;
-    if (shmd_open("g", &o, &c))
-      _exit(2);
-    shmd_ptr_t t;
-    if (shmd_root_get(c, "table", &t))
-      _exit(3);
-    shmd_ptr_t *ctp = shmd_resolve(c, t);
-    for (int i = 0; i < N; i++) {
-      void *a;
-      if (shmd_resolve_checked(c, ctp[i], 300 << 10, &a))
-        _exit(4);
-      if (!verify(a, 300 << 10, (uint64_t)i + 7))
-        _exit(5);
-    }
-    /* and allocate into the grown store from here */
-    shmd_ptr_t more;
-    if (shmd_alloc(c, 3 << 20, &more) || shmd_root_set(c, "more", more))
-      _exit(6);
-    fill(shmd_resolve(c, more), 3 << 20, 99);
-    shmd_close(c);
-    _exit(0);
-  }
-  cr_assert_eq(ts_wait(pid), 0);
+  ts_crash_run(NULL,
+               &(ts_crash_spec_t){.what = "the attaching process", .fn = attach_child, .store = "g",
+                                  .opts = ts_opts(4 << 20, 2 << 20), .end = TS_END_EXIT0},
+               NULL);
   shmd_ptr_t more;
   cr_assert_eq(shmd_root_get(s, "more", &more), 0);
   cr_assert(verify(shmd_resolve(s, more), 3 << 20, 99), "segment added by the child, attached lazily here");
@@ -308,21 +312,22 @@ static int run_threads(shmd_store_t *s, uint64_t seed) {
   return w[0].ok && w[1].ok;
 }
 
+/* The other process of mp_two_threads_in_two_processes: the same two threads on its own mapping. */
+static int threads_child(ts_crash_child_t *cc) {
+  int ok = run_threads(cc->s, cc->seed);
+  shmd_close(cc->s);
+  return ok ? 0 : 1;
+}
+
 Test(alloc, mp_two_threads_in_two_processes) {
   shmd_store_t *s = ts_open("t", 8 << 20, 8 << 20);
   uint64_t seed = ts_seed("mp_two_threads_in_two_processes");
-  pid_t pid = fork();
-  if (pid == 0) {
-    shmd_options_t o = ts_opts(8 << 20, 8 << 20);
-    shmd_store_t *c;
-    if (shmd_open("t", &o, &c))
-      _exit(2);
-    int ok = run_threads(c, seed + 1);
-    shmd_close(c);
-    _exit(ok ? 0 : 1);
-  }
+  ts_crash_proc_t *p = ts_crash_start(NULL, &(ts_crash_spec_t){.what = "the other process", .fn = threads_child,
+                                                               .seed = seed + 1, .store = "t",
+                                                               .opts = ts_opts(8 << 20, 8 << 20),
+                                                               .end = TS_END_EXIT0});
   int ok = run_threads(s, seed);
-  cr_assert_eq(ts_wait(pid), 0);
+  ts_crash_finish(p, NULL);
   cr_assert(ok);
   cr_assert_eq(allocated(s), 0);
   check_ok(s);
@@ -550,16 +555,16 @@ struct table {
   struct slot slot[SLOTS];
 };
 
-static void crash_workload(const char *name, uint64_t seed, long ops) {
-  shmd_options_t o = ts_opts(4 << 20, 2 << 20);
-  shmd_store_t *c;
-  if (shmd_open(name, &o, &c))
-    _exit(2);
+/* The child of a crash run (the harness opened its store): *(long *)arg transactions, or until
+ * killed. */
+static int crash_workload(ts_crash_child_t *cc) {
+  long ops = *(const long *)cc->arg;
+  shmd_store_t *c = cc->s;
   shmd_ptr_t tp;
   if (shmd_root_get(c, "table", &tp))
     _exit(3);
   struct table *t = shmd_resolve(c, tp);
-  ts_rng_t r = {seed};
+  ts_rng_t r = {cc->seed};
   for (long op = 0; op < ops; op++) {
     shmd_tx_t *tx;
     if (shmd_tx_begin(c, &tx) || shmd_tx_lock(tx, tp))
@@ -595,7 +600,24 @@ static void crash_workload(const char *name, uint64_t seed, long ops) {
       _exit(8);
   }
   shmd_close(c);
-  _exit(0);
+  return 0;
+}
+
+/* A run of crash_workload on store `name`. */
+static ts_crash_spec_t workload_spec(const char *name, const long *ops, uint64_t seed) {
+  return (ts_crash_spec_t){.what = "the workload", .fn = crash_workload, .arg = (void *)ops, .seed = seed,
+                           .store = name, .opts = ts_opts(4 << 20, 2 << 20)};
+}
+
+/* A process that opens store `name` (opening recovers the dead lanes), armed with `point`. */
+static int just_open(ts_crash_child_t *cc) {
+  (void)cc;
+  return 0;
+}
+
+static ts_crash_spec_t recoverer_spec(const char *name, const char *point) {
+  return (ts_crash_spec_t){.what = "the recoverer", .fn = just_open, .store = name,
+                           .opts = ts_opts(4 << 20, 2 << 20), .point = point};
 }
 
 static shmd_ptr_t crash_setup(shmd_store_t *s) {
@@ -607,9 +629,7 @@ static shmd_ptr_t crash_setup(shmd_store_t *s) {
 
 /* After a kill: recovery, check, exact accounting and intact contents. */
 static void crash_verify(shmd_store_t *s, shmd_ptr_t tp) {
-  int rc = shmd_recover(s);
-  cr_assert_geq(rc, 0, "recover: %s", shmd_strerror(rc));
-  check_ok(s);
+  ts_crash_check(s, TS_CHECK_RECOVER | TS_CHECK_ALLOC, NULL);
   struct table *t = shmd_resolve(s, tp);
   cr_assert_eq(t->lock.word, 0, "the table lock must have been released by recovery");
   uint64_t held = shmd_usable_size(s, tp);
@@ -630,19 +650,19 @@ static void crash_verify(shmd_store_t *s, shmd_ptr_t tp) {
 Test(alloc, crash_random_kills) {
   shmd_store_t *s = ts_open("c", 4 << 20, 2 << 20);
   shmd_ptr_t tp = crash_setup(s);
-  uint64_t seed = ts_seed("crash_random_kills");
-  ts_rng_t r = {seed};
+  ts_crash_t t;
+  ts_crash_begin(&t, "crash_random_kills");
   int kills = getenv("SHMDICT_CRASH_KILLS") ? atoi(getenv("SHMDICT_CRASH_KILLS")) : 100;
+  const long ops = 1000000;
   for (int k = 0; k < kills; k++) {
-    pid_t pid = fork();
-    if (pid == 0)
-      crash_workload("c", seed + (uint64_t)k, 1000000);
-    usleep(3000 + (useconds_t)ts_below(&r, 40000));
-    kill(pid, SIGKILL);
-    int st = ts_wait(pid);
-    cr_assert_eq(st, 128 + SIGKILL, "child ended with %d before the kill", st);
+    ts_crash_spec_t sp = workload_spec("c", &ops, t.seed + (uint64_t)k);
+    sp.kill_lo_us = 3000; /* killed 3 to 43 ms after its fork: it must not end before */
+    sp.kill_hi_us = 3000 + 40000 - 1;
+    sp.end = TS_END_KILLED;
+    ts_crash_run(&t, &sp, NULL);
     crash_verify(s, tp);
   }
+  ts_crash_end(&t);
   shmd_close(s);
 }
 
@@ -655,24 +675,23 @@ Test(alloc, crash_at_every_allocator_point) {
   };
   shmd_store_t *s = ts_open("p", 4 << 20, 2 << 20);
   shmd_ptr_t tp = crash_setup(s);
-  uint64_t seed = ts_seed("crash_at_every_allocator_point");
-  ts_rng_t r = {seed};
+  ts_crash_t t;
+  ts_crash_begin(&t, "crash_at_every_allocator_point");
+  const long ops = 3000;
   int reached = 0;
   for (size_t i = 0; i < sizeof points / sizeof points[0]; i++) {
     for (int rep = 0; rep < 3; rep++) {
       char env[128];
-      snprintf(env, sizeof env, "%s:%llu", points[i], (unsigned long long)(1 + ts_below(&r, 40)));
-      pid_t pid = fork();
-      if (pid == 0) {
-        setenv("SHMDICT_CRASH_POINT", env, 1);
-        crash_workload("p", seed + i * 7 + (uint64_t)rep, 3000);
-      }
-      int st = ts_wait(pid);
-      cr_assert(st == 0 || st == 128 + SIGKILL, "child at %s ended with %d", env, st);
-      reached += st == 128 + SIGKILL;
+      snprintf(env, sizeof env, "%s:%llu", points[i], (unsigned long long)(1 + ts_below(&t.rng, 40)));
+      ts_crash_spec_t sp = workload_spec("p", &ops, t.seed + i * 7 + (uint64_t)rep);
+      sp.point = env; /* armed at its open: the recovery there counts */
+      ts_crash_res_t res;
+      ts_crash_run(&t, &sp, &res);
+      reached += res.at_point;
       crash_verify(s, tp);
     }
   }
+  ts_crash_end(&t);
   cr_log_info("%d of %zu crash runs died at their point", reached, 3 * sizeof points / sizeof points[0]);
   cr_assert_gt(reached, 20);
   shmd_close(s);
@@ -681,30 +700,26 @@ Test(alloc, crash_at_every_allocator_point) {
 Test(alloc, crash_during_recovery_is_restartable) {
   shmd_store_t *s = ts_open("rr", 4 << 20, 2 << 20);
   shmd_ptr_t tp = crash_setup(s);
-  uint64_t seed = ts_seed("crash_during_recovery_is_restartable");
+  ts_crash_t t;
+  ts_crash_begin(&t, "crash_during_recovery_is_restartable");
+  const long ops = 100000;
   int recover_kills = 0;
   for (int k = 0; k < 12; k++) {
     /* A writer dies mid-transaction (at a commit point with work to undo)... */
-    pid_t pid = fork();
-    if (pid == 0) {
-      char env[64];
-      snprintf(env, sizeof env, "tx.before_commit:%d", 5 + k);
-      setenv("SHMDICT_CRASH_POINT", env, 1);
-      crash_workload("rr", seed + (uint64_t)k, 100000);
-    }
-    cr_assert_eq(ts_wait(pid), 128 + SIGKILL);
+    char env[64];
+    snprintf(env, sizeof env, "tx.before_commit:%d", 5 + k);
+    ts_crash_spec_t sp = workload_spec("rr", &ops, t.seed + (uint64_t)k);
+    sp.point = env;
+    sp.end = TS_END_KILLED;
+    ts_crash_run(&t, &sp, NULL);
     /* ...and the process that recovers it dies half-way through its rollback or its frees. */
-    pid = fork();
-    if (pid == 0) {
-      setenv("SHMDICT_CRASH_POINT", k % 2 ? "recover.rolled_back" : "free.logged", 1);
-      shmd_options_t o = ts_opts(4 << 20, 2 << 20);
-      shmd_store_t *c;
-      shmd_open("rr", &o, &c); /* opening recovers */
-      _exit(0);
-    }
-    recover_kills += ts_wait(pid) == 128 + SIGKILL;
+    ts_crash_res_t res;
+    sp = recoverer_spec("rr", k % 2 ? "recover.rolled_back" : "free.logged");
+    ts_crash_run(&t, &sp, &res);
+    recover_kills += res.killed;
     crash_verify(s, tp);
   }
+  ts_crash_end(&t);
   cr_log_info("%d recoverers were killed mid-recovery", recover_kills);
   cr_assert_gt(recover_kills, 3);
   shmd_close(s);
@@ -716,30 +731,27 @@ Test(alloc, crash_during_recovery_is_restartable) {
 Test(alloc, crash_recoverer_killed_inside_a_step_rollback) {
   shmd_store_t *s = ts_open("sr", 4 << 20, 2 << 20);
   shmd_ptr_t tp = crash_setup(s);
-  uint64_t seed = ts_seed("crash_recoverer_killed_inside_a_step_rollback");
-  ts_rng_t r = {seed};
+  ts_crash_t t;
+  ts_crash_begin(&t, "crash_recoverer_killed_inside_a_step_rollback");
+  const long ops = 100000;
   int recover_kills = 0;
   for (int k = 0; k < 24; k++) {
     char env[64];
-    snprintf(env, sizeof env, "alloc.step.before_commit:%llu", (unsigned long long)(1 + ts_below(&r, 30)));
-    pid_t pid = fork();
-    if (pid == 0) {
-      setenv("SHMDICT_CRASH_POINT", env, 1);
-      crash_workload("sr", seed + (uint64_t)k, 100000);
-    }
-    cr_assert_eq(ts_wait(pid), 128 + SIGKILL, "the writer did not die at %s", env);
+    snprintf(env, sizeof env, "alloc.step.before_commit:%llu", (unsigned long long)(1 + ts_below(&t.rng, 30)));
+    ts_crash_spec_t sp = workload_spec("sr", &ops, t.seed + (uint64_t)k);
+    sp.what = "the writer";
+    sp.point = env;
+    sp.end = TS_END_KILLED; /* it must die at its point */
+    ts_crash_run(&t, &sp, NULL);
+    /* opening recovers: the step's log is rolled back first */
     snprintf(env, sizeof env, "undo.word:%d", 1 + k % 3);
-    pid = fork();
-    if (pid == 0) {
-      setenv("SHMDICT_CRASH_POINT", env, 1);
-      shmd_options_t o = ts_opts(4 << 20, 2 << 20);
-      shmd_store_t *c;
-      shmd_open("sr", &o, &c); /* opening recovers: the step's log is rolled back first */
-      _exit(0);
-    }
-    recover_kills += ts_wait(pid) == 128 + SIGKILL;
+    ts_crash_res_t res;
+    sp = recoverer_spec("sr", env);
+    ts_crash_run(&t, &sp, &res);
+    recover_kills += res.killed;
     crash_verify(s, tp);
   }
+  ts_crash_end(&t);
   cr_log_info("%d recoverers were killed inside a rollback", recover_kills);
   cr_assert_gt(recover_kills, 12);
   shmd_close(s);
@@ -848,14 +860,13 @@ Test(alloc, realloc_large_in_place) {
 }
 
 /* A block whose first 8 bytes hold its size and the rest a pattern of that size. */
-static void resize_child(const char *name, uint64_t seed, int ops) {
-  shmd_options_t o = ts_opts(8 << 20, 8 << 20);
-  shmd_store_t *c;
+static int resize_child(ts_crash_child_t *cc) {
+  shmd_store_t *c = cc->s;
   shmd_ptr_t p;
-  if (shmd_open(name, &o, &c) || shmd_root_get(c, "big", &p))
+  if (shmd_root_get(c, "big", &p))
     _exit(2);
-  ts_rng_t r = {seed};
-  for (int i = 0; i < ops; i++) {
+  ts_rng_t r = {cc->seed};
+  for (int i = 0; i < 200; i++) {
     size_t n = SHMD_SMALL_MAX + 1 + ts_below(&r, 1 << 20);
     shmd_ptr_t was = p;
     if (shmd_realloc(c, &p, n))
@@ -867,7 +878,7 @@ static void resize_child(const char *name, uint64_t seed, int ops) {
     fill(b + 8, n - 8, n);
   }
   shmd_close(c);
-  _exit(0);
+  return 0;
 }
 
 Test(alloc, crash_inside_in_place_resize) {
@@ -880,24 +891,21 @@ Test(alloc, crash_inside_in_place_resize) {
   memcpy(b, &n0, 8);
   fill(b + 8, n0 - 8, n0);
   cr_assert_eq(shmd_root_set(s, "big", p), 0);
-  uint64_t seed = ts_seed("crash_inside_in_place_resize");
-  ts_rng_t r = {seed};
+  ts_crash_t t;
+  ts_crash_begin(&t, "crash_inside_in_place_resize");
   int reached = 0, runs = 0;
   for (size_t i = 0; i < sizeof points / sizeof points[0]; i++) {
     for (int rep = 0; rep < 5; rep++) {
       char env[128];
-      snprintf(env, sizeof env, "%s:%llu", points[i], (unsigned long long)(1 + ts_below(&r, 6)));
-      pid_t pid = fork();
-      if (pid == 0) {
-        setenv("SHMDICT_CRASH_POINT", env, 1);
-        resize_child("rc", seed + i * 11 + (uint64_t)rep, 200);
-      }
-      int st = ts_wait(pid);
-      cr_assert(st == 0 || st == 128 + SIGKILL, "child at %s ended with %d", env, st);
-      reached += st == 128 + SIGKILL;
+      snprintf(env, sizeof env, "%s:%llu", points[i], (unsigned long long)(1 + ts_below(&t.rng, 6)));
+      ts_crash_res_t res;
+      ts_crash_run(&t,
+                   &(ts_crash_spec_t){.what = "the resizer", .fn = resize_child, .seed = t.seed + i * 11 + (uint64_t)rep,
+                                      .store = "rc", .opts = ts_opts(8 << 20, 8 << 20), .point = env},
+                   &res);
+      reached += res.at_point;
       runs++;
-      cr_assert_geq(shmd_recover(s), 0);
-      check_ok(s);
+      ts_crash_check(s, TS_CHECK_RECOVER | TS_CHECK_ALLOC, NULL);
       cr_assert_eq(shmd_root_get(s, "big", &p), 0);
       b = shmd_resolve(s, p);
       size_t n;
@@ -909,6 +917,7 @@ Test(alloc, crash_inside_in_place_resize) {
                    (unsigned long long)allocated(s), us);
     }
   }
+  ts_crash_end(&t);
   cr_log_info("%d of %d runs died at their crash point", reached, runs);
   cr_assert_gt(reached, runs / 2);
   shmd_close(s);

@@ -492,32 +492,11 @@ static int m_apply(model_t *m, const rec_t *r) {
   }
 }
 
-static uint64_t now_us(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-static void write_all(int fd, const void *p, size_t n) {
-  while (n) {
-    ssize_t w = write(fd, p, n);
-    if (w < 0 && errno == EINTR)
-      continue;
-    if (w <= 0)
-      _exit(3);
-    p = (const char *)p + w;
-    n -= (size_t)w;
-  }
-}
-
 /* The child: random operations on root "arr", each announced (intent) and confirmed (done). */
-static void crash_child(int fd, uint64_t seed, int ops, const char *crash_point) {
-  if (crash_point)
-    setenv("SHMDICT_CRASH_POINT", crash_point, 1);
-  shmd_options_t o = ts_opts(32u << 20, 32u << 20);
-  shmd_store_t *s;
-  if (shmd_open("crash", &o, &s))
-    _exit(2);
+static int crash_child(ts_crash_child_t *cc) {
+  int ops = *(const int *)cc->arg;
+  uint64_t seed = cc->seed;
+  shmd_store_t *s = cc->s;
   shmd_ptr_t a;
   if (shmd_root_get(s, "arr", &a))
     _exit(2);
@@ -536,7 +515,7 @@ static void crash_child(int fd, uint64_t seed, int ops, const char *crash_point)
       rec.idx = len - ts_below(&r, len / 8 + 1);
     if (rec.op == OP_RESERVE)
       rec.idx = len + ts_below(&r, 2000);
-    write_all(fd, &rec, sizeof rec);
+    ts_crash_report(cc, &rec);
     unsigned char e[CRASH_ES];
     fill_elem(e, CRASH_ES, rec.val);
     int rc = 0;
@@ -552,12 +531,33 @@ static void crash_child(int fd, uint64_t seed, int ops, const char *crash_point)
     }
     rec.kind = 2;
     rec.rc = rc;
-    write_all(fd, &rec, sizeof rec);
+    ts_crash_report(cc, &rec);
     if (shmd_array_len(s, a, &len))
       _exit(4);
   }
   shmd_close(s);
-  _exit(0);
+  return 0;
+}
+
+/* The parent's side: the model follows the reported operations. */
+typedef struct {
+  model_t *m;
+  rec_t pending;
+  int have_pending;
+} follow_t;
+
+static void follow(const void *r, void *arg) {
+  follow_t *f = arg;
+  const rec_t *rec = r;
+  if (rec->kind == 1) {
+    f->pending = *rec;
+    f->have_pending = 1;
+  } else {
+    cr_assert(f->have_pending && rec->op == f->pending.op, "%s: a result without its intent", ts_crash_where());
+    int want = m_apply(f->m, &f->pending);
+    cr_assert_eq(rec->rc, want, "%s: op %u returned %d, model says %d", ts_crash_where(), rec->op, rec->rc, want);
+    f->have_pending = 0;
+  }
 }
 
 static int model_matches(shmd_store_t *s, shmd_ptr_t a, const model_t *m) {
@@ -572,8 +572,9 @@ static int model_matches(shmd_store_t *s, shmd_ptr_t a, const model_t *m) {
 }
 
 static void crash_rounds(int rounds, int use_points) {
-  uint64_t seed = ts_seed(use_points ? "array.crash_points" : "array.crash_random");
-  ts_rng_t r = {seed};
+  ts_crash_t t;
+  ts_crash_begin(&t, use_points ? "array.crash_points" : "array.crash_random");
+  ts_rng_t *r = &t.rng;
   shmd_store_t *s = ts_open("crash", 32u << 20, 32u << 20);
   shmd_ptr_t a;
   CHECK_OK(shmd_array_create(s, CRASH_ES, 0, &a));
@@ -584,82 +585,43 @@ static void crash_rounds(int rounds, int use_points) {
   const char *points[] = {"array.grow.copied", "array.grow.switch", "array.move"};
   int killed = 0, kills_at_point = 0;
   for (int round = 0; round < rounds; round++) {
-    int fds[2];
-    cr_assert_eq(pipe(fds), 0);
     char point[64];
     const char *cp = NULL;
     if (use_points) {
-      snprintf(point, sizeof point, "%s:%d", points[round % 3], 1 + (int)ts_below(&r, 8));
+      snprintf(point, sizeof point, "%s:%d", points[round % 3], 1 + (int)ts_below(r, 8));
       cp = point;
     }
-    uint64_t child_seed = ts_next(&r);
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-      close(fds[0]);
-      crash_child(fds[1], child_seed, use_points ? 400 : 100000, cp);
-    }
-    close(fds[1]);
-    /* Read the records as they come; for random kills, SIGKILL the child at a random moment. */
-    rec_t rec, pending = {0};
-    int have_pending = 0, sent_kill = 0;
-    size_t got = 0;
-    uint64_t deadline = now_us() + 1000 + ts_below(&r, 40000);
-    for (;;) {
-      if (!use_points && !sent_kill && now_us() >= deadline) {
-        kill(pid, SIGKILL);
-        sent_kill = 1;
-      }
-      struct pollfd pf = {fds[0], POLLIN, 0};
-      int tmo = use_points || sent_kill ? -1 : (int)((deadline - now_us()) / 1000) + 1;
-      int pr = poll(&pf, 1, tmo);
-      if (pr < 0 && errno != EINTR)
-        break;
-      if (pr <= 0)
-        continue;
-      ssize_t n = read(fds[0], (char *)&rec + got, sizeof rec - got);
-      if (n < 0 && errno == EINTR)
-        continue;
-      if (n <= 0)
-        break; /* the child is gone */
-      got += (size_t)n;
-      if (got < sizeof rec)
-        continue;
-      got = 0;
-      if (rec.kind == 1) {
-        pending = rec;
-        have_pending = 1;
-      } else {
-        cr_assert(have_pending && rec.op == pending.op);
-        int want = m_apply(&m, &pending);
-        cr_assert_eq(rec.rc, want, "op %u returned %d, model says %d", rec.op, rec.rc, want);
-        have_pending = 0;
-      }
-    }
-    int st = ts_wait(pid);
-    close(fds[0]);
-    cr_assert(st == 0 || st == 128 + SIGKILL, "child status %d", st);
-    if (st == 128 + SIGKILL) {
-      killed++;
-      if (use_points)
-        kills_at_point++;
-    }
-    s = ts_open("crash", 32u << 20, 32u << 20);
-    CHECK_OK(shmd_alloc_check(s));
-    CHECK_OK(shmd_array_check(s, a));
+    /* Read the records as they come; for random kills, SIGKILL the child 1 to 41 ms after its
+     * fork. */
+    int ops = use_points ? 400 : 100000;
+    follow_t f = {&m, {0}, 0};
+    ts_crash_spec_t sp = {.what = "the array writer", .fn = crash_child, .arg = &ops, .seed = ts_next(r),
+                          .store = "crash", .opts = ts_opts(32u << 20, 32u << 20), .point = cp,
+                          .rec_size = sizeof(rec_t), .on_rec = follow, .rec_arg = &f};
+    if (!use_points)
+      sp.kill_lo_us = 1000, sp.kill_hi_us = 1000 + 40000 - 1;
+    ts_crash_res_t res;
+    ts_crash_run(&t, &sp, &res); /* exit 0 or killed */
+    killed += res.killed;
+    kills_at_point += use_points && res.killed;
+    rec_t pending = f.pending;
+    int have_pending = f.have_pending;
+    s = ts_crash_open("crash", 32u << 20, 32u << 20);
+    ts_crash_check(s, TS_CHECK_ALLOC, "array:arr");
     if (!model_matches(s, a, &m)) {
-      cr_assert(have_pending, "array differs from every reported operation");
+      cr_assert(have_pending, "%s: array differs from every reported operation", ts_crash_where());
       model_t alt = m;
       alt.b = malloc(m.cap * CRASH_ES + CRASH_ES * 2);
       alt.cap = m.cap + 2;
       memcpy(alt.b, m.b, m.len * CRASH_ES);
       m_apply(&alt, &pending);
-      cr_assert(model_matches(s, a, &alt), "array is neither before nor after the killed op");
+      cr_assert(model_matches(s, a, &alt), "%s: array is neither before nor after the killed op", ts_crash_where());
       free(m.b);
       m = alt;
     }
     shmd_close(s);
   }
+  ts_crash_end(&t);
   /* Nothing leaked across all the kills: once the container is destroyed the store is empty. */
   s = ts_open("crash", 64u << 20, 64u << 20);
   CHECK_OK(shmd_array_destroy(s, a));

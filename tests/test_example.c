@@ -18,24 +18,12 @@ static int run_example(const char *args, char **out) {
   cr_assert_not_null(exe, "GUILD_FRIENDS is not set (run through meson test)");
   char cmdline[2048];
   snprintf(cmdline, sizeof cmdline, "'%s' -d '%s' -s gf %s 2>&1", exe, ts_dir, args);
-  FILE *p = popen(cmdline, "r");
-  cr_assert_not_null(p, "popen failed");
-  size_t cap = 1 << 16, len = 0;
-  char *buf = malloc(cap);
-  cr_assert_not_null(buf);
-  size_t n;
-  while ((n = fread(buf + len, 1, cap - len - 1, p)) > 0) {
-    len += n;
-    if (cap - len < 1024)
-      cr_assert_not_null(buf = realloc(buf, cap *= 2));
-  }
-  buf[len] = 0;
-  int st = pclose(p);
-  *out = buf;
-  cr_log_info("$ %s\n%s", cmdline, buf);
-  if (WIFSIGNALED(st))
-    return 128 + WTERMSIG(st);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  char *argv[] = {"/bin/sh", "-c", cmdline, NULL};
+  ts_run_t r = ts_run_prog(NULL, argv);
+  free(r.err);
+  *out = r.out;
+  cr_log_info("$ %s\n%s", cmdline, r.out);
+  return r.status;
 }
 
 /* The "answer: " lines of an output, concatenated. */

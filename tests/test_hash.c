@@ -884,106 +884,84 @@ typedef struct rec_s {
   uint64_t ver;
 } rec_t;
 
-static void write_rec(int fd, const rec_t *r) {
-  ssize_t n;
-  do
-    n = write(fd, r, sizeof *r);
-  while (n < 0 && errno == EINTR);
-  if (n != (ssize_t)sizeof *r)
-    _exit(90);
-}
+/* What a child of child_ops does: random ops on keys [base, base + nkeys), `ops` of them (or until
+ * killed), then an insert-only race for the keys [shared, shared + nshared) (mp test). */
+typedef struct {
+  uint16_t child;
+  unsigned base, nkeys, ops, shared, nshared;
+} ops_arg_t;
 
-/* The child's loop: random ops on keys [base, base + nkeys), `ops` of them (or until killed), then
- * an insert-only race for the keys [shared, shared + nshared) (mp test). */
-static void child_ops(const char *store, int fd, uint16_t child, uint64_t seed, unsigned base,
-                      unsigned nkeys, unsigned ops, unsigned shared, unsigned nshared,
-                      uint64_t first_bytes) {
-  shmd_options_t o = ts_opts(first_bytes, first_bytes);
-  shmd_store_t *s;
-  if (shmd_open(store, &o, &s))
-    _exit(91);
+/* The child's loop, on the store the harness opened (and whose crash point it armed); it reports
+ * each op before (done = 0) and after it (done = 1). */
+static int child_ops(ts_crash_child_t *cc) {
+  const ops_arg_t *a = cc->arg;
+  shmd_store_t *s = cc->s;
+  uint64_t seed = cc->seed;
+  uint16_t child = a->child;
   shmd_ptr_t h;
   if (shmd_root_get(s, "h", &h))
     _exit(92);
   ts_rng_t r = {seed};
   int phase = (int)ts_below(&r, 2);
-  for (unsigned step = 0; step < ops; step++) {
-    if (step % phase_len(nkeys) == 0 && step > 0)
+  for (unsigned step = 0; step < a->ops; step++) {
+    if (step % phase_len(a->nkeys) == 0 && step > 0)
       phase ^= 1;
     int op = random_op(&r, phase);
     if (op == OP_GET)
       op = OP_UPSERT;
     rec_t rec = {.seq = step, .op = (uint8_t)op, .child = child,
-                 .key = base + (unsigned)ts_below(&r, nkeys),
+                 .key = a->base + (unsigned)ts_below(&r, a->nkeys),
                  .ver = ((uint64_t)child << 48) | ((seed & 0xffff) << 32) | step};
-    write_rec(fd, &rec);
+    ts_crash_report(cc, &rec);
     rec.rc = apply_op(s, h, op, rec.key, rec.ver);
     if (rec.rc < 0 && rec.rc != SHMD_EEXIST && rec.rc != SHMD_ENOTFOUND)
       _exit(93);
     rec.done = 1;
-    write_rec(fd, &rec);
+    ts_crash_report(cc, &rec);
   }
-  for (unsigned j = 0; j < nshared; j++) {
-    unsigned i = shared + (child ? nshared - 1 - j : j); /* from opposite ends: they meet */
-    rec_t rec = {.seq = ops + j, .op = OP_INSERT, .child = child, .key = i,
-                 .ver = ((uint64_t)child << 48) | ((seed & 0xffff) << 32) | (ops + j)};
+  for (unsigned j = 0; j < a->nshared; j++) {
+    unsigned i = a->shared + (child ? a->nshared - 1 - j : j); /* from opposite ends: they meet */
+    rec_t rec = {.seq = a->ops + j, .op = OP_INSERT, .child = child, .key = i,
+                 .ver = ((uint64_t)child << 48) | ((seed & 0xffff) << 32) | (a->ops + j)};
     rec.rc = apply_op(s, h, OP_INSERT, i, rec.ver);
     if (rec.rc != 0 && rec.rc != SHMD_EEXIST)
       _exit(94);
     rec.done = 1;
-    write_rec(fd, &rec);
+    ts_crash_report(cc, &rec);
   }
   shmd_close(s);
-  _exit(0);
+  return 0;
 }
 
-/* Reads a child's records into the model. Returns the pending (started, unfinished) record in
- * *pending (pending->done = 1 when there is none). Fails the test on a status the model denies. */
+/* A run of child_ops on store "h". */
+static ts_crash_spec_t ops_spec(const ops_arg_t *a, uint64_t seed, uint64_t first_bytes) {
+  return (ts_crash_spec_t){.what = "the writer", .fn = child_ops, .arg = (void *)a, .seed = seed, .store = "h",
+                           .opts = ts_opts(first_bytes, first_bytes), .rec_size = sizeof(rec_t)};
+}
+
+/* The parent's side of a crash round: each record as it arrives goes into the model; the
+ * started, unfinished op is kept in `pending` (pending.done = 1 when there is none). A status the
+ * model denies fails the test. */
 static uint64_t recs_done, rounds_pending; /* statistics of the crash tests */
 
-static uint64_t now_us(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (uint64_t)t.tv_sec * 1000000u + (uint64_t)t.tv_nsec / 1000u;
-}
+static uint64_t now_us(void) { return ts_now_us(); }
 
-/* Reads records until EOF or until `deadline_us` (0: no deadline), so the child never waits for
- * the parent and is killed in the middle of its work. Returns 1 at EOF. */
-static int read_recs(int fd, model_t *m, rec_t *pending, uint64_t deadline_us) {
-  static rec_t recs[512];
-  for (;;) {
-    int timeout = -1;
-    if (deadline_us) {
-      uint64_t now = now_us();
-      if (now >= deadline_us)
-        return 0;
-      timeout = (int)((deadline_us - now + 999) / 1000);
-    }
-    struct pollfd pfd = {.fd = fd, .events = POLLIN};
-    int n = poll(&pfd, 1, timeout);
-    if (n < 0 && errno == EINTR)
-      continue;
-    cr_assert_geq(n, 0);
-    if (n == 0)
-      continue;
-    ssize_t got = read(fd, recs, sizeof recs); /* writes are whole records (atomic) */
-    if (got < 0 && errno == EINTR)
-      continue;
-    if (got <= 0)
-      return 1;
-    cr_assert_eq(got % (ssize_t)sizeof(rec_t), 0);
-    for (ssize_t j = 0; j < got / (ssize_t)sizeof(rec_t); j++) {
-      rec_t *r = &recs[j];
-      if (!r->done) {
-        *pending = *r;
-        continue;
-      }
-      cr_assert(model_apply(m, r->op, r->key, r->ver, r->rc), "child op %d on key %u: status %s",
-                r->op, r->key, shmd_err_name(r->rc));
-      pending->done = 1;
-      recs_done++;
-    }
+typedef struct {
+  model_t *m;
+  rec_t pending;
+} recs_t;
+
+static void take_rec(const void *rec, void *arg) {
+  recs_t *rs = arg;
+  const rec_t *r = rec;
+  if (!r->done) {
+    rs->pending = *r;
+    return;
   }
+  cr_assert(model_apply(rs->m, r->op, r->key, r->ver, r->rc), "%s: child op %d on key %u: status %s",
+            ts_crash_where(), r->op, r->key, shmd_err_name(r->rc));
+  rs->pending.done = 1;
+  recs_done++;
 }
 
 /* After a child died with `pending` unfinished: the key may be in its old or its new state; take
@@ -1017,6 +995,29 @@ static shmd_store_t *reopen(uint64_t first_bytes) {
   return s;
 }
 
+/* The records of mp_two_writers: a race for a shared key (one insert wins), or an op of a child. */
+typedef struct {
+  model_t *m;
+  int *winner;
+  unsigned nkeys;
+} two_t;
+
+static void two_rec(const void *rec, void *arg) {
+  two_t *two = arg;
+  const rec_t *r = rec;
+  unsigned nkeys = two->nkeys;
+  if (r->done && r->key >= 2 * nkeys) { /* a race for a shared key: one insert wins */
+    cr_assert(r->rc == 0 || r->rc == SHMD_EEXIST);
+    if (r->rc == 0) {
+      cr_assert_eq(two->winner[r->key - 2 * nkeys], -1, "two inserts of shared key %u won", r->key);
+      two->winner[r->key - 2 * nkeys] = r->child;
+      model_set(two->m, r->key, true, r->ver);
+    }
+  } else if (r->done)
+    cr_assert(model_apply(two->m, r->op, r->key, r->ver, r->rc), "child %d op %d key %u: %s", r->child, r->op,
+              r->key, shmd_err_name(r->rc));
+}
+
 Test(hash, mp_two_writers) {
   uint64_t seed = ts_seed("hash.mp");
   const uint64_t seg = 32 * MIB;
@@ -1025,65 +1026,28 @@ Test(hash, mp_two_writers) {
   shmd_close(s);
   const unsigned nkeys = 3000, nshared = 500;
   const unsigned ops = (unsigned)env_u64("SHMDICT_HASH_OPS", 200000) / 2;
-  int fds[2][2];
-  pid_t pid[2];
-  for (int c = 0; c < 2; c++) {
-    cr_assert_eq(pipe(fds[c]), 0);
-    pid[c] = fork();
-    cr_assert_neq(pid[c], -1);
-    if (pid[c] == 0) {
-      close(fds[c][0]);
-      /* both children use the one hash (one lock, shared resizes) on disjoint key ranges */
-      child_ops("h", fds[c][1], (uint16_t)c, seed + (uint64_t)c, (unsigned)c * nkeys, nkeys, ops,
-                2 * nkeys, nshared, seg);
-    }
-    close(fds[c][1]);
-  }
   model_t m;
   model_init(&m, 2 * nkeys + nshared);
   int winner[nshared];
   for (unsigned j = 0; j < nshared; j++)
     winner[j] = -1;
-  /* read both pipes as records arrive, so neither child blocks on a full pipe */
-  struct pollfd pfd[2] = {{.fd = fds[0][0], .events = POLLIN}, {.fd = fds[1][0], .events = POLLIN}};
-  int open_fds = 2;
-  static rec_t recs[256];
-  while (open_fds > 0) {
-    int n = poll(pfd, 2, 1000);
-    cr_assert(n >= 0 || errno == EINTR);
-    for (int c = 0; c < 2; c++) {
-      if (pfd[c].fd < 0 || !(pfd[c].revents & (POLLIN | POLLHUP)))
-        continue;
-      ssize_t got = read(pfd[c].fd, recs, sizeof recs); /* writes are whole records (atomic) */
-      if (got == 0) {
-        pfd[c].fd = -1;
-        open_fds--;
-        continue;
-      }
-      if (got < 0) {
-        cr_assert(errno == EINTR);
-        continue;
-      }
-      cr_assert_eq(got % (ssize_t)sizeof(rec_t), 0);
-      for (ssize_t j = 0; j < got / (ssize_t)sizeof(rec_t); j++) {
-        rec_t *r = &recs[j];
-        if (r->done && r->key >= 2 * nkeys) { /* a race for a shared key: one insert wins */
-          cr_assert(r->rc == 0 || r->rc == SHMD_EEXIST);
-          if (r->rc == 0) {
-            cr_assert_eq(winner[r->key - 2 * nkeys], -1, "two inserts of shared key %u won", r->key);
-            winner[r->key - 2 * nkeys] = c;
-            model_set(&m, r->key, true, r->ver);
-          }
-        } else if (r->done)
-          cr_assert(model_apply(&m, r->op, r->key, r->ver, r->rc), "child %d op %d key %u: %s", c,
-                    r->op, r->key, shmd_err_name(r->rc));
-      }
-    }
-  }
+  two_t two = {&m, winner, nkeys};
+  ops_arg_t args[2];
+  ts_crash_proc_t *p[2];
   for (int c = 0; c < 2; c++) {
-    cr_assert_eq(ts_wait(pid[c]), 0, "child %d failed", c);
-    close(fds[c][0]);
+    /* both children use the one hash (one lock, shared resizes) on disjoint key ranges */
+    args[c] = (ops_arg_t){(uint16_t)c, (unsigned)c * nkeys, nkeys, ops, 2 * nkeys, nshared};
+    ts_crash_spec_t sp = ops_spec(&args[c], seed + (uint64_t)c, seg);
+    sp.what = c ? "writer 1" : "writer 0";
+    sp.end = TS_END_EXIT0;
+    sp.on_rec = two_rec;
+    sp.rec_arg = &two;
+    p[c] = ts_crash_start(NULL, &sp);
   }
+  /* read both pipes as records arrive, so neither child blocks on a full pipe */
+  ts_crash_wait_all(p, 2);
+  for (int c = 0; c < 2; c++)
+    ts_crash_finish(p[c], NULL);
   for (unsigned j = 0; j < nshared; j++)
     cr_assert_neq(winner[j], -1, "nobody inserted shared key %u", 2 * nkeys + j);
   s = reopen(seg);
@@ -1095,57 +1059,37 @@ Test(hash, mp_two_writers) {
   shmd_close(s);
 }
 
-/* Runs one child until it is killed (after delay_us, or at a crash point set in the environment)
- * or finishes, then reopens, checks, and verifies the model. */
-static int crash_round(model_t *m, uint64_t seed, const char *point, unsigned delay_us,
-                        unsigned ops, uint64_t seg) {
-  int fd[2];
-  cr_assert_eq(pipe(fd), 0);
-  pid_t pid = fork();
-  cr_assert_neq(pid, -1);
-  if (pid == 0) {
-    close(fd[0]);
-    if (point)
-      setenv("SHMDICT_CRASH_POINT", point, 1);
-    child_ops("h", fd[1], 0, seed, 0, m->nkeys, ops, 0, 0, seg);
-  }
-  close(fd[1]);
-  rec_t pending = {.done = 1};
+/* Runs one child until it is killed (after delay_us, or at a crash point) or finishes, then
+ * reopens, checks, and verifies the model. */
+static int crash_round(ts_crash_t *t, model_t *m, uint64_t seed, const char *point, unsigned delay_us,
+                       unsigned ops, uint64_t seg) {
+  ops_arg_t a = {0, 0, m->nkeys, ops, 0, 0};
+  recs_t rs = {m, {.done = 1}};
+  ts_crash_spec_t sp = ops_spec(&a, seed, seg);
+  sp.point = point;
+  sp.on_rec = take_rec;
+  sp.rec_arg = &rs;
   /* odd delays count from the fork (kills land in shmd_open and its recovery too), even ones
    * from the child's first record (kills land in the operations) */
-  if (delay_us && delay_us % 2 == 0) {
-    static rec_t first;
-    ssize_t got;
-    do
-      got = read(fd[0], &first, sizeof first);
-    while (got < 0 && errno == EINTR);
-    if (got == (ssize_t)sizeof first)
-      pending = first; /* the first record is always an intent */
-  }
-  if (delay_us && !read_recs(fd[0], m, &pending, now_us() + delay_us))
-    kill(pid, SIGKILL);
-  read_recs(fd[0], m, &pending, 0);
-  rounds_pending += !pending.done;
-  close(fd[0]);
-  int st = ts_wait(pid);
-  cr_assert(st == 0 || st == 128 + SIGKILL, "child exited with %d", st);
-  shmd_store_t *s = reopen(seg);
+  sp.kill_after_us = delay_us;
+  sp.kill_from = delay_us % 2 == 0 ? TS_FROM_FIRST_RECORD : TS_FROM_FORK;
+  ts_crash_res_t res;
+  ts_crash_run(t, &sp, &res); /* exit 0 or killed */
+  rounds_pending += !rs.pending.done;
+  shmd_store_t *s = ts_crash_open("h", seg, seg);
+  ts_crash_check(s, TS_CHECK_ALLOC, "hash:h");
   shmd_ptr_t h;
   cr_assert_eq(shmd_root_get(s, "h", &h), 0);
-  int rc = shmd_hash_check(s, h);
-  cr_assert_eq(rc, 0, "check after a crash (%s): %s (%s)", point ? point : "random",
-               shmd_strerror(rc), shmd_errdetail());
-  rc = shmd_alloc_check(s);
-  cr_assert_eq(rc, 0, "alloc check after a crash: %s (%s)", shmd_strerror(rc), shmd_errdetail());
-  settle_pending(s, h, m, &pending);
+  settle_pending(s, h, m, &rs.pending);
   compare_all(s, h, m);
   shmd_close(s);
-  return st != 0;
+  return res.status != 0;
 }
 
 Test(hash, crash_random_kills) {
-  uint64_t seed = ts_seed("hash.crash_random");
-  ts_rng_t r = {seed};
+  ts_crash_t t;
+  ts_crash_begin(&t, "hash.crash_random");
+  uint64_t seed = t.seed;
   const uint64_t seg = 16 * MIB;
   shmd_store_t *s = reopen(seg);
   new_hash(s, 0);
@@ -1154,8 +1098,8 @@ Test(hash, crash_random_kills) {
   model_init(&m, 4000);
   unsigned rounds = (unsigned)env_u64("SHMDICT_HASH_CRASH_ROUNDS", 100), killed = 0;
   for (unsigned i = 0; i < rounds; i++)
-    killed += (unsigned)crash_round(&m, seed + i, NULL, 1 + (unsigned)ts_below(&r, 20000),
-                                    1000000, seg);
+    killed += (unsigned)crash_round(&t, &m, seed + i, NULL, 1 + (unsigned)ts_below(&t.rng, 20000), 1000000, seg);
+  ts_crash_end(&t);
   cr_log_info("%u of %u children killed, %llu ops done, %llu kills inside an op; %llu keys at the end",
               killed, rounds, (unsigned long long)recs_done, (unsigned long long)rounds_pending,
               (unsigned long long)m.count);
@@ -1164,8 +1108,9 @@ Test(hash, crash_random_kills) {
 }
 
 Test(hash, crash_points) {
-  uint64_t seed = ts_seed("hash.crash_points");
-  ts_rng_t r = {seed};
+  ts_crash_t t;
+  ts_crash_begin(&t, "hash.crash_points");
+  uint64_t seed = t.seed;
   const uint64_t seg = 16 * MIB;
   shmd_store_t *s = reopen(seg);
   new_hash(s, 0);
@@ -1187,9 +1132,10 @@ Test(hash, crash_points) {
     for (size_t p = 0; p < sizeof points / sizeof points[0]; p++) {
       char spec[96];
       snprintf(spec, sizeof spec, "%s:%u", points[p].name,
-               1 + (unsigned)ts_below(&r, points[p].max_n));
-      killed[p] += (unsigned)crash_round(&m, seed + round * 100 + p, spec, 0, 20000, seg);
+               1 + (unsigned)ts_below(&t.rng, points[p].max_n));
+      killed[p] += (unsigned)crash_round(&t, &m, seed + round * 100 + p, spec, 0, 20000, seg);
     }
+  ts_crash_end(&t);
   for (size_t p = 0; p < sizeof points / sizeof points[0]; p++) {
     cr_log_info("%s: killed %u of %u", points[p].name, killed[p], rounds);
     cr_assert_gt(killed[p], 0, "crash point %s never reached", points[p].name);
@@ -1198,9 +1144,11 @@ Test(hash, crash_points) {
 }
 
 /* A destroy killed half-way leaves a valid hash that can be destroyed again. */
+static int destroy_child(ts_crash_child_t *cc) { return shmd_hash_destroy(cc->s, *(const shmd_ptr_t *)cc->arg) == 0 ? 0 : 93; }
+
 Test(hash, crash_destroy) {
-  uint64_t seed = ts_seed("hash.crash_destroy");
-  ts_rng_t r = {seed};
+  ts_crash_t t;
+  ts_crash_begin(&t, "hash.crash_destroy");
   const uint64_t seg = 32 * MIB;
   for (int round = 0; round < 6; round++) {
     shmd_store_t *s = reopen(seg);
@@ -1210,46 +1158,37 @@ Test(hash, crash_destroy) {
     for (unsigned i = 0; i < 20000; i++)
       put_key(s, h, i);
     shmd_close(s);
-    pid_t pid = fork();
-    cr_assert_neq(pid, -1);
-    if (pid == 0) {
-      char spec[64];
-      snprintf(spec, sizeof spec, "hash.destroy.piece:%u", 1 + (unsigned)ts_below(&r, 40));
-      if (round % 2 == 0)
-        setenv("SHMDICT_CRASH_POINT", spec, 1);
-      shmd_options_t o = ts_opts(seg, seg);
-      shmd_store_t *cs;
-      if (shmd_open("h", &o, &cs))
-        _exit(91);
-      int rc = shmd_hash_destroy(cs, h);
-      _exit(rc == 0 ? 0 : 93);
-    }
-    if (round % 2 == 1) {
-      usleep(1000 + (unsigned)ts_below(&r, 20000));
-      kill(pid, SIGKILL);
-    }
-    int st = ts_wait(pid);
-    cr_assert(st == 0 || st == 128 + SIGKILL, "child exited with %d", st);
-    s = reopen(seg);
+    /* even rounds die at a destroy piece, odd ones at a random moment */
+    char spec[64];
+    snprintf(spec, sizeof spec, "hash.destroy.piece:%u", 1 + (unsigned)ts_below(&t.rng, 40));
+    ts_crash_spec_t sp = {.what = "the destroyer", .fn = destroy_child, .arg = &h, .store = "h",
+                          .opts = ts_opts(seg, seg)};
+    if (round % 2 == 0)
+      sp.point = spec;
+    else
+      sp.kill_lo_us = 1000, sp.kill_hi_us = 1000 + 20000 - 1;
+    int st = ts_crash_run(&t, &sp, NULL); /* exit 0 or killed */
+    s = ts_crash_open("h", seg, seg);
     if (st != 0) {
       int rc = shmd_hash_check(s, h);
       if (rc == 0) {
-        cr_assert_eq(shmd_hash_destroy(s, h), 0);
+        cr_assert_eq(shmd_hash_destroy(s, h), 0, "%s", ts_crash_where());
       } else {
         /* the kill came after the last piece committed: everything must be free */
         shmd_stats_t stt;
         cr_assert_eq(shmd_stats(s, &stt), 0);
-        cr_assert_eq(stt.allocated_bytes, 0, "hash neither valid (%s) nor freed",
+        cr_assert_eq(stt.allocated_bytes, 0, "%s: hash neither valid (%s) nor freed", ts_crash_where(),
                      shmd_strerror(rc));
       }
     }
     shmd_stats_t stt;
     cr_assert_eq(shmd_stats(s, &stt), 0);
-    cr_assert_eq(stt.allocated_bytes, 0);
-    cr_assert_eq(shmd_alloc_check(s), 0);
+    cr_assert_eq(stt.allocated_bytes, 0, "%s", ts_crash_where());
+    ts_crash_check(s, TS_CHECK_ALLOC, NULL);
     shmd_root_del(s, "h");
     shmd_close(s);
   }
+  ts_crash_end(&t);
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -1280,25 +1219,27 @@ static size_t stable_key(unsigned i, char *k) { return (size_t)sprintf(k, "stabl
 
 /* A writer: rounds of "upsert every churn key, then delete nine in ten" (each round grows and
  * shrinks the table, so readers meet both rehash directions), until killed or `rounds` done. */
-static void churn_writer(uint64_t seed, unsigned nchurn, unsigned rounds, uint64_t seg) {
-  shmd_options_t o = ts_opts(seg, seg);
-  shmd_store_t *s;
-  if (shmd_open("h", &o, &s))
-    _exit(91);
+typedef struct {
+  unsigned nchurn, rounds;
+} churn_t;
+
+static int churn_writer(ts_crash_child_t *cc) {
+  const churn_t *a = cc->arg;
+  shmd_store_t *s = cc->s;
   shmd_ptr_t h;
   if (shmd_root_get(s, "h", &h))
     _exit(92);
-  ts_rng_t r = {seed};
+  ts_rng_t r = {cc->seed};
   unsigned char val[CHURN_OOL];
   char k[32];
-  uint64_t ver = seed << 24;
-  for (unsigned round = 0; round < rounds; round++) {
-    for (unsigned i = 0; i < nchurn; i++) {
+  uint64_t ver = cc->seed << 24;
+  for (unsigned round = 0; round < a->rounds; round++) {
+    for (unsigned i = 0; i < a->nchurn; i++) {
       size_t n = churn_val(i, ++ver, val);
       if (shmd_hash_put(s, h, k, churn_key(i, k), val, n, SHMD_HASH_UPSERT, NULL))
         _exit(93);
     }
-    for (unsigned i = 0; i < nchurn; i++) {
+    for (unsigned i = 0; i < a->nchurn; i++) {
       if (ts_below(&r, 10) == 0)
         continue;
       int rc = shmd_hash_del(s, h, k, churn_key(i, k));
@@ -1307,14 +1248,19 @@ static void churn_writer(uint64_t seed, unsigned nchurn, unsigned rounds, uint64
     }
   }
   shmd_close(s);
-  _exit(0);
+  return 0;
+}
+
+static ts_crash_spec_t churn_spec(const churn_t *a, uint64_t seed, uint64_t seg) {
+  return (ts_crash_spec_t){.what = "the churning writer", .fn = churn_writer, .arg = (void *)a, .seed = seed,
+                           .store = "h", .opts = ts_opts(seg, seg)};
 }
 
 /* The reader's side: lookups of stable keys (always present, fixed value) and churn keys (any
- * whole version or absent) until the writer process ends (reaped here), or one batch when
- * writer <= 0. Returns the number of lookups. */
+ * whole version or absent) until the writer process ends, or one batch when writer is NULL.
+ * Returns the number of lookups. */
 static uint64_t read_while(shmd_store_t *s, shmd_ptr_t h, ts_rng_t *r, unsigned nstable,
-                           unsigned nchurn, pid_t writer) {
+                           unsigned nchurn, ts_crash_proc_t *writer) {
   unsigned char buf[CHURN_OOL], want[CHURN_OOL];
   char k[32];
   uint64_t reads = 0;
@@ -1335,7 +1281,7 @@ static uint64_t read_while(shmd_store_t *s, shmd_ptr_t h, ts_rng_t *r, unsigned 
       rc = shmd_hash_contains(s, h, k, kl);
       cr_assert(rc == 0 || rc == 1, "contains churn key %u: %s", i, shmd_strerror(rc));
     }
-    if (writer <= 0 || waitpid(writer, NULL, WNOHANG) != 0)
+    if (writer == NULL || ts_crash_ended(writer))
       return reads; /* one batch when there is no writer to wait for */
   }
 }
@@ -1359,13 +1305,13 @@ Test(hash, mp_optimistic_readers) {
   const uint64_t seg = 64 * MIB;
   const unsigned nstable = 2000, nchurn = 20000;
   shmd_ptr_t h = optimistic_setup(seg, nstable);
-  pid_t pid = fork();
-  cr_assert_neq(pid, -1);
-  if (pid == 0)
-    churn_writer(seed, nchurn, (unsigned)env_u64("SHMDICT_HASH_CHURN_ROUNDS", 6), seg);
+  churn_t a = {nchurn, (unsigned)env_u64("SHMDICT_HASH_CHURN_ROUNDS", 6)};
+  ts_crash_spec_t sp = churn_spec(&a, seed, seg);
+  sp.end = TS_END_EXIT0;
+  ts_crash_proc_t *p = ts_crash_start(NULL, &sp);
   shmd_store_t *s = reopen(seg);
-  uint64_t reads = read_while(s, h, &r, nstable, nchurn, pid);
-  /* read_while reaped the writer; its status is gone, so check its work instead */
+  uint64_t reads = read_while(s, h, &r, nstable, nchurn, p);
+  ts_crash_finish(p, NULL); /* the writer ended with 0 */
   uint64_t len = 0;
   cr_assert_eq(shmd_hash_len(s, h, &len), 0);
   cr_assert(len > nstable, "the writer did not run (%llu keys)", (unsigned long long)len);
@@ -1375,30 +1321,31 @@ Test(hash, mp_optimistic_readers) {
 }
 
 Test(hash, crash_writer_under_optimistic_readers) {
-  uint64_t seed = ts_seed("hash.optimistic_crash");
-  ts_rng_t r = {seed};
+  ts_crash_t t;
+  ts_crash_begin(&t, "hash.optimistic_crash");
+  ts_rng_t *r = &t.rng;
   const uint64_t seg = 64 * MIB;
   const unsigned nstable = 1000, nchurn = 5000;
   shmd_ptr_t h = optimistic_setup(seg, nstable);
   shmd_store_t *s = reopen(seg);
   unsigned rounds = (unsigned)env_u64("SHMDICT_HASH_CRASH_ROUNDS", 12);
+  churn_t a = {nchurn, 1000};
   for (unsigned round = 0; round < rounds; round++) {
-    pid_t pid = fork();
-    cr_assert_neq(pid, -1);
-    if (pid == 0)
-      churn_writer(seed + round, nchurn, 1000, seg);
+    ts_crash_spec_t sp = churn_spec(&a, t.seed + round, seg);
+    sp.end = TS_END_KILLED;
+    ts_crash_proc_t *p = ts_crash_start(&t, &sp);
     /* read for a random while, kill the writer wherever it is (often holding the hash's lock),
      * and read on: the first reader that finds the lock held by the dead writer recovers it */
-    uint64_t until = now_us() + 20000 + ts_below(&r, 200000);
+    uint64_t until = now_us() + 20000 + ts_below(r, 200000);
     while (now_us() < until)
-      read_while(s, h, &r, nstable, nchurn, 0);
-    kill(pid, SIGKILL);
-    cr_assert_eq(ts_wait(pid), 128 + SIGKILL);
-    read_while(s, h, &r, nstable, nchurn, 0);
-    int rc = shmd_hash_check(s, h);
-    cr_assert_eq(rc, 0, "check after kill %u: %s (%s)", round, shmd_strerror(rc), shmd_errdetail());
+      read_while(s, h, r, nstable, nchurn, NULL);
+    ts_crash_kill(p);
+    ts_crash_finish(p, NULL);
+    read_while(s, h, r, nstable, nchurn, NULL);
+    ts_crash_check(s, 0, "hash:h");
   }
-  cr_assert_eq(shmd_alloc_check(s), 0, "%s", shmd_errdetail());
+  ts_crash_end(&t);
+  ts_crash_check(s, TS_CHECK_ALLOC, NULL);
   shmd_close(s);
 }
 
@@ -1529,6 +1476,14 @@ Test(hash, optimistic_reader_bounds_what_an_unlocked_key_word_says) {
 
 /* A get inside a transaction keeps the hash's lock to the commit: a writer in another process
  * waits, so the transaction's get-then-put is atomic (mp_: forks). */
+static int put_nine(ts_crash_child_t *cc) {
+  if (shmd_hash_put(cc->s, *(const shmd_ptr_t *)cc->arg, "n", 1, "9", 1, SHMD_HASH_UPSERT, NULL))
+    return 1;
+  ts_crash_report(cc, "x");
+  shmd_close(cc->s);
+  return 0;
+}
+
 Test(hash, mp_get_in_transaction_holds_the_lock) {
   const uint64_t seg = 16 * MIB;
   shmd_store_t *s = reopen(seg);
@@ -1539,29 +1494,14 @@ Test(hash, mp_get_in_transaction_holds_the_lock) {
   char buf[8];
   size_t vl;
   cr_assert_eq(shmd_hash_get(s, h, "n", 1, buf, sizeof buf, &vl), 0);
-  int fd[2];
-  cr_assert_eq(pipe(fd), 0);
-  pid_t pid = fork();
-  cr_assert_neq(pid, -1);
-  if (pid == 0) {
-    close(fd[0]);
-    shmd_options_t o = ts_opts(seg, seg);
-    shmd_store_t *cs;
-    if (shmd_open("h", &o, &cs) || shmd_hash_put(cs, h, "n", 1, "9", 1, SHMD_HASH_UPSERT, NULL))
-      _exit(1);
-    if (write(fd[1], "x", 1) != 1)
-      _exit(2);
-    shmd_close(cs);
-    _exit(0);
-  }
-  close(fd[1]);
-  struct pollfd p = {.fd = fd[0], .events = POLLIN};
-  cr_assert_eq(poll(&p, 1, 300), 0, "a writer changed the hash while a transaction had read it");
+  ts_crash_proc_t *p = ts_crash_start(NULL, &(ts_crash_spec_t){.what = "the other writer", .fn = put_nine,
+                                                                .arg = &h, .store = "h", .opts = ts_opts(seg, seg),
+                                                                .rec_size = 1, .end = TS_END_EXIT0});
+  cr_assert_eq(ts_crash_wait_records(p, 1, 300), 0, "a writer changed the hash while a transaction had read it");
   cr_assert_eq(shmd_hash_put(s, h, "n", 1, "2", 1, SHMD_HASH_UPSERT, NULL), 0);
   cr_assert_eq(shmd_tx_commit(tx), 0);
-  cr_assert_eq(poll(&p, 1, 10000), 1, "the writer did not finish after the commit");
-  cr_assert_eq(ts_wait(pid), 0);
-  close(fd[0]);
+  cr_assert_eq(ts_crash_wait_records(p, 1, 10000), 1, "the writer did not finish after the commit");
+  ts_crash_finish(p, NULL);
   cr_assert_eq(shmd_hash_get(s, h, "n", 1, buf, sizeof buf, &vl), 0);
   cr_assert(vl == 1 && buf[0] == '9');
   shmd_close(s);
@@ -1658,42 +1598,42 @@ Test(hash, grow_ahead_at_the_size_limit) {
 /* RLIMIT_FSIZE below the size of a growth segment: every spare's reservation fails part way with
  * EFBIG and the spare is dropped, growth answers SHMD_ENOSPC for what cannot be backed; never
  * SIGBUS (SIGXFSZ ignored, as an application under such a limit must). Forks. */
-Test(hash, mp_grow_ahead_under_rlimit_fsize) {
-  pid_t pid = fork();
-  cr_assert_neq(pid, -1);
-  if (pid == 0) {
-    signal(SIGXFSZ, SIG_IGN);
-    shmd_options_t o = ts_opts(8 * MIB, 4 * MIB);
-    shmd_store_t *s;
-    if (shmd_open("h", &o, &s))
-      _exit(81);
-    /* segment 0 exists; no growth segment (4 MiB) nor spare can be backed any more */
-    struct rlimit rl = {3 * MIB, 3 * MIB};
-    if (setrlimit(RLIMIT_FSIZE, &rl))
-      _exit(80);
-    shmd_ptr_t h;
-    if (shmd_hash_create(s, 0, &h) || shmd_root_set(s, "h", h))
-      _exit(82);
-    unsigned next = 0;
-    unsigned char val[CHURN_OOL];
-    char k[32];
-    int enospc = 0;
-    for (; next < 150000; next++) {
-      size_t n = churn_val(next, 3, val);
-      int rc = shmd_hash_put(s, h, k, churn_key(next, k), val, n, SHMD_HASH_INSERT, NULL);
-      if (rc == SHMD_ENOSPC)
-        enospc++;
-      else if (rc)
-        _exit(83);
-    }
-    if (enospc == 0)
-      _exit(85);
-    if (shmd_hash_check(s, h) || shmd_alloc_check(s))
-      _exit(84);
-    shmd_close(s);
-    _exit(0);
+static int rlimit_child(ts_crash_child_t *cc) {
+  (void)cc;
+  signal(SIGXFSZ, SIG_IGN);
+  shmd_options_t o = ts_opts(8 * MIB, 4 * MIB);
+  shmd_store_t *s;
+  if (shmd_open("h", &o, &s))
+    return 81;
+  /* segment 0 exists; no growth segment (4 MiB) nor spare can be backed any more */
+  struct rlimit rl = {3 * MIB, 3 * MIB};
+  if (setrlimit(RLIMIT_FSIZE, &rl))
+    return 80;
+  shmd_ptr_t h;
+  if (shmd_hash_create(s, 0, &h) || shmd_root_set(s, "h", h))
+    return 82;
+  unsigned next = 0;
+  unsigned char val[CHURN_OOL];
+  char k[32];
+  int enospc = 0;
+  for (; next < 150000; next++) {
+    size_t n = churn_val(next, 3, val);
+    int rc = shmd_hash_put(s, h, k, churn_key(next, k), val, n, SHMD_HASH_INSERT, NULL);
+    if (rc == SHMD_ENOSPC)
+      enospc++;
+    else if (rc)
+      return 83;
   }
-  int st = ts_wait(pid);
-  cr_assert_eq(st, 0, "child: %d", st);
+  if (enospc == 0)
+    return 85;
+  if (shmd_hash_check(s, h) || shmd_alloc_check(s))
+    return 84;
+  shmd_close(s);
+  return 0;
+}
+
+Test(hash, mp_grow_ahead_under_rlimit_fsize) {
+  ts_crash_run(NULL, &(ts_crash_spec_t){.what = "the child under RLIMIT_FSIZE", .fn = rlimit_child, .end = TS_END_EXIT0},
+               NULL);
   cr_assert_eq(count_spares(ts_dir), 0);
 }

@@ -146,6 +146,16 @@ static void run_pair_of_threads(shmd_store_t *s, struct xshared *x, int first, u
     pthread_join(th[i], NULL);
 }
 
+/* The other process of mp_cross_thread_and_process_frees: threads 2 and 3. */
+static int xprocess(ts_crash_child_t *cc) {
+  shmd_ptr_t cp;
+  if (shmd_root_get(cc->s, "x", &cp))
+    return 2;
+  run_pair_of_threads(cc->s, shmd_resolve(cc->s, cp), 2, cc->seed);
+  shmd_close(cc->s);
+  return 0;
+}
+
 Test(heaps, mp_cross_thread_and_process_frees) {
   shmd_store_t *s = ts_open("x", 16 << 20, 16 << 20);
   shmd_ptr_t xp;
@@ -153,20 +163,13 @@ Test(heaps, mp_cross_thread_and_process_frees) {
   cr_assert_eq(shmd_root_set(s, "x", xp), 0);
   uint64_t base = stats(s).allocated_bytes;
   uint64_t seed = ts_seed("mp_cross_thread_and_process_frees");
-  pid_t pid = fork();
-  if (pid == 0) {
-    shmd_options_t o = ts_opts(16 << 20, 16 << 20);
-    shmd_store_t *c;
-    shmd_ptr_t cp;
-    if (shmd_open("x", &o, &c) || shmd_root_get(c, "x", &cp))
-      _exit(2);
-    run_pair_of_threads(c, shmd_resolve(c, cp), 2, seed + 11);
-    shmd_close(c);
-    _exit(0);
-  }
+  ts_crash_proc_t *p = ts_crash_start(NULL, &(ts_crash_spec_t){.what = "the other process", .fn = xprocess,
+                                                               .seed = seed + 11, .store = "x",
+                                                               .opts = ts_opts(16 << 20, 16 << 20),
+                                                               .end = TS_END_EXIT0});
   struct xshared *x = shmd_resolve(s, xp);
   run_pair_of_threads(s, x, 0, seed);
-  cr_assert_eq(ts_wait(pid), 0);
+  ts_crash_finish(p, NULL);
   cr_assert_eq(x->failures, 0);
   check_ok(s);
   shmd_stats_t st = stats(s);
@@ -261,21 +264,26 @@ static void *crash_thread(void *arg) {
   return NULL;
 }
 
-/* A process of two workload threads; returns when the table says stop (survivors only). */
-static void crash_process(const char *name, uint64_t seed) {
-  shmd_options_t o = ts_opts(4 << 20, 4 << 20);
-  shmd_store_t *c;
+/* A process of two workload threads (on the store the harness opened); returns when the table
+ * says stop (survivors only). */
+static int crash_process(ts_crash_child_t *cc) {
+  shmd_store_t *c = cc->s;
   shmd_ptr_t tp;
-  if (shmd_open(name, &o, &c) || shmd_root_get(c, "table", &tp))
+  if (shmd_root_get(c, "table", &tp))
     _exit(2);
   pthread_t th[2];
-  struct carg a[2] = {{c, tp, seed}, {c, tp, seed * 3 + 1}};
+  struct carg a[2] = {{c, tp, cc->seed}, {c, tp, cc->seed * 3 + 1}};
   for (int i = 0; i < 2; i++)
     pthread_create(&th[i], NULL, crash_thread, &a[i]);
   for (int i = 0; i < 2; i++)
     pthread_join(th[i], NULL);
   shmd_close(c);
-  _exit(0);
+  return 0;
+}
+
+static ts_crash_spec_t process_spec(const char *what, const char *name, uint64_t seed) {
+  return (ts_crash_spec_t){.what = what, .fn = crash_process, .seed = seed, .store = name,
+                           .opts = ts_opts(4 << 20, 4 << 20)};
 }
 
 static uint64_t table_held(shmd_store_t *s, shmd_ptr_t tp) {
@@ -300,37 +308,38 @@ Test(heaps, crash_kill_process_with_full_caches) {
   cr_assert_eq(shmd_calloc(s, 1, sizeof(struct table), &tp), 0);
   cr_assert_eq(shmd_root_set(s, "table", tp), 0);
   struct table *t = shmd_resolve(s, tp);
-  uint64_t seed = ts_seed("crash_kill_process_with_full_caches");
-  ts_rng_t r = {seed};
+  ts_crash_t tc;
+  ts_crash_begin(&tc, "crash_kill_process_with_full_caches");
+  uint64_t seed = tc.seed;
   int rounds = getenv("SHMDICT_CRASH_KILLS") ? atoi(getenv("SHMDICT_CRASH_KILLS")) : 30;
   uint64_t adopted_seen = 0, own = stats(s).heap_cached_objs; /* this thread's cache (the table's class) */
   for (int k = 0; k < rounds; k++) {
     __atomic_store_n(&t->stop, 0, __ATOMIC_RELEASE);
-    pid_t victim = fork();
-    if (victim == 0)
-      crash_process("k", seed + 2 * (uint64_t)k);
-    pid_t survivor = fork();
-    if (survivor == 0)
-      crash_process("k", seed + 2 * (uint64_t)k + 1);
-    usleep(20000 + (useconds_t)ts_below(&r, 60000));
-    kill(victim, SIGKILL);
-    cr_assert_eq(ts_wait(victim), 128 + SIGKILL);
+    ts_crash_spec_t sp = process_spec("the victim", "k", seed + 2 * (uint64_t)k);
+    sp.kill_lo_us = 20000; /* killed 20 to 80 ms after its fork */
+    sp.kill_hi_us = 20000 + 60000 - 1;
+    sp.end = TS_END_KILLED;
+    ts_crash_proc_t *victim = ts_crash_start(&tc, &sp);
+    sp = process_spec("the survivor", "k", seed + 2 * (uint64_t)k + 1);
+    sp.end = TS_END_EXIT0;
+    ts_crash_proc_t *survivor = ts_crash_start(&tc, &sp);
+    ts_crash_finish(victim, NULL);
     /* The survivor goes on (and adopts the victim's lanes if it waits for a lock they held). */
-    usleep(10000 + (useconds_t)ts_below(&r, 20000));
+    ts_sleep_us(10000 + ts_below(&tc.rng, 20000));
     __atomic_store_n(&t->stop, 1, __ATOMIC_RELEASE);
-    cr_assert_eq(ts_wait(survivor), 0);
+    ts_crash_finish(survivor, NULL);
     shmd_stats_t before = stats(s);
-    int rc = shmd_recover(s);
-    cr_assert_geq(rc, 0, "recover: %s", shmd_strerror(rc));
+    ts_crash_check(s, TS_CHECK_RECOVER, NULL);
     shmd_stats_t st = stats(s);
     adopted_seen += before.heap_cached_objs - st.heap_cached_objs;
-    check_ok(s);
+    ts_crash_check(s, TS_CHECK_ALLOC, NULL);
     cr_assert_eq(st.heap_cached_objs, own, "every heap of the ended processes was returned");
     cr_assert_eq(t->lock.word, 0);
     uint64_t held = table_held(s, tp);
     cr_assert_eq(st.allocated_bytes, held, "round %d: allocated bytes %llu != held %llu (leak or double free)", k,
                  (unsigned long long)st.allocated_bytes, (unsigned long long)held);
   }
+  ts_crash_end(&tc);
   cr_log_info("objects returned by adoption in the parent's recover: %llu", (unsigned long long)adopted_seen);
   shmd_close(s);
 }
@@ -343,36 +352,25 @@ Test(heaps, crash_at_heap_points) {
   shmd_ptr_t tp;
   cr_assert_eq(shmd_calloc(s, 1, sizeof(struct table), &tp), 0);
   cr_assert_eq(shmd_root_set(s, "table", tp), 0);
-  uint64_t seed = ts_seed("crash_at_heap_points");
-  ts_rng_t r = {seed};
+  ts_crash_t t;
+  ts_crash_begin(&t, "crash_at_heap_points");
+  uint64_t seed = t.seed;
   int reached = 0, runs = 0;
   uint64_t own = stats(s).heap_cached_objs;
   for (size_t i = 0; i < sizeof points / sizeof points[0]; i++) {
     for (int rep = 0; rep < 6; rep++) {
       char env[128];
-      snprintf(env, sizeof env, "%s:%llu", points[i], (unsigned long long)(1 + ts_below(&r, 300)));
-      pid_t pid = fork();
-      if (pid == 0) {
-        setenv("SHMDICT_CRASH_POINT", env, 1);
-        alarm(20);
-        crash_process("hp", seed + i * 13 + (uint64_t)rep);
-      }
-      /* Threads run until the crash point kills them; stop them if it never comes. */
-      for (int w = 0; w < 200; w++) {
-        usleep(5000);
-        if (waitpid(pid, NULL, WNOHANG) == pid) {
-          pid = 0;
-          reached++;
-          break;
-        }
-      }
-      if (pid != 0) {
-        kill(pid, SIGKILL);
-        ts_wait(pid);
-      }
+      snprintf(env, sizeof env, "%s:%llu", points[i], (unsigned long long)(1 + ts_below(&t.rng, 300)));
+      /* Threads run until the crash point kills them; stopped after a second if it never comes. */
+      ts_crash_spec_t sp = process_spec("the workload", "hp", seed + i * 13 + (uint64_t)rep);
+      sp.point = env;
+      sp.kill_after_us = 1000000;
+      sp.end = TS_END_KILLED;
+      ts_crash_res_t res;
+      ts_crash_run(&t, &sp, &res);
+      reached += res.at_point;
       runs++;
-      cr_assert_geq(shmd_recover(s), 0);
-      check_ok(s);
+      ts_crash_check(s, TS_CHECK_RECOVER | TS_CHECK_ALLOC, NULL);
       shmd_stats_t st = stats(s);
       cr_assert_eq(st.heap_cached_objs, own);
       uint64_t held = table_held(s, tp);
@@ -380,6 +378,7 @@ Test(heaps, crash_at_heap_points) {
                    (unsigned long long)st.allocated_bytes, (unsigned long long)held);
     }
   }
+  ts_crash_end(&t);
   cr_log_info("%d of %d runs died at their crash point", reached, runs);
   cr_assert_gt(reached, runs / 3);
   shmd_close(s);
@@ -450,24 +449,23 @@ Test(heaps, thousands_of_short_lived_threads) {
 
 /* A thread killed with a full cache (its whole process dies) while others keep allocating in
  * the same process is adopted by shmd_recover() of a later opener. */
+static int alloc_free_no_close(ts_crash_child_t *cc) {
+  shmd_ptr_t p[200];
+  for (int i = 0; i < 200; i++)
+    if (shmd_alloc(cc->s, 16 + (size_t)(i % 40) * 16, &p[i]))
+      return 3;
+  for (int i = 0; i < 200; i++)
+    if (shmd_free(cc->s, p[i]))
+      return 4;
+  return 0; /* no close, no thread exit: the lane dies with the process */
+}
+
 Test(heaps, crash_exit_without_free_in_child) {
   shmd_store_t *s = ts_open("ef", 4 << 20, 4 << 20);
-  pid_t pid = fork();
-  if (pid == 0) {
-    shmd_options_t o = ts_opts(4 << 20, 4 << 20);
-    shmd_store_t *c;
-    if (shmd_open("ef", &o, &c))
-      _exit(2);
-    shmd_ptr_t p[200];
-    for (int i = 0; i < 200; i++)
-      if (shmd_alloc(c, 16 + (size_t)(i % 40) * 16, &p[i]))
-        _exit(3);
-    for (int i = 0; i < 200; i++)
-      if (shmd_free(c, p[i]))
-        _exit(4);
-    _exit(0); /* no close, no thread exit: the lane dies with the process */
-  }
-  cr_assert_eq(ts_wait(pid), 0);
+  ts_crash_run(NULL,
+               &(ts_crash_spec_t){.what = "the child", .fn = alloc_free_no_close, .store = "ef",
+                                  .opts = ts_opts(4 << 20, 4 << 20), .end = TS_END_EXIT0},
+               NULL);
   shmd_stats_t st = stats(s);
   cr_assert_gt(st.heap_cached_objs, 0, "the dead process's cache is still there");
   cr_assert_eq(st.allocated_bytes, 0);

@@ -49,26 +49,34 @@ static void hs_free(hs_t *h) {
   free(h->fields);
 }
 
-/* Runs hs_exercise() in a child with an alarm; returns the child's wait status as ts_wait(). */
+/* Runs hs_exercise() in a child bounded in time (the pristine exercise takes tens of ms; a slow
+ * loop counts as a hang); returns the child's status, TS_HUNG for a hang. */
+static int exercise_child(ts_crash_child_t *cc) {
+  int ok = 0;
+  int rc = hs_exercise(cc->arg, &ok);
+  ts_crash_report(cc, &ok);
+  return rc ? 3 : 0;
+}
+
+static void take_ok(const void *rec, void *arg) { memcpy(arg, rec, sizeof(int)); }
+
 static int exercise_in_child(hs_t *h, int *checked_ok) {
-  int pfd[2];
-  cr_assert_eq(pipe(pfd), 0);
-  pid_t pid = fork();
-  if (pid == 0) {
-    close(pfd[0]);
-    alarm(sanitized() ? 30 : 10); /* the pristine exercise takes tens of ms; a slow loop counts as a hang */
-    int ok = 0;
-    int rc = hs_exercise(h, &ok);
-    if (write(pfd[1], &ok, sizeof ok) != sizeof ok)
-      _exit(5);
-    _exit(rc ? 3 : 0);
-  }
-  close(pfd[1]);
-  *checked_ok = 0;
-  if (read(pfd[0], checked_ok, sizeof *checked_ok) != sizeof *checked_ok)
-    *checked_ok = -1;
-  close(pfd[0]);
-  return ts_wait(pid);
+  *checked_ok = -1;
+  return ts_crash_run(NULL,
+                      &(ts_crash_spec_t){.what = "the exercise", .fn = exercise_child, .arg = h,
+                                         .rec_size = sizeof(int), .on_rec = take_ok, .rec_arg = checked_ok,
+                                         .timeout_ms = sanitized() ? 30000 : 10000, .hang_ok = 1,
+                                         .end = TS_END_ANY},
+                      NULL);
+}
+
+/* Runs fn(arg) in a child that must end within `secs` seconds (a hang fails the test, saying so);
+ * returns its exit status. */
+static int in_child(const char *what, ts_crash_fn fn, void *arg, long secs) {
+  return ts_crash_run(NULL,
+                      &(ts_crash_spec_t){.what = what, .fn = fn, .arg = arg, .timeout_ms = secs * 1000,
+                                         .end = TS_END_ANY},
+                      NULL);
 }
 
 Test(hostile, mp_mutation_loop, .timeout = 86400) { /* long runs; meson bounds CI */
@@ -133,10 +141,10 @@ Test(hostile, mp_mutation_loop, .timeout = 86400) { /* long runs; meson bounds C
       if (hs_restore(&h) == 0 && mkdtemp(save)) {
         for (int i = 0; i < n; i++)
           hs_apply(&h, &mu[i]);
-        char cmdline[1024];
-        snprintf(cmdline, sizeof cmdline, "cp -a %s %s/", h.sdir, save);
-        if (system(cmdline) == 0)
+        ts_run_t cp = ts_sh("cp -a %s %s/", h.sdir, save);
+        if (cp.status == 0)
           cr_log_error("damaged store saved in %s/%s", save, HS_NAME);
+        ts_run_free(&cp);
       }
       for (int i = 0; i < n; i++)
         cr_log_error("mutation %d: file %u kind %u pos %u val %llu%s%s", i, mu[i].file % h.nfiles, mu[i].kind,
@@ -149,7 +157,7 @@ Test(hostile, mp_mutation_loop, .timeout = 86400) { /* long runs; meson bounds C
                                mu[i].pos, (unsigned long long)mu[i].val);
       cr_log_error("replay: SHMDICT_HOSTILE_REPLAY='%s'", prog);
       cr_assert_fail("iteration %ld: the exercise ended with %d (%s)", it, st,
-                     st == 128 + SIGALRM ? "hang" : st == 3 ? "a call returned a non-status" : "crash");
+                     st == TS_HUNG ? "hang" : st == 3 ? "a call returned a non-status" : "crash");
     }
     opened_clean += ok == 1;
     refused += ok == 0;
@@ -451,6 +459,26 @@ Test(hostile, file_modes) {
   cr_assert_eq(st.st_mode & 0077, 0, "the store directory is private: %o", st.st_mode & 0777);
 }
 
+static int other_user_child(ts_crash_child_t *cc) {
+  (void)cc;
+  if (setgid(65534) || setuid(65534))
+    return 10;
+  shmd_options_t o = ts_opts(4 << 20, 1 << 20);
+  o.flags = SHMD_OPEN_NOCREATE;
+  shmd_store_t *s = NULL;
+  int rc = shmd_open("u", &o, &s);
+  if (rc != SHMD_EPERM || s != NULL)
+    return 11;
+  if (strlen(shmd_errdetail()) == 0)
+    return 12;
+  /* the same for creating a new store in a directory it may not write */
+  o.flags = 0;
+  rc = shmd_open("u2", &o, &s);
+  if (rc != SHMD_EPERM || s != NULL)
+    return 13;
+  return 0;
+}
+
 /* Another user without access: refused with EPERM and a message naming the file, not a crash.
  * Needs root to switch users; skipped otherwise. */
 Test(hostile, mp_other_user_is_refused) {
@@ -460,26 +488,7 @@ Test(hostile, mp_other_user_is_refused) {
   }
   make_two_segment_store("u");
   chmod(ts_dir, 0755); /* the parent is traversable; the store's own directory and files are not */
-  pid_t pid = fork();
-  if (pid == 0) {
-    if (setgid(65534) || setuid(65534))
-      _exit(10);
-    shmd_options_t o = ts_opts(4 << 20, 1 << 20);
-    o.flags = SHMD_OPEN_NOCREATE;
-    shmd_store_t *s = NULL;
-    int rc = shmd_open("u", &o, &s);
-    if (rc != SHMD_EPERM || s != NULL)
-      _exit(11);
-    if (strlen(shmd_errdetail()) == 0)
-      _exit(12);
-    /* the same for creating a new store in a directory it may not write */
-    o.flags = 0;
-    rc = shmd_open("u2", &o, &s);
-    if (rc != SHMD_EPERM || s != NULL)
-      _exit(13);
-    _exit(0);
-  }
-  cr_assert_eq(ts_wait(pid), 0);
+  cr_assert_eq(in_child("the other user", other_user_child, NULL, 60), 0);
   int rrc = 0;
   cr_assert_eq(use_big("u", &rrc), 0, "the owner still opens it");
   cr_assert_eq(rrc, 0);
@@ -523,6 +532,20 @@ static shmd_ptr_t container_of_key(shmd_store_t *s, const char *key) {
 
 static int kv_line(shmd_store_t *s, const char *line) { return hs_cmd(s, 0, line); }
 
+/* DEL of a damaged hash, then a drain: statuses, not a crash or a hang. */
+static int del_damaged_hash_child(ts_crash_child_t *cc) {
+  (void)cc;
+  shmd_options_t o = ts_opts(4 << 20, 1 << 20);
+  shmd_store_t *c;
+  if (shmd_open("g", &o, &c))
+    return 2;
+  int rc = kv_line(c, "DEL hk");
+  if (!hs_status_ok(rc))
+    return 3;
+  rc = shmd_kv_drain(c, 0, 0);
+  return rc == SHMD_ECORRUPT ? 0 : 4;
+}
+
 /* Found by the loop: a hash on the garbage list whose entries the scan lists but a lookup by key
  * cannot find (its seed damaged) made every drain step "progress" for ever: DEL hung. Now the
  * drain answers SHMD_ECORRUPT. */
@@ -544,20 +567,7 @@ Test(hostile, mp_drain_of_undeletable_hash_does_not_hang) {
       found = 1;
     }
   cr_assert(found, "hash seed not found in the header");
-  pid_t pid = fork();
-  if (pid == 0) {
-    alarm(20);
-    shmd_options_t o = ts_opts(4 << 20, 1 << 20);
-    shmd_store_t *c;
-    if (shmd_open("g", &o, &c))
-      _exit(2);
-    int rc = kv_line(c, "DEL hk");
-    if (!hs_status_ok(rc))
-      _exit(3);
-    rc = shmd_kv_drain(c, 0, 0);
-    _exit(rc == SHMD_ECORRUPT ? 0 : 4);
-  }
-  cr_assert_eq(ts_wait(pid), 0, "DEL of a damaged hash must end with a status (142 = hang)");
+  cr_assert_eq(in_child("the deleter", del_damaged_hash_child, NULL, 20), 0, "DEL of a damaged hash must end with a status");
   shmd_close(s);
 }
 
@@ -659,6 +669,16 @@ Test(hostile, misaligned_keyspace_root) {
   shmd_close(s);
 }
 
+static int mutex_kind_child(ts_crash_child_t *cc) {
+  (void)cc;
+  shmd_options_t o = ts_opts(4 << 20, 1 << 20);
+  shmd_store_t *c = NULL;
+  int rc = shmd_open("mk", &o, &c);
+  if (rc == 0)
+    rc = shmd_recover(c);
+  return rc == SHMD_ECORRUPT ? 0 : 1;
+}
+
 /* Found by the loop: a damaged kind word in a lane's liveness mutex sent glibc's trylock down its
  * lock-elision path (xbegin: SIGILL on a CPU without TSX). Now ECORRUPT, checked before the call. */
 Test(hostile, damaged_lane_mutex_kind) {
@@ -673,16 +693,7 @@ Test(hostile, damaged_lane_mutex_kind) {
   struct shmd__lane *l = shmd__lane_at(s, victim);
   int saved = l->live.m.__data.__kind;
   l->live.m.__data.__kind = saved | 256; /* glibc's PTHREAD_MUTEX_ELISION_NP */
-  pid_t pid = fork();
-  if (pid == 0) {
-    shmd_options_t o = ts_opts(4 << 20, 1 << 20);
-    shmd_store_t *c = NULL;
-    int rc = shmd_open("mk", &o, &c);
-    if (rc == 0)
-      rc = shmd_recover(c);
-    _exit(rc == SHMD_ECORRUPT ? 0 : 1);
-  }
-  cr_assert_eq(ts_wait(pid), 0, "a damaged lane mutex must give ECORRUPT (132 = SIGILL)");
+  cr_assert_eq(in_child("the opener", mutex_kind_child, NULL, 60), 0, "a damaged lane mutex must give ECORRUPT (132 = SIGILL)");
   l->live.m.__data.__kind = saved;
   cr_assert_geq(shmd_recover(s), 0);
   cr_assert_eq(shmd_alloc_check(s), 0, "%s", shmd_errdetail());
@@ -834,6 +845,22 @@ Test(hostile, misaligned_heap_pointers) {
   shmd_close(s);
 }
 
+static int undo_layout_child(ts_crash_child_t *cc) {
+  (void)cc;
+  shmd_options_t o = ts_opts(4 << 20, 1 << 20);
+  o.flags = SHMD_OPEN_NOCREATE;
+  shmd_store_t *s = NULL;
+  int rc = shmd_open("ul", &o, &s);
+  if (rc == 0) {
+    shmd_stats_t sst;
+    rc = shmd_stats(s, &sst);
+    if (rc == 0)
+      rc = shmd_alloc_check(s);
+    shmd_close(s);
+  }
+  return rc == SHMD_ECORRUPT ? 0 : 1;
+}
+
 /* Found by the structure-aware lane mutations (HS_LANE, issue 12): a dead lane's undo log whose
  * entries point into a segment header or the manifest's fixed part was rolled back by the recovery
  * at open, after those words had been validated: a header's alloc_off, the manifest's roots_off,
@@ -878,23 +905,7 @@ Test(hostile, mp_forged_undo_into_fixed_layout) {
     cr_assert_eq(pwrite(fd, &n, 4, (off_t)(lane + offsetof(struct shmd__lane, op_len))), 4);
     cr_assert_eq(pwrite(fd, &u, sizeof u, (off_t)(lane + sizeof(struct shmd__lane))), (ssize_t)sizeof u);
     close(fd);
-    pid_t pid = fork();
-    if (pid == 0) {
-      alarm(20);
-      shmd_options_t o = ts_opts(4 << 20, 1 << 20);
-      o.flags = SHMD_OPEN_NOCREATE;
-      shmd_store_t *s = NULL;
-      int rc = shmd_open("ul", &o, &s);
-      if (rc == 0) {
-        shmd_stats_t sst;
-        rc = shmd_stats(s, &sst);
-        if (rc == 0)
-          rc = shmd_alloc_check(s);
-        shmd_close(s);
-      }
-      _exit(rc == SHMD_ECORRUPT ? 0 : 1);
-    }
-    cr_assert_eq(ts_wait(pid), 0, "target %zu: open must answer ECORRUPT (139 = SIGSEGV)", k);
+    cr_assert_eq(in_child("the opener", undo_layout_child, NULL, 20), 0, "target %zu: open must answer ECORRUPT (139 = SIGSEGV)", k);
     fd = open(tp, O_RDONLY);
     cr_assert_eq(pread(fd, after, sizeof after, 0), (ssize_t)sizeof after);
     close(fd);
@@ -1005,6 +1016,28 @@ static int count_visit(const void *d, size_t len, void *arg) {
   return 0;
 }
 
+typedef struct {
+  shmd_store_t *s;
+  shmd_ptr_t hp, lp;
+  int which;
+} cycle_arg_t;
+
+/* Through the parent's mapping: the checks and walks answer ECORRUPT, not hang. */
+static int cycle_child(ts_crash_child_t *cc) {
+  const cycle_arg_t *a = cc->arg;
+  int rc = shmd_kv_check(a->s);
+  if (rc != SHMD_ECORRUPT)
+    return 1;
+  for (unsigned db = 0; db < SHMD_KV_DATABASES; db++) {
+    shmd_kv_info_t ki;
+    if (!hs_status_ok(shmd_kv_info(a->s, db, &ki)))
+      return 2;
+  }
+  uint64_t n = 0;
+  rc = a->which ? shmd_list_range(a->s, a->lp, 0, -1, count_visit, &n) : shmd_hash_check(a->s, a->hp);
+  return rc == SHMD_ECORRUPT ? 0 : 3;
+}
+
 /* Found in the audit of issue 12: a hash or list walk is bounded by the container's own count, so
  * a damaged count (2^50) with a cycle in a chain (an entry or node linking to itself) made
  * shmd_kv_check() (hash checker), shmd_kv_info() (`shmdict info`: hash walks and the garbage list)
@@ -1028,28 +1061,27 @@ Test(hostile, mp_huge_count_with_cycle_does_not_hang) {
     uint64_t *cw = which ? &lw[4] : &hw[3], *nw = which ? &node[0] : &ent[0], saved[2] = {*cw, *nw};
     *cw = UINT64_C(1) << 50;                                  /* the count */
     *nw = which ? lw[2] : shmd_ptr_from_addr(s, ent).v;       /* the next link: itself */
-    pid_t pid = fork();
-    if (pid == 0) {
-      alarm(20);
-      int rc = shmd_kv_check(s);
-      if (rc != SHMD_ECORRUPT)
-        _exit(1);
-      for (unsigned db = 0; db < SHMD_KV_DATABASES; db++) {
-        shmd_kv_info_t ki;
-        if (!hs_status_ok(shmd_kv_info(s, db, &ki)))
-          _exit(2);
-      }
-      uint64_t n = 0;
-      rc = which ? shmd_list_range(s, lp, 0, -1, count_visit, &n) : shmd_hash_check(s, hp);
-      _exit(rc == SHMD_ECORRUPT ? 0 : 3);
-    }
-    int st = ts_wait(pid);
+    cycle_arg_t ca = {s, hp, lp, which};
+    int st = in_child(which ? "the list walker" : "the hash walker", cycle_child, &ca, 20);
     *cw = saved[0];
     *nw = saved[1];
-    cr_assert_eq(st, 0, "%s: a status, not a hang (142)", which ? "list" : "hash");
+    cr_assert_eq(st, 0, "%s: a status", which ? "list" : "hash");
   }
   cr_assert_eq(shmd_kv_check(s), 0, "%s", shmd_errdetail());
   shmd_close(s);
+}
+
+static int held_count_child(ts_crash_child_t *cc) {
+  (void)cc;
+  shmd_options_t o = ts_opts(4 << 20, 1 << 20);
+  o.flags = SHMD_OPEN_NOCREATE;
+  shmd_store_t *c = NULL;
+  int rc = shmd_open("hk", &o, &c);
+  if (rc == 0) {
+    rc = shmd_alloc_check(c);
+    shmd_close(c);
+  }
+  return hs_status_ok(rc) ? 0 : 1;
 }
 
 /* Found by the libFuzzer target (issue 12): recovery walked a dead lane's held locks from its
@@ -1070,20 +1102,8 @@ Test(hostile, mp_damaged_held_count_is_bounded) {
   uint64_t lane = m.lanes_off + (m.lane_count - 1) * m.lane_bytes;
   cr_assert_eq(pwrite(fd, &n, 4, (off_t)(lane + offsetof(struct shmd__lane, held_count))), 4);
   close(fd);
-  pid_t pid = fork();
-  if (pid == 0) {
-    alarm(5);
-    shmd_options_t o = ts_opts(4 << 20, 1 << 20);
-    o.flags = SHMD_OPEN_NOCREATE;
-    shmd_store_t *c = NULL;
-    int rc = shmd_open("hk", &o, &c);
-    if (rc == 0) {
-      rc = shmd_alloc_check(c);
-      shmd_close(c);
-    }
-    _exit(hs_status_ok(rc) ? 0 : 1);
-  }
-  cr_assert_eq(ts_wait(pid), 0, "open and check of a store with a damaged held_count (142 = more than 5 s)");
+  cr_assert_eq(in_child("the opener", held_count_child, NULL, 5), 0,
+               "open and check of a store with a damaged held_count (bounded to 5 s)");
 }
 
 /* Found in the audit of issue 12: the allocator header's page-map offset was tested as
@@ -1113,6 +1133,29 @@ Test(hostile, allocator_header_offsets_that_wrap) {
   cr_assert_eq(shmd_free(s, p), 0);
   cr_assert_eq(shmd_alloc_check(s), 0, "%s", shmd_errdetail());
   shmd_close(s);
+}
+
+static int seg_count_child(ts_crash_child_t *cc) {
+  shmd_store_t *c = NULL;
+  shmd_options_t o = *(const shmd_options_t *)cc->arg;
+  o.flags = SHMD_OPEN_NOCREATE;
+  if (shmd_open("sc", &o, &c) != 0)
+    return 0; /* refused: fine too */
+  shmd_store_info_t in;
+  if (shmd_store_info(c, &in) != 0 || in.segments != 65535)
+    return 2; /* the forged count is what this test is about */
+  for (uint32_t i = 0; i < in.segments; i++) { /* as `shmdict info` */
+    uint64_t sz;
+    char name[64];
+    int rc = shmd_segment_info(c, i, &sz, name, sizeof name);
+    if ((i < SHMD__MAX_SEGS) != (rc == 0)) /* table entries answer (zeros), the rest ENOTFOUND */
+      return 3;
+  }
+  shmd_stats_t sst;
+  if (shmd_stats(c, &sst) != SHMD_ECORRUPT || shmd_alloc_check(c) != SHMD_ECORRUPT)
+    return 4;
+  shmd_close(c);
+  return 0;
 }
 
 /* Found in the audit of issue 12: the manifest's segment count is a mutable word (growth's commit
@@ -1145,29 +1188,6 @@ Test(hostile, mp_segment_count_beyond_the_table) {
   cr_assert_eq(pwrite(fd, &n, 4, (off_t)(lane + offsetof(struct shmd__lane, op_len))), 4);
   cr_assert_eq(pwrite(fd, &u, sizeof u, (off_t)(lane + sizeof(struct shmd__lane))), (ssize_t)sizeof u);
   close(fd);
-  pid_t pid = fork();
-  if (pid == 0) {
-    alarm(20);
-    shmd_store_t *c = NULL;
-    o.flags = SHMD_OPEN_NOCREATE;
-    if (shmd_open("sc", &o, &c) != 0)
-      _exit(0); /* refused: fine too */
-    shmd_store_info_t in;
-    if (shmd_store_info(c, &in) != 0 || in.segments != 65535)
-      _exit(2); /* the forged count is what this test is about */
-    for (uint32_t i = 0; i < in.segments; i++) { /* as `shmdict info` */
-      uint64_t sz;
-      char name[64];
-      int rc = shmd_segment_info(c, i, &sz, name, sizeof name);
-      if ((i < SHMD__MAX_SEGS) != (rc == 0)) /* table entries answer (zeros), the rest ENOTFOUND */
-        _exit(3);
-    }
-    shmd_stats_t sst;
-    if (shmd_stats(c, &sst) != SHMD_ECORRUPT || shmd_alloc_check(c) != SHMD_ECORRUPT)
-      _exit(4);
-    shmd_close(c);
-    _exit(0);
-  }
-  int ws = ts_wait(pid);
+  int ws = in_child("the opener", seg_count_child, &o, 20);
   cr_assert_eq(ws, 0, "the child ended with %d (3: an entry past the table answered; 139: SIGSEGV)", ws);
 }

@@ -69,80 +69,59 @@ static uint64_t cell_value(shmd_store_t *s) {
 /* Process A: opens `name`, and inside a transaction takes the cell's lock, allocates a block and
  * sets the value to 42; says so on `ready`, waits for a byte on `go`, commits. Exits 0 when the
  * commit answered 0. */
-static pid_t spawn_writer(const char *name, int ready[2], int go[2]) {
-  cr_assert_eq(pipe(ready), 0);
-  cr_assert_eq(pipe(go), 0);
-  pid_t pid = fork();
-  cr_assert_geq(pid, 0);
-  if (pid == 0) {
-    close(ready[0]);
-    close(go[1]); /* so that a test that fails ends this process too */
-    shmd_options_t o = ts_opts(4 * MIB, 4 * MIB);
-    shmd_store_t *c = NULL;
-    shmd_tx_t *tx;
-    shmd_ptr_t cell, junk;
-    if (shmd_open(name, &o, &c) != 0 || shmd_root_get(c, "cell", &cell) != 0 || shmd_tx_begin(c, &tx) != 0 ||
-        shmd_tx_lock(tx, cell) != 0 || shmd_tx_alloc(tx, 5000, &junk) != 0 ||
-        shmd_tx_set64(tx, (uint64_t *)shmd_resolve(c, cell) + 1, 42) != 0)
-      _exit(2);
-    if (write(ready[1], "r", 1) != 1)
-      _exit(3);
-    char b;
-    if (read(go[0], &b, 1) != 1)
-      _exit(4);
-    _exit(shmd_tx_commit(tx) == 0 ? 0 : 5);
-  }
-  close(ready[1]);
-  close(go[0]);
-  char b;
-  cr_assert_eq(read(ready[0], &b, 1), 1, "the writer did not start its transaction");
-  return pid;
+static int writer_child(ts_crash_child_t *cc) {
+  shmd_store_t *c = cc->s;
+  shmd_tx_t *tx;
+  shmd_ptr_t cell, junk;
+  if (shmd_root_get(c, "cell", &cell) != 0 || shmd_tx_begin(c, &tx) != 0 || shmd_tx_lock(tx, cell) != 0 ||
+      shmd_tx_alloc(tx, 5000, &junk) != 0 || shmd_tx_set64(tx, (uint64_t *)shmd_resolve(c, cell) + 1, 42) != 0)
+    return 2;
+  ts_crash_ready(cc);
+  return shmd_tx_commit(tx) == 0 ? 0 : 5;
+}
+
+static ts_crash_proc_t *spawn_writer(const char *name) {
+  ts_crash_proc_t *p = ts_crash_start(NULL, &(ts_crash_spec_t){.what = "the writer", .fn = writer_child, .store = name,
+                                                               .opts = ts_opts(4 * MIB, 4 * MIB), .ready = 1,
+                                                               .end = TS_END_ANY});
+  ts_crash_wait_ready(p); /* it has started its transaction */
+  return p;
+}
+
+/* Lets the writer commit; returns its exit status. */
+static int writer_commit(ts_crash_proc_t *p) {
+  ts_crash_go(p);
+  return ts_crash_finish(p, NULL);
 }
 
 /* Process B: opens the store the way `shmdict info` does (open, statistics, store info, close).
  * Returns its exit status: 0 when every call answered 0. */
-static int open_like_info(const char *name) {
-  pid_t pid = fork();
-  cr_assert_geq(pid, 0);
-  if (pid == 0) {
-    shmd_options_t o = ts_opts(4 * MIB, 4 * MIB);
-    o.flags = SHMD_OPEN_NOCREATE;
-    shmd_store_t *c = NULL;
-    shmd_stats_t st;
-    shmd_store_info_t in;
-    if (shmd_open(name, &o, &c) != 0 || shmd_stats(c, &st) != 0 || shmd_store_info(c, &in) != 0)
-      _exit(1);
-    shmd_close(c);
-    _exit(0);
-  }
-  return ts_wait(pid);
+static int info_child(ts_crash_child_t *cc) {
+  shmd_stats_t st;
+  shmd_store_info_t in;
+  if (shmd_stats(cc->s, &st) != 0 || shmd_store_info(cc->s, &in) != 0)
+    return 1;
+  shmd_close(cc->s);
+  return 0;
 }
 
-/* Runs the shmdict tool with `args` (NULL-terminated after the store directory option); its
+static int open_like_info(const char *name) {
+  shmd_options_t o = ts_opts(4 * MIB, 4 * MIB);
+  o.flags = SHMD_OPEN_NOCREATE;
+  return ts_crash_run(NULL,
+                      &(ts_crash_spec_t){.what = "the opener", .fn = info_child, .store = name, .opts = o,
+                                         .end = TS_END_ANY},
+                      NULL);
+}
+
+/* Runs the shmdict tool with up to three arguments (after the store directory option); its
  * standard output and error go to `out`. Returns its exit status. */
 static int run_tool(char *out, size_t outlen, const char *a1, const char *a2, const char *a3) {
-  const char *bin = getenv("SHMDICT_BIN");
-  cr_assert(bin && *bin, "SHMDICT_BIN is not set (run the tests with `meson test`)");
-  char path[512];
-  snprintf(path, sizeof path, "%s/tool-output", ts_dir);
-  pid_t pid = fork();
-  cr_assert_geq(pid, 0);
-  if (pid == 0) {
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    if (fd < 0)
-      _exit(126);
-    dup2(fd, 1);
-    dup2(fd, 2);
-    execl(bin, "shmdict", "-d", ts_dir, a1, a2, a3, (char *)NULL);
-    _exit(127);
-  }
-  int rc = ts_wait(pid);
-  FILE *f = fopen(path, "r");
-  cr_assert_not_null(f);
-  size_t n = fread(out, 1, outlen - 1, f);
-  out[n] = '\0';
-  fclose(f);
-  return rc;
+  char *argv[] = {(char *)ts_cli_bin(), "-d", ts_dir, (char *)a1, (char *)a2, (char *)a3, NULL};
+  ts_run_t r = ts_run_prog(&(ts_run_opts_t){.merge_stderr = 1}, argv);
+  snprintf(out, outlen, "%s", r.out);
+  ts_run_free(&r);
+  return r.status;
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -157,16 +136,14 @@ Test(lanes, mp_unknown_boot_id_never_rolls_back_a_live_transaction) {
   make_cell(s, 0);
   cr_assert_eq(s->man->boot_id[0], '\0', "the store was created without a boot id");
   shmd_close(s);
-  int ready[2], go[2];
-  pid_t a = spawn_writer("u", ready, go);
+  ts_crash_proc_t *a = spawn_writer("u");
   boot_as(BOOT_A);
   cr_assert_eq(open_like_info("u"), 0);
   char out[8192];
   int rc = run_tool(out, sizeof out, "info", "u", NULL);
   cr_assert_eq(rc, 0, "shmdict info: %s", out);
   cr_assert(strstr(out, "recoveries:   0") != NULL, "shmdict info recovered a live lane:\n%s", out);
-  cr_assert_eq(write(go[1], "g", 1), 1);
-  cr_assert_eq(ts_wait(a), 0, "the writer's commit must answer 0");
+  cr_assert_eq(writer_commit(a), 0, "the writer's commit must answer 0");
   s = ts_open("u", 4 * MIB, 4 * MIB);
   cr_assert_eq(cell_value(s), 42, "the acknowledged write was lost");
   shmd_store_info_t in;
@@ -183,12 +160,10 @@ Test(lanes, mp_boot_id_unknown_to_the_opener_is_not_a_reboot) {
   shmd_store_t *s = ts_open("o", 4 * MIB, 4 * MIB);
   make_cell(s, 0);
   shmd_close(s);
-  int ready[2], go[2];
-  pid_t a = spawn_writer("o", ready, go);
+  ts_crash_proc_t *a = spawn_writer("o");
   boot_as(NULL);
   cr_assert_eq(open_like_info("o"), 0);
-  cr_assert_eq(write(go[1], "g", 1), 1);
-  cr_assert_eq(ts_wait(a), 0);
+  cr_assert_eq(writer_commit(a), 0);
   s = ts_open("o", 4 * MIB, 4 * MIB);
   cr_assert_eq(cell_value(s), 42);
   cr_assert_str_eq(s->man->boot_id, BOOT_A);
@@ -203,14 +178,12 @@ Test(lanes, mp_changed_boot_id_with_a_live_owner_is_not_a_reboot) {
   shmd_store_t *s = ts_open("c", 4 * MIB, 4 * MIB);
   make_cell(s, 0);
   shmd_close(s);
-  int ready[2], go[2];
-  pid_t a = spawn_writer("c", ready, go);
+  ts_crash_proc_t *a = spawn_writer("c");
   boot_as(BOOT_B);
   cr_assert_eq(open_like_info("c"), 0);
   char out[8192];
   cr_assert_eq(run_tool(out, sizeof out, "info", "c", NULL), 0, "%s", out);
-  cr_assert_eq(write(go[1], "g", 1), 1);
-  cr_assert_eq(ts_wait(a), 0);
+  cr_assert_eq(writer_commit(a), 0);
   boot_as(BOOT_A); /* look without changing anything */
   char id[40];
   manifest_boot_id("c", id);
@@ -262,11 +235,10 @@ static uint64_t rebooted_image(const char *orig, const char *image) {
   shmd_stats_t st;
   shmd_stats(s, &st);
   shmd_close(s); /* this thread's lane is released: in the image only the writer holds one */
-  int ready[2], go[2];
-  pid_t a = spawn_writer(orig, ready, go);
+  ts_crash_proc_t *a = spawn_writer(orig);
   copy_store(orig, image);
-  kill(a, SIGKILL);
-  cr_assert_eq(ts_wait(a), 128 + SIGKILL);
+  ts_crash_kill(a);
+  cr_assert_eq(ts_crash_finish(a, NULL), 128 + SIGKILL);
   return st.allocated_bytes;
 }
 
@@ -415,36 +387,24 @@ Test(lanes, forged_lane_of_another_namespace_is_reported_after_the_bound) {
 
 /* Holds segment 0's buddy lock in an allocator step of process A (a genuine live holder) until
  * a byte arrives on `go`. */
-static pid_t spawn_buddy_holder(const char *name, int ready[2], int go[2]) {
-  cr_assert_eq(pipe(ready), 0);
-  cr_assert_eq(pipe(go), 0);
-  pid_t pid = fork();
-  cr_assert_geq(pid, 0);
-  if (pid == 0) {
-    close(ready[0]);
-    close(go[1]);
-    shmd_options_t o = ts_opts(8 * MIB, 4 * MIB);
-    shmd_store_t *c = NULL;
-    int rc;
-    if (shmd_open(name, &o, &c) != 0)
-      _exit(2);
-    struct shmd__thr *t = shmd__thr(c, &rc);
-    if (t == NULL || shmd__al_lock(c, t, 0, &shmd__sa(shmd__seg(c, 0))->buddy_lock) != 0)
-      _exit(3);
-    if (write(ready[1], "r", 1) != 1)
-      _exit(4);
-    char b;
-    if (read(go[0], &b, 1) != 1)
-      _exit(5);
-    shmd__al_commit(c, t);
-    shmd_close(c);
-    _exit(0);
-  }
-  close(ready[1]);
-  close(go[0]);
-  char b;
-  cr_assert_eq(read(ready[0], &b, 1), 1);
-  return pid;
+static int buddy_holder(ts_crash_child_t *cc) {
+  shmd_store_t *c = cc->s;
+  int rc;
+  struct shmd__thr *t = shmd__thr(c, &rc);
+  if (t == NULL || shmd__al_lock(c, t, 0, &shmd__sa(shmd__seg(c, 0))->buddy_lock) != 0)
+    return 3;
+  ts_crash_ready(cc);
+  shmd__al_commit(c, t);
+  shmd_close(c);
+  return 0;
+}
+
+static ts_crash_proc_t *spawn_buddy_holder(const char *name) {
+  ts_crash_proc_t *p = ts_crash_start(NULL, &(ts_crash_spec_t){.what = "the holder", .fn = buddy_holder, .store = name,
+                                                               .opts = ts_opts(8 * MIB, 4 * MIB), .ready = 1,
+                                                               .end = TS_END_ANY});
+  ts_crash_wait_ready(p);
+  return p;
 }
 
 struct alloc_arg {
@@ -469,10 +429,9 @@ Test(lanes, mp_live_long_holder_bounds_checkers_and_application_waits) {
   shmd_store_t *s = ts_open("h", 8 * MIB, 4 * MIB);
   shmd_ptr_t p;
   cr_assert_eq(shmd_alloc(s, 100, &p), 0);
-  int ready[2], go[2];
-  pid_t a = spawn_buddy_holder("h", ready, go);
+  ts_crash_proc_t *a = spawn_buddy_holder("h");
   char want[64];
-  snprintf(want, sizeof want, "lock held by pid %d, lane ", (int)a);
+  snprintf(want, sizeof want, "lock held by pid %d, lane ", (int)ts_crash_pid(a));
   /* The tool's check: 10 s, then "check incomplete", exit status 1. */
   char out[16384];
   double t0 = now_s();
@@ -501,10 +460,10 @@ Test(lanes, mp_live_long_holder_bounds_checkers_and_application_waits) {
   cr_assert_eq(pthread_create(&th, NULL, alloc_thread, &arg), 0);
   sleep(3);
   cr_assert_eq(arg.done, 0, "the allocation did not wait for the live holder (rc %d)", arg.rc);
-  cr_assert_eq(write(go[1], "g", 1), 1);
+  ts_crash_go(a);
   pthread_join(th, NULL);
   cr_assert_eq(arg.rc, 0, "%s", shmd_strerror(arg.rc));
-  cr_assert_eq(ts_wait(a), 0, "the holder's step must end normally");
+  cr_assert_eq(ts_crash_finish(a, NULL), 0, "the holder's step must end normally");
   shmd_store_info_t in;
   shmd_store_info(s, &in);
   cr_assert_eq(in.recoveries, 0, "a live holder's lane was recovered");

@@ -31,13 +31,10 @@ static void unpack(const char *layout) {
   char tarball[512];
   snprintf(tarball, sizeof tarball, "%s/store-layout-%s.tar.xz", fx, layout);
   cr_assert_eq(access(tarball, R_OK), 0, "no fixture %s", tarball);
-  pid_t pid = fork();
-  cr_assert_geq(pid, 0);
-  if (pid == 0) {
-    execlp("tar", "tar", "--no-same-owner", "-xJf", tarball, "-C", ts_dir, (char *)NULL);
-    _exit(127);
-  }
-  cr_assert_eq(ts_wait(pid), 0, "tar -xJf %s failed", tarball);
+  char *argv[] = {"tar", "--no-same-owner", "-xJf", tarball, "-C", ts_dir, NULL};
+  ts_run_t r = ts_run_prog(&(ts_run_opts_t){.merge_stderr = 1}, argv);
+  cr_assert_eq(r.status, 0, "tar -xJf %s failed (%d): %s", tarball, r.status, r.out);
+  ts_run_free(&r);
   /* A store is its owner's alone: the directory 0700, the files 0600 (what the writer made). */
   char path[512];
   snprintf(path, sizeof path, "%s/%s", ts_dir, FX_STORE);

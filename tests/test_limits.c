@@ -30,17 +30,11 @@ static int count_files(const char *store) {
   return n;
 }
 
+/* One command of up to three words, the third binary (l2 bytes): ts_kv_vec (support_kv.h). */
 static int kv(shmd_store_t *s, const char *a0, const char *a1, const void *a2, size_t l2, shmd_reply_t **out) {
   const char *argv[3] = {a0, a1, a2};
   size_t lens[3] = {strlen(a0), a1 ? strlen(a1) : 0, l2};
-  int argc = a2 ? 3 : a1 ? 2 : 1;
-  shmd_reply_t *r = NULL;
-  int rc = shmd_kv_command(s, argc, argv, lens, &r);
-  if (out)
-    *out = r;
-  else
-    shmd_reply_free(r);
-  return rc;
+  return ts_kv_vec(s, 0, a2 ? 3 : a1 ? 2 : 1, argv, lens, out);
 }
 
 static void check_all(shmd_store_t *s) {
@@ -58,20 +52,25 @@ static void limit_file_size(uint64_t limit) {
     _exit(20);
 }
 
+static int no_space_at_creation(ts_crash_child_t *cc) {
+  (void)cc;
+  limit_file_size(1 * MB);
+  shmd_options_t o = ts_opts(4 * MB, 1 * MB);
+  shmd_store_t *s = NULL;
+  int rc = shmd_open("full", &o, &s);
+  if (rc != SHMD_ENOSPC || s != NULL)
+    return 1;
+  if (strlen(shmd_errdetail()) == 0)
+    return 2;
+  return 0;
+}
+
 Test(limits, mp_no_space_at_creation) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    limit_file_size(1 * MB);
-    shmd_options_t o = ts_opts(4 * MB, 1 * MB);
-    shmd_store_t *s = NULL;
-    int rc = shmd_open("full", &o, &s);
-    if (rc != SHMD_ENOSPC || s != NULL)
-      _exit(1);
-    if (strlen(shmd_errdetail()) == 0)
-      _exit(2);
-    _exit(0);
-  }
-  cr_assert_eq(ts_wait(pid), 0, "creating a store on a full file system must answer ENOSPC");
+  /* creating a store on a full file system must answer ENOSPC */
+  ts_crash_run(NULL,
+               &(ts_crash_spec_t){.what = "the creator on a full file system", .fn = no_space_at_creation,
+                                  .end = TS_END_EXIT0},
+               NULL);
   /* nothing half-created: no segment 0, no temporary file (an empty directory may stay) */
   int n = count_files("full");
   cr_assert(n <= 0, "%d files left behind", n);
@@ -79,6 +78,42 @@ Test(limits, mp_no_space_at_creation) {
   shmd_store_t *s = ts_open("full", 4 * MB, 1 * MB);
   check_all(s);
   shmd_close(s);
+}
+
+static int no_space_at_growth(ts_crash_child_t *cc) {
+  (void)cc;
+  const size_t val_bytes = 3000; /* the size of the values the parent stored */
+  limit_file_size(1 * MB); /* existing files are not touched; a new segment cannot be made */
+  shmd_options_t o = ts_opts(4 * MB, 2 * MB);
+  shmd_store_t *c = NULL;
+  if (shmd_open("g", &o, &c))
+    return 1;
+  shmd_ptr_t p;
+  if (shmd_alloc(c, 3 * MB, &p) != SHMD_ENOSPC)
+    return 2;
+  /* through the keyspace: Redis's OOM error reply, nothing changed */
+  char *big = malloc(3 * MB);
+  memset(big, 'b', 3 * MB);
+  shmd_reply_t *r = NULL;
+  if (kv(c, "SET", "big", big, 3 * MB, &r) || r->type != SHMD_REPLY_ERROR || strncmp(r->str, "OOM", 3))
+    return 3;
+  shmd_reply_free(r);
+  free(big);
+  /* still usable for reads, frees and allocations that fit */
+  if (kv(c, "GET", "k7", NULL, 0, &r) || r->type != SHMD_REPLY_BULK || r->len != val_bytes)
+    return 4;
+  shmd_reply_free(r);
+  /* The store is full (segment 0's lanes leave it about 1 MiB of data): what a free gives back
+   * serves an allocation of its size, whichever cache (the thread's heap) holds it now. */
+  if (kv(c, "DEL", "k8", NULL, 0, NULL) || shmd_alloc(c, val_bytes, &p) || shmd_free(c, p))
+    return 5;
+  shmd_store_info_t info;
+  if (shmd_store_info(c, &info) || info.segments != 1)
+    return 6;
+  if (shmd_alloc_check(c) || shmd_kv_check(c))
+    return 7;
+  shmd_close(c);
+  return 0;
 }
 
 Test(limits, mp_no_space_at_growth) {
@@ -93,41 +128,10 @@ Test(limits, mp_no_space_at_growth) {
   shmd_stats_t st0;
   cr_assert_eq(shmd_stats(s, &st0), 0);
   shmd_close(s);
-  pid_t pid = fork();
-  if (pid == 0) {
-    limit_file_size(1 * MB); /* existing files are not touched; a new segment cannot be made */
-    shmd_options_t o = ts_opts(4 * MB, 2 * MB);
-    shmd_store_t *c = NULL;
-    if (shmd_open("g", &o, &c))
-      _exit(1);
-    shmd_ptr_t p;
-    if (shmd_alloc(c, 3 * MB, &p) != SHMD_ENOSPC)
-      _exit(2);
-    /* through the keyspace: Redis's OOM error reply, nothing changed */
-    char *big = malloc(3 * MB);
-    memset(big, 'b', 3 * MB);
-    shmd_reply_t *r = NULL;
-    if (kv(c, "SET", "big", big, 3 * MB, &r) || r->type != SHMD_REPLY_ERROR || strncmp(r->str, "OOM", 3))
-      _exit(3);
-    shmd_reply_free(r);
-    free(big);
-    /* still usable for reads, frees and allocations that fit */
-    if (kv(c, "GET", "k7", NULL, 0, &r) || r->type != SHMD_REPLY_BULK || r->len != sizeof val)
-      _exit(4);
-    shmd_reply_free(r);
-    /* The store is full (segment 0's lanes leave it about 1 MiB of data): what a free gives back
-     * serves an allocation of its size, whichever cache (the thread's heap) holds it now. */
-    if (kv(c, "DEL", "k8", NULL, 0, NULL) || shmd_alloc(c, sizeof val, &p) || shmd_free(c, p))
-      _exit(5);
-    shmd_store_info_t info;
-    if (shmd_store_info(c, &info) || info.segments != 1)
-      _exit(6);
-    if (shmd_alloc_check(c) || shmd_kv_check(c))
-      _exit(7);
-    shmd_close(c);
-    _exit(0);
-  }
-  cr_assert_eq(ts_wait(pid), 0);
+  ts_crash_run(NULL,
+               &(ts_crash_spec_t){.what = "the writer on a full file system", .fn = no_space_at_growth,
+                                  .end = TS_END_EXIT0},
+               NULL);
   cr_assert_eq(count_files("g"), 1, "no half-created segment file is left");
   s = ts_open("g", 4 * MB, 2 * MB);
   shmd_store_info_t info;
@@ -181,8 +185,36 @@ Test(limits, max_store_bytes_through_the_keyspace) {
 }
 
 /* Hundreds of segments, each made by growth, attached lazily by another process. */
+enum { HUNDREDS_N = 400 };
+
+static int hundreds_child(ts_crash_child_t *cc) {
+  (void)cc;
+  enum { N = HUNDREDS_N };
+  shmd_options_t o = ts_opts(4 * MB, 256 << 10);
+  shmd_store_t *c;
+  if (shmd_open("h", &o, &c))
+    return 1;
+  shmd_ptr_t t;
+  if (shmd_root_get(c, "table", &t))
+    return 2;
+  shmd_ptr_t *q = shmd_resolve(c, t);
+  for (int i = 0; i < N; i++) {
+    unsigned char *b;
+    if (shmd_resolve_checked(c, q[i], 120 << 10, (void **)&b) || b[0] != (unsigned char)i ||
+        b[(120 << 10) - 1] != (unsigned char)i)
+      return 3;
+  }
+  if (shmd_alloc_check(c))
+    return 4;
+  for (int i = 0; i < N; i += 2)
+    if (shmd_free(c, q[i]))
+      return 5;
+  shmd_close(c);
+  return 0;
+}
+
 Test(limits, mp_hundreds_of_segments) {
-  enum { N = 400 };
+  enum { N = HUNDREDS_N };
   shmd_store_t *s = ts_open("h", 4 * MB, 256 << 10);
   static shmd_ptr_t p[N];
   for (int i = 0; i < N; i++) {
@@ -196,31 +228,7 @@ Test(limits, mp_hundreds_of_segments) {
   cr_assert_eq(shmd_alloc(s, sizeof p, &table), 0);
   memcpy(shmd_resolve(s, table), p, sizeof p);
   cr_assert_eq(shmd_root_set(s, "table", table), 0);
-  pid_t pid = fork();
-  if (pid == 0) {
-    shmd_options_t o = ts_opts(4 * MB, 256 << 10);
-    shmd_store_t *c;
-    if (shmd_open("h", &o, &c))
-      _exit(1);
-    shmd_ptr_t t;
-    if (shmd_root_get(c, "table", &t))
-      _exit(2);
-    shmd_ptr_t *q = shmd_resolve(c, t);
-    for (int i = 0; i < N; i++) {
-      unsigned char *b;
-      if (shmd_resolve_checked(c, q[i], 120 << 10, (void **)&b) || b[0] != (unsigned char)i ||
-          b[(120 << 10) - 1] != (unsigned char)i)
-        _exit(3);
-    }
-    if (shmd_alloc_check(c))
-      _exit(4);
-    for (int i = 0; i < N; i += 2)
-      if (shmd_free(c, q[i]))
-        _exit(5);
-    shmd_close(c);
-    _exit(0);
-  }
-  cr_assert_eq(ts_wait(pid), 0);
+  ts_crash_run(NULL, &(ts_crash_spec_t){.what = "the other process", .fn = hundreds_child, .end = TS_END_EXIT0}, NULL);
   for (int i = 1; i < N; i += 2)
     cr_assert_eq(shmd_free(s, p[i]), 0);
   cr_assert_eq(shmd_free(s, table), 0);

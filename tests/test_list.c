@@ -984,11 +984,19 @@ Test(list, intrusive_core) {
 /* ---------------------------------------------------------------------------------------------- */
 /* Two processes push and pop at once */
 
-static void mp_child(int who, long ops, uint64_t seed, const char *outpath) {
-  shmd_options_t o = ts_opts(64u << 20, 64u << 20);
-  shmd_store_t *s;
-  if (shmd_open("mp", &o, &s))
-    _exit(2);
+typedef struct {
+  int who;
+  long ops;
+  const char *outpath;
+} mp_arg_t;
+
+static int mp_child(ts_crash_child_t *cc) {
+  const mp_arg_t *a = cc->arg;
+  int who = a->who;
+  long ops = a->ops;
+  const char *outpath = a->outpath;
+  uint64_t seed = cc->seed;
+  shmd_store_t *s = cc->s;
   shmd_ptr_t l;
   if (shmd_root_get(s, "list", &l))
     _exit(2);
@@ -1019,7 +1027,7 @@ static void mp_child(int who, long ops, uint64_t seed, const char *outpath) {
   fprintf(out, "pushed %llu\n", (unsigned long long)pushed);
   fclose(out);
   shmd_close(s);
-  _exit(0);
+  return 0;
 }
 
 static int cmp_str(const void *a, const void *b) {
@@ -1034,16 +1042,17 @@ Test(list, mp_push_pop_two_processes) {
   CHECK_OK(shmd_list_create(s, &l));
   CHECK_OK(shmd_root_set(s, "list", l));
   char paths[2][300];
-  pid_t pids[2];
+  mp_arg_t args[2];
+  ts_crash_proc_t *p[2];
   for (int w = 0; w < 2; w++) {
     snprintf(paths[w], sizeof paths[w], "%s/popped.%d", ts_dir, w);
-    pids[w] = fork();
-    cr_assert_geq(pids[w], 0);
-    if (pids[w] == 0)
-      mp_child(w, ops, seed + (uint64_t)w * 7777, paths[w]);
+    args[w] = (mp_arg_t){w, ops, paths[w]};
+    p[w] = ts_crash_start(NULL, &(ts_crash_spec_t){.what = w ? "child 1" : "child 0", .fn = mp_child, .arg = &args[w],
+                                                   .seed = seed + (uint64_t)w * 7777, .store = "mp",
+                                                   .opts = ts_opts(64u << 20, 64u << 20), .end = TS_END_EXIT0});
   }
   for (int w = 0; w < 2; w++)
-    cr_assert_eq(ts_wait(pids[w]), 0, "child %d failed", w);
+    ts_crash_finish(p[w], NULL);
   CHECK_OK(shmd_list_check(s, l));
   CHECK_OK(shmd_alloc_check(s));
   /* everything pushed = what is left + what was popped, each exactly once */
@@ -1147,31 +1156,12 @@ static int m_apply(model_t *m, const rec_t *r) {
   return 0;
 }
 
-static uint64_t now_us(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-static void write_all(int fd, const void *p, size_t n) {
-  while (n) {
-    ssize_t w = write(fd, p, n);
-    if (w < 0 && errno == EINTR)
-      continue;
-    if (w <= 0)
-      _exit(3);
-    p = (const char *)p + w;
-    n -= (size_t)w;
-  }
-}
-
-static void crash_child(int fd, uint64_t seed, int ops, const char *crash_point) {
-  if (crash_point)
-    setenv("SHMDICT_CRASH_POINT", crash_point, 1);
-  shmd_options_t o = ts_opts(64u << 20, 64u << 20);
-  shmd_store_t *s;
-  if (shmd_open("crash", &o, &s))
-    _exit(2);
+/* The child of a crash round: `*(int *)arg` random operations on the list, each reported before
+ * (kind 1) and after (kind 2, with its status). */
+static int crash_child(ts_crash_child_t *cc) {
+  int ops = *(const int *)cc->arg;
+  uint64_t seed = cc->seed;
+  shmd_store_t *s = cc->s;
   shmd_ptr_t l;
   if (shmd_root_get(s, "list", &l))
     _exit(2);
@@ -1206,7 +1196,7 @@ static void crash_child(int fd, uint64_t seed, int ops, const char *crash_point)
       rec.b = -1 - (int64_t)ts_below(&r, 4);
       break;
     }
-    write_all(fd, &rec, sizeof rec);
+    ts_crash_report(cc, &rec);
     size_t vl = gen_value(rec.val, v), pl = gen_value(rec.pivot, p);
     int rc = 0;
     switch (rec.op) {
@@ -1219,15 +1209,38 @@ static void crash_child(int fd, uint64_t seed, int ops, const char *crash_point)
     }
     rec.kind = 2;
     rec.rc = rc;
-    write_all(fd, &rec, sizeof rec);
+    ts_crash_report(cc, &rec);
   }
   shmd_close(s);
-  _exit(0);
+  return 0;
+}
+
+/* The parent's side: the model follows the reported operations. */
+typedef struct {
+  model_t *m;
+  rec_t pending;
+  int have_pending;
+} follow_t;
+
+static void follow(const void *r, void *arg) {
+  follow_t *f = arg;
+  const rec_t *rec = r;
+  if (rec->kind == 1) {
+    f->pending = *rec;
+    f->have_pending = 1;
+  } else {
+    cr_assert(f->have_pending && rec->op == f->pending.op, "%s: a result without its intent", ts_crash_where());
+    int want = m_apply(f->m, &f->pending);
+    cr_assert_eq(rec->rc, want, "%s: op %u returned %lld, model says %d", ts_crash_where(), rec->op,
+                 (long long)rec->rc, want);
+    f->have_pending = 0;
+  }
 }
 
 static void crash_rounds(int rounds, int use_points) {
-  uint64_t seed = ts_seed(use_points ? "list.crash_points" : "list.crash_random");
-  ts_rng_t r = {seed};
+  ts_crash_t t;
+  ts_crash_begin(&t, use_points ? "list.crash_points" : "list.crash_random");
+  ts_rng_t *r = &t.rng;
   shmd_store_t *s = ts_open("crash", 64u << 20, 64u << 20);
   shmd_ptr_t l;
   CHECK_OK(shmd_list_create(s, &l));
@@ -1237,69 +1250,31 @@ static void crash_rounds(int rounds, int use_points) {
   const char *points[] = {"list.push.alloced", "list.unlink", "list.push.linked"};
   int killed = 0, in_flight = 0;
   for (int round = 0; round < rounds; round++) {
-    int fds[2];
-    cr_assert_eq(pipe(fds), 0);
     char point[64];
     const char *cp = NULL;
     if (use_points) {
-      snprintf(point, sizeof point, "%s:%d", points[round % 3], 1 + (int)ts_below(&r, 20));
+      snprintf(point, sizeof point, "%s:%d", points[round % 3], 1 + (int)ts_below(r, 20));
       cp = point;
     }
-    uint64_t child_seed = ts_next(&r);
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-      close(fds[0]);
-      crash_child(fds[1], child_seed, use_points ? 300 : 100000, cp);
-    }
-    close(fds[1]);
-    /* Read the records as they come; for random kills, SIGKILL the child at a random moment. */
-    rec_t rec, pending = {0};
-    int have_pending = 0, sent_kill = 0;
-    size_t got = 0;
-    uint64_t deadline = now_us() + 1000 + ts_below(&r, 40000);
-    for (;;) {
-      if (!use_points && !sent_kill && now_us() >= deadline) {
-        kill(pid, SIGKILL);
-        sent_kill = 1;
-      }
-      struct pollfd pf = {fds[0], POLLIN, 0};
-      int tmo = use_points || sent_kill ? -1 : (int)((deadline - now_us()) / 1000) + 1;
-      int pr = poll(&pf, 1, tmo);
-      if (pr < 0 && errno != EINTR)
-        break;
-      if (pr <= 0)
-        continue;
-      ssize_t n = read(fds[0], (char *)&rec + got, sizeof rec - got);
-      if (n < 0 && errno == EINTR)
-        continue;
-      if (n <= 0)
-        break; /* the child is gone */
-      got += (size_t)n;
-      if (got < sizeof rec)
-        continue;
-      got = 0;
-      if (rec.kind == 1) {
-        pending = rec;
-        have_pending = 1;
-      } else {
-        cr_assert(have_pending && rec.op == pending.op);
-        int want = m_apply(&m, &pending);
-        cr_assert_eq(rec.rc, want, "op %u returned %lld, model says %d", rec.op,
-                     (long long)rec.rc, want);
-        have_pending = 0;
-      }
-    }
-    int st = ts_wait(pid);
-    close(fds[0]);
-    cr_assert(st == 0 || st == 128 + SIGKILL, "child status %d", st);
-    killed += st == 128 + SIGKILL;
-    s = ts_open("crash", 64u << 20, 64u << 20);
-    CHECK_OK(shmd_alloc_check(s));
-    CHECK_OK(shmd_list_check(s, l));
+    /* Read the records as they come; for random kills, SIGKILL the child 1 to 41 ms after its
+     * fork. */
+    int ops = use_points ? 300 : 100000;
+    follow_t f = {&m, {0}, 0};
+    ts_crash_spec_t sp = {.what = "the list writer", .fn = crash_child, .arg = &ops, .seed = ts_next(r),
+                          .store = "crash", .opts = ts_opts(64u << 20, 64u << 20), .point = cp,
+                          .rec_size = sizeof(rec_t), .on_rec = follow, .rec_arg = &f};
+    if (!use_points)
+      sp.kill_lo_us = 1000, sp.kill_hi_us = 1000 + 40000 - 1;
+    ts_crash_res_t res;
+    ts_crash_run(&t, &sp, &res); /* exit 0 or killed */
+    killed += res.killed;
+    rec_t pending = f.pending;
+    int have_pending = f.have_pending;
+    s = ts_crash_open("crash", 64u << 20, 64u << 20);
+    ts_crash_check(s, TS_CHECK_ALLOC, "list:list");
     char why[200];
     if (!lists_equal(s, l, &m, why, sizeof why)) {
-      cr_assert(have_pending, "list differs from every reported operation: %s", why);
+      cr_assert(have_pending, "%s: list differs from every reported operation: %s", ts_crash_where(), why);
       model_t alt;
       m_copy(&alt, &m);
       m_apply(&alt, &pending);
@@ -1307,13 +1282,14 @@ static void crash_rounds(int rounds, int use_points) {
        * are generated small enough here (LREM |count| <= 3 on a short list, LTRIM of a few) to
        * fit one batch, so the list must be exactly before or after. */
       cr_assert(lists_equal(s, l, &alt, why, sizeof why),
-                "list is neither before nor after the killed op %u: %s", pending.op, why);
+                "%s: list is neither before nor after the killed op %u: %s", ts_crash_where(), pending.op, why);
       m_free(&m);
       m = alt;
       in_flight++;
     }
     shmd_close(s);
   }
+  ts_crash_end(&t);
   /* Nothing leaked across all the kills: once the container is destroyed the store is empty. */
   s = ts_open("crash", 64u << 20, 64u << 20);
   CHECK_OK(shmd_list_destroy(s, l));
@@ -1334,9 +1310,21 @@ Test(list, crash_at_points) { crash_rounds((int)env_long("SHMDICT_TEST_KILLS", 2
 /* Long removals run in batches; a kill between or inside batches leaves a valid, partly
  * shortened list (a suffix of it for destroy, the first k matches gone for LREM) that can be
  * finished later, and nothing leaks. */
+typedef struct {
+  shmd_ptr_t l;
+  int which;
+} removal_t;
+
+/* LREM of every "x" (which = 1) or the destroy of the list (0), on the store the harness opened. */
+static int removal_child(ts_crash_child_t *cc) {
+  const removal_t *a = cc->arg;
+  int rc = a->which ? shmd_list_rem(cc->s, a->l, 0, "x", 1, NULL) : shmd_list_destroy(cc->s, a->l);
+  return rc == 0 ? 0 : 3;
+}
+
 static void crash_long_removal(int which) {
-  uint64_t seed = ts_seed(which ? "list.crash_rem" : "list.crash_destroy");
-  ts_rng_t r = {seed};
+  ts_crash_t t;
+  ts_crash_begin(&t, which ? "list.crash_rem" : "list.crash_destroy");
   for (int round = 0; round < 6; round++) {
     shmd_store_t *s = ts_open("crash", 64u << 20, 64u << 20);
     shmd_ptr_t l;
@@ -1357,27 +1345,20 @@ static void crash_long_removal(int which) {
     shmd_close(s);
     char point[64];
     snprintf(point, sizeof point, "list.unlink:%d",
-             1 + (int)ts_below(&r, which ? 2600 : 12)); /* per node for LREM, per batch else */
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-      setenv("SHMDICT_CRASH_POINT", point, 1);
-      shmd_options_t o = ts_opts(64u << 20, 64u << 20);
-      shmd_store_t *cs;
-      if (shmd_open("crash", &o, &cs))
-        _exit(2);
-      int rc = which ? shmd_list_rem(cs, l, 0, "x", 1, NULL) : shmd_list_destroy(cs, l);
-      _exit(rc == 0 ? 0 : 3);
-    }
-    int st = ts_wait(pid);
-    cr_assert(st == 0 || st == 128 + SIGKILL, "child status %d", st);
-    s = ts_open("crash", 64u << 20, 64u << 20);
-    CHECK_OK(shmd_alloc_check(s));
+             1 + (int)ts_below(&t.rng, which ? 2600 : 12)); /* per node for LREM, per batch else */
+    removal_t rm = {l, which};
+    int st = ts_crash_run(&t,
+                          &(ts_crash_spec_t){.what = which ? "the LREM" : "the destroy", .fn = removal_child,
+                                             .arg = &rm, .store = "crash", .opts = ts_opts(64u << 20, 64u << 20),
+                                             .point = point},
+                          NULL); /* exit 0 or killed */
+    s = ts_crash_open("crash", 64u << 20, 64u << 20);
+    ts_crash_check(s, TS_CHECK_ALLOC, NULL);
     if (st == 0 && !which) {
       uint64_t n;
       cr_assert_eq(shmd_list_len(s, l, &n), SHMD_ECORRUPT, "destroyed");
     } else {
-      CHECK_OK(shmd_list_check(s, l));
+      ts_crash_check(s, 0, "list:list");
       uint64_t n;
       CHECK_OK(shmd_list_len(s, l, &n));
       cr_assert_leq(n, m.n);
@@ -1397,6 +1378,7 @@ static void crash_long_removal(int which) {
     shmd_close(s);
     CHECK_OK(shmd_drop("crash", ts_dir));
   }
+  ts_crash_end(&t);
 }
 
 Test(list, crash_destroy_in_pieces) { crash_long_removal(0); }

@@ -25,23 +25,26 @@ static const char *shim_so(void) {
 /* Runs `cmd` with /bin/sh, stdout into `out`; with the shim when `shim` (1: private store,
  * 2: the named store "shared"). Returns the exit status (128 + signal when killed). */
 static int run(const char *cmd, const char *out, int shim) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    if (fd < 0)
-      _exit(126);
-    dup2(fd, 1);
-    close(fd);
-    setenv("SHMDICT_MALLOC_DIR", ts_dir, 1);
-    if (shim) {
-      setenv("LD_PRELOAD", shim_so(), 1);
-      if (shim == 2)
-        setenv("SHMDICT_MALLOC_STORE", "shared", 1);
-    }
-    execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-    _exit(127);
+  char dir[300], preload[600];
+  snprintf(dir, sizeof dir, "SHMDICT_MALLOC_DIR=%s", ts_dir);
+  snprintf(preload, sizeof preload, "LD_PRELOAD=%s", shim ? shim_so() : "");
+  const char *env[4] = {dir, NULL, NULL, NULL};
+  if (shim) {
+    env[1] = preload;
+    env[2] = shim == 2 ? "SHMDICT_MALLOC_STORE=shared" : NULL;
   }
-  return ts_wait(pid);
+  char *argv[] = {"/bin/sh", "-c", (char *)cmd, NULL};
+  /* no bound on silence or memory: the programs run here decide how long and how much */
+  ts_run_t r = ts_run_prog(&(ts_run_opts_t){.env = env, .idle_ms = -1, .rss_limit = UINT64_MAX}, argv);
+  FILE *f = fopen(out, "wb");
+  cr_assert_not_null(f, "%s", out);
+  cr_assert_eq(fwrite(r.out, 1, r.outlen, f), r.outlen);
+  fclose(f);
+  if (r.errlen)
+    fprintf(stderr, "%s", r.err); /* where it went before: the test's standard error */
+  int st = r.status;
+  ts_run_free(&r);
+  return st;
 }
 
 static char *slurp(const char *path, size_t *len) {
@@ -102,9 +105,9 @@ static void named_store_consistent(void) {
 }
 
 static int have(const char *prog) {
-  char cmd[256];
-  snprintf(cmd, sizeof cmd, "command -v %s >/dev/null 2>&1", prog);
-  return system(cmd) == 0;
+  ts_run_t r = ts_sh("command -v %s >/dev/null 2>&1", prog);
+  ts_run_free(&r);
+  return r.status == 0;
 }
 
 Test(mp_shim, threads_fork_and_short_threads) {

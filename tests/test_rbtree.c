@@ -15,15 +15,7 @@
 #include <poll.h>
 
 #include "shmdict/rbtree.h"
-/* support.h's ts_rmtree can trip gcc's -Wformat-truncation under -Werror (seen at -O2). */
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wformat-truncation"
-#endif
 #include "support.h"
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
 
 #define MIB (UINT64_C(1) << 20)
 
@@ -1366,28 +1358,19 @@ typedef struct kstate_s {
   uint32_t len;
 } kstate_t;
 
-static void write_all(int fd, const void *buf, size_t n) {
-  const char *p = buf;
-  while (n) {
-    ssize_t w = write(fd, p, n);
-    if (w < 0 && errno == EINTR)
-      continue;
-    if (w <= 0)
-      _exit(90);
-    p += w;
-    n -= (size_t)w;
-  }
-}
+/* The writer loop of a child: `ops` random puts / deletes on keys id with id % mod == rem, on the
+ * store the harness opened; each reported before (type 1) and after (type 2). */
+typedef struct {
+  long ops;
+  uint32_t mod, rem;
+} writer_arg_t;
 
-/* The writer loop of a child: `ops` random puts / deletes on keys id with id % mod == rem. */
-static void child_writer(const char *store, const char *crash, uint64_t seed, int fd, long ops,
-                         uint32_t mod, uint32_t rem) {
-  if (crash)
-    setenv("SHMDICT_CRASH_POINT", crash, 1);
-  shmd_options_t o = ts_opts(32 * MIB, 32 * MIB);
-  shmd_store_t *s;
-  if (shmd_open(store, &o, &s) != 0)
-    _exit(80);
+static int child_writer(ts_crash_child_t *cc) {
+  const writer_arg_t *a = cc->arg;
+  long ops = a->ops;
+  uint32_t mod = a->mod, rem = a->rem;
+  uint64_t seed = cc->seed;
+  shmd_store_t *s = cc->s;
   shmd_ptr_t t;
   if (shmd_root_get(s, "tree", &t) != 0)
     _exit(81);
@@ -1408,7 +1391,7 @@ static void child_writer(const char *store, const char *crash, uint64_t seed, in
       if (ts_below(&r, 8) == 0)
         rec.val_len = 250 + (uint32_t)ts_below(&r, 600);
     }
-    write_all(fd, &rec, sizeof rec);
+    ts_crash_report(cc, &rec);
     size_t kl = key_of(rec.key_id, k);
     int rc;
     if (rec.op == 1) {
@@ -1423,61 +1406,41 @@ static void child_writer(const char *store, const char *crash, uint64_t seed, in
       _exit(82);
     rec.type = 2;
     rec.rc = rc;
-    write_all(fd, &rec, sizeof rec);
+    ts_crash_report(cc, &rec);
   }
   shmd_close(s);
-  _exit(0);
+  return 0;
 }
 
-/* Applies a child's records to `ks`; returns the record of an operation that started and never
- * reported done (type 1), or one with type 0. */
-static rec_t apply_records(kstate_t *ks, const rec_t *recs, size_t n) {
-  rec_t pending = {0};
-  for (size_t i = 0; i < n; i++) {
-    const rec_t *r = &recs[i];
-    if (r->type == 1) {
-      pending = *r;
-      continue;
-    }
-    cr_assert_eq(r->type, 2);
-    cr_assert_eq(r->key_id, pending.key_id);
-    pending.type = 0;
-    if (r->op == 1)
-      ks[r->key_id] = (kstate_t){1, r->val_seed, r->val_len};
-    else
-      ks[r->key_id].present = 0;
+/* Applies a child's records to `ks` as they arrive; `pending` is the record of an operation that
+ * started and has not reported done (type 1), or one with type 0. */
+typedef struct {
+  kstate_t *ks;
+  rec_t pending;
+  uint64_t n;
+} apply_t;
+
+static void apply_record(const void *rec, void *arg) {
+  apply_t *ap = arg;
+  const rec_t *r = rec;
+  ap->n++;
+  if (r->type == 1) {
+    ap->pending = *r;
+    return;
   }
-  return pending;
+  cr_assert_eq(r->type, 2, "%s", ts_crash_where());
+  cr_assert_eq(r->key_id, ap->pending.key_id, "%s", ts_crash_where());
+  ap->pending.type = 0;
+  if (r->op == 1)
+    ap->ks[r->key_id] = (kstate_t){1, r->val_seed, r->val_len};
+  else
+    ap->ks[r->key_id].present = 0;
 }
 
-/* Reads everything from fd until EOF into a growing array. */
-static rec_t *read_records(int fd, size_t *n, double kill_after, pid_t pid, int *killed) {
-  size_t cap = 1024, bytes = 0;
-  char *buf = malloc(cap * sizeof(rec_t));
-  double deadline = kill_after > 0 ? now_s() + kill_after : 0;
-  *killed = 0;
-  for (;;) {
-    if (deadline > 0 && !*killed && now_s() >= deadline) {
-      kill(pid, SIGKILL);
-      *killed = 1;
-    }
-    struct pollfd pfd = {fd, POLLIN, 0};
-    int pr = poll(&pfd, 1, deadline > 0 && !*killed ? 1 : 1000);
-    if (pr <= 0)
-      continue;
-    if (bytes + 65536 > cap * sizeof(rec_t)) {
-      cap *= 2;
-      buf = realloc(buf, cap * sizeof(rec_t));
-    }
-    ssize_t r = read(fd, buf + bytes, 65536);
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r <= 0)
-      break;
-    bytes += (size_t)r;
-  }
-  *n = bytes / sizeof(rec_t);
-  return (rec_t *)(void *)buf;
+static ts_crash_spec_t writer_spec(const char *store, const writer_arg_t *a, uint64_t seed, apply_t *ap) {
+  return (ts_crash_spec_t){.what = "the writer", .fn = child_writer, .arg = (void *)a, .seed = seed, .store = store,
+                           .opts = ts_opts(32 * MIB, 32 * MIB), .rec_size = sizeof(rec_t), .on_rec = apply_record,
+                           .rec_arg = ap};
 }
 
 /* Verifies the tree against ks; for the pending operation's key either outcome is accepted (and
@@ -1535,29 +1498,23 @@ Test(rbtree, mp_two_writers, .init = ts_init, .fini = ts_fini, .timeout = 120) {
   make_tree_store("mp");
   uint64_t seed = ts_seed("mp_two_writers");
   long ops = knob("SHMDICT_RB_STEPS", 30000);
-  int fds[2][2];
-  pid_t pids[2];
-  for (int c = 0; c < 2; c++) {
-    cr_assert_eq(pipe(fds[c]), 0);
-    pids[c] = fork();
-    cr_assert_geq(pids[c], 0);
-    if (pids[c] == 0) {
-      close(fds[c][0]);
-      child_writer("mp", NULL, seed + (uint64_t)c * 7777, fds[c][1], ops, 2, (uint32_t)c);
-    }
-    close(fds[c][1]);
-  }
   kstate_t *ks = calloc(UNIVERSE, sizeof *ks);
+  writer_arg_t args[2];
+  apply_t ap[2];
+  ts_crash_proc_t *p[2];
   for (int c = 0; c < 2; c++) {
-    size_t n;
-    int killed;
-    rec_t *recs = read_records(fds[c][0], &n, 0, pids[c], &killed);
-    close(fds[c][0]);
-    cr_assert_eq(ts_wait(pids[c]), 0, "writer %d failed", c);
-    cr_assert_eq(n, 2 * (size_t)ops);
-    rec_t pending = apply_records(ks, recs, n);
-    cr_assert_eq(pending.type, 0);
-    free(recs);
+    args[c] = (writer_arg_t){ops, 2, (uint32_t)c};
+    ap[c] = (apply_t){ks, {0}, 0};
+    ts_crash_spec_t sp = writer_spec("mp", &args[c], seed + (uint64_t)c * 7777, &ap[c]);
+    sp.what = c ? "writer 1" : "writer 0";
+    sp.end = TS_END_EXIT0;
+    p[c] = ts_crash_start(NULL, &sp);
+  }
+  ts_crash_wait_all(p, 2);
+  for (int c = 0; c < 2; c++) {
+    ts_crash_finish(p[c], NULL);
+    cr_assert_eq(ap[c].n, 2 * (uint64_t)ops);
+    cr_assert_eq(ap[c].pending.type, 0);
   }
   shmd_store_t *s = ts_open("mp", 32 * MIB, 32 * MIB);
   shmd_ptr_t t;
@@ -1573,47 +1530,40 @@ Test(rbtree, mp_two_writers, .init = ts_init, .fini = ts_fini, .timeout = 120) {
 /* Crashes                                                                                        */
 /* ============================================================================================== */
 
-/* One crash round: a writer child (armed with `crash`, or killed after `kill_after` seconds),
+/* One crash round: a writer child (armed with `crash`, or killed `kill_after_us` after its fork),
  * then reopen, check, verify. Returns 1 if the child died of SIGKILL. */
-static int crash_round(const char *store, const char *crash, double kill_after, uint64_t seed,
+static int crash_round(ts_crash_t *tc, const char *store, const char *crash, uint64_t kill_after_us, uint64_t seed,
                        long ops, kstate_t *ks) {
-  int fd[2];
-  cr_assert_eq(pipe(fd), 0);
-  pid_t pid = fork();
-  cr_assert_geq(pid, 0);
-  if (pid == 0) {
-    close(fd[0]);
-    child_writer(store, crash, seed, fd[1], ops, 1, 0);
-  }
-  close(fd[1]);
-  size_t n;
-  int killed;
-  rec_t *recs = read_records(fd[0], &n, kill_after, pid, &killed);
-  close(fd[0]);
-  int st = ts_wait(pid);
-  cr_assert(st == 0 || st == 128 + SIGKILL, "writer exited with %d", st);
-  rec_t pending = apply_records(ks, recs, n);
-  free(recs);
-  shmd_store_t *s = ts_open(store, 32 * MIB, 32 * MIB);
+  writer_arg_t a = {ops, 1, 0};
+  apply_t ap = {ks, {0}, 0};
+  ts_crash_spec_t sp = writer_spec(store, &a, seed, &ap);
+  sp.point = crash;
+  sp.kill_after_us = kill_after_us;
+  ts_crash_res_t res;
+  ts_crash_run(tc, &sp, &res); /* exit 0 or killed */
+  shmd_store_t *s = ts_crash_open(store, 32 * MIB, 32 * MIB);
+  ts_crash_check(s, TS_CHECK_ALLOC, "rbtree:tree");
   shmd_ptr_t t;
   cr_assert_eq(shmd_root_get(s, "tree", &t), 0);
   tree_check(s, t);
-  alloc_check(s);
-  verify_tree(s, t, ks, &pending);
+  verify_tree(s, t, ks, &ap.pending);
   shmd_close(s);
-  return st == 128 + SIGKILL;
+  return res.killed;
 }
 
 Test(rbtree, crash_random_kills, .init = ts_init, .fini = ts_fini, .timeout = 180) {
   make_tree_store("crash");
-  ts_rng_t rng = {ts_seed("crash_random_kills")};
+  ts_crash_t tc;
+  ts_crash_begin(&tc, "crash_random_kills");
+  ts_rng_t *rng = &tc.rng;
   kstate_t *ks = calloc(UNIVERSE, sizeof *ks);
   long rounds = knob("SHMDICT_RB_CRASH_ROUNDS", 150);
   int kills = 0;
   for (long i = 0; i < rounds; i++) {
-    double after = 0.002 + (double)ts_below(&rng, 30000) / 1e6; /* 2 .. 32 ms */
-    kills += crash_round("crash", NULL, after, ts_next(&rng), 1000000, ks);
+    uint64_t after = 2000 + ts_below(rng, 30000); /* 2 .. 32 ms */
+    kills += crash_round(&tc, "crash", NULL, after, ts_next(rng), 1000000, ks);
   }
+  ts_crash_end(&tc);
   cr_log_info("crash_random_kills: %d of %ld rounds killed", kills, rounds);
   cr_assert_gt(kills, rounds / 2);
   free(ks);
@@ -1621,7 +1571,9 @@ Test(rbtree, crash_random_kills, .init = ts_init, .fini = ts_fini, .timeout = 18
 
 Test(rbtree, crash_points, .init = ts_init, .fini = ts_fini, .timeout = 180) {
   make_tree_store("points");
-  ts_rng_t rng = {ts_seed("crash_points")};
+  ts_crash_t tc;
+  ts_crash_begin(&tc, "crash_points");
+  ts_rng_t *rng = &tc.rng;
   kstate_t *ks = calloc(UNIVERSE, sizeof *ks);
   static const char *points[] = {
       "rbtree.rotate",          "rbtree.insert.linked", "rbtree.insert.recolor",
@@ -1632,23 +1584,31 @@ Test(rbtree, crash_points, .init = ts_init, .fini = ts_fini, .timeout = 180) {
   const size_t np = sizeof points / sizeof points[0];
   long rounds = knob("SHMDICT_RB_CRASH_ROUNDS", 150) * 2;
   /* Fill the tree first so that deletes and rotations happen from the start. */
-  crash_round("points", NULL, 0, ts_next(&rng), 2000, ks);
+  crash_round(&tc, "points", NULL, 0, ts_next(rng), 2000, ks);
   int kills = 0;
   unsigned hit[16] = {0};
   for (long i = 0; i < rounds; i++) {
     size_t pi = (size_t)i % np;
     char spec[64];
-    snprintf(spec, sizeof spec, "%s:%u", points[pi], 1 + (unsigned)ts_below(&rng, 30));
-    int k = crash_round("points", spec, 0, ts_next(&rng), 600, ks);
+    snprintf(spec, sizeof spec, "%s:%u", points[pi], 1 + (unsigned)ts_below(rng, 30));
+    int k = crash_round(&tc, "points", spec, 0, ts_next(rng), 600, ks);
     kills += k;
     hit[pi] += (unsigned)k;
   }
+  ts_crash_end(&tc);
   cr_log_info("crash_points: %d of %ld rounds killed", kills, rounds);
   for (size_t pi = 0; pi < np; pi++) {
     cr_log_info("crash point %s: killed %u times", points[pi], hit[pi]);
     cr_expect_gt(hit[pi], 0, "crash point %s never reached", points[pi]);
   }
   free(ks);
+}
+
+static int destroy_child(ts_crash_child_t *cc) {
+  shmd_ptr_t ct;
+  if (shmd_root_get(cc->s, "tree", &ct))
+    return 80;
+  return shmd_rbtree_destroy(cc->s, ct) == 0 ? 0 : 81;
 }
 
 Test(rbtree, crash_destroy, .init = ts_init, .fini = ts_fini, .timeout = 120) {
@@ -1664,35 +1624,27 @@ Test(rbtree, crash_destroy, .init = ts_init, .fini = ts_fini, .timeout = 120) {
   for (int64_t k = 0; k < N; k++)
     cr_assert_eq(shmd_rbtree_put(s, t, &k, 8, big, k % 7 == 0 ? sizeof big : 16, 0, NULL), 0);
   shmd_close(s);
-  ts_rng_t rng = {ts_seed("crash_destroy")};
+  ts_crash_t tc;
+  ts_crash_begin(&tc, "crash_destroy");
   uint64_t last = N;
   int destroyed = 0;
   for (int round = 0; round < 6 && !destroyed; round++) {
     /* Drawn in the parent, so each round's child dies at a different point. */
     char spec[64];
-    snprintf(spec, sizeof spec, "rbtree.destroy.erased:%u", 50 + (unsigned)ts_below(&rng, 800));
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-      setenv("SHMDICT_CRASH_POINT", spec, 1);
-      shmd_options_t o = ts_opts(32 * MIB, 32 * MIB);
-      shmd_store_t *cs;
-      shmd_ptr_t ct;
-      if (shmd_open("cdestroy", &o, &cs) || shmd_root_get(cs, "tree", &ct))
-        _exit(80);
-      _exit(shmd_rbtree_destroy(cs, ct) == 0 ? 0 : 81);
-    }
-    int st = ts_wait(pid);
-    s = ts_open("cdestroy", 32 * MIB, 32 * MIB);
+    snprintf(spec, sizeof spec, "rbtree.destroy.erased:%u", 50 + (unsigned)ts_below(&tc.rng, 800));
+    int st = ts_crash_run(&tc,
+                          &(ts_crash_spec_t){.what = "the destroy", .fn = destroy_child, .store = "cdestroy",
+                                             .opts = ts_opts(32 * MIB, 32 * MIB), .point = spec},
+                          NULL); /* exit 0 or killed */
+    s = ts_crash_open("cdestroy", 32 * MIB, 32 * MIB);
     cr_assert_eq(shmd_root_get(s, "tree", &t), 0);
     if (st == 0) {
       destroyed = 1;
       shmd_close(s);
       break;
     }
-    cr_assert_eq(st, 128 + SIGKILL);
+    ts_crash_check(s, TS_CHECK_ALLOC, "rbtree:tree");
     tree_check(s, t);
-    alloc_check(s);
     uint64_t n;
     cr_assert_eq(shmd_rbtree_len(s, t, &n), 0);
     /* A kill inside a round's first batch rolls that batch back: no progress, but never growth. */
@@ -1705,6 +1657,7 @@ Test(rbtree, crash_destroy, .init = ts_init, .fini = ts_fini, .timeout = 120) {
     last = n;
     shmd_close(s);
   }
+  ts_crash_end(&tc);
   s = ts_open("cdestroy", 32 * MIB, 32 * MIB);
   cr_assert_eq(shmd_root_get(s, "tree", &t), 0);
   if (!destroyed)

@@ -18,7 +18,6 @@
 #include <grp.h>
 #include <signal.h>
 #include <sys/file.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/types.h>
 
@@ -47,30 +46,34 @@ static void need_root(void) {
   cr_assert_eq(chmod(ts_dir, 01777), 0);
 }
 
-/* fork() whose child dies with the test process: a failed assertion must not leave a child that
- * waits for ever (holding the test runner's output pipe). */
-static pid_t xfork(void) {
-  pid_t parent = getpid();
-  fflush(NULL);
-  pid_t pid = fork();
-  cr_assert_neq(pid, -1);
-  if (pid == 0 && (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent))
-    _exit(99);
-  return pid;
-}
-
 /* Runs fn(arg) in a child as uid (group gid, supplementary groups `groups`) and returns its exit
  * status (128 + signal if killed). fn returns 0 for the expected outcome, else a code of its own
- * (and says what it saw on stderr). */
+ * (and says what it saw on stderr). The child dies with the test process (support_crash.h). */
+typedef struct {
+  uint32_t uid, gid;
+  const gid_t *groups;
+  int ngroups;
+  int (*fn)(void *);
+  void *arg;
+} as_arg_t;
+
+static int as_child(ts_crash_child_t *cc) {
+  const as_arg_t *a = cc->arg;
+  if (setgroups((size_t)a->ngroups, a->groups) || setresgid(a->gid, a->gid, a->gid) || setresuid(a->uid, a->uid, a->uid))
+    return 90;
+  umask(077); /* the strictest umask: modes that the store needs must not depend on it */
+  return a->fn(a->arg);
+}
+
 static int run_as(uint32_t uid, uint32_t gid, const gid_t *groups, int ngroups, int (*fn)(void *), void *arg) {
-  pid_t pid = xfork();
-  if (pid == 0) {
-    if (setgroups((size_t)ngroups, groups) || setresgid(gid, gid, gid) || setresuid(uid, uid, uid))
-      _exit(90);
-    umask(077); /* the strictest umask: modes that the store needs must not depend on it */
-    _exit(fn(arg));
-  }
-  return ts_wait(pid);
+  as_arg_t a = {uid, gid, groups, ngroups, fn, arg};
+  return ts_crash_run(NULL, &(ts_crash_spec_t){.what = "the other user", .fn = as_child, .arg = &a, .end = TS_END_ANY},
+                      NULL);
+}
+
+/* Runs fn in a child (dying with the test) and returns its exit status. */
+static int in_child(const char *what, ts_crash_fn fn, void *arg) {
+  return ts_crash_run(NULL, &(ts_crash_spec_t){.what = what, .fn = fn, .arg = arg, .end = TS_END_ANY}, NULL);
 }
 
 static int as_user(uint32_t uid, int (*fn)(void *), void *arg) { return run_as(uid, uid, NULL, 0, fn, arg); }
@@ -543,21 +546,49 @@ static void limit_fsize(uint64_t bytes) {
     _exit(70);
 }
 
+static int fsize_at_creation(ts_crash_child_t *cc) {
+  (void)cc;
+  limit_fsize(1 * MIB);
+  shmd_store_t *s = NULL;
+  shmd_options_t o = sec_opts();
+  int rc = shmd_open("full", &o, &s);
+  if (rc != SHMD_ENOSPC || s != NULL)
+    return 1;
+  return strstr(shmd_errdetail(), "RLIMIT_FSIZE") ? 0 : 2;
+}
+
 Test(security, mp_rlimit_fsize_at_creation) {
-  pid_t pid = xfork();
-  if (pid == 0) {
-    limit_fsize(1 * MIB);
-    shmd_store_t *s = NULL;
-    shmd_options_t o = sec_opts();
-    int rc = shmd_open("full", &o, &s);
-    if (rc != SHMD_ENOSPC || s != NULL)
-      _exit(1);
-    _exit(strstr(shmd_errdetail(), "RLIMIT_FSIZE") ? 0 : 2);
-  }
-  int st = ts_wait(pid);
+  int st = in_child("the creator", fsize_at_creation, NULL);
   cr_assert_neq(st, 128 + SIGXFSZ, "killed by SIGXFSZ");
   cr_assert_eq(st, 0, "child: %d", st);
   cr_assert_eq(count_files("full", ""), 0, "a temporary file was left behind");
+}
+
+static int fsize_at_growth(ts_crash_child_t *cc) {
+  shmd_options_t o = *(const shmd_options_t *)cc->arg;
+  shmd_store_t *s;
+  if (shmd_open("g", &o, &s))
+    return 1;
+  limit_fsize(3 * MIB); /* segment 0 is larger already; nothing new can be backed */
+  shmd_ptr_t h;
+  if (shmd_hash_create(s, 0, &h))
+    return 2;
+  char key[32], val[200];
+  memset(val, 'v', sizeof val);
+  int enospc = 0;
+  for (unsigned i = 0; i < 60000 && enospc < 100; i++) {
+    int n = snprintf(key, sizeof key, "key:%u", i);
+    int rc = shmd_hash_put(s, h, key, (size_t)n, val, sizeof val, SHMD_HASH_INSERT, NULL);
+    if (rc == SHMD_ENOSPC)
+      enospc++;
+    else if (rc)
+      return 3;
+  }
+  if (enospc == 0)
+    return 4;
+  if (shmd_alloc_check(s))
+    return 5;
+  return 0; /* no close: what a killed or exiting process leaves is what counts */
 }
 
 /* Growth under the limit: a hash's inserts prepare spares ahead and then grow; every reservation
@@ -568,32 +599,7 @@ Test(security, mp_rlimit_fsize_at_growth) {
   shmd_store_t *s;
   cr_assert_eq(shmd_open("g", &o, &s), 0);
   shmd_close(s);
-  pid_t pid = xfork();
-  if (pid == 0) {
-    if (shmd_open("g", &o, &s))
-      _exit(1);
-    limit_fsize(3 * MIB); /* segment 0 is larger already; nothing new can be backed */
-    shmd_ptr_t h;
-    if (shmd_hash_create(s, 0, &h))
-      _exit(2);
-    char key[32], val[200];
-    memset(val, 'v', sizeof val);
-    int enospc = 0;
-    for (unsigned i = 0; i < 60000 && enospc < 100; i++) {
-      int n = snprintf(key, sizeof key, "key:%u", i);
-      int rc = shmd_hash_put(s, h, key, (size_t)n, val, sizeof val, SHMD_HASH_INSERT, NULL);
-      if (rc == SHMD_ENOSPC)
-        enospc++;
-      else if (rc)
-        _exit(3);
-    }
-    if (enospc == 0)
-      _exit(4);
-    if (shmd_alloc_check(s))
-      _exit(5);
-    _exit(0); /* no close: what a killed or exiting process leaves is what counts */
-  }
-  int st = ts_wait(pid);
+  int st = in_child("the writer", fsize_at_growth, &o);
   cr_assert_neq(st, 128 + SIGXFSZ, "killed by SIGXFSZ");
   cr_assert_eq(st, 0, "child: %d", st);
   cr_assert_eq(count_files("g", ".seg-spare-"), 0, "a spare file was left behind");
@@ -618,13 +624,11 @@ Test(security, mp_rlimit_fsize_bulk_load_by_the_cli) {
   char cmd[2048];
   snprintf(cmd, sizeof cmd, "ulimit -f 3072; exec '%s' -d '%s' load bulk --format text -i '%s' 2>/dev/null", bin,
            ts_dir, input);
-  pid_t pid = xfork();
-  if (pid == 0) {
-    signal(SIGXFSZ, SIG_DFL);
-    execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-    _exit(127);
-  }
-  int st = ts_wait(pid);
+  signal(SIGXFSZ, SIG_DFL); /* inherited by the shell and the tool: the limit would kill */
+  char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+  ts_run_t r = ts_run_prog(NULL, argv);
+  int st = r.status;
+  ts_run_free(&r);
   cr_assert_neq(st, 128 + SIGXFSZ, "shmdict load was killed by SIGXFSZ");
   cr_assert_eq(st, 1, "shmdict load must report the commands that failed (exit 1), got %d", st);
   cr_assert_eq(count_files("bulk", ".seg-"), 0, "a spare or temporary file was left behind");
@@ -634,54 +638,51 @@ Test(security, mp_rlimit_fsize_bulk_load_by_the_cli) {
 /* ---------------------------------------------------------------------------------------------- */
 /* Item 6: spare files of killed processes */
 
+static void take_pid(const void *rec, void *arg) { memcpy(arg, rec, sizeof(pid_t)); }
+
 /* In a child: opens `name`, prepares two spares (a growth segment and a 6 MiB block) completely,
- * forks a sleeper when `fork_sleeper` (its pid goes to the pipe first), says so on the pipe and
- * waits to be killed. */
-static void spare_holder(const char *name, int wfd, int fork_sleeper) {
-  shmd_options_t o = sec_opts();
-  shmd_store_t *s;
-  if (shmd_open(name, &o, &s))
-    _exit(1);
+ * forks a sleeper when `fork_sleeper` (its pid is the record it sends), says so and waits to be
+ * killed. */
+static int spare_holder(ts_crash_child_t *cc) {
+  int fork_sleeper = cc->arg != NULL;
+  shmd_store_t *s = cc->s;
   while (shmd__grow_ahead(s, 0, 1))
     ;
   while (shmd__grow_ahead(s, 6 * MIB, 1))
     ;
   pid_t sleeper = 0;
   if (fork_sleeper) {
-    sleeper = fork();
+    sleeper = ts_fork_detached();
     if (sleeper == 0) {
       alarm(60); /* outlives its parent on purpose: a bound instead of the parent-death signal */
       for (;;)
         pause();
     }
   }
-  if (write(wfd, &sleeper, sizeof sleeper) != sizeof sleeper)
-    _exit(2);
+  ts_crash_report(cc, &sleeper);
   for (;;)
     pause();
+  return 0; /* not reached */
 }
 
-/* Starts a spare holder for `name` and returns its pid once its spares are ready. */
-static pid_t start_holder(const char *name, int fork_sleeper, pid_t *sleeper) {
-  int p[2];
-  cr_assert_eq(pipe(p), 0);
-  pid_t pid = xfork();
-  if (pid == 0) {
-    close(p[0]);
-    spare_holder(name, p[1], fork_sleeper);
-  }
-  close(p[1]);
-  pid_t sl = 0;
-  cr_assert_eq(read(p[0], &sl, sizeof sl), (ssize_t)sizeof sl, "the spare holder died");
-  close(p[0]);
+/* Starts a spare holder for `name` and returns it once its spares are ready. */
+static ts_crash_proc_t *start_holder(const char *name, int fork_sleeper, pid_t *sleeper) {
+  static pid_t sl;
+  sl = 0;
+  ts_crash_proc_t *p = ts_crash_start(NULL, &(ts_crash_spec_t){.what = "the spare holder", .fn = spare_holder,
+                                                               .arg = fork_sleeper ? &sl : NULL, .store = name,
+                                                               .opts = sec_opts(), .rec_size = sizeof(pid_t),
+                                                               .on_rec = take_pid, .rec_arg = &sl,
+                                                               .end = TS_END_KILLED});
+  cr_assert_eq(ts_crash_wait_records(p, 1, 60000), 1, "the spare holder died");
   if (sleeper)
     *sleeper = sl;
-  return pid;
+  return p;
 }
 
-static void kill_holder(pid_t pid) {
-  kill(pid, SIGKILL);
-  cr_assert_eq(ts_wait(pid), 128 + SIGKILL);
+static void kill_holder(ts_crash_proc_t *p) {
+  ts_crash_kill(p);
+  ts_crash_finish(p, NULL); /* it must have died by SIGKILL */
 }
 
 Test(security, crash_spares_of_a_killed_process_are_removed_at_open) {
@@ -689,7 +690,7 @@ Test(security, crash_spares_of_a_killed_process_are_removed_at_open) {
   shmd_store_t *s;
   cr_assert_eq(shmd_open("sp", &o, &s), 0);
   shmd_close(s);
-  pid_t pid = start_holder("sp", 0, NULL);
+  ts_crash_proc_t *pid = start_holder("sp", 0, NULL);
   cr_assert_eq(count_files("sp", ".seg-spare-"), 2, "the holder prepared two spares");
   kill_holder(pid);
   cr_assert_eq(count_files("sp", ".seg-spare-"), 2, "the killed holder's spares are still there");
@@ -707,7 +708,7 @@ Test(security, crash_spares_of_a_killed_process_are_removed_by_growth) {
   shmd_options_t o = sec_opts();
   shmd_store_t *s;
   cr_assert_eq(shmd_open("sp", &o, &s), 0); /* opened before the kill: only growth can see it */
-  pid_t pid = start_holder("sp", 0, NULL);
+  ts_crash_proc_t *pid = start_holder("sp", 0, NULL);
   kill_holder(pid);
   cr_assert_eq(count_files("sp", ".seg-spare-"), 2);
   shmd_ptr_t p;
@@ -736,42 +737,35 @@ static ino_t ino_of(const char *name, const char *prefix) {
   return ino;
 }
 
+/* The live holder: prepares a spare, says ready, and once let go grows: segment 0's data area is
+ * small (its lanes take most of 4 MiB), so the spare must still be there, and become the segment. */
+static int live_holder(ts_crash_child_t *cc) {
+  shmd_store_t *s = cc->s;
+  while (shmd__grow_ahead(s, 0, 1))
+    ;
+  ino_t spare = ino_of("sp", ".seg-spare-");
+  if (spare == 0)
+    return 2;
+  ts_crash_ready(cc);
+  shmd_ptr_t x;
+  if (shmd_alloc(s, 1 * MIB, &x))
+    return 3;
+  shmd_store_info_t in;
+  if (shmd_store_info(s, &in) || in.segments != 2)
+    return 4;
+  if (ino_of("sp", "seg-00001-") != spare)
+    return 5;
+  shmd_close(s);
+  return 0;
+}
+
 /* A live process's spares are never taken, and it still grows from them afterwards. */
 Test(security, mp_spares_of_a_live_process_are_kept) {
   shmd_options_t o = sec_opts();
-  int p[2], q[2];
-  cr_assert_eq(pipe(p), 0);
-  cr_assert_eq(pipe(q), 0);
-  pid_t pid = xfork();
-  if (pid == 0) {
-    close(p[0]);
-    close(q[1]);
-    shmd_store_t *s;
-    if (shmd_open("sp", &o, &s))
-      _exit(1);
-    while (shmd__grow_ahead(s, 0, 1))
-      ;
-    ino_t spare = ino_of("sp", ".seg-spare-");
-    char c = 'r';
-    if (spare == 0 || write(p[1], &c, 1) != 1 || read(q[0], &c, 1) != 1)
-      _exit(2);
-    /* grow (segment 0's data area is small: its lanes take most of 4 MiB): the spare must still
-     * be there, and become the segment */
-    shmd_ptr_t x;
-    if (shmd_alloc(s, 1 * MIB, &x))
-      _exit(3);
-    shmd_store_info_t in;
-    if (shmd_store_info(s, &in) || in.segments != 2)
-      _exit(4);
-    if (ino_of("sp", "seg-00001-") != spare)
-      _exit(5);
-    shmd_close(s);
-    _exit(0);
-  }
-  close(p[1]);
-  close(q[0]);
-  char c;
-  cr_assert_eq(read(p[0], &c, 1), 1);
+  ts_crash_proc_t *p = ts_crash_start(NULL, &(ts_crash_spec_t){.what = "the live holder", .fn = live_holder,
+                                                               .store = "sp", .opts = o, .ready = 1,
+                                                               .end = TS_END_ANY});
+  ts_crash_wait_ready(p);
   cr_assert_eq(count_files("sp", ".seg-spare-"), 1);
   shmd_store_t *s;
   cr_assert_eq(shmd_open("sp", &o, &s), 0);
@@ -781,10 +775,20 @@ Test(security, mp_spares_of_a_live_process_are_kept) {
   cr_assert_eq(si.orphan_files, 0);
   cr_assert_eq(count_files("sp", ".seg-spare-"), 1, "a live process's spare was removed");
   shmd_close(s);
-  cr_assert_eq(write(q[1], &c, 1), 1);
-  int st = ts_wait(pid);
+  ts_crash_go(p);
+  int st = ts_crash_finish(p, NULL);
   cr_assert_eq(st, 0, "the holder could not grow from its own spare (%d)", st);
   cr_assert_eq(count_files("sp", ".seg-spare-"), 0);
+}
+
+/* Creates and locks spare file `arg`, says ready, and waits to be killed. */
+static int locker(ts_crash_child_t *cc) {
+  int f = open(cc->arg, O_CREAT | O_EXCL | O_RDWR, 0600);
+  if (f < 0 || flock(f, LOCK_EX))
+    return 1;
+  ts_crash_ready(cc);
+  for (;;)
+    pause();
 }
 
 /* The lock decides, not the pid: a spare named after a live pid but locked by nobody is an orphan;
@@ -802,23 +806,9 @@ Test(security, mp_spare_liveness_is_the_lock_not_the_pid) {
   cr_assert_geq(fd, 0);
   cr_assert_eq(ftruncate(fd, 65536), 0);
   close(fd);
-  int p[2];
-  cr_assert_eq(pipe(p), 0);
-  pid_t pid = xfork();
-  if (pid == 0) {
-    close(p[0]);
-    int f = open(locked, O_CREAT | O_EXCL | O_RDWR, 0600);
-    if (f < 0 || flock(f, LOCK_EX))
-      _exit(1);
-    char c = 'r';
-    if (write(p[1], &c, 1) != 1)
-      _exit(2);
-    for (;;)
-      pause();
-  }
-  close(p[1]);
-  char c;
-  cr_assert_eq(read(p[0], &c, 1), 1);
+  ts_crash_proc_t *pid = ts_crash_start(NULL, &(ts_crash_spec_t){.what = "the locker", .fn = locker, .arg = locked,
+                                                                 .ready = 1, .end = TS_END_KILLED});
+  ts_crash_wait_ready(pid);
   cr_assert_eq(shmd_open("sp", &o, &s), 0);
   struct stat st;
   cr_assert_neq(stat(unlocked, &st), 0, "an unlocked spare is an orphan, whatever pid its name says");
@@ -842,7 +832,7 @@ Test(security, crash_spares_do_not_live_on_in_a_forked_child) {
   cr_assert_eq(shmd_open("sp", &o, &s), 0);
   shmd_close(s);
   pid_t sleeper = 0;
-  pid_t pid = start_holder("sp", 1, &sleeper);
+  ts_crash_proc_t *pid = start_holder("sp", 1, &sleeper);
   cr_assert_gt(sleeper, 0);
   kill_holder(pid);
   cr_assert_eq(shmd_open("sp", &o, &s), 0);
@@ -866,16 +856,10 @@ Test(security, crash_drop_removes_orphaned_spares) {
 
 /* `shmdict info` and `shmdict check` report the orphans that opening removed. */
 static char *run_cli(const char *args) {
-  const char *bin = getenv("SHMDICT_BIN");
-  cr_assert_not_null(bin, "SHMDICT_BIN is not set (meson test sets it)");
-  char cmd[1024];
-  snprintf(cmd, sizeof cmd, "'%s' -d '%s' %s 2>&1", bin, ts_dir, args);
-  FILE *f = popen(cmd, "r");
-  cr_assert_not_null(f);
   static char out[65536];
-  size_t n = fread(out, 1, sizeof out - 1, f);
-  out[n] = '\0';
-  pclose(f);
+  ts_run_t r = ts_sh("'%s' -d '%s' %s 2>&1", ts_cli_bin(), ts_dir, args);
+  snprintf(out, sizeof out, "%s", r.out);
+  ts_run_free(&r);
   return out;
 }
 

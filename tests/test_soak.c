@@ -278,11 +278,11 @@ static void *soak_thread(void *argp) {
   return NULL;
 }
 
-static void soak_process(int p, uint64_t seed) {
-  shmd_options_t o = ts_opts(32 * MB, 16 * MB);
-  shmd_store_t *s = NULL;
-  if (shmd_open("soak", &o, &s))
-    _exit(2);
+/* One of the processes, on the store the harness opened: NTHR threads until the control says stop. */
+static int soak_process(ts_crash_child_t *cc) {
+  int p = *(const int *)cc->arg;
+  uint64_t seed = cc->seed;
+  shmd_store_t *s = cc->s;
   pthread_t th[NTHR];
   thr_arg_t args[NTHR];
   for (int t = 0; t < NTHR; t++) {
@@ -292,7 +292,7 @@ static void soak_process(int p, uint64_t seed) {
   for (int t = 0; t < NTHR; t++)
     pthread_join(th[t], NULL);
   shmd_close(s);
-  _exit(0);
+  return 0;
 }
 
 static int sanitized(void) {
@@ -326,11 +326,14 @@ Test(soak, mp_four_processes_two_threads) {
   cr_assert_neq(ctl, MAP_FAILED);
   memset(ctl, 0, sizeof *ctl);
   shmd_store_t *s = ts_open("soak", 32 * MB, 16 * MB);
-  pid_t kids[NPROC];
+  ts_crash_proc_t *kids[NPROC];
+  int idx[NPROC];
   for (int p = 0; p < NPROC; p++) {
-    kids[p] = fork();
-    if (kids[p] == 0)
-      soak_process(p, seed);
+    idx[p] = p;
+    /* they run for the whole soak: their bound is its length and two minutes more */
+    kids[p] = ts_crash_start(NULL, &(ts_crash_spec_t){.what = "a soak process", .fn = soak_process, .arg = &idx[p],
+                                                      .seed = seed, .store = "soak", .opts = ts_opts(32 * MB, 16 * MB),
+                                                      .timeout_ms = (long)secs * 1000 + 120000, .end = TS_END_EXIT0});
   }
   int checks = 0;
   for (time_t end = time(NULL) + secs; time(NULL) < end && !atomic_load(&ctl->failures);) {
@@ -340,7 +343,7 @@ Test(soak, mp_four_processes_two_threads) {
   }
   atomic_store(&ctl->stop, 1);
   for (int p = 0; p < NPROC; p++)
-    cr_assert_eq(ts_wait(kids[p]), 0, "process %d", p);
+    ts_crash_finish(kids[p], NULL);
   cr_assert_eq(atomic_load(&ctl->failures), 0, "%s", ctl->why);
   int rc = shmd_kv_check(s);
   cr_assert_eq(rc, 0, "kv_check: %s (%s)", shmd_strerror(rc), shmd_errdetail());

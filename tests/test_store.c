@@ -206,38 +206,39 @@ static void restore_files(const char *store, const segcopy_t *c, uint32_t n) {
 }
 
 /* In a child: opens the store and attaches every segment; reports the status and the detail. */
+typedef struct {
+  char msg[600];
+} open_msg_t;
+
+static int open_attach_child(ts_crash_child_t *cc) {
+  shmd_options_t o = ts_opts(4 << 20, 1 << 20);
+  o.flags = SHMD_OPEN_NOCREATE;
+  shmd_store_t *s = NULL;
+  int rc = shmd_open((const char *)cc->arg, &o, &s);
+  if (rc == 0)
+    rc = shmd_attach_all(s, 0);
+  open_msg_t m = {{0}};
+  snprintf(m.msg, sizeof m.msg, "%d %s", rc, shmd_errdetail());
+  ts_crash_report(cc, &m);
+  return 0;
+}
+
+static void take_msg(const void *rec, void *arg) { memcpy(arg, rec, sizeof(open_msg_t)); }
+
 static int open_and_attach(const char *store, char *detail, size_t dn) {
-  int pfd[2];
-  cr_assert_eq(pipe(pfd), 0);
-  pid_t pid = fork();
-  if (pid == 0) {
-    close(pfd[0]);
-    shmd_options_t o = ts_opts(4 << 20, 1 << 20);
-    o.flags = SHMD_OPEN_NOCREATE;
-    shmd_store_t *s = NULL;
-    int rc = shmd_open(store, &o, &s);
-    if (rc == 0)
-      rc = shmd_attach_all(s, 0);
-    char msg[600];
-    snprintf(msg, sizeof msg, "%d %s", rc, shmd_errdetail());
-    ssize_t w = write(pfd[1], msg, strlen(msg) + 1);
-    _exit(w > 0 ? 0 : 1);
-  }
-  close(pfd[1]);
-  char msg[600] = "";
-  size_t got = 0;
-  ssize_t n;
-  while (got < sizeof msg - 1 && (n = read(pfd[0], msg + got, sizeof msg - 1 - got)) > 0)
-    got += (size_t)n;
-  close(pfd[0]);
-  int st = ts_wait(pid);
+  open_msg_t m = {{0}};
+  int st = ts_crash_run(NULL,
+                        &(ts_crash_spec_t){.what = "the opener", .fn = open_attach_child, .arg = (void *)store,
+                                           .rec_size = sizeof m, .on_rec = take_msg, .rec_arg = &m,
+                                           .end = TS_END_ANY},
+                        NULL);
   if (st != 0) {
-    snprintf(detail, dn, "the child died with status %d (signal %d)", st, st > 128 ? st - 128 : 0);
+    snprintf(detail, dn, "the child died with status %d (signal %d)", st, st > 128 && st < TS_HUNG ? st - 128 : 0);
     return 1000 + st;
   }
-  char *sp = strchr(msg, ' ');
+  char *sp = strchr(m.msg, ' ');
   snprintf(detail, dn, "%s", sp ? sp + 1 : "");
-  return atoi(msg);
+  return atoi(m.msg);
 }
 
 Test(store, truncated_between_header_and_recorded_size) {
@@ -537,36 +538,35 @@ Test(store, lanes_run_out_and_come_back) {
 
 /* ---- crash: a process killed while holding a lock ---- */
 
+/* Takes the cell's lock, allocates and writes inside a transaction, says ready, and waits there to
+ * be killed. */
+static int hold_lock_child(ts_crash_child_t *cc) {
+  shmd_store_t *c = cc->s;
+  shmd_tx_t *tx;
+  shmd_ptr_t p, junk;
+  if (shmd_tx_begin(c, &tx) || shmd_root_get(c, "cell", &p) || shmd_tx_lock(tx, p) || shmd_tx_alloc(tx, 5000, &junk) ||
+      shmd_tx_set64(tx, (uint64_t *)shmd_resolve(c, p) + 1, 999))
+    return 2;
+  ts_crash_ready(cc);
+  for (;;)
+    pause(); /* killed here, holding the lock, mid-transaction */
+}
+
 Test(store, crash_lock_holder_killed_no_deadlock) {
   shmd_store_t *s = ts_open("k", 4 << 20, 4 << 20);
   shmd_ptr_t cell;
   cr_assert_eq(shmd_alloc(s, 64, &cell), 0);
   memset(shmd_resolve(s, cell), 0, 64); /* word 0: a shmd_lock_t; word 1: data it protects */
   cr_assert_eq(shmd_root_set(s, "cell", cell), 0);
-  int ready[2];
-  pipe(ready);
-  pid_t pid = fork();
-  if (pid == 0) {
-    shmd_store_t *c = ts_open("k", 4 << 20, 4 << 20);
-    shmd_tx_t *tx;
-    shmd_tx_begin(c, &tx);
-    shmd_ptr_t p;
-    shmd_root_get(c, "cell", &p);
-    shmd_tx_lock(tx, p);
-    shmd_ptr_t junk;
-    shmd_tx_alloc(tx, 5000, &junk);
-    shmd_tx_set64(tx, (uint64_t *)shmd_resolve(c, p) + 1, 999);
-    write(ready[1], "x", 1);
-    pause(); /* killed here, holding the lock, mid-transaction */
-    _exit(0);
-  }
-  char b;
-  cr_assert_eq(read(ready[0], &b, 1), 1);
+  ts_crash_proc_t *p = ts_crash_start(NULL, &(ts_crash_spec_t){.what = "the lock holder", .fn = hold_lock_child,
+                                                               .store = "k", .opts = ts_opts(4 << 20, 4 << 20),
+                                                               .ready = 1, .end = TS_END_KILLED});
+  ts_crash_wait_ready(p);
   shmd_stats_t st;
   shmd_stats(s, &st);
   uint64_t during = st.allocated_bytes;
-  kill(pid, SIGKILL);
-  cr_assert_eq(ts_wait(pid), 128 + SIGKILL);
+  ts_crash_kill(p);
+  ts_crash_finish(p, NULL);
   /* Another process (this one) takes the same lock: it must recover, not hang. */
   shmd_tx_t *tx;
   cr_assert_eq(shmd_tx_begin(s, &tx), 0);

@@ -242,35 +242,50 @@ Test(tx, thread_exit_mid_big_tx_rolls_back) {
 
 /* ---- crashes ---- */
 
-/* Child: generations from+1, from+2, ... until killed or `count` are done. */
-void shmd__crash_init(void); /* segments/crash.c: arms SHMDICT_CRASH_POINT (test-only) */
-
-static void crash_child(const char *name, const char *point, uint64_t from, int count) {
-  shmd_options_t o = ts_opts(8 << 20, 8 << 20);
-  shmd_store_t *s;
-  if (shmd_open(name, &o, &s))
-    _exit(3);
+/* What a writer does: generations from+1, from+2, ... until killed or `count` are done, on the
+ * control block cp (the parent's root "ctl": the child looks nothing up, as a root lookup is a
+ * transaction that its armed crash point would count). */
+typedef struct {
   shmd_ptr_t cp;
-  if (shmd_root_get(s, "ctl", &cp))
-    _exit(4);
-  /* Armed only now, so that what opening does (recovering the previous child) does not count. */
-  if (point != NULL) {
-    setenv("SHMDICT_CRASH_POINT", point, 1);
-    shmd__crash_init();
-  }
-  for (int k = 1; k <= count; k++)
-    if (big_tx(s, cp, from + (uint64_t)k, 1))
-      _exit(5);
-  _exit(0);
+  uint64_t from;
+  int count;
+} gens_t;
+
+static int crash_child(ts_crash_child_t *cc) {
+  const gens_t *g = cc->arg;
+  shmd_ptr_t cp = g->cp;
+  for (int k = 1; k <= g->count; k++)
+    if (big_tx(cc->s, cp, g->from + (uint64_t)k, 1))
+      return 5;
+  return 0;
+}
+
+/* A writer on store `name`, its crash point armed only once the store is open, so that what
+ * opening does (recovering the previous child) does not count. */
+static ts_crash_spec_t writer(const char *name, const char *point, const gens_t *g) {
+  return (ts_crash_spec_t){.what = "the writer", .fn = crash_child, .arg = (void *)g, .store = name,
+                           .opts = ts_opts(8 << 20, 8 << 20), .point = point, .arm_when_open = 1};
+}
+
+/* A recoverer: opens store `name` with `point` armed (opening recovers every dead lane), then
+ * recovers again; ends with 0 if it was not killed. */
+static int recover_child(ts_crash_child_t *cc) {
+  (void)shmd_recover(cc->s);
+  return 0;
+}
+
+static ts_crash_spec_t recoverer(const char *name, const char *point) {
+  return (ts_crash_spec_t){.what = "the recoverer", .fn = recover_child, .store = name,
+                           .opts = ts_opts(8 << 20, 8 << 20), .point = point};
 }
 
 /* After a child died: recover, then the store holds one whole generation, nothing else. */
 static uint64_t after_kill(shmd_store_t *s, shmd_ptr_t cp, uint64_t before, int count) {
-  cr_assert_geq(shmd_recover(s), 0);
+  ts_crash_check(s, TS_CHECK_RECOVER, NULL);
   ctl_t *c = shmd_resolve(s, cp);
   uint64_t g = c->gen;
-  cr_assert(g >= before && g <= before + (uint64_t)count, "generation %llu after %llu",
-            (unsigned long long)g, (unsigned long long)before);
+  cr_assert(g >= before && g <= before + (uint64_t)count, "generation %llu after %llu (%s)",
+            (unsigned long long)g, (unsigned long long)before, ts_crash_where());
   verify(s, cp, g);
   return g;
 }
@@ -283,8 +298,8 @@ Test(tx, crash_at_every_growth_and_commit_point) {
   };
   shmd_store_t *s = ts_open("c", 8 << 20, 8 << 20);
   shmd_ptr_t cp = ctl_setup(s);
-  uint64_t seed = ts_seed("crash_at_every_growth_and_commit_point");
-  ts_rng_t r = {seed};
+  ts_crash_t t;
+  ts_crash_begin(&t, "crash_at_every_growth_and_commit_point");
   uint64_t gen = 0;
   int died = 0, runs = 0;
   for (size_t i = 0; i < sizeof points / sizeof points[0]; i++) {
@@ -293,17 +308,17 @@ Test(tx, crash_at_every_growth_and_commit_point) {
       /* Growth points fire a few times per transaction, commit points once, the allocator's
        * hundreds of times. */
       uint64_t max = strncmp(points[i], "tx.ext.", 7) == 0 ? 12 : strncmp(points[i], "tx.", 3) == 0 ? 3 : 1500;
-      snprintf(env, sizeof env, "%s:%llu", points[i], (unsigned long long)(1 + ts_below(&r, max)));
-      pid_t pid = fork();
-      if (pid == 0)
-        crash_child("c", env, gen, 3);
-      int st = ts_wait(pid);
-      cr_assert(st == 0 || st == 128 + SIGKILL, "child at %s ended with %d", env, st);
-      died += st == 128 + SIGKILL;
+      snprintf(env, sizeof env, "%s:%llu", points[i], (unsigned long long)(1 + ts_below(&t.rng, max)));
+      gens_t g = {cp, gen, 3};
+      ts_crash_spec_t sp = writer("c", env, &g);
+      ts_crash_res_t res;
+      ts_crash_run(&t, &sp, &res); /* exit 0 or killed at its point */
+      died += res.at_point;
       runs++;
       gen = after_kill(s, cp, gen, 3);
     }
   }
+  ts_crash_end(&t);
   cr_log_info("%d of %d runs died at their point", died, runs);
   cr_assert_gt(died, runs / 2);
   shmd_close(s);
@@ -312,19 +327,19 @@ Test(tx, crash_at_every_growth_and_commit_point) {
 Test(tx, crash_at_random_moments) {
   shmd_store_t *s = ts_open("k", 8 << 20, 8 << 20);
   shmd_ptr_t cp = ctl_setup(s);
-  uint64_t seed = ts_seed("crash_at_random_moments");
-  ts_rng_t r = {seed};
+  ts_crash_t t;
+  ts_crash_begin(&t, "crash_at_random_moments");
   uint64_t gen = 0;
   for (int k = 0; k < 25; k++) {
-    pid_t pid = fork();
-    if (pid == 0)
-      crash_child("k", NULL, gen, 1000000);
-    struct timespec ts = {0, (long)(1000000 + ts_below(&r, 30000000))};
-    nanosleep(&ts, NULL);
-    kill(pid, SIGKILL);
-    cr_assert_eq(ts_wait(pid), 128 + SIGKILL);
+    gens_t g = {cp, gen, 1000000};
+    ts_crash_spec_t sp = writer("k", NULL, &g);
+    sp.kill_lo_us = 1000; /* killed 1 to 31 ms after its fork: it must not end before */
+    sp.kill_hi_us = 1000 + 30000 - 1;
+    sp.end = TS_END_KILLED;
+    ts_crash_run(&t, &sp, NULL);
     gen = after_kill(s, cp, gen, 1000000);
   }
+  ts_crash_end(&t);
   cr_assert_gt(gen, 0, "no generation ever committed");
   shmd_close(s);
 }
@@ -334,27 +349,24 @@ Test(tx, crash_at_random_moments) {
 Test(tx, crash_during_recovery_of_a_big_tx) {
   shmd_store_t *s = ts_open("rr", 8 << 20, 8 << 20);
   shmd_ptr_t cp = ctl_setup(s);
+  ts_crash_t t;
+  ts_crash_begin(&t, "crash_during_recovery_of_a_big_tx");
   uint64_t gen = 0;
   int recover_kills = 0;
   for (int k = 0; k < 10; k++) {
-    pid_t pid = fork();
-    if (pid == 0)
-      crash_child("rr", k % 2 ? "tx.before_commit" : "tx.committed", gen, 2);
-    cr_assert_eq(ts_wait(pid), 128 + SIGKILL);
-    pid = fork();
-    if (pid == 0) {
-      char env[64];
-      snprintf(env, sizeof env, "free.logged:%d", 1 + k * 37);
-      setenv("SHMDICT_CRASH_POINT", env, 1);
-      shmd_options_t o = ts_opts(8 << 20, 8 << 20);
-      shmd_store_t *c;
-      if (shmd_open("rr", &o, &c) == 0)
-        shmd_recover(c);
-      _exit(0);
-    }
-    recover_kills += ts_wait(pid) == 128 + SIGKILL;
+    gens_t g = {cp, gen, 2};
+    ts_crash_spec_t sp = writer("rr", k % 2 ? "tx.before_commit" : "tx.committed", &g);
+    sp.end = TS_END_KILLED;
+    ts_crash_run(&t, &sp, NULL);
+    char env[64];
+    snprintf(env, sizeof env, "free.logged:%d", 1 + k * 37);
+    ts_crash_res_t res;
+    sp = recoverer("rr", env);
+    ts_crash_run(&t, &sp, &res);
+    recover_kills += res.killed;
     gen = after_kill(s, cp, gen, 2);
   }
+  ts_crash_end(&t);
   cr_log_info("%d recoverers were killed mid-recovery", recover_kills);
   cr_assert_gt(recover_kills, 3);
   shmd_close(s);
@@ -368,20 +380,6 @@ Test(tx, crash_during_recovery_of_a_big_tx) {
  * marked "aborting" (rolled back) before its rollback ends would leave the rest of the words with
  * their uncommitted values. The crash point "undo.word" fires after every word a rollback restores.
  */
-
-/* Child: opens the store (which recovers every dead lane) with `point` armed, then recovers
- * again; exits 0 if it was not killed. */
-static void recover_child(const char *name, const char *point) {
-  if (point != NULL)
-    setenv("SHMDICT_CRASH_POINT", point, 1);
-  else
-    unsetenv("SHMDICT_CRASH_POINT");
-  shmd_options_t o = ts_opts(8 << 20, 8 << 20);
-  shmd_store_t *c;
-  if (shmd_open(name, &o, &c) == 0)
-    (void)shmd_recover(c);
-  _exit(0);
-}
 
 /* How many of the control block's words hold `gen` (the pre-transaction value). */
 static unsigned words_at(shmd_store_t *s, shmd_ptr_t cp, uint64_t gen) {
@@ -401,23 +399,26 @@ Test(tx, crash_recoverer_killed_inside_the_rollback) {
    * first 2 048 in the lane and the rest in its extension block, which is rolled back first: kill
    * the recoverer at the first word, around both ends of each part, and in between. */
   static const unsigned at[] = {1, 2, 350, 699, 700, 701, 1500, 2500, 3600, 3653, 3654, 3655, 4500, 5600};
+  ts_crash_t t;
+  ts_crash_begin(&t, "crash_recoverer_killed_inside_the_rollback");
   int partial = 0;
   for (size_t i = 0; i < sizeof at / sizeof at[0]; i++) {
-    pid_t pid = fork();
-    if (pid == 0)
-      crash_child("ru", "tx.before_commit", gen, 1);
-    cr_assert_eq(ts_wait(pid), 128 + SIGKILL, "the writer did not die before its commit");
+    gens_t g = {cp, gen, 1};
+    ts_crash_spec_t sp = writer("ru", "tx.before_commit", &g);
+    sp.end = TS_END_KILLED; /* it must die before its commit */
+    ts_crash_run(&t, &sp, NULL);
     /* Two recoverers in a row are killed inside the rollback, the second one earlier than the
      * first got: each starts over from the whole log. */
     for (int k = 0; k < 2; k++) {
       char env[64];
       snprintf(env, sizeof env, "undo.word:%u", k == 0 ? at[i] : 1 + at[i] / 2);
-      pid = fork();
-      if (pid == 0)
-        recover_child("ru", env);
-      cr_assert_eq(ts_wait(pid), 128 + SIGKILL,
-                   "the recoverer armed with %s was not killed: it found no rollback to do, so the "
-                   "lane was marked rolled back before its rollback ended", env);
+      sp = recoverer("ru", env);
+      sp.end = TS_END_ANY;
+      ts_crash_res_t res;
+      ts_crash_run(&t, &sp, &res);
+      cr_assert(res.at_point,
+                "%s: the recoverer was not killed: it found no rollback to do, so the lane was marked "
+                "rolled back before its rollback ended", ts_crash_where());
     }
     unsigned restored = words_at(s, cp, gen);
     partial += restored > 0 && restored < NWORDS;
@@ -425,6 +426,7 @@ Test(tx, crash_recoverer_killed_inside_the_rollback) {
                 at[i], restored, NWORDS);
     gen = after_kill(s, cp, gen, 0); /* every word back to the last committed generation */
   }
+  ts_crash_end(&t);
   cr_assert_gt(partial, 3, "the recoverers were never killed with the words half restored");
   /* The store still works: a generation commits on top. */
   cr_assert_eq(big_tx(s, cp, gen + 1, 1), 0, "%s", shmd_errdetail());
@@ -432,20 +434,13 @@ Test(tx, crash_recoverer_killed_inside_the_rollback) {
   shmd_close(s);
 }
 
-/* An owner aborting its own big transaction is killed half-way through the rollback. */
-static void abort_child(const char *name, const char *point, uint64_t gen) {
-  shmd_options_t o = ts_opts(8 << 20, 8 << 20);
-  shmd_store_t *s;
-  if (shmd_open(name, &o, &s))
-    _exit(3);
-  shmd_ptr_t cp;
-  if (shmd_root_get(s, "ctl", &cp))
-    _exit(4);
-  setenv("SHMDICT_CRASH_POINT", point, 1);
-  shmd__crash_init();
-  if (big_tx(s, cp, gen + 1, 0))
-    _exit(5);
-  _exit(0);
+/* An owner aborting its own big transaction is killed half-way through the rollback (its crash
+ * point armed once its store is open). */
+static int abort_child(ts_crash_child_t *cc) {
+  const gens_t *g = cc->arg;
+  if (big_tx(cc->s, g->cp, g->from + 1, 0))
+    return 5;
+  return 0;
 }
 
 Test(tx, crash_owner_killed_inside_its_abort) {
@@ -454,18 +449,23 @@ Test(tx, crash_owner_killed_inside_its_abort) {
   cr_assert_eq(big_tx(s, cp, 1, 1), 0, "%s", shmd_errdetail());
   uint64_t gen = 1;
   static const unsigned at[] = {1, 700, 701, 2000, 3653, 3654, 5000, 5600};
+  ts_crash_t t;
+  ts_crash_begin(&t, "crash_owner_killed_inside_its_abort");
   int partial = 0;
   for (size_t i = 0; i < sizeof at / sizeof at[0]; i++) {
     char env[64];
     snprintf(env, sizeof env, "undo.word:%u", at[i]);
-    pid_t pid = fork();
-    if (pid == 0)
-      abort_child("ab", env, gen);
-    cr_assert_eq(ts_wait(pid), 128 + SIGKILL, "the aborting owner armed with %s was not killed", env);
+    gens_t g = {cp, gen, 1};
+    ts_crash_run(&t,
+                 &(ts_crash_spec_t){.what = "the aborting owner", .fn = abort_child, .arg = &g, .store = "ab",
+                                    .opts = ts_opts(8 << 20, 8 << 20), .point = env, .arm_when_open = 1,
+                                    .end = TS_END_KILLED},
+                 NULL);
     unsigned restored = words_at(s, cp, gen);
     partial += restored > 0 && restored < NWORDS;
     gen = after_kill(s, cp, gen, 0);
   }
+  ts_crash_end(&t);
   cr_assert_gt(partial, 2, "the owners were never killed with the words half restored");
   shmd_close(s);
 }
@@ -497,11 +497,15 @@ static unsigned big_words_at(shmd_store_t *s, shmd_ptr_t wp, uint64_t gen) {
   return n;
 }
 
-static uint64_t mono_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+/* The recoverer of crash_recoverer_killed_at_random_over_a_big_log: opens the store, says it is
+ * ready, and recovers when told to go. */
+static int big_recoverer(ts_crash_child_t *cc) {
+  ts_crash_ready(cc);
+  return shmd_recover(cc->s) >= 0 ? 0 : 5;
 }
+
+/* Its writer: dies before the commit of a million logged words (armed once its store is open). */
+static int big_writer(ts_crash_child_t *cc) { return words_tx(cc->s, *(const shmd_ptr_t *)cc->arg, 2, 1) ? 4 : 0; }
 
 Test(tx, crash_recoverer_killed_at_random_over_a_big_log) {
   const uint64_t seg = 64u << 20;
@@ -512,54 +516,33 @@ Test(tx, crash_recoverer_killed_at_random_over_a_big_log) {
   cr_assert_eq(shmd_calloc(s, BIGW, 8, &wp), 0);
   cr_assert_eq(shmd_root_set(s, "words", wp), 0);
   cr_assert_eq(words_tx(s, wp, 1, 1), 0, "%s", shmd_errdetail());
-  ts_rng_t r = {ts_seed("crash_recoverer_killed_at_random_over_a_big_log")};
-  uint64_t full_ns = 0, lo = 0, hi = 0; /* kills land at a random moment of [lo, hi] after "go" */
+  ts_crash_t t;
+  ts_crash_begin(&t, "crash_recoverer_killed_at_random_over_a_big_log");
+  uint64_t full_us = 0, lo = 0, hi = 0; /* kills land at a random moment of [lo, hi] after "go" */
   int partial = 0, round;
   for (round = 0; round < 60 && partial < 3; round++) {
     /* The recoverer opens the store first and waits; then the writer dies with a million words
      * logged; then the recoverer is told to go and is killed after a random delay. */
-    int ready[2], go[2];
-    cr_assert(pipe(ready) == 0 && pipe(go) == 0);
-    pid_t rec = fork();
-    if (rec == 0) {
-      close(ready[0]);
-      close(go[1]);
-      shmd_store_t *c;
-      if (shmd_open("rb", &o, &c))
-        _exit(3);
-      char x = 'r';
-      if (write(ready[1], &x, 1) != 1 || read(go[0], &x, 1) != 1)
-        _exit(4);
-      _exit(shmd_recover(c) >= 0 ? 0 : 5);
-    }
-    close(ready[1]);
-    close(go[0]);
-    char x;
-    cr_assert_eq(read(ready[0], &x, 1), 1);
-    pid_t wr = fork();
-    if (wr == 0) {
-      shmd_store_t *c;
-      if (shmd_open("rb", &o, &c))
-        _exit(3);
-      setenv("SHMDICT_CRASH_POINT", "tx.before_commit", 1);
-      shmd__crash_init();
-      _exit(words_tx(c, wp, 2, 1) ? 4 : 0);
-    }
-    cr_assert_eq(ts_wait(wr), 128 + SIGKILL, "the writer did not die before its commit");
-    uint64_t t0 = mono_ns();
-    cr_assert_eq(write(go[1], &x, 1), 1);
+    ts_crash_proc_t *rec = ts_crash_start(&t, &(ts_crash_spec_t){.what = "the recoverer", .fn = big_recoverer,
+                                                                  .store = "rb", .opts = o, .ready = 1,
+                                                                  .end = round == 0 ? TS_END_EXIT0
+                                                                                    : TS_END_EXIT0_OR_KILLED});
+    ts_crash_wait_ready(rec);
+    ts_crash_run(&t,
+                 &(ts_crash_spec_t){.what = "the writer", .fn = big_writer, .arg = &wp, .store = "rb", .opts = o,
+                                    .point = "tx.before_commit", .arm_when_open = 1, .end = TS_END_KILLED},
+                 NULL);
+    ts_crash_go(rec);
     if (round == 0) {
       /* The first recovery runs to its end: it measures how long one takes. */
-      cr_assert_eq(ts_wait(rec), 0, "the recoverer failed");
-      full_ns = hi = mono_ns() - t0;
+      ts_crash_res_t res;
+      ts_crash_finish(rec, &res);
+      full_us = hi = res.ran_us;
       cr_assert_eq(big_words_at(s, wp, 1), BIGW);
     } else {
-      uint64_t delay = lo + ts_below(&r, hi - lo + 1);
-      struct timespec ts = {(time_t)(delay / 1000000000u), (long)(delay % 1000000000u)};
-      nanosleep(&ts, NULL);
-      kill(rec, SIGKILL);
-      int st = ts_wait(rec);
-      cr_assert(st == 0 || st == 128 + SIGKILL, "recoverer ended with %d", st);
+      uint64_t delay = lo + ts_below(&t.rng, hi - lo + 1);
+      ts_crash_kill_in(rec, delay);
+      ts_crash_finish(rec, NULL);
       unsigned restored = big_words_at(s, wp, 1);
       partial += restored > 0 && restored < BIGW;
       /* A kill before the rollback began or after it ended narrows the window (on a busy machine
@@ -568,22 +551,21 @@ Test(tx, crash_recoverer_killed_at_random_over_a_big_log) {
         lo = delay;
       else if (restored == BIGW)
         hi = delay;
-      if (hi <= lo + 1000) {
+      if (hi <= lo + 1) {
         lo = 0;
-        hi = full_ns;
+        hi = full_us;
       }
     }
-    close(ready[0]);
-    close(go[1]);
-    cr_assert_geq(shmd_recover(s), 0);
+    ts_crash_check(s, TS_CHECK_RECOVER, NULL);
     unsigned restored = big_words_at(s, wp, 1);
-    cr_assert_eq(restored, BIGW, "round %d: %u of %u words still hold the uncommitted value", round,
+    cr_assert_eq(restored, BIGW, "%s: %u of %u words still hold the uncommitted value", ts_crash_where(),
                  BIGW - restored, BIGW);
-    cr_assert_eq(shmd_alloc_check(s), 0, "%s", shmd_errdetail());
+    ts_crash_check(s, TS_CHECK_ALLOC, NULL);
   }
-  cr_log_info("a recovery takes %.1f ms; %d of %d kills landed inside the rollback", full_ns / 1e6,
+  ts_crash_end(&t);
+  cr_log_info("a recovery takes %.1f ms; %d of %d kills landed inside the rollback", full_us / 1e3,
               partial, round - 1);
-  cr_assert_gt(partial, 0, "no kill landed inside the rollback (a recovery takes %.1f ms)", full_ns / 1e6);
+  cr_assert_gt(partial, 0, "no kill landed inside the rollback (a recovery takes %.1f ms)", full_us / 1e3);
   shmd_stats_t st;
   cr_assert_eq(shmd_stats(s, &st), 0);
   cr_assert_eq(st.allocated_bytes, shmd_usable_size(s, wp), "the log's extension block leaked");

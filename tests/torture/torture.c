@@ -49,7 +49,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -61,7 +60,7 @@
 #include "shmdict/hash.h"
 #include "shmdict/kv.h"
 #include "shmdict/tx.h"
-#include "tests/rmtree.h"
+#include "tests/support_sys.h"
 
 #define MAXW 14    /* workers (each also owns database 1 + slot) */
 #define NKEYS 24   /* keys per worker: key i has type i % 6 */
@@ -76,11 +75,7 @@ enum { T_STR, T_CNT, T_HASH, T_LIST, T_SET, T_ZSET };
 /* ---------------------------------------------------------------------------------------------- */
 /* Small helpers */
 
-static uint64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
+static uint64_t now_ns(void) { return ts_now_ns(); }
 
 static uint64_t mix(uint64_t x) {
   x += 0x9E3779B97F4A7C15ull;
@@ -982,13 +977,7 @@ static const char *crash_points[] = {
 #define NPOINTS (sizeof crash_points / sizeof crash_points[0])
 
 static void worker_main(int slot, uint64_t seed, uint64_t spawn_tag, int fd, const char *point) {
-  prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the driver */
-  if (getppid() == 1)
-    _exit(9);
-  if (point)
-    setenv("SHMDICT_CRASH_POINT", point, 1);
-  else
-    unsetenv("SHMDICT_CRASH_POINT");
+  ts_crash_point_set(point); /* NULL: none */
   shmd_options_t o = store_opts(store_dir);
   o.flags = SHMD_OPEN_NOCREATE;
   shmd_store_t *s = NULL;
@@ -1141,10 +1130,12 @@ static int64_t reduce_in_child(const char *dir, int nworkers, int setup) {
   int pfd[2];
   if (pipe(pfd))
     die("pipe");
-  pid_t pid = fork();
+  pid_t pid = ts_fork();
+  if (pid < 0)
+    die("fork: %s", strerror(errno));
   if (pid == 0) {
     close(pfd[0]);
-    unsetenv("SHMDICT_CRASH_POINT");
+    ts_crash_point_set(NULL);
     shmd_options_t o = store_opts(dir);
     shmd_store_t *s;
     char why[512] = "";
@@ -1168,8 +1159,7 @@ static int64_t reduce_in_child(const char *dir, int nworkers, int setup) {
   if (read(pfd[0], &v, sizeof v) != sizeof v)
     v = -1;
   close(pfd[0]);
-  int st;
-  waitpid(pid, &st, 0);
+  ts_wait_for(pid, -1);
   return v;
 }
 
@@ -1209,9 +1199,7 @@ static void spawn(int slot, rng_t *r, int allow_point) {
   else
     w->point_name[0] = 0;
   ctl->ack[slot] = ctl->epoch;
-  fflush(stdout);
-  fflush(stderr);
-  pid_t pid = fork();
+  pid_t pid = ts_fork(); /* never outlives the driver */
   if (pid < 0)
     die("fork: %s", strerror(errno));
   if (pid == 0) {
@@ -1291,7 +1279,7 @@ int main(int argc, char **argv) {
   printf("torture: seed %" PRIu64 " (replay with --seed %" PRIu64 "), %d workers, %ld kills%s\n", seed, seed,
          nworkers, kills_target, duration > 0 ? " or the duration" : "");
   fflush(stdout);
-  unsetenv("SHMDICT_CRASH_POINT");
+  ts_crash_point_set(NULL);
   signal(SIGPIPE, SIG_IGN);
 
   char base[512];
@@ -1339,8 +1327,7 @@ int main(int argc, char **argv) {
     while (victim < 0) {
       drain_all();
       for (int i = 0; i < nworkers && victim < 0; i++) {
-        pid_t p = waitpid(W[i].pid, &status, WNOHANG);
-        if (p == W[i].pid) {
+        if (ts_reap(W[i].pid, &status) == 1) {
           victim = i;
           self_died = 1;
         }
@@ -1351,13 +1338,12 @@ int main(int argc, char **argv) {
     }
     if (victim < 0) {
       victim = (int)below(&r, (uint64_t)nworkers);
-      kill(W[victim].pid, SIGKILL);
-      waitpid(W[victim].pid, &status, 0);
+      status = ts_kill_wait(W[victim].pid);
     }
     worker_t *vw = &W[victim];
     int dead[MAXW] = {0};
-    if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGKILL)
-      die("worker %d (pid %d%s%s) ended with status 0x%x, not by SIGKILL", victim, vw->pid,
+    if (status != 128 + SIGKILL)
+      die("worker %d (pid %d%s%s) ended with status %d (128 + signal), not by SIGKILL", victim, vw->pid,
           vw->point ? ", point " : "", vw->point_name, status);
     long round_kills = 1;
     point_kills += self_died;
@@ -1376,9 +1362,9 @@ int main(int argc, char **argv) {
       while (!dead[i] && __atomic_load_n(&ctl->ack[i], __ATOMIC_ACQUIRE) != ep) {
         drain_pipe(i);
         int st;
-        if (waitpid(W[i].pid, &st, WNOHANG) == W[i].pid) {
-          if (!WIFSIGNALED(st) || WTERMSIG(st) != SIGKILL)
-            die("worker %d (point %s) ended with status 0x%x", i, W[i].point_name, st);
+        if (ts_reap(W[i].pid, &st) == 1) {
+          if (st != 128 + SIGKILL)
+            die("worker %d (point %s) ended with status %d (128 + signal)", i, W[i].point_name, st);
           drain_pipe(i);
           close(W[i].fd);
           W[i].pid = -1;
@@ -1406,25 +1392,21 @@ int main(int argc, char **argv) {
     {
       char pt[64];
       snprintf(pt, sizeof pt, "undo.word:%u", (unsigned)(1 + below(&r, 3)));
-      fflush(stdout);
-      fflush(stderr);
-      pid_t rp = fork();
+      pid_t rp = ts_fork();
       if (rp < 0)
         die("fork: %s", strerror(errno));
       if (rp == 0) {
-        setenv("SHMDICT_CRASH_POINT", pt, 1);
+        ts_crash_point_set(pt);
         shmd_options_t ro = store_opts(store_dir);
         ro.flags = SHMD_OPEN_NOCREATE;
         shmd_store_t *rs;
         _exit(shmd_open(store_name, &ro, &rs) == 0 ? 0 : 3); /* opening recovers */
       }
-      int st;
-      while (waitpid(rp, &st, 0) < 0 && errno == EINTR)
-        ;
-      if (WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL)
+      int st = ts_wait_for(rp, -1);
+      if (st == 128 + SIGKILL)
         recoverer_kills++;
-      else if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-        die("kill %ld: a recoverer (point %s) ended with status 0x%x", kills, pt, st);
+      else if (st != 0)
+        die("kill %ld: a recoverer (point %s) ended with status %d (128 + signal)", kills, pt, st);
     }
 
     /* checks */
@@ -1508,8 +1490,7 @@ int main(int argc, char **argv) {
   }
   /* stop everyone; a final check */
   for (int i = 0; i < nworkers; i++) {
-    kill(W[i].pid, SIGKILL);
-    waitpid(W[i].pid, NULL, 0);
+    ts_kill_wait(W[i].pid);
     close(W[i].fd);
   }
   if ((rc = shmd_recover(s)) < 0 || (rc = shmd_kv_check(s)) || (rc = shmd_alloc_check(s)))
