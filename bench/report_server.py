@@ -162,6 +162,12 @@ def medians(res):
     return med
 
 
+def spread(res):
+    """The largest max/min ratio of requests/s over the rounds, over every (test, system)."""
+    med = medians(res)
+    return max(m["max_rps"] / max(m["min_rps"], 1) for m in med.values())
+
+
 def tests_of(res):
     seen = []
     for m in res["runs"]:
@@ -195,6 +201,10 @@ def goals(res):
         " -- met" if len(rate_ok) == len(ts) else " -- **not met on every test**"))
     out.append("- **p99 latency <= redis-server's**: %d of %d tests%s." % (
         len(p99_ok), len(ts), " -- met" if len(p99_ok) == len(ts) else " -- **not met on every test**"))
+    cpu = ["%s %.2fx" % (t, med[(t, "shmdict_1")]["cpu_us"] / med[(t, "redis")]["cpu_us"]) for t in ts]
+    out.append("- server CPU time per request, one worker / redis-server (lower is better; the steadier figure on "
+               "a loaded machine, since a server that waits for a CPU loses requests/s but not CPU per request): "
+               "%s." % ", ".join(cpu))
     two = ["%s %.2fx" % (t, med[(t, "shmdict_2")]["rps"] / med[(t, "shmdict_1")]["rps"]) for t in ts]
     out.append("- **2 workers vs 1** (the issue asks >= 1.5x when the clients run on other cores; here the "
                "benchmark client shares the 2 CPUs with the workers): %s." % ", ".join(two))
@@ -249,8 +259,9 @@ def section(res, args, img_rel):
              table(res), "", "![redis-benchmark](%s)" % img_rel, "", "### Goals (issue 16)", ""]
     lines += goals(res)
     lines += ["", "Machine: %s CPUs, %s; kernel %s; run %s; load average %.1f .. %.1f during the run (a shared "
-              "machine: other jobs ran at the same time, so requests/s vary by 20-40%% between rounds; the CPU time "
-              "per request varies less)." % (c["cpus"], c["cpu"], c["kernel"], c["date"], min(loads), max(loads)), "",
+              "machine: other jobs ran at the same time; one server's requests/s on one test varied by up to %.1fx between "
+              "rounds, the CPU time per request much less)." % (c["cpus"], c["cpu"], c["kernel"], c["date"], min(loads),
+                                                                  max(loads), spread(res)), "",
               "Reproduce: `bench/run_server.sh` (about %d minutes); `bench/run_server.sh --quick` prints a short "
               "run only." % max(1, round(len(res["runs"]) * c["n"] / 250000 / 60)), END]
     return "\n".join(lines) + "\n"
