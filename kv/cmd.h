@@ -35,6 +35,7 @@ typedef struct cmdctx_s {
   argv_t argv;
   const size_t *lens;
   shmd_reply_t *r;
+  const char *name; /* the command's name in the table (lower case), for error texts */
 } cc_t;
 
 #define A(i) (x->argv[i])

@@ -8,6 +8,7 @@
  * The SCAN cursor of the keyspace names a stripe in its low 3 bits and that stripe hash's own
  * reverse-binary cursor above, so a key present for the whole scan is returned exactly once.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -140,41 +141,56 @@ typedef struct scanopt_s {
   uint32_t type;
 } scanopt_t;
 
-static int parse_scan(cc_t *x, int ci, int allow_type, scanopt_t *o) {
-  memset(o, 0, sizeof *o);
-  o->count = 10;
-  char buf[32];
-  if (L(ci) == 0 || L(ci) >= sizeof buf)
+/* Redis's parseScanCursorOrReply: strtoul over the C string ("" is 0, "-1" wraps to the largest
+ * cursor), no leading space, nothing after the number, no overflow. 1 to go on, 0 when replied. */
+static int parse_cursor(cc_t *x, int ci, uint64_t *cursor) {
+  char buf[64];
+  size_t n = L(ci);
+  const char *nul = memchr(A(ci), 0, n);
+  if (nul)
+    n = (size_t)(nul - A(ci));
+  if (n >= sizeof buf || (n > 0 && isspace((unsigned char)A(ci)[0])))
     return r_error(x->r, "ERR invalid cursor");
-  memcpy(buf, A(ci), L(ci));
-  buf[L(ci)] = 0;
+  memcpy(buf, A(ci), n);
+  buf[n] = 0;
   char *end;
   errno = 0;
-  o->cursor = strtoull(buf, &end, 10);
-  if (*end || errno || buf[0] == '-')
+  unsigned long long v = strtoull(buf, &end, 10);
+  if (*end || errno == ERANGE)
     return r_error(x->r, "ERR invalid cursor");
-  for (int i = ci + 1; i < x->argc; i += 2) {
-    if (i + 1 >= x->argc)
-      return r_error(x->r, ERR_SYNTAX);
-    if (eq(A(i), L(i), "COUNT")) {
+  *cursor = v;
+  return 1;
+}
+
+/* The options after the cursor, as Redis's scanGenericCommand reads them (after the key's lookup
+ * for HSCAN / SSCAN / ZSCAN). 1 to go on, 0 when replied. */
+static int parse_scan_opts(cc_t *x, int ci, int allow_type, scanopt_t *o) {
+  o->pat = NULL;
+  o->pl = 0;
+  o->count = 10;
+  o->type = 0;
+  for (int i = ci + 1; i < x->argc;) {
+    int left = x->argc - i;
+    if (eq(A(i), L(i), "COUNT") && left >= 2) {
       if (parse_ll(A(i + 1), L(i + 1), &o->count))
         return r_error(x->r, ERR_NOTINT);
       if (o->count < 1)
         return r_error(x->r, ERR_SYNTAX);
-    } else if (eq(A(i), L(i), "MATCH")) {
+    } else if (eq(A(i), L(i), "MATCH") && left >= 2) {
       o->pat = A(i + 1);
       o->pl = L(i + 1);
       if (o->pl == 1 && o->pat[0] == '*')
         o->pat = NULL;
-    } else if (allow_type && eq(A(i), L(i), "TYPE")) {
+    } else if (allow_type && eq(A(i), L(i), "TYPE") && left >= 2) {
       static const char *names[] = {"", "string", "list", "set", "hash", "zset"};
-      o->type = 99; /* unknown type matches nothing */
+      o->type = 99; /* an unknown type matches nothing */
       for (uint32_t t = 1; t <= 5; t++)
         if (eq(A(i + 1), L(i + 1), names[t]))
           o->type = t;
     } else {
       return r_error(x->r, ERR_SYNTAX);
     }
+    i += 2;
   }
   return 1;
 }
@@ -194,8 +210,8 @@ static int scan_reply(shmd_reply_t *r, uint64_t cursor, vec_t *v) {
 /* The SCAN cursor: stripe in the low 3 bits, the stripe hash's cursor above. */
 int shmd__kv_cmd_scan(cc_t *x) {
   scanopt_t o;
-  int rc = parse_scan(x, 1, 1, &o);
-  if (rc <= 0)
+  int rc = parse_cursor(x, 1, &o.cursor);
+  if (rc <= 0 || (rc = parse_scan_opts(x, 1, 1, &o)) <= 0)
     return rc;
   keyscan_t k = {{0}, o.pat, o.pl, x->c->now, o.type, 0};
   unsigned st = (unsigned)(o.cursor % KV_STRIPES);
@@ -231,10 +247,9 @@ int shmd__kv_cmd_flushdb(cc_t *x) {
   return rc ? rc : r_ok(x->r);
 }
 
-static int c_expire_gen(cc_t *x, int ms, const char *name) {
-  long long v;
-  if (parse_ll(A(2), L(2), &v))
-    return r_error(x->r, ERR_NOTINT);
+/* EXPIRE / PEXPIRE / EXPIREAT / PEXPIREAT key time [NX|XX|GT|LT], in Redis's order: the options,
+ * then the time, then the key. basetime: now for the relative forms, 0 for the absolute ones. */
+static int c_expire_gen(cc_t *x, int ms, int absolute) {
   int nx = 0, xx = 0, gt = 0, lt = 0;
   for (int i = 3; i < x->argc; i++) {
     if (eq(A(i), L(i), "NX")) nx = 1;
@@ -247,15 +262,18 @@ static int c_expire_gen(cc_t *x, int ms, const char *name) {
     return r_error(x->r, "ERR NX and XX, GT or LT options at the same time are not compatible");
   if (gt && lt)
     return r_error(x->r, "ERR GT and LT options at the same time are not compatible");
-  long long when;
+  long long v;
+  if (parse_ll(A(2), L(2), &v))
+    return r_error(x->r, ERR_NOTINT);
+  long long base = absolute ? 0 : (long long)x->c->now;
   if (!ms) {
     if (v > LLONG_MAX / 1000 || v < LLONG_MIN / 1000)
-      return r_error(x->r, "ERR invalid expire time in '%s' command", name);
+      return r_error(x->r, "ERR invalid expire time in '%s' command", x->name);
     v *= 1000;
   }
-  if ((v > 0 && (long long)x->c->now > LLONG_MAX - v))
-    return r_error(x->r, "ERR invalid expire time in '%s' command", name);
-  when = v + (long long)x->c->now;
+  if (v > LLONG_MAX - base)
+    return r_error(x->r, "ERR invalid expire time in '%s' command", x->name);
+  long long when = v + base;
   kv_ref_t ref;
   int rc = kv_lookup(x->c, A(1), L(1), &ref);
   if (rc == SHMD_ENOTFOUND)
@@ -276,8 +294,10 @@ static int c_expire_gen(cc_t *x, int ms, const char *name) {
     return rc;
   return r_int(x->r, 1);
 }
-int shmd__kv_cmd_expire(cc_t *x) { return c_expire_gen(x, 0, "expire"); }
-int shmd__kv_cmd_pexpire(cc_t *x) { return c_expire_gen(x, 1, "pexpire"); }
+int shmd__kv_cmd_expire(cc_t *x) { return c_expire_gen(x, 0, 0); }
+int shmd__kv_cmd_pexpire(cc_t *x) { return c_expire_gen(x, 1, 0); }
+int shmd__kv_cmd_expireat(cc_t *x) { return c_expire_gen(x, 0, 1); }
+int shmd__kv_cmd_pexpireat(cc_t *x) { return c_expire_gen(x, 1, 1); }
 
 static int c_ttl_gen(cc_t *x, int ms) {
   kv_ref_t ref;
@@ -296,6 +316,21 @@ static int c_ttl_gen(cc_t *x, int ms) {
 }
 int shmd__kv_cmd_ttl(cc_t *x) { return c_ttl_gen(x, 0); }
 int shmd__kv_cmd_pttl(cc_t *x) { return c_ttl_gen(x, 1); }
+
+/* EXPIRETIME / PEXPIRETIME: the absolute Unix time of the expiry (-1 none, -2 no such key). */
+static int c_expiretime_gen(cc_t *x, int ms) {
+  kv_ref_t ref;
+  int rc = kv_lookup(x->c, A(1), L(1), &ref);
+  if (rc == SHMD_ENOTFOUND)
+    return r_int(x->r, -2);
+  if (rc)
+    return rc;
+  if (!ref.rec->expire)
+    return r_int(x->r, -1);
+  return r_int(x->r, (int64_t)(ms ? ref.rec->expire : (ref.rec->expire + 500) / 1000));
+}
+int shmd__kv_cmd_expiretime(cc_t *x) { return c_expiretime_gen(x, 0); }
+int shmd__kv_cmd_pexpiretime(cc_t *x) { return c_expiretime_gen(x, 1); }
 
 int shmd__kv_cmd_persist(cc_t *x) {
   kv_ref_t ref;
@@ -325,7 +360,7 @@ int shmd__kv_need(cc_t *x, uint32_t type, int missing, kv_ref_t *ref) {
     case MISS_NIL: return r_nil(x->r);
     case MISS_ZERO: return r_int(x->r, 0);
     case MISS_EMPTY: return r_array(x->r, 0);
-    default: x->r->type = SHMD_REPLY_NIL; return 0;
+    default: return r_nilarr(x->r);
     }
   }
   return rc ? rc : 1;
@@ -360,26 +395,29 @@ static int xscan_visit(const void *k, size_t kl, const void *val, size_t vl, voi
 
 int shmd__kv_xscan(cc_t *x, uint32_t type, int mode) {
   scanopt_t o;
-  int rc = parse_scan(x, 2, 0, &o);
+  int rc = parse_cursor(x, 2, &o.cursor);
   if (rc <= 0)
     return rc;
   kv_ref_t ref;
   rc = kv_lookup_type(x->c, A(1), L(1), type, &ref);
   if (rc == SHMD_EWRONGTYPE)
     return WRONGTYPE();
-  xscan_t w = {{0}, o.pat, o.pl, mode};
-  uint64_t next = 0;
-  if (rc == 0) {
-    next = o.cursor;
-    do {
-      if ((rc = shmd_hash_scan(x->c->s, ref.a, next, (size_t)o.count, xscan_visit, &w, &next))) {
-        vec_free(&w.v);
-        return rc;
-      }
-    } while (next != 0 && w.v.n == 0);
-  } else if (rc != SHMD_ENOTFOUND) {
-    return rc;
+  if (rc == SHMD_ENOTFOUND) {
+    vec_t none = {0};
+    return scan_reply(x->r, 0, &none);
   }
+  if (rc)
+    return rc;
+  if ((rc = parse_scan_opts(x, 2, 0, &o)) <= 0)
+    return rc;
+  xscan_t w = {{0}, o.pat, o.pl, mode};
+  uint64_t next = o.cursor;
+  do {
+    if ((rc = shmd_hash_scan(x->c->s, ref.a, next, (size_t)o.count, xscan_visit, &w, &next))) {
+      vec_free(&w.v);
+      return rc;
+    }
+  } while (next != 0 && w.v.n == 0);
   return scan_reply(x->r, next, &w.v);
 }
 

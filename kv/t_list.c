@@ -80,12 +80,12 @@ int shmd__kv_cmd_llen(cc_t *x) {
 
 int shmd__kv_cmd_lindex(cc_t *x) {
   long long idx;
-  if (parse_ll(A(2), L(2), &idx))
-    return r_error(x->r, ERR_NOTINT);
-  kv_ref_t ref;
+  kv_ref_t ref; /* Redis: the key and its type, then the index */
   int rc = need(x, KV_LIST, MISS_NIL, &ref);
   if (rc <= 0)
     return rc;
+  if (parse_ll(A(2), L(2), &idx))
+    return r_error(x->r, ERR_NOTINT);
   vec_t v = {0};
   uint64_t n;
   if ((rc = shmd_list_len(x->c->s, ref.a, &n)))
@@ -125,9 +125,7 @@ int shmd__kv_cmd_lrange(cc_t *x) {
 
 int shmd__kv_cmd_lset(cc_t *x) {
   long long idx;
-  if (parse_ll(A(2), L(2), &idx))
-    return r_error(x->r, ERR_NOTINT);
-  kv_ref_t ref;
+  kv_ref_t ref; /* Redis: the key and its type, then the index */
   int rc = kv_lookup_type(x->c, A(1), L(1), KV_LIST, &ref);
   if (rc == SHMD_EWRONGTYPE)
     return WRONGTYPE();
@@ -135,6 +133,8 @@ int shmd__kv_cmd_lset(cc_t *x) {
     return r_error(x->r, "ERR no such key");
   if (rc)
     return rc;
+  if (parse_ll(A(2), L(2), &idx))
+    return r_error(x->r, ERR_NOTINT);
   rc = shmd_list_set(x->c->s, ref.a, idx, A(3), L(3));
   if (rc == SHMD_ERANGE)
     return r_error(x->r, "ERR index out of range");
@@ -314,6 +314,6 @@ int shmd__kv_cmd_lmpop(cc_t *x) {
     vec_to(&v, &x->r->elems[1]);
     return 0;
   }
-  x->r->type = SHMD_REPLY_NIL; /* a null array */
+  r_nilarr(x->r); /* a null array */
   return 0;
 }

@@ -144,8 +144,8 @@ static int c_srand_gen(cc_t *x, int pop) {
   int with_count = x->argc == 3;
   if (x->argc > 3)
     return r_error(x->r, ERR_SYNTAX);
-  if (with_count && parse_ll(A(2), L(2), &count))
-    return r_error(x->r, ERR_NOTINT);
+  if (with_count && parse_ll(A(2), L(2), &count)) /* Redis: getPositiveLong... for SPOP */
+    return r_error(x->r, pop ? "ERR value is out of range, must be positive" : ERR_NOTINT);
   if (pop && count < 0)
     return r_error(x->r, "ERR value is out of range, must be positive");
   if (count == LLONG_MIN) /* -count would overflow; Redis's range is -LONG_MAX .. LONG_MAX */

@@ -37,44 +37,76 @@ int shmd__kv_cmd_getdel(cc_t *x) {
   return kv_delete(x->c, A(1), L(1));
 }
 
-int shmd__kv_cmd_set(cc_t *x) {
-  int nx = 0, xx = 0, get = 0, keepttl = 0, exp_given = 0;
-  long long expire = 0;
-  for (int i = 3; i < x->argc; i++) {
-    int has_next = i + 1 < x->argc;
-    if (eq(A(i), L(i), "NX") && !xx) nx = 1;
-    else if (eq(A(i), L(i), "XX") && !nx) xx = 1;
-    else if (eq(A(i), L(i), "GET")) get = 1;
-    else if (eq(A(i), L(i), "KEEPTTL") && !exp_given) keepttl = 1;
-    else if (has_next && !keepttl && !exp_given &&
-             (eq(A(i), L(i), "EX") || eq(A(i), L(i), "PX") || eq(A(i), L(i), "EXAT") || eq(A(i), L(i), "PXAT"))) {
-      long long v;
-      if (parse_ll(A(i + 1), L(i + 1), &v))
-        return r_error(x->r, ERR_NOTINT);
-      int sec = eq(A(i), L(i), "EX") || eq(A(i), L(i), "EXAT");
-      int abs = L(i) == 4;
-      if (v <= 0 || (sec && v > LLONG_MAX / 1000))
-        return r_error(x->r, "ERR invalid expire time in 'set' command");
-      if (sec)
-        v *= 1000;
-      if (!abs) {
-        if (v > LLONG_MAX - (long long)x->c->now)
-          return r_error(x->r, "ERR invalid expire time in 'set' command");
-        v += (long long)x->c->now;
-      }
-      expire = v;
-      exp_given = 1;
-      i++;
-    } else {
+/* SET / GETEX options, as Redis's parseExtendedStringArgumentsOrReply reads them: NX XX GET
+ * KEEPTTL (SET), PERSIST (GETEX), EX PX EXAT PXAT with a value. A repeated option is fine (the
+ * last value wins); options that contradict one another are a syntax error. The value of the
+ * expiry is only read afterwards (expire_ms()), so "SET k v EX 0 FOO" is a syntax error. */
+enum { O_NX = 1, O_XX = 2, O_GET = 4, O_KEEPTTL = 8, O_PERSIST = 16, O_EX = 32, O_PX = 64, O_EXAT = 128, O_PXAT = 256 };
+#define O_ANYEXP (O_EX | O_PX | O_EXAT | O_PXAT)
+
+static int parse_set_opts(cc_t *x, int from, int is_set, int *flags, int *expire_arg) {
+  *flags = 0;
+  *expire_arg = 0;
+  for (int j = from; j < x->argc; j++) {
+    int next = j + 1 < x->argc;
+    int f = *flags;
+    if (is_set && eq(A(j), L(j), "NX") && !(f & O_XX))
+      *flags |= O_NX;
+    else if (is_set && eq(A(j), L(j), "XX") && !(f & O_NX))
+      *flags |= O_XX;
+    else if (is_set && eq(A(j), L(j), "GET"))
+      *flags |= O_GET;
+    else if (is_set && eq(A(j), L(j), "KEEPTTL") && !(f & (O_PERSIST | O_ANYEXP)))
+      *flags |= O_KEEPTTL;
+    else if (!is_set && eq(A(j), L(j), "PERSIST") && !(f & (O_ANYEXP | O_KEEPTTL)))
+      *flags |= O_PERSIST;
+    else if (next && eq(A(j), L(j), "EX") && !(f & (O_KEEPTTL | O_PERSIST | O_EXAT | O_PX | O_PXAT)))
+      *flags |= O_EX, *expire_arg = ++j;
+    else if (next && eq(A(j), L(j), "PX") && !(f & (O_KEEPTTL | O_PERSIST | O_EX | O_EXAT | O_PXAT)))
+      *flags |= O_PX, *expire_arg = ++j;
+    else if (next && eq(A(j), L(j), "EXAT") && !(f & (O_KEEPTTL | O_PERSIST | O_EX | O_PX | O_PXAT)))
+      *flags |= O_EXAT, *expire_arg = ++j;
+    else if (next && eq(A(j), L(j), "PXAT") && !(f & (O_KEEPTTL | O_PERSIST | O_EX | O_EXAT | O_PX)))
+      *flags |= O_PXAT, *expire_arg = ++j;
+    else
       return r_error(x->r, ERR_SYNTAX);
-    }
   }
+  return 1;
+}
+
+/* Redis's getExpireMillisecondsOrReply: the expiry argument A(ai) in seconds or milliseconds
+ * (ms), absolute (abs) or from now, as absolute Unix milliseconds. 1, or 0 when replied. */
+static int expire_ms(cc_t *x, int ai, int ms, int abs, long long *out) {
+  long long v;
+  if (parse_ll(A(ai), L(ai), &v))
+    return r_error(x->r, ERR_NOTINT);
+  if (v <= 0 || (!ms && v > LLONG_MAX / 1000))
+    return r_error(x->r, "ERR invalid expire time in '%s' command", x->name);
+  if (!ms)
+    v *= 1000;
+  if (!abs) {
+    if (v > LLONG_MAX - (long long)x->c->now) /* Redis's sum wraps negative: the same error */
+      return r_error(x->r, "ERR invalid expire time in '%s' command", x->name);
+    v += (long long)x->c->now;
+  }
+  *out = v;
+  return 1;
+}
+
+/* SET key value [NX|XX] [GET] [EX|PX|EXAT|PXAT t|KEEPTTL], and SETEX / PSETEX (setex: the
+ * expiry argument and its unit are given). */
+static int set_generic(cc_t *x, int flags, int expire_arg, int vi) {
+  long long expire = 0;
+  int rc;
+  if (expire_arg && (rc = expire_ms(x, expire_arg, (flags & (O_PX | O_PXAT)) != 0, (flags & (O_EXAT | O_PXAT)) != 0,
+                                    &expire)) <= 0)
+    return rc;
   kv_ref_t ref;
-  int rc = kv_lookup(x->c, A(1), L(1), &ref);
+  rc = kv_lookup(x->c, A(1), L(1), &ref);
   if (rc && rc != SHMD_ENOTFOUND)
     return rc;
   int exists = rc == 0;
-  if (get) {
+  if (flags & O_GET) {
     if (exists && ref.rec->type != KV_STRING)
       return WRONGTYPE();
     if (exists) {
@@ -84,18 +116,61 @@ int shmd__kv_cmd_set(cc_t *x) {
       r_nil(x->r);
     }
   }
-  if ((nx && exists) || (xx && !exists))
-    return get ? 0 : r_nil(x->r);
-  if (keepttl && exists)
+  if (((flags & O_NX) && exists) || ((flags & O_XX) && !exists))
+    return (flags & O_GET) ? 0 : r_nil(x->r);
+  if ((flags & O_KEEPTTL) && exists)
     expire = (long long)ref.rec->expire;
-  if (exp_given && expire <= (long long)x->c->now) {
-    /* An absolute time in the past: the key is set and expires at once (deleted). */
+  if (expire_arg && expire <= (long long)x->c->now) {
+    /* A time already past: Redis sets the key, which expires at once; it is deleted here. */
     rc = exists ? kv_delete(x->c, A(1), L(1)) : 0;
-    return rc ? rc : (get ? 0 : r_ok(x->r));
+    return rc ? rc : (flags & O_GET) ? 0 : r_ok(x->r);
   }
-  if ((rc = kv_put_string(x->c, A(1), L(1), A(2), L(2), NULL, 0, (uint64_t)expire)))
+  if ((rc = kv_put_string(x->c, A(1), L(1), A(vi), L(vi), NULL, 0, (uint64_t)expire)))
     return rc;
-  return get ? 0 : r_ok(x->r);
+  return (flags & O_GET) ? 0 : r_ok(x->r);
+}
+
+int shmd__kv_cmd_set(cc_t *x) {
+  int flags, ea;
+  int rc = parse_set_opts(x, 3, 1, &flags, &ea);
+  return rc <= 0 ? rc : set_generic(x, flags, ea, 2);
+}
+int shmd__kv_cmd_setex(cc_t *x) { return set_generic(x, O_EX, 2, 3); }
+int shmd__kv_cmd_psetex(cc_t *x) { return set_generic(x, O_PX, 2, 3); }
+
+int shmd__kv_cmd_getex(cc_t *x) {
+  int flags, ea;
+  int rc = parse_set_opts(x, 2, 0, &flags, &ea);
+  if (rc <= 0)
+    return rc;
+  kv_ref_t ref;
+  rc = get_string(x, A(1), L(1), &ref);
+  if (rc == SHMD_ENOTFOUND)
+    return r_nil(x->r);
+  if (rc == SHMD_EWRONGTYPE)
+    return WRONGTYPE();
+  if (rc)
+    return rc;
+  long long expire = 0;
+  if (ea && (rc = expire_ms(x, ea, (flags & (O_PX | O_PXAT)) != 0, (flags & (O_EXAT | O_PXAT)) != 0, &expire)) <= 0)
+    return rc;
+  if ((rc = r_bulk(x->r, ref.data, ref.len)))
+    return rc;
+  if (ea && expire <= (long long)x->c->now) /* an absolute time already past deletes the key */
+    return kv_delete(x->c, A(1), L(1));
+  if (ea)
+    return kv_set_expire(x->c, &ref, (uint64_t)expire);
+  if ((flags & O_PERSIST) && ref.rec->expire)
+    return kv_set_expire(x->c, &ref, 0);
+  return 0;
+}
+
+/* GETSET key value: GET, then SET without options (the time to live is dropped). */
+int shmd__kv_cmd_getset(cc_t *x) {
+  int rc = shmd__kv_cmd_get(x);
+  if (rc || x->r->type == SHMD_REPLY_ERROR)
+    return rc;
+  return kv_put_string(x->c, A(1), L(1), A(2), L(2), NULL, 0, 0);
 }
 
 int shmd__kv_cmd_setnx(cc_t *x) {
@@ -127,16 +202,27 @@ int shmd__kv_cmd_mget(cc_t *x) {
   return 0;
 }
 
-int shmd__kv_cmd_mset(cc_t *x) {
+static int mset_generic(cc_t *x, int nx) {
   if (x->argc % 2 == 0)
-    return r_error(x->r, "ERR wrong number of arguments for 'mset' command");
-  for (int i = 1; i < x->argc; i += 2) {
-    int rc = kv_put_string(x->c, A(i), L(i), A(i + 1), L(i + 1), NULL, 0, 0);
-    if (rc)
-      return rc;
+    return r_error(x->r, "ERR wrong number of arguments for '%s' command", x->name);
+  int rc;
+  if (nx) {
+    for (int i = 1; i < x->argc; i += 2) {
+      kv_ref_t ref;
+      rc = kv_lookup(x->c, A(i), L(i), &ref);
+      if (rc == 0)
+        return r_int(x->r, 0);
+      if (rc != SHMD_ENOTFOUND)
+        return rc;
+    }
   }
-  return r_ok(x->r);
+  for (int i = 1; i < x->argc; i += 2)
+    if ((rc = kv_put_string(x->c, A(i), L(i), A(i + 1), L(i + 1), NULL, 0, 0)))
+      return rc;
+  return nx ? r_int(x->r, 1) : r_ok(x->r);
 }
+int shmd__kv_cmd_mset(cc_t *x) { return mset_generic(x, 0); }
+int shmd__kv_cmd_msetnx(cc_t *x) { return mset_generic(x, 1); }
 
 static int incr_by(cc_t *x, long long by) {
   kv_ref_t ref;
@@ -178,10 +264,10 @@ int shmd__kv_cmd_decrby(cc_t *x) {
   return incr_by(x, -by);
 }
 
+/* INCRBYFLOAT: as Redis, the key's type first, then its value, then the increment; long double
+ * arithmetic, printed "%.17Lf" without trailing zeros (which Redis reads back: up to 5 KiB). */
 int shmd__kv_cmd_incrbyfloat(cc_t *x) {
   long double by, v = 0;
-  if (parse_ldouble(A(2), L(2), &by))
-    return r_error(x->r, ERR_NOTFLOAT);
   kv_ref_t ref;
   uint64_t expire = 0;
   int rc = get_string(x, A(1), L(1), &ref);
@@ -194,10 +280,12 @@ int shmd__kv_cmd_incrbyfloat(cc_t *x) {
   } else if (rc != SHMD_ENOTFOUND) {
     return rc;
   }
+  if (parse_ldouble(A(2), L(2), &by))
+    return r_error(x->r, ERR_NOTFLOAT);
   v += by;
   if (isnan(v) || isinf(v))
     return r_error(x->r, "ERR increment would produce NaN or Infinity");
-  char buf[5000];
+  char buf[SHMD_KV_LDOUBLE_CHARS];
   size_t n = fmt_ldouble(v, buf, sizeof buf);
   if ((rc = kv_put_string(x->c, A(1), L(1), buf, n, NULL, 0, expire)))
     return rc;
@@ -233,6 +321,8 @@ int shmd__kv_cmd_strlen(cc_t *x) {
     return r_int(x->r, 0);
   return rc ? rc : r_int(x->r, (int64_t)ref.len);
 }
+
+int shmd__kv_cmd_substr(cc_t *x) { return shmd__kv_cmd_getrange(x); }
 
 int shmd__kv_cmd_getrange(cc_t *x) {
   long long start, end;

@@ -2211,3 +2211,65 @@ Test(kv, string_limits_and_integer_edges) {
   check_all(s);
   shmd_close(s);
 }
+
+/* Every example of issue 15's first list, as redis-server 7.0.15 answers it (checked with
+ * tests/kvdiff.py --script): long number strings re-read, score bounds strtod accepts, repeated
+ * options, the order key -> type -> arguments, and Redis's error texts. */
+Test(kv, issue15_examples_byte_exact) {
+  shmd_store_t *s = ts_open("t", 8 * MB, 8 * MB);
+  /* INCRBYFLOAT's own 310-character output is read back; a 130-digit score is a score */
+  /* 1e308 in long double, printed "%.17Lf" (308 digits) as Redis prints it */
+  static const char e308[] = "\""
+  "9999999999999999999668587965584564566056009984741556720779704799492173486883806187210012692188853932"
+  "0446747225054013223152134749593960583597420814430196418767959100019603190778663109604507106667939153"
+  "3957889389145605435630612683649016186302170865892534448816237913008557573181424245104527282550463439"
+  "28578048"
+  "\"";
+  EXPECT(s, "INCRBYFLOAT k 1e308", e308);
+  EXPECT(s, "INCRBYFLOAT k 0", e308);
+  EXPECT(s, "ZADD z 1 a 2 b", ":2");
+  EXPECT(s, "ZADD z 1.0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+            "00000000000000000000000000000000000000000001 c", ":1");
+  EXPECT(s, "ZRANGEBYSCORE z ( +inf", "[\"a\",\"c\",\"b\"]");
+  EXPECT(s, "ZRANGEBYSCORE z \"\" +inf", "[\"a\",\"c\",\"b\"]");
+  EXPECT(s, "ZRANGEBYSCORE z \" 1\" +inf", "[\"a\",\"c\",\"b\"]");
+  EXPECT(s, "ZRANGEBYSCORE z 1e400 +inf", "[]");
+  EXPECT(s, "ZRANGEBYSCORE z -inf 1e400", "[\"a\",\"c\",\"b\"]");
+  EXPECT(s, "ZCOUNT z (1 1e400", ":1");
+  EXPECT(s, "ZRANGEBYSCORE z nan +inf", "-ERR min or max is not a float");
+  /* repeated options */
+  EXPECT(s, "ZRANGE z 0 -1 REV REV", "-ERR syntax error");
+  EXPECT(s, "ZRANGE z 0 -1 BYSCORE BYSCORE", "-ERR syntax error");
+  EXPECT(s, "SET k v EX 100 EX 200", "+OK");
+  EXPECT(s, "TTL k", ":200");
+  EXPECT(s, "SET k v EX 0 FOO", "-ERR syntax error");
+  EXPECT(s, "SET k v EX 0", "-ERR invalid expire time in 'set' command");
+  /* the key and its type before the arguments */
+  EXPECT(s, "LINDEX nokey abc", "(nil)");
+  EXPECT(s, "LSET z abc x", WT);
+  EXPECT(s, "INCRBYFLOAT z abc", WT);
+  EXPECT(s, "HSCAN nokey 0 COUNT 0", "[\"0\",[]]");
+  EXPECT(s, "EXPIRE k abc FOO", "-ERR Unsupported option FOO");
+  /* texts */
+  EXPECT(s, "SADD s a b c", ":3");
+  EXPECT(s, "SPOP s abc", "-ERR value is out of range, must be positive");
+  EXPECT(s, "SRANDMEMBER s -9223372036854775808",
+         "-ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807");
+  EXPECT(s, "INCRBYFLOAT d 1e-4940", "\"0\"");
+  EXPECT(s, "HSET h f v", ":1");
+  EXPECT(s, "HSCAN h \" 0\"", "-ERR invalid cursor");
+  /* the unknown-command text: no CR / LF, the argument list stops once it reaches 128 bytes */
+  char a1[201];
+  memset(a1, 'a', 200);
+  a1[200] = 0;
+  const char *uv[] = {"FOO\r\nBAR", a1, "next"};
+  size_t ul[] = {8, 200, 4};
+  shmd_reply_t *r = NULL;
+  cr_assert_eq(shmd_kv_command(s, 3, uv, ul, &r), 0);
+  char want[400];
+  snprintf(want, sizeof want, "-ERR unknown command 'FOO  BAR', with args beginning with: '%.128s' ", a1);
+  cr_expect_str_eq(show(r), want);
+  shmd_reply_free(r);
+  check_all(s);
+  shmd_close(s);
+}
