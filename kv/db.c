@@ -64,7 +64,11 @@ int shmd__kv_cmd_type(cc_t *x) {
   return r_status(x->r, type_name(ref.rec->type));
 }
 
-int shmd__kv_cmd_rename(cc_t *x) {
+int shmd__kv_cmd_touch(cc_t *x) { return shmd__kv_cmd_exists(x); }
+
+/* RENAME / RENAMENX (nx): the source must exist (even when it is the destination); the record
+ * moves with its containers and its time to live. */
+static int rename_gen(cc_t *x, int nx) {
   kv_ref_t ref;
   int rc = kv_lookup(x->c, A(1), L(1), &ref);
   if (rc == SHMD_ENOTFOUND)
@@ -72,7 +76,17 @@ int shmd__kv_cmd_rename(cc_t *x) {
   if (rc)
     return rc;
   if (L(1) == L(2) && memcmp(A(1), A(2), L(1)) == 0)
-    return r_ok(x->r);
+    return nx ? r_int(x->r, 0) : r_ok(x->r);
+  if (nx) {
+    kv_ref_t d;
+    rc = kv_lookup(x->c, A(2), L(2), &d);
+    if (rc == 0)
+      return r_int(x->r, 0);
+    if (rc != SHMD_ENOTFOUND)
+      return rc;
+    if ((rc = kv_lookup(x->c, A(1), L(1), &ref))) /* the lookup of A(2) may have moved it */
+      return rc;
+  }
   size_t n = sizeof(kv_rec_t) + ref.len;
   unsigned char *copy = malloc(n);
   if (copy == NULL)
@@ -91,7 +105,114 @@ int shmd__kv_cmd_rename(cc_t *x) {
   if (rc == 0)
     memcpy(hr.val, copy, n);
   free(copy);
-  return rc ? rc : r_ok(x->r);
+  return rc ? rc : nx ? r_int(x->r, 1) : r_ok(x->r);
+}
+int shmd__kv_cmd_rename(cc_t *x) { return rename_gen(x, 0); }
+int shmd__kv_cmd_renamenx(cc_t *x) { return rename_gen(x, 1); }
+
+/* A context for database d inside x's transaction (MOVE, FLUSHALL), holding none of its stripes.
+ * SHMD_ENOTFOUND when d was never created (and create is 0). */
+static int other_db(cc_t *x, unsigned d, kv_ctx_t *o) {
+  shmd_ptr_t dp;
+  int rc = kv_db_get(x->c->tx, d, 0, &dp);
+  if (rc)
+    return rc;
+  *o = *x->c;
+  o->dbi = d;
+  o->dbp = dp;
+  o->locked = 0;
+  o->garbage = 0;
+  return kv_db_view(x->c->s, dp, &o->db);
+}
+
+/* MOVE key db. The dispatcher locks nothing for it and has created the target database (Redis
+ * creates it too); the two stripes are taken here in database order, the order FLUSHALL uses. */
+int shmd__kv_cmd_move(cc_t *x) {
+  long long d;
+  if (parse_ll(A(2), L(2), &d))
+    return r_error(x->r, ERR_NOTINT);
+  if (d < INT_MIN || d > INT_MAX)
+    return r_error(x->r, "ERR value is out of range, value must between %d and %d", INT_MIN, INT_MAX);
+  if (d < 0 || d >= KV_NDB)
+    return r_error(x->r, "ERR DB index is out of range");
+  if ((unsigned)d == x->c->dbi)
+    return r_error(x->r, "ERR source and destination objects are the same");
+  kv_ctx_t dst;
+  int rc = other_db(x, (unsigned)d, &dst);
+  if (rc)
+    return rc == SHMD_ENOTFOUND ? SHMD_ECORRUPT : rc;
+  unsigned st = 1u << kv_stripe_of(A(1), L(1));
+  if ((unsigned)d < x->c->dbi)
+    rc = kv_lock_stripes(&dst, st);
+  if (rc == 0)
+    rc = kv_lock_stripes(x->c, st);
+  if (rc == 0)
+    rc = kv_lock_stripes(&dst, st);
+  if (rc)
+    return rc;
+  kv_ref_t ref, there;
+  rc = kv_lookup(x->c, A(1), L(1), &ref);
+  if (rc == SHMD_ENOTFOUND)
+    return r_int(x->r, 0);
+  if (rc)
+    return rc;
+  rc = kv_lookup(&dst, A(1), L(1), &there);
+  if (rc == 0)
+    return r_int(x->r, 0);
+  if (rc != SHMD_ENOTFOUND)
+    return rc;
+  size_t n = sizeof(kv_rec_t) + ref.len;
+  unsigned char *copy = malloc(n);
+  if (copy == NULL)
+    return SHMD_ENOMEM;
+  memcpy(copy, ref.rec, n);
+  /* the record (and with it the containers) changes database; nothing is released */
+  shmd_hash_ref_t hr;
+  rc = shmd_hash_del(x->c->s, kv_stripe_hash(x->c, A(1), L(1)), A(1), L(1));
+  if (rc == 0)
+    rc = shmd_hash_put_ref(x->c->s, kv_stripe_hash(&dst, A(1), L(1)), A(1), L(1), n, SHMD_HASH_INSERT, NULL, &hr);
+  if (rc == 0)
+    memcpy(hr.val, copy, n);
+  free(copy);
+  if (rc == 0 && dst.garbage)
+    x->c->garbage = 1;
+  return rc ? rc : r_int(x->r, 1);
+}
+
+/* RANDOMKEY: a random live key of the database (nil when it has none). A stripe is chosen in
+ * proportion to its size, then a key of it as SRANDMEMBER picks one; an expired key found so is
+ * deleted and the pick repeated (Redis's dbRandomKey). Every stripe is locked. */
+int shmd__kv_cmd_randomkey(cc_t *x) {
+  for (int tries = 0; tries < 1000; tries++) {
+    uint64_t len[KV_STRIPES], total = 0;
+    for (unsigned i = 0; i < KV_STRIPES; i++) {
+      int rc = shmd_hash_len(x->c->s, x->c->db->stripe[i], &len[i]);
+      if (rc)
+        return rc;
+      total += len[i];
+    }
+    if (total == 0)
+      return r_nil(x->r);
+    vec_t v = {0};
+    uint64_t at = shmd__kv_rng() % total;
+    unsigned st = 0;
+    while (at >= len[st])
+      at -= len[st++];
+    int rc = shmd__kv_rand_members(x, x->c->db->stripe[st], 0, 1, &v);
+    if (rc)
+      return rc;
+    kv_ref_t ref;
+    rc = kv_lookup(x->c, v.e[0].str, v.e[0].len, &ref); /* deletes it when expired */
+    if (rc == 0) {
+      *x->r = v.e[0];
+      free(v.e);
+      return 0;
+    }
+    vec_free(&v);
+    if (rc != SHMD_ENOTFOUND)
+      return rc;
+  }
+  return r_nil(x->r);
 }
 
 typedef struct keyscan_s {

@@ -208,13 +208,22 @@ int shmd__kv_run(shmd_store_t *s, unsigned db, const shmd__kv_cmd_t *cmd, int ar
     }
     return rc;
   }
+  if (cmd->handler == shmd__kv_cmd_move && argc == 3) {
+    /* MOVE creates its target database as Redis would have it, before its transaction */
+    long long d;
+    shmd_ptr_t dp;
+    if (shmd__kv_parse_ll(argv[2], lens[2], &d) == 0 && d >= 0 && d < KV_NDB && (rc = kv_db_ensure(s, (unsigned)d, &dp)))
+      return rc;
+  }
   kv_ctx_t c;
   if ((rc = kv_begin(s, db, &c)))
     return rc;
   unsigned mask = 0;
-  if (cmd->handler == shmd__kv_cmd_flushall) {
-    mask = 0; /* takes every database's stripes itself, in database order (db.c) */
-  } else if (cmd->first_key == 0) { /* no key arguments (KEYS, SCAN, DBSIZE, FLUSHDB): every stripe */
+  if (cmd->handler == shmd__kv_cmd_flushall || cmd->handler == shmd__kv_cmd_move) {
+    mask = 0; /* takes the stripes of every database it uses itself, in database order (db.c) */
+  } else if (cmd->first_key == 0 || (cmd->flags & KV_CMD_MOVABLEKEYS)) {
+    /* no key arguments (KEYS, SCAN, DBSIZE, FLUSHDB), or keys the positions do not say (LMPOP's
+     * numkeys, ZUNIONSTORE's sources, SORT's STORE): every stripe */
     mask = (1u << KV_STRIPES) - 1;
   } else {
     int last = cmd->last_key < 0 ? argc + cmd->last_key : cmd->last_key;

@@ -922,3 +922,310 @@ int shmd__kv_cmd_zmpop(cc_t *x) {
   r_nilarr(x->r); /* a null array */
   return 0;
 }
+
+/* ---------------------------------------------------------------------------------------------- */
+/* ZUNION ZINTER ZDIFF, their STORE forms and ZINTERCARD (Redis's zunionInterDiffGenericCommand):
+ * numkeys, the keys' types (a set counts as scores of 1), then WEIGHTS / AGGREGATE / WITHSCORES /
+ * LIMIT; the inputs in order of size (a stable sort: the order of the sums is Redis's), the result
+ * sorted by (score, member). The work is done on process-local copies. */
+
+enum { ZOP_UNION, ZOP_INTER, ZOP_DIFF };
+enum { AGG_SUM, AGG_MIN, AGG_MAX };
+
+typedef struct zsrc_s {
+  int present;
+  uint32_t type;
+  shmd_ptr_t h; /* member -> score (zset) or member -> "" (set) */
+  uint64_t len;
+  double weight;
+} zsrc_t;
+
+typedef struct zel_s {
+  char *m;
+  size_t ml;
+  double score;
+  int src; /* for the union's merge: the input's position in processing order */
+} zel_t;
+
+typedef struct zcoll_s {
+  zel_t *e;
+  size_t n, cap;
+  uint32_t type;
+  int src;
+  double weight;
+} zcoll_t;
+
+static int zcoll_add(zcoll_t *c, const void *m, size_t ml, double score) {
+  if (c->n == c->cap) {
+    size_t nc = c->cap ? 2 * c->cap : 16;
+    zel_t *p = realloc(c->e, nc * sizeof *p);
+    if (p == NULL)
+      return SHMD_ENOMEM;
+    c->e = p;
+    c->cap = nc;
+  }
+  zel_t *e = &c->e[c->n];
+  if ((e->m = malloc(ml + 1)) == NULL)
+    return SHMD_ENOMEM;
+  memcpy(e->m, m, ml);
+  e->ml = ml;
+  e->score = score;
+  e->src = c->src;
+  c->n++;
+  return 0;
+}
+static void zcoll_free(zcoll_t *c) {
+  for (size_t i = 0; i < c->n; i++)
+    free(c->e[i].m);
+  free(c->e);
+  c->e = NULL;
+  c->n = c->cap = 0;
+}
+
+static int zsrc_visit(const void *k, size_t kl, const void *v, size_t vl, void *arg) {
+  zcoll_t *c = arg;
+  double d = 1.0;
+  if (c->type == KV_ZSET) {
+    if (vl != 8)
+      return SHMD_ECORRUPT;
+    memcpy(&d, v, 8);
+  }
+  double w = c->weight * d;
+  if (isnan(w))
+    w = 0;
+  return zcoll_add(c, k, kl, w);
+}
+
+/* The score of member m in input s (1 for a set); SHMD_ENOTFOUND when absent. */
+static int zsrc_find(cc_t *x, const zsrc_t *s, const void *m, size_t ml, double *out) {
+  if (!s->present)
+    return SHMD_ENOTFOUND;
+  if (s->type == KV_SET) {
+    int c = shmd_hash_contains(x->c->s, s->h, m, ml);
+    if (c < 0)
+      return c;
+    *out = 1.0;
+    return c ? 0 : SHMD_ENOTFOUND;
+  }
+  size_t vl = 0;
+  int rc = shmd_hash_get(x->c->s, s->h, m, ml, out, 8, &vl);
+  if (rc == 0 && vl != 8)
+    return SHMD_ECORRUPT;
+  return rc;
+}
+
+static void zagg(double *t, double v, int agg) {
+  if (agg == AGG_SUM) {
+    *t = *t + v;
+    if (isnan(*t))
+      *t = 0.0;
+  } else if (agg == AGG_MIN) {
+    *t = v < *t ? v : *t;
+  } else {
+    *t = v > *t ? v : *t;
+  }
+}
+
+static int zel_cmp_member(const void *a, const void *b) {
+  const zel_t *x = a, *y = b;
+  int c = shmd_bytes_cmp(x->m, x->ml, y->m, y->ml);
+  return c ? c : (x->src > y->src) - (x->src < y->src);
+}
+static int zel_cmp_score(const void *a, const void *b) {
+  const zel_t *x = a, *y = b;
+  if (x->score < y->score)
+    return -1;
+  if (x->score > y->score)
+    return 1;
+  return shmd_bytes_cmp(x->m, x->ml, y->m, y->ml);
+}
+
+static int zsetop(cc_t *x, int op, int ni, int store, int card) {
+  long long nk;
+  if (parse_ll(A(ni), L(ni), &nk))
+    return r_error(x->r, ERR_NOTINT);
+  if (nk < 1)
+    return r_error(x->r, "ERR at least 1 input key is needed for '%s' command", x->name);
+  if (nk > x->argc - ni - 1)
+    return r_error(x->r, ERR_SYNTAX);
+  int n = (int)nk;
+  zsrc_t *src = calloc((size_t)n, sizeof *src);
+  if (src == NULL)
+    return SHMD_ENOMEM;
+  int rc = 0, j = ni + 1;
+  for (int i = 0; i < n; i++, j++) {
+    kv_ref_t ref;
+    src[i].weight = 1.0;
+    rc = kv_lookup(x->c, A(j), L(j), &ref);
+    if (rc == SHMD_ENOTFOUND) {
+      rc = 0;
+      continue;
+    }
+    if (rc)
+      goto out;
+    if (ref.rec->type != KV_ZSET && ref.rec->type != KV_SET) {
+      rc = WRONGTYPE();
+      goto out;
+    }
+    src[i].present = 1;
+    src[i].type = ref.rec->type;
+    src[i].h = ref.a;
+    if ((rc = shmd_hash_len(x->c->s, ref.a, &src[i].len)))
+      goto out;
+  }
+  int agg = AGG_SUM, withscores = 0;
+  long long limit = 0;
+  while (j < x->argc) {
+    int remaining = x->argc - j;
+    if (op != ZOP_DIFF && !card && remaining >= n + 1 && eq(A(j), L(j), "WEIGHTS")) {
+      j++;
+      for (int i = 0; i < n; i++, j++)
+        if (parse_double(A(j), L(j), &src[i].weight)) {
+          rc = r_error(x->r, "ERR weight value is not a float");
+          goto out;
+        }
+    } else if (op != ZOP_DIFF && !card && remaining >= 2 && eq(A(j), L(j), "AGGREGATE")) {
+      j++;
+      if (eq(A(j), L(j), "SUM"))
+        agg = AGG_SUM;
+      else if (eq(A(j), L(j), "MIN"))
+        agg = AGG_MIN;
+      else if (eq(A(j), L(j), "MAX"))
+        agg = AGG_MAX;
+      else {
+        rc = r_error(x->r, ERR_SYNTAX);
+        goto out;
+      }
+      j++;
+    } else if (!store && !card && eq(A(j), L(j), "WITHSCORES")) {
+      j++;
+      withscores = 1;
+    } else if (card && remaining >= 2 && eq(A(j), L(j), "LIMIT")) {
+      j++;
+      if (parse_ll(A(j), L(j), &limit) || limit < 0) {
+        rc = r_error(x->r, "ERR LIMIT can't be negative");
+        goto out;
+      }
+      j++;
+    } else {
+      rc = r_error(x->r, ERR_SYNTAX);
+      goto out;
+    }
+  }
+  if (op != ZOP_DIFF) /* smallest first, stably */
+    for (int i = 1; i < n; i++)
+      for (int k = i; k > 0 && src[k - 1].len > src[k].len; k--) {
+        zsrc_t t = src[k];
+        src[k] = src[k - 1];
+        src[k - 1] = t;
+      }
+  zcoll_t res = {0};
+  uint64_t cardinality = 0;
+  if (op == ZOP_INTER || op == ZOP_DIFF) {
+    zcoll_t first = {0};
+    if (src[0].present && src[0].len > 0) {
+      first.type = src[0].type;
+      first.weight = op == ZOP_DIFF ? 1.0 : src[0].weight;
+      rc = shmd_hash_foreach(x->c->s, src[0].h, zsrc_visit, &first);
+    }
+    for (size_t k = 0; k < first.n && rc == 0; k++) {
+      zel_t *e = &first.e[k];
+      double score = e->score, v;
+      int i, keep = 1;
+      for (i = 1; i < n && rc == 0; i++) {
+        int f = zsrc_find(x, &src[i], e->m, e->ml, &v);
+        if (f < 0 && f != SHMD_ENOTFOUND) {
+          rc = f;
+          break;
+        }
+        if (op == ZOP_INTER) {
+          if (f == SHMD_ENOTFOUND) {
+            keep = 0;
+            break;
+          }
+          zagg(&score, v * src[i].weight, agg);
+        } else if (f == 0) {
+          keep = 0;
+          break;
+        }
+      }
+      if (rc || !keep)
+        continue;
+      if (card) {
+        cardinality++;
+        if (limit && cardinality >= (uint64_t)limit)
+          break;
+      } else {
+        rc = zcoll_add(&res, e->m, e->ml, score);
+      }
+    }
+    zcoll_free(&first);
+  } else {
+    zcoll_t all = {0};
+    for (int i = 0; i < n && rc == 0; i++) {
+      if (!src[i].present)
+        continue;
+      all.type = src[i].type;
+      all.weight = src[i].weight;
+      all.src = i;
+      rc = shmd_hash_foreach(x->c->s, src[i].h, zsrc_visit, &all);
+    }
+    if (rc == 0 && all.n)
+      qsort(all.e, all.n, sizeof *all.e, zel_cmp_member);
+    for (size_t k = 0; k < all.n && rc == 0;) {
+      size_t e = k + 1;
+      double score = all.e[k].score;
+      while (e < all.n && all.e[e].ml == all.e[k].ml && memcmp(all.e[e].m, all.e[k].m, all.e[k].ml) == 0)
+        zagg(&score, all.e[e++].score, agg);
+      rc = zcoll_add(&res, all.e[k].m, all.e[k].ml, score);
+      k = e;
+    }
+    zcoll_free(&all);
+  }
+  if (rc)
+    goto done;
+  if (card) {
+    rc = r_int(x->r, (int64_t)cardinality);
+    goto done;
+  }
+  if (res.n)
+    qsort(res.e, res.n, sizeof *res.e, zel_cmp_score);
+  if (store) {
+    if ((rc = kv_delete(x->c, A(1), L(1))) == SHMD_ENOTFOUND)
+      rc = 0;
+    kv_ref_t dst;
+    if (rc == 0 && res.n)
+      rc = kv_container(x->c, A(1), L(1), KV_ZSET, 1, &dst);
+    for (size_t k = 0; k < res.n && rc == 0; k++)
+      rc = z_set_score(x->c, &dst, res.e[k].m, res.e[k].ml, 0, 0, res.e[k].score);
+    if (rc == 0)
+      rc = r_int(x->r, (int64_t)res.n);
+    goto done;
+  }
+  vec_t v = {0};
+  for (size_t k = 0; k < res.n && rc == 0; k++) {
+    rc = vec_bulk(&v, res.e[k].m, res.e[k].ml);
+    if (rc == 0 && withscores) {
+      char buf[64];
+      rc = vec_bulk(&v, buf, fmt_double(res.e[k].score, buf, sizeof buf));
+    }
+  }
+  if (rc)
+    vec_free(&v);
+  else
+    vec_to(&v, x->r);
+done:
+  zcoll_free(&res);
+out:
+  free(src);
+  return rc;
+}
+
+int shmd__kv_cmd_zunion(cc_t *x) { return zsetop(x, ZOP_UNION, 1, 0, 0); }
+int shmd__kv_cmd_zinter(cc_t *x) { return zsetop(x, ZOP_INTER, 1, 0, 0); }
+int shmd__kv_cmd_zdiff(cc_t *x) { return zsetop(x, ZOP_DIFF, 1, 0, 0); }
+int shmd__kv_cmd_zunionstore(cc_t *x) { return zsetop(x, ZOP_UNION, 2, 1, 0); }
+int shmd__kv_cmd_zinterstore(cc_t *x) { return zsetop(x, ZOP_INTER, 2, 1, 0); }
+int shmd__kv_cmd_zdiffstore(cc_t *x) { return zsetop(x, ZOP_DIFF, 2, 1, 0); }
+int shmd__kv_cmd_zintercard(cc_t *x) { return zsetop(x, ZOP_INTER, 1, 0, 1); }
+int shmd__kv_cmd_zrandmember(cc_t *x) { return shmd__kv_randfield(x, KV_ZSET, "WITHSCORES"); }

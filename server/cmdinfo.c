@@ -74,7 +74,7 @@ static void view_kv(const shmd__kv_cmd_t *k, view_t *v) {
     add_flag(v, "admin");
   if (k->flags & KV_CMD_FAST)
     add_flag(v, "fast");
-  int movable = k->first_key == 0 && (!strcmp(k->group, "list") || !strcmp(k->group, "sorted-set"));
+  int movable = (k->flags & KV_CMD_MOVABLEKEYS) != 0;
   if (movable)
     add_flag(v, "movablekeys");
   if (k->flags & KV_CMD_WRITE)
