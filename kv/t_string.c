@@ -377,3 +377,277 @@ int shmd__kv_cmd_setrange(cc_t *x) {
   free(buf);
   return rc ? rc : r_int(x->r, (int64_t)n);
 }
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Bitmaps (Redis's bitops.c): SETBIT GETBIT BITCOUNT BITPOS BITOP over string values. A bitmap
+ * write copies the string (as SETRANGE does). */
+
+#define ERR_BITOFF "ERR bit offset is not an integer or out of range"
+
+/* getBitOffsetFromArgument: 0 .. proto-max-bulk-len * 8 - 1. 1, or 0 when replied. */
+static int bit_offset(cc_t *x, int i, uint64_t *off) {
+  long long v;
+  if (parse_ll(A(i), L(i), &v) || v < 0 || (unsigned long long)(v >> 3) >= KV_STRING_MAX)
+    return r_error(x->r, ERR_BITOFF), 0;
+  *off = (uint64_t)v;
+  return 1;
+}
+
+int shmd__kv_cmd_setbit(cc_t *x) {
+  uint64_t off;
+  long long on;
+  if (!bit_offset(x, 2, &off))
+    return 0;
+  if (parse_ll(A(3), L(3), &on) || (on & ~1))
+    return r_error(x->r, "ERR bit is not an integer or out of range");
+  kv_ref_t ref;
+  int rc = get_string(x, A(1), L(1), &ref);
+  if (rc == SHMD_EWRONGTYPE)
+    return WRONGTYPE();
+  if (rc && rc != SHMD_ENOTFOUND)
+    return rc;
+  size_t old = rc == 0 ? ref.len : 0, byte = (size_t)(off >> 3);
+  size_t n = byte + 1 > old ? byte + 1 : old;
+  unsigned char *buf = calloc(1, n);
+  if (buf == NULL)
+    return SHMD_ENOMEM;
+  if (old)
+    memcpy(buf, ref.data, old);
+  int bit = 7 - (int)(off & 7);
+  int was = (buf[byte] >> bit) & 1;
+  buf[byte] = (unsigned char)((buf[byte] & ~(1u << bit)) | ((unsigned)on << bit));
+  rc = kv_put_string(x->c, A(1), L(1), buf, n, NULL, 0, rc == 0 ? ref.rec->expire : 0);
+  free(buf);
+  return rc ? rc : r_int(x->r, was);
+}
+
+int shmd__kv_cmd_getbit(cc_t *x) {
+  uint64_t off;
+  if (!bit_offset(x, 2, &off))
+    return 0;
+  kv_ref_t ref;
+  int rc = get_string(x, A(1), L(1), &ref);
+  if (rc == SHMD_ENOTFOUND)
+    return r_int(x->r, 0);
+  if (rc == SHMD_EWRONGTYPE)
+    return WRONGTYPE();
+  if (rc)
+    return rc;
+  size_t byte = (size_t)(off >> 3);
+  return r_int(x->r, byte < ref.len ? (ref.data[byte] >> (7 - (off & 7))) & 1 : 0);
+}
+
+static long long popcount(const unsigned char *p, size_t n) {
+  long long c = 0;
+  for (size_t i = 0; i < n; i++)
+    c += __builtin_popcount(p[i]);
+  return c;
+}
+
+/* Redis's range of BITCOUNT / BITPOS in bytes, with the masks of the edge bytes for BIT ranges. */
+static void bit_range(long long totlen, int isbit, long long *start, long long *end, unsigned char *first_neg,
+                      unsigned char *last_neg) {
+  if (isbit)
+    totlen <<= 3;
+  if (*start < 0) *start = totlen + *start;
+  if (*end < 0) *end = totlen + *end;
+  if (*start < 0) *start = 0;
+  if (*end < 0) *end = 0;
+  if (*end >= totlen) *end = totlen - 1;
+  *first_neg = *last_neg = 0;
+  if (isbit && *start <= *end) {
+    *first_neg = (unsigned char)(~((1 << (8 - (*start & 7))) - 1) & 0xFF);
+    *last_neg = (unsigned char)((1 << (7 - (*end & 7))) - 1);
+    *start >>= 3;
+    *end >>= 3;
+  }
+}
+
+int shmd__kv_cmd_bitcount(cc_t *x) {
+  kv_ref_t ref;
+  int rc = get_string(x, A(1), L(1), &ref);
+  if (rc == SHMD_ENOTFOUND)
+    return r_int(x->r, 0);
+  if (rc == SHMD_EWRONGTYPE)
+    return WRONGTYPE();
+  if (rc)
+    return rc;
+  long long start, end;
+  unsigned char fneg = 0, lneg = 0;
+  if (x->argc == 4 || x->argc == 5) {
+    int isbit = 0;
+    if (parse_ll(A(2), L(2), &start) || parse_ll(A(3), L(3), &end))
+      return r_error(x->r, ERR_NOTINT);
+    if (start < 0 && end < 0 && start > end) /* Redis: before it reads BYTE / BIT */
+      return r_int(x->r, 0);
+    if (x->argc == 5) {
+      if (eq(A(4), L(4), "BIT"))
+        isbit = 1;
+      else if (!eq(A(4), L(4), "BYTE"))
+        return r_error(x->r, ERR_SYNTAX);
+    }
+    bit_range((long long)ref.len, isbit, &start, &end, &fneg, &lneg);
+  } else if (x->argc == 2) {
+    start = 0;
+    end = (long long)ref.len - 1;
+  } else {
+    return r_error(x->r, ERR_SYNTAX);
+  }
+  if (start > end)
+    return r_int(x->r, 0);
+  long long count = popcount(ref.data + start, (size_t)(end - start + 1));
+  if (fneg)
+    count -= __builtin_popcount(ref.data[start] & fneg);
+  if (lneg)
+    count -= __builtin_popcount(ref.data[end] & lneg);
+  return r_int(x->r, count);
+}
+
+/* redisBitpos: the first bit equal to `bit` in p[0 .. n) (-1 when looking for a 1 and there is
+ * none; n * 8 when looking for a 0 and there is none). */
+static long long bitpos_of(const unsigned char *p, size_t n, int bit) {
+  for (size_t i = 0; i < n; i++) {
+    unsigned char b = bit ? p[i] : (unsigned char)~p[i];
+    if (b)
+      return (long long)(i * 8) + __builtin_clz((unsigned)b << 24);
+  }
+  return bit ? -1 : (long long)n * 8;
+}
+
+int shmd__kv_cmd_bitpos(cc_t *x) {
+  long long bit;
+  if (parse_ll(A(2), L(2), &bit))
+    return r_error(x->r, ERR_NOTINT);
+  if (bit != 0 && bit != 1)
+    return r_error(x->r, "ERR The bit argument must be 1 or 0.");
+  kv_ref_t ref;
+  int rc = get_string(x, A(1), L(1), &ref);
+  if (rc == SHMD_ENOTFOUND)
+    return r_int(x->r, bit ? -1 : 0);
+  if (rc == SHMD_EWRONGTYPE)
+    return WRONGTYPE();
+  if (rc)
+    return rc;
+  long long start, end, totlen = (long long)ref.len;
+  int isbit = 0, end_given = 0;
+  unsigned char fneg = 0, lneg = 0;
+  if (x->argc >= 4 && x->argc <= 6) {
+    if (parse_ll(A(3), L(3), &start))
+      return r_error(x->r, ERR_NOTINT);
+    if (x->argc == 6) {
+      if (eq(A(5), L(5), "BIT"))
+        isbit = 1;
+      else if (!eq(A(5), L(5), "BYTE"))
+        return r_error(x->r, ERR_SYNTAX);
+    }
+    if (x->argc >= 5) {
+      if (parse_ll(A(4), L(4), &end))
+        return r_error(x->r, ERR_NOTINT);
+      end_given = 1;
+    } else {
+      end = isbit ? (totlen << 3) + 7 : totlen - 1;
+    }
+    bit_range(totlen, isbit, &start, &end, &fneg, &lneg);
+  } else if (x->argc == 3) {
+    start = 0;
+    end = totlen - 1;
+  } else {
+    return r_error(x->r, ERR_SYNTAX);
+  }
+  if (start > end)
+    return r_int(x->r, -1);
+  /* Copy the range, fill the bits outside it with the opposite of what is looked for. */
+  size_t bytes = (size_t)(end - start + 1);
+  unsigned char *tmp = malloc(bytes);
+  if (tmp == NULL)
+    return SHMD_ENOMEM;
+  memcpy(tmp, ref.data + start, bytes);
+  if (fneg)
+    tmp[0] = bit ? (unsigned char)(tmp[0] & ~fneg) : (unsigned char)(tmp[0] | fneg);
+  if (lneg)
+    tmp[bytes - 1] = bit ? (unsigned char)(tmp[bytes - 1] & ~lneg) : (unsigned char)(tmp[bytes - 1] | lneg);
+  long long pos = bitpos_of(tmp, bytes, (int)bit);
+  free(tmp);
+  /* A 0 looked for inside an explicit range that has none: -1 (no zero padding on the right). */
+  if (end_given && bit == 0 && pos == (long long)bytes * 8)
+    return r_int(x->r, -1);
+  if (pos != -1)
+    pos += start * 8;
+  return r_int(x->r, pos);
+}
+
+int shmd__kv_cmd_bitop(cc_t *x) {
+  enum { B_AND, B_OR, B_XOR, B_NOT } op;
+  if (eq(A(1), L(1), "AND"))
+    op = B_AND;
+  else if (eq(A(1), L(1), "OR"))
+    op = B_OR;
+  else if (eq(A(1), L(1), "XOR"))
+    op = B_XOR;
+  else if (eq(A(1), L(1), "NOT"))
+    op = B_NOT;
+  else
+    return r_error(x->r, ERR_SYNTAX);
+  if (op == B_NOT && x->argc != 4)
+    return r_error(x->r, "ERR BITOP NOT must be called with a single source key.");
+  int nk = x->argc - 3;
+  unsigned char **src = calloc((size_t)nk, sizeof *src);
+  size_t *len = calloc((size_t)nk, sizeof *len);
+  int rc = src && len ? 0 : SHMD_ENOMEM;
+  size_t maxlen = 0;
+  for (int j = 0; j < nk && rc == 0; j++) {
+    kv_ref_t ref;
+    rc = get_string(x, A(j + 3), L(j + 3), &ref);
+    if (rc == SHMD_ENOTFOUND) {
+      rc = 0;
+      continue;
+    }
+    if (rc == SHMD_EWRONGTYPE) {
+      rc = WRONGTYPE();
+      goto out;
+    }
+    if (rc)
+      break;
+    len[j] = ref.len;
+    if ((src[j] = malloc(ref.len + 1)) == NULL) {
+      rc = SHMD_ENOMEM;
+      break;
+    }
+    memcpy(src[j], ref.data, ref.len);
+    if (ref.len > maxlen)
+      maxlen = ref.len;
+  }
+  if (rc)
+    goto out;
+  if (maxlen) {
+    unsigned char *res = malloc(maxlen);
+    if (res == NULL) {
+      rc = SHMD_ENOMEM;
+      goto out;
+    }
+    for (size_t b = 0; b < maxlen; b++) {
+      unsigned char o = len[0] <= b ? 0 : src[0][b];
+      if (op == B_NOT)
+        o = (unsigned char)~o;
+      for (int i = 1; i < nk; i++) {
+        unsigned char v = len[i] <= b ? 0 : src[i][b];
+        o = op == B_AND ? (o & v) : op == B_OR ? (o | v) : (o ^ v);
+      }
+      res[b] = o;
+    }
+    rc = kv_put_string(x->c, A(2), L(2), res, maxlen, NULL, 0, 0);
+    free(res);
+  } else {
+    rc = kv_delete(x->c, A(2), L(2));
+    if (rc == SHMD_ENOTFOUND)
+      rc = 0;
+  }
+  if (rc == 0)
+    rc = r_int(x->r, (int64_t)maxlen);
+out:
+  for (int j = 0; src && j < nk; j++)
+    free(src[j]);
+  free(src);
+  free(len);
+  return rc;
+}

@@ -40,6 +40,8 @@ static void add_cat(view_t *v, const char *c) {
 static const char *group_cat(const char *g) {
   if (!strcmp(g, "string"))
     return "@string";
+  if (!strcmp(g, "bitmap"))
+    return "@bitmap";
   if (!strcmp(g, "hash"))
     return "@hash";
   if (!strcmp(g, "list"))

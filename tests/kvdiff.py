@@ -505,6 +505,15 @@ gen("zdiffstore")(lambda g: [b"ZDIFFSTORE"] + zop_args(g, 1, 0))
 gen("zintercard")(lambda g: [b"ZINTERCARD"] + zop_args(g, 0, 1))
 gen("zrandmember")(lambda g: [b"ZRANDMEMBER", K(g)] + ([I(g) if g.random() < 0.3 else SI(g)] + ([pick(g, [b"WITHSCORES", b"withscores", b"FOO"])] if g.random() < 0.5 else []) if g.random() < 0.7 else []))
 
+# bitmaps
+BITOFF = [b"0", b"1", b"7", b"8", b"15", b"100", b"-1", b"abc", b"100000", b"4294967296", b""]
+RANGE = [b"0", b"1", b"-1", b"2", b"-2", b"5", b"-100", b"100", b"abc", b"-9223372036854775808"]
+gen("setbit", 2)(lambda g: [b"SETBIT", K(g), pick(g, BITOFF[:7] * 3 + BITOFF), pick(g, [b"0", b"1", b"1", b"2", b"-1", b"abc"])])
+gen("getbit")(lambda g: [b"GETBIT", K(g), pick(g, BITOFF)])
+gen("bitcount", 2)(lambda g: [b"BITCOUNT", K(g)] + ([pick(g, RANGE), pick(g, RANGE)] + opts(g, [[b"BIT"], [b"BYTE"], [b"FOO"]], 1) if g.random() < 0.7 else opts(g, [[b"1"]], 1)))
+gen("bitpos", 2)(lambda g: [b"BITPOS", K(g), pick(g, [b"0", b"1", b"2", b"abc"])] + [pick(g, RANGE) for _ in range(g.randint(0, 2))] + opts(g, [[b"BIT"], [b"BYTE"], [b"FOO"]], 1))
+gen("bitop")(lambda g: [b"BITOP", pick(g, [b"AND", b"OR", b"XOR", b"NOT", b"not", b"FOO"]), K(g)] + many(g, K, 1, 3))
+
 
 def random_command(g, names, weights):
     name = g.choices(names, weights)[0]

@@ -13,7 +13,7 @@
 
 TestSuite(commands, .init = ts_init, .fini = ts_fini);
 
-static const char *const groups[] = {"generic", "server", "connection", "string", "hash", "list", "set", "sorted-set"};
+static const char *const groups[] = {"generic", "server", "connection", "string", "bitmap", "hash", "list", "set", "sorted-set"};
 
 Test(commands, entries_are_well_formed) {
   size_t n = shmd__kv_cmd_count();

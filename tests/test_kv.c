@@ -2563,3 +2563,49 @@ Test(kv, crash_multikey_store_commands_are_all_or_nothing) {
   }
   cr_assert_gt(completed, 0, "no ZUNIONSTORE / ZINTERSTORE ever completed before a kill");
 }
+
+/* SETBIT GETBIT BITCOUNT BITPOS BITOP, with redis-server 7.0's answers. */
+Test(kv, issue15_bitmap_commands) {
+  shmd_store_t *s = ts_open("t", 8 * MB, 8 * MB);
+  EXPECT(s, "SETBIT b 7 1", ":0");
+  EXPECT(s, "SETBIT b 7 1", ":1");
+  EXPECT(s, "GET b", "\"\x01\"");
+  EXPECT(s, "SETBIT b 1 1", ":0");
+  EXPECT(s, "GETBIT b 1", ":1");
+  EXPECT(s, "GETBIT b 100", ":0");
+  EXPECT(s, "GETBIT nokey 0", ":0");
+  EXPECT(s, "SETBIT b -1 1", "-ERR bit offset is not an integer or out of range");
+  EXPECT(s, "SETBIT b 4294967296 1", "-ERR bit offset is not an integer or out of range");
+  EXPECT(s, "SETBIT b 0 2", "-ERR bit is not an integer or out of range");
+  EXPECT(s, "SET f foobar", "+OK");
+  EXPECT(s, "BITCOUNT f", ":26");
+  EXPECT(s, "BITCOUNT f 0 0", ":4");
+  EXPECT(s, "BITCOUNT f 1 1", ":6");
+  EXPECT(s, "BITCOUNT f 5 30 BIT", ":17");
+  EXPECT(s, "BITCOUNT f -1 -100 FOO", ":0");
+  EXPECT(s, "BITCOUNT f 0 1 FOO", "-ERR syntax error");
+  EXPECT(s, "BITCOUNT f 0", "-ERR syntax error");
+  EXPECT(s, "BITCOUNT nokey 0", ":0");
+  EXPECT(s, "SET p \"\xff\xf0\"", "+OK");
+  EXPECT(s, "BITPOS p 0", ":12");
+  EXPECT(s, "BITPOS p 1 1", ":8");
+  EXPECT(s, "BITPOS p 0 0 0", ":-1");
+  EXPECT(s, "BITPOS p 1 2 -1 BIT", ":2");
+  EXPECT(s, "BITPOS p 2", "-ERR The bit argument must be 1 or 0.");
+  EXPECT(s, "BITPOS nokey 0", ":0");
+  EXPECT(s, "BITPOS nokey 1", ":-1");
+  EXPECT(s, "SET a abc", "+OK");
+  EXPECT(s, "SET c \"   \"", "+OK");
+  EXPECT(s, "BITOP OR d a c", ":3");
+  EXPECT(s, "GET d", "\"abc\"");
+  EXPECT(s, "BITOP XOR d a a", ":3");
+  EXPECT(s, "BITCOUNT d", ":0");
+  EXPECT(s, "BITOP NOT d a c", "-ERR BITOP NOT must be called with a single source key.");
+  EXPECT(s, "BITOP AND d nokey nokey2", ":0");
+  EXPECT(s, "EXISTS d", ":0");
+  EXPECT(s, "RPUSH l x", ":1");
+  EXPECT(s, "BITOP AND d a l", WT);
+  EXPECT(s, "SETBIT l 0 1", WT);
+  check_all(s);
+  shmd_close(s);
+}
