@@ -2609,3 +2609,35 @@ Test(kv, issue15_bitmap_commands) {
   check_all(s);
   shmd_close(s);
 }
+
+/* SORT / SORT_RO: numeric, ALPHA, DESC, LIMIT, STORE, BY nosort, GET # and GET constant as Redis
+ * 7.0 answers them; BY / GET key patterns refused on purpose. */
+Test(kv, issue15_sort) {
+  shmd_store_t *s = ts_open("t", 8 * MB, 8 * MB);
+  EXPECT(s, "RPUSH l 3 1 2 10", ":4");
+  EXPECT(s, "SORT l", "[\"1\",\"2\",\"3\",\"10\"]");
+  EXPECT(s, "SORT l DESC LIMIT 1 2", "[\"3\",\"2\"]");
+  EXPECT(s, "SORT l ALPHA", "[\"1\",\"10\",\"2\",\"3\"]");
+  EXPECT(s, "SORT l BY nosort DESC", "[\"10\",\"2\",\"1\",\"3\"]");
+  EXPECT(s, "SORT l GET # GET c LIMIT 0 1", "[\"1\",(nil)]");
+  EXPECT(s, "SORT l STORE dst", ":4");
+  EXPECT(s, "LRANGE dst 0 -1", "[\"1\",\"2\",\"3\",\"10\"]");
+  EXPECT(s, "SORT_RO l STORE dst", "-ERR syntax error");
+  EXPECT(s, "SORT nokey STORE dst", ":0");
+  EXPECT(s, "EXISTS dst", ":0");
+  EXPECT(s, "RPUSH bad 1 x", ":2");
+  EXPECT(s, "SORT bad", "-ERR One or more scores can't be converted into double");
+  EXPECT(s, "SORT bad ALPHA", "[\"1\",\"x\"]");
+  EXPECT(s, "SADD st b a c", ":3");
+  EXPECT(s, "SORT st ALPHA DESC", "[\"c\",\"b\",\"a\"]");
+  EXPECT(s, "SORT st BY nosort STORE d2", ":3");
+  EXPECT(s, "LRANGE d2 0 -1", "[\"a\",\"b\",\"c\"]");
+  EXPECT(s, "ZADD z 1 b 2 a", ":2");
+  EXPECT(s, "SORT z BY nosort", "[\"b\",\"a\"]");
+  EXPECT(s, "SET str x", "+OK");
+  EXPECT(s, "SORT str", WT);
+  EXPECT(s, "SORT l BY w_*", "-ERR SORT BY with a key pattern is not supported by shmdict (no key lookups by pattern)");
+  EXPECT(s, "SORT l GET h_*->f", "-ERR SORT GET with a key pattern is not supported by shmdict (no key lookups by pattern)");
+  check_all(s);
+  shmd_close(s);
+}
