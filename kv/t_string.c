@@ -651,3 +651,147 @@ out:
   free(len);
   return rc;
 }
+
+/* LCS key1 key2 [LEN] [IDX] [MINMATCHLEN len] [WITHMATCHLEN] (Redis 7.0's lcsCommand, the same
+ * dynamic programme, walk and reply shapes; missing keys are empty strings). */
+int shmd__kv_cmd_lcs(cc_t *x) {
+  kv_ref_t ra, rb;
+  int rc = get_string(x, A(1), L(1), &ra);
+  if (rc == SHMD_ENOTFOUND)
+    ra.len = 0, ra.data = NULL;
+  else if (rc == SHMD_EWRONGTYPE)
+    return r_error(x->r, "ERR The specified keys must contain string values");
+  else if (rc)
+    return rc;
+  rc = get_string(x, A(2), L(2), &rb);
+  if (rc == SHMD_ENOTFOUND)
+    rb.len = 0, rb.data = NULL;
+  else if (rc == SHMD_EWRONGTYPE)
+    return r_error(x->r, "ERR The specified keys must contain string values");
+  else if (rc)
+    return rc;
+  int getlen = 0, getidx = 0, withmatchlen = 0;
+  long long minmatchlen = 0;
+  for (int j = 3; j < x->argc; j++) {
+    int more = j + 1 < x->argc;
+    if (eq(A(j), L(j), "IDX"))
+      getidx = 1;
+    else if (eq(A(j), L(j), "LEN"))
+      getlen = 1;
+    else if (eq(A(j), L(j), "WITHMATCHLEN"))
+      withmatchlen = 1;
+    else if (eq(A(j), L(j), "MINMATCHLEN") && more) {
+      if (parse_ll(A(j + 1), L(j + 1), &minmatchlen))
+        return r_error(x->r, ERR_NOTINT);
+      if (minmatchlen < 0)
+        minmatchlen = 0;
+      j++;
+    } else {
+      return r_error(x->r, ERR_SYNTAX);
+    }
+  }
+  if (getidx && getlen)
+    return r_error(x->r, "ERR If you want both the length and indexes, please just use IDX.");
+  uint64_t alen = ra.len, blen = rb.len;
+  uint64_t cells = (alen + 1) * (blen + 1);
+  if (cells * sizeof(uint32_t) > KV_STRING_MAX)
+    return r_error(x->r, "ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len");
+  /* both strings are copied out first: the table is built without holding pointers into the store */
+  unsigned char *a = malloc(alen + 1), *b = malloc(blen + 1);
+  uint32_t *lcs = malloc(cells * sizeof *lcs);
+  if (!a || !b || !lcs) {
+    free(a);
+    free(b);
+    free(lcs);
+    return SHMD_ENOMEM;
+  }
+  if (alen)
+    memcpy(a, ra.data, alen);
+  if (blen)
+    memcpy(b, rb.data, blen);
+#define LCS(i, j) lcs[(j) + (i) * (blen + 1)]
+  for (uint64_t i = 0; i <= alen; i++)
+    for (uint64_t j = 0; j <= blen; j++) {
+      if (i == 0 || j == 0)
+        LCS(i, j) = 0;
+      else if (a[i - 1] == b[j - 1])
+        LCS(i, j) = LCS(i - 1, j - 1) + 1;
+      else
+        LCS(i, j) = LCS(i - 1, j) > LCS(i, j - 1) ? LCS(i - 1, j) : LCS(i, j - 1);
+    }
+  uint32_t idx = LCS(alen, blen), total = idx;
+  int computelcs = getidx || !getlen;
+  unsigned char *result = malloc((size_t)idx + 1);
+  vec_t ranges = {0};
+  rc = result ? 0 : SHMD_ENOMEM;
+  uint64_t as = alen, ae = 0, bs = 0, be = 0; /* as == alen: no range open */
+  uint64_t i = alen, j = blen;
+  while (rc == 0 && computelcs && i > 0 && j > 0) {
+    int emit = 0;
+    if (a[i - 1] == b[j - 1]) {
+      result[idx - 1] = a[i - 1];
+      if (as == alen) {
+        as = ae = i - 1;
+        bs = be = j - 1;
+      } else if (as == i && bs == j) {
+        as--;
+        bs--;
+      } else {
+        emit = 1;
+      }
+      if (as == 0 || bs == 0)
+        emit = 1;
+      idx--;
+      i--;
+      j--;
+    } else {
+      if (LCS(i - 1, j) > LCS(i, j - 1))
+        i--;
+      else
+        j--;
+      if (as != alen)
+        emit = 1;
+    }
+    uint64_t mlen = ae - as + 1;
+    if (emit) {
+      if (getidx && (minmatchlen == 0 || mlen >= (uint64_t)minmatchlen)) {
+        rc = vec_bulk(&ranges, "", 0);
+        shmd_reply_t *e = rc ? NULL : &ranges.e[ranges.n - 1];
+        if (e) {
+          shmd__kv_reply_clear(e);
+          if ((rc = r_array(e, 2 + (size_t)withmatchlen)) == 0 && (rc = r_array(&e->elems[0], 2)) == 0 &&
+              (rc = r_array(&e->elems[1], 2)) == 0) {
+            r_int(&e->elems[0].elems[0], (int64_t)as);
+            r_int(&e->elems[0].elems[1], (int64_t)ae);
+            r_int(&e->elems[1].elems[0], (int64_t)bs);
+            r_int(&e->elems[1].elems[1], (int64_t)be);
+            if (withmatchlen)
+              r_int(&e->elems[2], (int64_t)mlen);
+          }
+        }
+      }
+      as = alen;
+    }
+  }
+#undef LCS
+  free(lcs);
+  free(a);
+  free(b);
+  if (rc == 0) {
+    if (getidx) {
+      if ((rc = r_array(x->r, 4)) == 0 && (rc = r_bulk(&x->r->elems[0], "matches", 7)) == 0 &&
+          (rc = r_bulk(&x->r->elems[2], "len", 3)) == 0) {
+        vec_to(&ranges, &x->r->elems[1]);
+        r_int(&x->r->elems[3], total);
+      }
+    } else if (getlen) {
+      rc = r_int(x->r, total);
+    } else {
+      rc = r_bulk(x->r, result, total);
+    }
+  }
+  if (rc || !getidx)
+    vec_free(&ranges);
+  free(result);
+  return rc;
+}

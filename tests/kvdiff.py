@@ -50,10 +50,37 @@ ALLOWED = [
 ]
 
 
-def allowed(args):
+def c_strtod_ok(b):
+    """Whether C's strtod reads all of the C string b (up to a NUL) without ERANGE or NaN."""
+    import ctypes
+    libc = ctypes.CDLL(None)
+    libc.strtod.restype = ctypes.c_double
+    libc.strtod.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_char_p)]
+    errno_loc = libc.__errno_location
+    errno_loc.restype = ctypes.POINTER(ctypes.c_int)
+    s = ctypes.create_string_buffer(b.split(b"\0")[0])
+    end = ctypes.c_char_p()
+    errno_loc()[0] = 0
+    v = libc.strtod(s, ctypes.byref(end))
+    return errno_loc()[0] == 0 and v == v and ctypes.cast(end, ctypes.c_void_p).value == ctypes.addressof(s) + len(s.value)
+
+
+# Differences of Redis's own making, each a known Redis quirk, judged on the replies.
+ALLOWED_REPLIES = [
+    (lambda c, a, rv, sv: c in ("sort", "sort_ro") and rv == ("error", b"ERR One or more scores can't be converted into double")
+     and sv[0] == "array" and all(e[0] == "bulk" and c_strtod_ok(e[1]) for e in sv[1]),
+     "Redis's SORT tests errno after strtod without clearing it first: an ERANGE left by an earlier "
+     "command (ZADD 1e400, INCRBYFLOAT) makes it refuse numbers that parse (shmdict sorts them)"),
+]
+
+
+def allowed(args, rv=None, sv=None):
     c = args[0].decode("latin-1").lower()
     for pred, why in ALLOWED:
         if pred(c, args):
+            return why
+    for pred, why in ALLOWED_REPLIES:
+        if rv is not None and pred(c, args, rv, sv):
             return why
     return None
 
@@ -523,6 +550,8 @@ SORT_OPTS = [[b"ASC"], [b"DESC"], [b"ALPHA"], lambda g: [b"LIMIT", SI(g), SI(g)]
 gen("sort", 2)(lambda g: [b"SORT", K(g)] + opts(g, SORT_OPTS + [lambda g: [b"STORE", K(g)]], 3))
 gen("sort_ro")(lambda g: [b"SORT_RO", K(g)] + opts(g, SORT_OPTS + [lambda g: [b"STORE", K(g)]], 3))
 
+gen("lcs", 2)(lambda g: [b"LCS", K(g), K(g)] + opts(g, [[b"LEN"], [b"IDX"], [b"WITHMATCHLEN"], lambda g: [b"MINMATCHLEN", pick(g, [b"0", b"1", b"2", b"-1", b"abc"])], [b"MINMATCHLEN"], [b"FOO"]], 3))
+
 
 def random_command(g, names, weights):
     name = g.choices(names, weights)[0]
@@ -634,7 +663,7 @@ def run(driver_exe, seeds, count, verbose, script=None, paranoid=False):
                             why = "state of %r: redis %s shmdict %s" % (k, cut(repr(a).encode(), 120), cut(repr(b).encode(), 120))
                             break
                 if why:
-                    reason = allowed(args)
+                    reason = allowed(args, rv, sv)
                     if reason:
                         allowed_n += 1
                         if name in ("sort", "sort_ro") and len(args) > 1:
@@ -644,7 +673,7 @@ def run(driver_exe, seeds, count, verbose, script=None, paranoid=False):
                         if diffs <= 40 or verbose:
                             print("seed %d #%d DIFF (%s) %s\n   redis:   %s\n   shmdict: %s" % (seed, i, why, cut(repr(args).encode()), cut(ra), cut(sa)))
                     # keep the keyspaces equal after an answered difference
-                    for k in set(args[1:4]) & set(KEYS):
+                    for k in set(args[1:]) & set(KEYS):
                         copy_key(redis, drv, k)
             for d in range(16):
                 a, b = keyspace(redis, d), keyspace(drv, d)

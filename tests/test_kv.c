@@ -2641,3 +2641,19 @@ Test(kv, issue15_sort) {
   check_all(s);
   shmd_close(s);
 }
+
+/* LCS, with the examples of Redis's documentation (redis-server 7.0 gives the same). */
+Test(kv, issue15_lcs) {
+  shmd_store_t *s = ts_open("t", 8 * MB, 8 * MB);
+  EXPECT(s, "MSET key1 ohmytext key2 mynewtext", "+OK");
+  EXPECT(s, "LCS key1 key2", "\"mytext\"");
+  EXPECT(s, "LCS key1 key2 LEN", ":6");
+  EXPECT(s, "LCS key1 key2 IDX", "[\"matches\",[[[:4,:7],[:5,:8]],[[:2,:3],[:0,:1]]],\"len\",:6]");
+  EXPECT(s, "LCS key1 key2 IDX MINMATCHLEN 4 WITHMATCHLEN", "[\"matches\",[[[:4,:7],[:5,:8],:4]],\"len\",:6]");
+  EXPECT(s, "LCS key1 key2 IDX LEN", "-ERR If you want both the length and indexes, please just use IDX.");
+  EXPECT(s, "LCS key1 nokey", "\"\"");
+  EXPECT(s, "RPUSH l x", ":1");
+  EXPECT(s, "LCS key1 l", "-ERR The specified keys must contain string values");
+  check_all(s);
+  shmd_close(s);
+}
