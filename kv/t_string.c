@@ -795,3 +795,245 @@ int shmd__kv_cmd_lcs(cc_t *x) {
   free(result);
   return rc;
 }
+
+/* BITFIELD / BITFIELD_RO (Redis 7.0's bitfieldGeneric): the operations are all parsed first (type,
+ * offset with '#', value), then the key's type; a write grows the string to the farthest bit
+ * written (creating the key even when OVERFLOW FAIL refuses every write, as Redis does). */
+enum { BF_GET, BF_SET, BF_INCRBY };
+enum { BF_WRAP, BF_SAT, BF_FAIL };
+typedef struct bfop_s {
+  uint64_t offset;
+  int64_t i64;
+  int opcode, owtype, bits, sign;
+} bfop_t;
+
+static uint64_t bf_getu(const unsigned char *p, uint64_t off, uint64_t bits) {
+  uint64_t v = 0;
+  for (uint64_t j = 0; j < bits; j++, off++)
+    v = (v << 1) | ((p[off >> 3] >> (7 - (off & 7))) & 1);
+  return v;
+}
+static void bf_setu(unsigned char *p, uint64_t off, uint64_t bits, uint64_t v) {
+  for (uint64_t j = 0; j < bits; j++, off++) {
+    unsigned bv = (v & ((uint64_t)1 << (bits - 1 - j))) != 0;
+    unsigned bit = 7 - (unsigned)(off & 7);
+    p[off >> 3] = (unsigned char)((p[off >> 3] & ~(1u << bit)) | (bv << bit));
+  }
+}
+static int64_t bf_gets(const unsigned char *p, uint64_t off, uint64_t bits) {
+  uint64_t u = bf_getu(p, off, bits);
+  if (bits < 64 && (u & ((uint64_t)1 << (bits - 1))))
+    u |= UINT64_MAX << bits;
+  return (int64_t)u;
+}
+static int bf_over_u(uint64_t value, int64_t incr, uint64_t bits, int ow, uint64_t *limit) {
+  uint64_t max = bits == 64 ? UINT64_MAX : (((uint64_t)1 << bits) - 1);
+  int64_t maxincr = (int64_t)(max - value), minincr = -(int64_t)value;
+  int r;
+  if (value > max || (incr > 0 && incr > maxincr)) {
+    r = 1;
+    if (ow == BF_SAT)
+      *limit = max;
+  } else if (incr < 0 && incr < minincr) {
+    r = -1;
+    if (ow == BF_SAT)
+      *limit = 0;
+  } else {
+    return 0;
+  }
+  if (ow == BF_WRAP) {
+    *limit = (value + (uint64_t)incr) & ~(UINT64_MAX << bits);
+    return 1;
+  }
+  return r;
+}
+static int bf_over_s(int64_t value, int64_t incr, uint64_t bits, int ow, int64_t *limit) {
+  int64_t max = bits == 64 ? INT64_MAX : (((int64_t)1 << (bits - 1)) - 1);
+  int64_t min = -max - 1;
+  int64_t maxincr = (int64_t)((uint64_t)max - (uint64_t)value), minincr = (int64_t)((uint64_t)min - (uint64_t)value);
+  int r;
+  if (value > max || (bits != 64 && incr > maxincr) || (value >= 0 && incr > 0 && incr > maxincr)) {
+    r = 1;
+    if (ow == BF_SAT)
+      *limit = max;
+  } else if (value < min || (bits != 64 && incr < minincr) || (value < 0 && incr < 0 && incr < minincr)) {
+    r = -1;
+    if (ow == BF_SAT)
+      *limit = min;
+  } else {
+    return 0;
+  }
+  if (ow == BF_WRAP) {
+    uint64_t c = (uint64_t)value + (uint64_t)incr, msb = (uint64_t)1 << (bits - 1);
+    if (bits < 64)
+      c = (c & msb) ? (c | (UINT64_MAX << bits)) : (c & ~(UINT64_MAX << bits));
+    *limit = (int64_t)c;
+    return 1;
+  }
+  return r;
+}
+
+static int bitfield_generic(cc_t *x, int ro) {
+  int n = 0, ow = BF_WRAP, readonly = 1;
+  uint64_t highest = 0;
+  bfop_t *ops = calloc((size_t)x->argc, sizeof *ops);
+  if (ops == NULL)
+    return SHMD_ENOMEM;
+  int rc = 0;
+  static const char bad_type[] =
+      "ERR Invalid bitfield type. Use something like i16 u8. Note that u64 is not supported but i64 is.";
+  for (int j = 2; j < x->argc; j++) {
+    int rem = x->argc - j - 1, op;
+    if (eq(A(j), L(j), "GET") && rem >= 2)
+      op = BF_GET;
+    else if (eq(A(j), L(j), "SET") && rem >= 3)
+      op = BF_SET;
+    else if (eq(A(j), L(j), "INCRBY") && rem >= 3)
+      op = BF_INCRBY;
+    else if (eq(A(j), L(j), "OVERFLOW") && rem >= 1) {
+      j++;
+      if (eq(A(j), L(j), "WRAP"))
+        ow = BF_WRAP;
+      else if (eq(A(j), L(j), "SAT"))
+        ow = BF_SAT;
+      else if (eq(A(j), L(j), "FAIL"))
+        ow = BF_FAIL;
+      else {
+        rc = r_error(x->r, "ERR Invalid OVERFLOW type specified");
+        goto out;
+      }
+      continue;
+    } else {
+      rc = r_error(x->r, ERR_SYNTAX);
+      goto out;
+    }
+    /* the type: i1..i64 or u1..u63 (the C string after the letter, strictly) */
+    const char *t = A(j + 1);
+    size_t tl = strnlen(t, L(j + 1));
+    long long bits;
+    int sign = tl > 0 && t[0] == 'i';
+    if (tl == 0 || (t[0] != 'i' && t[0] != 'u') || parse_ll(t + 1, tl - 1, &bits) || bits < 1 || (sign && bits > 64) ||
+        (!sign && bits > 63)) {
+      rc = r_error(x->r, "%s", bad_type);
+      goto out;
+    }
+    /* the offset: N or #N (times the width) */
+    const char *o = A(j + 2);
+    size_t ol = L(j + 2);
+    int hash = ol > 0 && o[0] == '#';
+    long long off;
+    if (parse_ll(o + hash, ol - (size_t)hash, &off)) {
+      rc = r_error(x->r, ERR_BITOFF);
+      goto out;
+    }
+    if (hash)
+      off = (long long)((uint64_t)off * (uint64_t)bits);
+    if (off < 0 || (unsigned long long)(off >> 3) >= KV_STRING_MAX) {
+      rc = r_error(x->r, ERR_BITOFF);
+      goto out;
+    }
+    long long v = 0;
+    if (op != BF_GET) {
+      readonly = 0;
+      if (highest < (uint64_t)off + (uint64_t)bits - 1)
+        highest = (uint64_t)off + (uint64_t)bits - 1;
+      if (parse_ll(A(j + 3), L(j + 3), &v)) {
+        rc = r_error(x->r, ERR_NOTINT);
+        goto out;
+      }
+    }
+    ops[n++] = (bfop_t){(uint64_t)off, v, op, ow, (int)bits, sign};
+    j += 3 - (op == BF_GET);
+  }
+  kv_ref_t ref;
+  rc = get_string(x, A(1), L(1), &ref);
+  if (rc == SHMD_EWRONGTYPE) {
+    rc = WRONGTYPE();
+    goto out;
+  }
+  if (rc && rc != SHMD_ENOTFOUND)
+    goto out;
+  int exists = rc == 0;
+  rc = 0;
+  if (!readonly && ro) {
+    rc = r_error(x->r, "ERR BITFIELD_RO only supports the GET subcommand");
+    goto out;
+  }
+  size_t len = exists ? ref.len : 0;
+  size_t need = readonly ? len : ((size_t)(highest >> 3) + 1 > len ? (size_t)(highest >> 3) + 1 : len);
+  unsigned char *buf = calloc(1, need + 9); /* zero padding: GETs read up to 9 bytes past */
+  if (buf == NULL) {
+    rc = SHMD_ENOMEM;
+    goto out;
+  }
+  if (len)
+    memcpy(buf, ref.data, len);
+  uint64_t expire = exists ? ref.rec->expire : 0;
+  if ((rc = r_array(x->r, (size_t)n)))
+    goto done;
+  for (int k = 0; k < n; k++) {
+    bfop_t *p = &ops[k];
+    shmd_reply_t *e = &x->r->elems[k];
+    if (p->opcode == BF_GET) {
+      /* as Redis: up to 9 bytes of the string from the field's first byte, zero-padded */
+      unsigned char nine[9] = {0};
+      uint64_t byte = p->offset >> 3;
+      for (uint64_t i = 0; i < 9 && byte + i < need; i++)
+        nine[i] = buf[byte + i];
+      uint64_t in = p->offset - byte * 8;
+      r_int(e, p->sign ? bf_gets(nine, in, (uint64_t)p->bits) : (int64_t)bf_getu(nine, in, (uint64_t)p->bits));
+      continue;
+    }
+    int over;
+    if (p->sign) {
+      int64_t oldv = bf_gets(buf, p->offset, (uint64_t)p->bits), newv, wrapped = 0, ret;
+      if (p->opcode == BF_INCRBY) {
+        over = bf_over_s(oldv, p->i64, (uint64_t)p->bits, p->owtype, &wrapped);
+        newv = over ? wrapped : (int64_t)((uint64_t)oldv + (uint64_t)p->i64);
+        ret = newv;
+      } else {
+        newv = p->i64;
+        over = bf_over_s(newv, 0, (uint64_t)p->bits, p->owtype, &wrapped);
+        if (over)
+          newv = wrapped;
+        ret = oldv;
+      }
+      if (over && p->owtype == BF_FAIL) {
+        r_nil(e);
+      } else {
+        r_int(e, ret);
+        bf_setu(buf, p->offset, (uint64_t)p->bits, (uint64_t)newv);
+      }
+    } else {
+      uint64_t oldv = bf_getu(buf, p->offset, (uint64_t)p->bits), newv, wrapped = 0, ret;
+      if (p->opcode == BF_INCRBY) {
+        newv = oldv + (uint64_t)p->i64;
+        over = bf_over_u(oldv, p->i64, (uint64_t)p->bits, p->owtype, &wrapped);
+        if (over)
+          newv = wrapped;
+        ret = newv;
+      } else {
+        newv = (uint64_t)p->i64;
+        over = bf_over_u(newv, 0, (uint64_t)p->bits, p->owtype, &wrapped);
+        if (over)
+          newv = wrapped;
+        ret = oldv;
+      }
+      if (over && p->owtype == BF_FAIL) {
+        r_nil(e);
+      } else {
+        r_int(e, (int64_t)ret);
+        bf_setu(buf, p->offset, (uint64_t)p->bits, newv);
+      }
+    }
+  }
+  if (!readonly)
+    rc = kv_put_string(x->c, A(1), L(1), buf, need, NULL, 0, expire);
+done:
+  free(buf);
+out:
+  free(ops);
+  return rc;
+}
+int shmd__kv_cmd_bitfield(cc_t *x) { return bitfield_generic(x, 0); }
+int shmd__kv_cmd_bitfield_ro(cc_t *x) { return bitfield_generic(x, 1); }

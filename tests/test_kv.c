@@ -2657,3 +2657,26 @@ Test(kv, issue15_lcs) {
   check_all(s);
   shmd_close(s);
 }
+
+/* BITFIELD / BITFIELD_RO with Redis's documented examples and overflow modes. */
+Test(kv, issue15_bitfield) {
+  shmd_store_t *s = ts_open("t", 8 * MB, 8 * MB);
+  EXPECT(s, "BITFIELD mykey INCRBY i5 100 1 GET u4 0", "[:1,:0]");
+  EXPECT(s, "BITFIELD mykey INCRBY u2 100 1 OVERFLOW SAT INCRBY u2 102 1", "[:1,:1]");
+  EXPECT(s, "BITFIELD mykey INCRBY u2 100 1 OVERFLOW SAT INCRBY u2 102 1", "[:2,:2]");
+  EXPECT(s, "BITFIELD mykey INCRBY u2 100 1 OVERFLOW SAT INCRBY u2 102 1", "[:3,:3]");
+  EXPECT(s, "BITFIELD mykey INCRBY u2 100 1 OVERFLOW SAT INCRBY u2 102 1", "[:0,:3]");
+  EXPECT(s, "BITFIELD f OVERFLOW FAIL INCRBY u2 102 5", "[(nil)]");
+  EXPECT(s, "STRLEN f", ":13"); /* created and grown even though the write failed, as in Redis */
+  EXPECT(s, "BITFIELD h SET i8 #1 -100 GET i8 8 GET u8 #1", "[:0,:-100,:156]");
+  EXPECT(s, "BITFIELD_RO h GET i8 #1", "[:-100]");
+  EXPECT(s, "BITFIELD_RO h SET i8 0 1", "-ERR BITFIELD_RO only supports the GET subcommand");
+  EXPECT(s, "BITFIELD h GET u64 0", "-ERR Invalid bitfield type. Use something like i16 u8. Note that u64 is not supported but i64 is.");
+  EXPECT(s, "BITFIELD h OVERFLOW FOO", "-ERR Invalid OVERFLOW type specified");
+  EXPECT(s, "BITFIELD h GET u8 -1", "-ERR bit offset is not an integer or out of range");
+  EXPECT(s, "BITFIELD h GET u8 0 FOO", "-ERR syntax error");
+  EXPECT(s, "BITFIELD nokey GET u8 0", "[:0]");
+  EXPECT(s, "EXISTS nokey", ":0");
+  check_all(s);
+  shmd_close(s);
+}
