@@ -35,6 +35,7 @@ typedef struct cmdctx_s {
   argv_t argv;
   const size_t *lens;
   shmd_reply_t *r;
+  const char *name; /* the command's name in the table (lower case), for error texts */
 } cc_t;
 
 #define A(i) (x->argv[i])
@@ -72,6 +73,18 @@ typedef struct hwalk_s {
   size_t pl;
 } hwalk_t;
 int shmd__kv_hwalk_visit(const void *k, size_t kl, const void *val, size_t vl, void *arg);
+
+/* Random keys of the non-empty hash container h, as SRANDMEMBER picks them (t_set.c): one
+ * without a count; with a count, up to count distinct ones, or -count with repeats when count is
+ * negative. Copies into *out (the caller frees it). */
+int shmd__kv_rand_members(cc_t *x, shmd_ptr_t h, int with_count, long long count, vec_t *out);
+/* A thread's xorshift random numbers (t_set.c). */
+uint64_t shmd__kv_rng(void);
+/* SINTERCARD's numkeys at A(i): 1 .. the arguments left; `low` is the text for a bad or small
+ * number. 1 with *nk, 0 when replied. */
+int shmd__kv_parse_numkeys(cc_t *x, int i, const char *low, long long *nk);
+/* HRANDFIELD / ZRANDMEMBER key [count [withword]] for a hash / sorted set key (t_hash.c). */
+int shmd__kv_randfield(cc_t *x, uint32_t type, const char *withword);
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Sorted sets, for the typed C API (t_zset.c) */

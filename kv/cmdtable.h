@@ -17,7 +17,8 @@
   XX(READONLY, "readonly", "reads only (lazy expiry may still delete an expired key)")           \
   XX(DENYOOM, "denyoom", "may need memory (Redis refuses it up front when over maxmemory)")      \
   XX(ADMIN, "admin", "administrative")                                                           \
-  XX(FAST, "fast", "O(1) or O(log n), as Redis marks it")
+  XX(FAST, "fast", "O(1) or O(log n), as Redis marks it")                                       \
+  XX(MOVABLEKEYS, "movablekeys", "keys beyond the key positions (numkeys, STORE): locks every stripe")
 
 enum {
 #define XX(u, s, d) KV_CMD_BIT_##u,

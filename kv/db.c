@@ -8,6 +8,7 @@
  * The SCAN cursor of the keyspace names a stripe in its low 3 bits and that stripe hash's own
  * reverse-binary cursor above, so a key present for the whole scan is returned exactly once.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -63,7 +64,11 @@ int shmd__kv_cmd_type(cc_t *x) {
   return r_status(x->r, type_name(ref.rec->type));
 }
 
-int shmd__kv_cmd_rename(cc_t *x) {
+int shmd__kv_cmd_touch(cc_t *x) { return shmd__kv_cmd_exists(x); }
+
+/* RENAME / RENAMENX (nx): the source must exist (even when it is the destination); the record
+ * moves with its containers and its time to live. */
+static int rename_gen(cc_t *x, int nx) {
   kv_ref_t ref;
   int rc = kv_lookup(x->c, A(1), L(1), &ref);
   if (rc == SHMD_ENOTFOUND)
@@ -71,7 +76,17 @@ int shmd__kv_cmd_rename(cc_t *x) {
   if (rc)
     return rc;
   if (L(1) == L(2) && memcmp(A(1), A(2), L(1)) == 0)
-    return r_ok(x->r);
+    return nx ? r_int(x->r, 0) : r_ok(x->r);
+  if (nx) {
+    kv_ref_t d;
+    rc = kv_lookup(x->c, A(2), L(2), &d);
+    if (rc == 0)
+      return r_int(x->r, 0);
+    if (rc != SHMD_ENOTFOUND)
+      return rc;
+    if ((rc = kv_lookup(x->c, A(1), L(1), &ref))) /* the lookup of A(2) may have moved it */
+      return rc;
+  }
   size_t n = sizeof(kv_rec_t) + ref.len;
   unsigned char *copy = malloc(n);
   if (copy == NULL)
@@ -90,7 +105,114 @@ int shmd__kv_cmd_rename(cc_t *x) {
   if (rc == 0)
     memcpy(hr.val, copy, n);
   free(copy);
-  return rc ? rc : r_ok(x->r);
+  return rc ? rc : nx ? r_int(x->r, 1) : r_ok(x->r);
+}
+int shmd__kv_cmd_rename(cc_t *x) { return rename_gen(x, 0); }
+int shmd__kv_cmd_renamenx(cc_t *x) { return rename_gen(x, 1); }
+
+/* A context for database d inside x's transaction (MOVE, FLUSHALL), holding none of its stripes.
+ * SHMD_ENOTFOUND when d was never created (and create is 0). */
+static int other_db(cc_t *x, unsigned d, kv_ctx_t *o) {
+  shmd_ptr_t dp;
+  int rc = kv_db_get(x->c->tx, d, 0, &dp);
+  if (rc)
+    return rc;
+  *o = *x->c;
+  o->dbi = d;
+  o->dbp = dp;
+  o->locked = 0;
+  o->garbage = 0;
+  return kv_db_view(x->c->s, dp, &o->db);
+}
+
+/* MOVE key db. The dispatcher locks nothing for it and has created the target database (Redis
+ * creates it too); the two stripes are taken here in database order, the order FLUSHALL uses. */
+int shmd__kv_cmd_move(cc_t *x) {
+  long long d;
+  if (parse_ll(A(2), L(2), &d))
+    return r_error(x->r, ERR_NOTINT);
+  if (d < INT_MIN || d > INT_MAX)
+    return r_error(x->r, "ERR value is out of range, value must between %d and %d", INT_MIN, INT_MAX);
+  if (d < 0 || d >= KV_NDB)
+    return r_error(x->r, "ERR DB index is out of range");
+  if ((unsigned)d == x->c->dbi)
+    return r_error(x->r, "ERR source and destination objects are the same");
+  kv_ctx_t dst;
+  int rc = other_db(x, (unsigned)d, &dst);
+  if (rc)
+    return rc == SHMD_ENOTFOUND ? SHMD_ECORRUPT : rc;
+  unsigned st = 1u << kv_stripe_of(A(1), L(1));
+  if ((unsigned)d < x->c->dbi)
+    rc = kv_lock_stripes(&dst, st);
+  if (rc == 0)
+    rc = kv_lock_stripes(x->c, st);
+  if (rc == 0)
+    rc = kv_lock_stripes(&dst, st);
+  if (rc)
+    return rc;
+  kv_ref_t ref, there;
+  rc = kv_lookup(x->c, A(1), L(1), &ref);
+  if (rc == SHMD_ENOTFOUND)
+    return r_int(x->r, 0);
+  if (rc)
+    return rc;
+  rc = kv_lookup(&dst, A(1), L(1), &there);
+  if (rc == 0)
+    return r_int(x->r, 0);
+  if (rc != SHMD_ENOTFOUND)
+    return rc;
+  size_t n = sizeof(kv_rec_t) + ref.len;
+  unsigned char *copy = malloc(n);
+  if (copy == NULL)
+    return SHMD_ENOMEM;
+  memcpy(copy, ref.rec, n);
+  /* the record (and with it the containers) changes database; nothing is released */
+  shmd_hash_ref_t hr;
+  rc = shmd_hash_del(x->c->s, kv_stripe_hash(x->c, A(1), L(1)), A(1), L(1));
+  if (rc == 0)
+    rc = shmd_hash_put_ref(x->c->s, kv_stripe_hash(&dst, A(1), L(1)), A(1), L(1), n, SHMD_HASH_INSERT, NULL, &hr);
+  if (rc == 0)
+    memcpy(hr.val, copy, n);
+  free(copy);
+  if (rc == 0 && dst.garbage)
+    x->c->garbage = 1;
+  return rc ? rc : r_int(x->r, 1);
+}
+
+/* RANDOMKEY: a random live key of the database (nil when it has none). A stripe is chosen in
+ * proportion to its size, then a key of it as SRANDMEMBER picks one; an expired key found so is
+ * deleted and the pick repeated (Redis's dbRandomKey). Every stripe is locked. */
+int shmd__kv_cmd_randomkey(cc_t *x) {
+  for (int tries = 0; tries < 1000; tries++) {
+    uint64_t len[KV_STRIPES], total = 0;
+    for (unsigned i = 0; i < KV_STRIPES; i++) {
+      int rc = shmd_hash_len(x->c->s, x->c->db->stripe[i], &len[i]);
+      if (rc)
+        return rc;
+      total += len[i];
+    }
+    if (total == 0)
+      return r_nil(x->r);
+    vec_t v = {0};
+    uint64_t at = shmd__kv_rng() % total;
+    unsigned st = 0;
+    while (at >= len[st])
+      at -= len[st++];
+    int rc = shmd__kv_rand_members(x, x->c->db->stripe[st], 0, 1, &v);
+    if (rc)
+      return rc;
+    kv_ref_t ref;
+    rc = kv_lookup(x->c, v.e[0].str, v.e[0].len, &ref); /* deletes it when expired */
+    if (rc == 0) {
+      *x->r = v.e[0];
+      free(v.e);
+      return 0;
+    }
+    vec_free(&v);
+    if (rc != SHMD_ENOTFOUND)
+      return rc;
+  }
+  return r_nil(x->r);
 }
 
 typedef struct keyscan_s {
@@ -140,41 +262,56 @@ typedef struct scanopt_s {
   uint32_t type;
 } scanopt_t;
 
-static int parse_scan(cc_t *x, int ci, int allow_type, scanopt_t *o) {
-  memset(o, 0, sizeof *o);
-  o->count = 10;
-  char buf[32];
-  if (L(ci) == 0 || L(ci) >= sizeof buf)
+/* Redis's parseScanCursorOrReply: strtoul over the C string ("" is 0, "-1" wraps to the largest
+ * cursor), no leading space, nothing after the number, no overflow. 1 to go on, 0 when replied. */
+static int parse_cursor(cc_t *x, int ci, uint64_t *cursor) {
+  char buf[64];
+  size_t n = L(ci);
+  const char *nul = memchr(A(ci), 0, n);
+  if (nul)
+    n = (size_t)(nul - A(ci));
+  if (n >= sizeof buf || (n > 0 && isspace((unsigned char)A(ci)[0])))
     return r_error(x->r, "ERR invalid cursor");
-  memcpy(buf, A(ci), L(ci));
-  buf[L(ci)] = 0;
+  memcpy(buf, A(ci), n);
+  buf[n] = 0;
   char *end;
   errno = 0;
-  o->cursor = strtoull(buf, &end, 10);
-  if (*end || errno || buf[0] == '-')
+  unsigned long long v = strtoull(buf, &end, 10);
+  if (*end || errno == ERANGE)
     return r_error(x->r, "ERR invalid cursor");
-  for (int i = ci + 1; i < x->argc; i += 2) {
-    if (i + 1 >= x->argc)
-      return r_error(x->r, ERR_SYNTAX);
-    if (eq(A(i), L(i), "COUNT")) {
+  *cursor = v;
+  return 1;
+}
+
+/* The options after the cursor, as Redis's scanGenericCommand reads them (after the key's lookup
+ * for HSCAN / SSCAN / ZSCAN). 1 to go on, 0 when replied. */
+static int parse_scan_opts(cc_t *x, int ci, int allow_type, scanopt_t *o) {
+  o->pat = NULL;
+  o->pl = 0;
+  o->count = 10;
+  o->type = 0;
+  for (int i = ci + 1; i < x->argc;) {
+    int left = x->argc - i;
+    if (eq(A(i), L(i), "COUNT") && left >= 2) {
       if (parse_ll(A(i + 1), L(i + 1), &o->count))
         return r_error(x->r, ERR_NOTINT);
       if (o->count < 1)
         return r_error(x->r, ERR_SYNTAX);
-    } else if (eq(A(i), L(i), "MATCH")) {
+    } else if (eq(A(i), L(i), "MATCH") && left >= 2) {
       o->pat = A(i + 1);
       o->pl = L(i + 1);
       if (o->pl == 1 && o->pat[0] == '*')
         o->pat = NULL;
-    } else if (allow_type && eq(A(i), L(i), "TYPE")) {
+    } else if (allow_type && eq(A(i), L(i), "TYPE") && left >= 2) {
       static const char *names[] = {"", "string", "list", "set", "hash", "zset"};
-      o->type = 99; /* unknown type matches nothing */
+      o->type = 99; /* an unknown type matches nothing */
       for (uint32_t t = 1; t <= 5; t++)
         if (eq(A(i + 1), L(i + 1), names[t]))
           o->type = t;
     } else {
       return r_error(x->r, ERR_SYNTAX);
     }
+    i += 2;
   }
   return 1;
 }
@@ -194,8 +331,8 @@ static int scan_reply(shmd_reply_t *r, uint64_t cursor, vec_t *v) {
 /* The SCAN cursor: stripe in the low 3 bits, the stripe hash's cursor above. */
 int shmd__kv_cmd_scan(cc_t *x) {
   scanopt_t o;
-  int rc = parse_scan(x, 1, 1, &o);
-  if (rc <= 0)
+  int rc = parse_cursor(x, 1, &o.cursor);
+  if (rc <= 0 || (rc = parse_scan_opts(x, 1, 1, &o)) <= 0)
     return rc;
   keyscan_t k = {{0}, o.pat, o.pl, x->c->now, o.type, 0};
   unsigned st = (unsigned)(o.cursor % KV_STRIPES);
@@ -231,10 +368,9 @@ int shmd__kv_cmd_flushdb(cc_t *x) {
   return rc ? rc : r_ok(x->r);
 }
 
-static int c_expire_gen(cc_t *x, int ms, const char *name) {
-  long long v;
-  if (parse_ll(A(2), L(2), &v))
-    return r_error(x->r, ERR_NOTINT);
+/* EXPIRE / PEXPIRE / EXPIREAT / PEXPIREAT key time [NX|XX|GT|LT], in Redis's order: the options,
+ * then the time, then the key. basetime: now for the relative forms, 0 for the absolute ones. */
+static int c_expire_gen(cc_t *x, int ms, int absolute) {
   int nx = 0, xx = 0, gt = 0, lt = 0;
   for (int i = 3; i < x->argc; i++) {
     if (eq(A(i), L(i), "NX")) nx = 1;
@@ -247,15 +383,18 @@ static int c_expire_gen(cc_t *x, int ms, const char *name) {
     return r_error(x->r, "ERR NX and XX, GT or LT options at the same time are not compatible");
   if (gt && lt)
     return r_error(x->r, "ERR GT and LT options at the same time are not compatible");
-  long long when;
+  long long v;
+  if (parse_ll(A(2), L(2), &v))
+    return r_error(x->r, ERR_NOTINT);
+  long long base = absolute ? 0 : (long long)x->c->now;
   if (!ms) {
     if (v > LLONG_MAX / 1000 || v < LLONG_MIN / 1000)
-      return r_error(x->r, "ERR invalid expire time in '%s' command", name);
+      return r_error(x->r, "ERR invalid expire time in '%s' command", x->name);
     v *= 1000;
   }
-  if ((v > 0 && (long long)x->c->now > LLONG_MAX - v))
-    return r_error(x->r, "ERR invalid expire time in '%s' command", name);
-  when = v + (long long)x->c->now;
+  if (v > LLONG_MAX - base)
+    return r_error(x->r, "ERR invalid expire time in '%s' command", x->name);
+  long long when = v + base;
   kv_ref_t ref;
   int rc = kv_lookup(x->c, A(1), L(1), &ref);
   if (rc == SHMD_ENOTFOUND)
@@ -276,8 +415,10 @@ static int c_expire_gen(cc_t *x, int ms, const char *name) {
     return rc;
   return r_int(x->r, 1);
 }
-int shmd__kv_cmd_expire(cc_t *x) { return c_expire_gen(x, 0, "expire"); }
-int shmd__kv_cmd_pexpire(cc_t *x) { return c_expire_gen(x, 1, "pexpire"); }
+int shmd__kv_cmd_expire(cc_t *x) { return c_expire_gen(x, 0, 0); }
+int shmd__kv_cmd_pexpire(cc_t *x) { return c_expire_gen(x, 1, 0); }
+int shmd__kv_cmd_expireat(cc_t *x) { return c_expire_gen(x, 0, 1); }
+int shmd__kv_cmd_pexpireat(cc_t *x) { return c_expire_gen(x, 1, 1); }
 
 static int c_ttl_gen(cc_t *x, int ms) {
   kv_ref_t ref;
@@ -296,6 +437,21 @@ static int c_ttl_gen(cc_t *x, int ms) {
 }
 int shmd__kv_cmd_ttl(cc_t *x) { return c_ttl_gen(x, 0); }
 int shmd__kv_cmd_pttl(cc_t *x) { return c_ttl_gen(x, 1); }
+
+/* EXPIRETIME / PEXPIRETIME: the absolute Unix time of the expiry (-1 none, -2 no such key). */
+static int c_expiretime_gen(cc_t *x, int ms) {
+  kv_ref_t ref;
+  int rc = kv_lookup(x->c, A(1), L(1), &ref);
+  if (rc == SHMD_ENOTFOUND)
+    return r_int(x->r, -2);
+  if (rc)
+    return rc;
+  if (!ref.rec->expire)
+    return r_int(x->r, -1);
+  return r_int(x->r, (int64_t)(ms ? ref.rec->expire : (ref.rec->expire + 500) / 1000));
+}
+int shmd__kv_cmd_expiretime(cc_t *x) { return c_expiretime_gen(x, 0); }
+int shmd__kv_cmd_pexpiretime(cc_t *x) { return c_expiretime_gen(x, 1); }
 
 int shmd__kv_cmd_persist(cc_t *x) {
   kv_ref_t ref;
@@ -325,7 +481,7 @@ int shmd__kv_need(cc_t *x, uint32_t type, int missing, kv_ref_t *ref) {
     case MISS_NIL: return r_nil(x->r);
     case MISS_ZERO: return r_int(x->r, 0);
     case MISS_EMPTY: return r_array(x->r, 0);
-    default: x->r->type = SHMD_REPLY_NIL; return 0;
+    default: return r_nilarr(x->r);
     }
   }
   return rc ? rc : 1;
@@ -360,26 +516,29 @@ static int xscan_visit(const void *k, size_t kl, const void *val, size_t vl, voi
 
 int shmd__kv_xscan(cc_t *x, uint32_t type, int mode) {
   scanopt_t o;
-  int rc = parse_scan(x, 2, 0, &o);
+  int rc = parse_cursor(x, 2, &o.cursor);
   if (rc <= 0)
     return rc;
   kv_ref_t ref;
   rc = kv_lookup_type(x->c, A(1), L(1), type, &ref);
   if (rc == SHMD_EWRONGTYPE)
     return WRONGTYPE();
-  xscan_t w = {{0}, o.pat, o.pl, mode};
-  uint64_t next = 0;
-  if (rc == 0) {
-    next = o.cursor;
-    do {
-      if ((rc = shmd_hash_scan(x->c->s, ref.a, next, (size_t)o.count, xscan_visit, &w, &next))) {
-        vec_free(&w.v);
-        return rc;
-      }
-    } while (next != 0 && w.v.n == 0);
-  } else if (rc != SHMD_ENOTFOUND) {
-    return rc;
+  if (rc == SHMD_ENOTFOUND) {
+    vec_t none = {0};
+    return scan_reply(x->r, 0, &none);
   }
+  if (rc)
+    return rc;
+  if ((rc = parse_scan_opts(x, 2, 0, &o)) <= 0)
+    return rc;
+  xscan_t w = {{0}, o.pat, o.pl, mode};
+  uint64_t next = o.cursor;
+  do {
+    if ((rc = shmd_hash_scan(x->c->s, ref.a, next, (size_t)o.count, xscan_visit, &w, &next))) {
+      vec_free(&w.v);
+      return rc;
+    }
+  } while (next != 0 && w.v.n == 0);
   return scan_reply(x->r, next, &w.v);
 }
 

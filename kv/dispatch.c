@@ -136,13 +136,31 @@ const shmd__kv_cmd_t *shmd__kv_cmd_find(const char *name, size_t len) {
 /* ---------------------------------------------------------------------------------------------- */
 /* Running a command */
 
+/* Redis 7.0's processCommand text: the name cut at 128 bytes, then quoted arguments while the
+ * list is shorter than 128 bytes (each cut to what is left of the 128), C strings (a NUL ends an
+ * argument), CR and LF turned into spaces. */
+static size_t cstrlen(const char *p, size_t n) {
+  const char *z = memchr(p, 0, n);
+  return z ? (size_t)(z - p) : n;
+}
 static int unknown_cmd(shmd_reply_t *r, int argc, argv_t argv, const size_t *lens) {
-  char buf[1024];
-  size_t n = (size_t)snprintf(buf, sizeof buf, "ERR unknown command '%.*s', with args beginning with: ",
-                              (int)(lens[0] > 128 ? 128 : lens[0]), argv[0]);
-  for (int i = 1; i < argc && n < sizeof buf - 200; i++)
-    n += (size_t)snprintf(buf + n, sizeof buf - n, "'%.*s' ", (int)(lens[i] > 128 ? 128 : lens[i]), argv[i]);
-  return r_str(r, SHMD_REPLY_ERROR, buf, n < sizeof buf ? n : sizeof buf - 1);
+  char args[512], buf[1024];
+  size_t an = 0;
+  args[0] = 0;
+  for (int i = 1; i < argc && an < 128; i++) {
+    size_t l = cstrlen(argv[i], lens[i]);
+    if (l > 128 - an)
+      l = 128 - an;
+    an += (size_t)snprintf(args + an, sizeof args - an, "'%.*s' ", (int)l, argv[i]);
+  }
+  size_t l0 = cstrlen(argv[0], lens[0]);
+  int n = snprintf(buf, sizeof buf, "ERR unknown command '%.*s', with args beginning with: %s",
+                   (int)(l0 > 128 ? 128 : l0), argv[0], args);
+  size_t len = n < 0 ? 0 : (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1;
+  for (size_t i = 0; i < len; i++)
+    if (buf[i] == '\r' || buf[i] == '\n')
+      buf[i] = ' ';
+  return r_str(r, SHMD_REPLY_ERROR, buf, len);
 }
 
 /* After a write command committed: wake the processes whose clients block on its keys (kv/block.c). */
@@ -177,7 +195,7 @@ int shmd__kv_run(shmd_store_t *s, unsigned db, const shmd__kv_cmd_t *cmd, int ar
   kv_budget_t budget = {max, max, 0};
   if (!(cmd->flags & (KV_CMD_WRITE | KV_CMD_READONLY))) {
     /* PING, ECHO, TIME: no keys, nothing to lock, no transaction. */
-    cc_t x = {NULL, argc, argv, lens, r};
+    cc_t x = {NULL, argc, argv, lens, r, cmd->name};
     shmd__kv_budget_set(&budget);
     rc = cmd->handler(&x);
     shmd__kv_budget_set(NULL);
@@ -190,20 +208,29 @@ int shmd__kv_run(shmd_store_t *s, unsigned db, const shmd__kv_cmd_t *cmd, int ar
     }
     return rc;
   }
+  if (cmd->handler == shmd__kv_cmd_move && argc == 3) {
+    /* MOVE creates its target database as Redis would have it, before its transaction */
+    long long d;
+    shmd_ptr_t dp;
+    if (shmd__kv_parse_ll(argv[2], lens[2], &d) == 0 && d >= 0 && d < KV_NDB && (rc = kv_db_ensure(s, (unsigned)d, &dp)))
+      return rc;
+  }
   kv_ctx_t c;
   if ((rc = kv_begin(s, db, &c)))
     return rc;
   unsigned mask = 0;
-  if (cmd->handler == shmd__kv_cmd_flushall) {
-    mask = 0; /* takes every database's stripes itself, in database order (db.c) */
-  } else if (cmd->first_key == 0) { /* no key arguments (KEYS, SCAN, DBSIZE, FLUSHDB): every stripe */
+  if (cmd->handler == shmd__kv_cmd_flushall || cmd->handler == shmd__kv_cmd_move) {
+    mask = 0; /* takes the stripes of every database it uses itself, in database order (db.c) */
+  } else if (cmd->first_key == 0 || (cmd->flags & KV_CMD_MOVABLEKEYS)) {
+    /* no key arguments (KEYS, SCAN, DBSIZE, FLUSHDB), or keys the positions do not say (LMPOP's
+     * numkeys, ZUNIONSTORE's sources, SORT's STORE): every stripe */
     mask = (1u << KV_STRIPES) - 1;
   } else {
     int last = cmd->last_key < 0 ? argc + cmd->last_key : cmd->last_key;
     for (int i = cmd->first_key; i <= last && i < argc; i += cmd->key_step)
       mask |= 1u << kv_stripe_of(argv[i], lens[i]);
   }
-  cc_t x = {&c, argc, argv, lens, r};
+  cc_t x = {&c, argc, argv, lens, r, cmd->name};
   rc = kv_lock_stripes(&c, mask);
   if (rc == 0) {
     shmd__kv_budget_set(&budget);

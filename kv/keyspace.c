@@ -227,7 +227,7 @@ int kv_lock_stripes(kv_ctx_t *c, unsigned mask) {
  * back with a failing command. (Inside a caller's open transaction the creation joins it; if that
  * transaction aborts, the database is gone again: do not create databases inside transactions that
  * may abort while other threads use the store.) */
-static int kv_db_ensure(shmd_store_t *s, unsigned dbi, shmd_ptr_t *out) {
+int kv_db_ensure(shmd_store_t *s, unsigned dbi, shmd_ptr_t *out) {
   shmd_ptr_t rp;
   kv_root_t *r;
   int rc = kv_root(s, &rp);

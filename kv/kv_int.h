@@ -73,6 +73,8 @@ uint64_t kv_now_ms(void);
 unsigned kv_stripe_of(const void *key, size_t len);
 int kv_db_view(shmd_store_t *s, shmd_ptr_t dp, kv_db_t **out);
 int kv_db_get(shmd_tx_t *tx, unsigned dbi, int create, shmd_ptr_t *out);
+/* kv_db_get with create, in a transaction of its own (before a command's: see keyspace.c). */
+int kv_db_ensure(shmd_store_t *s, unsigned dbi, shmd_ptr_t *out);
 int kv_begin(shmd_store_t *s, unsigned dbi, kv_ctx_t *c);
 int kv_end(kv_ctx_t *c, int rc);
 int kv_lock_stripes(kv_ctx_t *c, unsigned mask);

@@ -132,6 +132,9 @@ int shmd__kv_reply_verror(shmd_reply_t *r, const char *fmt, va_list ap) {
     n = 0;
   if ((size_t)n >= sizeof buf)
     n = sizeof buf - 1;
+  for (int i = 0; i < n; i++) /* as Redis's addReplyErrorFormat: no CR or LF inside an error */
+    if (buf[i] == '\r' || buf[i] == '\n')
+      buf[i] = ' ';
   return r_str(r, SHMD_REPLY_ERROR, buf, (size_t)n);
 }
 

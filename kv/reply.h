@@ -82,6 +82,13 @@ static inline int r_nil(shmd_reply_t *r) {
   r->type = SHMD_REPLY_NIL;
   return 0;
 }
+/* Redis's null array (*-1 over RESP2: LPOP key count on a missing key, LMPOP / ZMPOP finding
+ * nothing): a nil reply whose integer is 1. */
+static inline int r_nilarr(shmd_reply_t *r) {
+  r->type = SHMD_REPLY_NIL;
+  r->integer = 1;
+  return 0;
+}
 static inline int r_array(shmd_reply_t *r, size_t n) { return shmd__kv_reply_array(r, n); }
 
 static inline int vec_bulk(vec_t *v, const void *p, size_t n) { return shmd__kv_vec_bulk(v, p, n); }

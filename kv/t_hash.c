@@ -6,6 +6,7 @@
  * walk) serve t_set.c too, parameterised by the type the key must hold.
  */
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -189,3 +190,117 @@ int shmd__kv_cmd_hincrby(cc_t *x) {
 }
 
 int shmd__kv_cmd_hscan(cc_t *x) { return shmd__kv_xscan(x, KV_HASH, 1); }
+
+/* HINCRBYFLOAT key field increment: the increment first (Redis reads it before the key), long
+ * double arithmetic printed as INCRBYFLOAT prints it. */
+int shmd__kv_cmd_hincrbyfloat(cc_t *x) {
+  long double by, v = 0;
+  if (parse_ldouble(A(3), L(3), &by))
+    return r_error(x->r, ERR_NOTFLOAT);
+  if (isnan(by) || isinf(by))
+    return r_error(x->r, "ERR value is NaN or Infinity");
+  kv_ref_t ref;
+  int rc = kv_container(x->c, A(1), L(1), KV_HASH, 1, &ref);
+  if (rc == SHMD_EWRONGTYPE)
+    return WRONGTYPE();
+  if (rc)
+    return rc;
+  void *cur;
+  size_t cl;
+  rc = shmd_hash_get_alloc(x->c->s, ref.a, A(2), L(2), &cur, &cl);
+  if (rc == 0) {
+    int bad = parse_ldouble(cur, cl, &v);
+    free(cur);
+    if (bad)
+      return r_error(x->r, "ERR hash value is not a float");
+  } else if (rc != SHMD_ENOTFOUND) {
+    return rc;
+  }
+  v += by;
+  if (isnan(v) || isinf(v))
+    return r_error(x->r, "ERR increment would produce NaN or Infinity");
+  char buf[SHMD_KV_LDOUBLE_CHARS];
+  size_t n = fmt_ldouble(v, buf, sizeof buf);
+  if ((rc = shmd_hash_put(x->c->s, ref.a, A(2), L(2), buf, n, SHMD_HASH_UPSERT, NULL)))
+    return rc;
+  return r_bulk(x->r, buf, n);
+}
+
+int shmd__kv_cmd_hstrlen(cc_t *x) {
+  kv_ref_t ref;
+  int rc = need(x, KV_HASH, MISS_ZERO, &ref);
+  if (rc <= 0)
+    return rc;
+  size_t vl = 0;
+  rc = shmd_hash_get(x->c->s, ref.a, A(2), L(2), NULL, 0, &vl);
+  if (rc == SHMD_ENOTFOUND)
+    return r_int(x->r, 0);
+  if (rc && rc != SHMD_ERANGE)
+    return rc;
+  return r_int(x->r, (int64_t)vl);
+}
+
+/* HRANDFIELD key [count [WITHVALUES]] (and ZRANDMEMBER through zrand = 1: WITHSCORES, the value
+ * being the 8-byte score), with Redis's argument checks before the key's. */
+int shmd__kv_randfield(cc_t *x, uint32_t type, const char *withword) {
+  long long count = 1;
+  int with_count = x->argc >= 3, withvals = 0;
+  if (with_count) {
+    if (parse_ll(A(2), L(2), &count))
+      return r_error(x->r, ERR_NOTINT);
+    if (count == LLONG_MIN)
+      return r_error(x->r, ERR_COUNT_RANGE);
+    if (x->argc > 4 || (x->argc == 4 && !eq(A(3), L(3), withword)))
+      return r_error(x->r, ERR_SYNTAX);
+    if (x->argc == 4) {
+      withvals = 1;
+      if (count < -LLONG_MAX / 2 || count > LLONG_MAX / 2)
+        return r_error(x->r, "ERR value is out of range");
+    }
+  }
+  kv_ref_t ref;
+  int rc = need(x, type, with_count ? MISS_EMPTY : MISS_NIL, &ref);
+  if (rc <= 0)
+    return rc;
+  if (with_count && count == 0)
+    return r_array(x->r, 0);
+  if (count < 0 && (rc = shmd__kv_fits((uint64_t)-count * (withvals ? 2 : 1), sizeof(shmd_reply_t) + str_cost(0))))
+    return rc;
+  vec_t out = {0};
+  if ((rc = shmd__kv_rand_members(x, ref.a, with_count, count, &out)))
+    return rc;
+  if (!with_count) {
+    *x->r = out.e[0];
+    free(out.e);
+    return 0;
+  }
+  if (!withvals) {
+    vec_to(&out, x->r);
+    return 0;
+  }
+  if ((rc = r_array(x->r, out.n * 2))) {
+    vec_free(&out);
+    return rc;
+  }
+  for (size_t i = 0; i < out.n && rc == 0; i++) {
+    x->r->elems[2 * i] = out.e[i];
+    memset(&out.e[i], 0, sizeof out.e[i]);
+    shmd_reply_t *v = &x->r->elems[2 * i + 1];
+    if (type == KV_HASH) {
+      rc = hget_into(x, ref.a, x->r->elems[2 * i].str, x->r->elems[2 * i].len, v);
+    } else {
+      double d;
+      size_t vl = 0;
+      rc = shmd_hash_get(x->c->s, ref.a, x->r->elems[2 * i].str, x->r->elems[2 * i].len, &d, 8, &vl);
+      if (rc == 0 && vl != 8)
+        rc = SHMD_ECORRUPT;
+      if (rc == 0) {
+        char buf[64];
+        rc = r_bulk(v, buf, fmt_double(d, buf, sizeof buf));
+      }
+    }
+  }
+  vec_free(&out);
+  return rc;
+}
+int shmd__kv_cmd_hrandfield(cc_t *x) { return shmd__kv_randfield(x, KV_HASH, "WITHVALUES"); }

@@ -4,6 +4,7 @@
  * LINSERT LMOVE LMPOP. A list key's value is one list container; a command that empties it deletes
  * the key. The blocking forms (BLPOP, BLMOVE, ...) are the server's: they run LMPOP / LMOVE.
  */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,6 +25,17 @@ static int c_push(cc_t *x, int where) {
 }
 int shmd__kv_cmd_lpush(cc_t *x) { return c_push(x, SHMD_LIST_HEAD); }
 int shmd__kv_cmd_rpush(cc_t *x) { return c_push(x, SHMD_LIST_TAIL); }
+
+/* LPUSHX / RPUSHX: only onto an existing list (0 when there is none). */
+static int c_pushx(cc_t *x, int where) {
+  kv_ref_t ref;
+  int rc = need(x, KV_LIST, MISS_ZERO, &ref);
+  if (rc <= 0)
+    return rc;
+  return c_push(x, where);
+}
+int shmd__kv_cmd_lpushx(cc_t *x) { return c_pushx(x, SHMD_LIST_HEAD); }
+int shmd__kv_cmd_rpushx(cc_t *x) { return c_pushx(x, SHMD_LIST_TAIL); }
 
 static int vec_visit(const void *data, size_t len, void *arg) { return vec_bulk(arg, data, len); }
 
@@ -80,12 +92,12 @@ int shmd__kv_cmd_llen(cc_t *x) {
 
 int shmd__kv_cmd_lindex(cc_t *x) {
   long long idx;
-  if (parse_ll(A(2), L(2), &idx))
-    return r_error(x->r, ERR_NOTINT);
-  kv_ref_t ref;
+  kv_ref_t ref; /* Redis: the key and its type, then the index */
   int rc = need(x, KV_LIST, MISS_NIL, &ref);
   if (rc <= 0)
     return rc;
+  if (parse_ll(A(2), L(2), &idx))
+    return r_error(x->r, ERR_NOTINT);
   vec_t v = {0};
   uint64_t n;
   if ((rc = shmd_list_len(x->c->s, ref.a, &n)))
@@ -125,9 +137,7 @@ int shmd__kv_cmd_lrange(cc_t *x) {
 
 int shmd__kv_cmd_lset(cc_t *x) {
   long long idx;
-  if (parse_ll(A(2), L(2), &idx))
-    return r_error(x->r, ERR_NOTINT);
-  kv_ref_t ref;
+  kv_ref_t ref; /* Redis: the key and its type, then the index */
   int rc = kv_lookup_type(x->c, A(1), L(1), KV_LIST, &ref);
   if (rc == SHMD_EWRONGTYPE)
     return WRONGTYPE();
@@ -135,6 +145,8 @@ int shmd__kv_cmd_lset(cc_t *x) {
     return r_error(x->r, "ERR no such key");
   if (rc)
     return rc;
+  if (parse_ll(A(2), L(2), &idx))
+    return r_error(x->r, ERR_NOTINT);
   rc = shmd_list_set(x->c->s, ref.a, idx, A(3), L(3));
   if (rc == SHMD_ERANGE)
     return r_error(x->r, "ERR index out of range");
@@ -314,6 +326,123 @@ int shmd__kv_cmd_lmpop(cc_t *x) {
     vec_to(&v, &x->r->elems[1]);
     return 0;
   }
-  x->r->type = SHMD_REPLY_NIL; /* a null array */
+  r_nilarr(x->r); /* a null array */
+  return 0;
+}
+
+/* RPOPLPUSH source destination: LMOVE source destination RIGHT LEFT. */
+int shmd__kv_cmd_rpoplpush(cc_t *x) {
+  const char *av[5] = {A(0), A(1), A(2), "RIGHT", "LEFT"};
+  size_t lv[5] = {L(0), L(1), L(2), 5, 4};
+  cc_t y = *x;
+  y.argc = 5;
+  y.argv = av;
+  y.lens = lv;
+  return shmd__kv_cmd_lmove(&y);
+}
+
+/* LPOS key element [RANK rank] [COUNT num] [MAXLEN len], as Redis's lposCommand: the options,
+ * then the key; matches are found by a walk that compares in place (nothing is copied). */
+typedef struct lpos_s {
+  const char *e;
+  size_t el;
+  uint64_t at, *hits;
+  size_t n, cap;
+  uint64_t stop_after; /* forward: stop once this many matches are known (0: never) */
+} lpos_t;
+static int lpos_visit(const void *data, size_t len, void *arg) {
+  lpos_t *w = arg;
+  uint64_t i = w->at++;
+  if (len != w->el || memcmp(data, w->e, len) != 0)
+    return 0;
+  if (w->n == w->cap) {
+    size_t nc = w->cap ? 2 * w->cap : 16;
+    uint64_t *p = realloc(w->hits, nc * sizeof *p);
+    if (p == NULL)
+      return SHMD_ENOMEM;
+    w->hits = p;
+    w->cap = nc;
+  }
+  w->hits[w->n++] = i;
+  return w->stop_after && w->n >= w->stop_after ? 1 : 0;
+}
+int shmd__kv_cmd_lpos(cc_t *x) {
+  long long rank = 1, count = -1, maxlen = 0;
+  for (int j = 3; j < x->argc; j++) {
+    int more = j + 1 < x->argc;
+    if (eq(A(j), L(j), "RANK") && more) {
+      j++;
+      if (parse_ll(A(j), L(j), &rank))
+        return r_error(x->r, ERR_NOTINT);
+      if (rank == 0)
+        return r_error(x->r, "ERR RANK can't be zero: use 1 to start from the first match, 2 from the second ... or "
+                             "use negative to start from the end of the list");
+    } else if (eq(A(j), L(j), "COUNT") && more) {
+      j++;
+      if (parse_ll(A(j), L(j), &count) || count < 0)
+        return r_error(x->r, "ERR COUNT can't be negative");
+    } else if (eq(A(j), L(j), "MAXLEN") && more) {
+      j++;
+      if (parse_ll(A(j), L(j), &maxlen) || maxlen < 0)
+        return r_error(x->r, "ERR MAXLEN can't be negative");
+    } else {
+      return r_error(x->r, ERR_SYNTAX);
+    }
+  }
+  kv_ref_t ref;
+  int rc = need(x, KV_LIST, count != -1 ? MISS_EMPTY : MISS_NIL, &ref);
+  if (rc <= 0)
+    return rc;
+  uint64_t n;
+  if ((rc = shmd_list_len(x->c->s, ref.a, &n)))
+    return rc;
+  int rev = rank < 0;
+  uint64_t r = (uint64_t)(rev ? -rank : rank);
+  if (rank == LLONG_MIN) { /* Redis's -rank stays negative: every match qualifies, COUNT never ends it */
+    r = 1;
+    if (count > 0)
+      count = 0;
+  }
+  uint64_t span = maxlen && (uint64_t)maxlen < n ? (uint64_t)maxlen : n;
+  lpos_t w = {A(2), L(2), 0, NULL, 0, 0, 0};
+  int64_t from = rev ? (int64_t)(n - span) : 0, to = rev ? -1 : (int64_t)span - 1;
+  w.at = (uint64_t)from;
+  if (!rev && count > 0)
+    w.stop_after = r - 1 + (uint64_t)count;
+  else if (!rev && count == -1)
+    w.stop_after = r;
+  if (span > 0) {
+    rc = shmd_list_range(x->c->s, ref.a, from, to, lpos_visit, &w);
+    if (rc < 0) {
+      free(w.hits);
+      return rc;
+    }
+  }
+  /* the matches in search order (from the tail when rev), from the rank-th on */
+  vec_t out = {0};
+  size_t taken = 0;
+  rc = 0;
+  for (size_t k = r - 1; k < w.n && rc == 0; k++) {
+    uint64_t idx = rev ? w.hits[w.n - 1 - k] : w.hits[k];
+    if (count == -1) {
+      free(w.hits);
+      return r_int(x->r, (int64_t)idx);
+    }
+    if ((rc = vec_bulk(&out, "", 0)) == 0) { /* a new (charged) element, made an integer */
+      shmd__kv_reply_clear(&out.e[out.n - 1]);
+      r_int(&out.e[out.n - 1], (int64_t)idx);
+    }
+    taken++;
+    if (count > 0 && taken >= (size_t)count)
+      break;
+  }
+  free(w.hits);
+  if (rc) {
+    vec_free(&out);
+    return rc;
+  }
+  if (count == -1)
+    return r_nil(x->r);
+  vec_to(&out, x->r);
   return 0;
 }

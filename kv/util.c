@@ -60,31 +60,72 @@ int shmd__kv_parse_ll(const char *s, size_t n, long long *out) {
   return 0;
 }
 
+/* Redis's string2d: strtod over the whole argument (a NUL inside ends the number early, so it
+ * does not match), no leading space, no NaN, and an overflow to +-HUGE_VAL or an underflow to 0 is
+ * refused (a denormal result is kept). No length limit: Redis reads any length. */
 int shmd__kv_parse_double(const char *s, size_t n, double *out) {
-  char buf[128];
-  if (n == 0 || n >= sizeof buf || isspace((unsigned char)s[0]))
+  char small[128], *buf = small;
+  if (n == 0 || isspace((unsigned char)s[0]))
+    return -1;
+  if (n >= sizeof small && (buf = malloc(n + 1)) == NULL)
     return -1;
   memcpy(buf, s, n);
   buf[n] = 0;
   char *end;
   errno = 0;
   double d = strtod(buf, &end);
-  if ((size_t)(end - buf) != n || (errno == ERANGE && (d == HUGE_VAL || d == -HUGE_VAL || d == 0)) || isnan(d))
+  int bad = (size_t)(end - buf) != n || (errno == ERANGE && (d == HUGE_VAL || d == -HUGE_VAL || d == 0)) || isnan(d);
+  if (buf != small)
+    free(buf);
+  if (bad)
     return -1;
   *out = d;
   return 0;
 }
 
+/* Redis's string2ld: as string2d but in long double, for arguments shorter than
+ * MAX_LONG_DOUBLE_CHARS (5 KiB), which is also how long INCRBYFLOAT's own output can be. */
 int shmd__kv_parse_ldouble(const char *s, size_t n, long double *out) {
-  char buf[128];
-  if (n == 0 || n >= sizeof buf || isspace((unsigned char)s[0]))
+  char small[128], *buf = small;
+  if (n == 0 || n >= SHMD_KV_LDOUBLE_CHARS || isspace((unsigned char)s[0]))
+    return -1;
+  if (n >= sizeof small && (buf = malloc(n + 1)) == NULL)
     return -1;
   memcpy(buf, s, n);
   buf[n] = 0;
   char *end;
   errno = 0;
   long double d = strtold(buf, &end);
-  if ((size_t)(end - buf) != n || errno == ERANGE || isnan(d))
+  int bad = (size_t)(end - buf) != n || (errno == ERANGE && (d == HUGE_VALL || d == -HUGE_VALL || d == 0)) ||
+            isnan(d);
+  if (buf != small)
+    free(buf);
+  if (bad)
+    return -1;
+  *out = d;
+  return 0;
+}
+
+/* Redis's zslParseRange for one bound: "(" makes it exclusive, then strtod over the C string (so
+ * a NUL inside ends it, leading spaces are skipped, "" and "(" read as 0, "1e400" as inf), no
+ * NaN, nothing after the number. */
+int shmd__kv_parse_bound(const char *s, size_t n, double *out, int *excl) {
+  char small[128], *buf = small;
+  *excl = n > 0 && s[0] == '(';
+  if (*excl) {
+    s++;
+    n--;
+  }
+  if (n >= sizeof small && (buf = malloc(n + 1)) == NULL)
+    return -1;
+  memcpy(buf, s, n);
+  buf[n] = 0;
+  char *end;
+  double d = strtod(buf, &end);
+  int bad = *end != 0 || isnan(d);
+  if (buf != small)
+    free(buf);
+  if (bad)
     return -1;
   *out = d;
   return 0;

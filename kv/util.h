@@ -14,10 +14,16 @@
 /* string2ll: a signed 64-bit integer, strictly (no '+', no spaces, no leading zeros). 0, or -1
  * when s[0 .. n) is not one. */
 int shmd__kv_parse_ll(const char *s, size_t n, long long *out);
-/* A double as strtod reads it, with no NaN and no trailing bytes. 0 or -1. */
+/* Redis's MAX_LONG_DOUBLE_CHARS: long-double arguments must be shorter. */
+#define SHMD_KV_LDOUBLE_CHARS 5120
+/* Redis's string2d: a double as strtod reads it, no NaN, no leading space, no trailing bytes, no
+ * overflow (denormals are kept). 0 or -1. */
 int shmd__kv_parse_double(const char *s, size_t n, double *out);
-/* A long double as strtold reads it (INCRBYFLOAT), no NaN, no overflow. 0 or -1. */
+/* Redis's string2ld (INCRBYFLOAT, HINCRBYFLOAT): the same in long double, shorter than
+ * SHMD_KV_LDOUBLE_CHARS. 0 or -1. */
 int shmd__kv_parse_ldouble(const char *s, size_t n, long double *out);
+/* Redis's score-range bound (zslParseRange): "(" for exclusive, then strtod of the C string. */
+int shmd__kv_parse_bound(const char *s, size_t n, double *out, int *excl);
 /* Prints d as redis-server 7.0 does over RESP2 ("%.17g", "inf", "-inf"); returns the length. */
 size_t shmd__kv_fmt_double(double d, char *buf, size_t cap);
 /* Prints d as Redis's INCRBYFLOAT ("%.17Lf" without trailing zeros); returns the length, 0 when

@@ -7,7 +7,7 @@ Usage: scripts/check_commands_redis.py BUILD_DIR
 Runs BUILD_DIR/tools/gen_commands_md --tsv, starts redis-server (scripts/setup.sh installs it) on
 a free port in a temporary directory with persistence off, asks it COMMAND INFO and COMMAND DOCS
 for every command of the table, stops it, and prints every difference in arity, key positions,
-the flags shmdict knows (write, readonly, denyoom, admin, fast) and the group. Exits 0 when they
+the flags shmdict knows (write, readonly, denyoom, admin, fast, movablekeys) and the group. Exits 0 when they
 agree, 1 otherwise. A development check (the tests do not need a Redis); run it after editing
 commands.def.
 """
@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 
-KNOWN_FLAGS = {"write", "readonly", "denyoom", "admin", "fast"}
+KNOWN_FLAGS = {"write", "readonly", "denyoom", "admin", "fast", "movablekeys"}
 
 
 def free_port():

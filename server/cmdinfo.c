@@ -40,6 +40,8 @@ static void add_cat(view_t *v, const char *c) {
 static const char *group_cat(const char *g) {
   if (!strcmp(g, "string"))
     return "@string";
+  if (!strcmp(g, "bitmap"))
+    return "@bitmap";
   if (!strcmp(g, "hash"))
     return "@hash";
   if (!strcmp(g, "list"))
@@ -74,7 +76,7 @@ static void view_kv(const shmd__kv_cmd_t *k, view_t *v) {
     add_flag(v, "admin");
   if (k->flags & KV_CMD_FAST)
     add_flag(v, "fast");
-  int movable = k->first_key == 0 && (!strcmp(k->group, "list") || !strcmp(k->group, "sorted-set"));
+  int movable = (k->flags & KV_CMD_MOVABLEKEYS) != 0;
   if (movable)
     add_flag(v, "movablekeys");
   if (k->flags & KV_CMD_WRITE)

@@ -2211,3 +2211,472 @@ Test(kv, string_limits_and_integer_edges) {
   check_all(s);
   shmd_close(s);
 }
+
+/* Every example of issue 15's first list, as redis-server 7.0.15 answers it (checked with
+ * tests/kvdiff.py --script): long number strings re-read, score bounds strtod accepts, repeated
+ * options, the order key -> type -> arguments, and Redis's error texts. */
+Test(kv, issue15_examples_byte_exact) {
+  shmd_store_t *s = ts_open("t", 8 * MB, 8 * MB);
+  /* INCRBYFLOAT's own 310-character output is read back; a 130-digit score is a score */
+  /* 1e308 in long double, printed "%.17Lf" (308 digits) as Redis prints it */
+  static const char e308[] = "\""
+  "9999999999999999999668587965584564566056009984741556720779704799492173486883806187210012692188853932"
+  "0446747225054013223152134749593960583597420814430196418767959100019603190778663109604507106667939153"
+  "3957889389145605435630612683649016186302170865892534448816237913008557573181424245104527282550463439"
+  "28578048"
+  "\"";
+  EXPECT(s, "INCRBYFLOAT k 1e308", e308);
+  EXPECT(s, "INCRBYFLOAT k 0", e308);
+  EXPECT(s, "ZADD z 1 a 2 b", ":2");
+  EXPECT(s, "ZADD z 1.0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+            "00000000000000000000000000000000000000000001 c", ":1");
+  EXPECT(s, "ZRANGEBYSCORE z ( +inf", "[\"a\",\"c\",\"b\"]");
+  EXPECT(s, "ZRANGEBYSCORE z \"\" +inf", "[\"a\",\"c\",\"b\"]");
+  EXPECT(s, "ZRANGEBYSCORE z \" 1\" +inf", "[\"a\",\"c\",\"b\"]");
+  EXPECT(s, "ZRANGEBYSCORE z 1e400 +inf", "[]");
+  EXPECT(s, "ZRANGEBYSCORE z -inf 1e400", "[\"a\",\"c\",\"b\"]");
+  EXPECT(s, "ZCOUNT z (1 1e400", ":1");
+  EXPECT(s, "ZRANGEBYSCORE z nan +inf", "-ERR min or max is not a float");
+  /* repeated options */
+  EXPECT(s, "ZRANGE z 0 -1 REV REV", "-ERR syntax error");
+  EXPECT(s, "ZRANGE z 0 -1 BYSCORE BYSCORE", "-ERR syntax error");
+  EXPECT(s, "SET k v EX 100 EX 200", "+OK");
+  EXPECT(s, "TTL k", ":200");
+  EXPECT(s, "SET k v EX 0 FOO", "-ERR syntax error");
+  EXPECT(s, "SET k v EX 0", "-ERR invalid expire time in 'set' command");
+  /* the key and its type before the arguments */
+  EXPECT(s, "LINDEX nokey abc", "(nil)");
+  EXPECT(s, "LSET z abc x", WT);
+  EXPECT(s, "INCRBYFLOAT z abc", WT);
+  EXPECT(s, "HSCAN nokey 0 COUNT 0", "[\"0\",[]]");
+  EXPECT(s, "EXPIRE k abc FOO", "-ERR Unsupported option FOO");
+  /* texts */
+  EXPECT(s, "SADD s a b c", ":3");
+  EXPECT(s, "SPOP s abc", "-ERR value is out of range, must be positive");
+  EXPECT(s, "SRANDMEMBER s -9223372036854775808",
+         "-ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807");
+  EXPECT(s, "INCRBYFLOAT d 1e-4940", "\"0\"");
+  EXPECT(s, "HSET h f v", ":1");
+  EXPECT(s, "HSCAN h \" 0\"", "-ERR invalid cursor");
+  /* the unknown-command text: no CR / LF, the argument list stops once it reaches 128 bytes */
+  char a1[201];
+  memset(a1, 'a', 200);
+  a1[200] = 0;
+  const char *uv[] = {"FOO\r\nBAR", a1, "next"};
+  size_t ul[] = {8, 200, 4};
+  shmd_reply_t *r = NULL;
+  cr_assert_eq(shmd_kv_command(s, 3, uv, ul, &r), 0);
+  char want[400];
+  snprintf(want, sizeof want, "-ERR unknown command 'FOO  BAR', with args beginning with: '%.128s' ", a1);
+  cr_expect_str_eq(show(r), want);
+  shmd_reply_free(r);
+  check_all(s);
+  shmd_close(s);
+}
+
+/* The string and generic commands added for issue 15, with Redis 7.0's replies. */
+Test(kv, issue15_string_and_generic_commands) {
+  shmd_store_t *s = ts_open("t", 8 * MB, 8 * MB);
+  EXPECT(s, "SETEX k 100 v", "+OK");
+  EXPECT(s, "TTL k", ":100");
+  EXPECT(s, "SETEX k 0 v", "-ERR invalid expire time in 'setex' command");
+  EXPECT(s, "PSETEX k abc v", "-ERR value is not an integer or out of range");
+  EXPECT(s, "PSETEX p 100000 v", "+OK");
+  EXPECT(s, "PTTL p", ":100000");
+  EXPECT(s, "GETEX k PERSIST", "\"v\"");
+  EXPECT(s, "TTL k", ":-1");
+  EXPECT(s, "GETEX k EX 50", "\"v\"");
+  EXPECT(s, "TTL k", ":50");
+  EXPECT(s, "GETEX k EX 50 PERSIST", "-ERR syntax error");
+  EXPECT(s, "GETEX nokey EX abc", "(nil)");
+  EXPECT(s, "GETEX k EX abc", "-ERR value is not an integer or out of range");
+  EXPECT(s, "GETEX k PXAT 1", "\"v\"");
+  EXPECT(s, "EXISTS k", ":0");
+  EXPECT(s, "SET g old EX 100", "+OK");
+  EXPECT(s, "GETSET g new", "\"old\"");
+  EXPECT(s, "TTL g", ":-1");
+  EXPECT(s, "GETSET nokey2 x", "(nil)");
+  EXPECT(s, "MSETNX a 1 b 2", ":1");
+  EXPECT(s, "MSETNX b 3 c 4", ":0");
+  EXPECT(s, "EXISTS c", ":0");
+  EXPECT(s, "MSETNX a 1 b", "-ERR wrong number of arguments for 'msetnx' command");
+  EXPECT(s, "SET sub \"This is a string\"", "+OK");
+  EXPECT(s, "SUBSTR sub 0 3", "\"This\"");
+  EXPECT(s, "EXPIREAT a 4102444800", ":1");
+  EXPECT(s, "EXPIRETIME a", ":4102444800");
+  EXPECT(s, "PEXPIRETIME a", ":4102444800000");
+  EXPECT(s, "PEXPIREAT a 4102444800123 GT", ":1");
+  EXPECT(s, "PEXPIRETIME a", ":4102444800123");
+  EXPECT(s, "EXPIRETIME b", ":-1");
+  EXPECT(s, "EXPIRETIME nokey", ":-2");
+  EXPECT(s, "EXPIREAT b 1", ":1");
+  EXPECT(s, "EXISTS b", ":0");
+  EXPECT(s, "EXPIREAT a abc FOO", "-ERR Unsupported option FOO");
+  EXPECT(s, "RENAMENX a sub", ":0");
+  EXPECT(s, "RENAMENX a a", ":0");
+  EXPECT(s, "RENAMENX nokey x", "-ERR no such key");
+  EXPECT(s, "RENAMENX a a2", ":1");
+  EXPECT(s, "EXPIRETIME a2", ":4102444800");
+  EXPECT(s, "TOUCH a2 a2 nokey sub", ":3");
+  EXPECT(s, "MOVE a2 1", ":1");
+  EXPECT(s, "EXISTS a2", ":0");
+  EXPECT(s, "MOVE sub 0", "-ERR source and destination objects are the same");
+  EXPECT(s, "MOVE sub 16", "-ERR DB index is out of range");
+  EXPECT(s, "MOVE sub 4294967296", "-ERR value is out of range, value must between -2147483648 and 2147483647");
+  EXPECT(s, "MOVE nokey 1", ":0");
+  shmd_reply_t *r = run_db(s, 1, "GET a2");
+  cr_expect_str_eq(show(r), "\"1\"");
+  shmd_reply_free(r);
+  r = run_db(s, 1, "EXPIRETIME a2");
+  cr_expect_str_eq(show(r), ":4102444800");
+  shmd_reply_free(r);
+  r = run_db(s, 1, "SET sub other");
+  shmd_reply_free(r);
+  EXPECT(s, "MOVE sub 1", ":0"); /* exists there */
+  r = run_db(s, 2, "RANDOMKEY");
+  cr_expect_str_eq(show(r), "(nil)");
+  shmd_reply_free(r);
+  for (int i = 0; i < 20; i++) {
+    r = run(s, "RANDOMKEY");
+    cr_expect(r->type == SHMD_REPLY_BULK && (!strcmp(r->str, "sub") || !strcmp(r->str, "p") || !strcmp(r->str, "g") ||
+                                             !strcmp(r->str, "nokey2")), "%s", show(r));
+    shmd_reply_free(r);
+  }
+  check_all(s);
+  shmd_close(s);
+}
+
+Test(kv, issue15_hash_list_set_commands) {
+  shmd_store_t *s = ts_open("t", 8 * MB, 8 * MB);
+  EXPECT(s, "HINCRBYFLOAT h f 10.5", "\"10.5\"");
+  EXPECT(s, "HINCRBYFLOAT h f 0.1", "\"10.6\"");
+  EXPECT(s, "HINCRBYFLOAT h f inf", "-ERR value is NaN or Infinity");
+  EXPECT(s, "HINCRBYFLOAT h f abc", "-ERR value is not a valid float");
+  EXPECT(s, "HSET h s abc", ":1");
+  EXPECT(s, "HINCRBYFLOAT h s 1", "-ERR hash value is not a float");
+  EXPECT(s, "HSTRLEN h s", ":3");
+  EXPECT(s, "HSTRLEN h nofield", ":0");
+  EXPECT(s, "HSTRLEN nokey f", ":0");
+  EXPECT(s, "HRANDFIELD nokey", "(nil)");
+  EXPECT(s, "HRANDFIELD nokey 5", "[]");
+  EXPECT_SET(s, "HRANDFIELD h 10", "[f,s]");
+  EXPECT(s, "HRANDFIELD h 0", "[]");
+  EXPECT(s, "HRANDFIELD h 1 FOO", "-ERR syntax error");
+  EXPECT(s, "HRANDFIELD h -9223372036854775807 WITHVALUES", "-ERR value is out of range");
+  shmd_reply_t *r = run(s, "HRANDFIELD h -5 WITHVALUES");
+  cr_expect_eq(r->nelems, 10);
+  shmd_reply_free(r);
+  EXPECT(s, "LPUSHX l a", ":0");
+  EXPECT(s, "EXISTS l", ":0");
+  EXPECT(s, "RPUSH l a b c a", ":4");
+  EXPECT(s, "LPUSHX l z", ":5");
+  EXPECT(s, "RPUSHX l a", ":6");
+  EXPECT(s, "LPUSHX h x", WT);
+  EXPECT(s, "LPOS l a", ":1");
+  EXPECT(s, "LPOS l a RANK 2", ":4");
+  EXPECT(s, "LPOS l a RANK -1", ":5");
+  EXPECT(s, "LPOS l a COUNT 0", "[:1,:4,:5]");
+  EXPECT(s, "LPOS l a COUNT 2 RANK -1", "[:5,:4]");
+  EXPECT(s, "LPOS l a COUNT 0 MAXLEN 2", "[:1]");
+  EXPECT(s, "LPOS l nope", "(nil)");
+  EXPECT(s, "LPOS l nope COUNT 1", "[]");
+  EXPECT(s, "LPOS l a RANK 0", "-ERR RANK can't be zero: use 1 to start from the first match, 2 from the second ... or "
+                               "use negative to start from the end of the list");
+  EXPECT(s, "LPOS l a COUNT -1", "-ERR COUNT can't be negative");
+  EXPECT(s, "LPOS nokey a COUNT 1", "[]");
+  EXPECT(s, "RPOPLPUSH l l2", "\"a\"");
+  EXPECT(s, "RPOPLPUSH l l", "\"a\"");
+  EXPECT(s, "LRANGE l 0 -1", "[\"a\",\"z\",\"a\",\"b\",\"c\"]");
+  EXPECT(s, "RPOPLPUSH nokey l", "(nil)");
+  EXPECT(s, "SADD s1 a b c", ":3");
+  EXPECT(s, "SADD s2 b c d", ":3");
+  EXPECT(s, "SMISMEMBER s1 a d a", "[:1,:0,:1]");
+  EXPECT(s, "SMISMEMBER nokey a", "[:0]");
+  EXPECT(s, "SINTERSTORE d s1 s2", ":2");
+  EXPECT_SET(s, "SMEMBERS d", "[b,c]");
+  EXPECT(s, "SUNIONSTORE d s1 s2", ":4");
+  EXPECT(s, "SDIFFSTORE d s1 s2", ":1");
+  EXPECT_SET(s, "SMEMBERS d", "[a]");
+  EXPECT(s, "SET str x", "+OK");
+  EXPECT(s, "SINTERSTORE str s1 nokey", ":0");
+  EXPECT(s, "EXISTS str", ":0");
+  EXPECT(s, "SINTERSTORE d s1 h", WT);
+  EXPECT(s, "SINTERCARD 2 s1 s2", ":2");
+  EXPECT(s, "SINTERCARD 2 s1 s2 LIMIT 1", ":1");
+  EXPECT(s, "SINTERCARD 0 s1", "-ERR numkeys should be greater than 0");
+  EXPECT(s, "SINTERCARD 3 s1 s2", "-ERR Number of keys can't be greater than number of args");
+  EXPECT(s, "SINTERCARD 1 s1 LIMIT -1", "-ERR LIMIT can't be negative");
+  EXPECT(s, "SMOVE s1 s2 a", ":1");
+  EXPECT(s, "SMOVE s1 s2 a", ":0");
+  EXPECT(s, "SMOVE nokey h a", ":0");
+  EXPECT(s, "SMOVE s1 h b", WT);
+  EXPECT(s, "SMOVE s1 s1 b", ":1");
+  EXPECT(s, "SMOVE s1 new b", ":1");
+  EXPECT(s, "SMOVE s1 new c", ":1");
+  EXPECT(s, "EXISTS s1", ":0");
+  EXPECT_SET(s, "SMEMBERS new", "[b,c]");
+  check_all(s);
+  shmd_close(s);
+}
+
+Test(kv, issue15_sorted_set_commands) {
+  shmd_store_t *s = ts_open("t", 8 * MB, 8 * MB);
+  EXPECT(s, "ZADD lx 0 a 0 b 0 c 0 d 0 e", ":5");
+  EXPECT(s, "ZRANGEBYLEX lx - +", "[\"a\",\"b\",\"c\",\"d\",\"e\"]");
+  EXPECT(s, "ZRANGEBYLEX lx [b (d", "[\"b\",\"c\"]");
+  EXPECT(s, "ZRANGEBYLEX lx (b + LIMIT 1 2", "[\"d\",\"e\"]");
+  EXPECT(s, "ZREVRANGEBYLEX lx + [c", "[\"e\",\"d\",\"c\"]");
+  EXPECT(s, "ZRANGE lx [e [b BYLEX REV LIMIT 0 2", "[\"e\",\"d\"]");
+  EXPECT(s, "ZRANGEBYLEX lx a +", "-ERR min or max not valid string range item");
+  EXPECT(s, "ZRANGEBYLEX lx - + WITHSCORES", "-ERR syntax error, WITHSCORES not supported in combination with BYLEX");
+  EXPECT(s, "ZLEXCOUNT lx [b [d", ":3");
+  EXPECT(s, "ZLEXCOUNT lx + -", ":0");
+  EXPECT(s, "ZREMRANGEBYLEX lx [a (c", ":2");
+  EXPECT(s, "ZRANGE lx 0 -1", "[\"c\",\"d\",\"e\"]");
+  /* mixed scores: Redis's listpack walk from the first member >= min while members stay <= max */
+  EXPECT(s, "ZADD mx 1 b 2 a 3 c", ":3");
+  EXPECT(s, "ZRANGEBYLEX mx [a [b", "[\"b\",\"a\"]");
+  EXPECT(s, "ZRANGEBYLEX mx [b [b", "[\"b\",\"a\"]"); /* redis-server 7.0.15 answers the same */
+  EXPECT(s, "ZADD z 1 a 2 b 3 c 4 d", ":4");
+  EXPECT(s, "ZREVRANGE z 0 1 WITHSCORES", "[\"d\",\"4\",\"c\",\"3\"]");
+  EXPECT(s, "ZREVRANGEBYSCORE z (4 2", "[\"c\",\"b\"]");
+  EXPECT(s, "ZREVRANGE z 0 1 LIMIT 0 1", "-ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX");
+  EXPECT(s, "ZRANGE z 0 1 LIMIT 0 1", "-ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX");
+  EXPECT(s, "ZRANGESTORE dst z 1 2", ":2");
+  EXPECT(s, "ZRANGE dst 0 -1 WITHSCORES", "[\"b\",\"2\",\"c\",\"3\"]");
+  EXPECT(s, "ZRANGESTORE dst z 5 1 BYSCORE", ":0");
+  EXPECT(s, "EXISTS dst", ":0");
+  EXPECT(s, "ZRANGESTORE dst z 0 -1 WITHSCORES", "-ERR syntax error");
+  EXPECT(s, "ZREMRANGEBYSCORE z (1 2", ":1");
+  EXPECT(s, "ZMSCORE z a b nope", "[\"1\",(nil),(nil)]");
+  EXPECT(s, "ZMSCORE nokey a", "[(nil)]");
+  EXPECT(s, "ZADD z1 1 a 2 b", ":2");
+  EXPECT(s, "ZADD z2 10 b 20 c", ":2");
+  EXPECT(s, "SADD st a c", ":2");
+  EXPECT(s, "ZUNION 2 z1 z2 WITHSCORES", "[\"a\",\"1\",\"b\",\"12\",\"c\",\"20\"]");
+  EXPECT(s, "ZUNION 2 z1 z2 WEIGHTS 2 1 AGGREGATE MAX WITHSCORES", "[\"a\",\"2\",\"b\",\"10\",\"c\",\"20\"]");
+  EXPECT(s, "ZINTER 2 z1 z2 WITHSCORES", "[\"b\",\"12\"]");
+  EXPECT(s, "ZINTER 2 z1 st WITHSCORES", "[\"a\",\"2\"]");
+  EXPECT(s, "ZDIFF 2 z1 z2", "[\"a\"]");
+  EXPECT(s, "ZDIFF 2 z1 z2 WEIGHTS 1 1", "-ERR syntax error");
+  EXPECT(s, "ZINTERCARD 2 z1 z2", ":1");
+  EXPECT(s, "ZINTERCARD 0 z1", "-ERR at least 1 input key is needed for 'zintercard' command");
+  EXPECT(s, "ZUNION 3 z1 z2", "-ERR syntax error");
+  EXPECT(s, "ZUNION 2 z1 z2 WEIGHTS 1 x", "-ERR weight value is not a float");
+  EXPECT(s, "ZUNIONSTORE out 2 z1 z2", ":3");
+  EXPECT(s, "ZRANGE out 0 -1 WITHSCORES", "[\"a\",\"1\",\"b\",\"12\",\"c\",\"20\"]");
+  EXPECT(s, "ZINTERSTORE out 2 z1 nokey", ":0");
+  EXPECT(s, "EXISTS out", ":0");
+  EXPECT(s, "ZDIFFSTORE out 1 z2", ":2");
+  EXPECT(s, "SET str x", "+OK");
+  EXPECT(s, "ZUNION 2 z1 str", WT);
+  EXPECT(s, "ZRANDMEMBER nokey", "(nil)");
+  EXPECT_SET(s, "ZRANDMEMBER z1 5", "[a,b]");
+  shmd_reply_t *r = run(s, "ZRANDMEMBER z1 -3 WITHSCORES");
+  cr_expect_eq(r->nelems, 6);
+  shmd_reply_free(r);
+  check_all(s);
+  shmd_close(s);
+}
+
+/* The multi-key commands that write more than one key, killed at random: each command is all or
+ * nothing. Invariants: SMOVE keeps the members of s1 + s2; RPOPLPUSH rotates a list of 50; MOVE
+ * and RENAMENX keep exactly one copy of a key (across databases / names); ZUNIONSTORE /
+ * ZINTERSTORE / SINTERSTORE / SUNIONSTORE / ZRANGESTORE leave their destination with one complete
+ * result. */
+Test(kv, crash_multikey_store_commands_are_all_or_nothing) {
+  ts_rng_t g = {ts_seed("crash_multikey_store")};
+  shmd_store_t *s = ts_open("mk", 32 * MB, 32 * MB);
+  for (int i = 0; i < 400; i++) {
+    char line[128];
+    snprintf(line, sizeof line, "SADD s1 m%d", i);
+    shmd_reply_free(run(s, line));
+    snprintf(line, sizeof line, "ZADD z1 %d a%d %d b%d", i, i, i, i);
+    shmd_reply_free(run(s, line));
+    snprintf(line, sizeof line, "ZADD z2 %d b%d %d c%d", i, i, i, i);
+    shmd_reply_free(run(s, line));
+    if (i < 50) {
+      snprintf(line, sizeof line, "RPUSH l e%d", i);
+      shmd_reply_free(run(s, line));
+    }
+  }
+  EXPECT(s, "SET mk v", "+OK");
+  EXPECT(s, "SET rn v", "+OK");
+  shmd_close(s);
+  static const char *const cmds[] = {"SMOVE s1 s2 m", "SMOVE s2 s1 m", "RPOPLPUSH l l", "MOVE mk 1", "RENAMENX rn rn2",
+                                     "RENAMENX rn2 rn", "ZUNIONSTORE zd 2 z1 z2", "ZINTERSTORE zd 2 z1 z2",
+                                     "SINTERSTORE sd s1 s2", "SUNIONSTORE sd s1 s2", "ZRANGESTORE zr z1 0 99"};
+  int completed = 0;
+  for (int round = 0; round < 12; round++) {
+    pid_t pid = fork();
+    if (pid == 0) {
+      shmd_options_t o = ts_opts(32 * MB, 32 * MB);
+      shmd_store_t *c;
+      if (shmd_open("mk", &o, &c))
+        _exit(3);
+      ts_rng_t cg = {(uint64_t)round * 7919 + 1};
+      for (;;) {
+        unsigned k = (unsigned)ts_below(&cg, sizeof cmds / sizeof cmds[0]);
+        char line[128];
+        if (k < 2)
+          snprintf(line, sizeof line, "%s%d", cmds[k], (int)ts_below(&cg, 400));
+        else
+          snprintf(line, sizeof line, "%s", cmds[k]);
+        shmd_reply_free(run_db(c, 0, line));
+        if (k == 3) { /* and back */
+          shmd_reply_free(run_db(c, 1, "MOVE mk 0"));
+        }
+      }
+    }
+    usleep((useconds_t)(20000 + ts_below(&g, 60000)));
+    kill(pid, SIGKILL);
+    cr_assert_eq(ts_wait(pid), 128 + SIGKILL);
+    s = ts_open("mk", 32 * MB, 32 * MB);
+    check_all(s);
+    shmd_reply_t *a = run(s, "SCARD s1"), *b = run(s, "SCARD s2");
+    cr_assert_eq(a->integer + b->integer, 400, "round %d: SMOVE lost or doubled a member", round);
+    shmd_reply_free(a);
+    shmd_reply_free(b);
+    EXPECT(s, "LLEN l", ":50");
+    a = run(s, "EXISTS mk");
+    b = run_db(s, 1, "EXISTS mk");
+    cr_assert_eq(a->integer + b->integer, 1, "round %d: MOVE left %lld + %lld copies", round, (long long)a->integer,
+                 (long long)b->integer);
+    shmd_reply_free(a);
+    shmd_reply_free(b);
+    EXPECT(s, "EXISTS rn rn2", ":1");
+    a = run(s, "ZCARD zd");
+    completed += a->integer > 0;
+    cr_assert(a->integer == 0 || a->integer == 400 || a->integer == 1200, "round %d: ZCARD zd %lld", round,
+              (long long)a->integer);
+    shmd_reply_free(a);
+    a = run(s, "ZCARD zr");
+    cr_assert(a->integer == 0 || a->integer == 100, "round %d: ZCARD zr %lld", round, (long long)a->integer);
+    shmd_reply_free(a);
+    a = run(s, "SCARD sd");
+    b = run(s, "SCARD s2");
+    /* SINTERSTORE's result is s1 & s2 = empty (disjoint), SUNIONSTORE's has 400 members */
+    cr_assert(a->integer == 0 || a->integer == 400, "round %d: SCARD sd %lld", round, (long long)a->integer);
+    shmd_reply_free(a);
+    shmd_reply_free(b);
+    shmd_close(s);
+  }
+  cr_assert_gt(completed, 0, "no ZUNIONSTORE / ZINTERSTORE ever completed before a kill");
+}
+
+/* SETBIT GETBIT BITCOUNT BITPOS BITOP, with redis-server 7.0's answers. */
+Test(kv, issue15_bitmap_commands) {
+  shmd_store_t *s = ts_open("t", 8 * MB, 8 * MB);
+  EXPECT(s, "SETBIT b 7 1", ":0");
+  EXPECT(s, "SETBIT b 7 1", ":1");
+  EXPECT(s, "GET b", "\"\x01\"");
+  EXPECT(s, "SETBIT b 1 1", ":0");
+  EXPECT(s, "GETBIT b 1", ":1");
+  EXPECT(s, "GETBIT b 100", ":0");
+  EXPECT(s, "GETBIT nokey 0", ":0");
+  EXPECT(s, "SETBIT b -1 1", "-ERR bit offset is not an integer or out of range");
+  EXPECT(s, "SETBIT b 4294967296 1", "-ERR bit offset is not an integer or out of range");
+  EXPECT(s, "SETBIT b 0 2", "-ERR bit is not an integer or out of range");
+  EXPECT(s, "SET f foobar", "+OK");
+  EXPECT(s, "BITCOUNT f", ":26");
+  EXPECT(s, "BITCOUNT f 0 0", ":4");
+  EXPECT(s, "BITCOUNT f 1 1", ":6");
+  EXPECT(s, "BITCOUNT f 5 30 BIT", ":17");
+  EXPECT(s, "BITCOUNT f -1 -100 FOO", ":0");
+  EXPECT(s, "BITCOUNT f 0 1 FOO", "-ERR syntax error");
+  EXPECT(s, "BITCOUNT f 0", "-ERR syntax error");
+  EXPECT(s, "BITCOUNT nokey 0", ":0");
+  EXPECT(s, "SET p \"\xff\xf0\"", "+OK");
+  EXPECT(s, "BITPOS p 0", ":12");
+  EXPECT(s, "BITPOS p 1 1", ":8");
+  EXPECT(s, "BITPOS p 0 0 0", ":-1");
+  EXPECT(s, "BITPOS p 1 2 -1 BIT", ":2");
+  EXPECT(s, "BITPOS p 2", "-ERR The bit argument must be 1 or 0.");
+  EXPECT(s, "BITPOS nokey 0", ":0");
+  EXPECT(s, "BITPOS nokey 1", ":-1");
+  EXPECT(s, "SET a abc", "+OK");
+  EXPECT(s, "SET c \"   \"", "+OK");
+  EXPECT(s, "BITOP OR d a c", ":3");
+  EXPECT(s, "GET d", "\"abc\"");
+  EXPECT(s, "BITOP XOR d a a", ":3");
+  EXPECT(s, "BITCOUNT d", ":0");
+  EXPECT(s, "BITOP NOT d a c", "-ERR BITOP NOT must be called with a single source key.");
+  EXPECT(s, "BITOP AND d nokey nokey2", ":0");
+  EXPECT(s, "EXISTS d", ":0");
+  EXPECT(s, "RPUSH l x", ":1");
+  EXPECT(s, "BITOP AND d a l", WT);
+  EXPECT(s, "SETBIT l 0 1", WT);
+  check_all(s);
+  shmd_close(s);
+}
+
+/* SORT / SORT_RO: numeric, ALPHA, DESC, LIMIT, STORE, BY nosort, GET # and GET constant as Redis
+ * 7.0 answers them; BY / GET key patterns refused on purpose. */
+Test(kv, issue15_sort) {
+  shmd_store_t *s = ts_open("t", 8 * MB, 8 * MB);
+  EXPECT(s, "RPUSH l 3 1 2 10", ":4");
+  EXPECT(s, "SORT l", "[\"1\",\"2\",\"3\",\"10\"]");
+  EXPECT(s, "SORT l DESC LIMIT 1 2", "[\"3\",\"2\"]");
+  EXPECT(s, "SORT l ALPHA", "[\"1\",\"10\",\"2\",\"3\"]");
+  EXPECT(s, "SORT l BY nosort DESC", "[\"10\",\"2\",\"1\",\"3\"]");
+  EXPECT(s, "SORT l GET # GET c LIMIT 0 1", "[\"1\",(nil)]");
+  EXPECT(s, "SORT l STORE dst", ":4");
+  EXPECT(s, "LRANGE dst 0 -1", "[\"1\",\"2\",\"3\",\"10\"]");
+  EXPECT(s, "SORT_RO l STORE dst", "-ERR syntax error");
+  EXPECT(s, "SORT nokey STORE dst", ":0");
+  EXPECT(s, "EXISTS dst", ":0");
+  EXPECT(s, "RPUSH bad 1 x", ":2");
+  EXPECT(s, "SORT bad", "-ERR One or more scores can't be converted into double");
+  EXPECT(s, "SORT bad ALPHA", "[\"1\",\"x\"]");
+  EXPECT(s, "SADD st b a c", ":3");
+  EXPECT(s, "SORT st ALPHA DESC", "[\"c\",\"b\",\"a\"]");
+  EXPECT(s, "SORT st BY nosort STORE d2", ":3");
+  EXPECT(s, "LRANGE d2 0 -1", "[\"a\",\"b\",\"c\"]");
+  EXPECT(s, "ZADD z 1 b 2 a", ":2");
+  EXPECT(s, "SORT z BY nosort", "[\"b\",\"a\"]");
+  EXPECT(s, "SET str x", "+OK");
+  EXPECT(s, "SORT str", WT);
+  EXPECT(s, "SORT l BY w_*", "-ERR SORT BY with a key pattern is not supported by shmdict (no key lookups by pattern)");
+  EXPECT(s, "SORT l GET h_*->f", "-ERR SORT GET with a key pattern is not supported by shmdict (no key lookups by pattern)");
+  check_all(s);
+  shmd_close(s);
+}
+
+/* LCS, with the examples of Redis's documentation (redis-server 7.0 gives the same). */
+Test(kv, issue15_lcs) {
+  shmd_store_t *s = ts_open("t", 8 * MB, 8 * MB);
+  EXPECT(s, "MSET key1 ohmytext key2 mynewtext", "+OK");
+  EXPECT(s, "LCS key1 key2", "\"mytext\"");
+  EXPECT(s, "LCS key1 key2 LEN", ":6");
+  EXPECT(s, "LCS key1 key2 IDX", "[\"matches\",[[[:4,:7],[:5,:8]],[[:2,:3],[:0,:1]]],\"len\",:6]");
+  EXPECT(s, "LCS key1 key2 IDX MINMATCHLEN 4 WITHMATCHLEN", "[\"matches\",[[[:4,:7],[:5,:8],:4]],\"len\",:6]");
+  EXPECT(s, "LCS key1 key2 IDX LEN", "-ERR If you want both the length and indexes, please just use IDX.");
+  EXPECT(s, "LCS key1 nokey", "\"\"");
+  EXPECT(s, "RPUSH l x", ":1");
+  EXPECT(s, "LCS key1 l", "-ERR The specified keys must contain string values");
+  check_all(s);
+  shmd_close(s);
+}
+
+/* BITFIELD / BITFIELD_RO with Redis's documented examples and overflow modes. */
+Test(kv, issue15_bitfield) {
+  shmd_store_t *s = ts_open("t", 8 * MB, 8 * MB);
+  EXPECT(s, "BITFIELD mykey INCRBY i5 100 1 GET u4 0", "[:1,:0]");
+  EXPECT(s, "BITFIELD mykey INCRBY u2 100 1 OVERFLOW SAT INCRBY u2 102 1", "[:1,:1]");
+  EXPECT(s, "BITFIELD mykey INCRBY u2 100 1 OVERFLOW SAT INCRBY u2 102 1", "[:2,:2]");
+  EXPECT(s, "BITFIELD mykey INCRBY u2 100 1 OVERFLOW SAT INCRBY u2 102 1", "[:3,:3]");
+  EXPECT(s, "BITFIELD mykey INCRBY u2 100 1 OVERFLOW SAT INCRBY u2 102 1", "[:0,:3]");
+  EXPECT(s, "BITFIELD f OVERFLOW FAIL INCRBY u2 102 5", "[(nil)]");
+  EXPECT(s, "STRLEN f", ":13"); /* created and grown even though the write failed, as in Redis */
+  EXPECT(s, "BITFIELD h SET i8 #1 -100 GET i8 8 GET u8 #1", "[:0,:-100,:156]");
+  EXPECT(s, "BITFIELD_RO h GET i8 #1", "[:-100]");
+  EXPECT(s, "BITFIELD_RO h SET i8 0 1", "-ERR BITFIELD_RO only supports the GET subcommand");
+  EXPECT(s, "BITFIELD h GET u64 0", "-ERR Invalid bitfield type. Use something like i16 u8. Note that u64 is not supported but i64 is.");
+  EXPECT(s, "BITFIELD h OVERFLOW FOO", "-ERR Invalid OVERFLOW type specified");
+  EXPECT(s, "BITFIELD h GET u8 -1", "-ERR bit offset is not an integer or out of range");
+  EXPECT(s, "BITFIELD h GET u8 0 FOO", "-ERR syntax error");
+  EXPECT(s, "BITFIELD nokey GET u8 0", "[:0]");
+  EXPECT(s, "EXISTS nokey", ":0");
+  check_all(s);
+  shmd_close(s);
+}

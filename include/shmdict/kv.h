@@ -24,7 +24,7 @@ typedef enum shmd_reply_type_e {
   SHMD_REPLY_ERROR = 2,   /* str: Redis's wording, e.g. "WRONGTYPE Operation against a key ..." */
   SHMD_REPLY_INTEGER = 3, /* integer */
   SHMD_REPLY_BULK = 4,    /* str, len (binary safe; str is NUL-terminated for convenience) */
-  SHMD_REPLY_NIL = 5,
+  SHMD_REPLY_NIL = 5,     /* integer 0: Redis's null bulk ($-1); 1: its null array (*-1) */
   SHMD_REPLY_ARRAY = 6,   /* elems[0 .. nelems) */
 } shmd_reply_type_t;
 
