@@ -138,6 +138,8 @@ uint64_t shmd__os_unix_time(void);
 /* Wall-clock time in milliseconds since the Unix epoch (CLOCK_REALTIME): the keyspace's expiry
  * clock. Cannot fail. */
 uint64_t shmd__os_unix_ms(void);
+/* The same in microseconds (the keyspace's TIME command). Cannot fail. */
+uint64_t shmd__os_unix_us(void);
 /* Futex on a 32-bit word in shared memory: wait while *addr == val, at most timeout_ns (0 = no
  * limit); wake up to n waiters. */
 void shmd__os_futex_wait(uint32_t *addr, uint32_t val, uint64_t timeout_ns);

@@ -507,6 +507,12 @@ uint64_t shmd__os_unix_ms(void) {
   return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+uint64_t shmd__os_unix_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 void shmd__os_futex_wait(uint32_t *addr, uint32_t val, uint64_t timeout_ns) {
   struct timespec ts, *tp = NULL;
   if (timeout_ns) {
