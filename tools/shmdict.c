@@ -218,10 +218,21 @@ static void print_error_reply(const shmd_reply_t *r) {
   fputc('\n', stderr);
 }
 
-/* Runs a command and prints its reply. Returns 0, or 1 for an error reply. */
+/* The session's client state (current database, MULTI queue, watched keys), as a redis-cli
+ * connection has it. */
+static shmd_kv_multi_t *g_client;
+
+/* Runs a command through the session's client state and prints its reply. Returns 0, or 1 for an
+ * error reply. */
 static int run_and_print(shmd_store_t *s, int argc, const char *const argv[], const size_t lens[], int tty) {
   shmd_reply_t *r = NULL;
-  int rc = shmd_kv_command_db(s, g_db, argc, argv, lens, &r);
+  if (g_client == NULL) {
+    int rc = shmd_kv_multi_new(s, g_db, &g_client);
+    if (rc < 0)
+      die_status(1, rc, shmd_store_name(s), "cannot start a session");
+  }
+  int rc = shmd_kv_multi_command(g_client, argc, argv, lens, &r);
+  g_db = shmd_kv_multi_db(g_client);
   if (rc < 0) { /* could not run at all: say so, and let a session go on */
     const char *d = shmd_errdetail();
     fprintf(stderr, "(error) %s failed on store '%s': %s%s%s%s (%s)\n", argv[0], shmd_store_name(s),
@@ -240,23 +251,12 @@ static int run_and_print(shmd_store_t *s, int argc, const char *const argv[], co
   return bad;
 }
 
-/* Local commands of the command loop: SELECT n changes the database, QUIT/EXIT leave. Returns 1
- * if handled, 2 to quit, -1 on a bad SELECT. */
+/* Local commands of the command loop: QUIT/EXIT leave. Returns 2 to quit, else 0. (SELECT, MULTI
+ * and the rest of a connection's state are the client state's: shmd_kv_multi_command().) */
 static int local_command(cli_args_t *a, int tty) {
+  (void)tty;
   if (strcasecmp(a->argv[0], "quit") == 0 || strcasecmp(a->argv[0], "exit") == 0)
     return 2;
-  if (strcasecmp(a->argv[0], "select") == 0) {
-    char *end;
-    unsigned long v = a->argc == 2 ? strtoul(a->argv[1], &end, 10) : 0;
-    if (a->argc != 2 || *end || end == a->argv[1] || v >= SHMD_KV_DATABASES) {
-      fprintf(stderr, "(error) ERR DB index is out of range (use SELECT 0 to %u)\n", SHMD_KV_DATABASES - 1);
-      return -1;
-    }
-    g_db = (unsigned)v;
-    (void)tty;
-    puts("OK");
-    return 1;
-  }
   return 0;
 }
 
@@ -294,10 +294,11 @@ static int command_loop(shmd_store_t *s, const char *name) {
       write_history(hist); /* creates the file, which append_history() needs */
     for (;;) {
       char prompt[128];
+      const char *tx = shmd_kv_multi_active(g_client) ? "(TX)" : "";
       if (g_db)
-        snprintf(prompt, sizeof prompt, "%s[%u]> ", name, g_db);
+        snprintf(prompt, sizeof prompt, "%s[%u]%s> ", name, g_db, tx);
       else
-        snprintf(prompt, sizeof prompt, "%s> ", name);
+        snprintf(prompt, sizeof prompt, "%s%s> ", name, tx);
       char *line = readline(prompt);
       if (line == NULL)
         break;
@@ -322,10 +323,11 @@ static int command_loop(shmd_store_t *s, const char *name) {
   size_t cap = 0;
   for (;;) {
     if (prompt) {
+      const char *tx = shmd_kv_multi_active(g_client) ? "(TX)" : "";
       if (g_db)
-        printf("%s[%u]> ", name, g_db);
+        printf("%s[%u]%s> ", name, g_db, tx);
       else
-        printf("%s> ", name);
+        printf("%s%s> ", name, tx);
       fflush(stdout);
     }
     ssize_t n = getline(&line, &cap, stdin);
@@ -1158,6 +1160,7 @@ int main(int argc, char **argv) {
     } else {
       rc = command_loop(s, store);
     }
+    shmd_kv_multi_free(g_client);
     shmd_close(s);
     return rc;
   }
