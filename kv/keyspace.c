@@ -219,8 +219,6 @@ int kv_db_get(shmd_tx_t *tx, unsigned dbi, int create, shmd_ptr_t *out) {
     return rc;
   kv_db_t *d = shmd_resolve(s, dp);
   d->magic = KV_DB_MAGIC;
-  if ((rc = kv_ver_alloc(tx, &d->versions)))
-    return rc;
   if ((rc = shmd_list_create(s, &d->garbage)))
     return rc;
   for (unsigned i = 0; i < KV_STRIPES; i++)
@@ -268,14 +266,19 @@ static int kv_db_ensure(shmd_store_t *s, unsigned dbi, shmd_ptr_t *out) {
   return shmd_tx_commit(tx);
 }
 
-/* Gives a database made before key versions existed its version block: in a transaction of its
- * own that holds every stripe lock of the database, so a command (which reads the pointer only
- * under a stripe lock) sees either no block or a committed one. Not inside a caller's transaction
- * (it could hold locks later in the order, or roll the block back): there the database goes on
- * without versions until a command outside any transaction runs on it (docs/architecture.md). */
+/* Gives a database its version block on the first WATCH of one of its keys (a store nobody
+ * WATCHes pays nothing, and databases made before versions existed get theirs the same way): in a
+ * transaction of its own that holds every stripe lock of the database, so a command (which reads
+ * the pointer only under a stripe lock) sees either no block or a committed one; from then on every
+ * write bumps its key's counter. Not inside a caller's transaction (it could hold locks later in
+ * the order, or roll the block back): SHMD_EINVAL there. */
 static int kv_ver_ensure(shmd_store_t *s, unsigned dbi, shmd_ptr_t dp, kv_db_t *d) {
-  if (__atomic_load_n(&d->versions.v, __ATOMIC_ACQUIRE) || shmd_tx_depth(s) > 0)
+  if (__atomic_load_n(&d->versions.v, __ATOMIC_ACQUIRE))
     return 0;
+  if (shmd_tx_depth(s) > 0) {
+    shmd__set_detail("kv: the first WATCH on database %u cannot run inside an open transaction", dbi);
+    return SHMD_EINVAL;
+  }
   kv_ctx_t c;
   memset(&c, 0, sizeof c);
   c.s = s;
@@ -297,7 +300,7 @@ static int kv_ver_ensure(shmd_store_t *s, unsigned dbi, shmd_ptr_t dp, kv_db_t *
   return shmd_tx_commit(c.tx);
 }
 
-int kv_db_prepare(shmd_store_t *s, unsigned dbi) {
+int kv_db_prepare(shmd_store_t *s, unsigned dbi, int versions) {
   shmd_ptr_t dp;
   kv_db_t *d;
   if (dbi >= KV_NDB)
@@ -305,7 +308,7 @@ int kv_db_prepare(shmd_store_t *s, unsigned dbi) {
   int rc = kv_db_ensure(s, dbi, &dp);
   if (rc || (rc = kv_db_view(s, dp, &d)))
     return rc;
-  return kv_ver_ensure(s, dbi, dp, d);
+  return versions ? kv_ver_ensure(s, dbi, dp, d) : 0;
 }
 
 int kv_ctx_join(shmd_store_t *s, unsigned dbi, shmd_tx_t *tx, kv_ctx_t *c) {
@@ -330,7 +333,7 @@ int kv_begin(shmd_store_t *s, unsigned dbi, kv_ctx_t *c) {
   if (dbi >= KV_NDB)
     return SHMD_EINVAL;
   int rc = kv_db_ensure(s, dbi, &c->dbp);
-  if (rc || (rc = kv_db_view(s, c->dbp, &c->db)) || (rc = kv_ver_ensure(s, dbi, c->dbp, c->db)))
+  if (rc || (rc = kv_db_view(s, c->dbp, &c->db)))
     return rc;
   return shmd_tx_begin(s, &c->tx);
 }
@@ -342,7 +345,8 @@ int kv_begin(shmd_store_t *s, unsigned dbi, kv_ctx_t *c) {
  * that disagrees with the data. Each database has per stripe one block of KV_VER_SLOTS (511)
  * 64-bit counters (kv_ver_stripe_t, 4 KiB, under a directory kv_ver_t). A key's counter is
  * slot[h % 511] of its stripe's block, h a second hash of its bytes, so the stripe lock (which
- * every command on the key holds) guards it. Every change to a
+ * every command on the key holds) guards it. The blocks are made on the database's first WATCH
+ * (kv_ver_ensure): before, nobody watches, so nothing needs bumping. From then on every change to a
  * key bumps its counter through shmd_tx_set64(), in the transaction that makes the change: a
  * rollback (abort, or recovery after a kill) restores the counter with the data, so a counter
  * moves exactly when a committed change did. FLUSHDB bumps the database's epoch instead (it holds

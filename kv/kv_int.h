@@ -32,7 +32,7 @@ typedef struct kv_db_s {
   uint64_t reserved[7];
 } kv_db_t;
 
-/* Key versions for WATCH (see "Key versions" in keyspace.c): per database a directory with the
+/* Key versions for WATCH (see "Key versions" in keyspace.c; made on a database's first WATCH): per database a directory with the
  * epoch that FLUSHDB bumps (under every stripe lock) and one block of counters per stripe (guarded
  * by that stripe's lock); a key's counter is chosen by a hash of its bytes. Each block fits a slab
  * (4 KiB), so a database's versions cost 32 KiB of small objects. */
@@ -115,9 +115,9 @@ int kv_version(kv_ctx_t *c, const void *key, size_t len, uint64_t v[2]);
 /* 1 when key's record exists but its expiry has passed (lazy expiry has not deleted it yet), else
  * 0; negative on failure. Changes nothing. */
 int kv_peek_expired(kv_ctx_t *c, const void *key, size_t len);
-/* Makes sure database dbi and its version block exist (each created in a transaction of its own,
- * outside any the caller will open). */
-int kv_db_prepare(shmd_store_t *s, unsigned dbi);
+/* Makes sure database dbi (and, when `versions`, its WATCH version block: on the first WATCH) exist,
+ * each created in a transaction of its own, outside any the caller will open. */
+int kv_db_prepare(shmd_store_t *s, unsigned dbi, int versions);
 /* Fills c for database dbi inside the thread's open transaction tx, without a nesting level of
  * its own (EXEC's context per database: it takes the stripe locks up front). */
 int kv_ctx_join(shmd_store_t *s, unsigned dbi, shmd_tx_t *tx, kv_ctx_t *c);

@@ -193,7 +193,9 @@ int shmd_kv_watch(shmd_kv_multi_t *m, const void *key, size_t len) {
   w->len = len;
   w->db = m->db;
   kv_ctx_t c;
-  int rc = kv_begin(m->s, m->db, &c);
+  int rc = kv_db_prepare(m->s, m->db, 1); /* the database's versions exist from the first WATCH on */
+  if (rc == 0)
+    rc = kv_begin(m->s, m->db, &c);
   if (rc == 0) {
     if ((rc = kv_lock_stripes(&c, 1u << kv_stripe_of(key, len))) == 0 &&
         (rc = kv_version(&c, key, len, w->ver)) == 0) {
@@ -274,7 +276,7 @@ static int exec_queue(shmd_kv_multi_t *m, shmd_reply_t *r) {
   int rc = 0;
   for (unsigned d = 0; d < KV_NDB && rc == 0; d++)
     if (mask[d])
-      rc = kv_db_prepare(m->s, d);
+      rc = kv_db_prepare(m->s, d, 0);
   if (rc)
     return rc;
 
@@ -486,6 +488,16 @@ int shmd_kv_multi_command(shmd_kv_multi_t *m, int argc, const char *const argv[]
   }
   rc = shmd__kv_cmd_run(m->s, m->db, cmd, argc, argv, lens, r, NULL, NULL);
   return done(reply, r, rc);
+}
+
+void shmd__kv_multi_set_db(shmd_kv_multi_t *m, unsigned db) {
+  if (m && db < KV_NDB && !m->in_multi)
+    m->db = db;
+}
+
+void shmd__kv_multi_flag(shmd_kv_multi_t *m) {
+  if (m && m->in_multi)
+    m->dirty = 1;
 }
 
 /* ---------------------------------------------------------------------------------------------- */
