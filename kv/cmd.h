@@ -95,11 +95,6 @@ int shmd__kv_parse_mpop(cc_t *x, int at, const char *w0, const char *w1, long lo
 /* ---------------------------------------------------------------------------------------------- */
 /* Running commands (dispatch.c), for shmd_kv_command_db() and EXEC (multi.c) */
 
-/* Finds the command of argv[0] and checks its arity and argument lengths. Returns it, or NULL
- * with r made Redis's error reply (unknown command, wrong number of arguments, bulk too long)
- * and *rc 0 — or *rc SHMD_ENOMEM when even that reply could not be made. */
-const shmd__kv_cmd_t *shmd__kv_cmd_check(int argc, const char *const argv[], const size_t lens[], shmd_reply_t *r,
-                                         int *rc);
 /* The stripes of the command's keys (every stripe for a command without key positions). */
 unsigned shmd__kv_cmd_stripes(const shmd__kv_cmd_t *cmd, int argc, const char *const argv[], const size_t lens[]);
 /* Runs a checked command on database db in one transaction (joining the thread's open one) and

@@ -323,6 +323,53 @@ Test(cli, quoting_on_stdin) {
   run_free(&r);
 }
 
+/* A store that does not exist: reading and admin commands answer "no such store" (exit 1) and
+ * create nothing; an unknown command or a wrong arity answers Redis's error and creates nothing;
+ * a write creates it; a session creates it at its first write. */
+static int store_exists(const char *name) {
+  char path[4200];
+  snprintf(path, sizeof path, "%s/%s", ts_dir, name);
+  struct stat st;
+  return stat(path, &st) == 0;
+}
+
+Test(cli, missing_store_answers_no_such_store_and_creates_nothing) {
+  const char *const reads[][3] = {{"GET", "k", NULL}, {"EXISTS", "k", NULL}, {"DBSIZE", NULL, NULL},
+                                  {"KEYS", "*", NULL}, {"TYPE", "k", NULL}, {"PING", NULL, NULL}};
+  for (size_t i = 0; i < sizeof reads / sizeof reads[0]; i++) {
+    run_t r = run(NULL, "-s", "typo", reads[i][0], reads[i][1], reads[i][2], NULL);
+    cr_expect_eq(r.status, 1, "%s: exit %d", reads[i][0], r.status);
+    cr_expect_str_eq(r.out, "");
+    cr_expect(strstr(r.err, "no such store 'typo'"), "%s: %s", reads[i][0], r.err);
+    cr_expect(!store_exists("typo"), "%s created the store", reads[i][0]);
+    run_free(&r);
+  }
+  run_t r = run(NULL, "-s", "typo", "NOSUCH", "x", NULL);
+  cr_expect(r.status == 1 && strstr(r.err, "ERR unknown command 'NOSUCH'"), "%s", r.err);
+  run_free(&r);
+  r = run(NULL, "-s", "typo", "SET", "k", NULL);
+  cr_expect(r.status == 1 && strstr(r.err, "ERR wrong number of arguments for 'set' command"), "%s", r.err);
+  run_free(&r);
+  const char *admin[] = {"info", "check", "dump"};
+  for (size_t i = 0; i < 3; i++) {
+    r = run(NULL, admin[i], "typo", NULL);
+    cr_expect_eq(r.status, 1, "%s: exit %d", admin[i], r.status);
+    run_free(&r);
+  }
+  r = run("GET a\nGET b\n", "-s", "typo", NULL);
+  cr_expect_eq(r.status, 1);
+  cr_expect(!store_exists("typo"), "a session of reads created the store");
+  run_free(&r);
+  /* writes create it: one-shot, and in a session at the first write */
+  cmd_ok("typo", "1\n", "RPUSH", "l", "x", NULL);
+  cr_expect(store_exists("typo"));
+  r = run("GET a\nSET a 1\nGET a\n", "-s", "fresh", NULL);
+  cr_expect_eq(r.status, 1); /* the first GET failed */
+  cr_expect_str_eq(r.out, "OK\n1\n");
+  cr_expect(store_exists("fresh"));
+  run_free(&r);
+}
+
 Test(cli, errors_say_what_to_do_and_set_exit_codes) {
   cmd_ok("t", "OK\n", "SET", "s", "x", NULL);
   run_t r = run(NULL, "-s", "t", "LPUSH", "s", "y", NULL);

@@ -31,6 +31,7 @@
 
 #include "shmdict.h"
 #include "shmdict/kv.h"
+#include "kv/cmdtable.h"
 #include "tools/cli.h"
 
 #define DEFAULT_DIR "/dev/shm/shmdict"
@@ -190,6 +191,22 @@ static shmd_store_t *open_store(const char *name, int create) {
   return s;
 }
 
+/* Opens an existing store; NULL when there is none (any other failure ends the tool). */
+static shmd_store_t *try_open_store(const char *name) {
+  shmd_options_t o;
+  shmd_options_init(&o);
+  o.dir = g_optdir;
+  o.group = g_group;
+  o.flags |= SHMD_OPEN_NOCREATE;
+  shmd_store_t *s = NULL;
+  int rc = shmd_open(name, &o, &s);
+  if (rc == SHMD_ENOENT)
+    return NULL;
+  if (rc < 0)
+    die_status(1, rc, name, "cannot open store");
+  return s;
+}
+
 /* Runs one command; a negative status (the command could not run) ends the tool. */
 static shmd_reply_t *kv_run(shmd_store_t *s, int argc, const char *const argv[], const size_t lens[]) {
   shmd_reply_t *r = NULL;
@@ -221,11 +238,45 @@ static void print_error_reply(const shmd_reply_t *r) {
 /* The session's client state (current database, MULTI queue, watched keys), as a redis-cli
  * connection has it. */
 static shmd_kv_multi_t *g_client;
+static const char *g_store_name; /* -s */
+static shmd_store_t *g_store;    /* NULL while -s names a store that does not exist */
+static int g_session;            /* reading commands from standard input */
+
+/* A missing store is created by a command that writes (and, in a session, by MULTI / WATCH, which
+ * lead to writes); reading commands answer "no such store" and create nothing. An unknown command
+ * or a wrong number of arguments answers Redis's error either way. Returns the store, or NULL
+ * after printing the error. */
+static shmd_store_t *store_for(int argc, const char *const argv[], const size_t lens[]) {
+  if (g_store)
+    return g_store;
+  shmd_reply_t r;
+  memset(&r, 0, sizeof r);
+  int rc;
+  const shmd__kv_cmd_t *cmd = shmd__kv_cmd_check(argc, argv, lens, &r, &rc);
+  if (cmd == NULL) {
+    if (rc == 0) {
+      print_error_reply(&r);
+      free(r.str);
+    } else {
+      fprintf(stderr, "(error) %s\n", shmd_strerror(rc));
+    }
+    return NULL;
+  }
+  int creates = (cmd->flags & KV_CMD_WRITE) || (g_session && strcmp(cmd->group, "transactions") == 0);
+  if (!creates) {
+    fprintf(stderr, "(error) no such store '%s' in %s (%s)\n", g_store_name, g_dir, advice(SHMD_ENOENT, g_store_name));
+    return NULL;
+  }
+  g_store = open_store(g_store_name, 1);
+  return g_store;
+}
 
 /* Runs a command through the session's client state and prints its reply. Returns 0, or 1 for an
  * error reply. */
 static int run_and_print(shmd_store_t *s, int argc, const char *const argv[], const size_t lens[], int tty) {
   shmd_reply_t *r = NULL;
+  if (s == NULL && (s = store_for(argc, argv, lens)) == NULL)
+    return 1;
   if (g_client == NULL) {
     int rc = shmd_kv_multi_new(s, g_db, &g_client);
     if (rc < 0)
@@ -1149,7 +1200,9 @@ int main(int argc, char **argv) {
   g_progress = isatty(STDERR_FILENO);
 
   if (store) {
-    shmd_store_t *s = open_store(store, 1);
+    g_store_name = store;
+    shmd_store_t *s = try_open_store(store);
+    g_store = s;
     int rc;
     if (i < argc) {
       size_t *lens = cli_xmalloc((size_t)(argc - i) * sizeof *lens);
@@ -1158,10 +1211,11 @@ int main(int argc, char **argv) {
       rc = run_and_print(s, argc - i, (const char *const *)argv + i, lens, isatty(STDOUT_FILENO));
       free(lens);
     } else {
+      g_session = 1;
       rc = command_loop(s, store);
     }
     shmd_kv_multi_free(g_client);
-    shmd_close(s);
+    shmd_close(g_store);
     return rc;
   }
   if (i >= argc) {
