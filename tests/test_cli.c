@@ -391,13 +391,13 @@ Test(cli, errors_say_what_to_do_and_set_exit_codes) {
   cr_expect_eq(r.status, 1);
   cr_expect(strstr(r.err, "store names are"), "%s", r.err);
   run_free(&r);
-  r = run(NULL, NULL);
-  cr_expect_eq(r.status, 2);
-  cr_expect(strstr(r.err, "usage:"), "%s", r.err);
+  r = run(NULL, NULL); /* a session on the store "default" with nothing to run: creates nothing */
+  cr_expect_eq(r.status, 0, "%s", r.err);
+  cr_expect(!store_exists("default"));
   run_free(&r);
-  r = run(NULL, "-x", NULL);
+  r = run(NULL, "-q", NULL);
   cr_expect_eq(r.status, 2);
-  cr_expect(strstr(r.err, "unknown option '-x'") && strstr(r.err, "--help"), "%s", r.err);
+  cr_expect(strstr(r.err, "unknown option '-q'") && strstr(r.err, "--help"), "%s", r.err);
   run_free(&r);
   r = run(NULL, "-n", "16", "-s", "t", "GET", "a", NULL);
   cr_expect_eq(r.status, 2);
@@ -952,6 +952,64 @@ Test(cli, terminal_output_prompt_history_and_progress) {
   o = run_pty(NULL, (char *[]){"check", "t", NULL});
   cr_expect(strstr(o, "check: ") && strstr(o, "ok\r\n"), "%s", o);
   free(o);
+  /* dump to the terminal itself: the data alone, no bar interleaved with it */
+  o = run_pty(NULL, (char *[]){"dump", "t", NULL});
+  cr_expect(strstr(o, "RPUSH") && !strstr(o, "dump ["), "a bar mixed into a dump on the terminal: %s", o);
+  free(o);
+  /* TAB completes command names (upper case on a word typed in upper case, lower on lower) */
+  o = run_pty("LRA\tl 0 -1\rzrevr\t\r", (char *[]){"-s", "t", NULL});
+  cr_expect(strstr(o, "LRANGE l 0 -1") && strstr(o, "1) \"a\"") && strstr(o, "zrevrank "), "TAB completion: %s", o);
+  free(o);
+  /* --raw on a terminal prints as on a pipe */
+  o = run_pty(NULL, (char *[]){"--raw", "-s", "t", "LRANGE", "l", "0", "-1", NULL});
+  cr_expect_str_eq(o, "a\r\nb\r\n");
+  free(o);
+}
+
+/* --version, help from the command table, -x, --no-raw, a session without arguments on
+ * $SHMDICT_STORE, and dump's note on the named roots it leaves out. */
+Test(cli, version_help_x_raw_and_default_session) {
+  run_t r = run(NULL, "--version", NULL);
+  cr_expect(r.status == 0 && strncmp(r.out, "shmdict ", 8) == 0, "%s", r.out);
+  run_free(&r);
+  r = run(NULL, "help", "get", NULL);
+  expect_out(r, "\n  GET key\n  summary: A key's string value.\n  group: string\n\n");
+  run_free(&r);
+  r = run(NULL, "help", "@transactions", NULL);
+  cr_expect(r.status == 0 && strstr(r.out, "  MULTI\n") && strstr(r.out, "  WATCH key [key ...]\n"), "%s", r.out);
+  run_free(&r);
+  r = run(NULL, "help", "nosuch", NULL);
+  cr_expect(r.status == 1 && strstr(r.err, "no help for 'nosuch'"), "%s", r.err);
+  run_free(&r);
+  r = run("HELP SET\nhelp\n", "-s", "t", NULL);
+  cr_expect(r.status == 0 && strstr(r.out, "  SET key value [NX|XX]") && strstr(r.out, "help @<group>"), "%s", r.out);
+  run_free(&r);
+  /* -x: the last argument is all of standard input, final newline included (redis-cli) */
+  r = run("two\nlines\n", "-x", "-s", "t", "SET", "k", NULL);
+  expect_out(r, "OK\n");
+  run_free(&r);
+  r = run(NULL, "--no-raw", "-s", "t", "GET", "k", NULL);
+  expect_out(r, "\"two\\nlines\\n\"\n");
+  run_free(&r);
+  r = run(NULL, "-s", "t", "STRLEN", "k", NULL);
+  expect_out(r, "10\n");
+  run_free(&r);
+  /* no arguments: a session on $SHMDICT_STORE */
+  setenv("SHMDICT_STORE", "t", 1);
+  r = run("GET k\nSTRLEN k\n", NULL);
+  unsetenv("SHMDICT_STORE");
+  expect_out(r, "two\nlines\n\n10\n");
+  run_free(&r);
+  /* dump names the roots it leaves out (the library's own "shmdict.*" ones are not counted) */
+  shmd_store_t *s = ts_open("t", 0, 0);
+  shmd_ptr_t p;
+  cr_assert_eq(shmd_alloc(s, 64, &p), 0);
+  cr_assert_eq(shmd_root_set(s, "my.table", p), 0);
+  cr_assert_eq(shmd_root_set(s, "my.other", p), 0);
+  shmd_close(s);
+  r = run(NULL, "dump", "t", NULL);
+  cr_expect(r.status == 0 && strstr(r.err, "dump: 2 named roots (structures outside the keyspace"), "%s", r.err);
+  run_free(&r);
 }
 
 /* ---------------------------------------------------------------------------------------------- */

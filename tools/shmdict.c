@@ -43,13 +43,16 @@ static const char *g_group;   /* --group, or NULL: a private store */
 static char g_dir[4096];      /* the directory actually used, for messages */
 static unsigned g_db;         /* -n */
 static int g_progress;        /* stderr is a terminal */
+static int g_raw = -1;        /* --raw 1, --no-raw 0, else -1: raw unless stdout is a terminal */
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Messages */
 
 static void usage(FILE *f) {
   fprintf(f,
-          "usage: shmdict [-d DIR] [--group NAME] [-n DB] -s STORE [COMMAND [ARG...]]\n"
+          "usage: shmdict [-d DIR] [--group NAME] [-n DB] [--raw|--no-raw] [-x] -s STORE [COMMAND [ARG...]]\n"
+          "       shmdict                     (a session on $SHMDICT_STORE, else the store 'default')\n"
+          "       shmdict help [COMMAND|@GROUP]\n"
           "       shmdict [-d DIR] [--group NAME] list\n"
           "       shmdict [-d DIR] [--group NAME] info STORE\n"
           "       shmdict [-d DIR] [--group NAME] check STORE\n"
@@ -63,6 +66,9 @@ static void usage(FILE *f) {
           "  -n DB     database number, 0 to 15 (default 0)\n"
           "  -s STORE  run COMMAND (a Redis command, e.g. SET key value) on STORE, or read\n"
           "            commands from standard input, one per line, with redis-cli's quoting\n"
+          "  --raw     print replies raw even on a terminal; --no-raw: annotated even on a pipe\n"
+          "  -x        read the command's last argument from standard input (all of it)\n"
+          "  --version print the version\n"
           "  --max-reply BYTES  largest reply one command may build in memory, e.g. 64M or 2G\n"
           "            (default: $SHMDICT_MAX_REPLY, else 1G; a bigger one is an error reply)\n"
           "Exit status: 0 ok, 1 a command failed, 2 usage error or failed check.\n");
@@ -293,7 +299,7 @@ static int run_and_print(shmd_store_t *s, int argc, const char *const argv[], co
   int bad = r->type == SHMD_REPLY_ERROR;
   if (bad)
     print_error_reply(r);
-  else if (tty)
+  else if (g_raw == 0 || (g_raw < 0 && tty))
     cli_print_tty(stdout, r);
   else
     cli_print_raw(stdout, r);
@@ -302,12 +308,68 @@ static int run_and_print(shmd_store_t *s, int argc, const char *const argv[], co
   return bad;
 }
 
-/* Local commands of the command loop: QUIT/EXIT leave. Returns 2 to quit, else 0. (SELECT, MULTI
- * and the rest of a connection's state are the client state's: shmd_kv_multi_command().) */
+/* ---------------------------------------------------------------------------------------------- */
+/* Help, from the command table (kv/commands.def) */
+
+static void help_command(FILE *f, const shmd__kv_cmd_t *c) {
+  fprintf(f, "\n  %s\n  summary: %s\n  group: %s\n\n", c->syntax, c->summary, c->group);
+}
+
+/* `help`, `help COMMAND`, `help @group`, as redis-cli. Returns 0, or 1 for an unknown topic. */
+static int help(int argc, const char *const argv[]) {
+  size_t n = shmd__kv_cmd_count();
+  if (argc < 2) {
+    printf("shmdict %s, redis-cli for shmdict stores\n"
+           "Type: \"help @<group>\" to list the commands of a group (",
+           SHMD_TOOL_VERSION);
+    const char *seen[32];
+    size_t ns = 0;
+    for (size_t i = 0; i < n; i++) {
+      const char *g = shmd__kv_cmd_at(i)->group;
+      size_t k = 0;
+      while (k < ns && strcmp(seen[k], g) != 0)
+        k++;
+      if (k == ns && ns < 32) {
+        seen[ns++] = g;
+        printf("%s@%s", ns > 1 ? ", " : "", g);
+      }
+    }
+    printf(")\n      \"help <command>\" for help on <command>\n"
+           "      \"quit\" to exit\n");
+    return 0;
+  }
+  int found = 0;
+  if (argv[1][0] == '@') {
+    for (size_t i = 0; i < n; i++) {
+      const shmd__kv_cmd_t *c = shmd__kv_cmd_at(i);
+      if (strcasecmp(c->group, argv[1] + 1) == 0) {
+        help_command(stdout, c);
+        found = 1;
+      }
+    }
+  } else {
+    const shmd__kv_cmd_t *c = shmd__kv_cmd_find(argv[1], strlen(argv[1]));
+    if (c) {
+      help_command(stdout, c);
+      found = 1;
+    }
+  }
+  if (!found)
+    fprintf(stderr, "(error) no help for '%s' (type \"help\" for the groups; docs/commands.md lists every command)\n",
+            argv[1]);
+  fflush(stdout);
+  return !found;
+}
+
+/* Local commands of the command loop: QUIT/EXIT leave, HELP prints the table's help. Returns 2 to
+ * quit, 1 when handled, -1 when handled with an error, else 0. (SELECT, MULTI and the rest of a
+ * connection's state are the client state's: shmd_kv_multi_command().) */
 static int local_command(cli_args_t *a, int tty) {
   (void)tty;
   if (strcasecmp(a->argv[0], "quit") == 0 || strcasecmp(a->argv[0], "exit") == 0)
     return 2;
+  if (strcasecmp(a->argv[0], "help") == 0)
+    return help(a->argc, (const char *const *)a->argv) ? -1 : 1;
   return 0;
 }
 
@@ -332,10 +394,51 @@ static int run_line(shmd_store_t *s, const char *line, size_t len, int tty) {
   return rc;
 }
 
+#ifdef SHMD_HAVE_READLINE
+/* TAB completion of command names (the table's, plus the session's own words), in the case the
+ * user started typing in (upper case on an empty word, as redis-cli shows them). */
+static char *complete_name(const char *text, int state) {
+  static size_t idx, len;
+  static const char *const extra[] = {"select", "help", "quit", "exit"};
+  if (state == 0) {
+    idx = 0;
+    len = strlen(text);
+  }
+  size_t n = shmd__kv_cmd_count();
+  int lower = len > 0 && text[0] >= 'a' && text[0] <= 'z';
+  while (idx < n + sizeof extra / sizeof extra[0]) {
+    const char *name = idx < n ? shmd__kv_cmd_at(idx)->name : extra[idx - n];
+    idx++;
+    if (strncasecmp(name, text, len) == 0) {
+      char *m = strdup(name);
+      for (char *p = m; m && !lower && *p; p++)
+        *p = (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
+      return m;
+    }
+  }
+  return NULL;
+}
+
+static char **complete(const char *text, int start, int end) {
+  (void)end;
+  rl_attempted_completion_over = 1; /* never file names */
+  /* only the first word of the line is a command name (and HELP's argument) */
+  int first = 1;
+  for (int k = 0; k < start; k++)
+    if (rl_line_buffer[k] != ' ' && rl_line_buffer[k] != '\t')
+      first = 0;
+  if (!first && strncasecmp(rl_line_buffer, "help ", 5) != 0)
+    return NULL;
+  return rl_completion_matches(text, complete_name);
+}
+#endif
+
 static int command_loop(shmd_store_t *s, const char *name) {
   int failed = 0;
 #ifdef SHMD_HAVE_READLINE
   if (isatty(STDIN_FILENO) && isatty(STDOUT_FILENO)) {
+    rl_readline_name = "shmdict";
+    rl_attempted_completion_function = complete;
     char hist[4096] = "";
     const char *home = getenv("HOME");
     if (home)
@@ -802,6 +905,15 @@ static int dump_key(dumper_t *d, shmd_store_t *s, const shmd_reply_t *key) {
   return 1;
 }
 
+/* Counts the named roots that are not the library's own ("shmdict.*": the keyspace, pub/sub, the
+ * server's area): the structures a program keeps outside the keyspace, which dump leaves out. */
+static int count_foreign_root(const char *root, shmd_ptr_t p, void *arg) {
+  (void)p;
+  if (strncmp(root, "shmdict.", 8) != 0)
+    ++*(uint64_t *)arg;
+  return 0;
+}
+
 static int cmd_dump(const char *name, int json, const char *outpath) {
   shmd_store_t *s = open_store(name, 0);
   shmd_set_lock_wait(s, ADMIN_LOCK_WAIT_MS);
@@ -814,6 +926,8 @@ static int cmd_dump(const char *name, int json, const char *outpath) {
   int64_t total = dbsize(s, g_db);
   if (total < 0)
     die(1, "database %u of store '%s' cannot be read (use -n with an existing database number)", g_db, name);
+  if (d.f == stdout && isatty(STDOUT_FILENO))
+    g_progress = 0; /* the data goes to the terminal: a bar would interleave with it */
   uint64_t done = 0;
   char cursor[32] = "0";
   do {
@@ -834,7 +948,7 @@ static int cmd_dump(const char *name, int json, const char *outpath) {
     shmd_reply_free(r);
   } while (strcmp(cursor, "0") != 0);
   flush_out(&d);
-  progress("dump", done, (uint64_t)total, 1);
+  progress("dump", done, done, 1); /* keys that expired or were deleted meanwhile: done is all */
   cli_buf_free(&d.out);
   if (d.f != stdout) {
     if (fclose(d.f) != 0)
@@ -842,6 +956,11 @@ static int cmd_dump(const char *name, int json, const char *outpath) {
   } else if (fflush(stdout) != 0) {
     die(1, "cannot write the dump: %s", strerror(errno));
   }
+  uint64_t roots = 0;
+  (void)shmd_root_foreach(s, count_foreign_root, &roots);
+  if (roots)
+    fprintf(stderr, "shmdict: dump: %" PRIu64 " named root%s (structures outside the keyspace, made with "
+                    "shmd_root_set) %s not included\n", roots, roots == 1 ? "" : "s", roots == 1 ? "is" : "are");
   shmd_close(s);
   return 0;
 }
@@ -1138,12 +1257,24 @@ static const char *need_store(int argc, char **argv, int i, const char *cmd) {
 
 int main(int argc, char **argv) {
   const char *store = NULL, *max_reply = getenv("SHMDICT_MAX_REPLY"), *max_reply_from = "$SHMDICT_MAX_REPLY";
-  int i = 1;
+  int i = 1, from_stdin = 0;
   for (; i < argc && argv[i][0] == '-'; i++) {
     const char *o = argv[i];
     if (strcmp(o, "-h") == 0 || strcmp(o, "--help") == 0) {
       usage(stdout);
       return 0;
+    }
+    if (strcmp(o, "--version") == 0 || strcmp(o, "-v") == 0) {
+      printf("shmdict %s\n", SHMD_TOOL_VERSION);
+      return 0;
+    }
+    if (strcmp(o, "--raw") == 0 || strcmp(o, "--no-raw") == 0) {
+      g_raw = o[2] == 'r';
+      continue;
+    }
+    if (strcmp(o, "-x") == 0) {
+      from_stdin = 1;
+      continue;
     }
     if (strcmp(o, "--") == 0) {
       i++;
@@ -1199,16 +1330,40 @@ int main(int argc, char **argv) {
   snprintf(g_dir, sizeof g_dir, "%s", g_optdir ? g_optdir : env && *env ? env : DEFAULT_DIR);
   g_progress = isatty(STDERR_FILENO);
 
+  if (store == NULL && i >= argc) { /* no command: a session, as redis-cli without arguments */
+    const char *e = getenv("SHMDICT_STORE");
+    store = e && *e ? e : "default";
+  }
+  if (i < argc && strcasecmp(argv[i], "help") == 0 && (store || i + 2 >= argc))
+    return help(argc - i, (const char *const *)argv + i);
   if (store) {
     g_store_name = store;
     shmd_store_t *s = try_open_store(store);
     g_store = s;
     int rc;
     if (i < argc) {
-      size_t *lens = cli_xmalloc((size_t)(argc - i) * sizeof *lens);
-      for (int k = i; k < argc; k++)
+      int n = argc - i + from_stdin;
+      const char **av = cli_xmalloc((size_t)n * sizeof *av);
+      size_t *lens = cli_xmalloc((size_t)n * sizeof *lens);
+      for (int k = i; k < argc; k++) {
+        av[k - i] = argv[k];
         lens[k - i] = strlen(argv[k]);
-      rc = run_and_print(s, argc - i, (const char *const *)argv + i, lens, isatty(STDOUT_FILENO));
+      }
+      char *in = NULL;
+      if (from_stdin) { /* -x: all of standard input, as it is (redis-cli keeps a final newline) */
+        cli_buf_t b = {0};
+        char buf[65536];
+        size_t got;
+        while ((got = fread(buf, 1, sizeof buf, stdin)) > 0)
+          cli_buf_put(&b, buf, got);
+        cli_buf_put(&b, "", 1);
+        in = b.data;
+        av[n - 1] = in;
+        lens[n - 1] = b.len - 1;
+      }
+      rc = run_and_print(s, n, av, lens, isatty(STDOUT_FILENO));
+      free(in);
+      free(av);
       free(lens);
     } else {
       g_session = 1;
@@ -1217,10 +1372,6 @@ int main(int argc, char **argv) {
     shmd_kv_multi_free(g_client);
     shmd_close(g_store);
     return rc;
-  }
-  if (i >= argc) {
-    usage(stderr);
-    return 2;
   }
   const char *cmd = argv[i++];
   if (strcmp(cmd, "list") == 0)
