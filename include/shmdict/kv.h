@@ -130,8 +130,9 @@ SHMD_API unsigned shmd_kv_multi_db(const shmd_kv_multi_t *m);
 SHMD_API int shmd_kv_multi_active(const shmd_kv_multi_t *m);
 
 /* The typed forms of the commands above, for programs that batch without building argument
- * vectors: WATCH one key of the current database (SHMD_EINVAL inside MULTI; otherwise 0 or a
- * status as shmd_kv_command_db()), UNWATCH (cannot fail), MULTI (SHMD_EEXIST inside MULTI), and
+ * vectors: WATCH one key of the current database (SHMD_EINVAL inside MULTI, and for the first
+ * WATCH on a database from inside a transaction the caller holds open, which would have to create
+ * the database's version counters; otherwise 0 or a status as shmd_kv_command_db()), UNWATCH (cannot fail), MULTI (SHMD_EEXIST inside MULTI), and
  * EXEC (the reply as above; SHMD_EINVAL without MULTI). DISCARD: shmd_kv_multi_discard() (no-op
  * outside MULTI). Commands are queued with shmd_kv_multi_command(). */
 SHMD_API int shmd_kv_watch(shmd_kv_multi_t *m, const void *key, size_t key_len);
