@@ -300,6 +300,17 @@ static int kv_ver_ensure(shmd_store_t *s, unsigned dbi, shmd_ptr_t dp, kv_db_t *
   return shmd_tx_commit(c.tx);
 }
 
+int kv_db_exists(shmd_store_t *s, unsigned dbi) {
+  shmd_ptr_t rp;
+  kv_root_t *r;
+  if (dbi >= KV_NDB)
+    return SHMD_EINVAL;
+  int rc = kv_root(s, &rp);
+  if (rc || (rc = kv_root_view(s, rp, &r)))
+    return rc;
+  return __atomic_load_n(&r->db[dbi].v, __ATOMIC_ACQUIRE) != 0;
+}
+
 int kv_db_prepare(shmd_store_t *s, unsigned dbi, int versions) {
   shmd_ptr_t dp;
   kv_db_t *d;

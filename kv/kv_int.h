@@ -118,6 +118,8 @@ int kv_peek_expired(kv_ctx_t *c, const void *key, size_t len);
 /* Makes sure database dbi (and, when `versions`, its WATCH version block: on the first WATCH) exist,
  * each created in a transaction of its own, outside any the caller will open. */
 int kv_db_prepare(shmd_store_t *s, unsigned dbi, int versions);
+/* 1 when database dbi exists, 0 when not (nothing is created but the keyspace root), or < 0. */
+int kv_db_exists(shmd_store_t *s, unsigned dbi);
 /* Fills c for database dbi inside the thread's open transaction tx, without a nesting level of
  * its own (EXEC's context per database: it takes the stripe locks up front). */
 int kv_ctx_join(shmd_store_t *s, unsigned dbi, shmd_tx_t *tx, kv_ctx_t *c);

@@ -230,14 +230,16 @@ static int select_db(const char *a, size_t n, shmd_reply_t *r, unsigned *db) {
 }
 
 /* The databases a queued command touches, marked in used[]: the current one; one that COPY ...
- * DB n or MOVE key n reaches; every one for the all-database commands (SWAPDB, FLUSHALL). */
+ * DB n or MOVE key n reaches; every existing one for the all-database commands (SWAPDB,
+ * FLUSHALL: marked 2, "if it exists", so that a FLUSHALL in a batch creates no database). */
 static void need_dbs(const mq_cmd_t *q, unsigned db, int used[KV_NDB]) {
   const shmd__kv_cmd_t *cmd = q->cmd;
   used[db] = 1;
   long long other = -1;
   if (eq(cmd->name, cmd->name_len, "swapdb") || eq(cmd->name, cmd->name_len, "flushall")) {
     for (unsigned d = 0; d < KV_NDB; d++)
-      used[d] = 1;
+      if (!used[d])
+        used[d] = 2;
     return;
   }
   if (eq(cmd->name, cmd->name_len, "move") && q->argc >= 3) {
@@ -271,9 +273,15 @@ static int exec_queue(shmd_kv_multi_t *m, shmd_reply_t *r) {
   }
   for (size_t i = 0; i < m->nw; i++)
     used[m->w[i].db] = 1;
+  int rc = 0;
+  for (unsigned d = 0; d < KV_NDB && rc >= 0; d++)
+    if (used[d] == 2 && (rc = kv_db_exists(m->s, d)) == 0)
+      used[d] = 0;
+  if (rc < 0)
+    return rc;
+  rc = 0;
   for (unsigned d = 0; d < KV_NDB; d++)
     mask[d] = used[d] ? (1u << KV_STRIPES) - 1 : 0;
-  int rc = 0;
   for (unsigned d = 0; d < KV_NDB && rc == 0; d++)
     if (mask[d])
       rc = kv_db_prepare(m->s, d, 0);

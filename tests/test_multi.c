@@ -193,6 +193,39 @@ Test(multi, replies_as_redis) {
   shmd_close(s);
 }
 
+/* FLUSHALL inside a batch locks the databases that exist and creates none of the others. */
+Test(multi, flushall_in_a_batch_creates_no_database) {
+  /* the same data in two stores, flushed by a plain FLUSHALL and by one in a batch: the batch
+   * must leave the store as the plain one (which creates no database) does */
+  uint64_t bytes[2];
+  for (int batch = 0; batch < 2; batch++) {
+    shmd_store_t *s = ts_open(batch ? "b" : "a", 8 * MB, 8 * MB);
+    shmd_kv_multi_t *m;
+    cr_assert_eq(shmd_kv_multi_new(s, 0, &m), 0);
+    MEXPECT(s, m, "SET k v", "+OK");
+    MEXPECT(s, m, "SELECT 2", "+OK");
+    MEXPECT(s, m, "SET k2 v", "+OK");
+    if (batch) {
+      MEXPECT(s, m, "MULTI", "+OK");
+      MEXPECT(s, m, "FLUSHALL", "+QUEUED");
+      MEXPECT(s, m, "DBSIZE", "+QUEUED");
+      MEXPECT(s, m, "EXEC", "[+OK,:0]");
+    } else {
+      MEXPECT(s, m, "FLUSHALL", "+OK");
+    }
+    for (unsigned d = 0; d < 16; d++)
+      cr_assert_eq(shmd_kv_drain(s, d, 0), 0);
+    shmd_stats_t st;
+    cr_assert_eq(shmd_stats(s, &st), 0);
+    bytes[batch] = st.allocated_bytes;
+    check_all(s);
+    shmd_kv_multi_free(m);
+    shmd_close(s);
+  }
+  cr_expect_eq(bytes[1], bytes[0], "a FLUSHALL batch left %llu bytes allocated, a plain FLUSHALL %llu",
+               (unsigned long long)bytes[1], (unsigned long long)bytes[0]);
+}
+
 /* ---------------------------------------------------------------------------------------------- */
 /* WATCH */
 
