@@ -23,6 +23,11 @@ static int typed_begin(shmd_store_t *s, unsigned db, const void *key, size_t kle
   return rc;
 }
 
+/* A typed write that succeeded bumps the key's WATCH version (see keyspace.c). */
+static int touched(kv_ctx_t *c, const void *key, size_t klen, int rc) {
+  return rc == 0 ? kv_touch(c, key, klen) : rc;
+}
+
 static int typed_end(kv_ctx_t *c, int rc) {
   if (rc == SHMD_ENOTFOUND || rc == SHMD_EEXIST || rc == SHMD_EWRONGTYPE || rc == SHMD_ERANGE) {
     int rc2 = kv_end(c, 0);
@@ -70,7 +75,7 @@ int shmd_kv_set(shmd_store_t *s, unsigned db, const void *key, size_t klen, cons
       return typed_end(&c, rc);
   }
   rc = kv_put_string(&c, key, klen, val, vlen, NULL, 0, 0);
-  return typed_end(&c, rc);
+  return typed_end(&c, touched(&c, key, klen, rc));
 }
 
 int shmd_kv_del(shmd_store_t *s, unsigned db, const void *key, size_t klen) {
@@ -78,7 +83,7 @@ int shmd_kv_del(shmd_store_t *s, unsigned db, const void *key, size_t klen) {
   int rc = typed_begin(s, db, key, klen, &c);
   if (rc)
     return rc;
-  return typed_end(&c, kv_delete(&c, key, klen));
+  return typed_end(&c, touched(&c, key, klen, kv_delete(&c, key, klen)));
 }
 
 int shmd_kv_hget(shmd_store_t *s, unsigned db, const void *key, size_t klen, const void *field, size_t flen,
@@ -104,7 +109,7 @@ int shmd_kv_hset(shmd_store_t *s, unsigned db, const void *key, size_t klen, con
   rc = kv_container(&c, key, klen, KV_HASH, 1, &ref);
   if (rc == 0)
     rc = shmd_hash_put(s, ref.a, field, flen, val, vlen, SHMD_HASH_UPSERT, created);
-  return typed_end(&c, rc);
+  return typed_end(&c, touched(&c, key, klen, rc));
 }
 
 int shmd_kv_zadd(shmd_store_t *s, unsigned db, const void *key, size_t klen, double score, const void *member,
@@ -123,7 +128,7 @@ int shmd_kv_zadd(shmd_store_t *s, unsigned db, const void *key, size_t klen, dou
     rc = shmd__kv_zadd_one(&c, &ref, member, mlen, score, 0, 0, 0, 0, 0, &a, &ch, &out);
   if (rc == 0 && added)
     *added = a;
-  rc = typed_end(&c, rc);
+  rc = typed_end(&c, touched(&c, key, klen, rc));
   if (rc == 0 && shmd_tx_depth(s) == 0) { /* wake a BZPOPMIN waiting on the key (kv/block.c) */
     const char *k = key;
     shmd__kv_block_signal(s, db, 1, &k, &klen);

@@ -9,6 +9,7 @@
 #ifndef SHMD_KV_CMD_H
 #define SHMD_KV_CMD_H
 
+#include "kv/cmdtable.h"
 #include "kv/kv_int.h"
 #include "kv/reply.h"
 #include "kv/util.h"
@@ -103,6 +104,27 @@ int shmd__kv_zrank(kv_ctx_t *c, kv_ref_t *ref, const void *m, size_t ml, int rev
  * 1 with *where = 0 (w0) or 1 (w1) and *count (1 when absent), or 0 when it replied an error. */
 int shmd__kv_parse_mpop(cc_t *x, int at, const char *w0, const char *w1, long long *numkeys, int *where,
                         long long *count);
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Running commands (dispatch.c), for shmd_kv_command_db() and EXEC (multi.c) */
+
+/* The stripes of the command's keys (every stripe for a command without key positions). */
+unsigned shmd__kv_cmd_stripes(const shmd__kv_cmd_t *cmd, int argc, const char *const argv[], const size_t lens[]);
+/* Runs a checked command on database db in one transaction (joining the thread's open one) and
+ * fills r. Alone (exec_budget NULL): an error reply rolls the transaction back, a status that is a
+ * Redis error (OOM, WRONGTYPE, reply too big, ...) becomes that error reply. Inside EXEC
+ * (exec_budget: the whole EXEC's reply budget): an error reply keeps the transaction going, and
+ * any negative status is returned as is (the level is aborted, so EXEC's commit rolls back).
+ * *garbage (may be NULL) is or-ed with 1 when the command put something on the garbage list. */
+int shmd__kv_cmd_run(shmd_store_t *s, unsigned db, const shmd__kv_cmd_t *cmd, int argc, const char *const argv[],
+                     const size_t lens[], shmd_reply_t *r, kv_budget_t *exec_budget, int *garbage);
+/* Makes r the Redis error reply for a status that has one (reply too big when `over`, WRONGTYPE,
+ * OOM, transaction full, string too big) and returns 0; returns rc itself for the others. */
+int shmd__kv_error_of(int rc, int over, shmd_reply_t *r);
+/* After a write command committed (outside any caller's transaction): wakes the processes whose
+ * clients block on its keys (kv/block.c). Cannot fail. */
+void shmd__kv_signal_keys(shmd_store_t *s, unsigned db, const shmd__kv_cmd_t *cmd, int argc, const char *const argv[],
+                          const size_t lens[]);
 
 /* ---------------------------------------------------------------------------------------------- */
 /* The handlers: shmd__kv_cmd_<handler>() for each line of the command table */

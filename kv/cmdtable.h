@@ -70,6 +70,20 @@ struct shmd_store_s;
 int shmd__kv_run(struct shmd_store_s *s, unsigned db, const shmd__kv_cmd_t *cmd, int argc, const char *const argv[],
                  const size_t lens[], struct shmd_reply_s *r);
 
+/* For the server's clients, whose SELECT is the server's: sets a client state's current database
+ * (outside MULTI; db < SHMD_KV_DATABASES), and marks its open MULTI as failed (EXEC will answer
+ * EXECABORT) after a command the server refused to queue. Cannot fail. */
+struct shmd_kv_multi_s;
+void shmd__kv_multi_set_db(struct shmd_kv_multi_s *m, unsigned db);
+void shmd__kv_multi_flag(struct shmd_kv_multi_s *m);
+
+/* Finds the command of argv[0] and checks its arity and argument lengths (needs no store: the
+ * tool checks a command before it creates a store for it). Returns it, or NULL with *r (zeroed by
+ * the caller) made Redis's error reply (unknown command, wrong number of arguments, bulk too long)
+ * and *rc 0 — or *rc SHMD_ENOMEM when even that reply could not be made. */
+const shmd__kv_cmd_t *shmd__kv_cmd_check(int argc, const char *const argv[], const size_t lens[],
+                                         struct shmd_reply_s *r, int *rc);
+
 /* The number of keys of database db (DBSIZE), 0 for a database never used, which is not created.
  * For INFO keyspace. Returns 0 or a negative status. */
 int shmd__kv_dbsize(struct shmd_store_s *s, unsigned db, uint64_t *keys);

@@ -23,7 +23,6 @@
 #include <string.h>
 
 #include "kv/cmd.h"
-#include "kv/cmdtable.h"
 #include "kv/notify.h"
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -164,8 +163,8 @@ static int unknown_cmd(shmd_reply_t *r, int argc, argv_t argv, const size_t *len
 }
 
 /* After a write command committed: wake the processes whose clients block on its keys (kv/block.c). */
-static void signal_keys(shmd_store_t *s, unsigned db, const shmd__kv_cmd_t *cmd, int argc, argv_t argv,
-                        const size_t *lens) {
+void shmd__kv_signal_keys(shmd_store_t *s, unsigned db, const shmd__kv_cmd_t *cmd, int argc, const char *const argv[],
+                          const size_t lens[]) {
   if (cmd->first_key == 0)
     return;
   int last = cmd->last_key < 0 ? argc + cmd->last_key : cmd->last_key;
@@ -183,28 +182,91 @@ static void signal_keys(shmd_store_t *s, unsigned db, const shmd__kv_cmd_t *cmd,
   shmd__kv_block_signal(s, db, n, keys, kl);
 }
 
-int shmd__kv_run(shmd_store_t *s, unsigned db, const shmd__kv_cmd_t *cmd, int argc, const char *const argv[],
-                 const size_t lens[], shmd_reply_t *r) {
-  int rc;
-  /* Redis refuses a bulk argument longer than proto-max-bulk-len before it parses the command, so
-   * no stored string, field or member is ever longer than that. */
+/* Redis refuses a bulk argument longer than proto-max-bulk-len before it parses the command, so
+ * no stored string, field or member is ever longer than that. 0, or 1 with r the error. */
+static int big_arg(int argc, const size_t lens[], shmd_reply_t *r, int *rc) {
   for (int i = 1; i < argc; i++)
-    if (lens[i] > KV_STRING_MAX)
-      return r_error(r, ERR_BIG_ARG);
+    if (lens[i] > KV_STRING_MAX) {
+      *rc = r_error(r, ERR_BIG_ARG);
+      return 1;
+    }
+  return 0;
+}
+
+const shmd__kv_cmd_t *shmd__kv_cmd_check(int argc, const char *const argv[], const size_t lens[], shmd_reply_t *r,
+                                         int *rc) {
+  *rc = 0;
+  const shmd__kv_cmd_t *cmd = shmd__kv_cmd_find(argv[0], lens[0]);
+  if (cmd == NULL) {
+    *rc = unknown_cmd(r, argc, argv, lens);
+    return NULL;
+  }
+  if ((cmd->arity > 0 && argc != cmd->arity) || (cmd->arity < 0 && argc < -cmd->arity)) {
+    *rc = r_error(r, "ERR wrong number of arguments for '%s' command", cmd->name);
+    return NULL;
+  }
+  if (big_arg(argc, lens, r, rc))
+    return NULL;
+  return cmd;
+}
+
+unsigned shmd__kv_cmd_stripes(const shmd__kv_cmd_t *cmd, int argc, const char *const argv[], const size_t lens[]) {
+  if (cmd->handler == shmd__kv_cmd_flushall || cmd->handler == shmd__kv_cmd_move)
+    return 0; /* takes the stripes of every database it uses itself, in database order (db.c) */
+  if (cmd->first_key == 0 || (cmd->flags & KV_CMD_MOVABLEKEYS))
+    /* no key arguments (KEYS, SCAN, DBSIZE, FLUSHDB), or keys the positions do not say (LMPOP's
+     * numkeys, ZUNIONSTORE's sources, SORT's STORE): every stripe */
+    return (1u << KV_STRIPES) - 1;
+  unsigned mask = 0;
+  int last = cmd->last_key < 0 ? argc + cmd->last_key : cmd->last_key;
+  for (int i = cmd->first_key; i <= last && i < argc; i += cmd->key_step)
+    mask |= 1u << kv_stripe_of(argv[i], lens[i]);
+  return mask;
+}
+
+/* Did the transaction change anything since `before` (shmd_tx_room's three counts)? Every store
+ * to shared memory is logged, allocated or freed in it, so the counts move; the lists only grow
+ * within a transaction, and when one grows into a bigger extension its room jumps instead. */
+static int tx_moved(shmd_tx_t *tx, const size_t before[3]) {
+  size_t now[3];
+  shmd_tx_room(tx, &now[0], &now[1], &now[2]);
+  return now[0] != before[0] || now[1] != before[1] || now[2] != before[2];
+}
+
+int shmd__kv_error_of(int rc, int over, shmd_reply_t *r) {
+  if (over)
+    return r_error(r, ERR_BIG_REPLY);
+  if (rc == SHMD_EWRONGTYPE)
+    return r_error(r, ERR_WRONGTYPE);
+  if (rc == SHMD_ENOSPC)
+    return r_error(r, "OOM command not allowed when used memory > 'maxmemory'.");
+  if (rc == SHMD_ETXFULL)
+    return r_error(r, "ERR shmdict: the command needs a bigger transaction than one can hold (too many elements at once)");
+  if (rc == SHMD_ETOOBIG)
+    return r_error(r, ERR_BIG_STRING);
+  return rc;
+}
+
+int shmd__kv_cmd_run(shmd_store_t *s, unsigned db, const shmd__kv_cmd_t *cmd, int argc, const char *const argv[],
+                     const size_t lens[], shmd_reply_t *r, kv_budget_t *exec_budget, int *garbage) {
+  int rc;
   uint64_t max = shmd_kv_max_reply();
-  kv_budget_t budget = {max, max, 0};
+  kv_budget_t own = {max, max, 0};
+  kv_budget_t *budget = exec_budget ? exec_budget : &own;
   if (!(cmd->flags & (KV_CMD_WRITE | KV_CMD_READONLY))) {
-    /* PING, ECHO, TIME: no keys, nothing to lock, no transaction. */
+    /* PING, ECHO, TIME (and the transaction commands' stateless answers): no keys, nothing to
+     * lock, no transaction. */
     cc_t x = {NULL, argc, argv, lens, r, cmd->name};
-    shmd__kv_budget_set(&budget);
+    shmd__kv_budget_set(budget);
     rc = cmd->handler(&x);
     shmd__kv_budget_set(NULL);
-    if (budget.over && rc == 0)
+    if (budget->over && rc == 0)
       rc = SHMD_ENOMEM;
     if (rc) {
       shmd__kv_reply_clear(r);
       memset(r, 0, sizeof *r);
-      rc = budget.over ? r_error(r, ERR_BIG_REPLY) : rc;
+      if (!exec_budget)
+        rc = budget->over ? r_error(r, ERR_BIG_REPLY) : rc;
     }
     return rc;
   }
@@ -218,35 +280,39 @@ int shmd__kv_run(shmd_store_t *s, unsigned db, const shmd__kv_cmd_t *cmd, int ar
   kv_ctx_t c;
   if ((rc = kv_begin(s, db, &c)))
     return rc;
-  unsigned mask = 0;
-  if (cmd->handler == shmd__kv_cmd_flushall || cmd->handler == shmd__kv_cmd_move) {
-    mask = 0; /* takes the stripes of every database it uses itself, in database order (db.c) */
-  } else if (cmd->first_key == 0 || (cmd->flags & KV_CMD_MOVABLEKEYS)) {
-    /* no key arguments (KEYS, SCAN, DBSIZE, FLUSHDB), or keys the positions do not say (LMPOP's
-     * numkeys, ZUNIONSTORE's sources, SORT's STORE): every stripe */
-    mask = (1u << KV_STRIPES) - 1;
-  } else {
-    int last = cmd->last_key < 0 ? argc + cmd->last_key : cmd->last_key;
-    for (int i = cmd->first_key; i <= last && i < argc; i += cmd->key_step)
-      mask |= 1u << kv_stripe_of(argv[i], lens[i]);
-  }
   cc_t x = {&c, argc, argv, lens, r, cmd->name};
-  rc = kv_lock_stripes(&c, mask);
+  size_t room[3];
+  rc = kv_lock_stripes(&c, shmd__kv_cmd_stripes(cmd, argc, argv, lens));
   if (rc == 0) {
-    shmd__kv_budget_set(&budget);
+    shmd_tx_room(c.tx, &room[0], &room[1], &room[2]);
+    shmd__kv_budget_set(budget);
     rc = cmd->handler(&x);
     shmd__kv_budget_set(NULL);
-    if (budget.over && rc == 0)
+    if (budget->over && rc == 0)
       rc = SHMD_ENOMEM; /* a failed charge that a handler did not pass on still fails the command */
   }
+  /* WATCH: a write command that changed something bumps the versions of its keys (lazy expiry
+   * bumps the key it deletes itself, in any command; FLUSHDB / FLUSHALL bump the epoch). */
+  if (rc == 0 && r->type != SHMD_REPLY_ERROR && (cmd->flags & KV_CMD_WRITE) && cmd->first_key &&
+      tx_moved(c.tx, room)) {
+    int last = cmd->last_key < 0 ? argc + cmd->last_key : cmd->last_key;
+    for (int i = cmd->first_key; rc == 0 && i <= last && i < argc; i += cmd->key_step)
+      rc = kv_touch(&c, argv[i], lens[i]);
+  }
+  if (garbage)
+    *garbage |= c.garbage;
   if (rc == 0 && r->type == SHMD_REPLY_ERROR) {
-    shmd_tx_abort(c.tx);
+    if (exec_budget) /* inside EXEC: the others go on; the handler changed nothing before its error */
+      rc = kv_end(&c, 0);
+    else
+      shmd_tx_abort(c.tx);
   } else if (rc == 0) {
+    int outer = exec_budget == NULL && shmd_tx_depth(s) == 1;
     rc = kv_end(&c, 0);
     if (rc == SHMD_EABORTED)
       rc = SHMD_ECORRUPT;
-    if (rc == 0 && (cmd->flags & KV_CMD_WRITE) && shmd_tx_depth(s) == 0) {
-      signal_keys(s, db, cmd, argc, argv, lens);
+    if (rc == 0 && (cmd->flags & KV_CMD_WRITE) && outer) {
+      shmd__kv_signal_keys(s, db, cmd, argc, argv, lens);
       if (cmd->handler == shmd__kv_cmd_flushall)
         for (unsigned d = 0; d < KV_NDB; d++)
           if (d != db)
@@ -256,18 +322,18 @@ int shmd__kv_run(shmd_store_t *s, unsigned db, const shmd__kv_cmd_t *cmd, int ar
     kv_end(&c, rc);
     shmd__kv_reply_clear(r);
     memset(r, 0, sizeof *r);
-    if (budget.over)
-      rc = r_error(r, ERR_BIG_REPLY);
-    else if (rc == SHMD_EWRONGTYPE)
-      rc = r_error(r, ERR_WRONGTYPE);
-    else if (rc == SHMD_ENOSPC)
-      rc = r_error(r, "OOM command not allowed when used memory > 'maxmemory'.");
-    else if (rc == SHMD_ETXFULL)
-      rc = r_error(r, "ERR shmdict: the command needs a bigger transaction than one can hold (too many elements at once)");
-    else if (rc == SHMD_ETOOBIG)
-      rc = r_error(r, ERR_BIG_STRING);
+    if (!exec_budget) /* EXEC maps the status itself: the whole transaction is gone */
+      rc = shmd__kv_error_of(rc, budget->over, r);
   }
   return rc;
+}
+
+int shmd__kv_run(shmd_store_t *s, unsigned db, const shmd__kv_cmd_t *cmd, int argc, const char *const argv[],
+                 const size_t lens[], shmd_reply_t *r) {
+  int rc;
+  if (big_arg(argc, lens, r, &rc))
+    return rc;
+  return shmd__kv_cmd_run(s, db, cmd, argc, argv, lens, r, NULL, NULL);
 }
 
 int shmd_kv_command_db(shmd_store_t *s, unsigned db, int argc, const char *const argv[], const size_t lens[],
@@ -279,14 +345,10 @@ int shmd_kv_command_db(shmd_store_t *s, unsigned db, int argc, const char *const
   shmd_reply_t *r = calloc(1, sizeof *r);
   if (r == NULL)
     return SHMD_ENOMEM;
-  const shmd__kv_cmd_t *cmd = shmd__kv_cmd_find(argv[0], lens[0]);
   int rc;
-  if (cmd == NULL)
-    rc = unknown_cmd(r, argc, argv, lens);
-  else if ((cmd->arity > 0 && argc != cmd->arity) || (cmd->arity < 0 && argc < -cmd->arity))
-    rc = r_error(r, "ERR wrong number of arguments for '%s' command", cmd->name);
-  else
-    rc = shmd__kv_run(s, db, cmd, argc, argv, lens, r);
+  const shmd__kv_cmd_t *cmd = shmd__kv_cmd_check(argc, argv, lens, r, &rc);
+  if (cmd)
+    rc = shmd__kv_cmd_run(s, db, cmd, argc, argv, lens, r, NULL, NULL);
   if (rc) {
     shmd_reply_free(r);
     return rc;

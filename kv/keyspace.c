@@ -70,6 +70,8 @@
 #define KV_ROOT_MAGIC 0x31306b76646d6873ull /* "shmdkv01" */
 #define KV_DB_MAGIC 0x31306264646d6873ull   /* "shmddb01" */
 #define KV_STRIPE_SEED 0x6b7673747269ull
+#define KV_VER_MAGIC 0x31307276646d6873ull  /* "shmdvr01" */
+#define KV_VER_SEED 0x6b7676657273ull
 
 typedef struct kv_root_s {
   uint64_t magic;
@@ -168,6 +170,24 @@ int kv_db_view(shmd_store_t *s, shmd_ptr_t dp, kv_db_t **out) {
   return 0;
 }
 
+/* Allocates a database's WATCH versions in tx: the directory and one zeroed block per stripe. */
+static int kv_ver_alloc(shmd_tx_t *tx, shmd_ptr_t *out) {
+  shmd_store_t *s = shmd_tx_store(tx);
+  shmd_ptr_t vp;
+  int rc = shmd_tx_calloc(tx, sizeof(kv_ver_t), &vp);
+  if (rc)
+    return rc;
+  kv_ver_t *v = shmd_resolve(s, vp);
+  v->magic = KV_VER_MAGIC;
+  for (unsigned i = 0; i < KV_STRIPES; i++) {
+    if ((rc = shmd_tx_calloc(tx, sizeof(kv_ver_stripe_t), &v->stripe[i])))
+      return rc;
+    ((kv_ver_stripe_t *)shmd_resolve(s, v->stripe[i]))->magic = KV_VER_MAGIC;
+  }
+  *out = vp;
+  return 0;
+}
+
 /* Looks database `dbi` up (creating it when `create`) inside the open transaction `tx`. Returns
  * SHMD_ENOTFOUND when it does not exist and !create. */
 int kv_db_get(shmd_tx_t *tx, unsigned dbi, int create, shmd_ptr_t *out) {
@@ -246,6 +266,76 @@ int kv_db_ensure(shmd_store_t *s, unsigned dbi, shmd_ptr_t *out) {
   return shmd_tx_commit(tx);
 }
 
+/* Gives a database its version block on the first WATCH of one of its keys (a store nobody
+ * WATCHes pays nothing, and databases made before versions existed get theirs the same way): in a
+ * transaction of its own that holds every stripe lock of the database, so a command (which reads
+ * the pointer only under a stripe lock) sees either no block or a committed one; from then on every
+ * write bumps its key's counter. Not inside a caller's transaction (it could hold locks later in
+ * the order, or roll the block back): SHMD_EINVAL there. */
+static int kv_ver_ensure(shmd_store_t *s, unsigned dbi, shmd_ptr_t dp, kv_db_t *d) {
+  if (__atomic_load_n(&d->versions.v, __ATOMIC_ACQUIRE))
+    return 0;
+  if (shmd_tx_depth(s) > 0) {
+    shmd__set_detail("kv: the first WATCH on database %u cannot run inside an open transaction", dbi);
+    return SHMD_EINVAL;
+  }
+  kv_ctx_t c;
+  memset(&c, 0, sizeof c);
+  c.s = s;
+  c.dbi = dbi;
+  c.dbp = dp;
+  c.db = d;
+  int rc = shmd_tx_begin(s, &c.tx);
+  if (rc)
+    return rc;
+  if ((rc = kv_lock_stripes(&c, (1u << KV_STRIPES) - 1)) == 0 && d->versions.v == 0) {
+    shmd_ptr_t vp;
+    if ((rc = kv_ver_alloc(c.tx, &vp)) == 0)
+      rc = shmd_tx_set64(c.tx, &d->versions.v, vp.v);
+  }
+  if (rc) {
+    shmd_tx_abort(c.tx);
+    return rc;
+  }
+  return shmd_tx_commit(c.tx);
+}
+
+int kv_db_exists(shmd_store_t *s, unsigned dbi) {
+  shmd_ptr_t rp;
+  kv_root_t *r;
+  if (dbi >= KV_NDB)
+    return SHMD_EINVAL;
+  int rc = kv_root(s, &rp);
+  if (rc || (rc = kv_root_view(s, rp, &r)))
+    return rc;
+  return __atomic_load_n(&r->db[dbi].v, __ATOMIC_ACQUIRE) != 0;
+}
+
+int kv_db_prepare(shmd_store_t *s, unsigned dbi, int versions) {
+  shmd_ptr_t dp;
+  kv_db_t *d;
+  if (dbi >= KV_NDB)
+    return SHMD_EINVAL;
+  int rc = kv_db_ensure(s, dbi, &dp);
+  if (rc || (rc = kv_db_view(s, dp, &d)))
+    return rc;
+  return versions ? kv_ver_ensure(s, dbi, dp, d) : 0;
+}
+
+int kv_ctx_join(shmd_store_t *s, unsigned dbi, shmd_tx_t *tx, kv_ctx_t *c) {
+  memset(c, 0, sizeof *c);
+  c->s = s;
+  c->dbi = dbi;
+  c->now = kv_now_ms();
+  c->tx = tx;
+  if (dbi >= KV_NDB)
+    return SHMD_EINVAL;
+  int rc = kv_db_ensure(s, dbi, &c->dbp);
+  if (rc || (rc = kv_db_view(s, c->dbp, &c->db)))
+    return rc;
+  return 0;
+}
+
 int kv_begin(shmd_store_t *s, unsigned dbi, kv_ctx_t *c) {
   memset(c, 0, sizeof *c);
   c->s = s;
@@ -257,6 +347,102 @@ int kv_begin(shmd_store_t *s, unsigned dbi, kv_ctx_t *c) {
   if (rc || (rc = kv_db_view(s, c->dbp, &c->db)))
     return rc;
   return shmd_tx_begin(s, &c->tx);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Key versions (WATCH)
+ *
+ * WATCH must see a change to a key made by any process, and a crash must not leave a version
+ * that disagrees with the data. Each database has per stripe one block of KV_VER_SLOTS (511)
+ * 64-bit counters (kv_ver_stripe_t, 4 KiB, under a directory kv_ver_t). A key's counter is
+ * slot[h % 511] of its stripe's block, h a second hash of its bytes, so the stripe lock (which
+ * every command on the key holds) guards it. The blocks are made on the database's first WATCH
+ * (kv_ver_ensure): before, nobody watches, so nothing needs bumping. From then on every change to a
+ * key bumps its counter through shmd_tx_set64(), in the transaction that makes the change: a
+ * rollback (abort, or recovery after a kill) restores the counter with the data, so a counter
+ * moves exactly when a committed change did. FLUSHDB bumps the database's epoch instead (it holds
+ * every stripe lock). WATCH notes (counter, epoch); EXEC, holding the stripe locks, compares.
+ * Keys that share a counter (1 in 511 of the other keys of the stripe, 1 in 4088 of the
+ * database's) make EXEC abort without need: optimistic locking allows that, and it is rare. */
+
+static int kv_ver_view(shmd_store_t *s, shmd_ptr_t vp, kv_ver_t **out) {
+  void *a;
+  if ((vp.v & 7) || shmd_resolve_checked(s, vp, sizeof(kv_ver_t), &a) || ((kv_ver_t *)a)->magic != KV_VER_MAGIC)
+    return SHMD_ECORRUPT;
+  *out = a;
+  return 0;
+}
+
+static int kv_ver_stripe_view(shmd_store_t *s, shmd_ptr_t p, kv_ver_stripe_t **out) {
+  void *a;
+  if ((p.v & 7) || shmd_resolve_checked(s, p, sizeof(kv_ver_stripe_t), &a) ||
+      ((kv_ver_stripe_t *)a)->magic != KV_VER_MAGIC)
+    return SHMD_ECORRUPT;
+  *out = a;
+  return 0;
+}
+
+/* The directory, or NULL for a database made before versions (that has none yet). */
+static int kv_ver_get(kv_ctx_t *c, kv_ver_t **out) {
+  shmd_ptr_t vp = {__atomic_load_n(&c->db->versions.v, __ATOMIC_ACQUIRE)};
+  *out = NULL;
+  return vp.v ? kv_ver_view(c->s, vp, out) : 0;
+}
+
+/* Key's counter (NULL when the database has no versions yet). */
+static int kv_ver_word(kv_ctx_t *c, const void *key, size_t len, kv_ver_t **dir, uint64_t **w) {
+  kv_ver_stripe_t *vs;
+  *w = NULL;
+  int rc = kv_ver_get(c, dir);
+  if (rc || *dir == NULL)
+    return rc;
+  if ((rc = kv_ver_stripe_view(c->s, (*dir)->stripe[kv_stripe_of(key, len)], &vs)))
+    return rc;
+  *w = &vs->slot[shmd_hash_bytes(key, len, KV_VER_SEED) % KV_VER_SLOTS];
+  return 0;
+}
+
+int kv_touch(kv_ctx_t *c, const void *key, size_t len) {
+  kv_ver_t *v;
+  uint64_t *w;
+  int rc = kv_ver_word(c, key, len, &v, &w);
+  if (rc || w == NULL)
+    return rc;
+  return shmd_tx_set64(c->tx, w, *w + 1);
+}
+
+int kv_touch_all(kv_ctx_t *c) {
+  kv_ver_t *v;
+  int rc = kv_ver_get(c, &v);
+  if (rc || v == NULL)
+    return rc;
+  return shmd_tx_set64(c->tx, &v->epoch, v->epoch + 1);
+}
+
+int kv_version(kv_ctx_t *c, const void *key, size_t len, uint64_t out[2]) {
+  kv_ver_t *v;
+  uint64_t *w;
+  out[0] = out[1] = 0;
+  int rc = kv_ver_word(c, key, len, &v, &w);
+  if (rc || w == NULL)
+    return rc;
+  out[0] = *w;
+  out[1] = v->epoch;
+  return 0;
+}
+
+int kv_peek_expired(kv_ctx_t *c, const void *key, size_t len) {
+  shmd_hash_ref_t hr;
+  int rc = shmd_hash_get_ref(c->s, kv_stripe_hash(c, key, len), key, len, &hr);
+  if (rc == SHMD_ENOTFOUND)
+    return 0;
+  if (rc)
+    return rc;
+  if (hr.val_len < sizeof(kv_rec_t))
+    return SHMD_ECORRUPT;
+  kv_rec_t r;
+  memcpy(&r, hr.val, sizeof r);
+  return r.expire && r.expire <= c->now;
 }
 
 int kv_end(kv_ctx_t *c, int rc) {
@@ -304,7 +490,8 @@ int kv_lookup(kv_ctx_t *c, const void *key, size_t len, kv_ref_t *ref) {
   if (r->type < KV_STRING || r->type > KV_ZSET || (r->type != KV_STRING && hr.val_len != sizeof(kv_rec_t) + 16))
     return SHMD_ECORRUPT;
   if (r->expire && r->expire <= c->now) {
-    if ((rc = kv_rec_release(c, r, hr.val_len)) || (rc = shmd_hash_del(c->s, h, key, len)))
+    if ((rc = kv_rec_release(c, r, hr.val_len)) || (rc = shmd_hash_del(c->s, h, key, len)) ||
+        (rc = kv_touch(c, key, len)))
       return rc;
     return SHMD_ENOTFOUND;
   }
@@ -672,7 +859,7 @@ int shmd_kv_drain(shmd_store_t *s, unsigned db, size_t budget) {
 
 int kv_flushdb(kv_ctx_t *c) {
   int rc = kv_lock_stripes(c, (1u << KV_STRIPES) - 1);
-  if (rc)
+  if (rc || (rc = kv_touch_all(c)))
     return rc;
   for (unsigned i = 0; i < KV_STRIPES; i++) {
     uint64_t n = 0;
@@ -841,6 +1028,17 @@ static int kv_walk(shmd_store_t *s, unsigned db_first, unsigned db_last, check_t
       return rc;
     if (!ck->info && (rc = shmd_list_check(s, d->garbage)))
       return rc;
+    if (!ck->info && d->versions.v) { /* the WATCH versions: blocks of the right size and magic */
+      kv_ver_t *v;
+      kv_ver_stripe_t *vs;
+      rc = kv_ver_view(s, d->versions, &v);
+      for (unsigned i = 0; rc == 0 && i < KV_STRIPES; i++)
+        rc = kv_ver_stripe_view(s, v->stripe[i], &vs);
+      if (rc) {
+        shmd__set_detail("kv: database %u: bad WATCH version block", db);
+        return rc;
+      }
+    }
     ck->in_garbage = 1;
     rc = shmd_list_range(s, d->garbage, 0, -1, garbage_visit, ck);
     ck->in_garbage = 0;

@@ -28,8 +28,24 @@ typedef struct kv_db_s {
   shmd_ptr_t garbage; /* list container of kv_garbage_t */
   shmd_lock_t stripe_lock[KV_STRIPES];
   shmd_ptr_t stripe[KV_STRIPES];
-  uint64_t reserved[8];
+  shmd_ptr_t versions; /* kv_ver_t: the WATCH versions (0 in databases made before them) */
+  uint64_t reserved[7];
 } kv_db_t;
+
+/* Key versions for WATCH (see "Key versions" in keyspace.c; made on a database's first WATCH): per database a directory with the
+ * epoch that FLUSHDB bumps (under every stripe lock) and one block of counters per stripe (guarded
+ * by that stripe's lock); a key's counter is chosen by a hash of its bytes. Each block fits a slab
+ * (4 KiB), so a database's versions cost 32 KiB of small objects. */
+#define KV_VER_SLOTS 511u /* per stripe */
+typedef struct kv_ver_s {
+  uint64_t magic;
+  uint64_t epoch;
+  shmd_ptr_t stripe[KV_STRIPES]; /* kv_ver_stripe_t */
+} kv_ver_t;
+typedef struct kv_ver_stripe_s {
+  uint64_t magic;
+  uint64_t slot[KV_VER_SLOTS];
+} kv_ver_stripe_t;
 
 typedef struct kv_rec_s {
   uint32_t type;
@@ -91,5 +107,23 @@ int kv_container(kv_ctx_t *c, const void *key, size_t klen, uint32_t type, int c
                  kv_ref_t *ref);
 int kv_drop_if_empty(kv_ctx_t *c, const void *key, size_t klen, kv_ref_t *ref);
 int kv_flushdb(kv_ctx_t *c);
+
+/* WATCH versions: kv_touch() bumps key's counter (logged: a rollback restores it), kv_touch_all()
+ * the database's epoch (FLUSHDB); kv_version() reads both into v[0], v[1]. The caller holds the
+ * key's stripe lock. */
+int kv_touch(kv_ctx_t *c, const void *key, size_t len);
+int kv_touch_all(kv_ctx_t *c);
+int kv_version(kv_ctx_t *c, const void *key, size_t len, uint64_t v[2]);
+/* 1 when key's record exists but its expiry has passed (lazy expiry has not deleted it yet), else
+ * 0; negative on failure. Changes nothing. */
+int kv_peek_expired(kv_ctx_t *c, const void *key, size_t len);
+/* Makes sure database dbi (and, when `versions`, its WATCH version block: on the first WATCH) exist,
+ * each created in a transaction of its own, outside any the caller will open. */
+int kv_db_prepare(shmd_store_t *s, unsigned dbi, int versions);
+/* 1 when database dbi exists, 0 when not (nothing is created but the keyspace root), or < 0. */
+int kv_db_exists(shmd_store_t *s, unsigned dbi);
+/* Fills c for database dbi inside the thread's open transaction tx, without a nesting level of
+ * its own (EXEC's context per database: it takes the stripe locks up front). */
+int kv_ctx_join(shmd_store_t *s, unsigned dbi, shmd_tx_t *tx, kv_ctx_t *c);
 
 #endif

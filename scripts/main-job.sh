@@ -39,10 +39,15 @@ else
     echo "main-job: note: $build is configured as '$buildtype', not release" >&2
   fi
 fi
-echo "main-job: building the example" >&2
+echo "main-job: building the example, the CLI, the malloc shim and the server" >&2
 # ninja (not `meson compile TARGET`) so that a build/ configured before the example existed is
-# regenerated first.
-ninja -C "$build" examples/guild_friends >&2
+# regenerated first. Every path the README names exists afterwards (the server when libuv is
+# installed, which scripts/setup.sh does).
+targets=(examples/guild_friends tools/shmdict malloc/libshmdict-malloc.so)
+if ninja -C "$build" -t targets all 2>/dev/null | grep -q '^server/shmdict-server:'; then
+  targets+=(server/shmdict-server)
+fi
+ninja -C "$build" "${targets[@]}" >&2
 
 exe="$build/examples/guild_friends"
 run() {

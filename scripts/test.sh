@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 build=${1:-build-test}
 shift || true
 if [ ! -f "$build/build.ninja" ]; then
-  meson setup "$build" --buildtype=debugoptimized -Dwerror=true "$@" >/dev/null || exit 1
+  meson setup "$build" --buildtype=debugoptimized -Dwerror=true -Dtests=true "$@" >/dev/null || exit 1
 fi
 ninja -C "$build" >/dev/null || { ninja -C "$build"; exit 1; }
 meson test -C "$build" --num-processes 2 --print-errorlogs

@@ -54,7 +54,7 @@ static inline uint64_t align_down(uint64_t x, uint64_t a) { return x & ~(a - 1);
 void shmd_options_init(shmd_options_t *opt) {
   memset(opt, 0, sizeof *opt);
   opt->struct_size = sizeof *opt;
-  opt->first_segment_bytes = 64 * MIB;
+  opt->first_segment_bytes = 4 * MIB; /* a tiny store costs little; growth doubles from there */
   opt->segment_bytes = 64 * MIB;
   opt->file_mode = 0600;
   opt->max_threads = 64;
@@ -940,7 +940,7 @@ int shmd__store_open(const char *name, const shmd_options_t *opt, const struct s
     memcpy(&o, opt, n);
     o.struct_size = sizeof o;
     if (o.first_segment_bytes == 0)
-      o.first_segment_bytes = 64 * MIB;
+      o.first_segment_bytes = 4 * MIB;
     if (o.file_mode == 0)
       o.file_mode = 0600;
   }
@@ -1300,14 +1300,27 @@ int shmd_spare_info(shmd_store_t *store, shmd_spare_info_t *info) {
   return rc;
 }
 
+/* The size of a plain growth segment added as segment n: geometric growth, twice the segment
+ * before it, up to the growth step (grow_seg_bytes). A store with a small first segment (the
+ * default 4 MiB) grows by 8, 16, 32 MiB and then by the step, so a tiny store stays tiny and a big
+ * one still grows by big segments; with a first segment of at least half the step (any store made
+ * before) every growth segment is the step, as before. Every process computes the same from the
+ * manifest's sizes. */
+static uint64_t plain_grow_bytes(struct shmd__manifest *m, uint32_t n) {
+  uint64_t prev = n ? m->segs[n - 1].size_bytes : m->first_seg_bytes;
+  uint64_t g = prev >= m->grow_seg_bytes / 2 ? m->grow_seg_bytes : 2 * prev;
+  return align_up(g, SHMD__DATA_ALIGN);
+}
+
 /* The size of the segment that growth by a block of min_data_bytes creates (0: a plain growth
- * segment), as shmd__grow() computes it. */
-static uint64_t grow_size(shmd_store_t *s, uint64_t min_data_bytes) {
+ * segment), as shmd__grow() computes it, for segment n. */
+static uint64_t grow_size(shmd_store_t *s, uint32_t n, uint64_t min_data_bytes) {
   struct shmd__manifest *m = s->man;
   uint64_t need = align_up(min_data_bytes + SHMD__HDR_BYTES +
                                s->alloc_ops->meta_bytes(min_data_bytes) + 2 * SHMD__DATA_ALIGN,
                            SHMD__DATA_ALIGN);
-  return m->grow_seg_bytes > need ? m->grow_seg_bytes : need;
+  uint64_t g = plain_grow_bytes(m, n);
+  return g > need ? g : need;
 }
 
 /* Reserves the next piece of a spare (the whole rest when `all`). On failure drops it. */
@@ -1351,7 +1364,7 @@ int shmd__grow_ahead(shmd_store_t *s, uint64_t want_data_bytes, int start) {
     return 0;
   struct shmd__manifest *m = s->man;
   if (start && !a->failed) {
-    uint64_t size = grow_size(s, want_data_bytes);
+    uint64_t size = grow_size(s, shmd__seg_count(s), want_data_bytes);
     int have = 0, slot = want_data_bytes ? 1 : 0; /* slot 0: growth segment, 1: big block */
     for (int i = 0; i < SPARE_SLOTS; i++)
       if (a->sp[i].fd >= 0 && a->sp[i].size >= size)
@@ -1462,7 +1475,7 @@ int shmd__grow(shmd_store_t *s, struct shmd__thr *t, uint32_t seen_count, uint64
   /* Metadata of a segment: header + allocator metadata (~1/4096 of the data) + alignment. */
   uint64_t need = align_up(min_data_bytes + SHMD__HDR_BYTES + s->alloc_ops->meta_bytes(min_data_bytes) +
                                2 * SHMD__DATA_ALIGN, SHMD__DATA_ALIGN);
-  uint64_t size = m->grow_seg_bytes > need ? m->grow_seg_bytes : need;
+  uint64_t size = grow_size(s, n, min_data_bytes);
   uint64_t left = 0;
   if (m->max_store_bytes) {
     left = m->max_store_bytes > total ? m->max_store_bytes - total : 0;

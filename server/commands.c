@@ -328,6 +328,7 @@ void srv_reset_client(client_t *c) {
     c->flags &= ~CF_MONITOR;
     srv.nmonitors--;
   }
+  srv_multi_free(c); /* DISCARD and UNWATCH, as Redis's RESET */
   c->db = 0;
   c->resp = 2;
   set_name(c, NULL, 0);
@@ -1161,8 +1162,10 @@ void srv_process_command(client_t *c, int argc, const char **argv, const size_t 
     return;
   }
   srv_lookup_t lk;
-  if (srv_lookup(c, argc, argv, lens, &lk))
+  if (srv_lookup(c, argc, argv, lens, &lk)) {
+    shmd__kv_multi_flag(c->multi); /* inside MULTI: EXEC answers EXECABORT, as Redis */
     return;
+  }
   unsigned flags = lk.scmd ? lk.scmd->flags : 0;
   if (!c->authed && !(flags & SC_NOAUTH)) {
     resp_errorf(&c->out, "NOAUTH Authentication required.");
@@ -1179,7 +1182,8 @@ void srv_process_command(client_t *c, int argc, const char **argv, const size_t 
     srv_monitor_feed(c, argc, argv, lens);
   c->last_cmd = lk.fullname;
   uint64_t t0 = srv_ticks();
-  srv_call(c, &lk, argc, argv, lens);
+  if (!srv_multi_call(c, &lk, argc, argv, lens))
+    srv_call(c, &lk, argc, argv, lens);
   uint64_t us = (srv_ticks() - t0) / srv_ticks_per_us;
   srv.stat_cmds++;
   if (!(flags & SC_BLOCKING) || !(c->flags & CF_BLOCKED))

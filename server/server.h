@@ -120,6 +120,11 @@ typedef struct client_s {
   struct srv_psclient_s *psub;
   /* blocking (blocking.c) */
   struct srv_block_s *blk;
+  /* MULTI / WATCH (multi.c): the keyspace's client state (NULL until the first use) and the
+   * commands queued since MULTI, kept to shape EXEC's replies as each command's own */
+  struct shmd_kv_multi_s *multi;
+  struct srv_queued_s *mq;
+  size_t nmq, capmq;
 } client_t;
 
 /* One worker's state. */
@@ -237,6 +242,12 @@ size_t srv_command_count(void);
 void srv_slowlog_add(client_t *c, int argc, const char **argv, const size_t *lens, uint64_t us);
 void srv_monitor_feed(client_t *c, int argc, const char **argv, const size_t *lens);
 void srv_reset_client(client_t *c);
+/* MULTI / EXEC / DISCARD / WATCH / UNWATCH and the commands queued inside MULTI (multi.c): runs
+ * the command through the client's keyspace state and returns 1, or returns 0 when it is none of
+ * those (the caller runs it as usual). */
+int srv_multi_call(client_t *c, const srv_lookup_t *lk, int argc, const char **argv, const size_t *lens);
+/* Forgets c's transaction state (RESET, disconnection). */
+void srv_multi_free(client_t *c);
 
 /* ---------------------------------------------------------------------------------------------- */
 /* The store side of the server (shared.c): slots, shared statistics, shared configuration */

@@ -106,6 +106,7 @@ static void on_client_closed(uv_handle_t *h) {
   obuf_free(&c->out);
   free(c->name);
   free(c->user);
+  srv_multi_free(c);
   free(c);
 }
 

@@ -323,6 +323,53 @@ Test(cli, quoting_on_stdin) {
   run_free(&r);
 }
 
+/* A store that does not exist: reading and admin commands answer "no such store" (exit 1) and
+ * create nothing; an unknown command or a wrong arity answers Redis's error and creates nothing;
+ * a write creates it; a session creates it at its first write. */
+static int store_exists(const char *name) {
+  char path[4200];
+  snprintf(path, sizeof path, "%s/%s", ts_dir, name);
+  struct stat st;
+  return stat(path, &st) == 0;
+}
+
+Test(cli, missing_store_answers_no_such_store_and_creates_nothing) {
+  const char *const reads[][3] = {{"GET", "k", NULL}, {"EXISTS", "k", NULL}, {"DBSIZE", NULL, NULL},
+                                  {"KEYS", "*", NULL}, {"TYPE", "k", NULL}, {"PING", NULL, NULL}};
+  for (size_t i = 0; i < sizeof reads / sizeof reads[0]; i++) {
+    run_t r = run(NULL, "-s", "typo", reads[i][0], reads[i][1], reads[i][2], NULL);
+    cr_expect_eq(r.status, 1, "%s: exit %d", reads[i][0], r.status);
+    cr_expect_str_eq(r.out, "");
+    cr_expect(strstr(r.err, "no such store 'typo'"), "%s: %s", reads[i][0], r.err);
+    cr_expect(!store_exists("typo"), "%s created the store", reads[i][0]);
+    run_free(&r);
+  }
+  run_t r = run(NULL, "-s", "typo", "NOSUCH", "x", NULL);
+  cr_expect(r.status == 1 && strstr(r.err, "ERR unknown command 'NOSUCH'"), "%s", r.err);
+  run_free(&r);
+  r = run(NULL, "-s", "typo", "SET", "k", NULL);
+  cr_expect(r.status == 1 && strstr(r.err, "ERR wrong number of arguments for 'set' command"), "%s", r.err);
+  run_free(&r);
+  const char *admin[] = {"info", "check", "dump"};
+  for (size_t i = 0; i < 3; i++) {
+    r = run(NULL, admin[i], "typo", NULL);
+    cr_expect_eq(r.status, 1, "%s: exit %d", admin[i], r.status);
+    run_free(&r);
+  }
+  r = run("GET a\nGET b\n", "-s", "typo", NULL);
+  cr_expect_eq(r.status, 1);
+  cr_expect(!store_exists("typo"), "a session of reads created the store");
+  run_free(&r);
+  /* writes create it: one-shot, and in a session at the first write */
+  cmd_ok("typo", "1\n", "RPUSH", "l", "x", NULL);
+  cr_expect(store_exists("typo"));
+  r = run("GET a\nSET a 1\nGET a\n", "-s", "fresh", NULL);
+  cr_expect_eq(r.status, 1); /* the first GET failed */
+  cr_expect_str_eq(r.out, "OK\n1\n");
+  cr_expect(store_exists("fresh"));
+  run_free(&r);
+}
+
 Test(cli, errors_say_what_to_do_and_set_exit_codes) {
   cmd_ok("t", "OK\n", "SET", "s", "x", NULL);
   run_t r = run(NULL, "-s", "t", "LPUSH", "s", "y", NULL);
@@ -344,13 +391,13 @@ Test(cli, errors_say_what_to_do_and_set_exit_codes) {
   cr_expect_eq(r.status, 1);
   cr_expect(strstr(r.err, "store names are"), "%s", r.err);
   run_free(&r);
-  r = run(NULL, NULL);
-  cr_expect_eq(r.status, 2);
-  cr_expect(strstr(r.err, "usage:"), "%s", r.err);
+  r = run(NULL, NULL); /* a session on the store "default" with nothing to run: creates nothing */
+  cr_expect_eq(r.status, 0, "%s", r.err);
+  cr_expect(!store_exists("default"));
   run_free(&r);
-  r = run(NULL, "-x", NULL);
+  r = run(NULL, "-q", NULL);
   cr_expect_eq(r.status, 2);
-  cr_expect(strstr(r.err, "unknown option '-x'") && strstr(r.err, "--help"), "%s", r.err);
+  cr_expect(strstr(r.err, "unknown option '-q'") && strstr(r.err, "--help"), "%s", r.err);
   run_free(&r);
   r = run(NULL, "-n", "16", "-s", "t", "GET", "a", NULL);
   cr_expect_eq(r.status, 2);
@@ -905,6 +952,64 @@ Test(cli, terminal_output_prompt_history_and_progress) {
   o = run_pty(NULL, (char *[]){"check", "t", NULL});
   cr_expect(strstr(o, "check: ") && strstr(o, "ok\r\n"), "%s", o);
   free(o);
+  /* dump to the terminal itself: the data alone, no bar interleaved with it */
+  o = run_pty(NULL, (char *[]){"dump", "t", NULL});
+  cr_expect(strstr(o, "RPUSH") && !strstr(o, "dump ["), "a bar mixed into a dump on the terminal: %s", o);
+  free(o);
+  /* TAB completes command names (upper case on a word typed in upper case, lower on lower) */
+  o = run_pty("LRA\tl 0 -1\rzrevr\t\r", (char *[]){"-s", "t", NULL});
+  cr_expect(strstr(o, "LRANGE l 0 -1") && strstr(o, "1) \"a\"") && strstr(o, "zrevrank "), "TAB completion: %s", o);
+  free(o);
+  /* --raw on a terminal prints as on a pipe */
+  o = run_pty(NULL, (char *[]){"--raw", "-s", "t", "LRANGE", "l", "0", "-1", NULL});
+  cr_expect_str_eq(o, "a\r\nb\r\n");
+  free(o);
+}
+
+/* --version, help from the command table, -x, --no-raw, a session without arguments on
+ * $SHMDICT_STORE, and dump's note on the named roots it leaves out. */
+Test(cli, version_help_x_raw_and_default_session) {
+  run_t r = run(NULL, "--version", NULL);
+  cr_expect(r.status == 0 && strncmp(r.out, "shmdict ", 8) == 0, "%s", r.out);
+  run_free(&r);
+  r = run(NULL, "help", "get", NULL);
+  expect_out(r, "\n  GET key\n  summary: A key's string value.\n  group: string\n\n");
+  run_free(&r);
+  r = run(NULL, "help", "@transactions", NULL);
+  cr_expect(r.status == 0 && strstr(r.out, "  MULTI\n") && strstr(r.out, "  WATCH key [key ...]\n"), "%s", r.out);
+  run_free(&r);
+  r = run(NULL, "help", "nosuch", NULL);
+  cr_expect(r.status == 1 && strstr(r.err, "no help for 'nosuch'"), "%s", r.err);
+  run_free(&r);
+  r = run("HELP SET\nhelp\n", "-s", "t", NULL);
+  cr_expect(r.status == 0 && strstr(r.out, "  SET key value [NX|XX]") && strstr(r.out, "help @<group>"), "%s", r.out);
+  run_free(&r);
+  /* -x: the last argument is all of standard input, final newline included (redis-cli) */
+  r = run("two\nlines\n", "-x", "-s", "t", "SET", "k", NULL);
+  expect_out(r, "OK\n");
+  run_free(&r);
+  r = run(NULL, "--no-raw", "-s", "t", "GET", "k", NULL);
+  expect_out(r, "\"two\\nlines\\n\"\n");
+  run_free(&r);
+  r = run(NULL, "-s", "t", "STRLEN", "k", NULL);
+  expect_out(r, "10\n");
+  run_free(&r);
+  /* no arguments: a session on $SHMDICT_STORE */
+  setenv("SHMDICT_STORE", "t", 1);
+  r = run("GET k\nSTRLEN k\n", NULL);
+  unsetenv("SHMDICT_STORE");
+  expect_out(r, "two\nlines\n\n10\n");
+  run_free(&r);
+  /* dump names the roots it leaves out (the library's own "shmdict.*" ones are not counted) */
+  shmd_store_t *s = ts_open("t", 0, 0);
+  shmd_ptr_t p;
+  cr_assert_eq(shmd_alloc(s, 64, &p), 0);
+  cr_assert_eq(shmd_root_set(s, "my.table", p), 0);
+  cr_assert_eq(shmd_root_set(s, "my.other", p), 0);
+  shmd_close(s);
+  r = run(NULL, "dump", "t", NULL);
+  cr_expect(r.status == 0 && strstr(r.err, "dump: 2 named roots (structures outside the keyspace"), "%s", r.err);
+  run_free(&r);
 }
 
 /* ---------------------------------------------------------------------------------------------- */

@@ -227,6 +227,58 @@ Test(server, resp3_replies_match_redis) {
   close(s);
 }
 
+/* MULTI / EXEC / DISCARD / WATCH / UNWATCH (the keyspace's client state, server/multi.c): the
+ * same session against redis-server byte for byte, in RESP2 and in RESP3 (EXEC's elements shaped
+ * as their commands' replies); WATCH sees another connection's write. */
+static const char *const multi_lines[] = {
+    "FLUSHALL", "EXEC", "DISCARD", "UNWATCH", "MULTI", "MULTI", "WATCH k", "SET k 1", "INCR k", "RPUSH k x",
+    "HSET h f v", "HGETALL h", "ZADD z 1.5 a", "ZSCORE z a", "ZRANGE z 0 -1 WITHSCORES", "LPOP nol 2", "ZMPOP 1 noz MIN",
+    "PING", "SELECT 2", "SET k two", "SELECT 0", "GET k", "EXEC", "GET k", "MULTI", "SET k 5", "NOSUCH a", "GET",
+    "EXEC", "GET k", "MULTI", "SET k 6", "DISCARD", "GET k", "MULTI", "EXEC", "MULTI", "SELECT 3", "SET k three",
+    "EXEC", "GET k", "SELECT 0", "WATCH k", "SET k 7", "MULTI", "GET k", "EXEC", "WATCH k", "MULTI", "GET k", "EXEC",
+    "WATCH k", "UNWATCH", "SET k 8", "MULTI", "GET k", "EXEC", "MULTI", "CLIENT SETNAME a", "EXEC"};
+
+static void multi_session(int resp3) {
+  int rport = redis_start();
+  S = server_start(1, NULL);
+  int r = conn_open(rport), s = conn_open(S.port);
+  if (resp3) {
+    free(cmd(r, "HELLO 3"));
+    free(cmd(s, "HELLO 3"));
+  }
+  for (size_t i = 0; i < sizeof multi_lines / sizeof multi_lines[0]; i++) {
+    /* CLIENT inside MULTI: Redis queues it, the server refuses it (docs/server.md); skip its
+     * reply and EXEC's, which differ accordingly */
+    int differs = !strcmp(multi_lines[i], "CLIENT SETNAME a") || (i > 0 && !strcmp(multi_lines[i - 1], "CLIENT SETNAME a"));
+    char *want = cmd(r, multi_lines[i]);
+    char *got = cmd(s, multi_lines[i]);
+    if (!differs)
+      cr_expect_str_eq(got, want, "%s %s", resp3 ? "RESP3" : "RESP2", multi_lines[i]);
+    free(want);
+    free(got);
+  }
+  /* WATCH, then another connection writes the key: EXEC answers a null array */
+  int r2 = conn_open(rport), s2 = conn_open(S.port);
+  const char *steps[][2] = {{"a", "WATCH w"}, {"b", "SET w x"}, {"a", "MULTI"}, {"a", "SET done 1"},
+                            {"a", "EXEC"}, {"a", "GET done"}, {"a", "WATCH w"}, {"b", "GET w"},
+                            {"a", "MULTI"}, {"a", "SET done 2"}, {"a", "EXEC"}, {"a", "GET done"}};
+  for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+    int first = steps[i][0][0] == 'a';
+    char *want = cmd(first ? r : r2, steps[i][1]);
+    char *got = cmd(first ? s : s2, steps[i][1]);
+    cr_expect_str_eq(got, want, "%s %s (connection %s)", resp3 ? "RESP3" : "RESP2", steps[i][1], steps[i][0]);
+    free(want);
+    free(got);
+  }
+  close(r);
+  close(s);
+  close(r2);
+  close(s2);
+}
+
+Test(server, multi_exec_watch_match_redis_resp2) { multi_session(0); }
+Test(server, multi_exec_watch_match_redis_resp3) { multi_session(1); }
+
 /* Subscribed contexts: RESP2 allows only the pub/sub commands, PING answers an array; RESP3
  * allows everything and pushes. */
 Test(server, pubsub_context_matches_redis) {

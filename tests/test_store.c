@@ -46,6 +46,40 @@ Test(store, create_reopen_and_roots) {
   shmd_close(NULL);
 }
 
+/* The default first segment is small (a tiny store costs little of /dev/shm) and growth is
+ * geometric: each growth segment twice the one before, up to the growth step; a block bigger than
+ * that gets a segment of its own size. */
+Test(store, small_first_segment_and_geometric_growth) {
+  shmd_options_t o;
+  shmd_options_init(&o);
+  o.dir = ts_dir;
+  shmd_store_t *s;
+  cr_assert_eq(shmd_open("tiny", &o, &s), 0);
+  uint64_t size;
+  cr_assert_eq(shmd_segment_info(s, 0, &size, NULL, 0), 0);
+  cr_expect_eq(size, 4u << 20, "first segment %llu bytes", (unsigned long long)size);
+  /* allocate 1 MiB blocks until the store has 6 segments */
+  shmd_store_info_t info;
+  for (int i = 0; i < 400; i++) {
+    shmd_ptr_t p;
+    cr_assert_eq(shmd_alloc(s, 1u << 20, &p), 0);
+    cr_assert_eq(shmd_store_info(s, &info), 0);
+    if (info.segments >= 6)
+      break;
+  }
+  cr_assert_geq(info.segments, 6);
+  const uint64_t want[] = {4u << 20, 8u << 20, 16u << 20, 32u << 20, 64u << 20, 64u << 20};
+  for (uint32_t i = 0; i < 6; i++) {
+    cr_assert_eq(shmd_segment_info(s, i, &size, NULL, 0), 0);
+    cr_expect_eq(size, want[i], "segment %u: %llu bytes, want %llu", i, (unsigned long long)size,
+                 (unsigned long long)want[i]);
+  }
+  shmd_ptr_t big;
+  cr_assert_eq(shmd_alloc(s, 100u << 20, &big), 0); /* bigger than the step: its own segment */
+  cr_assert_eq(shmd_alloc_check(s), 0, "%s", shmd_errdetail());
+  shmd_close(s);
+}
+
 Test(store, open_flags_names_and_drop) {
   shmd_options_t o = ts_opts(4 << 20, 4 << 20);
   shmd_store_t *s = NULL;

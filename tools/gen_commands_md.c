@@ -91,7 +91,8 @@ static void keys(buf_t *b, const shmd__kv_cmd_t *c) {
 static const char *section_of(const char *group) {
   static const char *const map[][2] = {{"generic", "Keys and databases"}, {"server", "Keys and databases"}, {"connection", "Keys and databases"},
                                        {"string", "Strings"}, {"bitmap", "Strings"}, {"hash", "Hashes"}, {"list", "Lists"},
-                                       {"set", "Sets"}, {"sorted-set", "Sorted sets"}};
+                                       {"set", "Sets"}, {"sorted-set", "Sorted sets"},
+                                       {"transactions", "Transactions"}};
   for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
     if (strcmp(map[i][0], group) == 0)
       return map[i][1];

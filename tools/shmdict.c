@@ -31,6 +31,7 @@
 
 #include "shmdict.h"
 #include "shmdict/kv.h"
+#include "kv/cmdtable.h"
 #include "tools/cli.h"
 
 #define DEFAULT_DIR "/dev/shm/shmdict"
@@ -42,13 +43,16 @@ static const char *g_group;   /* --group, or NULL: a private store */
 static char g_dir[4096];      /* the directory actually used, for messages */
 static unsigned g_db;         /* -n */
 static int g_progress;        /* stderr is a terminal */
+static int g_raw = -1;        /* --raw 1, --no-raw 0, else -1: raw unless stdout is a terminal */
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Messages */
 
 static void usage(FILE *f) {
   fprintf(f,
-          "usage: shmdict [-d DIR] [--group NAME] [-n DB] -s STORE [COMMAND [ARG...]]\n"
+          "usage: shmdict [-d DIR] [--group NAME] [-n DB] [--raw|--no-raw] [-x] -s STORE [COMMAND [ARG...]]\n"
+          "       shmdict                     (a session on $SHMDICT_STORE, else the store 'default')\n"
+          "       shmdict help [COMMAND|@GROUP]\n"
           "       shmdict [-d DIR] [--group NAME] list\n"
           "       shmdict [-d DIR] [--group NAME] info STORE\n"
           "       shmdict [-d DIR] [--group NAME] check STORE\n"
@@ -62,6 +66,9 @@ static void usage(FILE *f) {
           "  -n DB     database number, 0 to 15 (default 0)\n"
           "  -s STORE  run COMMAND (a Redis command, e.g. SET key value) on STORE, or read\n"
           "            commands from standard input, one per line, with redis-cli's quoting\n"
+          "  --raw     print replies raw even on a terminal; --no-raw: annotated even on a pipe\n"
+          "  -x        read the command's last argument from standard input (all of it)\n"
+          "  --version print the version\n"
           "  --max-reply BYTES  largest reply one command may build in memory, e.g. 64M or 2G\n"
           "            (default: $SHMDICT_MAX_REPLY, else 1G; a bigger one is an error reply)\n"
           "Exit status: 0 ok, 1 a command failed, 2 usage error or failed check.\n");
@@ -190,6 +197,22 @@ static shmd_store_t *open_store(const char *name, int create) {
   return s;
 }
 
+/* Opens an existing store; NULL when there is none (any other failure ends the tool). */
+static shmd_store_t *try_open_store(const char *name) {
+  shmd_options_t o;
+  shmd_options_init(&o);
+  o.dir = g_optdir;
+  o.group = g_group;
+  o.flags |= SHMD_OPEN_NOCREATE;
+  shmd_store_t *s = NULL;
+  int rc = shmd_open(name, &o, &s);
+  if (rc == SHMD_ENOENT)
+    return NULL;
+  if (rc < 0)
+    die_status(1, rc, name, "cannot open store");
+  return s;
+}
+
 /* Runs one command; a negative status (the command could not run) ends the tool. */
 static shmd_reply_t *kv_run(shmd_store_t *s, int argc, const char *const argv[], const size_t lens[]) {
   shmd_reply_t *r = NULL;
@@ -218,10 +241,55 @@ static void print_error_reply(const shmd_reply_t *r) {
   fputc('\n', stderr);
 }
 
-/* Runs a command and prints its reply. Returns 0, or 1 for an error reply. */
+/* The session's client state (current database, MULTI queue, watched keys), as a redis-cli
+ * connection has it. */
+static shmd_kv_multi_t *g_client;
+static const char *g_store_name; /* -s */
+static shmd_store_t *g_store;    /* NULL while -s names a store that does not exist */
+static int g_session;            /* reading commands from standard input */
+
+/* A missing store is created by a command that writes (and, in a session, by MULTI / WATCH, which
+ * lead to writes); reading commands answer "no such store" and create nothing. An unknown command
+ * or a wrong number of arguments answers Redis's error either way. Returns the store, or NULL
+ * after printing the error. */
+static shmd_store_t *store_for(int argc, const char *const argv[], const size_t lens[]) {
+  if (g_store)
+    return g_store;
+  shmd_reply_t r;
+  memset(&r, 0, sizeof r);
+  int rc;
+  const shmd__kv_cmd_t *cmd = shmd__kv_cmd_check(argc, argv, lens, &r, &rc);
+  if (cmd == NULL) {
+    if (rc == 0) {
+      print_error_reply(&r);
+      free(r.str);
+    } else {
+      fprintf(stderr, "(error) %s\n", shmd_strerror(rc));
+    }
+    return NULL;
+  }
+  int creates = (cmd->flags & KV_CMD_WRITE) || (g_session && strcmp(cmd->group, "transactions") == 0);
+  if (!creates) {
+    fprintf(stderr, "(error) no such store '%s' in %s (%s)\n", g_store_name, g_dir, advice(SHMD_ENOENT, g_store_name));
+    return NULL;
+  }
+  g_store = open_store(g_store_name, 1);
+  return g_store;
+}
+
+/* Runs a command through the session's client state and prints its reply. Returns 0, or 1 for an
+ * error reply. */
 static int run_and_print(shmd_store_t *s, int argc, const char *const argv[], const size_t lens[], int tty) {
   shmd_reply_t *r = NULL;
-  int rc = shmd_kv_command_db(s, g_db, argc, argv, lens, &r);
+  if (s == NULL && (s = store_for(argc, argv, lens)) == NULL)
+    return 1;
+  if (g_client == NULL) {
+    int rc = shmd_kv_multi_new(s, g_db, &g_client);
+    if (rc < 0)
+      die_status(1, rc, shmd_store_name(s), "cannot start a session");
+  }
+  int rc = shmd_kv_multi_command(g_client, argc, argv, lens, &r);
+  g_db = shmd_kv_multi_db(g_client);
   if (rc < 0) { /* could not run at all: say so, and let a session go on */
     const char *d = shmd_errdetail();
     fprintf(stderr, "(error) %s failed on store '%s': %s%s%s%s (%s)\n", argv[0], shmd_store_name(s),
@@ -231,7 +299,7 @@ static int run_and_print(shmd_store_t *s, int argc, const char *const argv[], co
   int bad = r->type == SHMD_REPLY_ERROR;
   if (bad)
     print_error_reply(r);
-  else if (tty)
+  else if (g_raw == 0 || (g_raw < 0 && tty))
     cli_print_tty(stdout, r);
   else
     cli_print_raw(stdout, r);
@@ -240,23 +308,68 @@ static int run_and_print(shmd_store_t *s, int argc, const char *const argv[], co
   return bad;
 }
 
-/* Local commands of the command loop: SELECT n changes the database, QUIT/EXIT leave. Returns 1
- * if handled, 2 to quit, -1 on a bad SELECT. */
+/* ---------------------------------------------------------------------------------------------- */
+/* Help, from the command table (kv/commands.def) */
+
+static void help_command(FILE *f, const shmd__kv_cmd_t *c) {
+  fprintf(f, "\n  %s\n  summary: %s\n  group: %s\n\n", c->syntax, c->summary, c->group);
+}
+
+/* `help`, `help COMMAND`, `help @group`, as redis-cli. Returns 0, or 1 for an unknown topic. */
+static int help(int argc, const char *const argv[]) {
+  size_t n = shmd__kv_cmd_count();
+  if (argc < 2) {
+    printf("shmdict %s, redis-cli for shmdict stores\n"
+           "Type: \"help @<group>\" to list the commands of a group (",
+           SHMD_TOOL_VERSION);
+    const char *seen[32];
+    size_t ns = 0;
+    for (size_t i = 0; i < n; i++) {
+      const char *g = shmd__kv_cmd_at(i)->group;
+      size_t k = 0;
+      while (k < ns && strcmp(seen[k], g) != 0)
+        k++;
+      if (k == ns && ns < 32) {
+        seen[ns++] = g;
+        printf("%s@%s", ns > 1 ? ", " : "", g);
+      }
+    }
+    printf(")\n      \"help <command>\" for help on <command>\n"
+           "      \"quit\" to exit\n");
+    return 0;
+  }
+  int found = 0;
+  if (argv[1][0] == '@') {
+    for (size_t i = 0; i < n; i++) {
+      const shmd__kv_cmd_t *c = shmd__kv_cmd_at(i);
+      if (strcasecmp(c->group, argv[1] + 1) == 0) {
+        help_command(stdout, c);
+        found = 1;
+      }
+    }
+  } else {
+    const shmd__kv_cmd_t *c = shmd__kv_cmd_find(argv[1], strlen(argv[1]));
+    if (c) {
+      help_command(stdout, c);
+      found = 1;
+    }
+  }
+  if (!found)
+    fprintf(stderr, "(error) no help for '%s' (type \"help\" for the groups; docs/commands.md lists every command)\n",
+            argv[1]);
+  fflush(stdout);
+  return !found;
+}
+
+/* Local commands of the command loop: QUIT/EXIT leave, HELP prints the table's help. Returns 2 to
+ * quit, 1 when handled, -1 when handled with an error, else 0. (SELECT, MULTI and the rest of a
+ * connection's state are the client state's: shmd_kv_multi_command().) */
 static int local_command(cli_args_t *a, int tty) {
+  (void)tty;
   if (strcasecmp(a->argv[0], "quit") == 0 || strcasecmp(a->argv[0], "exit") == 0)
     return 2;
-  if (strcasecmp(a->argv[0], "select") == 0) {
-    char *end;
-    unsigned long v = a->argc == 2 ? strtoul(a->argv[1], &end, 10) : 0;
-    if (a->argc != 2 || *end || end == a->argv[1] || v >= SHMD_KV_DATABASES) {
-      fprintf(stderr, "(error) ERR DB index is out of range (use SELECT 0 to %u)\n", SHMD_KV_DATABASES - 1);
-      return -1;
-    }
-    g_db = (unsigned)v;
-    (void)tty;
-    puts("OK");
-    return 1;
-  }
+  if (strcasecmp(a->argv[0], "help") == 0)
+    return help(a->argc, (const char *const *)a->argv) ? -1 : 1;
   return 0;
 }
 
@@ -281,10 +394,51 @@ static int run_line(shmd_store_t *s, const char *line, size_t len, int tty) {
   return rc;
 }
 
+#ifdef SHMD_HAVE_READLINE
+/* TAB completion of command names (the table's, plus the session's own words), in the case the
+ * user started typing in (upper case on an empty word, as redis-cli shows them). */
+static char *complete_name(const char *text, int state) {
+  static size_t idx, len;
+  static const char *const extra[] = {"select", "help", "quit", "exit"};
+  if (state == 0) {
+    idx = 0;
+    len = strlen(text);
+  }
+  size_t n = shmd__kv_cmd_count();
+  int lower = len > 0 && text[0] >= 'a' && text[0] <= 'z';
+  while (idx < n + sizeof extra / sizeof extra[0]) {
+    const char *name = idx < n ? shmd__kv_cmd_at(idx)->name : extra[idx - n];
+    idx++;
+    if (strncasecmp(name, text, len) == 0) {
+      char *m = strdup(name);
+      for (char *p = m; m && !lower && *p; p++)
+        *p = (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
+      return m;
+    }
+  }
+  return NULL;
+}
+
+static char **complete(const char *text, int start, int end) {
+  (void)end;
+  rl_attempted_completion_over = 1; /* never file names */
+  /* only the first word of the line is a command name (and HELP's argument) */
+  int first = 1;
+  for (int k = 0; k < start; k++)
+    if (rl_line_buffer[k] != ' ' && rl_line_buffer[k] != '\t')
+      first = 0;
+  if (!first && strncasecmp(rl_line_buffer, "help ", 5) != 0)
+    return NULL;
+  return rl_completion_matches(text, complete_name);
+}
+#endif
+
 static int command_loop(shmd_store_t *s, const char *name) {
   int failed = 0;
 #ifdef SHMD_HAVE_READLINE
   if (isatty(STDIN_FILENO) && isatty(STDOUT_FILENO)) {
+    rl_readline_name = "shmdict";
+    rl_attempted_completion_function = complete;
     char hist[4096] = "";
     const char *home = getenv("HOME");
     if (home)
@@ -294,10 +448,11 @@ static int command_loop(shmd_store_t *s, const char *name) {
       write_history(hist); /* creates the file, which append_history() needs */
     for (;;) {
       char prompt[128];
+      const char *tx = shmd_kv_multi_active(g_client) ? "(TX)" : "";
       if (g_db)
-        snprintf(prompt, sizeof prompt, "%s[%u]> ", name, g_db);
+        snprintf(prompt, sizeof prompt, "%s[%u]%s> ", name, g_db, tx);
       else
-        snprintf(prompt, sizeof prompt, "%s> ", name);
+        snprintf(prompt, sizeof prompt, "%s%s> ", name, tx);
       char *line = readline(prompt);
       if (line == NULL)
         break;
@@ -322,10 +477,11 @@ static int command_loop(shmd_store_t *s, const char *name) {
   size_t cap = 0;
   for (;;) {
     if (prompt) {
+      const char *tx = shmd_kv_multi_active(g_client) ? "(TX)" : "";
       if (g_db)
-        printf("%s[%u]> ", name, g_db);
+        printf("%s[%u]%s> ", name, g_db, tx);
       else
-        printf("%s> ", name);
+        printf("%s%s> ", name, tx);
       fflush(stdout);
     }
     ssize_t n = getline(&line, &cap, stdin);
@@ -749,6 +905,15 @@ static int dump_key(dumper_t *d, shmd_store_t *s, const shmd_reply_t *key) {
   return 1;
 }
 
+/* Counts the named roots that are not the library's own ("shmdict.*": the keyspace, pub/sub, the
+ * server's area): the structures a program keeps outside the keyspace, which dump leaves out. */
+static int count_foreign_root(const char *root, shmd_ptr_t p, void *arg) {
+  (void)p;
+  if (strncmp(root, "shmdict.", 8) != 0)
+    ++*(uint64_t *)arg;
+  return 0;
+}
+
 static int cmd_dump(const char *name, int json, const char *outpath) {
   shmd_store_t *s = open_store(name, 0);
   shmd_set_lock_wait(s, ADMIN_LOCK_WAIT_MS);
@@ -761,6 +926,8 @@ static int cmd_dump(const char *name, int json, const char *outpath) {
   int64_t total = dbsize(s, g_db);
   if (total < 0)
     die(1, "database %u of store '%s' cannot be read (use -n with an existing database number)", g_db, name);
+  if (d.f == stdout && isatty(STDOUT_FILENO))
+    g_progress = 0; /* the data goes to the terminal: a bar would interleave with it */
   uint64_t done = 0;
   char cursor[32] = "0";
   do {
@@ -781,7 +948,7 @@ static int cmd_dump(const char *name, int json, const char *outpath) {
     shmd_reply_free(r);
   } while (strcmp(cursor, "0") != 0);
   flush_out(&d);
-  progress("dump", done, (uint64_t)total, 1);
+  progress("dump", done, done, 1); /* keys that expired or were deleted meanwhile: done is all */
   cli_buf_free(&d.out);
   if (d.f != stdout) {
     if (fclose(d.f) != 0)
@@ -789,6 +956,11 @@ static int cmd_dump(const char *name, int json, const char *outpath) {
   } else if (fflush(stdout) != 0) {
     die(1, "cannot write the dump: %s", strerror(errno));
   }
+  uint64_t roots = 0;
+  (void)shmd_root_foreach(s, count_foreign_root, &roots);
+  if (roots)
+    fprintf(stderr, "shmdict: dump: %" PRIu64 " named root%s (structures outside the keyspace, made with "
+                    "shmd_root_set) %s not included\n", roots, roots == 1 ? "" : "s", roots == 1 ? "is" : "are");
   shmd_close(s);
   return 0;
 }
@@ -1085,12 +1257,24 @@ static const char *need_store(int argc, char **argv, int i, const char *cmd) {
 
 int main(int argc, char **argv) {
   const char *store = NULL, *max_reply = getenv("SHMDICT_MAX_REPLY"), *max_reply_from = "$SHMDICT_MAX_REPLY";
-  int i = 1;
+  int i = 1, from_stdin = 0;
   for (; i < argc && argv[i][0] == '-'; i++) {
     const char *o = argv[i];
     if (strcmp(o, "-h") == 0 || strcmp(o, "--help") == 0) {
       usage(stdout);
       return 0;
+    }
+    if (strcmp(o, "--version") == 0 || strcmp(o, "-v") == 0) {
+      printf("shmdict %s\n", SHMD_TOOL_VERSION);
+      return 0;
+    }
+    if (strcmp(o, "--raw") == 0 || strcmp(o, "--no-raw") == 0) {
+      g_raw = o[2] == 'r';
+      continue;
+    }
+    if (strcmp(o, "-x") == 0) {
+      from_stdin = 1;
+      continue;
     }
     if (strcmp(o, "--") == 0) {
       i++;
@@ -1146,24 +1330,48 @@ int main(int argc, char **argv) {
   snprintf(g_dir, sizeof g_dir, "%s", g_optdir ? g_optdir : env && *env ? env : DEFAULT_DIR);
   g_progress = isatty(STDERR_FILENO);
 
+  if (store == NULL && i >= argc) { /* no command: a session, as redis-cli without arguments */
+    const char *e = getenv("SHMDICT_STORE");
+    store = e && *e ? e : "default";
+  }
+  if (i < argc && strcasecmp(argv[i], "help") == 0 && (store || i + 2 >= argc))
+    return help(argc - i, (const char *const *)argv + i);
   if (store) {
-    shmd_store_t *s = open_store(store, 1);
+    g_store_name = store;
+    shmd_store_t *s = try_open_store(store);
+    g_store = s;
     int rc;
     if (i < argc) {
-      size_t *lens = cli_xmalloc((size_t)(argc - i) * sizeof *lens);
-      for (int k = i; k < argc; k++)
+      int n = argc - i + from_stdin;
+      const char **av = cli_xmalloc((size_t)n * sizeof *av);
+      size_t *lens = cli_xmalloc((size_t)n * sizeof *lens);
+      for (int k = i; k < argc; k++) {
+        av[k - i] = argv[k];
         lens[k - i] = strlen(argv[k]);
-      rc = run_and_print(s, argc - i, (const char *const *)argv + i, lens, isatty(STDOUT_FILENO));
+      }
+      char *in = NULL;
+      if (from_stdin) { /* -x: all of standard input, as it is (redis-cli keeps a final newline) */
+        cli_buf_t b = {0};
+        char buf[65536];
+        size_t got;
+        while ((got = fread(buf, 1, sizeof buf, stdin)) > 0)
+          cli_buf_put(&b, buf, got);
+        cli_buf_put(&b, "", 1);
+        in = b.data;
+        av[n - 1] = in;
+        lens[n - 1] = b.len - 1;
+      }
+      rc = run_and_print(s, n, av, lens, isatty(STDOUT_FILENO));
+      free(in);
+      free(av);
       free(lens);
     } else {
+      g_session = 1;
       rc = command_loop(s, store);
     }
-    shmd_close(s);
+    shmd_kv_multi_free(g_client);
+    shmd_close(g_store);
     return rc;
-  }
-  if (i >= argc) {
-    usage(stderr);
-    return 2;
   }
   const char *cmd = argv[i++];
   if (strcmp(cmd, "list") == 0)

@@ -83,6 +83,65 @@ SHMD_API uint64_t shmd_kv_set_max_reply(uint64_t bytes);
 SHMD_API uint64_t shmd_kv_max_reply(void);
 
 /* ---------------------------------------------------------------------------------------------- */
+/* Transactions: MULTI / EXEC / DISCARD / WATCH / UNWATCH (a command batch)
+ *
+ * A shmd_kv_multi_t is one client's state, as a Redis connection has it: its current database
+ * (SELECT), whether it is inside MULTI, the commands queued since, and the keys it WATCHes. It is
+ * process-local memory, used by one thread at a time (a server keeps one per connection; the CLI
+ * one per session). EXEC runs the queued commands as ONE transaction of the store: they all take
+ * effect or, if the process dies anywhere before the commit, none of them does (recovery rolls the
+ * whole batch back); other processes never see a part of it (EXEC holds the stripe locks of every
+ * key of the batch from before the first command to after the last). WATCH sees changes made by
+ * any process (key versions kept in the store, see docs/architecture.md).
+ *
+ * Replies are Redis 7.0's: "+OK" for MULTI, "+QUEUED" for each queued command; a queued command
+ * that is unknown or has the wrong number of arguments answers its error at once and makes EXEC
+ * answer "EXECABORT Transaction discarded because of previous errors."; MULTI inside MULTI answers
+ * "ERR MULTI calls can not be nested", WATCH inside MULTI "ERR WATCH inside MULTI is not allowed",
+ * EXEC / DISCARD without MULTI "ERR EXEC without MULTI" / "ERR DISCARD without MULTI". EXEC
+ * answers an array with one reply per queued command (an error reply of one command does not stop
+ * the others, as in Redis), or SHMD_REPLY_NIL when a watched key changed since WATCH (nothing
+ * ran). EXEC, DISCARD and a failed EXEC all end MULTI and forget the watched keys. shmdict's own
+ * difference: a command that fails for a reason Redis has no per-command answer for (the store is
+ * full, the reply is over the ceiling) rolls the whole batch back, and EXEC answers that error.
+ */
+typedef struct shmd_kv_multi_s shmd_kv_multi_t;
+
+/* Creates a client state on `store` (which must outlive it) with current database `db`. Returns
+ * 0, SHMD_EINVAL (db out of range, NULL arguments) or SHMD_ENOMEM; on failure *out is NULL. */
+SHMD_API int shmd_kv_multi_new(shmd_store_t *store, unsigned db, shmd_kv_multi_t **out);
+
+/* Discards any queued commands, forgets the watched keys and frees the state. NULL is a no-op. */
+SHMD_API void shmd_kv_multi_free(shmd_kv_multi_t *m);
+
+/*
+ * Runs one command as a client would send it: MULTI, EXEC, DISCARD, WATCH, UNWATCH and SELECT act
+ * on the state; inside MULTI any other command is checked (name, arity) and queued; outside MULTI
+ * it runs at once as shmd_kv_command_db() on the current database. Stores a newly allocated reply
+ * in *reply; returns 0, or a negative status as shmd_kv_command_db() does (*reply NULL then).
+ */
+SHMD_API int shmd_kv_multi_command(shmd_kv_multi_t *m, int argc, const char *const argv[], const size_t lens[],
+                                   shmd_reply_t **reply);
+
+/* The client's current database (SELECT changes it). Cannot fail. */
+SHMD_API unsigned shmd_kv_multi_db(const shmd_kv_multi_t *m);
+
+/* 1 between MULTI and the EXEC or DISCARD that ends it, else 0. Cannot fail. */
+SHMD_API int shmd_kv_multi_active(const shmd_kv_multi_t *m);
+
+/* The typed forms of the commands above, for programs that batch without building argument
+ * vectors: WATCH one key of the current database (SHMD_EINVAL inside MULTI, and for the first
+ * WATCH on a database from inside a transaction the caller holds open, which would have to create
+ * the database's version counters; otherwise 0 or a status as shmd_kv_command_db()), UNWATCH (cannot fail), MULTI (SHMD_EEXIST inside MULTI), and
+ * EXEC (the reply as above; SHMD_EINVAL without MULTI). DISCARD: shmd_kv_multi_discard() (no-op
+ * outside MULTI). Commands are queued with shmd_kv_multi_command(). */
+SHMD_API int shmd_kv_watch(shmd_kv_multi_t *m, const void *key, size_t key_len);
+SHMD_API void shmd_kv_unwatch(shmd_kv_multi_t *m);
+SHMD_API int shmd_kv_multi_begin(shmd_kv_multi_t *m);
+SHMD_API int shmd_kv_multi_exec(shmd_kv_multi_t *m, shmd_reply_t **reply);
+SHMD_API void shmd_kv_multi_discard(shmd_kv_multi_t *m);
+
+/* ---------------------------------------------------------------------------------------------- */
 /* Databases, typed hot-path functions and maintenance.
  *
  * The typed functions run the same code as the commands (one transaction each, joining the

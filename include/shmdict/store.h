@@ -62,8 +62,11 @@ typedef struct shmd_options_s {
   uint32_t struct_size;         /* sizeof(shmd_options_t), set by shmd_options_init() */
   uint32_t flags;               /* SHMD_OPEN_* */
   const char *dir;              /* store directory; NULL: $SHMDICT_DIR, else /dev/shm/shmdict */
-  uint64_t first_segment_bytes; /* size of segment 0 (default 64 MiB) */
-  uint64_t segment_bytes;       /* size of each segment added by growth (default 64 MiB) */
+  uint64_t first_segment_bytes; /* size of segment 0 (default 4 MiB: 64 lanes take about 1 MiB) */
+  uint64_t segment_bytes;       /* growth step (default 64 MiB): each segment added by growth is
+                                   twice the one before it, up to this size (geometric growth
+                                   from a small first segment; a block that needs more gets a
+                                   segment of its own size) */
   uint64_t max_store_bytes;     /* total size limit, 0 = unlimited (default 0) */
   uint32_t file_mode;           /* mode of created files (default 0600); group and others may get
                                    read bits (e.g. 0640), never write bits (SHMD_EINVAL): see `group` */

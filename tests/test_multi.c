@@ -1,0 +1,568 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Tests of MULTI / EXEC / DISCARD / WATCH / UNWATCH (kv/multi.c): Redis 7.0's replies and errors,
+ * WATCH against changes by the same client, by the typed API and by another process (mp_), the
+ * precision of the key versions, and crash atomicity: a child running EXEC batches is SIGKILLed at
+ * random moments and at crash points inside EXEC (crash_), and every batch is afterwards found
+ * either whole or not at all, with nothing leaked.
+ */
+#include <signal.h>
+
+#include "shmdict/kv.h"
+#include "support.h"
+
+#define MB (1024ull * 1024)
+
+static int split(const char *line, char **argv, size_t *lens, int max) {
+  int n = 0;
+  const char *p = line;
+  while (*p && n < max) {
+    while (*p == ' ')
+      p++;
+    if (!*p)
+      break;
+    const char *st;
+    size_t len;
+    if (*p == '"') {
+      st = ++p;
+      while (*p && *p != '"')
+        p++;
+      len = (size_t)(p - st);
+      if (*p)
+        p++;
+    } else {
+      st = p;
+      while (*p && *p != ' ')
+        p++;
+      len = (size_t)(p - st);
+    }
+    argv[n] = strndup(st, len);
+    lens[n] = len;
+    n++;
+  }
+  return n;
+}
+
+static void render(const shmd_reply_t *r, char *buf, size_t cap, size_t *pos) {
+  int n = 0;
+  switch (r->type) {
+  case SHMD_REPLY_STATUS: n = snprintf(buf + *pos, cap - *pos, "+%s", r->str); break;
+  case SHMD_REPLY_ERROR: n = snprintf(buf + *pos, cap - *pos, "-%s", r->str); break;
+  case SHMD_REPLY_INTEGER: n = snprintf(buf + *pos, cap - *pos, ":%lld", (long long)r->integer); break;
+  case SHMD_REPLY_BULK: n = snprintf(buf + *pos, cap - *pos, "\"%.*s\"", (int)r->len, r->str); break;
+  case SHMD_REPLY_NIL: n = snprintf(buf + *pos, cap - *pos, "(nil)"); break;
+  case SHMD_REPLY_ARRAY:
+    n = snprintf(buf + *pos, cap - *pos, "[");
+    *pos += (size_t)n;
+    for (size_t i = 0; i < r->nelems; i++) {
+      if (i) {
+        n = snprintf(buf + *pos, cap - *pos, ",");
+        *pos += (size_t)n;
+      }
+      render(&r->elems[i], buf, cap, pos);
+    }
+    n = snprintf(buf + *pos, cap - *pos, "]");
+    break;
+  }
+  *pos += (size_t)n;
+  if (*pos >= cap)
+    *pos = cap - 1;
+}
+
+static char *show(const shmd_reply_t *r) {
+  static char buf[65536];
+  size_t pos = 0;
+  buf[0] = 0;
+  render(r, buf, sizeof buf, &pos);
+  return buf;
+}
+
+/* One line through a client state (m) or, with m NULL, through the stateless entry point. */
+static shmd_reply_t *mrun(shmd_store_t *s, shmd_kv_multi_t *m, const char *line) {
+  char *argv[256];
+  size_t lens[256];
+  int n = split(line, argv, lens, 256);
+  shmd_reply_t *r = NULL;
+  int rc = m ? shmd_kv_multi_command(m, n, (const char *const *)argv, lens, &r)
+             : shmd_kv_command(s, n, (const char *const *)argv, lens, &r);
+  for (int i = 0; i < n; i++)
+    free(argv[i]);
+  cr_assert_eq(rc, 0, "%s: %s", line, shmd_strerror(rc));
+  return r;
+}
+
+#define MEXPECT(s, m, line, want)                                                                  \
+  do {                                                                                             \
+    shmd_reply_t *r_ = mrun((s), (m), (line));                                                     \
+    cr_expect_str_eq(show(r_), (want), "%s -> %s", (line), show(r_));                              \
+    shmd_reply_free(r_);                                                                           \
+  } while (0)
+
+static void check_all(shmd_store_t *s) {
+  int rc = shmd_kv_check(s);
+  cr_assert_eq(rc, 0, "kv_check: %s (%s)", shmd_strerror(rc), shmd_errdetail());
+  rc = shmd_alloc_check(s);
+  cr_assert_eq(rc, 0, "alloc_check: %s (%s)", shmd_strerror(rc), shmd_errdetail());
+}
+
+TestSuite(multi, .init = ts_init, .fini = ts_fini, .timeout = 240);
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Replies */
+
+Test(multi, replies_as_redis) {
+  shmd_store_t *s = ts_open("t", 8 * MB, 8 * MB);
+  shmd_kv_multi_t *m;
+  cr_assert_eq(shmd_kv_multi_new(s, 0, &m), 0);
+  MEXPECT(s, m, "EXEC", "-ERR EXEC without MULTI");
+  MEXPECT(s, m, "DISCARD", "-ERR DISCARD without MULTI");
+  MEXPECT(s, m, "MULTI", "+OK");
+  cr_expect_eq(shmd_kv_multi_active(m), 1);
+  MEXPECT(s, m, "MULTI", "-ERR MULTI calls can not be nested");
+  MEXPECT(s, m, "WATCH k", "-ERR WATCH inside MULTI is not allowed");
+  MEXPECT(s, m, "SET k 1", "+QUEUED");
+  MEXPECT(s, m, "INCR k", "+QUEUED");
+  MEXPECT(s, m, "RPUSH k x", "+QUEUED"); /* WRONGTYPE at EXEC: the others still run */
+  MEXPECT(s, m, "GET k", "+QUEUED");
+  MEXPECT(s, m, "UNWATCH", "+QUEUED");
+  /* nothing ran yet, for this client or another */
+  MEXPECT(s, NULL, "EXISTS k", ":0");
+  MEXPECT(s, m, "EXEC",
+          "[+OK,:2,-WRONGTYPE Operation against a key holding the wrong kind of value,\"2\",+OK]");
+  cr_expect_eq(shmd_kv_multi_active(m), 0);
+  MEXPECT(s, m, "EXEC", "-ERR EXEC without MULTI");
+
+  /* a queued command that is unknown or has the wrong arity aborts EXEC; MULTI nested does not */
+  MEXPECT(s, m, "MULTI", "+OK");
+  MEXPECT(s, m, "SET k 5", "+QUEUED");
+  MEXPECT(s, m, "NOSUCH a", "-ERR unknown command 'NOSUCH', with args beginning with: 'a' ");
+  MEXPECT(s, m, "SET k 6", "+QUEUED");
+  MEXPECT(s, m, "EXEC", "-EXECABORT Transaction discarded because of previous errors.");
+  MEXPECT(s, m, "GET k", "\"2\"");
+  MEXPECT(s, m, "MULTI", "+OK");
+  MEXPECT(s, m, "GET", "-ERR wrong number of arguments for 'get' command");
+  MEXPECT(s, m, "EXEC", "-EXECABORT Transaction discarded because of previous errors.");
+  MEXPECT(s, m, "MULTI", "+OK");
+  MEXPECT(s, m, "MULTI", "-ERR MULTI calls can not be nested");
+  MEXPECT(s, m, "SET k 7", "+QUEUED");
+  MEXPECT(s, m, "EXEC", "[+OK]");
+  MEXPECT(s, m, "GET k", "\"7\"");
+
+  /* DISCARD drops the queue; an empty EXEC answers an empty array */
+  MEXPECT(s, m, "MULTI", "+OK");
+  MEXPECT(s, m, "SET k 8", "+QUEUED");
+  MEXPECT(s, m, "DISCARD", "+OK");
+  MEXPECT(s, m, "GET k", "\"7\"");
+  MEXPECT(s, m, "MULTI", "+OK");
+  MEXPECT(s, m, "EXEC", "[]");
+
+  /* SELECT inside MULTI switches the database for the rest of the batch, and after it */
+  MEXPECT(s, m, "MULTI", "+OK");
+  MEXPECT(s, m, "SELECT 3", "+QUEUED");
+  MEXPECT(s, m, "SET k three", "+QUEUED");
+  MEXPECT(s, m, "SELECT 99", "+QUEUED");
+  MEXPECT(s, m, "SELECT x", "+QUEUED");
+  MEXPECT(s, m, "GET k", "+QUEUED");
+  MEXPECT(s, m, "EXEC",
+          "[+OK,+OK,-ERR DB index is out of range,-ERR value is not an integer or out of range,\"three\"]");
+  cr_expect_eq(shmd_kv_multi_db(m), 3);
+  MEXPECT(s, m, "SELECT 0", "+OK");
+  MEXPECT(s, m, "GET k", "\"7\"");
+  MEXPECT(s, m, "SELECT", "-ERR wrong number of arguments for 'select' command");
+
+  /* the stateless entry point cannot hold a transaction and says so */
+  MEXPECT(s, NULL, "EXEC", "-ERR EXEC without MULTI");
+  MEXPECT(s, NULL, "DISCARD", "-ERR DISCARD without MULTI");
+  MEXPECT(s, NULL, "UNWATCH", "+OK");
+  shmd_reply_t *r = mrun(s, NULL, "MULTI");
+  cr_expect_eq(r->type, SHMD_REPLY_ERROR);
+  shmd_reply_free(r);
+
+  /* the typed forms */
+  cr_expect_eq(shmd_kv_multi_exec(m, &r), SHMD_EINVAL);
+  cr_expect_eq(shmd_kv_multi_begin(m), 0);
+  cr_expect_eq(shmd_kv_multi_begin(m), SHMD_EEXIST);
+  cr_expect_eq(shmd_kv_watch(m, "k", 1), SHMD_EINVAL);
+  MEXPECT(s, m, "INCR n", "+QUEUED");
+  cr_assert_eq(shmd_kv_multi_exec(m, &r), 0);
+  cr_expect_str_eq(show(r), "[:1]");
+  shmd_reply_free(r);
+  check_all(s);
+  shmd_kv_multi_free(m);
+  shmd_kv_multi_free(NULL);
+  shmd_close(s);
+}
+
+/* FLUSHALL inside a batch locks the databases that exist and creates none of the others. */
+Test(multi, flushall_in_a_batch_creates_no_database) {
+  /* the same data in two stores, flushed by a plain FLUSHALL and by one in a batch: the batch
+   * must leave the store as the plain one (which creates no database) does */
+  uint64_t bytes[2];
+  for (int batch = 0; batch < 2; batch++) {
+    shmd_store_t *s = ts_open(batch ? "b" : "a", 8 * MB, 8 * MB);
+    shmd_kv_multi_t *m;
+    cr_assert_eq(shmd_kv_multi_new(s, 0, &m), 0);
+    MEXPECT(s, m, "SET k v", "+OK");
+    MEXPECT(s, m, "SELECT 2", "+OK");
+    MEXPECT(s, m, "SET k2 v", "+OK");
+    if (batch) {
+      MEXPECT(s, m, "MULTI", "+OK");
+      MEXPECT(s, m, "FLUSHALL", "+QUEUED");
+      MEXPECT(s, m, "DBSIZE", "+QUEUED");
+      MEXPECT(s, m, "EXEC", "[+OK,:0]");
+    } else {
+      MEXPECT(s, m, "FLUSHALL", "+OK");
+    }
+    for (unsigned d = 0; d < 16; d++)
+      cr_assert_eq(shmd_kv_drain(s, d, 0), 0);
+    shmd_stats_t st;
+    cr_assert_eq(shmd_stats(s, &st), 0);
+    bytes[batch] = st.allocated_bytes;
+    check_all(s);
+    shmd_kv_multi_free(m);
+    shmd_close(s);
+  }
+  cr_expect_eq(bytes[1], bytes[0], "a FLUSHALL batch left %llu bytes allocated, a plain FLUSHALL %llu",
+               (unsigned long long)bytes[1], (unsigned long long)bytes[0]);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* WATCH */
+
+/* WATCH k, then `change` (run by another client, NULL: nothing), then a batch: nil when want_abort. */
+static void watch_case(shmd_store_t *s, const char *setup, const char *watch, const char *change, int want_abort) {
+  MEXPECT(s, NULL, "FLUSHDB", "+OK");
+  if (setup)
+    shmd_reply_free(mrun(s, NULL, setup));
+  shmd_kv_multi_t *m;
+  cr_assert_eq(shmd_kv_multi_new(s, 0, &m), 0);
+  MEXPECT(s, m, watch, "+OK");
+  if (change)
+    shmd_reply_free(mrun(s, NULL, change));
+  MEXPECT(s, m, "MULTI", "+OK");
+  MEXPECT(s, m, "SET done 1", "+QUEUED");
+  shmd_reply_t *r = mrun(s, m, "EXEC");
+  cr_expect_str_eq(show(r), want_abort ? "(nil)" : "[+OK]", "setup %s, %s, change %s: %s", setup ? setup : "-",
+                   watch, change ? change : "-", show(r));
+  shmd_reply_free(r);
+  MEXPECT(s, NULL, "EXISTS done", want_abort ? ":0" : ":1");
+  shmd_kv_multi_free(m);
+}
+
+Test(multi, watch_sees_changes) {
+  shmd_store_t *s = ts_open("t", 8 * MB, 8 * MB);
+  watch_case(s, "SET k 1", "WATCH k", NULL, 0);
+  watch_case(s, "SET k 1", "WATCH k", "SET k 2", 1);
+  watch_case(s, "SET k 1", "WATCH k", "SET k 1", 1); /* same value: still a write, as in Redis */
+  watch_case(s, "SET k 1", "WATCH k", "DEL k", 1);
+  watch_case(s, "SET k 1", "WATCH k", "EXPIRE k 100", 1);
+  watch_case(s, "SET k 1", "WATCH k", "APPEND k x", 1);
+  watch_case(s, "SET k 1", "WATCH k", "RENAME k k2", 1);
+  watch_case(s, "SET j 1", "WATCH k", "RENAME j k", 1);
+  watch_case(s, "SET k 1", "WATCH k", "FLUSHDB", 1);
+  watch_case(s, NULL, "WATCH k", "SET k 1", 1);         /* created */
+  watch_case(s, NULL, "WATCH a b c k", "HSET k f v", 1); /* one of several */
+  watch_case(s, "HSET k f v", "WATCH k", "HSET k g w", 1);
+  watch_case(s, "RPUSH k a", "WATCH k", "LPOP k", 1);
+  watch_case(s, "SADD k a", "WATCH k", "SADD k b", 1);
+  watch_case(s, "ZADD k 1 a", "WATCH k", "ZINCRBY k 1 a", 1);
+  watch_case(s, "SET k 1", "WATCH k", "GET k", 0);   /* reads change nothing */
+  watch_case(s, "SET k 1", "WATCH k", "SET other 1", 0);
+  watch_case(s, "SADD k a", "WATCH k", "SADD k a", 0); /* a write command that changed nothing */
+  watch_case(s, NULL, "WATCH k", "DEL k", 0);          /* nothing to delete */
+  watch_case(s, "SET k 1", "WATCH k", "SET k 2 NX", 0); /* refused */
+  watch_case(s, "SET k 1", "WATCH k", "LPUSH k x", 0);  /* WRONGTYPE */
+  watch_case(s, "SET k 1", "WATCH k", "UNWATCH", 0);    /* another client's UNWATCH */
+  /* the typed API bumps versions too */
+  MEXPECT(s, NULL, "FLUSHDB", "+OK");
+  shmd_kv_multi_t *m;
+  cr_assert_eq(shmd_kv_multi_new(s, 0, &m), 0);
+  cr_assert_eq(shmd_kv_watch(m, "h", 1), 0);
+  cr_assert_eq(shmd_kv_hset(s, 0, "h", 1, "f", 1, "v", 1, NULL), 0);
+  MEXPECT(s, m, "MULTI", "+OK");
+  MEXPECT(s, m, "SET done 1", "+QUEUED");
+  MEXPECT(s, m, "EXEC", "(nil)");
+  /* EXEC forgets the watches: the next batch runs */
+  MEXPECT(s, m, "MULTI", "+OK");
+  MEXPECT(s, m, "SET done 1", "+QUEUED");
+  MEXPECT(s, m, "EXEC", "[+OK]");
+  /* the client's own write aborts its EXEC too; UNWATCH forgets */
+  MEXPECT(s, m, "WATCH h", "+OK");
+  MEXPECT(s, m, "HSET h f w", ":0");
+  MEXPECT(s, m, "MULTI", "+OK");
+  MEXPECT(s, m, "EXEC", "(nil)");
+  MEXPECT(s, m, "WATCH h", "+OK");
+  MEXPECT(s, m, "HSET h f x", ":0");
+  MEXPECT(s, m, "UNWATCH", "+OK");
+  MEXPECT(s, m, "MULTI", "+OK");
+  MEXPECT(s, m, "EXEC", "[]");
+  /* a watched key in another database */
+  MEXPECT(s, m, "SELECT 2", "+OK");
+  MEXPECT(s, m, "WATCH k", "+OK");
+  MEXPECT(s, m, "SELECT 0", "+OK");
+  MEXPECT(s, m, "SET k 1", "+OK"); /* database 0's k: not the watched one */
+  MEXPECT(s, m, "MULTI", "+OK");
+  MEXPECT(s, m, "EXEC", "[]");
+  MEXPECT(s, m, "SELECT 2", "+OK");
+  MEXPECT(s, m, "WATCH k", "+OK");
+  MEXPECT(s, m, "SET k 1", "+OK");
+  MEXPECT(s, m, "MULTI", "+OK");
+  MEXPECT(s, m, "EXEC", "(nil)");
+  shmd_kv_multi_free(m);
+  check_all(s);
+  shmd_close(s);
+}
+
+/* A key that expires between WATCH and EXEC aborts it (Redis 7.0); one that was already expired
+ * at WATCH does not. */
+Test(multi, watch_and_expiry) {
+  shmd_store_t *s = ts_open("t", 8 * MB, 8 * MB);
+  shmd_kv_multi_t *m;
+  cr_assert_eq(shmd_kv_multi_new(s, 0, &m), 0);
+  MEXPECT(s, m, "SET k 1 PX 30", "+OK");
+  MEXPECT(s, m, "WATCH k", "+OK");
+  usleep(60 * 1000);
+  MEXPECT(s, m, "MULTI", "+OK");
+  MEXPECT(s, m, "SET done 1", "+QUEUED");
+  MEXPECT(s, m, "EXEC", "(nil)");
+  MEXPECT(s, m, "SET k 1 PX 10", "+OK");
+  usleep(30 * 1000);
+  MEXPECT(s, m, "WATCH k", "+OK");
+  MEXPECT(s, m, "MULTI", "+OK");
+  MEXPECT(s, m, "SET done 2", "+QUEUED");
+  MEXPECT(s, m, "EXEC", "[+OK]");
+  MEXPECT(s, m, "GET done", "\"2\"");
+  shmd_kv_multi_free(m);
+  shmd_close(s);
+}
+
+/* Another process's change is seen; its unrelated changes are not (on 200 other keys, 4096
+ * counters: a false abort here would mean the versions are not per key). */
+Test(multi, mp_watch_other_process) {
+  shmd_store_t *s = ts_open("t", 8 * MB, 8 * MB);
+  shmd_kv_multi_t *m;
+  cr_assert_eq(shmd_kv_multi_new(s, 0, &m), 0);
+  MEXPECT(s, m, "SET k 1", "+OK");
+  for (int round = 0; round < 2; round++) {
+    MEXPECT(s, m, "WATCH k", "+OK");
+    pid_t pid = fork();
+    if (pid == 0) {
+      shmd_options_t o = ts_opts(8 * MB, 8 * MB);
+      shmd_store_t *c = NULL;
+      if (shmd_open("t", &o, &c))
+        _exit(2);
+      char key[32];
+      for (int i = 0; i < 200; i++) {
+        snprintf(key, sizeof key, "other%d", i);
+        if (shmd_kv_set(c, 0, key, strlen(key), "v", 1, 0))
+          _exit(3);
+      }
+      if (round == 1 && shmd_kv_set(c, 0, "k", 1, "2", 1, 0))
+        _exit(4);
+      shmd_close(c);
+      _exit(0);
+    }
+    cr_assert_eq(ts_wait(pid), 0);
+    MEXPECT(s, m, "MULTI", "+OK");
+    MEXPECT(s, m, "INCR n", "+QUEUED");
+    MEXPECT(s, m, "EXEC", round == 0 ? "[:1]" : "(nil)");
+  }
+  shmd_kv_multi_free(m);
+  check_all(s);
+  shmd_close(s);
+}
+
+/* Two processes each run WATCH/GET/MULTI/SET n+1/EXEC loops on one counter: optimistic locking
+ * must make every successful EXEC count exactly once. */
+Test(multi, mp_watch_counter) {
+  shmd_store_t *s = ts_open("t", 8 * MB, 8 * MB);
+  MEXPECT(s, NULL, "SET ctr 0", "+OK");
+  enum { PROCS = 2, INCS = 300 };
+  pid_t pids[PROCS];
+  for (int p = 0; p < PROCS; p++) {
+    if ((pids[p] = fork()) == 0) {
+      shmd_options_t o = ts_opts(8 * MB, 8 * MB);
+      shmd_store_t *c = NULL;
+      shmd_kv_multi_t *m = NULL;
+      if (shmd_open("t", &o, &c) || shmd_kv_multi_new(c, 0, &m))
+        _exit(2);
+      for (int done = 0; done < INCS;) {
+        char buf[32];
+        size_t len;
+        if (shmd_kv_watch(m, "ctr", 3) || shmd_kv_get(c, 0, "ctr", 3, buf, sizeof buf - 1, &len))
+          _exit(3);
+        buf[len] = 0;
+        char next[32];
+        snprintf(next, sizeof next, "%lld", atoll(buf) + 1);
+        const char *argv[] = {"SET", "ctr", next};
+        size_t lens[] = {3, 3, strlen(next)};
+        shmd_reply_t *r = NULL;
+        if (shmd_kv_multi_begin(m) || shmd_kv_multi_command(m, 3, argv, lens, &r))
+          _exit(4);
+        shmd_reply_free(r);
+        if (shmd_kv_multi_exec(m, &r))
+          _exit(5);
+        if (r->type == SHMD_REPLY_ARRAY)
+          done++;
+        else if (r->type != SHMD_REPLY_NIL)
+          _exit(6);
+        shmd_reply_free(r);
+      }
+      shmd_kv_multi_free(m);
+      shmd_close(c);
+      _exit(0);
+    }
+  }
+  for (int p = 0; p < PROCS; p++)
+    cr_assert_eq(ts_wait(pids[p]), 0);
+  char want[32];
+  snprintf(want, sizeof want, "\"%d\"", PROCS * INCS);
+  MEXPECT(s, NULL, "GET ctr", want);
+  check_all(s);
+  shmd_close(s);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Crash atomicity */
+
+/* Batch i: SET a i, SET b i, INCR cnt, RPUSH l i, HSET h f i, SADD big m0..m59 then DEL big (a
+ * garbage drain after the commit), ZADD z i m<i>, SET c<i> i. All or nothing. */
+static void crash_child(int fd) {
+  shmd_options_t o = ts_opts(16 * MB, 16 * MB);
+  shmd_store_t *s = NULL;
+  shmd_kv_multi_t *m = NULL;
+  if (shmd_open("t", &o, &s) || shmd_kv_multi_new(s, 0, &m))
+    _exit(2);
+  char line[2048];
+  for (uint32_t i = 1;; i++) {
+    const char *fmt[] = {"SET a %u", "SET b %u", "INCR cnt", "RPUSH l %u", "HSET h f %u", NULL, "DEL big",
+                         "ZADD z %u m%u", "SET c%u x"};
+    shmd_reply_t *r = NULL;
+    const char *mu[] = {"MULTI"};
+    size_t ml[] = {5};
+    if (shmd_kv_multi_command(m, 1, mu, ml, &r))
+      _exit(3);
+    shmd_reply_free(r);
+    for (size_t k = 0; k < sizeof fmt / sizeof fmt[0]; k++) {
+      if (fmt[k] == NULL) {
+        size_t pos = (size_t)snprintf(line, sizeof line, "SADD big");
+        for (int e = 0; e < 60; e++)
+          pos += (size_t)snprintf(line + pos, sizeof line - pos, " m%d", e);
+      } else {
+        snprintf(line, sizeof line, fmt[k], i, i);
+      }
+      char *argv[80];
+      size_t lens[80];
+      int n = split(line, argv, lens, 80);
+      int rc = shmd_kv_multi_command(m, n, (const char *const *)argv, lens, &r);
+      for (int q = 0; q < n; q++)
+        free(argv[q]);
+      if (rc || r->type != SHMD_REPLY_STATUS)
+        _exit(4);
+      shmd_reply_free(r);
+    }
+    if (shmd_kv_multi_exec(m, &r) || r->type != SHMD_REPLY_ARRAY)
+      _exit(5);
+    shmd_reply_free(r);
+    if (write(fd, &i, sizeof i) != sizeof i)
+      _exit(6);
+  }
+}
+
+static long long get_int(shmd_store_t *s, const char *line) {
+  shmd_reply_t *r = mrun(s, NULL, line);
+  long long v = r->type == SHMD_REPLY_NIL ? 0 : r->type == SHMD_REPLY_INTEGER ? r->integer : atoll(r->str);
+  shmd_reply_free(r);
+  return v;
+}
+
+static void crash_verify(shmd_store_t *s, uint32_t done, long long before) {
+  long long a = get_int(s, "GET a"), b = get_int(s, "GET b"), cnt = get_int(s, "GET cnt") - before;
+  long long h = get_int(s, "HGET h f"), llen = get_int(s, "LLEN l") - before, zc = get_int(s, "ZCARD z") - before;
+  long long keys = get_int(s, "DBSIZE");
+  cr_assert(a == b && b == h, "a %lld b %lld h %lld", a, b, h);
+  cr_assert(cnt == a && llen == a && zc == a, "batch %lld: cnt %lld llen %lld zcard %lld", a, cnt, llen, zc);
+  cr_assert(a == done || a == done + 1, "batch %lld found, %u reported", a, done);
+  cr_assert_eq(get_int(s, "EXISTS big"), 0);
+  /* a, b, cnt, l, h, z and one c<i> per batch run (of this round and the ones before) */
+  char line[64];
+  snprintf(line, sizeof line, "EXISTS c%lld", a);
+  cr_assert_eq(a ? get_int(s, line) : 0, a ? 1 : 0);
+  snprintf(line, sizeof line, "EXISTS c%lld", a + 1);
+  cr_assert_eq(get_int(s, line), 0, "batch %lld left a key of the next batch", a);
+  (void)keys;
+}
+
+Test(multi, crash_exec_is_atomic) {
+  int rounds = getenv("SHMDICT_MULTI_CRASH_ROUNDS") ? atoi(getenv("SHMDICT_MULTI_CRASH_ROUNDS")) : 60;
+  ts_rng_t g = {ts_seed("crash_exec_is_atomic")};
+  shmd_store_t *s0 = ts_open("t", 16 * MB, 16 * MB);
+  MEXPECT(s0, NULL, "SET warm x", "+OK");
+  MEXPECT(s0, NULL, "FLUSHDB", "+OK");
+  cr_assert_eq(shmd_kv_drain(s0, 0, 0), 0);
+  shmd_stats_t st0;
+  cr_assert_eq(shmd_stats(s0, &st0), 0);
+  shmd_close(s0);
+  static const char *points[] = {"kv.exec.command", "kv.exec.commit", "hash.*", "list.*", "kv.drain.step"};
+  for (int round = 0; round < rounds; round++) {
+    /* each round starts from an empty database, so counts compare with the batch number */
+    shmd_store_t *s = ts_open("t", 16 * MB, 16 * MB);
+    MEXPECT(s, NULL, "FLUSHDB", "+OK");
+    shmd_close(s);
+    int pfd[2];
+    cr_assert_eq(pipe(pfd), 0);
+    int use_point = round % 2 == 1;
+    char pointbuf[64];
+    if (use_point)
+      snprintf(pointbuf, sizeof pointbuf, "%s:%u", points[ts_below(&g, 5)], (unsigned)(1 + ts_below(&g, 200)));
+    pid_t pid = fork();
+    if (pid == 0) {
+      close(pfd[0]);
+      if (use_point)
+        setenv("SHMDICT_CRASH_POINT", pointbuf, 1);
+      crash_child(pfd[1]);
+      _exit(0);
+    }
+    close(pfd[1]);
+    if (!use_point) {
+      usleep((useconds_t)(2000 + ts_below(&g, 40000)));
+      kill(pid, SIGKILL);
+    } else {
+      int st = 0;
+      for (int t = 0; t < 300; t++) {
+        if (waitpid(pid, &st, WNOHANG) == pid) {
+          cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "child ended with status %d", st);
+          pid = -1;
+          break;
+        }
+        usleep(1000);
+      }
+      if (pid > 0)
+        kill(pid, SIGKILL);
+    }
+    uint32_t done = 0, v;
+    while (read(pfd[0], &v, sizeof v) == sizeof v)
+      done = v;
+    close(pfd[0]);
+    if (pid > 0)
+      cr_assert_eq(ts_wait(pid), 128 + SIGKILL);
+    cr_log_info("round %d: %u batches reported%s%s", round, done, use_point ? ", crash point " : "",
+                use_point ? pointbuf : "");
+    s = ts_open("t", 16 * MB, 16 * MB);
+    check_all(s);
+    crash_verify(s, done, 0);
+    cr_assert_eq(shmd_kv_drain(s, 0, 0), 0);
+    check_all(s);
+    shmd_close(s);
+  }
+  /* nothing leaked: after a FLUSHDB and a full drain the store holds what it held at the start */
+  shmd_store_t *s = ts_open("t", 16 * MB, 16 * MB);
+  MEXPECT(s, NULL, "FLUSHDB", "+OK");
+  cr_assert_eq(shmd_kv_drain(s, 0, 0), 0);
+  check_all(s);
+  shmd_stats_t st1;
+  cr_assert_eq(shmd_stats(s, &st1), 0);
+  cr_expect_eq(st1.allocated_bytes, st0.allocated_bytes, "%llu bytes allocated, %llu at the start",
+               (unsigned long long)st1.allocated_bytes, (unsigned long long)st0.allocated_bytes);
+  shmd_close(s);
+}
