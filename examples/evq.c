@@ -69,6 +69,10 @@ typedef struct evq_event_s {
   unsigned char data[];
 } evq_event_t;
 
+/* The layout is a contract: the C++ version (evq.hpp) and any process of either kind share it. */
+_Static_assert(sizeof(evq_hdr_t) == 72 && offsetof(evq_hdr_t, ring) == 40, "evq header layout");
+_Static_assert(sizeof(evq_event_t) == 32, "evq event layout");
+
 /* ---------------------------------------------------------------------------------------------- */
 /* Helpers. */
 
