@@ -9,6 +9,7 @@ pkgs=(
   libxxhash-dev libreadline-dev
   redis-server redis-tools libhiredis-dev python3-redis libuv1-dev
   python3-matplotlib
+  python3-dev python3-redis
   libglib2.0-dev
   clang libclang-rt-dev
   abigail-tools binutils
