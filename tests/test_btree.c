@@ -1351,6 +1351,99 @@ Test(btree, mp_two_writers, .init = ts_init, .fini = ts_fini, .timeout = 120) {
   shmd_close(s);
 }
 
+/* Three writers on disjoint keys and a reader that checks the whole tree and walks it in order
+ * while they run. */
+static int order_visit(const void *k, size_t kl, const void *v, size_t vl, uint64_t rank,
+                       void *arg) {
+  (void)v;
+  (void)vl;
+  (void)rank;
+  unsigned char *prev = arg; /* prev[0..511] key, prev[512..519] length, prev[520] set */
+  size_t pl;
+  memcpy(&pl, prev + 512, sizeof pl);
+  if (prev[520]) {
+    size_t m = pl < kl ? pl : kl;
+    int c = memcmp(prev, k, m);
+    if (c > 0 || (c == 0 && pl >= kl))
+      return 1;
+  }
+  if (kl > 512)
+    return 2;
+  memcpy(prev, k, kl);
+  memcpy(prev + 512, &kl, sizeof kl);
+  prev[520] = 1;
+  return 0;
+}
+
+static void child_reader(const char *store, long rounds) {
+  shmd_options_t o = ts_opts(32 * MIB, 32 * MIB);
+  shmd_store_t *s;
+  if (shmd_open(store, &o, &s) != 0)
+    _exit(80);
+  shmd_ptr_t t;
+  if (shmd_root_get(s, "tree", &t) != 0)
+    _exit(81);
+  static unsigned char prev[528];
+  for (long i = 0; i < rounds; i++) {
+    if (shmd_btree_check(s, t) != 0)
+      _exit(83);
+    memset(prev, 0, sizeof prev);
+    size_t visited;
+    uint64_t n;
+    if (shmd_btree_len(s, t, &n) != 0)
+      _exit(84);
+    int rc = shmd_btree_walk_rank(s, t, 0, SIZE_MAX, 0, order_visit, prev, &visited);
+    if (rc != 0)
+      _exit(85);
+  }
+  shmd_close(s);
+  _exit(0);
+}
+
+Test(btree, mp_writers_and_reader, .init = ts_init, .fini = ts_fini, .timeout = 240) {
+  make_tree_store("mp3");
+  uint64_t seed = ts_seed("mp_writers_and_reader");
+  long ops = knob("SHMDICT_BT_STEPS", 30000) / 2;
+  enum { W = 3 };
+  int fds[W][2];
+  pid_t pids[W], reader;
+  for (int c = 0; c < W; c++) {
+    cr_assert_eq(pipe(fds[c]), 0);
+    pids[c] = fork();
+    cr_assert_geq(pids[c], 0);
+    if (pids[c] == 0) {
+      close(fds[c][0]);
+      child_writer("mp3", NULL, seed + (uint64_t)c * 7777, fds[c][1], ops, W, (uint32_t)c);
+    }
+    close(fds[c][1]);
+  }
+  reader = fork();
+  cr_assert_geq(reader, 0);
+  if (reader == 0)
+    child_reader("mp3", 150);
+  kstate_t *ks = calloc(UNIVERSE, sizeof *ks);
+  for (int c = 0; c < W; c++) {
+    size_t n;
+    int killed;
+    rec_t *recs = read_records(fds[c][0], &n, 0, pids[c], &killed);
+    close(fds[c][0]);
+    cr_assert_eq(ts_wait(pids[c]), 0, "writer %d failed", c);
+    cr_assert_eq(n, 2 * (size_t)ops);
+    rec_t pending = apply_records(ks, recs, n);
+    cr_assert_eq(pending.type, 0);
+    free(recs);
+  }
+  cr_assert_eq(ts_wait(reader), 0, "the reader saw a damaged or unordered tree");
+  shmd_store_t *s = ts_open("mp3", 32 * MIB, 32 * MIB);
+  shmd_ptr_t t;
+  cr_assert_eq(shmd_root_get(s, "tree", &t), 0);
+  tree_check(s, t);
+  verify_tree(s, t, ks, NULL);
+  alloc_check(s);
+  free(ks);
+  shmd_close(s);
+}
+
 /* ============================================================================================== */
 /* Crashes                                                                                        */
 /* ============================================================================================== */
@@ -1495,4 +1588,77 @@ Test(btree, crash_destroy, .init = ts_init, .fini = ts_fini, .timeout = 120) {
   cr_assert_eq(st1.allocated_bytes, st0.allocated_bytes);
   alloc_check(s);
   shmd_close(s);
+}
+
+/* Kills at the root's growth and shrink: a child inserts keys 0 .. N-1 in order into an empty
+ * tree, then deletes them in order, armed to die the k-th time it grows (or shrinks) the root.
+ * Afterwards the tree must pass check and hold a contiguous run of keys that starts at 0 (insert
+ * phase) or ends at N-1 (delete phase), i.e. the state before or after the interrupted operation. */
+Test(btree, crash_grow_shrink, .init = ts_init, .fini = ts_fini, .timeout = 180) {
+  enum { N = 400 };
+  shmd_store_t *s = ts_open("cgrow", 32 * MIB, 32 * MIB);
+  shmd_stats_t st0, st1;
+  cr_assert_eq(shmd_stats(s, &st0), 0);
+  shmd_close(s);
+  static const char *points[] = {"btree.grow", "btree.shrink", "btree.split", "btree.merge",
+                                 "btree.borrow"};
+  int killed = 0;
+  for (int round = 0; round < 20; round++) {
+    s = ts_open("cgrow", 32 * MIB, 32 * MIB);
+    shmd_ptr_t t;
+    cr_assert_eq(shmd_btree_create(s, SHMD_BTREE_I64, &t), 0);
+    cr_assert_eq(shmd_root_set(s, "tree", t), 0);
+    shmd_close(s);
+    char spec[64];
+    snprintf(spec, sizeof spec, "%s:%d", points[round % 5], 1 + (round / 5) % 2);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+      setenv("SHMDICT_CRASH_POINT", spec, 1);
+      shmd_options_t o = ts_opts(32 * MIB, 32 * MIB);
+      shmd_store_t *cs;
+      shmd_ptr_t ct;
+      if (shmd_open("cgrow", &o, &cs) || shmd_root_get(cs, "tree", &ct))
+        _exit(80);
+      for (int64_t k = 0; k < N; k++)
+        if (shmd_btree_put(cs, ct, &k, 8, &k, 8, SHMD_BTREE_NX, NULL))
+          _exit(81);
+      for (int64_t k = 0; k < N; k++)
+        if (shmd_btree_delete(cs, ct, &k, 8))
+          _exit(82);
+      _exit(0);
+    }
+    int st = ts_wait(pid);
+    cr_assert_eq(st, 128 + SIGKILL, "%s: the child was not killed (status %d)", spec, st);
+    killed++;
+    s = ts_open("cgrow", 32 * MIB, 32 * MIB);
+    cr_assert_eq(shmd_root_get(s, "tree", &t), 0);
+    tree_check(s, t);
+    alloc_check(s);
+    uint64_t n;
+    cr_assert_eq(shmd_btree_len(s, t, &n), 0);
+    if (n > 0) {
+      int64_t lo, hi;
+      shmd_btree_item_t a = {&lo, 8, 0, NULL, 0, 0, 0}, b = {&hi, 8, 0, NULL, 0, 0, 0};
+      cr_assert_eq(shmd_btree_first(s, t, &a), 0);
+      cr_assert_eq(shmd_btree_last(s, t, &b), 0);
+      cr_assert_eq((uint64_t)(hi - lo + 1), n, "%s: keys not contiguous", spec);
+      cr_assert(lo == 0 || hi == N - 1, "%s: [%lld, %lld] is neither a prefix nor a suffix", spec,
+                (long long)lo, (long long)hi);
+      for (int64_t k = lo; k <= hi; k++) {
+        int64_t v;
+        cr_assert_eq(shmd_btree_get(s, t, &k, 8, &v, 8, NULL), 0);
+        cr_assert_eq(v, k);
+      }
+    }
+    cr_assert_eq(shmd_btree_destroy(s, t), 0);
+    cr_assert_eq(shmd_root_del(s, "tree"), 0);
+    shmd_close(s);
+  }
+  s = ts_open("cgrow", 32 * MIB, 32 * MIB);
+  cr_assert_eq(shmd_stats(s, &st1), 0);
+  cr_assert_eq(st1.allocated_bytes, st0.allocated_bytes, "leak across the killed rounds");
+  alloc_check(s);
+  shmd_close(s);
+  cr_log_info("crash_grow_shrink: %d rounds killed", killed);
 }
