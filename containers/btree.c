@@ -1084,8 +1084,95 @@ int shmd_btree_create(shmd_store_t *s, shmd_btree_order_t order, shmd_ptr_t *out
   return rc;
 }
 
-/* Undo-log words one delete may need (generous: up to four partly logged nodes per level). */
-static size_t delete_budget(const map_t *m) { return 320 * (size_t)m->h->height + 64; }
+/* One step of destroy: the cost of removing the smallest entries, from the leftmost path.
+ * Either the whole leftmost leaf at once (when its parent can lose a child without falling under
+ * the minimum: the parent's slots shift left, the ancestors' first counts drop), or the smallest
+ * entry through delete_entry(). The costs are upper bounds for this very path: a level whose
+ * first child is at the minimum is topped up (borrow or merge: at most 180 undo words, one
+ * separator copy and two frees), any other level changes one count word. */
+typedef struct dplan_s {
+  int bulk;
+  size_t entries, words, allocs, frees;
+} dplan_t;
+
+static int destroy_plan(const map_t *m, size_t max_entries, dplan_t *pl) {
+  nref_t cur, par = {{0}, NULL};
+  TRY(root_at(m, &cur));
+  size_t words = 0, allocs = 0, frees = 0;
+  for (unsigned d = 0; cur.a->level > 0; d++) {
+    if (d >= MAX_DEPTH)
+      return CORRUPT("tree too deep");
+    nref_t c;
+    TRY(child_at(m, &cur, 0, &c));
+    if (c.a->n <= MINF) {
+      words += 180 + 2;
+      allocs += 1;
+      frees += 3;
+    } else {
+      words += 1;
+    }
+    par = cur;
+    cur = c;
+  }
+  unsigned ln = cur.a->n;
+  if (ln == 0)
+    return CORRUPT("empty leaf in a non-empty tree");
+  int root_par = par.a != NULL && par.p.v == m->h->root.v;
+  if (par.a != NULL && ln <= max_entries && par.a->n > (root_par ? 2u : MINF)) {
+    pl->bulk = 1;
+    pl->entries = ln;
+    pl->words = 1 + 7 * (size_t)par.a->n + m->h->height + 2;
+    pl->allocs = 0;
+    pl->frees = 2 * (size_t)ln + 2;
+    return 0;
+  }
+  pl->bulk = 0;
+  pl->entries = 1;
+  pl->words = words + 1 + 7 * (size_t)ln + 2;
+  pl->allocs = allocs;
+  pl->frees = frees + 2;
+  return 0;
+}
+
+/* Removes the whole leftmost leaf (destroy_plan said it can). */
+static int remove_leftmost_leaf(map_t *m, uint64_t *removed) {
+  path_t pa;
+  nref_t cur;
+  TRY(root_at(m, &cur));
+  unsigned d = 0;
+  for (;; d++) {
+    if (d >= MAX_DEPTH)
+      return CORRUPT("tree too deep");
+    pa.nd[d] = cur;
+    pa.idx[d] = 0;
+    if (cur.a->level == 0)
+      break;
+    nref_t c;
+    TRY(child_at(m, &cur, 0, &c));
+    cur = c;
+  }
+  if (d == 0)
+    return CORRUPT("bulk removal from a root leaf");
+  const node_t *l = cur.a;
+  nref_t *P = &pa.nd[d - 1];
+  node_t *p = P->a;
+  uint64_t k = l->n;
+  for (unsigned i = 0; i < l->n; i++)
+    TRY(ent_drop(m, l, i));
+  m->dirty = 1;
+  TRY(shmd_tx_free(m->tx, cur.p));
+  TRY(log_slots(m, P, 0, p->n));
+  TRY(sep_drop(m, &p->key[1])); /* child 1 becomes child 0: its separator goes */
+  slots_copy(p, 0, p, 1, p->n - 1u);
+  memset(&p->key[0], 0, sizeof(kslot_t));
+  p->abbr[0] = 0;
+  p->n--;
+  slot_clear(p, p->n);
+  for (unsigned a = 0; a + 1 < d; a++)
+    TRY(set_word(m, &pa.nd[a], &pa.nd[a].a->cnt[0], pa.nd[a].a->cnt[0] - k));
+  *removed = k;
+  return hdr_set(m, &m->h->count, m->h->count - k);
+}
 
 int shmd_btree_destroy_step(shmd_store_t *s, shmd_ptr_t tree, size_t max_entries,
                             uint64_t *remaining) {
@@ -1096,23 +1183,26 @@ int shmd_btree_destroy_step(shmd_store_t *s, shmd_ptr_t tree, size_t max_entries
   size_t done = 0;
   while (rc == 0 && n > 0 && done < max_entries) {
     size_t words, allocs, frees;
-    size_t need_a = m.h->height + 2, need_f = 2 * (size_t)m.h->height + 4;
+    dplan_t pl;
+    if ((rc = destroy_plan(&m, max_entries - done, &pl)))
+      break;
     shmd_tx_room(m.tx, &words, &allocs, &frees);
-    /* A first entry always fits: the transaction grows for it (the caller's may be full). */
-    if (words < delete_budget(&m) || allocs < need_a || frees < need_f) {
+    /* A first step always fits: the transaction grows for it (the caller's may be full). */
+    if (words < pl.words || allocs < pl.allocs || frees < pl.frees) {
       if (done > 0)
         break;
-      if ((rc = shmd_tx_reserve(m.tx, delete_budget(&m), need_a, need_f))) {
+      if ((rc = shmd_tx_reserve(m.tx, pl.words, pl.allocs, pl.frees))) {
         m.dirty = 1; /* a caller's transaction may hold earlier batches: never commit those */
         break;
       }
     }
     m.nfresh = 0;
-    if ((rc = delete_entry(&m, NULL)))
+    uint64_t k = 1;
+    if ((rc = pl.bulk ? remove_leftmost_leaf(&m, &k) : delete_entry(&m, NULL)))
       break;
     SHMD_CRASH_POINT("btree.destroy.removed");
-    n--;
-    done++;
+    n -= k;
+    done += (size_t)k;
   }
   if (rc == 0 && n == 0) {
     if (shmd_tx_reserve(m.tx, 2, 0, 2) == 0) {
