@@ -29,6 +29,16 @@
  *             an absent key (chunks as above), shmd_rbtree_get, shmd_rbtree_rank, on a
  *             SHMD_RBTREE_BYTES tree of 1M keys (same keys, 64-byte values).
  *
+ *   zset_add/1M/<impl>, zset_rank/1M/<impl>: one sorted set of 1M members keyed as the keyspace
+ *             keys its zsets: (score, member) in DOUBLE_BYTES order with an empty value, member
+ *             i = "m:<i>", score (i * 7919) mod 1000003 (bench_kv's members and scores; distinct
+ *             here). add inserts an absent member (chunks as above), rank ranks a random present
+ *             one. <impl> is shmdict (the counted B+tree of btree.h, which the keyspace's zsets
+ *             move to) or rbtree (the red-black map the keyspace uses today).
+ *   chase/256M: one dependent load per operation through a random cyclic permutation of the
+ *             4M cache lines of a 256 MiB array (Sattolo's shuffle): the machine's memory latency
+ *             (with TLB misses), the unit of the zset goal (zset_rank/1M <= 5 chase units).
+ *
  * Second mode, not google-benchmark: `bench_containers --growth-latency DIR [--keys N]` inserts
  * keys 0 .. N-1 (default 10M) one by one into an empty table, timing every single insert (wall
  * clock, CLOCK_MONOTONIC through the vDSO, one read per insert), for these series:
@@ -290,10 +300,66 @@ BC_INLINE int rb_rank(shmd_store_t *s, shmd_ptr_t t, uint64_t i, uint64_t *rank)
   return shmd_rbtree_rank(s, t, k, KEY_LEN, rank);
 }
 
+/* Sorted-set members: key (score(i), "m:<i>") in DOUBLE_BYTES order, as the keyspace builds it
+ * (shmd_rbtree_dkey / shmd_btree_dkey lay out the same bytes). */
+BC_INLINE size_t zkey(uint64_t i, unsigned char *buf) {
+  double score = (double)(i * 7919 % 1000003);
+  char digits[24];
+  size_t nd = 0;
+  do {
+    digits[nd++] = (char)('0' + i % 10);
+    i /= 10;
+  } while (i);
+  memcpy(buf, &score, 8);
+  buf[8] = 'm';
+  buf[9] = ':';
+  for (size_t d = 0; d < nd; d++)
+    buf[10 + d] = (unsigned char)digits[nd - 1 - d];
+  return 10 + nd;
+}
+
+BC_INLINE int zb_put(shmd_store_t *s, shmd_ptr_t t, uint64_t i) {
+  unsigned char k[40];
+  size_t kl = zkey(i, k);
+  return shmd_btree_put(s, t, k, kl, "", 0, SHMD_BTREE_NX, NULL);
+}
+BC_INLINE int zb_del(shmd_store_t *s, shmd_ptr_t t, uint64_t i) {
+  unsigned char k[40];
+  size_t kl = zkey(i, k);
+  return shmd_btree_delete(s, t, k, kl);
+}
+BC_INLINE int zb_rank(shmd_store_t *s, shmd_ptr_t t, uint64_t i, uint64_t *rank) {
+  unsigned char k[40];
+  size_t kl = zkey(i, k);
+  return shmd_btree_rank(s, t, k, kl, rank);
+}
+BC_INLINE int zr_put(shmd_store_t *s, shmd_ptr_t t, uint64_t i) {
+  unsigned char k[40];
+  size_t kl = zkey(i, k);
+  return shmd_rbtree_put(s, t, k, kl, "", 0, SHMD_RBTREE_NX, NULL);
+}
+BC_INLINE int zr_del(shmd_store_t *s, shmd_ptr_t t, uint64_t i) {
+  unsigned char k[40];
+  size_t kl = zkey(i, k);
+  return shmd_rbtree_delete(s, t, k, kl);
+}
+BC_INLINE int zr_rank(shmd_store_t *s, shmd_ptr_t t, uint64_t i, uint64_t *rank) {
+  unsigned char k[40];
+  size_t kl = zkey(i, k);
+  return shmd_rbtree_rank(s, t, k, kl, rank);
+}
+
 /* ---------------------------------------------------------------------------------------------- */
 /* The tables of the benchmarks, built on first use. */
 
-typedef enum impl_e { IMPL_SHMDICT, IMPL_INPROC, IMPL_RBTREE, IMPL_COUNT } impl_t;
+typedef enum impl_e {
+  IMPL_SHMDICT,
+  IMPL_INPROC,
+  IMPL_RBTREE,
+  IMPL_ZBTREE, /* sorted set on the B+tree */
+  IMPL_ZRBTREE, /* sorted set on the rbtree */
+  IMPL_COUNT
+} impl_t;
 
 typedef struct table_s {
   impl_t impl;
@@ -309,6 +375,7 @@ static table_t tables[] = {
     {IMPL_SHMDICT, SMALL_N, 0, {0}, NULL, 0, ""}, {IMPL_INPROC, SMALL_N, 0, {0}, NULL, 0, ""},
     {IMPL_SHMDICT, BIG_N, 0, {0}, NULL, 0, ""},   {IMPL_INPROC, BIG_N, 0, {0}, NULL, 0, ""},
     {IMPL_RBTREE, SMALL_N, 0, {0}, NULL, 0, ""},
+    {IMPL_ZBTREE, SMALL_N, 0, {0}, NULL, 0, ""},  {IMPL_ZRBTREE, SMALL_N, 0, {0}, NULL, 0, ""},
 };
 
 static const char *size_name(uint64_t n) { return n == BIG_N ? "10M" : "1M"; }
@@ -319,6 +386,10 @@ BC_INLINE int t_put(table_t *t, uint64_t i) {
     return sd_put(bench_store.s, t->sd, i);
   case IMPL_INPROC:
     return inproc_put(t->ip, i);
+  case IMPL_ZBTREE:
+    return zb_put(bench_store.s, t->sd, i);
+  case IMPL_ZRBTREE:
+    return zr_put(bench_store.s, t->sd, i);
   default:
     return rb_put(bench_store.s, t->sd, i);
   }
@@ -330,6 +401,10 @@ BC_INLINE int t_del(table_t *t, uint64_t i) {
     return sd_del(bench_store.s, t->sd, i);
   case IMPL_INPROC:
     return inproc_del(t->ip, i);
+  case IMPL_ZBTREE:
+    return zb_del(bench_store.s, t->sd, i);
+  case IMPL_ZRBTREE:
+    return zr_del(bench_store.s, t->sd, i);
   default:
     return rb_del(bench_store.s, t->sd, i);
   }
@@ -361,6 +436,10 @@ static int t_prepare(shim_state_t *st, table_t *t) {
       rc = shmd_hash_create(bench_store.s, 0, &t->sd);
     else if (t->impl == IMPL_RBTREE)
       rc = shmd_rbtree_create(bench_store.s, SHMD_RBTREE_BYTES, &t->sd);
+    else if (t->impl == IMPL_ZBTREE)
+      rc = shmd_btree_create(bench_store.s, SHMD_BTREE_DOUBLE_BYTES, &t->sd);
+    else if (t->impl == IMPL_ZRBTREE)
+      rc = shmd_rbtree_create(bench_store.s, SHMD_RBTREE_DOUBLE_BYTES, &t->sd);
     else
       t->ip = inproc_new();
     if (rc != 0) {
@@ -422,7 +501,18 @@ BC_INLINE void run_get(shim_state_t *st, table_t *t) {
   shim_set_ops(st, (double)ops);
 }
 
-/* Rank of random present keys (rbtree). */
+BC_INLINE int t_rank(table_t *t, uint64_t i, uint64_t *r) {
+  switch (t->impl) {
+  case IMPL_ZBTREE:
+    return zb_rank(bench_store.s, t->sd, i, r);
+  case IMPL_ZRBTREE:
+    return zr_rank(bench_store.s, t->sd, i, r);
+  default:
+    return rb_rank(bench_store.s, t->sd, i, r);
+  }
+}
+
+/* Rank of random present keys (the trees). */
 BC_INLINE void run_rank(shim_state_t *st, table_t *t) {
   if (t_prepare(st, t) != 0)
     return;
@@ -430,7 +520,7 @@ BC_INLINE void run_rank(shim_state_t *st, table_t *t) {
   int rc = 0;
   for (uint64_t n; (n = shim_batch(st)) != 0;) {
     for (uint64_t j = 0; j < n; j++) {
-      rc |= rb_rank(bench_store.s, t->sd, rng_below(rng_next(&rng) >> 32, t->n), &r);
+      rc |= t_rank(t, rng_below(rng_next(&rng) >> 32, t->n), &r);
       sum += r;
     }
     ops += n;
@@ -532,6 +622,45 @@ static void bm_len(shim_state_t *st, void *arg) {
   shim_set_ops(st, (double)ops);
 }
 
+/* chase/256M: dependent loads through one random cycle over the cache lines of 256 MiB. */
+enum { CHASE_LINES = (256u << 20) / 64 };
+static uint64_t *chase_buf;
+
+static void bm_chase(shim_state_t *st, void *arg) {
+  (void)arg;
+  if (chase_buf == NULL) {
+    uint64_t *b = aligned_alloc(64, (size_t)CHASE_LINES * 64);
+    uint32_t *perm = malloc((size_t)CHASE_LINES * sizeof *perm);
+    if (b == NULL || perm == NULL) {
+      free(b);
+      free(perm);
+      shim_skip_with_error(st, "chase: out of memory");
+      return;
+    }
+    for (uint32_t i = 0; i < CHASE_LINES; i++)
+      perm[i] = i;
+    uint64_t rng = UINT64_C(0x2545F4914F6CDD1D);
+    for (uint32_t i = CHASE_LINES - 1; i > 0; i--) { /* Sattolo: one cycle through every line */
+      uint32_t j = (uint32_t)rng_below(rng_next(&rng) >> 32, i);
+      uint32_t x = perm[i];
+      perm[i] = perm[j];
+      perm[j] = x;
+    }
+    for (uint32_t i = 0; i < CHASE_LINES; i++)
+      b[(size_t)i * 8] = perm[i];
+    free(perm);
+    chase_buf = b;
+  }
+  uint64_t p = 0, ops = 0;
+  for (uint64_t n; (n = shim_batch(st)) != 0;) {
+    for (uint64_t j = 0; j < n; j++)
+      p = chase_buf[p * 8];
+    ops += n;
+  }
+  shim_counter(st, "checksum", (double)(p & 0xffff));
+  shim_set_ops(st, (double)ops);
+}
+
 static void bm_get(shim_state_t *st, void *arg) { run_get(st, arg); }
 static void bm_put(shim_state_t *st, void *arg) { run_put(st, arg); }
 static void bm_delete(shim_state_t *st, void *arg) { run_delete(st, arg); }
@@ -555,6 +684,11 @@ static void register_all(void) {
   shim_register("rbtree_insert/1M/shmdict", bm_put, rb);
   shim_register("rbtree_find/1M/shmdict", bm_get, rb);
   shim_register("rbtree_rank/1M/shmdict", bm_rank, rb);
+  shim_register("zset_add/1M/shmdict", bm_put, &tables[5]);
+  shim_register("zset_rank/1M/shmdict", bm_rank, &tables[5]);
+  shim_register("zset_add/1M/rbtree", bm_put, &tables[6]);
+  shim_register("zset_rank/1M/rbtree", bm_rank, &tables[6]);
+  shim_register("chase/256M", bm_chase, NULL);
 }
 
 /* ---------------------------------------------------------------------------------------------- */

@@ -13,6 +13,7 @@
 #include "shmdict/list.h"
 #include "shmdict/hash.h"
 #include "shmdict/rbtree.h"
+#include "shmdict/btree.h"
 #include "shmdict/kv.h"
 
 #endif /* SHMD_SHMDICT_H */
