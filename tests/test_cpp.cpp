@@ -22,7 +22,9 @@
 #include "examples/evq.h"
 #include "examples/evq.hpp"
 #include "shmdict.hpp"
-#include "tests/rmtree.h"
+extern "C" {
+#include "tests/support_sys.h"
+}
 
 static char dir[256];
 
