@@ -875,8 +875,13 @@ int kv_flushdb(kv_ctx_t *c) {
   return 0;
 }
 
-static __thread uint64_t expire_cursor[KV_NDB][KV_STRIPES];
-static __thread unsigned expire_stripe[KV_NDB];
+/* Where the active-expiry step goes on: hints shared by the process's threads (relaxed atomics; a
+ * cursor is any value SCAN accepts, so a stale or another store's one only moves the sweep). They
+ * are not thread-local because a module dlopen()ed into a program (the Python extension) must fit its
+ * whole thread-local block into glibc's small static TLS surplus: the library has one initial-exec
+ * variable (shmd__tl_thr), which makes the block static. */
+static uint64_t expire_cursor[KV_NDB][KV_STRIPES];
+static unsigned expire_stripe[KV_NDB];
 
 typedef struct exp_scan_s {
   uint64_t now;
@@ -902,14 +907,16 @@ int shmd_kv_expire_step(shmd_store_t *s, unsigned db, size_t budget, size_t *exp
   int rc = kv_begin(s, db, &c);
   if (rc)
     return rc;
-  unsigned st = expire_stripe[db] % KV_STRIPES;
+  unsigned st = __atomic_load_n(&expire_stripe[db], __ATOMIC_RELAXED) % KV_STRIPES;
   exp_scan_t e = {c.now, {0}};
   size_t n = 0;
+  uint64_t cur = __atomic_load_n(&expire_cursor[db][st], __ATOMIC_RELAXED);
   if ((rc = kv_lock_stripes(&c, 1u << st)) == 0)
-    rc = shmd_hash_scan(s, c.db->stripe[st], expire_cursor[db][st], budget, exp_visit, &e,
-                        &expire_cursor[db][st]);
-  if (rc == 0 && expire_cursor[db][st] == 0)
-    expire_stripe[db] = st + 1;
+    rc = shmd_hash_scan(s, c.db->stripe[st], cur, budget, exp_visit, &e, &cur);
+  if (rc == 0)
+    __atomic_store_n(&expire_cursor[db][st], cur, __ATOMIC_RELAXED);
+  if (rc == 0 && cur == 0)
+    __atomic_store_n(&expire_stripe[db], st + 1, __ATOMIC_RELAXED);
   for (size_t i = 0; rc == 0 && i < e.ks.n; i++) {
     kv_ref_t ref;
     rc = kv_lookup(&c, e.ks.k[i], e.ks.l[i], &ref); /* deletes it as it is expired */
