@@ -415,8 +415,10 @@ void srv_block_cron(void) {
 
 static int arg_is(const char *a, size_t n, const char *lit) { return strlen(lit) == n && !strncasecmp(a, lit, n); }
 
-/* BLPOP / BRPOP key [key ...] timeout: LMPOP numkeys key... LEFT|RIGHT */
-static void list_one(client_t *c, int argc, const char **argv, const size_t *lens, const char *side, const char *name) {
+/* BLPOP / BRPOP key [key ...] timeout: LMPOP numkeys key... LEFT|RIGHT; BZPOPMIN / BZPOPMAX key
+ * [key ...] timeout: ZMPOP numkeys key... MIN|MAX. `pop` is the non-blocking command tried. */
+static void pop_one(client_t *c, int argc, const char **argv, const size_t *lens, const char *pop, int kind,
+                    const char *side, const char *name) {
   uint64_t ms;
   if (parse_timeout(c, argv[argc - 1], lens[argc - 1], &ms))
     return;
@@ -430,8 +432,8 @@ static void list_one(client_t *c, int argc, const char **argv, const size_t *len
     resp_errorf(&c->out, "ERR shmdict: out of memory");
     return;
   }
-  pv[0] = "lmpop";
-  pl[0] = 5;
+  pv[0] = pop;
+  pl[0] = strlen(pop);
   pl[1] = (size_t)snprintf(nbuf, sizeof nbuf, "%d", nk);
   pv[1] = nbuf;
   for (int i = 0; i < nk; i++) {
@@ -440,16 +442,16 @@ static void list_one(client_t *c, int argc, const char **argv, const size_t *len
   }
   pv[2 + nk] = side;
   pl[2 + nk] = strlen(side);
-  start(c, BK_LIST_ONE, name, nk + 3, pv, pl, nk, ms);
+  start(c, kind, name, nk + 3, pv, pl, nk, ms);
   free(pv);
   free(pl);
 }
 
 void srv_cmd_blpop(client_t *c, int argc, const char **argv, const size_t *lens) {
-  list_one(c, argc, argv, lens, "LEFT", "blpop");
+  pop_one(c, argc, argv, lens, "lmpop", BK_LIST_ONE, "LEFT", "blpop");
 }
 void srv_cmd_brpop(client_t *c, int argc, const char **argv, const size_t *lens) {
-  list_one(c, argc, argv, lens, "RIGHT", "brpop");
+  pop_one(c, argc, argv, lens, "lmpop", BK_LIST_ONE, "RIGHT", "brpop");
 }
 
 static void move(client_t *c, const char *src, size_t sl, const char *dst, size_t dl, const char *from, size_t fl,
@@ -515,39 +517,9 @@ void srv_cmd_bzmpop(client_t *c, int argc, const char **argv, const size_t *lens
   mpop(c, argc, argv, lens, "zmpop", BK_ZMPOP, "bzmpop");
 }
 
-/* BZPOPMIN / BZPOPMAX key [key ...] timeout: ZMPOP numkeys key... MIN|MAX */
-static void zpop_one(client_t *c, int argc, const char **argv, const size_t *lens, const char *side, const char *name) {
-  uint64_t ms;
-  if (parse_timeout(c, argv[argc - 1], lens[argc - 1], &ms))
-    return;
-  int nk = argc - 2;
-  const char **pv = calloc((size_t)nk + 3, sizeof *pv);
-  size_t *pl = calloc((size_t)nk + 3, sizeof *pl);
-  char nbuf[24];
-  if (pv == NULL || pl == NULL) {
-    free(pv);
-    free(pl);
-    resp_errorf(&c->out, "ERR shmdict: out of memory");
-    return;
-  }
-  pv[0] = "zmpop";
-  pl[0] = 5;
-  pl[1] = (size_t)snprintf(nbuf, sizeof nbuf, "%d", nk);
-  pv[1] = nbuf;
-  for (int i = 0; i < nk; i++) {
-    pv[2 + i] = argv[1 + i];
-    pl[2 + i] = lens[1 + i];
-  }
-  pv[2 + nk] = side;
-  pl[2 + nk] = strlen(side);
-  start(c, BK_ZPOP_ONE, name, nk + 3, pv, pl, nk, ms);
-  free(pv);
-  free(pl);
-}
-
 void srv_cmd_bzpopmin(client_t *c, int argc, const char **argv, const size_t *lens) {
-  zpop_one(c, argc, argv, lens, "MIN", "bzpopmin");
+  pop_one(c, argc, argv, lens, "zmpop", BK_ZPOP_ONE, "MIN", "bzpopmin");
 }
 void srv_cmd_bzpopmax(client_t *c, int argc, const char **argv, const size_t *lens) {
-  zpop_one(c, argc, argv, lens, "MAX", "bzpopmax");
+  pop_one(c, argc, argv, lens, "zmpop", BK_ZPOP_ONE, "MAX", "bzpopmax");
 }

@@ -13,80 +13,14 @@
 
 #define MB (1024ull * 1024)
 
-static int split(const char *line, char **argv, size_t *lens, int max) {
-  int n = 0;
-  const char *p = line;
-  while (*p && n < max) {
-    while (*p == ' ')
-      p++;
-    if (!*p)
-      break;
-    const char *st;
-    size_t len;
-    if (*p == '"') {
-      st = ++p;
-      while (*p && *p != '"')
-        p++;
-      len = (size_t)(p - st);
-      if (*p)
-        p++;
-    } else {
-      st = p;
-      while (*p && *p != ' ')
-        p++;
-      len = (size_t)(p - st);
-    }
-    argv[n] = strndup(st, len);
-    lens[n] = len;
-    n++;
-  }
-  return n;
-}
-
-static void render(const shmd_reply_t *r, char *buf, size_t cap, size_t *pos) {
-  int n = 0;
-  switch (r->type) {
-  case SHMD_REPLY_STATUS: n = snprintf(buf + *pos, cap - *pos, "+%s", r->str); break;
-  case SHMD_REPLY_ERROR: n = snprintf(buf + *pos, cap - *pos, "-%s", r->str); break;
-  case SHMD_REPLY_INTEGER: n = snprintf(buf + *pos, cap - *pos, ":%lld", (long long)r->integer); break;
-  case SHMD_REPLY_BULK: n = snprintf(buf + *pos, cap - *pos, "\"%.*s\"", (int)r->len, r->str); break;
-  case SHMD_REPLY_NIL: n = snprintf(buf + *pos, cap - *pos, "(nil)"); break;
-  case SHMD_REPLY_ARRAY:
-    n = snprintf(buf + *pos, cap - *pos, "[");
-    *pos += (size_t)n;
-    for (size_t i = 0; i < r->nelems; i++) {
-      if (i) {
-        n = snprintf(buf + *pos, cap - *pos, ",");
-        *pos += (size_t)n;
-      }
-      render(&r->elems[i], buf, cap, pos);
-    }
-    n = snprintf(buf + *pos, cap - *pos, "]");
-    break;
-  }
-  *pos += (size_t)n;
-  if (*pos >= cap)
-    *pos = cap - 1;
-}
-
-static char *show(const shmd_reply_t *r) {
-  static char buf[65536];
-  size_t pos = 0;
-  buf[0] = 0;
-  render(r, buf, sizeof buf, &pos);
-  return buf;
-}
-
 /* One line through a client state (m) or, with m NULL, through the stateless entry point. */
 static shmd_reply_t *mrun(shmd_store_t *s, shmd_kv_multi_t *m, const char *line) {
-  char *argv[256];
-  size_t lens[256];
-  int n = split(line, argv, lens, 256);
+  ts_args_t a = {0};
+  ts_args_split(&a, line);
   shmd_reply_t *r = NULL;
-  int rc = m ? shmd_kv_multi_command(m, n, (const char *const *)argv, lens, &r)
-             : shmd_kv_command(s, n, (const char *const *)argv, lens, &r);
-  for (int i = 0; i < n; i++)
-    free(argv[i]);
+  int rc = m ? shmd_kv_multi_command(m, a.argc, (const char *const *)a.argv, a.lens, &r)
+             : shmd_kv_command(s, a.argc, (const char *const *)a.argv, a.lens, &r);
+  ts_args_free(&a);
   cr_assert_eq(rc, 0, "%s: %s", line, shmd_strerror(rc));
   return r;
 }
@@ -94,7 +28,7 @@ static shmd_reply_t *mrun(shmd_store_t *s, shmd_kv_multi_t *m, const char *line)
 #define MEXPECT(s, m, line, want)                                                                  \
   do {                                                                                             \
     shmd_reply_t *r_ = mrun((s), (m), (line));                                                     \
-    cr_expect_str_eq(show(r_), (want), "%s -> %s", (line), show(r_));                              \
+    cr_expect_str_eq(ts_show(r_), (want), "%s -> %s", (line), ts_show(r_));                              \
     shmd_reply_free(r_);                                                                           \
   } while (0)
 
@@ -185,7 +119,7 @@ Test(multi, replies_as_redis) {
   cr_expect_eq(shmd_kv_watch(m, "k", 1), SHMD_EINVAL);
   MEXPECT(s, m, "INCR n", "+QUEUED");
   cr_assert_eq(shmd_kv_multi_exec(m, &r), 0);
-  cr_expect_str_eq(show(r), "[:1]");
+  cr_expect_str_eq(ts_show(r), "[:1]");
   shmd_reply_free(r);
   check_all(s);
   shmd_kv_multi_free(m);
@@ -242,8 +176,8 @@ static void watch_case(shmd_store_t *s, const char *setup, const char *watch, co
   MEXPECT(s, m, "MULTI", "+OK");
   MEXPECT(s, m, "SET done 1", "+QUEUED");
   shmd_reply_t *r = mrun(s, m, "EXEC");
-  cr_expect_str_eq(show(r), want_abort ? "(nil)" : "[+OK]", "setup %s, %s, change %s: %s", setup ? setup : "-",
-                   watch, change ? change : "-", show(r));
+  cr_expect_str_eq(ts_show(r), want_abort ? "(nil)" : "[+OK]", "setup %s, %s, change %s: %s", setup ? setup : "-",
+                   watch, change ? change : "-", ts_show(r));
   shmd_reply_free(r);
   MEXPECT(s, NULL, "EXISTS done", want_abort ? ":0" : ":1");
   shmd_kv_multi_free(m);
@@ -451,12 +385,10 @@ static void crash_child(int fd) {
       } else {
         snprintf(line, sizeof line, fmt[k], i, i);
       }
-      char *argv[80];
-      size_t lens[80];
-      int n = split(line, argv, lens, 80);
-      int rc = shmd_kv_multi_command(m, n, (const char *const *)argv, lens, &r);
-      for (int q = 0; q < n; q++)
-        free(argv[q]);
+      ts_args_t a = {0};
+      ts_args_split(&a, line);
+      int rc = shmd_kv_multi_command(m, a.argc, (const char *const *)a.argv, a.lens, &r);
+      ts_args_free(&a);
       if (rc || r->type != SHMD_REPLY_STATUS)
         _exit(4);
       shmd_reply_free(r);
