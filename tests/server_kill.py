@@ -96,8 +96,8 @@ class Conn:
         return self._reply()
 
 
-def connect(port, stop):
-    while not stop.is_set():
+def connect(port, stop, deadline=None):
+    while not stop.is_set() and (deadline is None or time.time() < deadline):
         try:
             return Conn(port)
         except OSError:
@@ -183,10 +183,20 @@ def main():
         rng = random.Random(12345)
         kills = 0
         t0 = time.time()
+        # Bounded: a server that exits or stops restarting workers fails the test with its log
+        # instead of hanging it until meson's timeout.
+        deadline = t0 + a.kills * a.interval + 120
         while kills < a.kills:
             time.sleep(a.interval)
+            if srv.poll() is not None:
+                failures.append("the server exited (status %s) after %d kills" % (srv.returncode, kills))
+                break
             ws = workers_of(srv.pid)
             if len(ws) < a.processes:
+                if time.time() > deadline:
+                    failures.append("after %d kills only %d of %d workers came back within %.0f s" %
+                                    (kills, len(ws), a.processes, deadline - t0))
+                    break
                 continue  # a restart is in progress
             os.kill(rng.choice(ws), signal.SIGKILL)
             kills += 1
@@ -195,8 +205,13 @@ def main():
         for c in clients:
             c.join(10)
         elapsed = time.time() - t0
+        if failures:
+            raise RuntimeError("; ".join(failures))
         # verify through a fresh connection
-        v = connect(port, threading.Event())
+        v = connect(port, threading.Event(), time.time() + 60)
+        if v is None:
+            failures.append("no connection to the server within 60 s after the kills")
+            raise RuntimeError(failures[-1])
         acked = lost = 0
         for c in clients:
             failures += ["client %d got an error reply: %s" % (c.n, e) for e in c.errors[:3]]
@@ -231,6 +246,8 @@ def main():
             failures.append("no client ever reconnected: the kills did not hit them")
         print("server_kill: %d workers killed in %.1f s, %d acknowledged writes, %d lost, %d reconnects, "
               "shmdict check %s" % (kills, elapsed, acked, lost, reconnects, "ok" if chk.returncode == 0 else "FAILED"))
+    except RuntimeError:
+        pass  # already in failures; the log's tail is printed below
     finally:
         if srv.poll() is None:
             srv.kill()
