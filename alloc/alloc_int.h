@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Internal: the allocator's metadata in each segment, size classes, and the functions its files
- * share. Only alloc/ includes this.
+ * share. The allocator layer's header: included by alloc/ and by the transaction layer (tx/: the
+ * steps that also write a lane word, heap adoption, and the callbacks tx/open.c hands down);
+ * containers/ and kv/ use the public alloc.h. (The malloc shim still includes it; issue 13 item 6
+ * gives it an allocator call instead.)
  *
  * Per segment (at hdr->alloc_off):
  *   struct shmd__seg_alloc: the buddy lock, free lists per order, the class table (one lock and
@@ -98,6 +101,26 @@ struct shmd__fblock {
 };
 #define SHMD__FB_SEEN UINT64_C(0x5345454e46524545)     /* "SEENFREE" */
 #define SHMD__FB_RELEASED UINT64_C(0x52454c4541534544) /* "RELEASED" */
+
+/* The allocator's callbacks for the segment layer (front.c), handed to shmd__store_open() by
+ * whoever opens a store (tx/open.c). */
+const struct shmd__alloc_ops *shmd__alloc_layer_ops(void);
+
+/* ---- for the transaction layer (tx/): allocator steps that also write a lane word (front.c) ---- */
+/* Frees `p` as one allocator step of thread t, and in the same step stores `extra_val` into the
+ * 8-byte lane word `extra` (when not NULL): how a transaction's deferred frees and an abort's (or
+ * recovery's) frees of reservations advance the lane's counters exactly once. A free of t's own
+ * lane record (`extra` is t's dfree_done or resv_count) may go to t's heap instead, with the lane
+ * word stored after the push (heap.c's crossing rules). SHMD_EINVAL when p is no allocated block. */
+int shmd__alloc_free_step(shmd_store_t *s, struct shmd__thr *t, shmd_ptr_t p, uint64_t *extra, uint64_t extra_val);
+/* Allocates `size` bytes as one allocator step that, in the same step, stores the block into the
+ * 8-byte lane word `word`: the block is owned by that word from its first instant (extension
+ * blocks). Statuses as shmd_alloc(). */
+int shmd__alloc_word(shmd_store_t *s, struct shmd__thr *t, size_t size, uint64_t *word, shmd_ptr_t *out);
+/* Allocates `size` bytes for t's transaction: the block is recorded in the lane's next reservation
+ * slot inside the allocator's own step (or, from the heap, before the pop commits), so a crash never
+ * leaks it. The caller made sure the slot exists (t->resv_room). Statuses as shmd_alloc(). */
+int shmd__alloc_reserved(shmd_store_t *s, struct shmd__thr *t, size_t size, shmd_ptr_t *out);
 
 extern const uint32_t shmd__class_bytes[SHMD__NCLASSES];
 uint32_t shmd__size_class(size_t size); /* size <= SHMD_SMALL_MAX */

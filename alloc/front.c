@@ -24,7 +24,7 @@
 #define LARGE_MAX (UINT64_C(1) << 46)
 
 /* ---------------------------------------------------------------------------------------------- */
-/* Segment layer callbacks. */
+/* The segment layer's callbacks (struct shmd__alloc_ops) and the transaction layer's steps. */
 
 static uint64_t meta_bytes(uint64_t data_bytes) {
   uint64_t fixed = (sizeof(struct shmd__seg_alloc) + 63) & ~UINT64_C(63);
@@ -53,7 +53,7 @@ static int heap_free(shmd_store_t *s, struct shmd__thr *t, shmd_ptr_t p);
  * essay: crossing into a transaction). Anything else, in particular a recoverer freeing a dead
  * lane's blocks, or the lane's extension blocks, is a locked step that changes the lane word in the
  * same logged step. */
-static int free_step(shmd_store_t *s, struct shmd__thr *t, shmd_ptr_t p, uint64_t *extra, uint64_t extra_val) {
+int shmd__alloc_free_step(shmd_store_t *s, struct shmd__thr *t, shmd_ptr_t p, uint64_t *extra, uint64_t extra_val) {
   if (t->heap != NULL && !t->in_al && (extra == &t->lane->dfree_done || extra == &t->lane->resv_count)) {
     int rc = heap_free(s, t, p);
     if (rc != 1) {
@@ -69,7 +69,7 @@ static int free_step(shmd_store_t *s, struct shmd__thr *t, shmd_ptr_t p, uint64_
 
 static int alloc_impl(shmd_store_t *s, struct shmd__thr *t, size_t size, int resv, shmd_ptr_t *out);
 
-static int alloc_word(shmd_store_t *s, struct shmd__thr *t, size_t size, uint64_t *word, shmd_ptr_t *out) {
+int shmd__alloc_word(shmd_store_t *s, struct shmd__thr *t, size_t size, uint64_t *word, shmd_ptr_t *out) {
   t->alloc_word = word;
   int rc = alloc_impl(s, t, size, 2, out);
   t->alloc_word = NULL;
@@ -99,8 +99,9 @@ static void release(shmd_store_t *s, struct shmd__thr *t) {
   }
 }
 
-const struct shmd__alloc_ops shmd__alloc_ops = {meta_bytes, seg_init, free_step, alloc_word, shmd__heap_cached,
-                                                shmd__heap_adopt, release};
+static const struct shmd__alloc_ops alloc_ops = {meta_bytes, seg_init, release};
+
+const struct shmd__alloc_ops *shmd__alloc_layer_ops(void) { return &alloc_ops; }
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Allocation. */
@@ -303,7 +304,7 @@ int shmd_alloc(shmd_store_t *store, size_t size, shmd_ptr_t *out) {
   return alloc_impl(store, t, size, 0, out);
 }
 
-int shmd__tx_alloc_reserved(shmd_store_t *s, struct shmd__thr *t, size_t size, shmd_ptr_t *out) {
+int shmd__alloc_reserved(shmd_store_t *s, struct shmd__thr *t, size_t size, shmd_ptr_t *out) {
   return alloc_impl(s, t, size, 1, out);
 }
 
@@ -742,6 +743,46 @@ int shmd_stats(shmd_store_t *store, shmd_stats_t *st) {
   }
   st->allocated_bytes = st->small_bytes_inuse + st->large_bytes_inuse;
   st->recoveries = __atomic_load_n(&store->man->recoveries, __ATOMIC_RELAXED);
+  return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Growth ahead of need: the policy. The segment layer owns the mechanics of spare segments (files
+ * created, reserved in pieces, adopted by growth, orphans removed: segments/store.c, "Growth ahead
+ * of need"); the allocator, which knows the free space, decides when one is wanted. */
+
+#define AHEAD_EVERY 1024u                  /* calls between two looks at the free space (per thread) */
+#define AHEAD_MIN_BLOCK (UINT64_C(2) << 20) /* announced blocks from 2 MiB on get a spare of their own */
+
+/*
+ * Every AHEAD_EVERY calls of a thread, sums the store's free buddy space and its largest free block
+ * (shmd_segment_stats(), a few loads per segment) and asks for a spare growth segment when less
+ * than half a growth segment is free; otherwise, for an announced block of AHEAD_MIN_BLOCK or more
+ * that no free block can hold, a spare big enough for it (a 128 MiB hash table needs a segment of
+ * its own). Every other call reserves one more piece of a spare in progress, so a reservation is
+ * spread over a few thousand calls; with none in progress a call is one relaxed load.
+ */
+int shmd_alloc_expect(shmd_store_t *store, size_t bytes) {
+  static _Thread_local uint32_t tick;
+  if (store == NULL)
+    return SHMD_EINVAL;
+  if (++tick % AHEAD_EVERY != 0) {
+    shmd__grow_ahead(store, 0, 0);
+    return 0;
+  }
+  uint32_t n = shmd__seg_count(store);
+  uint64_t free_bytes = 0, largest = 0;
+  for (uint32_t i = 0; i < n; i++) {
+    shmd_segment_stats_t st;
+    if (shmd_segment_stats(store, i, &st) == 0) {
+      free_bytes += st.free_bytes;
+      largest = st.largest_free_block > largest ? st.largest_free_block : largest;
+    }
+  }
+  if (free_bytes < store->man->grow_seg_bytes / 2 && shmd__grow_ahead(store, 0, 1))
+    return 0; /* one step per call */
+  if (bytes >= AHEAD_MIN_BLOCK && largest < bytes)
+    shmd__grow_ahead(store, bytes, 1);
   return 0;
 }
 

@@ -30,14 +30,12 @@
 #include "shmdict/alloc.h"
 #include "shmdict/error.h"
 #include "segments/lockwait.h"
+#include "cont_int.h"
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Layout */
 
-/* Kind words: 'SHMD' in the low 32 bits marks a shmdict container, the high 32 bits name the kind
- * (ASCII). A different kind with the same marker is SHMD_EINVAL, anything else SHMD_ECORRUPT. */
-#define KIND_MARK UINT64_C(0x444D4853)                   /* "SHMD" little-endian */
-#define ARRAY_MAGIC ((UINT64_C(0x59525241) << 32) | KIND_MARK) /* "ARRY" */
+#define ARRAY_MAGIC SHMD__KIND(0x59525241) /* "ARRY" (containers/cont_int.h) */
 
 /* Limit on the buffer size: no segment is larger than 2^48 and this leaves room for arithmetic. */
 #define ARRAY_BYTES_MAX (UINT64_C(1) << 47)
@@ -65,24 +63,14 @@ typedef struct array_ctx_s {
   unsigned char *data; /* resolved buffer (NULL when capacity is 0) */
   size_t es;           /* element size */
   uint64_t len, cap;
-  int dirty; /* something was changed: failures must abort, not commit */
 } array_ctx_t;
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Entering and leaving */
 
-static int kind_status(uint64_t magic) {
-  if (magic == ARRAY_MAGIC)
-    return 0;
-  return (magic & UINT64_C(0xFFFFFFFF)) == KIND_MARK ? SHMD_EINVAL : SHMD_ECORRUPT;
-}
-
 /* Validates the header words of a locked array and resolves its buffer. */
 static int array_validate(array_ctx_t *c) {
   array_hdr_t *h = c->h;
-  int rc = kind_status(h->magic);
-  if (rc)
-    return rc;
   uint64_t es = h->elem_bytes, len = h->length, cap = h->capacity;
   if (es == 0 || es > SHMD_ARRAY_ELEM_MAX || len > cap || cap > ARRAY_BYTES_MAX / es)
     return SHMD_ECORRUPT;
@@ -99,37 +87,20 @@ static int array_validate(array_ctx_t *c) {
   return 0;
 }
 
-/* Checks the kind word, begins (or joins) a transaction and takes the array's lock. */
+/* Checks the kind word, begins (or joins) a transaction, takes the array's lock and validates the
+ * header (containers/cont_int.h). The caller ends with shmd_tx_end(c->tx, rc). */
 static int array_enter(shmd_store_t *s, shmd_ptr_t a, array_ctx_t *c) {
   void *addr;
-  if ((a.v & 7) != 0 || shmd_resolve_checked(s, a, sizeof(array_hdr_t), &addr)) /* blocks are 16-aligned */
-    return SHMD_ECORRUPT;
   c->s = s;
   c->hp = a;
-  c->h = addr;
-  c->dirty = 0;
-  int rc = kind_status(__atomic_load_n(&c->h->magic, __ATOMIC_ACQUIRE));
+  int rc = shmd__cont_enter(s, a, sizeof(array_hdr_t), offsetof(array_hdr_t, lock), ARRAY_MAGIC,
+                            "array: header pointer outside the store", "array: bad kind word", &addr, &c->tx);
   if (rc)
     return rc;
-  if ((rc = shmd_tx_begin(s, &c->tx)))
-    return rc;
-  if ((rc = shmd_tx_lock(c->tx, shmd_ptr_add(a, offsetof(array_hdr_t, lock)))) == 0 &&
-      (rc = array_validate(c)) == 0)
-    return 0;
-  shmd_tx_commit(c->tx); /* nothing changed: releases the lock (or leaves the caller's tx as is) */
-  return rc;
-}
-
-/* Ends the operation: commits on success; on failure aborts if something was changed, otherwise
- * commits the (empty) level so that a caller's transaction is not poisoned by an argument error. */
-static int array_leave(array_ctx_t *c, int rc) {
-  if (rc == 0)
-    return shmd_tx_commit(c->tx);
-  if (c->dirty)
-    shmd_tx_abort(c->tx);
-  else
-    shmd_tx_commit(c->tx);
-  return rc;
+  c->h = addr;
+  if ((rc = array_validate(c)))
+    return shmd_tx_end(c->tx, rc); /* nothing changed: releases the lock (or leaves the caller's tx as is) */
+  return 0;
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -138,7 +109,6 @@ static int array_leave(array_ctx_t *c, int rc) {
 static int set_len(array_ctx_t *c, uint64_t len) {
   int rc = shmd_tx_set64(c->tx, &c->h->length, len);
   if (rc == 0) {
-    c->dirty = 1;
     c->len = len;
   }
   return rc;
@@ -176,7 +146,6 @@ static int new_buffer(array_ctx_t *c, uint64_t cap, shmd_ptr_t *p, unsigned char
   int rc = shmd_tx_alloc(c->tx, (size_t)(cap * c->es), p);
   if (rc)
     return rc;
-  c->dirty = 1; /* from here a failure must abort, which frees the new buffer */
   *out = shmd_resolve(c->s, *p);
   return 0;
 }
@@ -187,7 +156,6 @@ static int switch_buffer(array_ctx_t *c, shmd_ptr_t p, unsigned char *addr, uint
   int rc = shmd_tx_reserve(c->tx, 2, 0, 1);
   if (rc || (rc = shmd_tx_log(c->tx, shmd_ptr_add(c->hp, offsetof(array_hdr_t, capacity)), 16)))
     return rc;
-  c->dirty = 1;
   SHMD_CRASH_POINT("array.grow.switch");
   c->h->capacity = cap;
   c->h->data = p;
@@ -240,7 +208,6 @@ static int insert_at(array_ctx_t *c, uint64_t idx, const void *elem) {
     if (log_room_for(c, off, n) && (rc = log_bytes(c, off, n)) != SHMD_ETXFULL) {
       if (rc)
         return rc;
-      c->dirty = 1;
       if (idx < len)
         memmove(c->data + off + es, c->data + off, (size_t)(n - es));
       SHMD_CRASH_POINT("array.move");
@@ -275,7 +242,6 @@ static int remove_at(array_ctx_t *c, uint64_t idx) {
   if (log_room_for(c, off, n) && (rc = log_bytes(c, off, n)) != SHMD_ETXFULL) {
     if (rc)
       return rc;
-    c->dirty = 1;
     memmove(c->data + off, c->data + off + es, (size_t)n);
     SHMD_CRASH_POINT("array.move");
     return set_len(c, len - 1);
@@ -330,12 +296,11 @@ int shmd_array_destroy(shmd_store_t *s, shmd_ptr_t a) {
   if (rc)
     return rc;
   if ((rc = shmd_tx_reserve(c.tx, 1, 0, 2)) || (rc = shmd_tx_set64(c.tx, &c.h->magic, 0)))
-    return array_leave(&c, rc);
-  c.dirty = 1;
+    return shmd_tx_end(c.tx, rc);
   if (!shmd_ptr_is_null(c.h->data) && (rc = shmd_tx_free(c.tx, c.h->data)))
-    return array_leave(&c, rc);
+    return shmd_tx_end(c.tx, rc);
   rc = shmd_tx_free(c.tx, a);
-  return array_leave(&c, rc);
+  return shmd_tx_end(c.tx, rc);
 }
 
 int shmd_array_len(shmd_store_t *s, shmd_ptr_t a, uint64_t *len) {
@@ -344,7 +309,7 @@ int shmd_array_len(shmd_store_t *s, shmd_ptr_t a, uint64_t *len) {
   if (rc)
     return rc;
   *len = c.len;
-  return array_leave(&c, 0);
+  return shmd_tx_end(c.tx, 0);
 }
 
 int shmd_array_capacity(shmd_store_t *s, shmd_ptr_t a, uint64_t *capacity) {
@@ -353,7 +318,7 @@ int shmd_array_capacity(shmd_store_t *s, shmd_ptr_t a, uint64_t *capacity) {
   if (rc)
     return rc;
   *capacity = c.cap;
-  return array_leave(&c, 0);
+  return shmd_tx_end(c.tx, 0);
 }
 
 int shmd_array_elem_size(shmd_store_t *s, shmd_ptr_t a, size_t *elem_bytes) {
@@ -362,7 +327,7 @@ int shmd_array_elem_size(shmd_store_t *s, shmd_ptr_t a, size_t *elem_bytes) {
   if (rc)
     return rc;
   *elem_bytes = c.es;
-  return array_leave(&c, 0);
+  return shmd_tx_end(c.tx, 0);
 }
 
 int shmd_array_push(shmd_store_t *s, shmd_ptr_t a, const void *elem) {
@@ -370,7 +335,7 @@ int shmd_array_push(shmd_store_t *s, shmd_ptr_t a, const void *elem) {
   int rc = array_enter(s, a, &c);
   if (rc)
     return rc;
-  return array_leave(&c, insert_at(&c, c.len, elem));
+  return shmd_tx_end(c.tx, insert_at(&c, c.len, elem));
 }
 
 int shmd_array_pop(shmd_store_t *s, shmd_ptr_t a, void *out) {
@@ -379,10 +344,10 @@ int shmd_array_pop(shmd_store_t *s, shmd_ptr_t a, void *out) {
   if (rc)
     return rc;
   if (c.len == 0)
-    return array_leave(&c, SHMD_ENOTFOUND);
+    return shmd_tx_end(c.tx, SHMD_ENOTFOUND);
   if ((rc = set_len(&c, c.len - 1)) == 0 && out != NULL)
     memcpy(out, c.data + c.len * c.es, c.es);
-  return array_leave(&c, rc);
+  return shmd_tx_end(c.tx, rc);
 }
 
 int shmd_array_get(shmd_store_t *s, shmd_ptr_t a, uint64_t index, void *out) {
@@ -396,10 +361,10 @@ int shmd_array_get_range(shmd_store_t *s, shmd_ptr_t a, uint64_t index, uint64_t
   if (rc)
     return rc;
   if (index > c.len || count > c.len - index)
-    return array_leave(&c, SHMD_ERANGE);
+    return shmd_tx_end(c.tx, SHMD_ERANGE);
   if (count)
     memcpy(out, c.data + index * c.es, (size_t)(count * c.es));
-  return array_leave(&c, 0);
+  return shmd_tx_end(c.tx, 0);
 }
 
 int shmd_array_set(shmd_store_t *s, shmd_ptr_t a, uint64_t index, const void *elem) {
@@ -408,12 +373,11 @@ int shmd_array_set(shmd_store_t *s, shmd_ptr_t a, uint64_t index, const void *el
   if (rc)
     return rc;
   if (index >= c.len)
-    return array_leave(&c, SHMD_ERANGE);
+    return shmd_tx_end(c.tx, SHMD_ERANGE);
   if ((rc = log_bytes(&c, index * c.es, c.es)) == 0) {
-    c.dirty = 1;
     memcpy(c.data + index * c.es, elem, c.es);
   }
-  return array_leave(&c, rc);
+  return shmd_tx_end(c.tx, rc);
 }
 
 int shmd_array_insert(shmd_store_t *s, shmd_ptr_t a, uint64_t index, const void *elem) {
@@ -422,8 +386,8 @@ int shmd_array_insert(shmd_store_t *s, shmd_ptr_t a, uint64_t index, const void 
   if (rc)
     return rc;
   if (index > c.len)
-    return array_leave(&c, SHMD_ERANGE);
-  return array_leave(&c, insert_at(&c, index, elem));
+    return shmd_tx_end(c.tx, SHMD_ERANGE);
+  return shmd_tx_end(c.tx, insert_at(&c, index, elem));
 }
 
 int shmd_array_remove(shmd_store_t *s, shmd_ptr_t a, uint64_t index, void *out) {
@@ -432,10 +396,10 @@ int shmd_array_remove(shmd_store_t *s, shmd_ptr_t a, uint64_t index, void *out) 
   if (rc)
     return rc;
   if (index >= c.len)
-    return array_leave(&c, SHMD_ERANGE);
+    return shmd_tx_end(c.tx, SHMD_ERANGE);
   if (out != NULL)
     memcpy(out, c.data + index * c.es, c.es);
-  return array_leave(&c, remove_at(&c, index));
+  return shmd_tx_end(c.tx, remove_at(&c, index));
 }
 
 int shmd_array_reserve(shmd_store_t *s, shmd_ptr_t a, uint64_t capacity) {
@@ -444,10 +408,10 @@ int shmd_array_reserve(shmd_store_t *s, shmd_ptr_t a, uint64_t capacity) {
   if (rc)
     return rc;
   if (capacity <= c.cap)
-    return array_leave(&c, 0);
+    return shmd_tx_end(c.tx, 0);
   if (capacity > ARRAY_BYTES_MAX / c.es)
-    return array_leave(&c, SHMD_ETOOBIG);
-  return array_leave(&c, regrow(&c, capacity));
+    return shmd_tx_end(c.tx, SHMD_ETOOBIG);
+  return shmd_tx_end(c.tx, regrow(&c, capacity));
 }
 
 int shmd_array_truncate(shmd_store_t *s, shmd_ptr_t a, uint64_t len) {
@@ -456,10 +420,10 @@ int shmd_array_truncate(shmd_store_t *s, shmd_ptr_t a, uint64_t len) {
   if (rc)
     return rc;
   if (len > c.len)
-    return array_leave(&c, SHMD_ERANGE);
+    return shmd_tx_end(c.tx, SHMD_ERANGE);
   if (len == c.len)
-    return array_leave(&c, 0);
-  return array_leave(&c, set_len(&c, len));
+    return shmd_tx_end(c.tx, 0);
+  return shmd_tx_end(c.tx, set_len(&c, len));
 }
 
 int shmd_array_shrink_to_fit(shmd_store_t *s, shmd_ptr_t a) {
@@ -468,8 +432,8 @@ int shmd_array_shrink_to_fit(shmd_store_t *s, shmd_ptr_t a) {
   if (rc)
     return rc;
   if (c.cap == c.len)
-    return array_leave(&c, 0);
-  return array_leave(&c, regrow(&c, c.len));
+    return shmd_tx_end(c.tx, 0);
+  return shmd_tx_end(c.tx, regrow(&c, c.len));
 }
 
 static int array_check_body(shmd_store_t *s, shmd_ptr_t a);
@@ -492,5 +456,5 @@ static int array_check_body(shmd_store_t *s, shmd_ptr_t a) {
     if (usable < c.cap * c.es)
       rc = SHMD_ECORRUPT;
   }
-  return array_leave(&c, rc);
+  return shmd_tx_end(c.tx, rc);
 }

@@ -111,15 +111,12 @@
 #include "shmdict/error.h"
 #include "shmdict/tx.h"
 #include "segments/lockwait.h"
+#include "cont_int.h"
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Layout */
 
-/* Kind words: 'SHMD' in the low 32 bits marks a shmdict container, the high 32 bits name the kind
- * (ASCII), the convention every container follows. A different kind is SHMD_EINVAL, anything
- * else SHMD_ECORRUPT. */
-#define KIND_MARK UINT64_C(0x444D4853)                        /* "SHMD" */
-#define HASH_MAGIC ((UINT64_C(0x48534148) << 32) | KIND_MARK) /* "HASH" */
+#define HASH_MAGIC SHMD__KIND(0x48534148) /* "HASH" (containers/cont_int.h) */
 
 #define MIN_LOG2 2u          /* smallest table: 4 buckets */
 #define MAX_LOG2 44u         /* 2^44 buckets * 8 bytes = 2^47 bytes, beyond any segment */
@@ -208,12 +205,7 @@ typedef struct hctx_s {
 
 static inline int rehashing(const hctx_t *c) { return c->t[1] != NULL; }
 
-static int kind_status(uint64_t magic) {
-  if (magic == HASH_MAGIC)
-    return 0;
-  return (magic & UINT64_C(0xFFFFFFFF)) == KIND_MARK ? SHMD_EINVAL
-                                                     : SHMD_CORRUPT("hash: bad kind word");
-}
+static inline int kind_status(uint64_t magic) { return shmd__kind_status(magic, HASH_MAGIC, "hash: bad kind word"); }
 
 /* Walks are bounded by the hash's count: a damaged count must not exceed what the store could
  * hold (an entry takes a block of at least 32 bytes), or a cycle in a chain would be walked for
@@ -280,8 +272,9 @@ static void write_begin(hctx_t *c) {
   c->bumped = 1;
 }
 
-/* Begins (or joins) a transaction, takes the hash's lock and validates the header; a writer
- * (`write`) also bumps write_seq. On failure the transaction level is closed again. */
+/* Begins (or joins) a transaction, takes the hash's lock and validates the header
+ * (containers/cont_int.h); a writer (`write`) also bumps write_seq. On failure the transaction
+ * level is closed again. */
 static int enter_mode(shmd_store_t *s, shmd_ptr_t h, hctx_t *c, int write) {
   memset(c, 0, sizeof *c);
   c->s = s;
@@ -289,20 +282,13 @@ static int enter_mode(shmd_store_t *s, shmd_ptr_t h, hctx_t *c, int write) {
   if (s == NULL)
     return SHMD_EINVAL;
   void *a;
-  if ((h.v & 7) != 0 || shmd_resolve_checked(s, h, sizeof(hhdr_t), &a))
-    return SHMD_CORRUPT("hash: header pointer outside the store");
-  c->hd = a;
-  /* Refuse garbage before taking a "lock" inside it. */
-  int rc = kind_status(__atomic_load_n(&c->hd->magic, __ATOMIC_ACQUIRE));
+  int rc = shmd__cont_enter(s, h, sizeof(hhdr_t), offsetof(hhdr_t, lock), HASH_MAGIC,
+                            "hash: header pointer outside the store", "hash: bad kind word", &a, &c->tx);
   if (rc)
     return rc;
-  if ((rc = shmd_tx_begin(s, &c->tx)))
-    return rc;
-  if ((rc = shmd_tx_lock(c->tx, shmd_ptr_add(h, offsetof(hhdr_t, lock)))) ||
-      (rc = validate(c))) {
-    shmd_tx_commit(c->tx); /* nothing was changed */
-    return rc;
-  }
+  c->hd = a;
+  if ((rc = validate(c)))
+    return shmd_tx_end(c->tx, rc); /* nothing was changed */
   if (write)
     write_begin(c);
   return 0;
@@ -314,15 +300,12 @@ static inline int enter_ro(shmd_store_t *s, shmd_ptr_t h, hctx_t *c) {
   return enter_mode(s, h, c, 0);
 }
 
-/* Ends the call's transaction level. A failure while a change is half-made aborts (the caller's
- * transaction, if any, then fails too); any other outcome commits what is consistent. */
+/* Ends the call's transaction level. A failure while a change is half-made (dirty) aborts (the
+ * caller's transaction, if any, then fails too); any other outcome commits what is consistent,
+ * also after complete changes (a rehash step moved a bucket before a lookup missed). */
 static int leave(hctx_t *c, int rc) {
-  if (rc < 0 && c->dirty) {
-    shmd_tx_abort(c->tx);
-    return rc;
-  }
-  int crc = shmd_tx_commit(c->tx);
-  return rc ? rc : crc;
+  int erc = shmd_tx_end(c->tx, rc < 0 && !c->dirty ? 0 : rc);
+  return rc ? rc : erc;
 }
 
 static int room(hctx_t *c, size_t words, size_t allocs, size_t frees) {
@@ -972,44 +955,18 @@ static int put_locked(hctx_t *c, const void *key, size_t klen, const void *val, 
 /* ---------------------------------------------------------------------------------------------- */
 /* Growth ahead of need */
 
-int shmd__grow_ahead(shmd_store_t *s, uint64_t want_data_bytes, int start); /* segments/store.c */
-
-#define AHEAD_EVERY 1024u          /* inserts between two looks at the free space (per thread) */
-#define AHEAD_MIN_TABLE_LOG2 17u   /* tables from 1 MiB on are prepared for ahead */
-
 /*
- * After an insert, outside the hash's lock: lets the store prepare its next segment before an
- * insert needs it (the essay in segments/store.c: a segment reserved on the insert path is a
- * 20-100 ms stall). Every AHEAD_EVERY inserts of a thread it looks at the store's free buddy
- * space (shmd_segment_stats(), a few loads per segment) and asks for a spare growth segment when
- * less than half a growth segment is free; and, once the hash is half way to its next resize, for
- * a spare that can hold the next bucket table (8 << (log2 + 1) bytes, from 1 MiB on) when no
- * segment has a free block that big. In between, each call reserves one more piece (32 KiB) of a
- * spare in progress, so the reservation is spread over a few thousand inserts; with nothing in
- * progress a call is one relaxed load. Best effort: nothing here can fail the insert.
+ * After an insert, outside the hash's lock: tells the allocator what is coming so that it can
+ * prepare the store's next segment before an insert needs it (shmd_alloc_expect(); a segment
+ * reserved on the insert path is a 20-100 ms stall). Once the hash is half way to its next resize,
+ * it announces the next bucket table (8 << (log2 + 1) bytes), which the allocator prepares a spare
+ * for when it is big and no free block can hold it. Best effort: nothing here can fail the insert.
  */
-static void grow_ahead(shmd_store_t *s, uint64_t count, uint32_t log2_now) {
-  static _Thread_local uint32_t tick;
-  if (++tick % AHEAD_EVERY == 0) {
-    struct shmd__manifest *m = s->man;
-    uint32_t n = shmd__seg_count(s);
-    uint64_t free_bytes = 0, largest = 0;
-    for (uint32_t i = 0; i < n; i++) {
-      shmd_segment_stats_t st;
-      if (shmd_segment_stats(s, i, &st) == 0) {
-        free_bytes += st.free_bytes;
-        largest = st.largest_free_block > largest ? st.largest_free_block : largest;
-      }
-    }
-    if (free_bytes < m->grow_seg_bytes / 2 && shmd__grow_ahead(s, 0, 1))
-      return; /* one step per insert */
-    uint64_t next_table = (uint64_t)8 << (log2_now + 1);
-    if (log2_now >= AHEAD_MIN_TABLE_LOG2 && log2_now < MAX_LOG2 &&
-        count * 2 > (UINT64_C(1) << log2_now) && largest < next_table)
-      shmd__grow_ahead(s, next_table, 1);
-    return;
-  }
-  shmd__grow_ahead(s, 0, 0);
+static inline void expect_growth(shmd_store_t *s, uint64_t count, uint32_t log2_now) {
+  uint64_t next_table = 0;
+  if (log2_now < MAX_LOG2 && count * 2 > (UINT64_C(1) << log2_now))
+    next_table = (uint64_t)8 << (log2_now + 1);
+  (void)shmd_alloc_expect(s, (size_t)next_table);
 }
 
 static int check_put_args(const void *key, size_t klen, const void *val, size_t vlen,
@@ -1042,7 +999,7 @@ int shmd_hash_put(shmd_store_t *s, shmd_ptr_t h, const void *key, size_t key_len
   if (created && prc == 0)
     *created = made;
   if (rc == 0 && made)
-    grow_ahead(s, count, l2);
+    expect_growth(s, count, l2);
   return rc;
 }
 
@@ -1066,7 +1023,7 @@ int shmd_hash_put_ref(shmd_store_t *s, shmd_ptr_t h, const void *key, size_t key
   if (created && prc == 0)
     *created = made;
   if (rc == 0 && made)
-    grow_ahead(s, count, l2);
+    expect_growth(s, count, l2);
   return rc;
 }
 

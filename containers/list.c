@@ -47,12 +47,12 @@
 #include "shmdict/error.h"
 #include "shmdict/store.h"
 #include "segments/lockwait.h"
+#include "cont_int.h"
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Layout */
 
-#define KIND_MARK UINT64_C(0x444D4853)                        /* "SHMD" little-endian */
-#define LIST_MAGIC ((UINT64_C(0x5453494C) << 32) | KIND_MARK) /* "LIST" */
+#define LIST_MAGIC SHMD__KIND(0x5453494C) /* "LIST" (containers/cont_int.h) */
 
 #define NODE_BLOB (UINT64_C(1) << 63)
 #define ELEM_LEN_MAX (UINT64_C(1) << 47)
@@ -93,58 +93,33 @@ typedef struct list_ctx_s {
   list_hdr_t *h;
   uint64_t count;
   int nested; /* running inside a caller's transaction */
-  int dirty;  /* something was changed or allocated: failures must abort */
+  int dirty;  /* this call changed something (trim batches by it; shmd_tx_end() decides aborts) */
 } list_ctx_t;
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Entering and leaving */
 
-static int kind_status(uint64_t magic) {
-  if (magic == LIST_MAGIC)
-    return 0;
-  return (magic & UINT64_C(0xFFFFFFFF)) == KIND_MARK ? SHMD_EINVAL : SHMD_ECORRUPT;
-}
-
+/* Enters the list (containers/cont_int.h) and checks its count. The caller ends with
+ * shmd_tx_end(c->tx, rc). */
 static int list_enter(shmd_store_t *s, shmd_ptr_t l, list_ctx_t *c) {
   void *addr;
-  if ((l.v & 7) || shmd_resolve_checked(s, l, sizeof(list_hdr_t), &addr))
-    return SHMD_ECORRUPT;
   c->s = s;
   c->lp = l;
   c->head = shmd_ptr_add(l, offsetof(list_hdr_t, head));
-  c->h = addr;
   c->dirty = 0;
-  int rc = kind_status(__atomic_load_n(&c->h->magic, __ATOMIC_ACQUIRE));
+  c->nested = shmd_tx_depth(s) > 0;
+  int rc = shmd__cont_enter(s, l, sizeof(list_hdr_t), offsetof(list_hdr_t, lock), LIST_MAGIC,
+                            "list: header pointer outside the store", "list: bad kind word", &addr, &c->tx);
   if (rc)
     return rc;
-  c->nested = shmd_tx_depth(s) > 0;
-  if ((rc = shmd_tx_begin(s, &c->tx)))
-    return rc;
-  if ((rc = shmd_tx_lock(c->tx, shmd_ptr_add(l, offsetof(list_hdr_t, lock)))) == 0) {
-    rc = kind_status(c->h->magic);
-    c->count = c->h->count;
-    /* Walks are bounded by the count: it must not exceed what the store could hold (a node takes
-     * a block of at least 32 bytes), or a cycle would be walked for days. Computed only for big
-     * counts, so that ordinary calls do not pay for it. */
-    if (rc == 0 && (c->count > COUNT_MAX || (c->count > COUNT_CHEAP && c->count > shmd__store_bytes(s) / 32)))
-      rc = SHMD_ECORRUPT;
-    if (rc == 0)
-      return 0;
-  }
-  shmd_tx_commit(c->tx);
-  return rc;
-}
-
-/* Commits on success; on failure aborts if anything was changed or allocated, otherwise commits
- * the empty level so that a lookup result does not poison a caller's transaction. */
-static int list_leave(list_ctx_t *c, int rc) {
-  if (rc == 0)
-    return shmd_tx_commit(c->tx);
-  if (c->dirty)
-    shmd_tx_abort(c->tx);
-  else
-    shmd_tx_commit(c->tx);
-  return rc;
+  c->h = addr;
+  c->count = c->h->count;
+  /* Walks are bounded by the count: it must not exceed what the store could hold (a node takes
+   * a block of at least 32 bytes), or a cycle would be walked for days. Computed only for big
+   * counts, so that ordinary calls do not pay for it. */
+  if (c->count > COUNT_MAX || (c->count > COUNT_CHEAP && c->count > shmd__store_bytes(s) / 32))
+    return shmd_tx_end(c->tx, SHMD_ECORRUPT);
+  return 0;
 }
 
 /* Logs count and epoch and sets them; bump_epoch says whether nodes were unlinked. */
@@ -442,14 +417,14 @@ int shmd_list_destroy(shmd_store_t *s, shmd_ptr_t l) {
       size_t need = 1;
       if ((rc = count_end_frees(&c, 0, c.count, &need)) ||
           (rc = need_room(&c, 6 * WORDS_PER_STORE + 4, need)))
-        return list_leave(&c, rc);
+        return shmd_tx_end(c.tx, rc);
     }
     if (c.count > 0) {
       uint64_t done;
       if ((rc = cut_end(&c, 0, c.count, &done)))
-        return list_leave(&c, rc);
+        return shmd_tx_end(c.tx, rc);
       if (!c.nested) { /* one batch per transaction: each leaves a shorter, valid list */
-        if ((rc = list_leave(&c, 0)))
+        if ((rc = shmd_tx_end(c.tx, 0)))
           return rc;
         continue;
       }
@@ -458,7 +433,7 @@ int shmd_list_destroy(shmd_store_t *s, shmd_ptr_t l) {
       c.dirty = 1;
       rc = shmd_tx_free(c.tx, l);
     }
-    return list_leave(&c, rc);
+    return shmd_tx_end(c.tx, rc);
   }
 }
 
@@ -468,7 +443,7 @@ int shmd_list_len(shmd_store_t *s, shmd_ptr_t l, uint64_t *len) {
   if (rc)
     return rc;
   *len = c.count;
-  return list_leave(&c, 0);
+  return shmd_tx_end(c.tx, 0);
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -486,7 +461,7 @@ int shmd_list_push(shmd_store_t *s, shmd_ptr_t l, int where, const void *data, s
     return rc;
   shmd_ptr_t node;
   if ((rc = node_new(&c, data, len, &node)))
-    return list_leave(&c, rc);
+    return shmd_tx_end(c.tx, rc);
   SHMD_CRASH_POINT("list.push.alloced");
   shmd_list_node_t *hl = &c.h->head;
   shmd_ptr_t prev = where == SHMD_LIST_HEAD ? c.head : hl->prev;
@@ -494,15 +469,15 @@ int shmd_list_push(shmd_store_t *s, shmd_ptr_t l, int where, const void *data, s
   shmd_list_node_t *tmp;
   /* The neighbour is about to be written through the unchecked core: check it first. */
   if ((rc = links_of(&c, where == SHMD_LIST_HEAD ? next : prev, &tmp)))
-    return list_leave(&c, rc);
+    return shmd_tx_end(c.tx, rc);
   if ((rc = shmd_list_link(c.tx, s, node, prev, next, SHMD_LIST_NEW)))
-    return list_leave(&c, rc);
+    return shmd_tx_end(c.tx, rc);
   SHMD_CRASH_POINT("list.push.linked");
   if ((rc = set_count(&c, c.count + 1, 0)))
-    return list_leave(&c, rc);
+    return shmd_tx_end(c.tx, rc);
   if (new_len != NULL)
     *new_len = c.count;
-  return list_leave(&c, 0);
+  return shmd_tx_end(c.tx, 0);
 }
 
 /* Unlinks and frees the node p (resolved n), one element. */
@@ -532,18 +507,18 @@ int shmd_list_pop_fn(shmd_store_t *s, shmd_ptr_t l, int where, shmd_list_visit_f
   if (rc)
     return rc;
   if (c.count == 0)
-    return list_leave(&c, SHMD_ENOTFOUND);
+    return shmd_tx_end(c.tx, SHMD_ENOTFOUND);
   shmd_ptr_t p = where == SHMD_LIST_HEAD ? c.h->head.next : c.h->head.prev;
   lnode_t *n;
   if ((rc = node_get(&c, p, &n)))
-    return list_leave(&c, rc);
+    return shmd_tx_end(c.tx, rc);
   if (fn != NULL) {
     const void *d;
     size_t len;
     if ((rc = node_value(&c, p, n, &d, &len)) || (rc = fn(d, len, arg)))
-      return list_leave(&c, rc);
+      return shmd_tx_end(c.tx, rc);
   }
-  return list_leave(&c, remove_node(&c, p, n));
+  return shmd_tx_end(c.tx, remove_node(&c, p, n));
 }
 
 /* Copy-out callback for the buffer variants. */
@@ -584,9 +559,9 @@ int shmd_list_index(shmd_store_t *s, shmd_ptr_t l, int64_t index, void *buf, siz
   size_t dl;
   if ((rc = norm_index(index, c.count, &idx)) || (rc = walk_to(&c, idx, &p)) ||
       (rc = node_get(&c, p, &n)) || (rc = node_value(&c, p, n, &d, &dl)))
-    return list_leave(&c, rc);
+    return shmd_tx_end(c.tx, rc);
   copy_arg_t a = {buf, cap, len};
-  return list_leave(&c, copy_out(d, dl, &a));
+  return shmd_tx_end(c.tx, copy_out(d, dl, &a));
 }
 
 int shmd_list_range(shmd_store_t *s, shmd_ptr_t l, int64_t start, int64_t stop,
@@ -598,20 +573,20 @@ int shmd_list_range(shmd_store_t *s, shmd_ptr_t l, int64_t start, int64_t stop,
   uint64_t first, n;
   norm_range(start, stop, c.count, &first, &n);
   if (n == 0)
-    return list_leave(&c, 0);
+    return shmd_tx_end(c.tx, 0);
   shmd_ptr_t p;
   if ((rc = walk_to(&c, first, &p)))
-    return list_leave(&c, rc);
+    return shmd_tx_end(c.tx, rc);
   for (uint64_t i = 0; i < n; i++) {
     lnode_t *node;
     const void *d;
     size_t dl;
     if ((rc = node_get(&c, p, &node)) || (rc = node_value(&c, p, node, &d, &dl)) ||
         (rc = fn(d, dl, arg)))
-      return list_leave(&c, rc);
+      return shmd_tx_end(c.tx, rc);
     p = node->link.next;
   }
-  return list_leave(&c, 0);
+  return shmd_tx_end(c.tx, 0);
 }
 
 int shmd_list_set(shmd_store_t *s, shmd_ptr_t l, int64_t index, const void *data, size_t len) {
@@ -623,21 +598,21 @@ int shmd_list_set(shmd_store_t *s, shmd_ptr_t l, int64_t index, const void *data
     return rc;
   uint64_t idx;
   if (norm_index(index, c.count, &idx))
-    return list_leave(&c, SHMD_ERANGE);
+    return shmd_tx_end(c.tx, SHMD_ERANGE);
   shmd_ptr_t p, node;
   lnode_t *old;
   if ((rc = walk_to(&c, idx, &p)) || (rc = node_get(&c, p, &old)))
-    return list_leave(&c, rc);
+    return shmd_tx_end(c.tx, rc);
   if ((rc = need_room(&c, 0, node_frees(old))))
-    return list_leave(&c, rc);
+    return shmd_tx_end(c.tx, rc);
   shmd_list_node_t *pl, *nl;
   if ((rc = links_of(&c, old->link.prev, &pl)) || (rc = links_of(&c, old->link.next, &nl)))
-    return list_leave(&c, rc);
+    return shmd_tx_end(c.tx, rc);
   if ((rc = node_new(&c, data, len, &node)) ||
       (rc = shmd_list_replace(c.tx, s, p, node, SHMD_LIST_NEW)) ||
       (rc = set_count(&c, c.count, 1)) || (rc = node_free(&c, p, old)))
-    return list_leave(&c, rc);
-  return list_leave(&c, 0);
+    return shmd_tx_end(c.tx, rc);
+  return shmd_tx_end(c.tx, 0);
 }
 
 int shmd_list_insert(shmd_store_t *s, shmd_ptr_t l, int after, const void *pivot,
@@ -653,27 +628,27 @@ int shmd_list_insert(shmd_store_t *s, shmd_ptr_t l, int after, const void *pivot
     lnode_t *n;
     int eq;
     if ((rc = node_get(&c, p, &n)) || (rc = node_equals(&c, p, n, pivot, pivot_len, &eq)))
-      return list_leave(&c, rc);
+      return shmd_tx_end(c.tx, rc);
     if (eq) {
       shmd_list_node_t *nb;
       shmd_ptr_t node;
       if ((rc = links_of(&c, after ? n->link.next : n->link.prev, &nb)) ||
           (rc = node_new(&c, data, len, &node)))
-        return list_leave(&c, rc);
+        return shmd_tx_end(c.tx, rc);
       SHMD_CRASH_POINT("list.push.alloced");
       rc = after ? shmd_list_link(c.tx, s, node, p, n->link.next, SHMD_LIST_NEW)
                  : shmd_list_link(c.tx, s, node, n->link.prev, p, SHMD_LIST_NEW);
       if (rc || (rc = set_count(&c, c.count + 1, 0)))
-        return list_leave(&c, rc);
+        return shmd_tx_end(c.tx, rc);
       if (new_len != NULL)
         *new_len = c.count;
-      return list_leave(&c, 0);
+      return shmd_tx_end(c.tx, 0);
     }
     p = n->link.next;
   }
   if (!shmd_ptr_eq(p, c.head))
-    return list_leave(&c, SHMD_ECORRUPT);
-  return list_leave(&c, SHMD_ENOTFOUND);
+    return shmd_tx_end(c.tx, SHMD_ECORRUPT);
+  return shmd_tx_end(c.tx, SHMD_ENOTFOUND);
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -791,7 +766,7 @@ int shmd_list_rem(shmd_store_t *s, shmd_ptr_t l, int64_t count, const void *data
       if ((rc = rem_count(&c, back, data, len, all, left, &need, &matches)) == 0)
         rc = need_room(&c, matches * 2 * WORDS_PER_STORE + 2 * WORDS_PER_STORE + 4, need);
       if (rc)
-        return list_leave(&c, rc);
+        return shmd_tx_end(c.tx, rc);
     }
     /* Resume after the last kept node if no node was freed since the last batch. */
     shmd_ptr_t start = c.head;
@@ -803,10 +778,10 @@ int shmd_list_rem(shmd_store_t *s, shmd_ptr_t l, int64_t count, const void *data
     epoch = c.h->epoch;
     if (rc) {
       done = before;
-      list_leave(&c, rc);
+      shmd_tx_end(c.tx, rc);
       break;
     }
-    if ((rc = list_leave(&c, 0))) {
+    if ((rc = shmd_tx_end(c.tx, 0))) {
       done = before;
       break;
     }
@@ -840,7 +815,7 @@ int shmd_list_trim(shmd_store_t *s, shmd_ptr_t l, int64_t start, int64_t stop) {
             (rc = count_end_frees(&c, 1, rtrim, &need)) == 0)
           rc = need_room(&c, 8 * WORDS_PER_STORE + 4, need);
         if (rc)
-          return list_leave(&c, rc);
+          return shmd_tx_end(c.tx, rc);
       }
     }
     /* Between batches others may have shortened the list: never cut more than is there. */
@@ -851,7 +826,7 @@ int shmd_list_trim(shmd_store_t *s, shmd_ptr_t l, int64_t start, int64_t stop) {
     uint64_t done;
     if (ltrim > 0) {
       if ((rc = cut_end(&c, 0, ltrim, &done)))
-        return list_leave(&c, rc);
+        return shmd_tx_end(c.tx, rc);
       ltrim -= done;
     }
     if (ltrim == 0 && rtrim > 0) {
@@ -859,11 +834,11 @@ int shmd_list_trim(shmd_store_t *s, shmd_ptr_t l, int64_t start, int64_t stop) {
       if (rc == SHMD_ETXFULL && c.dirty && !c.nested)
         rc = 0; /* the front cut filled this batch: the next one goes on */
       else if (rc)
-        return list_leave(&c, rc);
+        return shmd_tx_end(c.tx, rc);
       else
         rtrim -= done;
     }
-    if ((rc = list_leave(&c, 0)))
+    if ((rc = shmd_tx_end(c.tx, 0)))
       return rc;
     if (ltrim == 0 && rtrim == 0)
       return 0;
@@ -924,7 +899,7 @@ int shmd_list_iter_next(shmd_store_t *s, shmd_list_iter_t *it, size_t max, shmd_
   }
   if (visited != NULL)
     *visited = n;
-  return list_leave(&c, rc);
+  return shmd_tx_end(c.tx, rc);
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -947,9 +922,9 @@ static int list_check_body(shmd_store_t *s, shmd_ptr_t l) {
     return rc;
   shmd_store_info_t info;
   if ((rc = shmd_store_info(s, &info)))
-    return list_leave(&c, rc);
+    return shmd_tx_end(c.tx, rc);
   if (c.count > info.store_bytes / 32)
-    return list_leave(&c, SHMD_ECORRUPT);
+    return shmd_tx_end(c.tx, SHMD_ECORRUPT);
   shmd_ptr_t prev = c.head;
   shmd_list_node_t *pl = &c.h->head;
   for (uint64_t i = 0; i < c.count; i++) {
@@ -958,18 +933,18 @@ static int list_check_body(shmd_store_t *s, shmd_ptr_t l) {
     const void *d;
     size_t dl;
     if ((rc = node_get(&c, p, &n)) || (rc = node_value(&c, p, n, &d, &dl)))
-      return list_leave(&c, SHMD_ECORRUPT);
+      return shmd_tx_end(c.tx, SHMD_ECORRUPT);
     if (!shmd_ptr_eq(n->link.prev, prev))
-      return list_leave(&c, SHMD_ECORRUPT);
+      return shmd_tx_end(c.tx, SHMD_ECORRUPT);
     size_t need = sizeof(lnode_t) + (node_is_blob(n) ? sizeof(shmd_ptr_t) : dl);
     if (node_is_blob(n) != (dl > SHMD_LIST_INLINE_MAX) || shmd_usable_size(s, p) < need)
-      return list_leave(&c, SHMD_ECORRUPT);
+      return shmd_tx_end(c.tx, SHMD_ECORRUPT);
     if (node_is_blob(n) && shmd_usable_size(s, node_blob(n)) < shmd_blob_alloc_size(dl))
-      return list_leave(&c, SHMD_ECORRUPT);
+      return shmd_tx_end(c.tx, SHMD_ECORRUPT);
     prev = p;
     pl = &n->link;
   }
   if (!shmd_ptr_eq(pl->next, c.head) || !shmd_ptr_eq(c.h->head.prev, prev))
-    return list_leave(&c, SHMD_ECORRUPT);
-  return list_leave(&c, 0);
+    return shmd_tx_end(c.tx, SHMD_ECORRUPT);
+  return shmd_tx_end(c.tx, 0);
 }

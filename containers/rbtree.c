@@ -141,15 +141,12 @@ typedef struct rbc_s {
   shmd_rb_root_t *r; /* its address */
 } rbc_t;
 
-/* The comma makes the value a constant the compiler sees is non-zero. */
-#define CORRUPT(what) ((void)SHMD_CORRUPT("rbtree: " what), SHMD_ECORRUPT)
-
 static int ctx_init(rbc_t *c, shmd_tx_t *tx, shmd_ptr_t root) {
   c->tx = tx;
   c->s = shmd_tx_store(tx);
   c->root = root;
   if ((root.v & 7u) != 0 || (c->r = (shmd_rb_root_t *)shmd_resolve(c->s, root)) == NULL)
-    return CORRUPT("bad root pointer");
+    return SHMD_CORRUPT_RC("rbtree: bad root pointer");
   return 0;
 }
 
@@ -159,14 +156,7 @@ static inline shmd_rb_node_t *N(const rbc_t *c, shmd_ptr_t p) { return shmd_rb_n
 #define NODE(var, ptr)                                                                             \
   shmd_rb_node_t *var = N(c, (ptr));                                                               \
   if (var == NULL)                                                                                 \
-  return CORRUPT("bad node pointer")
-
-#define TRY(expr)                                                                                  \
-  do {                                                                                             \
-    int rc_ = (expr);                                                                              \
-    if (rc_ != 0)                                                                                  \
-      return rc_;                                                                                  \
-  } while (0)
+  return SHMD_CORRUPT_RC("rbtree: bad node pointer")
 
 /* The logged store: the word at byte `off` of the object at `base` (address `addr`) becomes `v`. */
 static inline int wr(rbc_t *c, shmd_ptr_t base, void *addr, size_t off, uint64_t v) {
@@ -216,7 +206,7 @@ static int size_of(const rbc_t *c, shmd_ptr_t p, uint64_t *out) {
 static int change_child(rbc_t *c, shmd_ptr_t old, shmd_ptr_t new_, shmd_ptr_t parent) {
   if (parent.v == 0) {
     if (c->r->node.v != old.v)
-      return CORRUPT("root link does not name the root");
+      return SHMD_CORRUPT_RC("rbtree: root link does not name the root");
     return wr(c, c->root, c->r, 0, new_.v);
   }
   NODE(pn, parent);
@@ -224,7 +214,7 @@ static int change_child(rbc_t *c, shmd_ptr_t old, shmd_ptr_t new_, shmd_ptr_t pa
     return set_child(c, parent, pn, 0, new_);
   if (pn->right.v == old.v)
     return set_child(c, parent, pn, 1, new_);
-  return CORRUPT("parent does not link to its child");
+  return SHMD_CORRUPT_RC("rbtree: parent does not link to its child");
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -236,20 +226,20 @@ static int rotate(rbc_t *c, shmd_ptr_t x, int dir) {
   NODE(yn, y);
   shmd_ptr_t b = child(yn, dir), a = child(xn, dir), p = shmd_rb_parent(xn);
   uint64_t xsize = xn->size, asize, bsize;
-  TRY(size_of(c, a, &asize));
-  TRY(size_of(c, b, &bsize));
-  TRY(set_child(c, x, xn, !dir, b));
+  SHMD_TRY(size_of(c, a, &asize));
+  SHMD_TRY(size_of(c, b, &bsize));
+  SHMD_TRY(set_child(c, x, xn, !dir, b));
   if (b.v != 0) {
     NODE(bn, b);
-    TRY(set_parent(c, b, bn, x));
+    SHMD_TRY(set_parent(c, b, bn, x));
   }
   SHMD_CRASH_POINT("rbtree.rotate");
-  TRY(set_child(c, y, yn, dir, x));
-  TRY(set_pc(c, y, yn, p.v | shmd_rb_color(yn)));
-  TRY(set_pc(c, x, xn, y.v | shmd_rb_color(xn)));
-  TRY(change_child(c, x, y, p));
-  TRY(set_size(c, y, yn, xsize));
-  TRY(set_size(c, x, xn, 1 + asize + bsize));
+  SHMD_TRY(set_child(c, y, yn, dir, x));
+  SHMD_TRY(set_pc(c, y, yn, p.v | shmd_rb_color(yn)));
+  SHMD_TRY(set_pc(c, x, xn, y.v | shmd_rb_color(xn)));
+  SHMD_TRY(change_child(c, x, y, p));
+  SHMD_TRY(set_size(c, y, yn, xsize));
+  SHMD_TRY(set_size(c, x, xn, 1 + asize + bsize));
   return 0;
 }
 
@@ -259,7 +249,7 @@ static int rotate(rbc_t *c, shmd_ptr_t x, int dir) {
 static int insert_fixup(rbc_t *c, shmd_ptr_t z) {
   for (unsigned iter = 0;; iter++) {
     if (iter > SHMD_RB_MAX_DEPTH)
-      return CORRUPT("insert fixup does not terminate");
+      return SHMD_CORRUPT_RC("rbtree: insert fixup does not terminate");
     NODE(zn, z);
     shmd_ptr_t p = shmd_rb_parent(zn);
     if (p.v == 0)
@@ -269,7 +259,7 @@ static int insert_fixup(rbc_t *c, shmd_ptr_t z) {
       break;
     shmd_ptr_t g = shmd_rb_parent(pn);
     if (g.v == 0) { /* a red root: only seen in a tree damaged elsewhere; repair it */
-      TRY(set_color(c, p, pn, SHMD_RB_BLACK));
+      SHMD_TRY(set_color(c, p, pn, SHMD_RB_BLACK));
       break;
     }
     NODE(gn, g);
@@ -279,32 +269,32 @@ static int insert_fixup(rbc_t *c, shmd_ptr_t z) {
     else if (gn->right.v == p.v)
       dir = 1;
     else
-      return CORRUPT("grandparent does not link to parent");
+      return SHMD_CORRUPT_RC("rbtree: grandparent does not link to parent");
     shmd_ptr_t u = child(gn, !dir);
     shmd_rb_node_t *un = NULL;
     if (u.v != 0 && (un = N(c, u)) == NULL)
-      return CORRUPT("bad uncle pointer");
+      return SHMD_CORRUPT_RC("rbtree: bad uncle pointer");
     if (is_red(un)) { /* case 1 */
-      TRY(set_color(c, p, pn, SHMD_RB_BLACK));
-      TRY(set_color(c, u, un, SHMD_RB_BLACK));
-      TRY(set_color(c, g, gn, SHMD_RB_RED));
+      SHMD_TRY(set_color(c, p, pn, SHMD_RB_BLACK));
+      SHMD_TRY(set_color(c, u, un, SHMD_RB_BLACK));
+      SHMD_TRY(set_color(c, g, gn, SHMD_RB_RED));
       SHMD_CRASH_POINT("rbtree.insert.recolor");
       z = g;
       continue;
     }
     if (child(pn, !dir).v == z.v) { /* case 2 */
-      TRY(rotate(c, p, dir));
+      SHMD_TRY(rotate(c, p, dir));
       shmd_ptr_t t = z;
       z = p;
       p = t;
       pn = N(c, p);
       if (pn == NULL)
-        return CORRUPT("bad node pointer");
+        return SHMD_CORRUPT_RC("rbtree: bad node pointer");
     }
     /* case 3 */
-    TRY(set_color(c, p, pn, SHMD_RB_BLACK));
-    TRY(set_color(c, g, gn, SHMD_RB_RED));
-    TRY(rotate(c, g, !dir));
+    SHMD_TRY(set_color(c, p, pn, SHMD_RB_BLACK));
+    SHMD_TRY(set_color(c, g, gn, SHMD_RB_RED));
+    SHMD_TRY(rotate(c, g, !dir));
     break;
   }
   shmd_ptr_t r = c->r->node;
@@ -317,10 +307,10 @@ static int insert_fixup(rbc_t *c, shmd_ptr_t z) {
 static int adjust_path(rbc_t *c, shmd_ptr_t p, uint64_t delta, shmd_ptr_t skip) {
   for (unsigned depth = 0; p.v != 0; depth++) {
     if (depth >= SHMD_RB_MAX_DEPTH)
-      return CORRUPT("parent chain too long");
+      return SHMD_CORRUPT_RC("rbtree: parent chain too long");
     NODE(pn, p);
     if (p.v != skip.v)
-      TRY(set_size(c, p, pn, pn->size + delta));
+      SHMD_TRY(set_size(c, p, pn, pn->size + delta));
     p = shmd_rb_parent(pn);
   }
   return 0;
@@ -329,7 +319,7 @@ static int adjust_path(rbc_t *c, shmd_ptr_t p, uint64_t delta, shmd_ptr_t skip) 
 int shmd_rb_insert_node(shmd_tx_t *tx, shmd_ptr_t root, shmd_ptr_t node, shmd_ptr_t parent,
                         int right) {
   rbc_t cc, *c = &cc;
-  TRY(ctx_init(c, tx, root));
+  SHMD_TRY(ctx_init(c, tx, root));
   right = right != 0;
   shmd_rb_node_t *nn = N(c, node);
   if (nn == NULL)
@@ -343,18 +333,18 @@ int shmd_rb_insert_node(shmd_tx_t *tx, shmd_ptr_t root, shmd_ptr_t node, shmd_pt
       return SHMD_EINVAL;
   }
   /* The node's own words: logged too, since it may be a node erased earlier in this transaction. */
-  TRY(shmd_tx_log(tx, node, sizeof *nn));
+  SHMD_TRY(shmd_tx_log(tx, node, sizeof *nn));
   nn->parent_color = parent.v | SHMD_RB_RED;
   nn->left.v = 0;
   nn->right.v = 0;
   nn->size = 1;
   if (parent.v == 0) {
-    TRY(wr(c, c->root, c->r, 0, node.v));
+    SHMD_TRY(wr(c, c->root, c->r, 0, node.v));
   } else {
     shmd_rb_node_t *pn = N(c, parent);
-    TRY(set_child(c, parent, pn, right, node));
+    SHMD_TRY(set_child(c, parent, pn, right, node));
   }
-  TRY(adjust_path(c, parent, 1, shmd_ptr_null()));
+  SHMD_TRY(adjust_path(c, parent, 1, shmd_ptr_null()));
   SHMD_CRASH_POINT("rbtree.insert.linked");
   return insert_fixup(c, node);
 }
@@ -365,7 +355,7 @@ int shmd_rb_insert_node(shmd_tx_t *tx, shmd_ptr_t root, shmd_ptr_t node, shmd_pt
 static int erase_fixup(rbc_t *c, shmd_ptr_t x, shmd_ptr_t xp) {
   for (unsigned iter = 0;; iter++) {
     if (iter > SHMD_RB_MAX_DEPTH)
-      return CORRUPT("erase fixup does not terminate");
+      return SHMD_CORRUPT_RC("rbtree: erase fixup does not terminate");
     if (xp.v == 0)
       break; /* x is the root */
     if (x.v != 0) {
@@ -380,59 +370,59 @@ static int erase_fixup(rbc_t *c, shmd_ptr_t x, shmd_ptr_t xp) {
     else if (xpn->right.v == x.v)
       dir = 1;
     else
-      return CORRUPT("parent does not link to its child");
+      return SHMD_CORRUPT_RC("rbtree: parent does not link to its child");
     shmd_ptr_t w = child(xpn, !dir);
     shmd_rb_node_t *wn = N(c, w);
     if (wn == NULL)
-      return CORRUPT("black-height deficit without a sibling");
+      return SHMD_CORRUPT_RC("rbtree: black-height deficit without a sibling");
     if (shmd_rb_color(wn) == SHMD_RB_RED) { /* case 1 */
-      TRY(set_color(c, w, wn, SHMD_RB_BLACK));
-      TRY(set_color(c, xp, xpn, SHMD_RB_RED));
-      TRY(rotate(c, xp, dir));
+      SHMD_TRY(set_color(c, w, wn, SHMD_RB_BLACK));
+      SHMD_TRY(set_color(c, xp, xpn, SHMD_RB_RED));
+      SHMD_TRY(rotate(c, xp, dir));
       w = child(xpn, !dir);
       if ((wn = N(c, w)) == NULL)
-        return CORRUPT("black-height deficit without a sibling");
+        return SHMD_CORRUPT_RC("rbtree: black-height deficit without a sibling");
     }
     shmd_ptr_t near = child(wn, dir), far = child(wn, !dir);
     shmd_rb_node_t *nearn = NULL, *farn = NULL;
     if ((near.v != 0 && (nearn = N(c, near)) == NULL) || (far.v != 0 && (farn = N(c, far)) == NULL))
-      return CORRUPT("bad node pointer");
+      return SHMD_CORRUPT_RC("rbtree: bad node pointer");
     if (!is_red(nearn) && !is_red(farn)) { /* case 2 */
-      TRY(set_color(c, w, wn, SHMD_RB_RED));
+      SHMD_TRY(set_color(c, w, wn, SHMD_RB_RED));
       SHMD_CRASH_POINT("rbtree.erase.recolor");
       x = xp;
       xp = shmd_rb_parent(xpn);
       continue;
     }
     if (!is_red(farn)) { /* case 3 */
-      TRY(set_color(c, near, nearn, SHMD_RB_BLACK));
-      TRY(set_color(c, w, wn, SHMD_RB_RED));
-      TRY(rotate(c, w, !dir));
+      SHMD_TRY(set_color(c, near, nearn, SHMD_RB_BLACK));
+      SHMD_TRY(set_color(c, w, wn, SHMD_RB_RED));
+      SHMD_TRY(rotate(c, w, !dir));
       w = child(xpn, !dir);
       if ((wn = N(c, w)) == NULL)
-        return CORRUPT("bad node pointer");
+        return SHMD_CORRUPT_RC("rbtree: bad node pointer");
       far = child(wn, !dir);
       if ((farn = N(c, far)) == NULL)
-        return CORRUPT("bad node pointer");
+        return SHMD_CORRUPT_RC("rbtree: bad node pointer");
     }
     /* case 4 */
-    TRY(set_color(c, w, wn, shmd_rb_color(xpn)));
-    TRY(set_color(c, xp, xpn, SHMD_RB_BLACK));
-    TRY(set_color(c, far, farn, SHMD_RB_BLACK));
-    TRY(rotate(c, xp, dir));
+    SHMD_TRY(set_color(c, w, wn, shmd_rb_color(xpn)));
+    SHMD_TRY(set_color(c, xp, xpn, SHMD_RB_BLACK));
+    SHMD_TRY(set_color(c, far, farn, SHMD_RB_BLACK));
+    SHMD_TRY(rotate(c, xp, dir));
     x = c->r->node;
     break;
   }
   if (x.v != 0) {
     NODE(xn, x);
-    TRY(set_color(c, x, xn, SHMD_RB_BLACK));
+    SHMD_TRY(set_color(c, x, xn, SHMD_RB_BLACK));
   }
   return 0;
 }
 
 int shmd_rb_erase(shmd_tx_t *tx, shmd_ptr_t root, shmd_ptr_t node) {
   rbc_t cc, *c = &cc;
-  TRY(ctx_init(c, tx, root));
+  SHMD_TRY(ctx_init(c, tx, root));
   NODE(zn, node);
   shmd_ptr_t zl = zn->left, zr = zn->right, zp = shmd_rb_parent(zn);
   shmd_ptr_t x, xp;
@@ -441,68 +431,68 @@ int shmd_rb_erase(shmd_tx_t *tx, shmd_ptr_t root, shmd_ptr_t node) {
     x = zl.v ? zl : zr;
     xp = zp;
     removed = shmd_rb_color(zn);
-    TRY(adjust_path(c, zp, (uint64_t)-1, shmd_ptr_null()));
-    TRY(change_child(c, node, x, zp));
+    SHMD_TRY(adjust_path(c, zp, (uint64_t)-1, shmd_ptr_null()));
+    SHMD_TRY(change_child(c, node, x, zp));
     if (x.v != 0) {
       NODE(xn, x);
-      TRY(set_parent(c, x, xn, zp));
+      SHMD_TRY(set_parent(c, x, xn, zp));
     }
   } else {
     shmd_ptr_t y = zr;
     shmd_rb_node_t *yn = N(c, y);
     for (unsigned depth = 0; yn != NULL && yn->left.v != 0; depth++) {
       if (depth >= SHMD_RB_MAX_DEPTH)
-        return CORRUPT("left spine too long");
+        return SHMD_CORRUPT_RC("rbtree: left spine too long");
       y = yn->left;
       yn = N(c, y);
     }
     if (yn == NULL)
-      return CORRUPT("bad node pointer");
+      return SHMD_CORRUPT_RC("rbtree: bad node pointer");
     removed = shmd_rb_color(yn);
     x = yn->right;
     shmd_ptr_t yp = shmd_rb_parent(yn);
-    TRY(adjust_path(c, yp, (uint64_t)-1, node));
+    SHMD_TRY(adjust_path(c, yp, (uint64_t)-1, node));
     if (yp.v == node.v) {
       xp = y;
     } else {
       xp = yp;
-      TRY(change_child(c, y, x, yp));
+      SHMD_TRY(change_child(c, y, x, yp));
       if (x.v != 0) {
         NODE(xn, x);
-        TRY(set_parent(c, x, xn, yp));
+        SHMD_TRY(set_parent(c, x, xn, yp));
       }
-      TRY(set_child(c, y, yn, 1, zr));
+      SHMD_TRY(set_child(c, y, yn, 1, zr));
       NODE(zrn, zr);
-      TRY(set_parent(c, zr, zrn, y));
+      SHMD_TRY(set_parent(c, zr, zrn, y));
     }
-    TRY(set_child(c, y, yn, 0, zl));
+    SHMD_TRY(set_child(c, y, yn, 0, zl));
     NODE(zln, zl);
-    TRY(set_parent(c, zl, zln, y));
-    TRY(change_child(c, node, y, zp));
-    TRY(set_pc(c, y, yn, zn->parent_color));
-    TRY(set_size(c, y, yn, zn->size - 1));
+    SHMD_TRY(set_parent(c, zl, zln, y));
+    SHMD_TRY(change_child(c, node, y, zp));
+    SHMD_TRY(set_pc(c, y, yn, zn->parent_color));
+    SHMD_TRY(set_size(c, y, yn, zn->size - 1));
   }
   SHMD_CRASH_POINT("rbtree.erase.unlinked");
   if (removed == SHMD_RB_BLACK)
-    TRY(erase_fixup(c, x, xp));
+    SHMD_TRY(erase_fixup(c, x, xp));
   return 0;
 }
 
 int shmd_rb_replace(shmd_tx_t *tx, shmd_ptr_t root, shmd_ptr_t victim, shmd_ptr_t repl) {
   rbc_t cc, *c = &cc;
-  TRY(ctx_init(c, tx, root));
+  SHMD_TRY(ctx_init(c, tx, root));
   NODE(vn, victim);
   shmd_rb_node_t *rn = N(c, repl);
   if (rn == NULL)
     return SHMD_EINVAL;
-  TRY(shmd_tx_log(tx, repl, sizeof *rn));
+  SHMD_TRY(shmd_tx_log(tx, repl, sizeof *rn));
   *rn = *vn;
-  TRY(change_child(c, victim, repl, shmd_rb_parent(vn)));
+  SHMD_TRY(change_child(c, victim, repl, shmd_rb_parent(vn)));
   for (int dir = 0; dir < 2; dir++) {
     shmd_ptr_t ch = child(vn, dir);
     if (ch.v != 0) {
       NODE(chn, ch);
-      TRY(set_parent(c, ch, chn, repl));
+      SHMD_TRY(set_parent(c, ch, chn, repl));
     }
   }
   return 0;
@@ -514,7 +504,7 @@ int shmd_rb_replace(shmd_tx_t *tx, shmd_ptr_t root, shmd_ptr_t victim, shmd_ptr_
 static int chk(shmd_store_t *s, shmd_ptr_t p, const shmd_rb_node_t **out) {
   void *a;
   if ((p.v & 7u) != 0 || shmd_resolve_checked(s, p, sizeof(shmd_rb_node_t), &a) != 0)
-    return CORRUPT("node pointer outside the store");
+    return SHMD_CORRUPT_RC("rbtree: node pointer outside the store");
   *out = (const shmd_rb_node_t *)a;
   return 0;
 }
@@ -522,7 +512,7 @@ static int chk(shmd_store_t *s, shmd_ptr_t p, const shmd_rb_node_t **out) {
 static int root_chk(shmd_store_t *s, shmd_ptr_t root, shmd_ptr_t *top) {
   void *a;
   if ((root.v & 7u) != 0 || shmd_resolve_checked(s, root, sizeof(shmd_rb_root_t), &a) != 0)
-    return CORRUPT("root pointer outside the store");
+    return SHMD_CORRUPT_RC("rbtree: root pointer outside the store");
   *top = ((const shmd_rb_root_t *)a)->node;
   return 0;
 }
@@ -532,8 +522,8 @@ static int extreme(shmd_store_t *s, shmd_ptr_t p, int dir, shmd_ptr_t *out) {
   const shmd_rb_node_t *n;
   for (unsigned depth = 0;; depth++) {
     if (depth >= SHMD_RB_MAX_DEPTH)
-      return CORRUPT("spine too long");
-    TRY(chk(s, p, &n));
+      return SHMD_CORRUPT_RC("rbtree: spine too long");
+    SHMD_TRY(chk(s, p, &n));
     shmd_ptr_t next = child(n, dir);
     if (next.v == 0)
       break;
@@ -545,7 +535,7 @@ static int extreme(shmd_store_t *s, shmd_ptr_t p, int dir, shmd_ptr_t *out) {
 
 static int first_last(shmd_store_t *s, shmd_ptr_t root, int dir, shmd_ptr_t *out) {
   shmd_ptr_t top;
-  TRY(root_chk(s, root, &top));
+  SHMD_TRY(root_chk(s, root, &top));
   if (top.v == 0)
     return SHMD_ENOTFOUND;
   return extreme(s, top, dir, out);
@@ -561,16 +551,16 @@ int shmd_rb_last(shmd_store_t *s, shmd_ptr_t root, shmd_ptr_t *out) {
 /* dir 1: successor, 0: predecessor. */
 static int step(shmd_store_t *s, shmd_ptr_t node, int dir, shmd_ptr_t *out) {
   const shmd_rb_node_t *n;
-  TRY(chk(s, node, &n));
+  SHMD_TRY(chk(s, node, &n));
   shmd_ptr_t ch = child(n, dir);
   if (ch.v != 0)
     return extreme(s, ch, !dir, out);
   shmd_ptr_t cur = node, p = shmd_rb_parent(n);
   for (unsigned depth = 0; p.v != 0; depth++) {
     if (depth >= SHMD_RB_MAX_DEPTH)
-      return CORRUPT("parent chain too long");
+      return SHMD_CORRUPT_RC("rbtree: parent chain too long");
     const shmd_rb_node_t *pn;
-    TRY(chk(s, p, &pn));
+    SHMD_TRY(chk(s, p, &pn));
     if (child(pn, dir).v != cur.v) {
       *out = p;
       return 0;
@@ -598,7 +588,7 @@ static inline int fsize(shmd_store_t *s, shmd_ptr_t p, uint64_t *out) {
   }
   const shmd_rb_node_t *n = shmd_rb_node(s, p);
   if (n == NULL)
-    return CORRUPT("bad node pointer");
+    return SHMD_CORRUPT_RC("rbtree: bad node pointer");
   *out = n->size;
   return 0;
 }
@@ -606,18 +596,18 @@ static inline int fsize(shmd_store_t *s, shmd_ptr_t p, uint64_t *out) {
 int shmd_rb_rank(shmd_store_t *s, shmd_ptr_t node, uint64_t *rank) {
   const shmd_rb_node_t *n = shmd_rb_node(s, node);
   if (n == NULL)
-    return CORRUPT("bad node pointer");
+    return SHMD_CORRUPT_RC("rbtree: bad node pointer");
   uint64_t r, ls;
-  TRY(fsize(s, n->left, &r));
+  SHMD_TRY(fsize(s, n->left, &r));
   shmd_ptr_t cur = node, p = shmd_rb_parent(n);
   for (unsigned depth = 0; p.v != 0; depth++) {
     if (depth >= SHMD_RB_MAX_DEPTH)
-      return CORRUPT("parent chain too long");
+      return SHMD_CORRUPT_RC("rbtree: parent chain too long");
     const shmd_rb_node_t *pn = shmd_rb_node(s, p);
     if (pn == NULL)
-      return CORRUPT("bad node pointer");
+      return SHMD_CORRUPT_RC("rbtree: bad node pointer");
     if (pn->right.v == cur.v) {
-      TRY(fsize(s, pn->left, &ls));
+      SHMD_TRY(fsize(s, pn->left, &ls));
       r += ls + 1;
     }
     cur = p;
@@ -630,19 +620,19 @@ int shmd_rb_rank(shmd_store_t *s, shmd_ptr_t node, uint64_t *rank) {
 int shmd_rb_select(shmd_store_t *s, shmd_ptr_t root, uint64_t index, shmd_ptr_t *out) {
   const shmd_rb_root_t *r = (root.v & 7u) ? NULL : (const shmd_rb_root_t *)shmd_resolve(s, root);
   if (r == NULL)
-    return CORRUPT("bad root pointer");
+    return SHMD_CORRUPT_RC("rbtree: bad root pointer");
   shmd_ptr_t p = r->node;
   for (unsigned depth = 0; p.v != 0; depth++) {
     const shmd_rb_node_t *n = shmd_rb_node(s, p);
     if (n == NULL || depth >= SHMD_RB_MAX_DEPTH)
-      return CORRUPT("bad node pointer or tree too deep");
+      return SHMD_CORRUPT_RC("rbtree: bad node pointer or tree too deep");
     if (depth == 0 && index >= n->size)
       return SHMD_ENOTFOUND;
     /* The left child's size decides between the children: fetch the right one meanwhile. */
     if (n->right.v)
       __builtin_prefetch(shmd_resolve(s, n->right));
     uint64_t ls;
-    TRY(fsize(s, n->left, &ls));
+    SHMD_TRY(fsize(s, n->left, &ls));
     if (index < ls) {
       p = n->left;
     } else if (index == ls) {
@@ -653,13 +643,13 @@ int shmd_rb_select(shmd_store_t *s, shmd_ptr_t root, uint64_t index, shmd_ptr_t 
       p = n->right;
     }
   }
-  return r->node.v == 0 ? SHMD_ENOTFOUND : CORRUPT("subtree sizes disagree with the shape");
+  return r->node.v == 0 ? SHMD_ENOTFOUND : SHMD_CORRUPT_RC("rbtree: subtree sizes disagree with the shape");
 }
 
 int shmd_rb_count(shmd_store_t *s, shmd_ptr_t root, uint64_t *count) {
   const shmd_rb_root_t *r = (root.v & 7u) ? NULL : (const shmd_rb_root_t *)shmd_resolve(s, root);
   if (r == NULL)
-    return CORRUPT("bad root pointer");
+    return SHMD_CORRUPT_RC("rbtree: bad root pointer");
   return fsize(s, r->node, count);
 }
 
@@ -683,27 +673,27 @@ static int check_rec(check_t *k, shmd_ptr_t p, shmd_ptr_t parent, unsigned paren
     return 0;
   }
   if (depth >= SHMD_RB_MAX_DEPTH)
-    return CORRUPT("tree deeper than any valid red-black tree");
+    return SHMD_CORRUPT_RC("rbtree: tree deeper than any valid red-black tree");
   const shmd_rb_node_t *n;
-  TRY(chk(k->s, p, &n));
+  SHMD_TRY(chk(k->s, p, &n));
   if ((n->parent_color & 6u) != 0)
-    return CORRUPT("stray bits in a parent link");
+    return SHMD_CORRUPT_RC("rbtree: stray bits in a parent link");
   if (shmd_rb_parent(n).v != parent.v)
-    return CORRUPT("parent link does not name the parent");
+    return SHMD_CORRUPT_RC("rbtree: parent link does not name the parent");
   unsigned color = shmd_rb_color(n);
   if (color == SHMD_RB_RED && parent_color == SHMD_RB_RED)
-    return CORRUPT("red node with a red child");
+    return SHMD_CORRUPT_RC("rbtree: red node with a red child");
   uint64_t lbh, rbh, ls, rs;
-  TRY(check_rec(k, n->left, p, color, depth + 1, &lbh, &ls));
+  SHMD_TRY(check_rec(k, n->left, p, color, depth + 1, &lbh, &ls));
   if (++k->seen > k->max_nodes)
-    return CORRUPT("more nodes than the bound");
+    return SHMD_CORRUPT_RC("rbtree: more nodes than the bound");
   if (k->visit != NULL)
-    TRY(k->visit(k->s, p, n, k->arg));
-  TRY(check_rec(k, n->right, p, color, depth + 1, &rbh, &rs));
+    SHMD_TRY(k->visit(k->s, p, n, k->arg));
+  SHMD_TRY(check_rec(k, n->right, p, color, depth + 1, &rbh, &rs));
   if (lbh != rbh)
-    return CORRUPT("black heights differ");
+    return SHMD_CORRUPT_RC("rbtree: black heights differ");
   if (n->size != ls + rs + 1)
-    return CORRUPT("subtree size is wrong");
+    return SHMD_CORRUPT_RC("rbtree: subtree size is wrong");
   *bh = lbh + (color == SHMD_RB_BLACK);
   *size = n->size;
   return 0;
@@ -712,19 +702,19 @@ static int check_rec(check_t *k, shmd_ptr_t p, shmd_ptr_t parent, unsigned paren
 int shmd_rb_check(shmd_store_t *s, shmd_ptr_t root, uint64_t max_nodes, shmd_rb_visit_fn visit,
                   void *arg, uint64_t *count) {
   shmd_ptr_t top;
-  TRY(root_chk(s, root, &top));
+  SHMD_TRY(root_chk(s, root, &top));
   check_t k = {s, max_nodes, 0, visit, arg};
   if (top.v != 0) {
     const shmd_rb_node_t *n;
-    TRY(chk(s, top, &n));
+    SHMD_TRY(chk(s, top, &n));
     if (shmd_rb_color(n) != SHMD_RB_BLACK)
-      return CORRUPT("red root");
+      return SHMD_CORRUPT_RC("rbtree: red root");
   }
   uint64_t bh, size;
   /* The root's "parent colour" is black, so a red root is reported above, not as red-red. */
-  TRY(check_rec(&k, top, shmd_ptr_null(), SHMD_RB_BLACK, 0, &bh, &size));
+  SHMD_TRY(check_rec(&k, top, shmd_ptr_null(), SHMD_RB_BLACK, 0, &bh, &size));
   if (size != k.seen)
-    return CORRUPT("root size differs from the number of nodes");
+    return SHMD_CORRUPT_RC("rbtree: root size differs from the number of nodes");
   if (count != NULL)
     *count = k.seen;
   return 0;

@@ -54,14 +54,12 @@
 #include "shmdict/rbtree.h"
 #include "shmdict/store.h"
 #include "segments/lockwait.h"
+#include "cont_int.h"
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Layout */
 
-/* Kind words: 'SHMD' in the low 32 bits marks a shmdict container, the high 32 bits name the kind
- * (ASCII). A different kind with the same marker is SHMD_EINVAL, anything else SHMD_ECORRUPT. */
-#define KIND_MARK UINT64_C(0x444D4853)                           /* "SHMD" */
-#define RBTREE_MAGIC ((UINT64_C(0x52544252) << 32) | KIND_MARK) /* "RBTR" */
+#define RBTREE_MAGIC SHMD__KIND(0x52544252) /* "RBTR" (containers/cont_int.h) */
 
 typedef struct rbt_hdr_s {
   uint64_t magic;
@@ -86,15 +84,6 @@ typedef struct ent_s {
 _Static_assert(sizeof(rbt_hdr_t) == 64, "tree header is 64 bytes");
 _Static_assert(offsetof(ent_t, data) == 40, "entry data starts at 40");
 _Static_assert(offsetof(ent_t, rb) == 0, "the node is at the start of the entry");
-
-/* The comma makes the value a constant the compiler sees is non-zero. */
-#define CORRUPT(what) ((void)SHMD_CORRUPT("rbtree: " what), SHMD_ECORRUPT)
-#define TRY(expr)                                                                                  \
-  do {                                                                                             \
-    int rc_ = (expr);                                                                              \
-    if (rc_ != 0)                                                                                  \
-      return rc_;                                                                                  \
-  } while (0)
 
 static inline size_t round8(size_t n) { return (n + 7) & ~(size_t)7; }
 
@@ -188,7 +177,7 @@ static inline int bytes_cmp(const void *a, size_t al, const void *b, size_t bl) 
 static int ool_view(shmd_store_t *s, shmd_ptr_t p, size_t len, const unsigned char **out) {
   void *a;
   if (shmd_resolve_checked(s, p, len ? len : 1, &a))
-    return CORRUPT("out-of-line bytes outside the store");
+    return SHMD_CORRUPT_RC("rbtree: out-of-line bytes outside the store");
   *out = (const unsigned char *)a;
   return 0;
 }
@@ -200,7 +189,7 @@ static int ent_key(shmd_store_t *s, uint32_t order, const ent_t *e, const unsign
   *klen = klw & LEN_MASK;
   if (!(klw & OOL)) {
     if (*klen > SHMD_RBTREE_INLINE_KEY_MAX)
-      return CORRUPT("inline key longer than the inline limit");
+      return SHMD_CORRUPT_RC("rbtree: inline key longer than the inline limit");
     *k = e->data;
     return 0;
   }
@@ -214,7 +203,7 @@ static int ent_val(shmd_store_t *s, uint32_t order, const ent_t *e, const unsign
   const unsigned char *area = (const unsigned char *)e + val_off(order, e->key_len);
   if (!(vlw & OOL)) {
     if (*vlen > SHMD_RBTREE_INLINE_VAL_MAX)
-      return CORRUPT("inline value longer than the inline limit");
+      return SHMD_CORRUPT_RC("rbtree: inline value longer than the inline limit");
     *v = area;
     return 0;
   }
@@ -255,11 +244,11 @@ static inline int ent_cmp(shmd_store_t *s, uint32_t order, const qk_t *q, const 
     k = e->data;
     klen = klw;
   } else {
-    TRY(ent_key(s, order, e, &k, &klen));
+    SHMD_TRY(ent_key(s, order, e, &k, &klen));
   }
   size_t skip = order == SHMD_RBTREE_DOUBLE_BYTES ? 8 : 0;
   if (klen < skip)
-    return CORRUPT("key shorter than its number");
+    return SHMD_CORRUPT_RC("rbtree: key shorter than its number");
   *out = bytes_cmp(q->bytes, q->blen, k + skip, klen - skip);
   return 0;
 }
@@ -274,47 +263,32 @@ typedef struct map_s {
   rbt_hdr_t *h;
   shmd_ptr_t root;
   uint32_t order;
-  int dirty; /* something was logged or allocated: failures must abort */
+  int doom; /* abort even if this call changed nothing: a caller's transaction may hold a half-done destroy */
 } map_t;
-
-static int kind_status(uint64_t magic) {
-  if (magic == RBTREE_MAGIC)
-    return 0;
-  return (magic & UINT64_C(0xFFFFFFFF)) == KIND_MARK ? SHMD_EINVAL : CORRUPT("not a container");
-}
 
 static int map_open(shmd_store_t *s, shmd_ptr_t tree, map_t *m) {
   void *a;
-  if ((tree.v & 7u) != 0 || shmd_resolve_checked(s, tree, sizeof(rbt_hdr_t), &a))
-    return CORRUPT("tree pointer outside the store");
   m->s = s;
   m->tree = tree;
-  m->h = (rbt_hdr_t *)a;
   m->root = shmd_ptr_add(tree, offsetof(rbt_hdr_t, root));
-  m->dirty = 0;
-  TRY(kind_status(__atomic_load_n(&m->h->magic, __ATOMIC_ACQUIRE)));
-  TRY(shmd_tx_begin(s, &m->tx));
-  int rc = shmd_tx_lock(m->tx, shmd_ptr_add(tree, offsetof(rbt_hdr_t, lock)));
-  if (rc == 0)
-    rc = kind_status(m->h->magic); /* destroyed while we waited */
-  if (rc == 0 && !order_valid(m->h->order))
-    rc = CORRUPT("unknown ordering in the header");
-  if (rc) {
-    (void)shmd_tx_commit(m->tx); /* nothing done: leave a caller's transaction intact */
-    return rc;
-  }
+  m->doom = 0;
+  SHMD_TRY(shmd__cont_enter(s, tree, sizeof(rbt_hdr_t), offsetof(rbt_hdr_t, lock), RBTREE_MAGIC,
+                            "rbtree: tree pointer outside the store", "rbtree: not a container", &a, &m->tx));
+  m->h = (rbt_hdr_t *)a;
+  if (!order_valid(m->h->order))
+    return shmd_tx_end(m->tx, SHMD_CORRUPT_RC("rbtree: unknown ordering in the header"));
   m->order = m->h->order;
   return 0;
 }
 
-/* Ends the operation: commit on success or a clean failure, abort after changes. */
+/* Ends the operation: shmd_tx_end() (commit, or abort when this level changed something and rc is a
+ * failure), or an abort when the call doomed the caller's transaction on purpose (m->doom). */
 static int map_close(map_t *m, int rc) {
-  if (rc != 0 && m->dirty) {
+  if (m->doom) {
     shmd_tx_abort(m->tx);
     return rc;
   }
-  int crc = shmd_tx_commit(m->tx);
-  return rc ? rc : crc;
+  return shmd_tx_end(m->tx, rc);
 }
 
 static inline ent_t *ent_at(const map_t *m, shmd_ptr_t p) {
@@ -327,7 +301,7 @@ static uint64_t root_size(const map_t *m, int *rc) {
     return 0;
   const ent_t *e = ent_at(m, top);
   if (e == NULL) {
-    *rc = CORRUPT("bad root node");
+    *rc = SHMD_CORRUPT_RC("rbtree: bad root node");
     return 0;
   }
   return e->rb.size;
@@ -356,16 +330,16 @@ static int descend_exact(const map_t *m, const qk_t *q, shmd_ptr_t *node, shmd_p
   for (unsigned depth = 0; p.v != 0; depth++) {
     const ent_t *e = ent_at(m, p);
     if (e == NULL || depth >= SHMD_RB_MAX_DEPTH)
-      return CORRUPT("bad node pointer or tree too deep");
+      return SHMD_CORRUPT_RC("rbtree: bad node pointer or tree too deep");
     if (rank != NULL)
       prefetch_children(m, e);
     int c;
-    TRY(ent_cmp(m->s, m->order, q, e, &c));
+    SHMD_TRY(ent_cmp(m->s, m->order, q, e, &c));
     uint64_t ls = 0;
     if (rank != NULL && c >= 0 && e->rb.left.v != 0) {
       const shmd_rb_node_t *l = shmd_rb_node(m->s, e->rb.left);
       if (l == NULL)
-        return CORRUPT("bad node pointer");
+        return SHMD_CORRUPT_RC("rbtree: bad node pointer");
       ls = l->size;
     }
     if (c == 0) {
@@ -397,15 +371,15 @@ static int descend_bound(const map_t *m, const qk_t *q, int how, shmd_ptr_t *nod
   for (unsigned depth = 0; p.v != 0; depth++) {
     const ent_t *e = ent_at(m, p);
     if (e == NULL || depth >= SHMD_RB_MAX_DEPTH)
-      return CORRUPT("bad node pointer or tree too deep");
+      return SHMD_CORRUPT_RC("rbtree: bad node pointer or tree too deep");
     prefetch_children(m, e);
     int c;
-    TRY(ent_cmp(m->s, m->order, q, e, &c)); /* c = q vs e */
+    SHMD_TRY(ent_cmp(m->s, m->order, q, e, &c)); /* c = q vs e */
     uint64_t ls = 0;
     if (e->rb.left.v != 0) {
       const shmd_rb_node_t *l = shmd_rb_node(m->s, e->rb.left);
       if (l == NULL)
-        return CORRUPT("bad node pointer");
+        return SHMD_CORRUPT_RC("rbtree: bad node pointer");
       ls = l->size;
     }
     int go_right;
@@ -457,14 +431,14 @@ static int descend_bound(const map_t *m, const qk_t *q, int how, shmd_ptr_t *nod
 static int ent_checked(const map_t *m, shmd_ptr_t p, const ent_t **out) {
   void *a;
   if ((p.v & 7u) != 0 || shmd_resolve_checked(m->s, p, sizeof(ent_t), &a))
-    return CORRUPT("entry outside the store");
+    return SHMD_CORRUPT_RC("rbtree: entry outside the store");
   const ent_t *e = (const ent_t *)a;
   uint32_t klw = e->key_len, vlw = e->val_len;
   if ((!(klw & OOL) && klw > SHMD_RBTREE_INLINE_KEY_MAX) ||
       (!(vlw & OOL) && vlw > SHMD_RBTREE_INLINE_VAL_MAX))
-    return CORRUPT("inline length over the inline limit");
+    return SHMD_CORRUPT_RC("rbtree: inline length over the inline limit");
   if (shmd_resolve_checked(m->s, p, ent_bytes(m->order, klw, vlw), &a))
-    return CORRUPT("entry outside the store");
+    return SHMD_CORRUPT_RC("rbtree: entry outside the store");
   *out = e;
   return 0;
 }
@@ -472,8 +446,8 @@ static int ent_checked(const map_t *m, shmd_ptr_t p, const ent_t **out) {
 static int ent_views(const map_t *m, shmd_ptr_t p, const unsigned char **k, size_t *kl,
                      const unsigned char **v, size_t *vl) {
   const ent_t *e;
-  TRY(ent_checked(m, p, &e));
-  TRY(ent_key(m->s, m->order, e, k, kl));
+  SHMD_TRY(ent_checked(m, p, &e));
+  SHMD_TRY(ent_key(m->s, m->order, e, k, kl));
   return ent_val(m->s, m->order, e, v, vl);
 }
 
@@ -482,7 +456,7 @@ static int item_fill(const map_t *m, shmd_ptr_t p, uint64_t rank, shmd_rbtree_it
     return 0;
   const unsigned char *k, *v;
   size_t kl, vl;
-  TRY(ent_views(m, p, &k, &kl, &v, &vl));
+  SHMD_TRY(ent_views(m, p, &k, &kl, &v, &vl));
   if (it->key != NULL && it->key_cap)
     memcpy(it->key, k, kl < it->key_cap ? kl : it->key_cap);
   if (it->val != NULL && it->val_cap)
@@ -500,7 +474,7 @@ int shmd_rbtree_create(shmd_store_t *s, shmd_rbtree_order_t order, shmd_ptr_t *o
   if (!order_valid((uint32_t)order))
     return SHMD_EINVAL;
   shmd_tx_t *tx;
-  TRY(shmd_tx_begin(s, &tx));
+  SHMD_TRY(shmd_tx_begin(s, &tx));
   shmd_ptr_t p;
   int rc = shmd_tx_calloc(tx, sizeof(rbt_hdr_t), &p);
   if (rc) {
@@ -521,9 +495,9 @@ int shmd_rbtree_create(shmd_store_t *s, shmd_rbtree_order_t order, shmd_ptr_t *o
 /* Frees an entry and what it owns, after the commit. */
 static int ent_free(map_t *m, shmd_ptr_t p, const ent_t *e) {
   if (e->key_len & OOL)
-    TRY(shmd_tx_free(m->tx, area_ptr(key_ptr_area(e, m->order))));
+    SHMD_TRY(shmd_tx_free(m->tx, area_ptr(key_ptr_area(e, m->order))));
   if (e->val_len & OOL)
-    TRY(shmd_tx_free(m->tx, area_ptr((const unsigned char *)e + val_off(m->order, e->key_len))));
+    SHMD_TRY(shmd_tx_free(m->tx, area_ptr((const unsigned char *)e + val_off(m->order, e->key_len))));
   return shmd_tx_free(m->tx, p);
 }
 
@@ -540,7 +514,7 @@ static size_t erase_budget(uint64_t n) { return 4 * (size_t)log2_ceil(n + 1) + 6
 int shmd_rbtree_destroy_step(shmd_store_t *s, shmd_ptr_t tree, size_t max_entries,
                              uint64_t *remaining) {
   map_t m;
-  TRY(map_open(s, tree, &m));
+  SHMD_TRY(map_open(s, tree, &m));
   int rc = 0;
   uint64_t n = root_size(&m, &rc);
   size_t done = 0;
@@ -552,7 +526,7 @@ int shmd_rbtree_destroy_step(shmd_store_t *s, shmd_ptr_t tree, size_t max_entrie
       if (done > 0)
         break;
       if ((rc = shmd_tx_reserve(m.tx, erase_budget(n), 0, 3))) {
-        m.dirty = 1; /* a caller's transaction may hold earlier batches: never commit those */
+        m.doom = 1; /* a caller's transaction may hold earlier batches: never commit those */
         break;
       }
     }
@@ -562,7 +536,6 @@ int shmd_rbtree_destroy_step(shmd_store_t *s, shmd_ptr_t tree, size_t max_entrie
     const ent_t *e;
     if ((rc = ent_checked(&m, first, &e)))
       break;
-    m.dirty = 1;
     if ((rc = shmd_rb_erase(m.tx, m.root, first)) || (rc = ent_free(&m, first, e)))
       break;
     SHMD_CRASH_POINT("rbtree.destroy.erased");
@@ -571,7 +544,6 @@ int shmd_rbtree_destroy_step(shmd_store_t *s, shmd_ptr_t tree, size_t max_entrie
   }
   if (rc == 0 && n == 0) {
     if (shmd_tx_reserve(m.tx, 2, 0, 1) == 0) {
-      m.dirty = 1;
       rc = shmd_tx_set64(m.tx, &m.h->magic, 0);
       if (rc == 0)
         rc = shmd_tx_free(m.tx, tree);
@@ -584,7 +556,7 @@ int shmd_rbtree_destroy_step(shmd_store_t *s, shmd_ptr_t tree, size_t max_entrie
     /* Not even one entry fits what is left of a caller's transaction, which may hold earlier
      * batches: abort it, so that it cannot commit a half-destroyed tree by mistake. */
     rc = SHMD_ETXFULL;
-    m.dirty = 1;
+    m.doom = 1;
   }
   if (rc == 0)
     *remaining = n;
@@ -594,7 +566,7 @@ int shmd_rbtree_destroy_step(shmd_store_t *s, shmd_ptr_t tree, size_t max_entrie
 int shmd_rbtree_destroy(shmd_store_t *s, shmd_ptr_t tree) {
   uint64_t remaining = 1;
   for (;;) {
-    TRY(shmd_rbtree_destroy_step(s, tree, SIZE_MAX, &remaining));
+    SHMD_TRY(shmd_rbtree_destroy_step(s, tree, SIZE_MAX, &remaining));
     if (remaining == 0)
       return 0;
   }
@@ -605,14 +577,14 @@ int shmd_rbtree_destroy(shmd_store_t *s, shmd_ptr_t tree) {
 
 int shmd_rbtree_order(shmd_store_t *s, shmd_ptr_t tree, shmd_rbtree_order_t *out) {
   map_t m;
-  TRY(map_open(s, tree, &m));
+  SHMD_TRY(map_open(s, tree, &m));
   *out = (shmd_rbtree_order_t)m.order;
   return map_close(&m, 0);
 }
 
 int shmd_rbtree_len(shmd_store_t *s, shmd_ptr_t tree, uint64_t *out) {
   map_t m;
-  TRY(map_open(s, tree, &m));
+  SHMD_TRY(map_open(s, tree, &m));
   int rc = 0;
   uint64_t n = root_size(&m, &rc);
   if (rc == 0)
@@ -625,8 +597,7 @@ int shmd_rbtree_len(shmd_store_t *s, shmd_ptr_t tree, uint64_t *out) {
 
 /* Allocates out-of-line bytes (a copy of data) in the transaction. */
 static int ool_create(map_t *m, const void *data, size_t len, shmd_ptr_t *out) {
-  m->dirty = 1;
-  TRY(shmd_tx_alloc(m->tx, len ? len : 1, out));
+  SHMD_TRY(shmd_tx_alloc(m->tx, len ? len : 1, out));
   if (len)
     memcpy(shmd_resolve(m->s, *out), data, len);
   return 0;
@@ -662,8 +633,7 @@ static int make_moved_node(map_t *m, const ent_t *old, const void *val, size_t v
   uint32_t vlw = vool.v ? (uint32_t)vlen | OOL : (uint32_t)vlen;
   size_t voff = val_off(m->order, old->key_len);
   shmd_ptr_t p;
-  m->dirty = 1;
-  TRY(shmd_tx_alloc(m->tx, voff + val_area(vlw), &p));
+  SHMD_TRY(shmd_tx_alloc(m->tx, voff + val_area(vlw), &p));
   ent_t *e = (ent_t *)shmd_resolve(m->s, p);
   e->key_len = old->key_len;
   e->val_len = vlw;
@@ -687,16 +657,15 @@ static int update_value(map_t *m, shmd_ptr_t p, ent_t *e, const void *val, size_
     old_vool = area_ptr((unsigned char *)e + voff);
   shmd_ptr_t vool = shmd_ptr_null();
   if (vool_new)
-    TRY(ool_create(m, val, vlen, &vool));
+    SHMD_TRY(ool_create(m, val, vlen, &vool));
   size_t usable = shmd_usable_size(m->s, p);
   if (usable == 0)
-    return CORRUPT("entry is not an allocated block");
+    return SHMD_CORRUPT_RC("rbtree: entry is not an allocated block");
   if (voff + need <= usable) {
     /* In place: the length word, then the value area. */
-    m->dirty = 1;
-    TRY(shmd_tx_log(m->tx, shmd_ptr_add(p, offsetof(ent_t, key_len)), 8));
+    SHMD_TRY(shmd_tx_log(m->tx, shmd_ptr_add(p, offsetof(ent_t, key_len)), 8));
     if (need)
-      TRY(shmd_tx_log(m->tx, shmd_ptr_add(p, voff), need));
+      SHMD_TRY(shmd_tx_log(m->tx, shmd_ptr_add(p, voff), need));
     unsigned char *va = (unsigned char *)e + voff;
     if (vool_new)
       memcpy(va, &vool.v, 8);
@@ -706,13 +675,13 @@ static int update_value(map_t *m, shmd_ptr_t p, ent_t *e, const void *val, size_
     SHMD_CRASH_POINT("rbtree.put.updated");
   } else {
     shmd_ptr_t np;
-    TRY(make_moved_node(m, e, val, vlen, vool, &np));
-    TRY(shmd_rb_replace(m->tx, m->root, p, np));
+    SHMD_TRY(make_moved_node(m, e, val, vlen, vool, &np));
+    SHMD_TRY(shmd_rb_replace(m->tx, m->root, p, np));
     SHMD_CRASH_POINT("rbtree.put.replaced");
-    TRY(shmd_tx_free(m->tx, p));
+    SHMD_TRY(shmd_tx_free(m->tx, p));
   }
   if (old_vool.v)
-    TRY(shmd_tx_free(m->tx, old_vool));
+    SHMD_TRY(shmd_tx_free(m->tx, old_vool));
   return 0;
 }
 
@@ -725,16 +694,15 @@ static int insert_new(map_t *m, const qk_t *q, const void *val, size_t vlen, shm
   uint32_t vlw = vool_new ? (uint32_t)vlen | OOL : (uint32_t)vlen;
   shmd_ptr_t kool = shmd_ptr_null(), vool = shmd_ptr_null(), p;
   if (kool_new) {
-    TRY(ool_create(m, q->key, q->klen, &kool));
+    SHMD_TRY(ool_create(m, q->key, q->klen, &kool));
     /* The out-of-line copy holds the normalised number too. */
     if (m->order == SHMD_RBTREE_DOUBLE_BYTES)
       memcpy(shmd_resolve(m->s, kool), &q->d, 8);
   }
   if (vool_new)
-    TRY(ool_create(m, val, vlen, &vool));
+    SHMD_TRY(ool_create(m, val, vlen, &vool));
   size_t voff = val_off(m->order, klw);
-  m->dirty = 1;
-  TRY(shmd_tx_alloc(m->tx, voff + val_area(vlw), &p));
+  SHMD_TRY(shmd_tx_alloc(m->tx, voff + val_area(vlw), &p));
   ent_t *e = (ent_t *)shmd_resolve(m->s, p);
   e->key_len = klw;
   e->val_len = vlw;
@@ -745,7 +713,7 @@ static int insert_new(map_t *m, const qk_t *q, const void *val, size_t vlen, shm
   else if (vlen)
     memcpy(va, val, vlen);
   SHMD_CRASH_POINT("rbtree.put.allocated");
-  TRY(shmd_rb_insert_node(m->tx, m->root, p, parent, right));
+  SHMD_TRY(shmd_rb_insert_node(m->tx, m->root, p, parent, right));
   SHMD_CRASH_POINT("rbtree.put.inserted");
   return 0;
 }
@@ -759,7 +727,7 @@ int shmd_rbtree_put(shmd_store_t *s, shmd_ptr_t tree, const void *key, size_t ke
   if (val_len > SHMD_RBTREE_LEN_MAX)
     return SHMD_ETOOBIG;
   map_t m;
-  TRY(map_open(s, tree, &m));
+  SHMD_TRY(map_open(s, tree, &m));
   qk_t q;
   int rc = qk_make(m.order, key, key_len, &q);
   shmd_ptr_t node, parent;
@@ -792,7 +760,7 @@ int shmd_rbtree_put(shmd_store_t *s, shmd_ptr_t tree, const void *key, size_t ke
 int shmd_rbtree_get(shmd_store_t *s, shmd_ptr_t tree, const void *key, size_t key_len, void *val,
                     size_t val_cap, size_t *val_len) {
   map_t m;
-  TRY(map_open(s, tree, &m));
+  SHMD_TRY(map_open(s, tree, &m));
   qk_t q;
   shmd_ptr_t node, parent;
   int right;
@@ -818,7 +786,7 @@ int shmd_rbtree_get(shmd_store_t *s, shmd_ptr_t tree, const void *key, size_t ke
 
 int shmd_rbtree_delete(shmd_store_t *s, shmd_ptr_t tree, const void *key, size_t key_len) {
   map_t m;
-  TRY(map_open(s, tree, &m));
+  SHMD_TRY(map_open(s, tree, &m));
   qk_t q;
   shmd_ptr_t node, parent;
   int right;
@@ -829,7 +797,6 @@ int shmd_rbtree_delete(shmd_store_t *s, shmd_ptr_t tree, const void *key, size_t
     rc = SHMD_ENOTFOUND;
   if (rc == 0) {
     const ent_t *e = ent_at(&m, node);
-    m.dirty = 1;
     rc = shmd_rb_erase(m.tx, m.root, node);
     if (rc == 0) {
       SHMD_CRASH_POINT("rbtree.delete.erased");
@@ -842,7 +809,7 @@ int shmd_rbtree_delete(shmd_store_t *s, shmd_ptr_t tree, const void *key, size_t
 int shmd_rbtree_rank(shmd_store_t *s, shmd_ptr_t tree, const void *key, size_t key_len,
                      uint64_t *rank) {
   map_t m;
-  TRY(map_open(s, tree, &m));
+  SHMD_TRY(map_open(s, tree, &m));
   qk_t q;
   shmd_ptr_t node, parent;
   int right;
@@ -860,7 +827,7 @@ int shmd_rbtree_rank(shmd_store_t *s, shmd_ptr_t tree, const void *key, size_t k
 int shmd_rbtree_count_below(shmd_store_t *s, shmd_ptr_t tree, const void *key, size_t key_len,
                             int inclusive, uint64_t *count) {
   map_t m;
-  TRY(map_open(s, tree, &m));
+  SHMD_TRY(map_open(s, tree, &m));
   qk_t q;
   shmd_ptr_t node;
   uint64_t r;
@@ -877,7 +844,7 @@ int shmd_rbtree_count_below(shmd_store_t *s, shmd_ptr_t tree, const void *key, s
 
 int shmd_rbtree_select(shmd_store_t *s, shmd_ptr_t tree, uint64_t index, shmd_rbtree_item_t *item) {
   map_t m;
-  TRY(map_open(s, tree, &m));
+  SHMD_TRY(map_open(s, tree, &m));
   shmd_ptr_t node;
   int rc = shmd_rb_select(s, m.root, index, &node);
   if (rc == 0)
@@ -890,7 +857,7 @@ int shmd_rbtree_seek(shmd_store_t *s, shmd_ptr_t tree, const void *key, size_t k
   if ((unsigned)how > SHMD_RBTREE_LT)
     return SHMD_EINVAL;
   map_t m;
-  TRY(map_open(s, tree, &m));
+  SHMD_TRY(map_open(s, tree, &m));
   qk_t q;
   shmd_ptr_t node;
   uint64_t r;
@@ -923,7 +890,7 @@ int shmd_rbtree_prev(shmd_store_t *s, shmd_ptr_t tree, const void *key, size_t k
 
 static int first_last(shmd_store_t *s, shmd_ptr_t tree, int last, shmd_rbtree_item_t *item) {
   map_t m;
-  TRY(map_open(s, tree, &m));
+  SHMD_TRY(map_open(s, tree, &m));
   shmd_ptr_t node;
   int rc = last ? shmd_rb_last(s, m.root, &node) : shmd_rb_first(s, m.root, &node);
   uint64_t n = 0;
@@ -951,7 +918,7 @@ static int walk_from(map_t *m, shmd_ptr_t node, uint64_t rank, uint64_t n, size_
   int rc = 0;
   while (node.v != 0 && done < max) {
     if (done >= n)
-      return CORRUPT("walk longer than the tree");
+      return SHMD_CORRUPT_RC("rbtree: walk longer than the tree");
     const unsigned char *k, *v;
     size_t kl, vl;
     if ((rc = ent_views(m, node, &k, &kl, &v, &vl)))
@@ -982,7 +949,7 @@ int shmd_rbtree_walk_rank(shmd_store_t *s, shmd_ptr_t tree, uint64_t start, size
   if (fn == NULL)
     return SHMD_EINVAL;
   map_t m;
-  TRY(map_open(s, tree, &m));
+  SHMD_TRY(map_open(s, tree, &m));
   int rc = 0;
   uint64_t n = root_size(&m, &rc);
   shmd_ptr_t node = shmd_ptr_null();
@@ -1001,7 +968,7 @@ int shmd_rbtree_walk_key(shmd_store_t *s, shmd_ptr_t tree, const void *key, size
   if (fn == NULL || (unsigned)how > SHMD_RBTREE_LT)
     return SHMD_EINVAL;
   map_t m;
-  TRY(map_open(s, tree, &m));
+  SHMD_TRY(map_open(s, tree, &m));
   qk_t q;
   int rc = qk_make(m.order, key, key_len, &q);
   uint64_t n = 0, r = 0;
@@ -1030,10 +997,10 @@ typedef struct mcheck_s {
 
 static int check_ool(shmd_store_t *s, shmd_ptr_t p, size_t len) {
   const unsigned char *b;
-  TRY(ool_view(s, p, len, &b));
+  SHMD_TRY(ool_view(s, p, len, &b));
   size_t usable = shmd_usable_size(s, p);
   if (usable < len || usable == 0)
-    return CORRUPT("out-of-line bytes are not an allocated block of their length");
+    return SHMD_CORRUPT_RC("rbtree: out-of-line bytes are not an allocated block of their length");
   return 0;
 }
 
@@ -1043,52 +1010,52 @@ static int check_entry(shmd_store_t *s, shmd_ptr_t p, const shmd_rb_node_t *n, v
   map_t *m = k->m;
   uint32_t order = m->order;
   const ent_t *e;
-  TRY(ent_checked(m, p, &e));
+  SHMD_TRY(ent_checked(m, p, &e));
   uint32_t klw = e->key_len, vlw = e->val_len;
   size_t kl = klw & LEN_MASK, vl = vlw & LEN_MASK;
   if (shmd_usable_size(s, p) < ent_bytes(order, klw, vlw))
-    return CORRUPT("entry is not an allocated block of its size");
+    return SHMD_CORRUPT_RC("rbtree: entry is not an allocated block of its size");
   if ((klw & OOL) && kl <= SHMD_RBTREE_INLINE_KEY_MAX)
-    return CORRUPT("short key stored out of line");
+    return SHMD_CORRUPT_RC("rbtree: short key stored out of line");
   if ((vlw & OOL) && vl <= SHMD_RBTREE_INLINE_VAL_MAX)
-    return CORRUPT("short value stored out of line");
+    return SHMD_CORRUPT_RC("rbtree: short value stored out of line");
   switch (order) {
   case SHMD_RBTREE_I64:
   case SHMD_RBTREE_DOUBLE:
     if (klw != 8)
-      return CORRUPT("numeric key is not 8 inline bytes");
+      return SHMD_CORRUPT_RC("rbtree: numeric key is not 8 inline bytes");
     break;
   case SHMD_RBTREE_DOUBLE_BYTES:
     if (kl < 8)
-      return CORRUPT("score-member key shorter than 8 bytes");
+      return SHMD_CORRUPT_RC("rbtree: score-member key shorter than 8 bytes");
     break;
   default:
     break;
   }
   if (klw & OOL)
-    TRY(check_ool(s, area_ptr(key_ptr_area(e, order)), kl));
+    SHMD_TRY(check_ool(s, area_ptr(key_ptr_area(e, order)), kl));
   if (vlw & OOL)
-    TRY(check_ool(s, area_ptr((const unsigned char *)e + val_off(order, klw)), vl));
+    SHMD_TRY(check_ool(s, area_ptr((const unsigned char *)e + val_off(order, klw)), vl));
   const unsigned char *key;
   size_t klen;
-  TRY(ent_key(s, order, e, &key, &klen));
+  SHMD_TRY(ent_key(s, order, e, &key, &klen));
   if (order == SHMD_RBTREE_DOUBLE || order == SHMD_RBTREE_DOUBLE_BYTES) {
     double d, d2;
     memcpy(&d, e->data, 8);
     memcpy(&d2, key, 8);
     if (isnan(d) || (d == 0 && signbit(d)))
-      return CORRUPT("NaN or -0.0 key");
+      return SHMD_CORRUPT_RC("rbtree: NaN or -0.0 key");
     if (memcmp(&d, &d2, 8) != 0)
-      return CORRUPT("inline score differs from the out-of-line key");
+      return SHMD_CORRUPT_RC("rbtree: inline score differs from the out-of-line key");
   }
   if (k->have_prev) {
     qk_t q;
     int c;
     if (qk_make(order, k->prev_key, k->prev_len, &q))
-      return CORRUPT("invalid key");
-    TRY(ent_cmp(s, order, &q, e, &c));
+      return SHMD_CORRUPT_RC("rbtree: invalid key");
+    SHMD_TRY(ent_cmp(s, order, &q, e, &c));
     if (c >= 0)
-      return CORRUPT("keys out of order");
+      return SHMD_CORRUPT_RC("rbtree: keys out of order");
   }
   k->prev_key = key;
   k->prev_len = klen;
@@ -1108,10 +1075,10 @@ int shmd_rbtree_check(shmd_store_t *s, shmd_ptr_t tree) {
 
 static int rbtree_check_body(shmd_store_t *s, shmd_ptr_t tree) {
   map_t m;
-  TRY(map_open(s, tree, &m));
+  SHMD_TRY(map_open(s, tree, &m));
   int rc = 0;
   if (m.h->flags != 0)
-    rc = CORRUPT("unknown header flags");
+    rc = SHMD_CORRUPT_RC("rbtree: unknown header flags");
   shmd_store_info_t info;
   if (rc == 0)
     rc = shmd_store_info(s, &info);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "kv/cmd.h"
+#include "kv/notify.h"
 
 static int typed_begin(shmd_store_t *s, unsigned db, const void *key, size_t klen, kv_ctx_t *c) {
   if (db >= KV_NDB)
@@ -122,7 +123,12 @@ int shmd_kv_zadd(shmd_store_t *s, unsigned db, const void *key, size_t klen, dou
     rc = shmd__kv_zadd_one(&c, &ref, member, mlen, score, 0, 0, 0, 0, 0, &a, &ch, &out);
   if (rc == 0 && added)
     *added = a;
-  return typed_end(&c, rc);
+  rc = typed_end(&c, rc);
+  if (rc == 0 && shmd_tx_depth(s) == 0) { /* wake a BZPOPMIN waiting on the key (kv/block.c) */
+    const char *k = key;
+    shmd__kv_block_signal(s, db, 1, &k, &klen);
+  }
+  return rc;
 }
 
 int shmd_kv_zrank(shmd_store_t *s, unsigned db, const void *key, size_t klen, const void *member, size_t mlen,

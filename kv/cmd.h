@@ -84,6 +84,14 @@ int shmd__kv_zadd_one(kv_ctx_t *c, kv_ref_t *ref, const void *m, size_t ml, doub
 int shmd__kv_zrank(kv_ctx_t *c, kv_ref_t *ref, const void *m, size_t ml, int rev, uint64_t *rank);
 
 /* ---------------------------------------------------------------------------------------------- */
+/* LMPOP / ZMPOP (t_list.c) */
+
+/* Parses "numkeys key... <w0|w1> [COUNT count]" starting at argument `at` with Redis's errors:
+ * 1 with *where = 0 (w0) or 1 (w1) and *count (1 when absent), or 0 when it replied an error. */
+int shmd__kv_parse_mpop(cc_t *x, int at, const char *w0, const char *w1, long long *numkeys, int *where,
+                        long long *count);
+
+/* ---------------------------------------------------------------------------------------------- */
 /* The handlers: shmd__kv_cmd_<handler>() for each line of the command table */
 
 #define KV_CMD(name, arity, first, last, step, flags, handler, group, syntax, summary) \

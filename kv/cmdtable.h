@@ -8,6 +8,7 @@
 #define SHMD_KV_CMDTABLE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* Command flags: Redis 7.0's names (COMMAND INFO) for the ones that apply to the keyspace.
  * XX(NAME, "name", what it says). They describe; the dispatcher does not act on them yet. */
@@ -56,5 +57,20 @@ const shmd__kv_cmd_t *shmd__kv_cmd_at(size_t i);
 const shmd__kv_cmd_t *shmd__kv_cmd_find(const char *name, size_t len);
 /* The name of one flag bit ("write", ...), or NULL for a bit that is not a flag. */
 const char *shmd__kv_cmd_flag_name(unsigned flag);
+
+/*
+ * Runs `cmd` (from shmd__kv_cmd_find(); the caller has checked its arity) on database `db` as
+ * shmd_kv_command_db() does, filling *r, which the caller zeroed and frees what it holds with
+ * shmd__kv_reply_clear() (kv/reply.h). For the server, which looks the name up itself and keeps
+ * the reply on its stack. Returns 0 or a negative status (r is then empty).
+ */
+struct shmd_reply_s;
+struct shmd_store_s;
+int shmd__kv_run(struct shmd_store_s *s, unsigned db, const shmd__kv_cmd_t *cmd, int argc, const char *const argv[],
+                 const size_t lens[], struct shmd_reply_s *r);
+
+/* The number of keys of database db (DBSIZE), 0 for a database never used, which is not created.
+ * For INFO keyspace. Returns 0 or a negative status. */
+int shmd__kv_dbsize(struct shmd_store_s *s, unsigned db, uint64_t *keys);
 
 #endif

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "kv/cmd.h"
+#include "segments/os.h"
 
 int shmd__kv_cmd_del(cc_t *x) {
   int64_t n = 0;
@@ -380,4 +381,98 @@ int shmd__kv_xscan(cc_t *x, uint32_t type, int mode) {
     return rc;
   }
   return scan_reply(x->r, next, &w.v);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Connection and server commands that are about the keyspace (Redis's server.c): PING, ECHO, TIME,
+ * FLUSHALL. The server answers PING itself in RESP2's subscribed context. */
+
+int shmd__kv_cmd_ping(cc_t *x) {
+  if (x->argc > 2)
+    return r_error(x->r, "ERR wrong number of arguments for 'ping' command");
+  if (x->argc == 2)
+    return r_bulk(x->r, A(1), L(1));
+  return r_status(x->r, "PONG");
+}
+
+int shmd__kv_cmd_echo(cc_t *x) { return r_bulk(x->r, A(1), L(1)); }
+
+int shmd__kv_cmd_time(cc_t *x) {
+  uint64_t us = shmd__os_unix_us();
+  char a[32], b[32];
+  int na = snprintf(a, sizeof a, "%llu", (unsigned long long)(us / 1000000u));
+  int nb = snprintf(b, sizeof b, "%llu", (unsigned long long)(us % 1000000u));
+  int rc = r_array(x->r, 2);
+  if (rc == 0)
+    rc = r_bulk(&x->r->elems[0], a, (size_t)na);
+  if (rc == 0)
+    rc = r_bulk(&x->r->elems[1], b, (size_t)nb);
+  return rc;
+}
+
+/* FLUSHALL takes the stripes of every database itself, in database order (the dispatcher takes
+ * none for it: taking the current database's first would invert the order against a FLUSHALL
+ * run from a lower database), so all databases empty in one transaction. Databases never used
+ * are not created. The dispatcher drains their garbage lists after the commit. */
+int shmd__kv_cmd_flushall(cc_t *x) {
+  if (x->argc > 2 || (x->argc == 2 && !eq(A(1), L(1), "ASYNC") && !eq(A(1), L(1), "SYNC")))
+    return r_error(x->r, ERR_SYNTAX);
+  for (unsigned d = 0; d < KV_NDB; d++) {
+    kv_ctx_t other, *c = x->c;
+    int rc;
+    if (d != x->c->dbi) {
+      shmd_ptr_t dp;
+      rc = kv_db_get(x->c->tx, d, 0, &dp);
+      if (rc == SHMD_ENOTFOUND)
+        continue;
+      if (rc)
+        return rc;
+      other = *x->c;
+      other.dbi = d;
+      other.dbp = dp;
+      other.locked = 0;
+      other.garbage = 0;
+      if ((rc = kv_db_view(x->c->s, dp, &other.db)))
+        return rc;
+      c = &other;
+    }
+    if ((rc = kv_flushdb(c)))
+      return rc;
+  }
+  return r_ok(x->r);
+}
+
+/* For the server's INFO keyspace: DBSIZE of database db without creating it. */
+int shmd__kv_dbsize(shmd_store_t *s, unsigned db, uint64_t *keys) {
+  *keys = 0;
+  if (db >= KV_NDB)
+    return SHMD_EINVAL;
+  shmd_tx_t *tx;
+  int rc = shmd_tx_begin(s, &tx);
+  if (rc)
+    return rc;
+  kv_ctx_t c;
+  memset(&c, 0, sizeof c);
+  c.s = s;
+  c.tx = tx;
+  c.dbi = db;
+  rc = kv_db_get(tx, db, 0, &c.dbp);
+  if (rc == SHMD_ENOTFOUND) {
+    shmd_tx_commit(tx);
+    return 0;
+  }
+  if (rc == 0)
+    rc = kv_db_view(s, c.dbp, &c.db);
+  if (rc == 0)
+    rc = kv_lock_stripes(&c, (1u << KV_STRIPES) - 1);
+  for (unsigned i = 0; rc == 0 && i < KV_STRIPES; i++) {
+    uint64_t n;
+    if ((rc = shmd_hash_len(s, c.db->stripe[i], &n)) == 0)
+      *keys += n;
+  }
+  if (rc) {
+    shmd_tx_abort(tx);
+    return rc;
+  }
+  return shmd_tx_commit(tx);
 }

@@ -24,6 +24,7 @@
 
 #include "kv/cmd.h"
 #include "kv/cmdtable.h"
+#include "kv/notify.h"
 
 /* ---------------------------------------------------------------------------------------------- */
 /* The table */
@@ -144,37 +145,58 @@ static int unknown_cmd(shmd_reply_t *r, int argc, argv_t argv, const size_t *len
   return r_str(r, SHMD_REPLY_ERROR, buf, n < sizeof buf ? n : sizeof buf - 1);
 }
 
-int shmd_kv_command_db(shmd_store_t *s, unsigned db, int argc, const char *const argv[], const size_t lens[],
-                       shmd_reply_t **reply) {
-  if (s == NULL || reply == NULL || argc < 1 || argv == NULL || lens == NULL)
-    return SHMD_EINVAL;
-  if (db >= KV_NDB)
-    return SHMD_EINVAL;
-  shmd_reply_t *r = calloc(1, sizeof *r);
-  if (r == NULL)
-    return SHMD_ENOMEM;
-  const shmd__kv_cmd_t *cmd = shmd__kv_cmd_find(argv[0], lens[0]);
+/* After a write command committed: wake the processes whose clients block on its keys (kv/block.c). */
+static void signal_keys(shmd_store_t *s, unsigned db, const shmd__kv_cmd_t *cmd, int argc, argv_t argv,
+                        const size_t *lens) {
+  if (cmd->first_key == 0)
+    return;
+  int last = cmd->last_key < 0 ? argc + cmd->last_key : cmd->last_key;
+  const char *keys[16];
+  size_t kl[16];
+  int n = 0;
+  for (int i = cmd->first_key; i <= last && i < argc; i += cmd->key_step) {
+    keys[n] = argv[i];
+    kl[n++] = lens[i];
+    if (n == 16) {
+      shmd__kv_block_signal(s, db, n, keys, kl);
+      n = 0;
+    }
+  }
+  shmd__kv_block_signal(s, db, n, keys, kl);
+}
+
+int shmd__kv_run(shmd_store_t *s, unsigned db, const shmd__kv_cmd_t *cmd, int argc, const char *const argv[],
+                 const size_t lens[], shmd_reply_t *r) {
   int rc;
-  if (cmd == NULL) {
-    rc = unknown_cmd(r, argc, argv, lens);
-    goto done;
-  }
-  if ((cmd->arity > 0 && argc != cmd->arity) || (cmd->arity < 0 && argc < -cmd->arity)) {
-    rc = r_error(r, "ERR wrong number of arguments for '%s' command", cmd->name);
-    goto done;
-  }
   /* Redis refuses a bulk argument longer than proto-max-bulk-len before it parses the command, so
    * no stored string, field or member is ever longer than that. */
   for (int i = 1; i < argc; i++)
-    if (lens[i] > KV_STRING_MAX) {
-      rc = r_error(r, ERR_BIG_ARG);
-      goto done;
+    if (lens[i] > KV_STRING_MAX)
+      return r_error(r, ERR_BIG_ARG);
+  uint64_t max = shmd_kv_max_reply();
+  kv_budget_t budget = {max, max, 0};
+  if (!(cmd->flags & (KV_CMD_WRITE | KV_CMD_READONLY))) {
+    /* PING, ECHO, TIME: no keys, nothing to lock, no transaction. */
+    cc_t x = {NULL, argc, argv, lens, r};
+    shmd__kv_budget_set(&budget);
+    rc = cmd->handler(&x);
+    shmd__kv_budget_set(NULL);
+    if (budget.over && rc == 0)
+      rc = SHMD_ENOMEM;
+    if (rc) {
+      shmd__kv_reply_clear(r);
+      memset(r, 0, sizeof *r);
+      rc = budget.over ? r_error(r, ERR_BIG_REPLY) : rc;
     }
+    return rc;
+  }
   kv_ctx_t c;
   if ((rc = kv_begin(s, db, &c)))
-    goto done;
+    return rc;
   unsigned mask = 0;
-  if (cmd->first_key == 0) { /* no key arguments (KEYS, SCAN, DBSIZE, FLUSHDB): every stripe */
+  if (cmd->handler == shmd__kv_cmd_flushall) {
+    mask = 0; /* takes every database's stripes itself, in database order (db.c) */
+  } else if (cmd->first_key == 0) { /* no key arguments (KEYS, SCAN, DBSIZE, FLUSHDB): every stripe */
     mask = (1u << KV_STRIPES) - 1;
   } else {
     int last = cmd->last_key < 0 ? argc + cmd->last_key : cmd->last_key;
@@ -182,8 +204,6 @@ int shmd_kv_command_db(shmd_store_t *s, unsigned db, int argc, const char *const
       mask |= 1u << kv_stripe_of(argv[i], lens[i]);
   }
   cc_t x = {&c, argc, argv, lens, r};
-  uint64_t max = shmd_kv_max_reply();
-  kv_budget_t budget = {max, max, 0};
   rc = kv_lock_stripes(&c, mask);
   if (rc == 0) {
     shmd__kv_budget_set(&budget);
@@ -198,6 +218,13 @@ int shmd_kv_command_db(shmd_store_t *s, unsigned db, int argc, const char *const
     rc = kv_end(&c, 0);
     if (rc == SHMD_EABORTED)
       rc = SHMD_ECORRUPT;
+    if (rc == 0 && (cmd->flags & KV_CMD_WRITE) && shmd_tx_depth(s) == 0) {
+      signal_keys(s, db, cmd, argc, argv, lens);
+      if (cmd->handler == shmd__kv_cmd_flushall)
+        for (unsigned d = 0; d < KV_NDB; d++)
+          if (d != db)
+            (void)shmd_kv_drain(s, d, 0);
+    }
   } else {
     kv_end(&c, rc);
     shmd__kv_reply_clear(r);
@@ -213,7 +240,26 @@ int shmd_kv_command_db(shmd_store_t *s, unsigned db, int argc, const char *const
     else if (rc == SHMD_ETOOBIG)
       rc = r_error(r, ERR_BIG_STRING);
   }
-done:
+  return rc;
+}
+
+int shmd_kv_command_db(shmd_store_t *s, unsigned db, int argc, const char *const argv[], const size_t lens[],
+                       shmd_reply_t **reply) {
+  if (s == NULL || reply == NULL || argc < 1 || argv == NULL || lens == NULL)
+    return SHMD_EINVAL;
+  if (db >= KV_NDB)
+    return SHMD_EINVAL;
+  shmd_reply_t *r = calloc(1, sizeof *r);
+  if (r == NULL)
+    return SHMD_ENOMEM;
+  const shmd__kv_cmd_t *cmd = shmd__kv_cmd_find(argv[0], lens[0]);
+  int rc;
+  if (cmd == NULL)
+    rc = unknown_cmd(r, argc, argv, lens);
+  else if ((cmd->arity > 0 && argc != cmd->arity) || (cmd->arity < 0 && argc < -cmd->arity))
+    rc = r_error(r, "ERR wrong number of arguments for '%s' command", cmd->name);
+  else
+    rc = shmd__kv_run(s, db, cmd, argc, argv, lens, r);
   if (rc) {
     shmd_reply_free(r);
     return rc;

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Sorted-set commands (Redis's t_zset.c): ZADD ZREM ZSCORE ZINCRBY ZCARD ZRANK ZREVRANK ZRANGE
- * ZRANGEBYSCORE ZCOUNT ZREMRANGEBYRANK ZSCAN. As Redis pairs a dict with a skiplist, a sorted set
+ * ZRANGEBYSCORE ZCOUNT ZREMRANGEBYRANK ZSCAN ZPOPMIN ZPOPMAX ZMPOP. As Redis pairs a dict with a skiplist, a sorted set
  * is a hash container (member -> 8-byte double score) plus an order-statistics rbtree keyed by
  * (score, member) in SHMD_RBTREE_DOUBLE_BYTES order (shmd_rbtree_dkey()), so ranks, counts and
  * score ranges cost O(log n). -0.0 is stored as +0.0.
@@ -507,3 +507,87 @@ int shmd__kv_cmd_zremrangebyrank(cc_t *x) {
 }
 
 int shmd__kv_cmd_zscan(cc_t *x) { return shmd__kv_xscan(x, KV_ZSET, 2); }
+
+/* ---------------------------------------------------------------------------------------------- */
+/* ZPOPMIN, ZPOPMAX, ZMPOP (the non-blocking halves of the server's BZPOPMIN / BZPOPMAX / BZMPOP) */
+
+/* Pops up to `count` members from the low (max = 0) or high end of the set at ref into r as the
+ * flat array [member, score, ...]; deletes the key when it empties. */
+static int z_pop(cc_t *x, const char *key, size_t klen, kv_ref_t *ref, int max, long long count, shmd_reply_t *r) {
+  uint64_t len;
+  int rc = shmd_rbtree_len(x->c->s, ref->b, &len);
+  if (rc)
+    return rc;
+  uint64_t n = (uint64_t)count < len ? (uint64_t)count : len;
+  shmd_reply_t tmp = {0};
+  cc_t y = *x;
+  y.r = &tmp;
+  if ((rc = z_reply_ranks(&y, ref->b, max ? len - n : 0, max ? len : n, max, 0, -1, 1)))
+    return rc;
+  for (size_t i = 0; i + 1 < tmp.nelems && rc == 0; i += 2)
+    rc = z_remove(x->c, ref, tmp.elems[i].str, tmp.elems[i].len);
+  if (rc == 0)
+    rc = kv_drop_if_empty(x->c, key, klen, ref);
+  if (rc) {
+    shmd__kv_reply_clear(&tmp);
+    return rc;
+  }
+  *r = tmp;
+  return 0;
+}
+
+static int c_zpop(cc_t *x, int max) {
+  long long count = 1;
+  if (x->argc > 3)
+    return r_error(x->r, ERR_SYNTAX);
+  if (x->argc == 3 && (parse_ll(A(2), L(2), &count) || count < 0))
+    return r_error(x->r, "ERR value is out of range, must be positive");
+  kv_ref_t ref;
+  int rc = need(x, KV_ZSET, MISS_EMPTY, &ref);
+  if (rc <= 0)
+    return rc;
+  if (count == 0)
+    return r_array(x->r, 0);
+  return z_pop(x, A(1), L(1), &ref, max, count, x->r);
+}
+int shmd__kv_cmd_zpopmin(cc_t *x) { return c_zpop(x, 0); }
+int shmd__kv_cmd_zpopmax(cc_t *x) { return c_zpop(x, 1); }
+
+int shmd__kv_cmd_zmpop(cc_t *x) {
+  long long nk, count;
+  int max;
+  if (!shmd__kv_parse_mpop(x, 1, "MIN", "MAX", &nk, &max, &count))
+    return 0;
+  for (int k = 2; k < 2 + nk; k++) {
+    kv_ref_t ref;
+    int rc = kv_lookup_type(x->c, A(k), L(k), KV_ZSET, &ref);
+    if (rc == SHMD_EWRONGTYPE)
+      return WRONGTYPE();
+    if (rc == SHMD_ENOTFOUND)
+      continue;
+    if (rc)
+      return rc;
+    shmd_reply_t flat = {0};
+    if ((rc = z_pop(x, A(k), L(k), &ref, max, count, &flat)))
+      return rc;
+    /* [key, [[member, score], ...]] */
+    size_t pairs = flat.nelems / 2;
+    if ((rc = r_array(x->r, 2)) || (rc = r_bulk(&x->r->elems[0], A(k), L(k))) ||
+        (rc = r_array(&x->r->elems[1], pairs))) {
+      shmd__kv_reply_clear(&flat);
+      return rc;
+    }
+    for (size_t i = 0; i < pairs && rc == 0; i++) {
+      shmd_reply_t *p = &x->r->elems[1].elems[i];
+      if ((rc = r_array(p, 2)) == 0) {
+        p->elems[0] = flat.elems[2 * i];
+        p->elems[1] = flat.elems[2 * i + 1];
+        memset(&flat.elems[2 * i], 0, 2 * sizeof flat.elems[0]);
+      }
+    }
+    shmd__kv_reply_clear(&flat);
+    return rc;
+  }
+  x->r->type = SHMD_REPLY_NIL; /* a null array */
+  return 0;
+}

@@ -7,7 +7,7 @@ pkgs=(
   libcriterion-dev libbenchmark-dev
   libmimalloc-dev libjemalloc-dev libboost-dev
   libxxhash-dev libreadline-dev
-  redis-server redis-tools libhiredis-dev
+  redis-server redis-tools libhiredis-dev python3-redis libuv1-dev
   python3-matplotlib
   libglib2.0-dev
   clang libclang-rt-dev

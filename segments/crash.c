@@ -6,10 +6,10 @@
  */
 #include "crash.h"
 
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
+
+#include "os.h"
 
 int shmd__crash_armed;
 static char crash_name[128];
@@ -17,7 +17,7 @@ static size_t crash_prefix_len; /* > 0: match names starting with crash_name[0..
 static long crash_left;
 
 void shmd__crash_init(void) {
-  const char *env = getenv("SHMDICT_CRASH_POINT");
+  const char *env = shmd__os_getenv("SHMDICT_CRASH_POINT");
   if (env == NULL || env[0] == '\0' || shmd__crash_armed)
     return;
   const char *colon = strchr(env, ':');
@@ -41,5 +41,5 @@ void shmd__crash_hit(const char *name) {
   int match = crash_prefix_len ? strncmp(name, crash_name, crash_prefix_len) == 0
                                : strcmp(name, crash_name) == 0;
   if (match && __atomic_sub_fetch(&crash_left, 1, __ATOMIC_SEQ_CST) == 0)
-    kill(getpid(), SIGKILL);
+    shmd__os_kill_self();
 }

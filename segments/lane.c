@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Lanes, locks, transactions and recovery: the crash protocol of design §6.
+ * Lanes, locks, allocator steps, rollback and recovery: the segment layer's part of the crash
+ * protocol of design §6. Transactions themselves (shmd_tx_*: what a lane records, commit, abort,
+ * extension blocks, deferred frees) are the transaction layer's (tx/tx.c).
  *
  * Design
  * ------
@@ -24,7 +26,9 @@
  *   4. free the operation's reservations (ABORTING) or finish its deferred frees (COMMITTED). Each
  *      free is an allocator step of the recovering thread that, in the same logged step, decrements
  *      the dead lane's reservation count or advances its free counter: killed half-way, recovery
- *      restarts where it stopped and never frees a block twice;
+ *      restarts where it stopped and never frees a block twice. This step, with the adoption of
+ *      the lane's thread heap and the release of its extension blocks, is the transaction layer's:
+ *      this file calls it through the store's tx_ops (lane_recover, tx/tx.c), never by name;
  *   5. mark the lane IDLE and unlock `live`; the lane can be claimed again.
  *
  * Rolling back words protected by locks the recoverer does not hold is safe: every such lock names
@@ -60,9 +64,6 @@ __attribute__((tls_model("initial-exec"))) _Thread_local struct shmd__thr *shmd_
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static pthread_key_t g_key; /* the thread's list of shmd__thr, one per store */
 
-void shmd__store_unref(shmd_store_t *s); /* store.c */
-void shmd__stores_after_fork(void);      /* store.c */
-
 /* ---------------------------------------------------------------------------------------------- */
 /* Undo logs. */
 
@@ -94,33 +95,11 @@ static int rollback(shmd_store_t *s, struct shmd__undo *log, uint32_t n, uint32_
 
 /* ---------------------------------------------------------------------------------------------- */
 /*
- * Extension blocks.
- *
- * A transaction that outgrows its lane's fixed arrays (held locks, reservations, deferred frees,
- * undo entries) continues them in an extension block allocated from the store, so that the size of
- * an atomic operation is bounded by the store's space, not by the lane. Growing is crash-safe in
- * four steps:
- *
- *   1. allocate the bigger block in one allocator step that also stores it into `ext_new`;
- *   2. copy the used part of the current block into it (the current block stays authoritative);
- *   3. store ext_old = ext, then ext = new: that one store is the switch;
- *   4. free the old block in a step that also clears ext_old, then clear ext_new.
- *
- * At every instant `ext` names a block holding every entry the counts cover, so a recoverer rolls
- * back through it without looking at the other two words. They matter only when the blocks are
- * released, which happens once the transaction is over (the lane idle): ext_new != ext means the
- * switch never happened and ext_new is freed; ext_old != 0 and != ext means it did and ext_old is
- * freed; then ext itself. A block therefore lives only as long as the transaction that needed it,
- * and the owner's commit or abort, or the recovery of a dead owner, frees it.
+ * Extension blocks (their essay is in tx/tx.c, which grows and releases them): what recovery needs
+ * to read a lane's records wherever they live, the lane or its block.
  */
 
-#define EXT_MAX (UINT32_C(1) << 26) /* entries per array of one block: 1 GiB of undo entries */
-
-static const uint32_t ext_min[4] = {2048, 64, 256, 512};
-enum { EXT_OP, EXT_HELD, EXT_RESV, EXT_DFREE };
-
-/* Checked view of lane x's extension block: NULL with *rc = 0 when it has none. */
-static struct shmd__lane_ext *ext_view(shmd_store_t *s, struct shmd__lane *x, int *rc) {
+struct shmd__lane_ext *shmd__lane_ext_view(shmd_store_t *s, struct shmd__lane *x, int *rc) {
   *rc = 0;
   uint64_t v = __atomic_load_n(&x->ext, __ATOMIC_ACQUIRE);
   if (v == 0)
@@ -131,8 +110,8 @@ static struct shmd__lane_ext *ext_view(shmd_store_t *s, struct shmd__lane *x, in
     return NULL;
   }
   struct shmd__lane_ext *e = a;
-  if (e->magic != SHMD__EXT_MAGIC || e->op_cap > EXT_MAX || e->held_cap > EXT_MAX || e->resv_cap > EXT_MAX ||
-      e->dfree_cap > EXT_MAX ||
+  if (e->magic != SHMD__EXT_MAGIC || e->op_cap > SHMD__EXT_MAX || e->held_cap > SHMD__EXT_MAX ||
+      e->resv_cap > SHMD__EXT_MAX || e->dfree_cap > SHMD__EXT_MAX ||
       shmd_resolve_checked(s, (shmd_ptr_t){v}, shmd__ext_bytes(e->op_cap, e->held_cap, e->resv_cap, e->dfree_cap),
                            &a)) {
     *rc = SHMD_CORRUPT("lane extension block is damaged");
@@ -141,33 +120,18 @@ static struct shmd__lane_ext *ext_view(shmd_store_t *s, struct shmd__lane *x, in
   return e;
 }
 
-/* Element i of an array the extension continues: the lane's for i < cap, else the block's; NULL
- * beyond both. */
-static uint64_t *vslot(uint64_t *lane_arr, uint64_t cap, uint64_t *ext_arr, uint64_t ext_cap, uint64_t i) {
-  if (i < cap)
-    return &lane_arr[i];
-  if (ext_arr != NULL && i - cap < ext_cap)
-    return &ext_arr[i - cap];
-  return NULL;
-}
-
 /* Thread heaps (store_int.h): a dead lane's reservation or deferred free i, for alloc/heap.c. */
 uint64_t *shmd__lane_record(shmd_store_t *s, struct shmd__lane *x, int which, uint64_t i) {
   int rc;
-  struct shmd__lane_ext *e = ext_view(s, x, &rc);
+  struct shmd__lane_ext *e = shmd__lane_ext_view(s, x, &rc);
   if (rc)
     return NULL;
   if (which == 0)
-    return vslot(x->resv, SHMD__RESV_CAP, e ? shmd__ext_resv(e) : NULL, e ? e->resv_cap : 0, i);
-  return vslot(x->dfree, SHMD__DFREE_CAP, e ? shmd__ext_dfree(e) : NULL, e ? e->dfree_cap : 0, i);
+    return shmd__vslot(x->resv, SHMD__RESV_CAP, e ? shmd__ext_resv(e) : NULL, e ? e->resv_cap : 0, i);
+  return shmd__vslot(x->dfree, SHMD__DFREE_CAP, e ? shmd__ext_dfree(e) : NULL, e ? e->dfree_cap : 0, i);
 }
 
-static uint64_t *held_slot(struct shmd__lane *l, struct shmd__lane_ext *e, uint64_t i) {
-  return vslot(l->held, SHMD__HELD_CAP, e ? shmd__ext_held(e) : NULL, e ? e->held_cap : 0, i);
-}
-
-/* Rolls back lane x's operation log (n entries) through its extension block e. */
-static int rollback_op(shmd_store_t *s, struct shmd__lane *x, struct shmd__lane_ext *e, uint32_t n) {
+int shmd__lane_rollback_op(shmd_store_t *s, struct shmd__lane *x, struct shmd__lane_ext *e, uint32_t n) {
   uint32_t cap = s->man->op_log_cap;
   if (n <= cap)
     return rollback(s, x->op_log, n, cap);
@@ -176,131 +140,6 @@ static int rollback_op(shmd_store_t *s, struct shmd__lane *x, struct shmd__lane_
   int rc = rollback(s, shmd__ext_op(e), n - cap, e->op_cap);
   return rc ? rc : rollback(s, x->op_log, cap, cap);
 }
-
-/* Sets the thread's cached view of its own lane's block. */
-static void ext_cache(struct shmd__thr *t, struct shmd__lane_ext *e) {
-  t->ext = e;
-  t->op_room = (uint64_t)t->store->man->op_log_cap + (e ? e->op_cap : 0);
-  t->resv_room = SHMD__RESV_CAP + (e ? e->resv_cap : 0);
-}
-
-/*
- * Makes the calling thread's lane hold at least `need` entries of array `which`, growing its
- * extension block (steps 1-4 above). Returns 0, SHMD_ETXFULL beyond EXT_MAX entries, SHMD_ENOSPC
- * when the store has no room for the block, or another allocator status.
- */
-static int ext_grow(struct shmd__thr *t, int which, uint64_t need) {
-  shmd_store_t *s = t->store;
-  struct shmd__lane *l = t->lane;
-  struct shmd__lane_ext *o = t->ext;
-  const uint64_t fixed[4] = {s->man->op_log_cap, SHMD__HELD_CAP, SHMD__RESV_CAP, SHMD__DFREE_CAP};
-  uint64_t cap[4] = {o ? o->op_cap : 0, o ? o->held_cap : 0, o ? o->resv_cap : 0, o ? o->dfree_cap : 0};
-  if (need <= fixed[which] + cap[which])
-    return 0;
-  uint64_t want = need - fixed[which];
-  /* Extension blocks came with layout 1.1: a 1.0 library recovering a dead lane would not know the
-   * entries beyond its capacities, so a 1.0 store keeps the old fixed limits. */
-  const char *what = which == EXT_OP ? "undo entries" : which == EXT_HELD ? "locks" : which == EXT_RESV ? "allocations" : "frees";
-  if (s->hdr0->layout_minor < 1) {
-    shmd__set_detail("one transaction would need %llu %s; a store of layout %u.%u holds at most %llu "
-                     "(bigger transactions need layout 1.1: dump the store and load it into a new one)",
-                     (unsigned long long)need, what, (unsigned)s->hdr0->layout_major,
-                     (unsigned)s->hdr0->layout_minor, (unsigned long long)fixed[which]);
-    return SHMD_ETXFULL;
-  }
-  if (want > EXT_MAX) {
-    shmd__set_detail("one transaction would need %llu %s; the limit is %llu", (unsigned long long)need, what,
-                     (unsigned long long)(fixed[which] + EXT_MAX));
-    return SHMD_ETXFULL;
-  }
-  uint64_t c = cap[which] ? cap[which] : ext_min[which];
-  while (c < want)
-    c *= 2;
-  cap[which] = c < EXT_MAX ? c : EXT_MAX;
-  for (int k = 0; k < 4; k++)
-    if (cap[k] == 0)
-      cap[k] = ext_min[k] / 4; /* some room in the other arrays, so one block usually suffices */
-  shmd_ptr_t np;
-  int rc = shmd__alloc_ops.alloc_word(s, t, shmd__ext_bytes(cap[0], cap[1], cap[2], cap[3]), &l->ext_new, &np);
-  if (rc)
-    return rc;
-  SHMD_CRASH_POINT("tx.ext.allocated");
-  struct shmd__lane_ext *n = shmd_resolve(s, np);
-  n->magic = SHMD__EXT_MAGIC;
-  n->op_cap = (uint32_t)cap[0];
-  n->held_cap = (uint32_t)cap[1];
-  n->resv_cap = (uint32_t)cap[2];
-  n->dfree_cap = (uint32_t)cap[3];
-  n->pad = 0;
-  if (o != NULL) {
-    uint64_t used[4] = {l->op_len, l->held_count, l->resv_count, l->dfree_count};
-    for (int k = 0; k < 4; k++)
-      used[k] = used[k] > fixed[k] ? used[k] - fixed[k] : 0;
-    memcpy(shmd__ext_op(n), shmd__ext_op(o), used[0] * sizeof(struct shmd__undo));
-    memcpy(shmd__ext_held(n), shmd__ext_held(o), used[1] * 8);
-    memcpy(shmd__ext_resv(n), shmd__ext_resv(o), used[2] * 8);
-    memcpy(shmd__ext_dfree(n), shmd__ext_dfree(o), used[3] * 8);
-  }
-  __atomic_store_n(&l->ext_old, l->ext, __ATOMIC_RELEASE);
-  SHMD_CRASH_POINT("tx.ext.copied");
-  __atomic_store_n(&l->ext, np.v, __ATOMIC_RELEASE);
-  ext_cache(t, n);
-  SHMD_CRASH_POINT("tx.ext.switched");
-  uint64_t old = l->ext_old;
-  if (old != 0 && (rc = shmd__alloc_ops.free_step(s, t, (shmd_ptr_t){old}, &l->ext_old, 0)) < 0)
-    return rc; /* the block stays named by ext_old: released with the transaction */
-  SHMD_CRASH_POINT("tx.ext.freed_old");
-  __atomic_store_n(&l->ext_new, 0, __ATOMIC_RELEASE);
-  return 0;
-}
-
-/* Entries of array `which` the calling thread's lane holds now: its own plus its extension's (the
- * undo log and reservations cached in t, the hot ones). */
-static inline uint64_t lane_room(const struct shmd__thr *t, int which) {
-  const struct shmd__lane_ext *e = t->ext;
-  switch (which) {
-  case EXT_OP: return t->op_room;
-  case EXT_RESV: return t->resv_room;
-  case EXT_HELD: return SHMD__HELD_CAP + (e ? e->held_cap : 0);
-  default: return SHMD__DFREE_CAP + (e ? e->dfree_cap : 0);
-  }
-}
-
-/* Makes array `which` hold at least `need` entries: 0, or ext_grow's status. */
-static inline int ensure_room(struct shmd__thr *t, int which, uint64_t need) {
-  return __builtin_expect(need <= lane_room(t, which), 1) ? 0 : ext_grow(t, which, need);
-}
-
-/* Frees one block named by lane word w (an allocator step that clears w). */
-static int ext_free_word(shmd_store_t *s, struct shmd__thr *t, uint64_t *w) {
-  int rc = shmd__alloc_ops.free_step(s, t, (shmd_ptr_t){*w}, w, 0);
-  if (rc == SHMD_EINVAL) /* not an allocated block: only after corruption; forget it */
-    __atomic_store_n(w, 0, __ATOMIC_RELEASE);
-  return rc == SHMD_EINVAL ? 0 : rc;
-}
-
-/* Frees the extension blocks of lane x, whose transaction is over, with steps of thread t. */
-static int ext_release(shmd_store_t *s, struct shmd__thr *t, struct shmd__lane *x) {
-  int rc = 0;
-  uint64_t e = __atomic_load_n(&x->ext, __ATOMIC_ACQUIRE);
-  if (x->ext_new != 0 && x->ext_new != e)
-    rc = ext_free_word(s, t, &x->ext_new);
-  else
-    x->ext_new = 0;
-  if (rc == 0) {
-    if (x->ext_old != 0 && x->ext_old != e)
-      rc = ext_free_word(s, t, &x->ext_old);
-    else
-      x->ext_old = 0;
-  }
-  if (rc == 0 && e != 0)
-    rc = ext_free_word(s, t, &x->ext);
-  if (x == t->lane)
-    ext_cache(t, NULL);
-  return rc;
-}
-
-static inline int ext_any(const struct shmd__lane *x) { return (x->ext | x->ext_new | x->ext_old) != 0; }
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Locks. */
@@ -332,7 +171,6 @@ static void release_if_owner(shmd_store_t *s, uint64_t lockp, uint32_t idx) {
 }
 
 static int recover_locked(shmd_store_t *s, struct shmd__thr *t, uint32_t idx, int can_free);
-static void settle_dead_steps(shmd_store_t *s, struct shmd__thr *t, uint32_t x);
 
 /* Tries to take lane l's liveness mutex without blocking. Returns 1 when this thread now owns it
  * (the previous owner is dead, made consistent, or there was none), 0 when a live thread (its
@@ -680,7 +518,7 @@ void shmd__al_commit(shmd_store_t *s, struct shmd__thr *t) {
   if (__builtin_expect(t->npending != 0, 0))
     shmd__run_pending(s, t);
   if (__builtin_expect(t->release_due, 0))
-    shmd__alloc_ops.release(s, t);
+    s->alloc_ops->release(s, t);
 }
 
 void shmd__al_abort(shmd_store_t *s, struct shmd__thr *t) {
@@ -693,57 +531,13 @@ void shmd__al_abort(shmd_store_t *s, struct shmd__thr *t) {
 /* ---------------------------------------------------------------------------------------------- */
 /* Recovery. */
 
-static void lane_reset(struct shmd__lane *l) {
+void shmd__lane_reset(struct shmd__lane *l) {
   l->op_len = 0;
   l->dfree_count = 0;
   l->held_count = 0;
   l->resv_count = 0;
   l->dfree_done = 0;
   __atomic_store_n(&l->state, SHMD__LANE_IDLE, __ATOMIC_RELEASE);
-}
-
-/* Frees the reservations (ABORTING) or the remaining deferred frees (COMMITTED) of lane `x`, using
- * allocator steps of thread t. */
-static int finish_frees(shmd_store_t *s, struct shmd__thr *t, struct shmd__lane *x) {
-  uint32_t st = __atomic_load_n(&x->state, __ATOMIC_ACQUIRE);
-  int rc;
-  struct shmd__lane_ext *e = ext_view(s, x, &rc);
-  if (rc)
-    return rc;
-  if (st == SHMD__LANE_ABORTING) {
-    uint64_t *ea = e ? shmd__ext_resv(e) : NULL, ecap = e ? e->resv_cap : 0;
-    if (x->resv_count > SHMD__RESV_CAP + ecap)
-      return SHMD_CORRUPT("lane reservation count beyond capacity");
-    while (x->resv_count > 0) {
-      uint64_t i = x->resv_count - 1;
-      rc = shmd__alloc_ops.free_step(s, t, (shmd_ptr_t){*vslot(x->resv, SHMD__RESV_CAP, ea, ecap, i)},
-                                     &x->resv_count, i);
-      if (rc == SHMD_EINVAL) {
-        /* The slot names a block that is not allocated: impossible unless corrupted; skip it. */
-        x->resv_count = i;
-      } else if (rc < 0) {
-        return rc;
-      }
-    }
-  } else if (st == SHMD__LANE_COMMITTED) {
-    uint64_t *ea = e ? shmd__ext_dfree(e) : NULL, ecap = e ? e->dfree_cap : 0;
-    if (x->dfree_count > SHMD__DFREE_CAP + ecap || x->dfree_done > SHMD__DFREE_CAP + ecap)
-      return SHMD_CORRUPT("lane deferred-free counters out of range");
-    /* dfree_done > dfree_count: the owner died inside lane_reset() after zeroing dfree_count, so
-     * every free was done already; the loop below does nothing and the reset is finished. */
-    while (x->dfree_done < x->dfree_count) {
-      uint64_t i = x->dfree_done;
-      rc = shmd__alloc_ops.free_step(s, t, (shmd_ptr_t){*vslot(x->dfree, SHMD__DFREE_CAP, ea, ecap, i)},
-                                     &x->dfree_done, i + 1);
-      if (rc == SHMD_EINVAL)
-        x->dfree_done = i + 1;
-      else if (rc < 0)
-        return rc;
-    }
-  }
-  lane_reset(x);
-  SHMD_CRASH_POINT("tx.frees_done");
-  return ext_any(x) ? ext_release(s, t, x) : 0;
 }
 
 /*
@@ -753,7 +547,7 @@ static int finish_frees(shmd_store_t *s, struct shmd__thr *t, struct shmd__lane 
  * block freed twice or never. A live lane cannot be touching x: only x's recoverer does, and that
  * is the caller, who holds x's `live`.
  */
-static void settle_dead_steps(shmd_store_t *s, struct shmd__thr *t, uint32_t x) {
+void shmd__settle_dead_steps(shmd_store_t *s, struct shmd__thr *t, uint32_t x) {
   for (uint32_t j = 0; j < s->man->lane_count; j++) {
     if (j == x || j == t->lane_idx)
       continue;
@@ -769,7 +563,9 @@ static void settle_dead_steps(shmd_store_t *s, struct shmd__thr *t, uint32_t x) 
 
 /*
  * Recovers lane `idx`, whose `live` mutex the caller holds (so no live thread owns the lane).
- * Steps 1-3 of the essay always; step 4 only if `can_free`, else the lane is queued on t->pending.
+ * Steps 1-3 of the essay here; step 4 (the lane's frees, its heap, its extension blocks) is the
+ * transaction layer's, reached through the store's tx_ops. Only if `can_free`: otherwise the lane
+ * is queued on t->pending when step 4 has work to do.
  */
 static int recover_locked(shmd_store_t *s, struct shmd__thr *t, uint32_t idx, int can_free) {
   struct shmd__lane *x = shmd__lane_at(s, idx);
@@ -790,11 +586,11 @@ static int recover_locked(shmd_store_t *s, struct shmd__thr *t, uint32_t idx, in
   }
   uint32_t st = __atomic_load_n(&x->state, __ATOMIC_ACQUIRE);
   int erc;
-  struct shmd__lane_ext *e = ext_view(s, x, &erc);
+  struct shmd__lane_ext *e = shmd__lane_ext_view(s, x, &erc);
   if (erc)
     return erc;
   if (st == SHMD__LANE_ACTIVE) {
-    int rc = rollback_op(s, x, e, __atomic_load_n(&x->op_len, __ATOMIC_ACQUIRE));
+    int rc = shmd__lane_rollback_op(s, x, e, __atomic_load_n(&x->op_len, __ATOMIC_ACQUIRE));
     if (rc)
       return rc;
     __atomic_store_n(&x->op_len, 0, __ATOMIC_RELEASE);
@@ -815,7 +611,7 @@ static int recover_locked(shmd_store_t *s, struct shmd__thr *t, uint32_t idx, in
   if (n > held_cap)
     n = (uint32_t)held_cap;
   for (uint32_t i = n; i-- > 0;) {
-    uint64_t *h = held_slot(x, e, i);
+    uint64_t *h = shmd__held_slot(x, e, i);
     if (h != NULL)
       release_if_owner(s, *h, idx);
   }
@@ -824,27 +620,14 @@ static int recover_locked(shmd_store_t *s, struct shmd__thr *t, uint32_t idx, in
     counted = 1;
   if (counted)
     __atomic_add_fetch(&s->man->recoveries, 1, __ATOMIC_RELAXED);
-  /* Thread heaps: a dead lane's heap is adopted with the lane (alloc/heap.c). */
-  int cached = shmd__alloc_ops.heap_cached(s, idx);
-  if (st == SHMD__LANE_IDLE) {
-    lane_reset(x);
-    if (!cached && !ext_any(x))
-      return 0;
-    /* Died after its transaction ended, before its extension blocks were freed: finish_frees()
-     * below frees them. A heap with cached objects is adopted below too. */
-  }
-  if (!can_free) {
+  /* Step 4, the transaction layer's (tx/tx.c): the lane's heap, frees and extension blocks. */
+  int rc = s->tx_ops->lane_recover(s, t, idx, can_free);
+  if (rc == SHMD__RECOVER_LATER) {
     if (t->npending < sizeof t->pending / sizeof t->pending[0])
       t->pending[t->npending++] = idx;
-    return 0;
+    rc = 0;
   }
-  settle_dead_steps(s, t, idx);
-  if (cached) {
-    int rc = shmd__alloc_ops.heap_adopt(s, t, idx);
-    if (rc < 0)
-      return rc;
-  }
-  return finish_frees(s, t, x);
+  return rc;
 }
 
 void shmd__run_pending(shmd_store_t *s, struct shmd__thr *t) {
@@ -890,15 +673,9 @@ static void once_init(void) {
 static void thr_release(struct shmd__thr *t) {
   shmd_store_t *s = t->store;
   if (t->fork_gen == shmd__fork_gen) {
-    if (t->depth > 0) {
-      t->depth = 1;
-      shmd_tx_abort((shmd_tx_t *)t);
-    }
-    if (t->npending)
-      shmd__run_pending(s, t);
-    /* A thread that ends returns what its heap caches (alloc/heap.c). */
-    if (shmd__alloc_ops.heap_cached(s, t->lane_idx))
-      (void)shmd__alloc_ops.heap_adopt(s, t, t->lane_idx);
+    /* The transaction layer ends an open transaction and returns what the thread's heap caches
+     * (tx/tx.c) while the lane is still this thread's. */
+    s->tx_ops->thread_end(s, t);
     lane_clear_owner(t->lane);
     pthread_mutex_unlock(&t->lane->live.m);
     if (shmd__tl_thr == t)
@@ -953,7 +730,7 @@ struct shmd__thr *shmd__thr_slow(shmd_store_t *s, int *rc) {
     lane_claim_owner(l, me);
     t->lane = l;
     t->lane_idx = i;
-    ext_cache(t, NULL);
+    shmd__thr_set_ext(t, NULL);
     /* A lane left by a dead owner (or reset after a reboot) is recovered before it is reused; its
      * leftover frees run as steps of this very lane. */
     int rr = recover_locked(s, t, i, 1);
@@ -1015,7 +792,7 @@ void shmd__lane_global_init(void) {
   pthread_once(&g_once, once_init);
   static int atfork_done;
   if (!__atomic_exchange_n(&atfork_done, 1, __ATOMIC_ACQ_REL))
-    pthread_atfork(NULL, NULL, atfork_child);
+    (void)shmd__os_atfork_child(atfork_child); /* cannot fail short of memory, and then forks are rare */
 }
 
 /* For store.c's boot id rule: 1 when some lane may still have a live owner in this pid namespace
@@ -1047,241 +824,3 @@ int shmd__lane_init_mutex(struct shmd__lane *l) {
   return r == 0 ? 0 : SHMD_EIO;
 }
 
-/* ---------------------------------------------------------------------------------------------- */
-/* Transactions. */
-
-static inline struct shmd__thr *TX(shmd_tx_t *tx) { return (struct shmd__thr *)(void *)tx; }
-
-int shmd_tx_begin(shmd_store_t *store, shmd_tx_t **tx) {
-  int rc = 0;
-  struct shmd__thr *t = shmd__thr(store, &rc);
-  if (t == NULL)
-    return rc;
-  if (t->depth == 0) {
-    /* Blocks a failed release left behind (only after a corrupted free) go before new ones come. */
-    if (__builtin_expect(ext_any(t->lane), 0) && (rc = ext_release(store, t, t->lane)) < 0)
-      return rc;
-    t->doomed = 0;
-    __atomic_store_n(&t->lane->state, SHMD__LANE_ACTIVE, __ATOMIC_RELEASE);
-  }
-  t->depth++;
-  *tx = (shmd_tx_t *)(void *)t;
-  return 0;
-}
-
-shmd_store_t *shmd_tx_store(const shmd_tx_t *tx) { return ((const struct shmd__thr *)(const void *)tx)->store; }
-
-unsigned shmd_tx_depth(shmd_store_t *store) {
-  struct shmd__thr *t = shmd__tl_thr;
-  if (t && t->store == store && t->fork_gen == shmd__fork_gen)
-    return t->depth;
-  int rc;
-  t = shmd__thr(store, &rc);
-  return t ? t->depth : 0;
-}
-
-/* Records lock pointer v as the n-th held lock (the room exists) and publishes the count. */
-static inline void held_push(struct shmd__thr *t, uint32_t n, uint64_t v) {
-  *held_slot(t->lane, t->ext, n) = v;
-  __atomic_store_n(&t->lane->held_count, n + 1, __ATOMIC_RELEASE);
-}
-
-int shmd_tx_lock(shmd_tx_t *tx, shmd_ptr_t lock) {
-  struct shmd__thr *t = TX(tx);
-  shmd_store_t *s = t->store;
-  void *a;
-  if ((lock.v & 3) || shmd_resolve_checked(s, lock, sizeof(shmd_lock_t), &a) != 0)
-    return SHMD_CORRUPT("lock pointer outside the store");
-  uint32_t *w = a;
-  uint32_t me = t->lane_idx + 1;
-  struct shmd__lane *l = t->lane;
-  uint32_t n = l->held_count;
-  int rc;
-  if (SHMD__LOCK_OWNER(__atomic_load_n(w, __ATOMIC_RELAXED)) == me) {
-    for (uint32_t i = n; i-- > 0;)
-      if (*held_slot(l, t->ext, i) == lock.v)
-        return 0; /* taken earlier in this transaction */
-    /* The word names this lane but the transaction never took it: a stale or garbage word that
-     * happens to carry our index. No one else can hold it; record it so the commit releases it. */
-    if ((rc = ensure_room(t, EXT_HELD, (uint64_t)n + 1)) < 0)
-      return rc;
-    held_push(t, n, lock.v);
-    return 0;
-  }
-  if ((rc = ensure_room(t, EXT_HELD, (uint64_t)n + 1)) < 0)
-    return rc;
-  held_push(t, n, lock.v);
-  rc = shmd__lock(s, t, w);
-  if (rc < 0) {
-    __atomic_store_n(&l->held_count, n, __ATOMIC_RELEASE);
-    return rc;
-  }
-  return 0;
-}
-
-static inline void op_log_word(struct shmd__thr *t, uint64_t ptr, uint64_t *addr) {
-  struct shmd__lane *l = t->lane;
-  uint32_t n = l->op_len, cap = t->store->man->op_log_cap;
-  struct shmd__undo *u = __builtin_expect(n < cap, 1) ? &l->op_log[n] : &shmd__ext_op(t->ext)[n - cap];
-  u->ptr = ptr;
-  u->old = *addr;
-  __atomic_store_n(&l->op_len, n + 1, __ATOMIC_RELEASE);
-  __atomic_thread_fence(__ATOMIC_RELEASE);
-}
-
-/* Makes room for `words` more undo entries. */
-static inline int op_room(struct shmd__thr *t, uint64_t words) {
-  return ensure_room(t, EXT_OP, (uint64_t)t->lane->op_len + words);
-}
-
-int shmd_tx_log(shmd_tx_t *tx, shmd_ptr_t p, size_t len) {
-  struct shmd__thr *t = TX(tx);
-  if (len == 0)
-    return 0;
-  uint64_t off = shmd_ptr_offset(p);
-  uint64_t first = off & ~UINT64_C(7), end = (off + len + 7) & ~UINT64_C(7);
-  uint64_t words = (end - first) / 8;
-  void *a;
-  if (shmd_resolve_checked(t->store, shmd_ptr_make(shmd_ptr_segment(p), first), end - first, &a))
-    return SHMD_CORRUPT("logged range outside the store");
-  int rc = op_room(t, words);
-  if (rc)
-    return rc;
-  uint64_t base = p.v - (off - first);
-  for (uint64_t i = 0; i < words; i++)
-    op_log_word(t, base + 8 * i, (uint64_t *)a + i);
-  return 0;
-}
-
-int shmd_tx_set64(shmd_tx_t *tx, void *addr, uint64_t value) {
-  struct shmd__thr *t = TX(tx);
-  if (((uintptr_t)addr & 7) != 0)
-    return SHMD_EINVAL;
-  int rc = op_room(t, 1);
-  if (rc)
-    return rc;
-  shmd_ptr_t p = shmd_ptr_from_addr(t->store, addr);
-  if (p.v == 0)
-    return SHMD_CORRUPT("address outside the store");
-  op_log_word(t, p.v, addr);
-  *(uint64_t *)addr = value;
-  return 0;
-}
-
-int shmd__tx_alloc_reserved(shmd_store_t *s, struct shmd__thr *t, size_t size, shmd_ptr_t *out); /* alloc/ */
-
-int shmd_tx_alloc(shmd_tx_t *tx, size_t size, shmd_ptr_t *out) {
-  struct shmd__thr *t = TX(tx);
-  uint64_t n = t->lane->resv_count;
-  int rc;
-  if ((rc = ensure_room(t, EXT_RESV, n + 1)) < 0)
-    return rc;
-  return shmd__tx_alloc_reserved(t->store, t, size, out);
-}
-
-int shmd_tx_calloc(shmd_tx_t *tx, size_t size, shmd_ptr_t *out) {
-  int rc = shmd_tx_alloc(tx, size, out);
-  if (rc == 0)
-    memset(shmd_resolve(TX(tx)->store, *out), 0, size);
-  return rc;
-}
-
-int shmd_tx_free(shmd_tx_t *tx, shmd_ptr_t p) {
-  struct shmd__thr *t = TX(tx);
-  if (p.v == 0)
-    return SHMD_EINVAL;
-  struct shmd__lane *l = t->lane;
-  uint32_t n = l->dfree_count;
-  int rc;
-  if (__builtin_expect(n >= SHMD__DFREE_CAP, 0)) {
-    if ((rc = ensure_room(t, EXT_DFREE, (uint64_t)n + 1)) < 0)
-      return rc;
-    shmd__ext_dfree(t->ext)[n - SHMD__DFREE_CAP] = p.v;
-  } else {
-    l->dfree[n] = p.v;
-  }
-  __atomic_store_n(&l->dfree_count, n + 1, __ATOMIC_RELEASE);
-  return 0;
-}
-
-void shmd_tx_room(const shmd_tx_t *tx, size_t *log_words, size_t *allocs, size_t *frees) {
-  const struct shmd__thr *t = (const struct shmd__thr *)(const void *)tx;
-  if (log_words)
-    *log_words = lane_room(t, EXT_OP) - t->lane->op_len;
-  if (allocs)
-    *allocs = lane_room(t, EXT_RESV) - (size_t)t->lane->resv_count;
-  if (frees)
-    *frees = lane_room(t, EXT_DFREE) - t->lane->dfree_count;
-}
-
-int shmd_tx_reserve(shmd_tx_t *tx, size_t log_words, size_t allocs, size_t frees) {
-  struct shmd__thr *t = TX(tx);
-  struct shmd__lane *l = t->lane;
-  int rc;
-  if (log_words > 2 * (size_t)EXT_MAX || allocs > 2 * (size_t)EXT_MAX || frees > 2 * (size_t)EXT_MAX)
-    return SHMD_ETXFULL; /* beyond any lane's limit; also keeps the sums below from wrapping */
-  if ((rc = op_room(t, log_words)) < 0 || (rc = ensure_room(t, EXT_RESV, l->resv_count + allocs)) < 0)
-    return rc;
-  return ensure_room(t, EXT_DFREE, (uint64_t)l->dfree_count + frees);
-}
-
-static void release_held(shmd_store_t *s, struct shmd__thr *t) {
-  struct shmd__lane *l = t->lane;
-  uint32_t me = t->lane_idx + 1;
-  for (uint32_t i = l->held_count; i-- > 0;) {
-    uint32_t *w = (uint32_t *)shmd_resolve(s, (shmd_ptr_t){*held_slot(l, t->ext, i)});
-    /* The same lock may be listed twice only if a take failed half-way; release once. */
-    if (w && SHMD__LOCK_OWNER(__atomic_load_n(w, __ATOMIC_RELAXED)) == me)
-      shmd__unlock(w);
-  }
-  __atomic_store_n(&l->held_count, 0, __ATOMIC_RELEASE);
-}
-
-static void abort_outermost(struct shmd__thr *t) {
-  shmd_store_t *s = t->store;
-  struct shmd__lane *l = t->lane;
-  (void)rollback_op(s, l, t->ext, l->op_len);
-  __atomic_store_n(&l->op_len, 0, __ATOMIC_RELEASE);
-  __atomic_store_n(&l->state, SHMD__LANE_ABORTING, __ATOMIC_RELEASE);
-  release_held(s, t);
-  (void)finish_frees(s, t, l);
-  t->depth = 0;
-  t->doomed = 0;
-  if (t->npending)
-    shmd__run_pending(s, t);
-}
-
-int shmd_tx_commit(shmd_tx_t *tx) {
-  struct shmd__thr *t = TX(tx);
-  if (t->depth == 0)
-    return SHMD_EINVAL;
-  if (--t->depth > 0)
-    return t->doomed ? SHMD_EABORTED : 0;
-  if (t->doomed) {
-    t->depth = 1;
-    abort_outermost(t);
-    return SHMD_EABORTED;
-  }
-  shmd_store_t *s = t->store;
-  struct shmd__lane *l = t->lane;
-  SHMD_CRASH_POINT("tx.before_commit");
-  __atomic_store_n(&l->state, SHMD__LANE_COMMITTED, __ATOMIC_RELEASE);
-  SHMD_CRASH_POINT("tx.committed");
-  release_held(s, t);
-  int rc = finish_frees(s, t, l);
-  if (t->npending)
-    shmd__run_pending(s, t);
-  return rc;
-}
-
-void shmd_tx_abort(shmd_tx_t *tx) {
-  struct shmd__thr *t = TX(tx);
-  if (t->depth == 0)
-    return;
-  if (t->depth > 1) {
-    t->depth--;
-    t->doomed = 1;
-    return;
-  }
-  abort_outermost(t);
-}

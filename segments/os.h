@@ -138,11 +138,25 @@ uint64_t shmd__os_unix_time(void);
 /* Wall-clock time in milliseconds since the Unix epoch (CLOCK_REALTIME): the keyspace's expiry
  * clock. Cannot fail. */
 uint64_t shmd__os_unix_ms(void);
+/* The same in microseconds (the keyspace's TIME command). Cannot fail. */
+uint64_t shmd__os_unix_us(void);
 /* Futex on a 32-bit word in shared memory: wait while *addr == val, at most timeout_ns (0 = no
  * limit); wake up to n waiters. */
 void shmd__os_futex_wait(uint32_t *addr, uint32_t val, uint64_t timeout_ns);
 void shmd__os_futex_wake(uint32_t *addr, int n);
 void shmd__os_yield(void);
+
+/* ---- the process ---- */
+/* The value of environment variable `name`, or NULL when it is unset. The library reads only its
+ * own variables (SHMDICT_DIR, the test-only SHMDICT_CRASH_POINT and SHMDICT_TEST_BOOT_ID_FILE).
+ * Cannot fail. */
+const char *shmd__os_getenv(const char *name);
+/* Kills the calling process with SIGKILL (the test-only crash points, segments/crash.c); does not
+ * return. */
+void shmd__os_kill_self(void) __attribute__((noreturn));
+/* Registers `child` to run in the child after every fork() (pthread_atfork). SHMD_ENOMEM when it
+ * cannot be registered. */
+int shmd__os_atfork_child(void (*child)(void));
 
 /* ---- liveness of processes and threads, in the caller's pid namespace ---- */
 /* 1 when process `pid` exists (signal 0 succeeds or is refused for permission), 0 when it does not

@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/futex.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -480,7 +481,7 @@ void shmd__os_random(void *buf, size_t len) {
 void shmd__os_boot_id(char out[40]) {
   out[0] = '\0';
   /* Test-only (os.h): read another file instead, to stand for an unreadable or a changed id. */
-  const char *path = getenv("SHMDICT_TEST_BOOT_ID_FILE");
+  const char *path = shmd__os_getenv("SHMDICT_TEST_BOOT_ID_FILE");
   FILE *f = fopen(path && path[0] ? path : "/proc/sys/kernel/random/boot_id", "re");
   if (f == NULL)
     return;
@@ -488,6 +489,22 @@ void shmd__os_boot_id(char out[40]) {
     out[0] = '\0';
   fclose(f);
   out[strcspn(out, "\n")] = '\0';
+}
+
+const char *shmd__os_getenv(const char *name) { return getenv(name); }
+
+void shmd__os_kill_self(void) {
+  for (;;)
+    kill(getpid(), SIGKILL);
+}
+
+int shmd__os_atfork_child(void (*child)(void)) {
+  int e = pthread_atfork(NULL, NULL, child);
+  if (e) {
+    shmd__set_detail("pthread_atfork: %s", strerror(e));
+    return SHMD_ENOMEM;
+  }
+  return 0;
 }
 
 uint32_t shmd__os_pid(void) { return (uint32_t)getpid(); }
@@ -505,6 +522,12 @@ uint64_t shmd__os_unix_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+uint64_t shmd__os_unix_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
 void shmd__os_futex_wait(uint32_t *addr, uint32_t val, uint64_t timeout_ns) {

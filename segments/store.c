@@ -28,11 +28,6 @@
 #include "os.h"
 #include "store_int.h"
 
-void shmd__lane_global_init(void);                 /* lane.c */
-int shmd__lane_init_mutex(struct shmd__lane *l);   /* lane.c */
-int shmd__lanes_owned(shmd_store_t *s);            /* lane.c */
-void shmd__thr_detach(shmd_store_t *s);            /* lane.c */
-
 #define DEFAULT_DIR "/dev/shm/shmdict"
 #define MIB (UINT64_C(1) << 20)
 
@@ -81,7 +76,7 @@ static int valid_name(const char *name) {
 static const char *resolve_dir(const char *dir) {
   if (dir && dir[0])
     return dir;
-  const char *env = getenv("SHMDICT_DIR");
+  const char *env = shmd__os_getenv("SHMDICT_DIR");
   return (env && env[0]) ? env : DEFAULT_DIR;
 }
 
@@ -101,12 +96,13 @@ static uint64_t hdr_checksum(const struct shmd__seg_hdr *h) {
 
 /* Fills the header of a fresh segment whose allocator metadata starts at alloc_off, and lets the
  * allocator initialise its metadata. Returns SHMD_EINVAL if the segment is too small. */
-static int init_segment(unsigned char *base, uint64_t size, uint32_t idx, const unsigned char uuid[16],
-                        uint64_t alloc_off, uint64_t manifest_off, uint32_t layout_minor) {
+static int init_segment(const struct shmd__alloc_ops *ops, unsigned char *base, uint64_t size, uint32_t idx,
+                        const unsigned char uuid[16], uint64_t alloc_off, uint64_t manifest_off,
+                        uint32_t layout_minor) {
   struct shmd__seg_hdr *h = (struct shmd__seg_hdr *)(void *)base;
   if (alloc_off >= size)
     return SHMD_EINVAL;
-  uint64_t meta = shmd__alloc_ops.meta_bytes(size - alloc_off);
+  uint64_t meta = ops->meta_bytes(size - alloc_off);
   uint64_t data_off = align_up(alloc_off + meta, SHMD__DATA_ALIGN);
   if (data_off + 2 * SHMD__DATA_ALIGN > size) {
     shmd__set_detail("segment of %llu bytes is too small: its metadata ends at %llu and it needs "
@@ -128,7 +124,7 @@ static int init_segment(unsigned char *base, uint64_t size, uint32_t idx, const 
   h->data_off = data_off;
   h->data_bytes = align_down(size - data_off, SHMD_PAGE_BYTES);
   h->manifest_off = manifest_off;
-  shmd__alloc_ops.seg_init(h);
+  ops->seg_init(h);
   h->checksum = hdr_checksum(h);
   return 0;
 }
@@ -793,7 +789,7 @@ static int create_store(shmd_store_t *s, const shmd_options_t *o, uint32_t perm)
       break;
   }
   if (rc == 0)
-    rc = init_segment(base, size, 0, rnd, alloc_off, man_off, SHMD_LAYOUT_MINOR);
+    rc = init_segment(s->alloc_ops, base, size, 0, rnd, alloc_off, man_off, SHMD_LAYOUT_MINOR);
   shmd__os_unmap(addr, size);
   if (rc == 0)
     rc = shmd__os_linkat(&d, tmp, "seg-00000");
@@ -932,7 +928,8 @@ static int attach_store(shmd_store_t *s, int fd) {
   return boot_check(s, fd);
 }
 
-int shmd_open(const char *name, const shmd_options_t *opt, shmd_store_t **out) {
+int shmd__store_open(const char *name, const shmd_options_t *opt, const struct shmd__store_ops *ops,
+                     shmd_store_t **out) {
   shmd__set_detail("%s", "");
   shmd__lane_global_init();
   shmd__crash_init();
@@ -974,6 +971,8 @@ int shmd_open(const char *name, const shmd_options_t *opt, shmd_store_t **out) {
   shmd_store_t *s = store_new(name, dir);
   if (s == NULL)
     return SHMD_ENOMEM;
+  s->alloc_ops = ops->alloc;
+  s->tx_ops = ops->tx;
   int create = !(o.flags & SHMD_OPEN_NOCREATE);
   int rootfd = -1;
   int created = 0, rc = open_root(dir, &a, create, &rootfd);
@@ -1108,8 +1107,8 @@ int shmd_drop(const char *name, const char *dir) {
  * whichever insert needs the memory. Without the reservation a full tmpfs would answer a page
  * fault with SIGBUS. So a process prepares the next segment ahead of need, as a *spare*: a file
  * ".seg-spare-<pid>-<random>" created empty and reserved in SPARE_CHUNK pieces, one piece per
- * shmd__grow_ahead() call (the hash calls it after its inserts once the store runs low, see
- * containers/hash.c). shmd__grow() then links a spare that is big enough to its segment name,
+ * shmd__grow_ahead() call (the allocator's shmd_alloc_expect() calls it: the hash calls that
+ * after its inserts, and it starts a spare once the store runs low, see alloc/front.c). shmd__grow() then links a spare that is big enough to its segment name,
  * maps it and publishes it: no reservation on that path, and still no unbacked page, because
  * the spare was reserved completely before it became a segment. A reservation that fails
  * (ENOSPC, RLIMIT_FSIZE, max_store_bytes) only drops the spare; shmd__grow() then does what it
@@ -1303,9 +1302,10 @@ int shmd_spare_info(shmd_store_t *store, shmd_spare_info_t *info) {
 
 /* The size of the segment that growth by a block of min_data_bytes creates (0: a plain growth
  * segment), as shmd__grow() computes it. */
-static uint64_t grow_size(struct shmd__manifest *m, uint64_t min_data_bytes) {
+static uint64_t grow_size(shmd_store_t *s, uint64_t min_data_bytes) {
+  struct shmd__manifest *m = s->man;
   uint64_t need = align_up(min_data_bytes + SHMD__HDR_BYTES +
-                               shmd__alloc_ops.meta_bytes(min_data_bytes) + 2 * SHMD__DATA_ALIGN,
+                               s->alloc_ops->meta_bytes(min_data_bytes) + 2 * SHMD__DATA_ALIGN,
                            SHMD__DATA_ALIGN);
   return m->grow_seg_bytes > need ? m->grow_seg_bytes : need;
 }
@@ -1334,12 +1334,12 @@ static int spare_step(struct ahead *a, struct spare *sp, int all) {
   return 0;
 }
 
-int shmd__grow_ahead(shmd_store_t *s, uint64_t want_data_bytes, int start);
 /*
  * One step of growth ahead of need for store s (see the essay above): when `start`, makes sure a
  * spare that can hold a block of want_data_bytes (0: a growth segment) exists or is being
  * reserved; then reserves one SPARE_CHUNK of a spare in progress. Never blocks on other threads
  * (skips the step instead), never fails the caller: returns 1 while a spare is in progress, else 0.
+ * When to start one is the allocator's decision (shmd_alloc_expect(), alloc/front.c).
  */
 int shmd__grow_ahead(shmd_store_t *s, uint64_t want_data_bytes, int start) {
   if (s == NULL || __atomic_load_n(&s->closing, __ATOMIC_ACQUIRE))
@@ -1351,7 +1351,7 @@ int shmd__grow_ahead(shmd_store_t *s, uint64_t want_data_bytes, int start) {
     return 0;
   struct shmd__manifest *m = s->man;
   if (start && !a->failed) {
-    uint64_t size = grow_size(m, want_data_bytes);
+    uint64_t size = grow_size(s, want_data_bytes);
     int have = 0, slot = want_data_bytes ? 1 : 0; /* slot 0: growth segment, 1: big block */
     for (int i = 0; i < SPARE_SLOTS; i++)
       if (a->sp[i].fd >= 0 && a->sp[i].size >= size)
@@ -1460,7 +1460,7 @@ int shmd__grow(shmd_store_t *s, struct shmd__thr *t, uint32_t seen_count, uint64
   for (uint32_t i = 0; i < n; i++)
     total += m->segs[i].size_bytes;
   /* Metadata of a segment: header + allocator metadata (~1/4096 of the data) + alignment. */
-  uint64_t need = align_up(min_data_bytes + SHMD__HDR_BYTES + shmd__alloc_ops.meta_bytes(min_data_bytes) +
+  uint64_t need = align_up(min_data_bytes + SHMD__HDR_BYTES + s->alloc_ops->meta_bytes(min_data_bytes) +
                                2 * SHMD__DATA_ALIGN, SHMD__DATA_ALIGN);
   uint64_t size = m->grow_seg_bytes > need ? m->grow_seg_bytes : need;
   uint64_t left = 0;
@@ -1523,7 +1523,7 @@ int shmd__grow(shmd_store_t *s, struct shmd__thr *t, uint32_t seen_count, uint64
   if (rc == 0) {
     /* A segment added to an older store keeps the store's layout (segment 0's), so the library
      * that made the store can still open it after a newer one grew it (test_layouts). */
-    rc = init_segment(addr, size, n, s->hdr0->store_uuid, SHMD__HDR_BYTES, 0, s->hdr0->layout_minor);
+    rc = init_segment(s->alloc_ops, addr, size, n, s->hdr0->store_uuid, SHMD__HDR_BYTES, 0, s->hdr0->layout_minor);
     if (rc)
       shmd__os_unmap(addr, size);
   }
@@ -1545,149 +1545,11 @@ int shmd__grow(shmd_store_t *s, struct shmd__thr *t, uint32_t seen_count, uint64
 }
 
 /* ---------------------------------------------------------------------------------------------- */
-/* Named roots. */
+/* Information. */
 
 static struct shmd__root *roots_of(shmd_store_t *s) {
   return (struct shmd__root *)(void *)((unsigned char *)s->hdr0 + s->man->roots_off);
 }
-
-static shmd_ptr_t roots_lock_ptr(shmd_store_t *s) {
-  return shmd_ptr_make(0, s->hdr0->manifest_off + offsetof(struct shmd__manifest, roots_lock));
-}
-
-static int root_name_ok(const char *name) {
-  size_t n = name ? strlen(name) : 0;
-  if (n == 0 || n > SHMD_ROOT_NAME_MAX) {
-    shmd__set_detail("root names are 1 to %d bytes", SHMD_ROOT_NAME_MAX);
-    return 0;
-  }
-  return 1;
-}
-
-/* Finds `name`; *slot gets the first free slot when absent. */
-static struct shmd__root *root_find(shmd_store_t *s, const char *name, struct shmd__root **slot) {
-  struct shmd__root *r = roots_of(s);
-  *slot = NULL;
-  for (uint32_t i = 0; i < s->man->root_cap; i++) {
-    if (r[i].name[0] == '\0') {
-      if (*slot == NULL)
-        *slot = &r[i];
-      continue;
-    }
-    if (strncmp(r[i].name, name, sizeof r[i].name) == 0)
-      return &r[i];
-  }
-  return NULL;
-}
-
-static int root_put(shmd_store_t *store, const char *name, shmd_ptr_t p, int nx, shmd_ptr_t *existing) {
-  if (!root_name_ok(name) || p.v == 0)
-    return SHMD_EINVAL;
-  shmd_tx_t *tx;
-  int rc = shmd_tx_begin(store, &tx);
-  if (rc)
-    return rc;
-  rc = shmd_tx_lock(tx, roots_lock_ptr(store));
-  if (rc)
-    goto fail;
-  struct shmd__root *slot, *r = root_find(store, name, &slot);
-  if (r && nx) {
-    if (existing)
-      *existing = (shmd_ptr_t){r->ptr};
-    /* Nothing changed: end the level with a commit, so that an enclosing transaction of the
-     * caller is not marked aborted by an answer it may expect (racing creators). */
-    rc = shmd_tx_commit(tx);
-    return rc ? rc : SHMD_EEXIST;
-  }
-  if (r == NULL)
-    r = slot;
-  if (r == NULL) {
-    shmd__set_detail("the named-root directory is full (%u roots)", store->man->root_cap);
-    rc = SHMD_ENOSPC;
-    goto fail;
-  }
-  rc = shmd_tx_log(tx, shmd_ptr_from_addr(store, r), sizeof *r);
-  if (rc)
-    goto fail;
-  memset(r->name, 0, sizeof r->name);
-  memcpy(r->name, name, strlen(name));
-  r->ptr = p.v;
-  return shmd_tx_commit(tx);
-fail:
-  shmd_tx_abort(tx);
-  return rc;
-}
-
-int shmd_root_set(shmd_store_t *store, const char *name, shmd_ptr_t p) {
-  return root_put(store, name, p, 0, NULL);
-}
-
-int shmd_root_set_nx(shmd_store_t *store, const char *name, shmd_ptr_t p, shmd_ptr_t *existing) {
-  return root_put(store, name, p, 1, existing);
-}
-
-int shmd_root_get(shmd_store_t *store, const char *name, shmd_ptr_t *out) {
-  if (!root_name_ok(name))
-    return SHMD_EINVAL;
-  shmd_tx_t *tx;
-  int rc = shmd_tx_begin(store, &tx);
-  if (rc)
-    return rc;
-  rc = shmd_tx_lock(tx, roots_lock_ptr(store));
-  if (rc == 0) {
-    struct shmd__root *slot, *r = root_find(store, name, &slot);
-    if (r)
-      *out = (shmd_ptr_t){r->ptr};
-    else
-      rc = SHMD_ENOTFOUND;
-  }
-  int rc2 = shmd_tx_commit(tx);
-  return rc ? rc : rc2;
-}
-
-int shmd_root_del(shmd_store_t *store, const char *name) {
-  if (!root_name_ok(name))
-    return SHMD_EINVAL;
-  shmd_tx_t *tx;
-  int rc = shmd_tx_begin(store, &tx);
-  if (rc)
-    return rc;
-  rc = shmd_tx_lock(tx, roots_lock_ptr(store));
-  if (rc)
-    goto fail;
-  struct shmd__root *slot, *r = root_find(store, name, &slot);
-  if (r == NULL) {
-    rc = SHMD_ENOTFOUND;
-    goto fail;
-  }
-  rc = shmd_tx_log(tx, shmd_ptr_from_addr(store, r), sizeof *r);
-  if (rc)
-    goto fail;
-  memset(r, 0, sizeof *r);
-  return shmd_tx_commit(tx);
-fail:
-  shmd_tx_abort(tx);
-  return rc;
-}
-
-int shmd_root_foreach(shmd_store_t *store, int (*fn)(const char *name, shmd_ptr_t p, void *arg), void *arg) {
-  struct shmd__root *r = roots_of(store);
-  for (uint32_t i = 0; i < store->man->root_cap; i++) {
-    char name[SHMD_ROOT_NAME_MAX + 1];
-    shmd_ptr_t p = {__atomic_load_n(&r[i].ptr, __ATOMIC_ACQUIRE)};
-    memcpy(name, r[i].name, sizeof name);
-    name[SHMD_ROOT_NAME_MAX] = '\0';
-    if (name[0] == '\0' || p.v == 0)
-      continue;
-    int rc = fn(name, p, arg);
-    if (rc)
-      return rc;
-  }
-  return 0;
-}
-
-/* ---------------------------------------------------------------------------------------------- */
-/* Information. */
 
 int shmd_store_info(shmd_store_t *store, shmd_store_info_t *info) {
   const struct shmd__manifest *m = store->man;

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Internal: the on-memory layout of segments, the manifest, roots and lanes, the process-local
- * store handle, and the lane / lock / allocator-step interface that alloc/ builds on.
+ * store handle, and the lane / lock / allocator-step interface that alloc/ builds on. The segment
+ * layer's header: included by segments/ and by the layers built on it (alloc/, tx/, and
+ * containers/ for the bounds its optimistic readers and walks need); kv/ and programs do not.
  *
  * Layout of segment 0 (other segments have only the header, allocator metadata and data):
  *
@@ -121,7 +123,7 @@ struct shmd__lane {
   uint64_t resv_count; /* changed only inside allocator steps (own 8-byte word: logged alone) */
   uint64_t dfree_done; /* likewise */
   /* The extension block (struct shmd__lane_ext) continuing held/resv/dfree/op_log past their
-   * fixed capacities, and the two words of its crash-safe growth (see lane.c, "Extension"). */
+   * fixed capacities, and the two words of its crash-safe growth (see tx/tx.c, "Extension blocks"). */
   uint64_t ext, ext_new, ext_old;
   /* The owner's pid namespace (shmd__os_pidns(), 0 unknown), recorded with owner_pid/owner_tid:
    * their numbers are judged only by processes of the same namespace (lane.c, "Who holds a lane").
@@ -142,6 +144,7 @@ struct shmd__lane {
  * change after the block is created; growing allocates a bigger block and switches `ext` to it.
  */
 #define SHMD__EXT_MAGIC UINT64_C(0x3154584545444d48) /* "HMDEEXT1" */
+#define SHMD__EXT_MAX (UINT32_C(1) << 26)           /* entries per array of one block: 1 GiB of undo entries */
 struct shmd__lane_ext {
   uint64_t magic;
   uint32_t op_cap, held_cap, resv_cap, dfree_cap;
@@ -164,6 +167,7 @@ static inline uint64_t shmd__ext_bytes(uint64_t op_cap, uint64_t held_cap, uint6
 /* Process-local state. */
 
 struct shmd__alloc_ops; /* the allocator's callbacks, see below */
+struct shmd__tx_ops;    /* the transaction layer's callbacks, see below */
 
 /* Per thread and store: the thread's lane and transaction. This is what shmd_tx_t points to. */
 struct shmd__thr {
@@ -174,6 +178,10 @@ struct shmd__thr {
   uint32_t in_al;      /* inside an allocator step */
   uint32_t *al_addr[SHMD__AL_HELD_CAP]; /* process-local addresses of the step's locks */
   int doomed;          /* an inner level aborted */
+  uint32_t clean_from; /* levels 1 .. clean_from - 1 changed something, deeper ones nothing: see
+                          tx/tx.c, "Which levels changed something" */
+  uint32_t mark_op, mark_dfree; /* the lane's op_len and dfree_count when clean_from was settled */
+  uint64_t mark_resv;           /* likewise its resv_count */
   struct shmd__lane_ext *ext; /* the lane's extension block (process-local address) or NULL */
   uint64_t op_room;    /* entries the op log holds now: the lane's own plus the extension's */
   uint64_t resv_room;  /* likewise for reservations */
@@ -220,7 +228,13 @@ struct shmd_store_s {
   uint32_t gid;       /* a group-shared store's group */
   uint64_t orphan_files, orphan_bytes; /* orphaned spare files this handle removed (atomic) */
   uint64_t lock_wait_ns; /* shmd_set_lock_wait(): bound of one lock wait by this handle's threads; 0: none */
+  /* ---- the callbacks of the layers above, handed down when the store is opened ---- */
+  const struct shmd__alloc_ops *alloc_ops; /* set from shmd__store_open()'s ops: alloc/'s table */
+  const struct shmd__tx_ops *tx_ops;       /* likewise: tx/'s table */
 };
+/* The inline shmd_resolve() (include/shmdict/ptr.h) reads the map through the opaque handle; the
+ * ABI check (abi/suppressions.ini) lets members after it change. */
+_Static_assert(__builtin_offsetof(struct shmd_store_s, map) == 0, "the segment map is the store's first member");
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Helpers. */
@@ -307,33 +321,41 @@ static inline uint64_t shmd__lane_word_ptr(shmd_store_t *s, void *addr) {
 /* Adds a segment whose data area holds at least `min_data_bytes`, unless the segment count is no
  * longer `seen_count` (someone else grew: returns 1, try again). */
 int shmd__grow(shmd_store_t *s, struct shmd__thr *t, uint32_t seen_count, uint64_t min_data_bytes);
+/* One step of growth ahead of need (store.c, "Growth ahead of need"; the allocator's
+ * shmd_alloc_expect() decides when): when `start`, makes sure a spare that can hold a block of
+ * want_data_bytes (0: a growth segment) exists or is being reserved; then reserves one piece of a
+ * spare in progress. Never blocks on other threads (skips the step instead) and never fails the
+ * caller: returns 1 while a spare is in progress, else 0. */
+int shmd__grow_ahead(shmd_store_t *s, uint64_t want_data_bytes, int start);
 
-/* ---- the allocator's callbacks, implemented in alloc/ ---- */
+/* ---- the callbacks of the layers above (process memory, handed to shmd__store_open()) ---- */
+
+/* The allocator's (alloc/front.c). */
 struct shmd__alloc_ops {
   /* Bytes of allocator metadata for a data area of at most `data_bytes`. */
   uint64_t (*meta_bytes)(uint64_t data_bytes);
   /* Initialises the metadata of a fresh, not yet published segment. */
   void (*seg_init)(struct shmd__seg_hdr *hdr);
-  /* Frees `p` as one allocator step of thread t, and in the same step stores `extra_val` into the
-   * 8-byte lane word `extra` (when not NULL): this is how recovery clears a reservation slot or
-   * advances a deferred-free counter exactly once. */
-  int (*free_step)(shmd_store_t *s, struct shmd__thr *t, shmd_ptr_t p, uint64_t *extra,
-                   uint64_t extra_val);
-  /* Allocates `size` bytes as one allocator step that, in the same step, stores the block into the
-   * 8-byte lane word `word`: the block is owned by that word from its first instant. */
-  int (*alloc_word)(shmd_store_t *s, struct shmd__thr *t, size_t size, uint64_t *word, shmd_ptr_t *out);
-  /* ---- thread heaps (alloc/heap.c): one heap per lane, adopted with the lane ---- */
-  /* Non-zero when lane `idx` has a heap that caches objects (a cheap read, no locks). */
-  int (*heap_cached)(shmd_store_t *s, uint32_t idx);
-  /* Returns the objects cached in lane idx's heap to the shared classes, as allocator steps of
-   * thread t (which must not be inside a step). Called by recovery, which owns the dead lane's
-   * `live` mutex, after the lane's own step is rolled back and before its reservations or deferred
-   * frees are finished (it first settles an object caught between the heap and the lane's
-   * reservation or deferred-free record), and by a thread releasing its own lane. */
-  int (*heap_adopt)(shmd_store_t *s, struct shmd__thr *t, uint32_t idx);
   /* Gives the pages of big free blocks back to the kernel (private stores), as allocator steps of
    * thread t (which holds no allocator lock). Called by shmd__al_commit when t->release_due. */
   void (*release)(shmd_store_t *s, struct shmd__thr *t);
+};
+
+/* The transaction layer's (tx/tx.c). */
+#define SHMD__RECOVER_LATER 1 /* lane_recover(): work is left that needs allocator steps */
+struct shmd__tx_ops {
+  /* Step 4 of recovering lane idx, whose `live` mutex the caller (thread t) owns, after the segment
+   * layer rolled back its allocator step and operation log and released its locks (steps 1-3,
+   * lane.c): adopts the lane's thread heap, frees its reservations (ABORTING) or finishes its
+   * deferred frees (COMMITTED), releases its extension blocks, and leaves it IDLE. When !can_free
+   * (t is inside an allocator step) it only resets what needs no allocator step and returns
+   * SHMD__RECOVER_LATER if more is left: the caller queues the lane (t->pending) and runs it again
+   * with can_free once its step is over. Otherwise 0 or a status. */
+  int (*lane_recover)(shmd_store_t *s, struct shmd__thr *t, uint32_t idx, int can_free);
+  /* Thread context t gives its lane up (thread exit, shmd_thread_detach, shmd_close): aborts its
+   * open transaction, finishes queued recoveries and returns what its heap caches, while the lane
+   * is still t's. Cannot fail (what cannot be done now is left for the lane's next owner). */
+  void (*thread_end)(shmd_store_t *s, struct shmd__thr *t);
 };
 #define SHMD__MAN_HEAP_DIR 0 /* index in shmd__manifest.reserved2: shmd_ptr_t of the heap directory */
 #define SHMD__MAN_DEPOT 1    /* index in shmd__manifest.reserved2: shmd_ptr_t of the depot (layout 1.3) */
@@ -342,11 +364,78 @@ struct shmd__alloc_ops {
  * continuing into its extension block; NULL when i is beyond both or the block is damaged. */
 uint64_t *shmd__lane_record(shmd_store_t *s, struct shmd__lane *x, int which, uint64_t i);
 
+/* ---- reading a lane's records (lane.c), for recovery and the transaction layer ---- */
+/* Element i of an array that an extension block continues: the lane's for i < cap, else the
+ * block's; NULL beyond both. */
+static inline uint64_t *shmd__vslot(uint64_t *lane_arr, uint64_t cap, uint64_t *ext_arr, uint64_t ext_cap,
+                                    uint64_t i) {
+  if (i < cap)
+    return &lane_arr[i];
+  if (ext_arr != NULL && i - cap < ext_cap)
+    return &ext_arr[i - cap];
+  return NULL;
+}
+/* Held lock i of lane l whose extension block is e (may be NULL). */
+static inline uint64_t *shmd__held_slot(struct shmd__lane *l, struct shmd__lane_ext *e, uint64_t i) {
+  return shmd__vslot(l->held, SHMD__HELD_CAP, e ? shmd__ext_held(e) : NULL, e ? e->held_cap : 0, i);
+}
+/* Whether lane x names any extension block (current, being switched to, or the switched-from). */
+static inline int shmd__ext_any(const struct shmd__lane *x) { return (x->ext | x->ext_new | x->ext_old) != 0; }
+/* Checked view of lane x's extension block: NULL with *rc = 0 when it has none, NULL with *rc =
+ * SHMD_ECORRUPT when the word names no valid block. */
+struct shmd__lane_ext *shmd__lane_ext_view(shmd_store_t *s, struct shmd__lane *x, int *rc);
+/* Sets thread t's cached view of its own lane's extension block and the room it gives. */
+static inline void shmd__thr_set_ext(struct shmd__thr *t, struct shmd__lane_ext *e) {
+  t->ext = e;
+  t->op_room = (uint64_t)t->store->man->op_log_cap + (e ? e->op_cap : 0);
+  t->resv_room = SHMD__RESV_CAP + (e ? e->resv_cap : 0);
+}
+/* Rolls back lane x's operation log (n entries, continued in extension block e) newest-first.
+ * SHMD_ECORRUPT for an entry outside the store or in its fixed layout, or a length beyond the
+ * capacity (entries up to the bad one are rolled back). */
+int shmd__lane_rollback_op(shmd_store_t *s, struct shmd__lane *x, struct shmd__lane_ext *e, uint32_t n);
+/* Empties lane l's transaction records and marks it IDLE (its owner, or its recoverer). */
+void shmd__lane_reset(struct shmd__lane *l);
+/* Rolls back the unfinished allocator steps of dead lanes other than x and t's own (recoverers of
+ * x that died inside a free step of x's), so that x's counters are whole before x's frees are
+ * finished. The caller owns x's `live` mutex. */
+void shmd__settle_dead_steps(shmd_store_t *s, struct shmd__thr *t, uint32_t x);
+
 /* Slot i of the calling thread's reservations (i < t->resv_room). */
 static inline uint64_t *shmd__resv_slot(struct shmd__thr *t, uint64_t i) {
   return i < SHMD__RESV_CAP ? &t->lane->resv[i] : &shmd__ext_resv(t->ext)[i - SHMD__RESV_CAP];
 }
-extern const struct shmd__alloc_ops shmd__alloc_ops;
+
+/* What the layers above the segment layer hand it when a store is opened (process memory, never
+ * shared memory): the allocator's callbacks. Every pointer must be set. */
+struct shmd__store_ops {
+  const struct shmd__alloc_ops *alloc;
+  const struct shmd__tx_ops *tx;
+};
+
+/* Opens (creating unless SHMD_OPEN_NOCREATE) store `name` as shmd_open() documents, with the
+ * callbacks `ops` of the layers above recorded in the handle before anything needs them (segment
+ * creation, recovery of dead lanes). The public shmd_open() is defined by the layer that composes
+ * the callbacks (tx/open.c). */
+int shmd__store_open(const char *name, const shmd_options_t *opt, const struct shmd__store_ops *ops,
+                     shmd_store_t **out);
+
+/* ---- between the segment layer's own files (store.c and lane.c; no other layer calls these) ---- */
+/* lane.c: the process-wide setup of lanes (the thread key, the fork handler), once per process. */
+void shmd__lane_global_init(void);
+/* lane.c: initialises lane l's robust process-shared `live` mutex (store creation, after a
+ * reboot). 0 or SHMD_EIO. */
+int shmd__lane_init_mutex(struct shmd__lane *l);
+/* lane.c: 1 when some lane of s may still have a live owner in this pid namespace (store.c's boot
+ * id rule), else 0. */
+int shmd__lanes_owned(shmd_store_t *s);
+/* lane.c: the calling thread gives up its lane of s (shmd_close, shmd_thread_detach). */
+void shmd__thr_detach(shmd_store_t *s);
+/* store.c: drops one reference to the handle (a thread that held a lane); the last one frees it. */
+void shmd__store_unref(shmd_store_t *s);
+/* store.c: in a forked child (lane.c's fork handler), drops the spare segments inherited from the
+ * parent and resets the handles' locks and references: only the forking thread exists. */
+void shmd__stores_after_fork(void);
 
 /* FNV-1a, for header checksums (corruption detection only: anyone who can write a header can
  * recompute it; see segments/store.c, "Validation of what a file says about itself"). */

@@ -543,6 +543,85 @@ Test(kv, lists) {
   shmd_close(s);
 }
 
+/* The keyspace commands added for the server (and the CLI): replies as redis-server 7.0 gave
+ * them for the same commands (the probe is in the server tests). */
+Test(kv, server_commands_and_non_blocking_pops) {
+  shmd_store_t *s = ts_open("t", 8 * MB, 8 * MB);
+  EXPECT(s, "PING", "+PONG");
+  EXPECT(s, "PING hello", "\"hello\"");
+  EXPECT(s, "PING a b", "-ERR wrong number of arguments for 'ping' command");
+  EXPECT(s, "ECHO x", "\"x\"");
+  shmd_reply_t *t = run(s, "TIME");
+  cr_assert_eq(t->type, SHMD_REPLY_ARRAY);
+  cr_assert_eq(t->nelems, 2);
+  long long secs = atoll(t->elems[0].str), us = atoll(t->elems[1].str);
+  cr_expect(secs > 1600000000 && us >= 0 && us < 1000000, "TIME %s %s", t->elems[0].str, t->elems[1].str);
+  shmd_reply_free(t);
+  /* LMOVE */
+  EXPECT(s, "RPUSH l a b c", ":3");
+  EXPECT(s, "LMOVE l d UP LEFT", "-ERR syntax error");
+  EXPECT(s, "LMOVE nol d LEFT RIGHT", "(nil)");
+  EXPECT(s, "SET str x", "+OK");
+  EXPECT(s, "LMOVE l str LEFT RIGHT", WT);
+  EXPECT(s, "LMOVE str l LEFT RIGHT", WT);
+  EXPECT(s, "LMOVE l l LEFT RIGHT", "\"a\"");
+  EXPECT(s, "LRANGE l 0 -1", "[\"b\",\"c\",\"a\"]");
+  EXPECT(s, "LMOVE l d RIGHT LEFT", "\"a\"");
+  EXPECT(s, "RPUSH one x", ":1");
+  EXPECT(s, "LMOVE one one LEFT LEFT", "\"x\"");
+  EXPECT(s, "LRANGE one 0 -1", "[\"x\"]");
+  EXPECT(s, "LMOVE one other LEFT LEFT", "\"x\"");
+  EXPECT(s, "EXISTS one", ":0");
+  /* LMPOP */
+  EXPECT(s, "DEL l d other", ":3");
+  EXPECT(s, "RPUSH l a b c", ":3");
+  EXPECT(s, "LMPOP 0 l LEFT", "-ERR numkeys should be greater than 0");
+  EXPECT(s, "LMPOP x l LEFT", "-ERR numkeys should be greater than 0");
+  EXPECT(s, "LMPOP 3 l LEFT", "-ERR syntax error");
+  EXPECT(s, "LMPOP 1 l UP", "-ERR syntax error");
+  EXPECT(s, "LMPOP 1 l LEFT COUNT 0", "-ERR count should be greater than 0");
+  EXPECT(s, "LMPOP 1 l LEFT COUNT", "-ERR syntax error");
+  EXPECT(s, "LMPOP 1 l LEFT COUNT 1 COUNT 2", "-ERR syntax error");
+  EXPECT(s, "LMPOP 2 str l LEFT", WT);
+  EXPECT(s, "LMPOP 1 l LEFT", "[\"l\",[\"a\"]]");
+  EXPECT(s, "LMPOP 2 nol l RIGHT COUNT 10", "[\"l\",[\"c\",\"b\"]]");
+  EXPECT(s, "EXISTS l", ":0");
+  EXPECT(s, "LMPOP 1 l LEFT", "(nil)");
+  /* ZPOPMIN, ZPOPMAX, ZMPOP */
+  EXPECT(s, "ZADD z 1 a 2 b 3 c", ":3");
+  EXPECT(s, "ZPOPMIN z -1", "-ERR value is out of range, must be positive");
+  EXPECT(s, "ZPOPMIN z 1 2", "-ERR syntax error");
+  EXPECT(s, "ZPOPMIN z 0", "[]");
+  EXPECT(s, "ZPOPMIN noz", "[]");
+  EXPECT(s, "ZPOPMIN str", WT);
+  EXPECT(s, "ZPOPMAX z", "[\"c\",\"3\"]");
+  EXPECT(s, "ZPOPMIN z 5", "[\"a\",\"1\",\"b\",\"2\"]");
+  EXPECT(s, "EXISTS z", ":0");
+  EXPECT(s, "ZADD z 1 a 2 b 3 c", ":3");
+  EXPECT(s, "ZMPOP 1 z MED", "-ERR syntax error");
+  EXPECT(s, "ZMPOP 0 z MIN", "-ERR numkeys should be greater than 0");
+  EXPECT(s, "ZMPOP 1 noz MIN", "(nil)");
+  EXPECT(s, "ZMPOP 2 noz z MAX COUNT 2", "[\"z\",[[\"c\",\"3\"],[\"b\",\"2\"]]]");
+  EXPECT(s, "ZMPOP 1 z MIN COUNT 5", "[\"z\",[[\"a\",\"1\"]]]");
+  EXPECT(s, "EXISTS z", ":0");
+  /* FLUSHALL empties every database, in one command, and keeps working from any database */
+  EXPECT(s, "SET a 1", "+OK");
+  shmd_reply_free(run_db(s, 3, "SET b 2"));
+  shmd_reply_free(run_db(s, 7, "SET c 3"));
+  EXPECT(s, "FLUSHALL x", "-ERR syntax error");
+  EXPECT(s, "FLUSHALL ASYNC SYNC", "-ERR syntax error");
+  shmd_reply_t *r = run_db(s, 7, "FLUSHALL SYNC");
+  cr_expect_str_eq(show(r), "+OK");
+  shmd_reply_free(r);
+  EXPECT(s, "DBSIZE", ":0");
+  r = run_db(s, 3, "DBSIZE");
+  cr_expect_str_eq(show(r), ":0");
+  shmd_reply_free(r);
+  EXPECT(s, "FLUSHALL", "+OK");
+  check_all(s);
+  shmd_close(s);
+}
+
 Test(kv, sets) {
   shmd_store_t *s = ts_open("t", 8 * MB, 8 * MB);
   EXPECT(s, "SADD s a b c", ":3");
@@ -1531,6 +1610,42 @@ Test(kv, mp_multikey_no_deadlock, .timeout = 60) {
             _exit(4);
           shmd_reply_free(r);
         }
+      }
+      shmd_close(cs);
+      _exit(0);
+    }
+  }
+  for (int w = 0; w < 2; w++)
+    cr_assert_eq(ts_wait(kids[w]), 0);
+  check_all(s);
+  shmd_close(s);
+}
+
+/* FLUSHALL from different databases in two processes at once, between writes to those databases:
+ * it takes every database's stripes in database order, so it never deadlocks. */
+Test(kv, mp_flushall_from_any_database_no_deadlock, .timeout = 60) {
+  shmd_store_t *s = ts_open("t", 16 * MB, 16 * MB);
+  pid_t kids[2];
+  for (int w = 0; w < 2; w++) {
+    kids[w] = fork();
+    if (kids[w] == 0) {
+      shmd_options_t o = ts_opts(16 * MB, 16 * MB);
+      shmd_store_t *cs = NULL;
+      if (shmd_open("t", &o, &cs))
+        _exit(2);
+      for (int i = 0; i < 3000; i++) {
+        unsigned db = w ? 9u - (unsigned)(i % 8) : (unsigned)(i % 8);
+        char key[32];
+        int kl = snprintf(key, sizeof key, "k%d", i % 50);
+        const char *set[] = {"SET", key, "v"};
+        size_t setl[] = {3, (size_t)kl, 1};
+        const char *fa[] = {"FLUSHALL"};
+        size_t fal[] = {8};
+        shmd_reply_t *r = NULL;
+        int rc = i % 10 == 0 ? shmd_kv_command_db(cs, db, 1, fa, fal, &r) : shmd_kv_command_db(cs, db, 3, set, setl, &r);
+        if (rc || r->type == SHMD_REPLY_ERROR)
+          _exit(3);
+        shmd_reply_free(r);
       }
       shmd_close(cs);
       _exit(0);

@@ -102,6 +102,61 @@ Test(tx, big_abort_restores_everything) {
   shmd_close(s);
 }
 
+/* shmd_tx_end(): commit for rc >= 0; for rc < 0 an abort only when the level changed something
+ * (itself or through levels nested in it), so a failure that changed nothing leaves the caller's
+ * transaction alive. */
+Test(tx, end_aborts_only_a_level_that_changed_something) {
+  shmd_store_t *s = ts_open("e", 8 << 20, 8 << 20);
+  shmd_ptr_t cp;
+  cr_assert_eq(shmd_calloc(s, 1, 64, &cp), 0);
+  uint64_t *w = shmd_resolve(s, cp);
+  shmd_tx_t *tx, *in, *in2;
+  shmd_ptr_t b;
+
+  /* An inner level that changed nothing fails: the outer commits its own change. */
+  cr_assert_eq(shmd_tx_begin(s, &tx), 0);
+  cr_assert_eq(shmd_tx_set64(tx, &w[0], 1), 0);
+  cr_assert_eq(shmd_tx_begin(s, &in), 0);
+  cr_assert_eq(shmd_tx_end(in, SHMD_ENOTFOUND), SHMD_ENOTFOUND);
+  cr_assert_eq(shmd_tx_depth(s), 1);
+  cr_assert_eq(shmd_tx_end(tx, 0), 0);
+  cr_assert_eq(w[0], 1);
+
+  /* An inner level that logged a word fails: the whole transaction is rolled back. */
+  cr_assert_eq(shmd_tx_begin(s, &tx), 0);
+  cr_assert_eq(shmd_tx_set64(tx, &w[0], 2), 0);
+  cr_assert_eq(shmd_tx_begin(s, &in), 0);
+  cr_assert_eq(shmd_tx_set64(in, &w[1], 2), 0);
+  cr_assert_eq(shmd_tx_end(in, SHMD_ENOSPC), SHMD_ENOSPC);
+  cr_assert_eq(shmd_tx_end(tx, 0), SHMD_EABORTED);
+  cr_assert_eq(w[0], 1);
+  cr_assert_eq(w[1], 0);
+
+  /* A change by a committed level nested in it counts for the level around it. */
+  cr_assert_eq(shmd_tx_begin(s, &tx), 0);
+  cr_assert_eq(shmd_tx_begin(s, &in), 0);
+  cr_assert_eq(shmd_tx_begin(s, &in2), 0);
+  cr_assert_eq(shmd_tx_alloc(in2, 32, &b), 0);
+  cr_assert_eq(shmd_tx_end(in2, 0), 0);
+  cr_assert_eq(shmd_tx_end(in, SHMD_EINVAL), SHMD_EINVAL);
+  cr_assert_eq(shmd_tx_end(tx, 0), SHMD_EABORTED);
+
+  /* A level's change does not count for a level begun after it ended: the second inner level
+   * changed nothing, so its failure leaves the first one's free in place. */
+  cr_assert_eq(shmd_tx_begin(s, &tx), 0);
+  cr_assert_eq(shmd_tx_begin(s, &in), 0);
+  cr_assert_eq(shmd_tx_alloc(in, 32, &b), 0);
+  cr_assert_eq(shmd_tx_set64(in, &w[2], b.v), 0);
+  cr_assert_eq(shmd_tx_end(in, 0), 0);
+  cr_assert_eq(shmd_tx_begin(s, &in), 0);
+  cr_assert_eq(shmd_tx_end(in, SHMD_ENOTFOUND), SHMD_ENOTFOUND);
+  cr_assert_eq(shmd_tx_end(tx, 7), 7); /* rc >= 0 commits and comes back */
+  cr_assert_eq(w[2], b.v);
+  cr_assert_eq(shmd_tx_depth(s), 0);
+  cr_assert_eq(shmd_tx_end(tx, 0), SHMD_EINVAL); /* no level open */
+  shmd_close(s);
+}
+
 Test(tx, room_and_reserve) {
   shmd_store_t *s = ts_open("r", 8 << 20, 8 << 20);
   shmd_tx_t *tx;

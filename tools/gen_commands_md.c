@@ -89,7 +89,7 @@ static void keys(buf_t *b, const shmd__kv_cmd_t *c) {
 }
 
 static const char *section_of(const char *group) {
-  static const char *const map[][2] = {{"generic", "Keys and databases"}, {"server", "Keys and databases"},
+  static const char *const map[][2] = {{"generic", "Keys and databases"}, {"server", "Keys and databases"}, {"connection", "Keys and databases"},
                                        {"string", "Strings"}, {"hash", "Hashes"}, {"list", "Lists"},
                                        {"set", "Sets"}, {"sorted-set", "Sorted sets"}};
   for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)

@@ -166,6 +166,20 @@ SHMD_API int shmd_kv_drain(shmd_store_t *store, unsigned db, size_t budget);
  */
 SHMD_API int shmd_kv_check(shmd_store_t *store);
 
+/*
+ * PUBLISH channel message from C: the message reaches the subscribers of every shmdict-server
+ * worker serving this store (SUBSCRIBE channel, or a PSUBSCRIBE pattern that matches it), exactly
+ * as a PUBLISH sent to one of them does. *receivers (may be NULL) receives the number of
+ * subscriptions it was delivered to, counted as Redis's PUBLISH counts them (channel subscribers
+ * plus matching pattern subscriptions) across the workers. A store that no server has served has
+ * nobody to deliver to: returns 0 with *receivers = 0 and stores nothing. Messages travel through
+ * a ring in the store (pubsub-ring-bytes, 8 MiB by default); one bigger than half the ring gives
+ * SHMD_ETOOBIG. Also SHMD_EINVAL, SHMD_ENOLANE, SHMD_ECORRUPT. Never blocks on a subscriber: a
+ * subscriber too slow to keep up is disconnected by its server, as Redis does.
+ */
+SHMD_API int shmd_kv_publish(shmd_store_t *store, const void *channel, size_t channel_len, const void *message,
+                             size_t message_len, uint64_t *receivers);
+
 /* Redis's glob match (KEYS, SCAN MATCH): `*`, `?`, `[abc]`, `[^a]`, `[a-z]`, `\x`. Returns 1 when
  * str[0 .. slen) matches pattern[0 .. plen), else 0. Cannot fail. */
 SHMD_API int shmd_kv_glob(const char *pattern, size_t plen, const char *str, size_t slen);

@@ -132,6 +132,18 @@ SHMD_API int shmd_tx_commit(shmd_tx_t *tx);
  */
 SHMD_API void shmd_tx_abort(shmd_tx_t *tx);
 
+/*
+ * Ends one level of begin by the outcome `rc` of the work done in it, the way a function that
+ * begins a level to make one change ends it: rc >= 0 commits the level (shmd_tx_commit()); rc < 0
+ * aborts it (shmd_tx_abort()) only if this level changed something -- logged a word, allocated or
+ * freed a block, itself or through levels nested in it -- and otherwise commits it, so that a
+ * failure that changed nothing (a missing key, a wrong kind, an argument error) does not doom a
+ * caller's transaction. Locks the level took stay held until the outermost level ends, as always.
+ * Returns rc, or the commit's status when rc >= 0 and the commit failed (SHMD_EABORTED,
+ * SHMD_ECORRUPT); SHMD_EINVAL for a null tx or one with no level open.
+ */
+SHMD_API int shmd_tx_end(shmd_tx_t *tx, int rc);
+
 /* The store a transaction belongs to. */
 SHMD_API shmd_store_t *shmd_tx_store(const shmd_tx_t *tx);
 
