@@ -13,9 +13,9 @@
  * the parent and is killed in the middle of its work. The parent waits with a bound: a child still
  * running after it has hung, is killed, and the test fails saying so.
  *
- * A crash test keeps one ts_crash_t: its seed (printed; SHMDICT_TEST_SEED replays the test), the
- * generator the kill delays and crash points are drawn from, and the description of its latest
- * run. Every failure of the harness names the seed, the run and its crash point or kill delay;
+ * A crash test keeps one ts_crash_t (docs/reliability.md, "The test harness"): its seed (printed;
+ * SHMDICT_TEST_SEED=<seed> replays the test), the generator the kill delays and crash points are
+ * drawn from, and the description of its latest run. Every failure of the harness names the seed, the run and its crash point or kill delay;
  * when the test's own checks fail after a run, ts_fini() prints the same line. After a run,
  * ts_crash_open() reopens the store and ts_crash_check() runs the recovery and the checkers the
  * test asks for (allocator, keyspace, containers by root name); the test's model checks (what the

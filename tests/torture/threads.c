@@ -18,24 +18,15 @@
 
 #include "shmdict.h"
 #include "shmdict/kv.h"
+#include "tests/support_kv.h"
 
 static shmd_store_t *store;
 static atomic_int stop, failures;
 static atomic_ulong ops;
 
 static void run(const char *line) {
-  char buf[256];
-  snprintf(buf, sizeof buf, "%s", line);
-  const char *argv[16];
-  size_t lens[16];
-  int n = 0;
-  char *save = NULL;
-  for (char *p = strtok_r(buf, " ", &save); p && n < 16; p = strtok_r(NULL, " ", &save)) {
-    argv[n] = p;
-    lens[n++] = strlen(p);
-  }
   shmd_reply_t *r = NULL;
-  if (shmd_kv_command(store, n, argv, lens, &r) || (r->type == SHMD_REPLY_ERROR && strncmp(line, "RENAME", 6))) {
+  if (ts_kv_line(store, 0, line, &r) || (r->type == SHMD_REPLY_ERROR && strncmp(line, "RENAME", 6))) {
     fprintf(stderr, "threads: %s failed\n", line);
     atomic_fetch_add(&failures, 1);
   }

@@ -60,6 +60,7 @@
 #include "shmdict/hash.h"
 #include "shmdict/kv.h"
 #include "shmdict/tx.h"
+#include "tests/support_kv.h"
 #include "tests/support_sys.h"
 
 #define MAXW 14    /* workers (each also owns database 1 + slot) */
@@ -571,18 +572,11 @@ static int raw_verify(const unsigned char *b, uint64_t size, uint64_t id) {
   return 1;
 }
 
-/* Runs one command; returns the status, the reply in *out (caller frees) when out != NULL. */
+/* Runs one command (support_kv.h); returns the status, the reply in *out (caller frees) when
+ * out != NULL. */
 static int cmd(shmd_store_t *s, unsigned db, int argc, const char **argv, const size_t *lens,
                shmd_reply_t **out) {
-  shmd_reply_t *r = NULL;
-  int rc = shmd_kv_command_db(s, db, argc, argv, lens, &r);
-  if (rc)
-    return rc;
-  if (out)
-    *out = r;
-  else
-    shmd_reply_free(r);
-  return 0;
+  return ts_kv_vec(s, db, argc, argv, lens, out);
 }
 
 /* Command argument builder: a command name, two keys and a pair per element at most. */
