@@ -33,6 +33,7 @@ import os
 import random
 import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -771,6 +772,8 @@ def run(driver_exe, seeds, count, verbose, script=None, paranoid=False):
 
 
 def main():
+    # meson's timeout (and kill) send SIGTERM: leave through the finally that stops redis-server
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--driver", required=True)
     ap.add_argument("--seeds", default="1,2,3")
