@@ -252,7 +252,7 @@ static shmd_reply_t *kv_runv(shmd_store_t *s, int argc, const char *a0, const ch
 static void print_error_reply(const shmd_reply_t *r) {
   fputs("(error) ", stderr);
   fwrite(r->str, 1, r->len, stderr);
-  if (r->len >= 11 && strncmp(r->str, "ERR unknown", 11) == 0)
+  if (r->len >= 19 && strncmp(r->str, "ERR unknown command", 19) == 0)
     fputs(" (see docs/commands.md for the supported commands)", stderr);
   fputc('\n', stderr);
 }
