@@ -370,6 +370,38 @@ Test(cli, missing_store_answers_no_such_store_and_creates_nothing) {
   run_free(&r);
 }
 
+/* A store on a file system mounted read-only: the error says so and does not tell the user to
+ * fix permissions (the library maps EROFS to SHMD_EPERM). Needs root to mount a tmpfs; skipped
+ * otherwise. */
+Test(cli, read_only_file_system_is_not_called_a_permission_problem) {
+  char mnt[4200];
+  snprintf(mnt, sizeof mnt, "%s/rofs", ts_dir);
+  cr_assert_eq(mkdir(mnt, 0700), 0);
+  run_t r = sh("mount -t tmpfs -o size=16m tmpfs %s", mnt);
+  int mounted = r.status == 0;
+  run_free(&r);
+  if (!mounted)
+    cr_skip_test("cannot mount a tmpfs here (not root?)");
+  r = run(NULL, "-d", mnt, "-s", "st", "SET", "a", "b", NULL);
+  cr_expect_eq(r.status, 0, "%s", r.err);
+  run_free(&r);
+  r = sh("mount -o remount,ro %s", mnt);
+  cr_expect_eq(r.status, 0, "%s", r.err);
+  run_free(&r);
+  const char *cases[][5] = {{"-s", "st", "GET", "a", NULL}, {"info", "st", NULL}, {"-s", "new", "SET", "a", "b"}};
+  for (int i = 0; i < 3; i++) {
+    r = run(NULL, "-d", mnt, cases[i][0], cases[i][1], cases[i][2], cases[i][3], cases[i][4], NULL);
+    cr_expect_eq(r.status, 1);
+    cr_expect(strstr(r.err, "read-only file system") && strstr(r.err, "mounted read-only") &&
+                  !strstr(r.err, "owner's alone") && !strstr(r.err, "permission denied]("),
+              "%s: %s", cases[i][0], r.err);
+    run_free(&r);
+  }
+  r = sh("umount %s", mnt);
+  cr_expect_eq(r.status, 0, "%s", r.err);
+  run_free(&r);
+}
+
 Test(cli, errors_say_what_to_do_and_set_exit_codes) {
   cmd_ok("t", "OK\n", "SET", "s", "x", NULL);
   run_t r = run(NULL, "-s", "t", "LPUSH", "s", "y", NULL);

@@ -99,31 +99,40 @@ static const char *section_of(const char *group) {
   return group;
 }
 
+/* One section per group mapping (in the order sections first appear in the table), holding every
+ * command of that section even when the table lists them apart (helpers add their rows in
+ * blocks of their own, so one section's rows may sit in several places of commands.def). */
 static void markdown(buf_t *b) {
   puts_(b, BEGIN_MARK "\n");
-  const char *section = NULL;
-  for (size_t i = 0; i < shmd__kv_cmd_count(); i++) {
-    const shmd__kv_cmd_t *c = shmd__kv_cmd_at(i);
-    const char *s = section_of(c->group);
-    if (section == NULL || strcmp(s, section) != 0) {
-      section = s;
-      puts_(b, "\n### ");
-      puts_(b, s);
-      puts_(b, "\n\n| Command | Summary | Arity | Keys | Flags |\n|---|---|---|---|---|\n");
+  size_t n = shmd__kv_cmd_count();
+  for (size_t j = 0; j < n; j++) {
+    const char *s = section_of(shmd__kv_cmd_at(j)->group);
+    int seen = 0;
+    for (size_t k = 0; k < j && !seen; k++)
+      seen = strcmp(section_of(shmd__kv_cmd_at(k)->group), s) == 0;
+    if (seen)
+      continue;
+    puts_(b, "\n### ");
+    puts_(b, s);
+    puts_(b, "\n\n| Command | Summary | Arity | Keys | Flags |\n|---|---|---|---|---|\n");
+    for (size_t i = j; i < n; i++) {
+      const shmd__kv_cmd_t *c = shmd__kv_cmd_at(i);
+      if (strcmp(section_of(c->group), s) != 0)
+        continue;
+      char arity[32];
+      snprintf(arity, sizeof arity, "%d", c->arity);
+      puts_(b, "| `");
+      cell(b, c->syntax);
+      puts_(b, "` | ");
+      cell(b, c->summary);
+      puts_(b, " | ");
+      puts_(b, arity);
+      puts_(b, " | ");
+      keys(b, c);
+      puts_(b, " | ");
+      flags(b, c->flags, ", ");
+      puts_(b, " |\n");
     }
-    char arity[32];
-    snprintf(arity, sizeof arity, "%d", c->arity);
-    puts_(b, "| `");
-    cell(b, c->syntax);
-    puts_(b, "` | ");
-    cell(b, c->summary);
-    puts_(b, " | ");
-    puts_(b, arity);
-    puts_(b, " | ");
-    keys(b, c);
-    puts_(b, " | ");
-    flags(b, c->flags, ", ");
-    puts_(b, " |\n");
   }
   puts_(b, "\n" END_MARK "\n");
 }

@@ -21,6 +21,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -90,6 +91,17 @@ static void die(int code, const char *fmt, ...) {
   exit(code);
 }
 
+/* Is the status a read-only file system rather than a permission (the library maps EROFS to
+ * SHMD_EPERM)? Looks at the message and at the directory's mount flags. */
+static int read_only_fs(int rc) {
+  if (rc != SHMD_EPERM)
+    return 0;
+  if (strstr(shmd_errdetail(), strerror(EROFS)))
+    return 1;
+  struct statvfs v;
+  return g_dir[0] && statvfs(g_dir, &v) == 0 && (v.f_flag & ST_RDONLY);
+}
+
 /* What to do about a status from the library. */
 static const char *advice(int rc, const char *store) {
   static char buf[512];
@@ -111,6 +123,9 @@ static const char *advice(int rc, const char *store) {
     snprintf(buf, sizeof buf, "run `shmdict check %s`; save what can be read with `shmdict dump %s -o FILE`, then `shmdict drop %s` and `shmdict load %s -i FILE`", store, store, store, store);
     break;
   case SHMD_EPERM:
+    if (read_only_fs(rc)) /* EROFS: not a question of permissions */
+      return "the file system is mounted read-only: a store needs a writable one (its lanes and locks are "
+             "written even by reads); remount it read-write, or copy the store's directory to a writable one";
     return "a store is its owner's alone: run as its owner; a store shared by a group needs --group NAME";
   case SHMD_ENOSPC:
     return "free space on the file system, or raise the store's size limit or the file size limit (ulimit -f)";
@@ -134,8 +149,9 @@ static void die_status(int code, int rc, const char *store, const char *what) {
   const char *d = shmd_errdetail();
   if (rc == SHMD_ENOENT)
     die(code, "store '%s' does not exist in %s (%s)", store, g_dir, advice(rc, store));
-  die(code, "%s '%s' in %s: %s%s%s%s (%s)", what, store, g_dir, shmd_strerror(rc), *d ? " [" : "", d,
-      *d ? "]" : "", advice(rc, store));
+  const char *why = read_only_fs(rc) ? "read-only file system" : shmd_strerror(rc);
+  die(code, "%s '%s' in %s: %s%s%s%s (%s)", what, store, g_dir, why, *d ? " [" : "", d, *d ? "]" : "",
+      advice(rc, store));
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -236,7 +252,7 @@ static shmd_reply_t *kv_runv(shmd_store_t *s, int argc, const char *a0, const ch
 static void print_error_reply(const shmd_reply_t *r) {
   fputs("(error) ", stderr);
   fwrite(r->str, 1, r->len, stderr);
-  if (r->len >= 11 && strncmp(r->str, "ERR unknown", 11) == 0)
+  if (r->len >= 19 && strncmp(r->str, "ERR unknown command", 19) == 0)
     fputs(" (see docs/commands.md for the supported commands)", stderr);
   fputc('\n', stderr);
 }
