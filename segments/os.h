@@ -80,6 +80,17 @@ int shmd__os_map(int fd, uint64_t size, void **out);
 extern _Thread_local int shmd__os_private_maps;
 extern _Thread_local int shmd__os_sparse_files;
 void shmd__os_unmap(void *addr, uint64_t size);
+/* Replaces the mapping [base, base + size) (size a multiple of the page size) by private anonymous
+ * memory that fill(dst, base, size, arg) writes first (dst: the new memory, all zero; the old
+ * mapping still readable). Returns 0, or SHMD_ENOMEM when the new memory cannot be had or put in
+ * place: then the old mapping stays, made read-only if `readonly_on_fail`. Only system calls and
+ * fill(): async-signal-safe as long as fill() is (the malloc shim's forked children). */
+int shmd__os_remap_private(void *base, uint64_t size, int readonly_on_fail,
+                           void (*fill)(unsigned char *dst, const unsigned char *src, uint64_t size, void *arg),
+                           void *arg);
+/* Whether each page of [base, base + size) is resident (mincore): vec[i] & 1 for page i; vec holds
+ * size / 4096 bytes. SHMD_EIO on failure. */
+int shmd__os_resident(void *base, uint64_t size, unsigned char *vec);
 /* Touches every page of a mapping (populate). */
 void shmd__os_populate(void *addr, uint64_t size);
 /* Drops the pages of [addr, addr + size) of a private mapping (the next touch reads zeros or the

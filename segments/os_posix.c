@@ -315,6 +315,25 @@ int shmd__os_map(int fd, uint64_t size, void **out) {
   return 0;
 }
 
+int shmd__os_remap_private(void *base, uint64_t size, int readonly_on_fail,
+                           void (*fill)(unsigned char *dst, const unsigned char *src, uint64_t size, void *arg),
+                           void *arg) {
+  void *tmp = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (tmp != MAP_FAILED) {
+    fill(tmp, base, size, arg);
+    if (mremap(tmp, (size_t)size, (size_t)size, MREMAP_MAYMOVE | MREMAP_FIXED, base) != MAP_FAILED)
+      return 0;
+    munmap(tmp, (size_t)size);
+  }
+  if (readonly_on_fail)
+    mprotect(base, (size_t)size, PROT_READ);
+  return SHMD_ENOMEM;
+}
+
+int shmd__os_resident(void *base, uint64_t size, unsigned char *vec) {
+  return mincore(base, (size_t)size, vec) == 0 ? 0 : SHMD_EIO;
+}
+
 void shmd__os_unmap(void *addr, uint64_t size) {
   if (addr)
     munmap(addr, (size_t)size);

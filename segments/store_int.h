@@ -23,6 +23,7 @@
 #include "shmdict/ptr.h"
 #include "shmdict/store.h"
 #include "shmdict/tx.h"
+#include "store_ext.h"
 
 #define SHMD__SEG_MAGIC UINT64_C(0x3154434944444d48)  /* "HMDDICT1" little-endian */
 #define SHMD__MAN_MAGIC UINT64_C(0x54534546494e414d)  /* "MANIFEST" */
