@@ -70,7 +70,6 @@
 #include <unistd.h>
 
 #include "alloc/alloc_ext.h"
-#include "segments/os.h"
 #include "shmdict.h"
 
 #define SHIM_EXPORT __attribute__((visibility("default")))
@@ -239,20 +238,16 @@ static void shim_init(void) {
       g_private = 1;
       g_owner = getpid();
       o.dir = g_dir;
-      o.flags = SHMD_OPEN_EXCL;
       /* Create (shared mapping, so the initialised metadata reaches the sparse file), close, and
-       * attach again privately. */
-      shmd__os_sparse_files = 1;
+       * attach again privately (store_ext.h: the handle keeps the flags for its growth too). */
+      o.flags = SHMD_OPEN_EXCL | SHMD__OPEN_SPARSE;
       rc = shmd_open("m", &o, &s);
       if (rc == 0) {
         shmd_close(s);
         s = NULL;
-        o.flags = SHMD_OPEN_NOCREATE;
-        shmd__os_private_maps = 1;
+        o.flags = SHMD_OPEN_NOCREATE | SHMD__OPEN_SPARSE | SHMD__OPEN_PRIVATE;
         rc = shmd_open("m", &o, &s);
-        shmd__os_private_maps = 0;
       }
-      shmd__os_sparse_files = 0;
       if (rc == 0) {
         g_swept_segs = 1;
         shmd__store_anonymize_first(s); /* anonymous memory, as malloc normally gets */
@@ -286,12 +281,8 @@ static inline shmd_store_t *store(void) {
 static inline void enter(void) {
   t_guard++;
   pthread_rwlock_rdlock(&g_fork);
-  shmd__os_private_maps = g_private;
-  shmd__os_sparse_files = g_private;
 }
 static inline void leave(shmd_store_t *s) {
-  shmd__os_private_maps = 0;
-  shmd__os_sparse_files = 0;
   pthread_rwlock_unlock(&g_fork);
   if (g_private) {
     uint32_t segs = shmd__store_seg_count(s);

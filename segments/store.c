@@ -576,7 +576,7 @@ static int attach_seg(shmd_store_t *s, uint32_t seg) {
       rc = SHMD_ETRUNCATED;
     }
     if (rc == 0)
-      rc = shmd__os_map(fd, e.size_bytes, &addr);
+      rc = shmd__os_map(fd, e.size_bytes, s->os_how, &addr);
     shmd__os_close(fd);
     if (rc == 0) {
       rc = check_header(addr, e.size_bytes, seg, s->hdr0->store_uuid, path);
@@ -689,7 +689,6 @@ static shmd_store_t *store_new(const char *name, const char *dir) {
   }
   s->fd0 = -1;
   s->dirfd = -1;
-  s->private_maps = shmd__os_private_maps;
   snprintf(s->name, sizeof s->name, "%s", name);
   snprintf(s->dir, sizeof s->dir, "%s", dir);
   snprintf(s->path, sizeof s->path, "%s/%s", dir, name);
@@ -749,7 +748,7 @@ static int create_store(shmd_store_t *s, const shmd_options_t *o, uint32_t perm)
   snprintf(tmp, sizeof tmp, ".seg-00000.tmp-%02x%02x%02x%02x", rnd[16], rnd[17], rnd[18], rnd[19]);
   struct shmd__os_dir d = {s->dirfd, s->path};
   int fd;
-  rc = shmd__os_createat(&d, tmp, perm, size, &fd);
+  rc = shmd__os_createat(&d, tmp, perm, size, s->os_how, &fd);
   if (rc)
     return rc;
   /* Locked while this process builds it, so that no orphan sweep takes it (a sweep runs only in an
@@ -759,7 +758,7 @@ static int create_store(shmd_store_t *s, const shmd_options_t *o, uint32_t perm)
     return SHMD_EEXIST;
   }
   void *addr;
-  rc = shmd__os_map(fd, size, &addr);
+  rc = shmd__os_map(fd, size, s->os_how, &addr);
   if (rc) {
     shmd__os_unlinkat(&d, tmp);
     shmd__os_close(fd);
@@ -904,7 +903,7 @@ static int attach_store(shmd_store_t *s, int fd) {
     return SHMD_ETRUNCATED;
   }
   void *addr;
-  rc = shmd__os_map(fd, fsize, &addr);
+  rc = shmd__os_map(fd, fsize, s->os_how, &addr);
   if (rc)
     return rc;
   rc = check_header(addr, fsize, 0, NULL, seg0);
@@ -973,6 +972,8 @@ int shmd__store_open(const char *name, const shmd_options_t *opt, const struct s
     return SHMD_ENOMEM;
   s->alloc_ops = ops->alloc;
   s->tx_ops = ops->tx;
+  s->private_maps = (o.flags & SHMD__OPEN_PRIVATE) != 0;
+  s->os_how = (o.flags & SHMD__OPEN_PRIVATE ? SHMD__OS_PRIVATE : 0u) | (o.flags & SHMD__OPEN_SPARSE ? SHMD__OS_SPARSE : 0u);
   int create = !(o.flags & SHMD_OPEN_NOCREATE);
   int rootfd = -1;
   int created = 0, rc = open_root(dir, &a, create, &rootfd);
@@ -1377,7 +1378,7 @@ int shmd__grow_ahead(shmd_store_t *s, uint64_t want_data_bytes, int start) {
       if (shmd__os_create_emptyat(&d, sp->name, grow_file_perm(s), &fd) == 0) {
         if (lock_own_file(s, sp->name, fd) != 0) {
           shmd__os_close(fd); /* a sweep took it for an orphan and removes it */
-        } else if (shmd__os_map(fd, size, &addr) == 0) {
+        } else if (shmd__os_map(fd, size, s->os_how, &addr) == 0) {
           sp->fd = fd;
           sp->addr = addr;
           sp->pid = shmd__os_pid();
@@ -1508,7 +1509,7 @@ int shmd__grow(shmd_store_t *s, struct shmd__thr *t, uint32_t seen_count, uint64
   for (int attempt = 0; attempt < 16 && fd < 0; attempt++) {
     shmd__os_random(&suffix, sizeof suffix);
     seg_file_name(name, sizeof name, n, suffix);
-    rc = shmd__os_createat(&d, name, grow_file_perm(s), size, &fd);
+    rc = shmd__os_createat(&d, name, grow_file_perm(s), size, s->os_how, &fd);
     if (rc == SHMD_ENOENT && !refreshed++ && dir_refresh(s) == 0)
       continue; /* the directory had been removed and is there again (the malloc shim's) */
     if (rc != SHMD_EEXIST && rc != SHMD_ELOOP)
@@ -1518,7 +1519,7 @@ int shmd__grow(shmd_store_t *s, struct shmd__thr *t, uint32_t seen_count, uint64
     shmd__al_commit(s, t);
     return rc;
   }
-  rc = addr != NULL ? 0 : shmd__os_map(fd, size, &addr);
+  rc = addr != NULL ? 0 : shmd__os_map(fd, size, s->os_how, &addr);
   shmd__os_close(fd);
   if (rc == 0) {
     /* A segment added to an older store keeps the store's layout (segment 0's), so the library

@@ -12,6 +12,15 @@
 
 #include "shmdict/store.h"
 
+/* Internal open flags (shmd_options_t.flags), for the malloc shim's per-process stores only; they
+ * hold for every file and mapping the handle makes, growth included, and for nothing else.
+ * SHMD__OPEN_SPARSE: segment files get no storage reserved (ftruncate only; no error details, as
+ * the shim creates files from inside malloc). SHMD__OPEN_PRIVATE: segments are mapped MAP_PRIVATE
+ * (the store behaves like anonymous memory: copy-on-write across fork, no other process shares
+ * it; the allocator gives big free blocks' pages back to the kernel). */
+#define SHMD__OPEN_SPARSE (1u << 30)
+#define SHMD__OPEN_PRIVATE (1u << 31)
+
 /* Segments the handle knows of (mapped or not): the shim compares it before and after a call
  * to see that the store grew. */
 uint32_t shmd__store_seg_count(shmd_store_t *s);
