@@ -53,23 +53,15 @@
  * or return EINVAL as glibc does. Allocation failures in the store (a full /dev/shm, all lanes
  * taken by live threads) fall back to glibc's allocator rather than fail.
  */
-#include <dirent.h>
-#include <dlfcn.h>
 #include <errno.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "alloc/alloc_ext.h"
+#include "shim_os.h"
 #include "shmdict.h"
 
 #define SHIM_EXPORT __attribute__((visibility("default")))
@@ -97,44 +89,12 @@ static __thread __attribute__((tls_model("initial-exec"))) int t_guard; /* insid
 /* ---------------------------------------------------------------------------------------------- */
 /* The store. */
 
-/* Private store: unlinks the segment files (mapped already; only this process uses them). */
-static void sweep_files(void) {
-  DIR *d = opendir(g_dir);
-  if (d == NULL)
-    return;
-  struct dirent *e;
-  char path[512];
-  while ((e = readdir(d)) != NULL) {
-    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-      continue;
-    snprintf(path, sizeof path, "%s/%s", g_dir, e->d_name);
-    if (unlink(path) != 0) {
-      /* the store's own directory */
-      DIR *sd = opendir(path);
-      if (sd != NULL) {
-        struct dirent *f;
-        char sub[800];
-        while ((f = readdir(sd)) != NULL)
-          if (f->d_name[0] != '.' || (strcmp(f->d_name, ".") && strcmp(f->d_name, ".."))) {
-            snprintf(sub, sizeof sub, "%s/%s", path, f->d_name);
-            unlink(sub);
-          }
-        closedir(sd);
-      }
-    }
-  }
-  closedir(d);
-}
-
 static void at_exit(void) {
-  if (!g_private || getpid() != g_owner)
+  if (!g_private || shim_os_getpid() != g_owner)
     return;
   t_guard++;
-  sweep_files();
-  char path[512];
-  snprintf(path, sizeof path, "%s/m", g_dir);
-  rmdir(path);
-  rmdir(g_dir);
+  shim_os_sweep_files(g_dir); /* the segment files (mapped already; only this process uses them) */
+  shim_os_remove_dirs(g_dir);
   t_guard--;
   /* The mappings stay: other threads and later destructors may still use their memory. */
 }
@@ -146,25 +106,6 @@ static int g_snapshot;              /* 1: this process's store mappings are priv
 static int g_sync[2] = {-1, -1};    /* child -> parent: "copied" (one byte, or EOF if it died) */
 enum { SNAP_WAIT_MS = 10000 };      /* the parent gives up waiting after this (a stopped child) */
 
-/* The parent, after fork(): waits until the child has made its copy (a byte on g_sync), or died
- * (EOF: the write ends are all closed), or fork failed (no child: EOF at once), or SNAP_WAIT_MS
- * passed (a child stopped by a debugger must not hang its parent forever). */
-static void wait_for_snapshot(void) {
-  close(g_sync[1]);
-  struct timespec t0, t;
-  clock_gettime(CLOCK_MONOTONIC, &t0);
-  for (;;) {
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    long spent = (long)(t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000;
-    struct pollfd p = {.fd = g_sync[0], .events = POLLIN};
-    int r = poll(&p, 1, spent >= SNAP_WAIT_MS ? 0 : (int)(SNAP_WAIT_MS - spent));
-    if (r >= 0 || errno != EINTR)
-      break; /* readable (the byte, or EOF), timed out, or poll failed */
-  }
-  close(g_sync[0]);
-  g_sync[0] = g_sync[1] = -1;
-}
-
 static void fork_prepare(void) {
   if (__atomic_load_n(&g_state, __ATOMIC_ACQUIRE) != ST_READY)
     return;
@@ -172,8 +113,8 @@ static void fork_prepare(void) {
   pthread_rwlock_wrlock(&g_fork);
   /* Without the socket pair (no descriptors left) the child still makes its copy; the parent
    * just does not wait for it. */
-  if (!g_private && !g_snapshot && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, g_sync) != 0)
-    g_sync[0] = g_sync[1] = -1;
+  if (!g_private && !g_snapshot)
+    (void)shim_os_sync_open(g_sync);
   errno = saved; /* fork's errno is the caller's */
 }
 static void fork_parent(void) {
@@ -181,8 +122,11 @@ static void fork_parent(void) {
     return;
   int saved = errno;
   /* Still holding the write lock: no other thread's slow path changes the page map meanwhile. */
+  /* Until the child has made its copy (a byte), or died (EOF: the write ends are all closed), or
+   * fork failed (no child: EOF at once), or SNAP_WAIT_MS passed (a child stopped by a debugger
+   * must not hang its parent forever). */
   if (g_sync[0] >= 0)
-    wait_for_snapshot();
+    shim_os_sync_wait(g_sync, SNAP_WAIT_MS);
   pthread_rwlock_unlock(&g_fork);
   errno = saved;
 }
@@ -201,14 +145,8 @@ static void fork_child(void) {
       shmd__alloc_private_snapshot(g_store); /* replaces the mappings (alloc_ext.h) */
       g_snapshot = 1;
     }
-    if (g_sync[0] >= 0) {
-      close(g_sync[0]);
-      /* MSG_NOSIGNAL: a parent that gave up waiting has closed its end; no SIGPIPE for that. */
-      while (send(g_sync[1], "", 1, MSG_NOSIGNAL) < 0 && errno == EINTR)
-        ;
-      close(g_sync[1]);
-      g_sync[0] = g_sync[1] = -1;
-    }
+    if (g_sync[0] >= 0)
+      shim_os_sync_signal(g_sync);
   }
   errno = saved;
 }
@@ -232,11 +170,10 @@ static void shim_init(void) {
     o.dir = dir;
     rc = shmd_open(name, &o, &s);
   } else {
-    snprintf(g_dir, sizeof g_dir, "%s/shmdict-malloc-XXXXXX", dir && dir[0] ? dir : "/dev/shm");
-    rc = mkdtemp(g_dir) ? 0 : SHMD_EIO;
+    rc = shim_os_make_private_dir(g_dir, sizeof g_dir, dir) == 0 ? 0 : SHMD_EIO;
     if (rc == 0) {
       g_private = 1;
-      g_owner = getpid();
+      g_owner = shim_os_getpid();
       o.dir = g_dir;
       /* Create (shared mapping, so the initialised metadata reaches the sparse file), close, and
        * attach again privately (store_ext.h: the handle keeps the flags for its growth too). */
@@ -257,7 +194,7 @@ static void shim_init(void) {
     }
   }
   if (rc == 0) {
-    pthread_atfork(fork_prepare, fork_parent, fork_child);
+    (void)shim_os_atfork(fork_prepare, fork_parent, fork_child);
     __atomic_store_n(&g_store, s, __ATOMIC_RELEASE);
     __atomic_store_n(&g_state, ST_READY, __ATOMIC_RELEASE);
   } else {
@@ -288,10 +225,10 @@ static inline void leave(shmd_store_t *s) {
     uint32_t segs = shmd__store_seg_count(s);
     if (segs != g_swept_segs) {
       g_swept_segs = segs; /* a segment was added: unlink its file, remove the dirs */
-      if (getpid() == g_owner)
+      if (shim_os_getpid() == g_owner)
         at_exit();
       else
-        sweep_files();
+        shim_os_sweep_files(g_dir);
     }
   }
   t_guard--;
@@ -301,15 +238,9 @@ static inline void leave(shmd_store_t *s) {
  * that execs or is killed leaves nothing behind. An allocation that failed for want of it (the
  * store could not grow) re-creates it and tries again; leave() removes it again. */
 static int grow_dir(void) {
-  if (!g_private || getpid() != g_owner)
+  if (!g_private || shim_os_getpid() != g_owner)
     return 0;
-  char path[512];
-  snprintf(path, sizeof path, "%s/m", g_dir);
-  if (mkdir(g_dir, 0700) != 0 && errno != EEXIST)
-    return 0;
-  if (mkdir(path, 0700) != 0 && errno != EEXIST)
-    return 0;
-  return 1;
+  return shim_os_make_dirs(g_dir);
 }
 
 static void *store_alloc(shmd_store_t *s, size_t n) {
@@ -387,7 +318,7 @@ static size_t usable(shmd_store_t *s, void *a, shmd_ptr_t p) {
     return shmd_usable_size(s, p);
   if (libc_usable == NULL) {
     t_guard++;
-    void *f = dlsym(RTLD_NEXT, "malloc_usable_size");
+    void *f = shim_os_next("malloc_usable_size");
     t_guard--;
     if (f == NULL)
       return 0;
