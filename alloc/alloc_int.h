@@ -3,8 +3,7 @@
  * Internal: the allocator's metadata in each segment, size classes, and the functions its files
  * share. The allocator layer's header: included by alloc/ and by the transaction layer (tx/: the
  * steps that also write a lane word, heap adoption, and the callbacks tx/open.c hands down);
- * containers/ and kv/ use the public alloc.h. (The malloc shim still includes it; issue 13 item 6
- * gives it an allocator call instead.)
+ * containers/ and kv/ use the public alloc.h; the malloc shim uses alloc_ext.h.
  *
  * Per segment (at hdr->alloc_off):
  *   struct shmd__seg_alloc: the buddy lock, free lists per order, the class table (one lock and
@@ -21,6 +20,7 @@
 #ifndef SHMD_ALLOC_INT_H
 #define SHMD_ALLOC_INT_H
 
+#include "alloc_ext.h"
 #include "segments/store_int.h"
 
 #define SHMD__NCLASSES 56u

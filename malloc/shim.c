@@ -19,8 +19,8 @@
  * block with its parent (a shell updating its job table in the child would change the parent's).
  * So the child gets malloc's usual fork semantics by other means: inside fork() (the atfork child
  * handler) it replaces each segment it has mapped by private anonymous memory holding the same
- * bytes (snapshot_store), and from then on its writes are its own and it sees the store as it was
- * when it forked. Only what it can need is copied: metadata (segment 0's lanes only as far as they
+ * bytes (shmd__alloc_private_snapshot(), alloc_ext.h), and from then on its writes are its own
+ * and it sees the store as it was when it forked. Only what it can need is copied: metadata (segment 0's lanes only as far as they
  * mean anything) and the blocks the page map does not call free; a copy of all 64 MiB would make
  * every fork of a shell slow. The parent's forking thread waits in its atfork parent handler
  * until the child says it has copied (a socket pair; EOF if the child died first, and at most
@@ -53,25 +53,15 @@
  * or return EINVAL as glibc does. Allocation failures in the store (a full /dev/shm, all lanes
  * taken by live threads) fall back to glibc's allocator rather than fail.
  */
-#include <dirent.h>
-#include <dlfcn.h>
 #include <errno.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
 
-#include "alloc/alloc_int.h"
-#include "segments/os.h"
-#include "segments/store_int.h"
+#include "alloc/alloc_ext.h"
+#include "shim_os.h"
 #include "shmdict.h"
 
 #define SHIM_EXPORT __attribute__((visibility("default")))
@@ -81,10 +71,6 @@ extern void __libc_free(void *);
 extern void *__libc_calloc(size_t, size_t);
 extern void *__libc_realloc(void *, size_t);
 extern void *__libc_memalign(size_t, size_t);
-
-int shmd__alloc_fast(shmd_store_t *s, size_t size, shmd_ptr_t *out); /* alloc/front.c */
-int shmd__free_fast(shmd_store_t *s, shmd_ptr_t p);
-int shmd__resize_in_place(shmd_store_t *s, shmd_ptr_t p, size_t size);
 
 enum { ST_NONE, ST_INIT, ST_READY, ST_FAILED };
 
@@ -103,74 +89,14 @@ static __thread __attribute__((tls_model("initial-exec"))) int t_guard; /* insid
 /* ---------------------------------------------------------------------------------------------- */
 /* The store. */
 
-/* Private store: unlinks the segment files (mapped already; only this process uses them). */
-static void sweep_files(void) {
-  DIR *d = opendir(g_dir);
-  if (d == NULL)
-    return;
-  struct dirent *e;
-  char path[512];
-  while ((e = readdir(d)) != NULL) {
-    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-      continue;
-    snprintf(path, sizeof path, "%s/%s", g_dir, e->d_name);
-    if (unlink(path) != 0) {
-      /* the store's own directory */
-      DIR *sd = opendir(path);
-      if (sd != NULL) {
-        struct dirent *f;
-        char sub[800];
-        while ((f = readdir(sd)) != NULL)
-          if (f->d_name[0] != '.' || (strcmp(f->d_name, ".") && strcmp(f->d_name, ".."))) {
-            snprintf(sub, sizeof sub, "%s/%s", path, f->d_name);
-            unlink(sub);
-          }
-        closedir(sd);
-      }
-    }
-  }
-  closedir(d);
-}
-
 static void at_exit(void) {
-  if (!g_private || getpid() != g_owner)
+  if (!g_private || shim_os_getpid() != g_owner)
     return;
   t_guard++;
-  sweep_files();
-  char path[512];
-  snprintf(path, sizeof path, "%s/m", g_dir);
-  rmdir(path);
-  rmdir(g_dir);
+  shim_os_sweep_files(g_dir); /* the segment files (mapped already; only this process uses them) */
+  shim_os_remove_dirs(g_dir);
   t_guard--;
   /* The mappings stay: other threads and later destructors may still use their memory. */
-}
-
-/*
- * Private store: replaces segment 0's mapping (MAP_PRIVATE of a sparse tmpfs file) by anonymous
- * memory with the same bytes. A private file mapping pays twice for every page it touches (the
- * tmpfs page behind it is allocated on the first fault, then copied on write) and keeps the file's
- * pages alive while mapped; anonymous memory is what malloc normally gets. Done once, in the
- * constructor, while no other thread can touch the store. Pages that are not resident (never
- * touched: holes of the sparse file) are zero and need no copy. Segments added later stay private
- * file mappings (the first segment is made large, so a typical program never grows).
- */
-static void anonymize_seg0(shmd_store_t *s) {
-  unsigned char *base = s->map->base[1];
-  uint64_t size = s->seg_size[1], pages = size / 4096;
-  unsigned char *vec = __libc_malloc(pages);
-  void *tmp = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (vec == NULL || tmp == MAP_FAILED || mincore(base, size, vec) != 0) {
-    if (tmp != MAP_FAILED)
-      munmap(tmp, size);
-    __libc_free(vec);
-    return;
-  }
-  for (uint64_t i = 0; i < pages; i++)
-    if (vec[i] & 1)
-      memcpy((unsigned char *)tmp + i * 4096, base + i * 4096, 4096);
-  if (mremap(tmp, size, size, MREMAP_MAYMOVE | MREMAP_FIXED, base) == MAP_FAILED)
-    munmap(tmp, size);
-  __libc_free(vec);
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -180,163 +106,6 @@ static int g_snapshot;              /* 1: this process's store mappings are priv
 static int g_sync[2] = {-1, -1};    /* child -> parent: "copied" (one byte, or EOF if it died) */
 enum { SNAP_WAIT_MS = 10000 };      /* the parent gives up waiting after this (a stopped child) */
 
-/* Whether n bytes at p (8-byte aligned, n a multiple of 8) are all zero. */
-static int zero_words(const unsigned char *p, uint64_t n) {
-  const uint64_t *w = (const uint64_t *)(const void *)p;
-  uint64_t k = n / 8, i = 0;
-  for (; i + 8 <= k; i += 8)
-    if ((w[i] | w[i + 1] | w[i + 2] | w[i + 3] | w[i + 4] | w[i + 5] | w[i + 6] | w[i + 7]) != 0)
-      return 0;
-  for (; i < k; i++)
-    if (w[i] != 0)
-      return 0;
-  return 1;
-}
-
-/* Copies bytes [from, to) of src into dst (both 8-byte aligned offsets), a page at a time,
- * skipping pieces that are all zero: the anonymous destination reads zero there already, and a
- * page never written costs no memory. */
-static void copy_range(unsigned char *dst, const unsigned char *src, uint64_t from, uint64_t to) {
-  while (from < to) {
-    uint64_t end = (from | (SHMD_PAGE_BYTES - 1)) + 1;
-    if (end > to)
-      end = to;
-    if (!zero_words(src + from, end - from))
-      memcpy(dst + from, src + from, end - from);
-    from = end;
-  }
-}
-
-/* Copies segment 0's metadata [0, end): the lanes only as far as they mean anything (the fixed
- * part of each, and of its two undo logs the entries below their lengths), the rest whole. The
- * lanes are most of it (256 lanes of about 47 KiB, nearly all undo-log room), so this is what
- * keeps a small program's fork cheap. Manifest fields that do not make sense: everything whole. */
-static void copy_meta0(unsigned char *dst, const unsigned char *src, const struct shmd__seg_hdr *h,
-                       uint64_t end) {
-  const struct shmd__manifest *m = (const struct shmd__manifest *)(const void *)(src + h->manifest_off);
-  uint64_t lanes_off, lane_bytes;
-  uint32_t lanes, op_cap;
-  if (h->manifest_off < SHMD__HDR_BYTES || h->manifest_off > end || sizeof *m > end - h->manifest_off)
-    goto whole;
-  lanes_off = m->lanes_off;
-  lane_bytes = m->lane_bytes;
-  lanes = m->lane_count;
-  op_cap = m->op_log_cap;
-  if (lanes > 4096 || op_cap > (1u << 20) || lane_bytes > end ||
-      lane_bytes < sizeof(struct shmd__lane) + (uint64_t)op_cap * sizeof(struct shmd__undo) ||
-      ((lanes_off | lane_bytes) & 7) != 0 || lanes_off > end || lanes * lane_bytes > end - lanes_off)
-    goto whole;
-  copy_range(dst, src, 0, lanes_off);
-  for (uint32_t i = 0; i < lanes; i++) {
-    uint64_t at = lanes_off + i * lane_bytes;
-    const volatile struct shmd__lane *l = (const volatile struct shmd__lane *)(const void *)(src + at);
-    uint64_t al = l->al_len, op = l->op_len;
-    if (al > SHMD__AL_LOG_CAP)
-      al = SHMD__AL_LOG_CAP;
-    if (op > op_cap)
-      op = op_cap; /* the rest is in the extension block, a block of the data area */
-    copy_range(dst, src, at, at + offsetof(struct shmd__lane, al_log));
-    at += offsetof(struct shmd__lane, al_log);
-    copy_range(dst, src, at, at + al * sizeof(struct shmd__undo));
-    at = lanes_off + i * lane_bytes + sizeof(struct shmd__lane);
-    copy_range(dst, src, at, at + op * sizeof(struct shmd__undo));
-  }
-  copy_range(dst, src, lanes_off + lanes * lane_bytes, end);
-  return;
-whole:
-  copy_range(dst, src, 0, end);
-}
-
-/* Copies the bytes of one segment (size bytes at src, a multiple of the page size) that a child
- * can need: the header and allocator metadata (everything before data_off; segment 0's lanes see
- * copy_meta0) and every block the page map does not call free. Everything read from the segment
- * is bounds-checked against `size` first; when the header or the page map does not make sense,
- * the rest is copied whole. */
-static void copy_used(unsigned char *dst, const unsigned char *src, uint64_t size, int seg0) {
-  struct shmd__seg_hdr h;
-  struct shmd__seg_alloc sa;
-  const uint64_t pg = SHMD_PAGE_BYTES;
-  if (size < SHMD__HDR_BYTES)
-    goto whole;
-  memcpy(&h, src, sizeof h);
-  if (h.magic != SHMD__SEG_MAGIC || h.data_off > size || h.data_bytes > size - h.data_off ||
-      h.data_off % pg != 0 || h.data_bytes % pg != 0 || h.alloc_off < SHMD__HDR_BYTES ||
-      h.alloc_off > h.data_off || h.data_off - h.alloc_off < sizeof sa ||
-      h.alloc_bytes > h.data_off - h.alloc_off)
-    goto whole;
-  memcpy(&sa, src + h.alloc_off, sizeof sa);
-  if (!shmd__sa_is_valid(&h, &sa) || sa.pagemap_off > h.data_off ||
-      sa.page_count > h.data_off - sa.pagemap_off)
-    goto whole;
-  if (seg0)
-    copy_meta0(dst, src, &h, h.data_off);
-  else
-    copy_range(dst, src, 0, h.data_off);
-  /* The page map: a head byte per block (kind and order), 0 for its interior pages. Each byte is
-   * read once: other processes may change the map while this runs. */
-  const volatile unsigned char *pm = src + sa.pagemap_off;
-  uint64_t n = sa.page_count, i = 0;
-  while (i < n) {
-    unsigned b = pm[i], kind = b & PM_KIND, order = b & PM_ORDER;
-    uint64_t len = UINT64_C(1) << order;
-    if (kind == 0 || order > sa.max_order || (i & (len - 1)) != 0 || len > n - i) {
-      copy_range(dst, src, h.data_off + i * pg, size); /* damaged: the rest, whole */
-      return;
-    }
-    if (kind != PM_FREE)
-      copy_range(dst, src, h.data_off + i * pg, h.data_off + (i + len) * pg);
-    i += len;
-  }
-  copy_range(dst, src, h.data_off + h.data_bytes, size); /* nothing there, normally */
-  return;
-whole:
-  copy_range(dst, src, 0, size);
-}
-
-/*
- * In the child of a named-store process, inside fork(): replaces the mapping of every segment
- * this process has mapped by anonymous private memory holding the bytes copy_used() picks, so the
- * child's writes stay its own and it sees the store as it was at fork time. Only system calls and
- * memcpy: this runs where a multi-threaded program's child may call only async-signal-safe
- * functions. A segment whose copy cannot be made (no memory for the anonymous mapping) is made
- * read-only instead: a write to it then kills the child rather than change the parent's memory.
- */
-static void snapshot_store(shmd_store_t *s) {
-  for (uint32_t i = 1; i <= SHMD_MAX_SEGMENTS; i++) {
-    unsigned char *base = s->map->base[i];
-    if (base == NULL)
-      continue;
-    uint64_t size = (s->seg_size[i] + SHMD_PAGE_BYTES - 1) & ~(uint64_t)(SHMD_PAGE_BYTES - 1);
-    void *tmp = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (tmp != MAP_FAILED) {
-      copy_used(tmp, base, size, i == 1);
-      if (mremap(tmp, size, size, MREMAP_MAYMOVE | MREMAP_FIXED, base) != MAP_FAILED)
-        continue;
-      munmap(tmp, size);
-    }
-    mprotect(base, size, PROT_READ);
-  }
-}
-
-/* The parent, after fork(): waits until the child has made its copy (a byte on g_sync), or died
- * (EOF: the write ends are all closed), or fork failed (no child: EOF at once), or SNAP_WAIT_MS
- * passed (a child stopped by a debugger must not hang its parent forever). */
-static void wait_for_snapshot(void) {
-  close(g_sync[1]);
-  struct timespec t0, t;
-  clock_gettime(CLOCK_MONOTONIC, &t0);
-  for (;;) {
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    long spent = (long)(t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000;
-    struct pollfd p = {.fd = g_sync[0], .events = POLLIN};
-    int r = poll(&p, 1, spent >= SNAP_WAIT_MS ? 0 : (int)(SNAP_WAIT_MS - spent));
-    if (r >= 0 || errno != EINTR)
-      break; /* readable (the byte, or EOF), timed out, or poll failed */
-  }
-  close(g_sync[0]);
-  g_sync[0] = g_sync[1] = -1;
-}
-
 static void fork_prepare(void) {
   if (__atomic_load_n(&g_state, __ATOMIC_ACQUIRE) != ST_READY)
     return;
@@ -344,8 +113,8 @@ static void fork_prepare(void) {
   pthread_rwlock_wrlock(&g_fork);
   /* Without the socket pair (no descriptors left) the child still makes its copy; the parent
    * just does not wait for it. */
-  if (!g_private && !g_snapshot && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, g_sync) != 0)
-    g_sync[0] = g_sync[1] = -1;
+  if (!g_private && !g_snapshot)
+    (void)shim_os_sync_open(g_sync);
   errno = saved; /* fork's errno is the caller's */
 }
 static void fork_parent(void) {
@@ -353,8 +122,11 @@ static void fork_parent(void) {
     return;
   int saved = errno;
   /* Still holding the write lock: no other thread's slow path changes the page map meanwhile. */
+  /* Until the child has made its copy (a byte), or died (EOF: the write ends are all closed), or
+   * fork failed (no child: EOF at once), or SNAP_WAIT_MS passed (a child stopped by a debugger
+   * must not hang its parent forever). */
   if (g_sync[0] >= 0)
-    wait_for_snapshot();
+    shim_os_sync_wait(g_sync, SNAP_WAIT_MS);
   pthread_rwlock_unlock(&g_fork);
   errno = saved;
 }
@@ -370,17 +142,11 @@ static void fork_child(void) {
      * the top). Its mappings become a private snapshot, then the parent may go on. */
     __atomic_store_n(&g_serve, 0, __ATOMIC_RELEASE);
     if (!g_snapshot) {
-      snapshot_store(g_store);
+      shmd__alloc_private_snapshot(g_store); /* replaces the mappings (alloc_ext.h) */
       g_snapshot = 1;
     }
-    if (g_sync[0] >= 0) {
-      close(g_sync[0]);
-      /* MSG_NOSIGNAL: a parent that gave up waiting has closed its end; no SIGPIPE for that. */
-      while (send(g_sync[1], "", 1, MSG_NOSIGNAL) < 0 && errno == EINTR)
-        ;
-      close(g_sync[1]);
-      g_sync[0] = g_sync[1] = -1;
-    }
+    if (g_sync[0] >= 0)
+      shim_os_sync_signal(g_sync);
   }
   errno = saved;
 }
@@ -404,36 +170,31 @@ static void shim_init(void) {
     o.dir = dir;
     rc = shmd_open(name, &o, &s);
   } else {
-    snprintf(g_dir, sizeof g_dir, "%s/shmdict-malloc-XXXXXX", dir && dir[0] ? dir : "/dev/shm");
-    rc = mkdtemp(g_dir) ? 0 : SHMD_EIO;
+    rc = shim_os_make_private_dir(g_dir, sizeof g_dir, dir) == 0 ? 0 : SHMD_EIO;
     if (rc == 0) {
       g_private = 1;
-      g_owner = getpid();
+      g_owner = shim_os_getpid();
       o.dir = g_dir;
-      o.flags = SHMD_OPEN_EXCL;
       /* Create (shared mapping, so the initialised metadata reaches the sparse file), close, and
-       * attach again privately. */
-      shmd__os_sparse_files = 1;
+       * attach again privately (store_ext.h: the handle keeps the flags for its growth too). */
+      o.flags = SHMD_OPEN_EXCL | SHMD__OPEN_SPARSE;
       rc = shmd_open("m", &o, &s);
       if (rc == 0) {
         shmd_close(s);
         s = NULL;
-        o.flags = SHMD_OPEN_NOCREATE;
-        shmd__os_private_maps = 1;
+        o.flags = SHMD_OPEN_NOCREATE | SHMD__OPEN_SPARSE | SHMD__OPEN_PRIVATE;
         rc = shmd_open("m", &o, &s);
-        shmd__os_private_maps = 0;
       }
-      shmd__os_sparse_files = 0;
       if (rc == 0) {
         g_swept_segs = 1;
-        anonymize_seg0(s);
+        shmd__store_anonymize_first(s); /* anonymous memory, as malloc normally gets */
         atexit(at_exit);
       }
       at_exit(); /* the files are mapped: remove them and the directories now (see grow_dir) */
     }
   }
   if (rc == 0) {
-    pthread_atfork(fork_prepare, fork_parent, fork_child);
+    (void)shim_os_atfork(fork_prepare, fork_parent, fork_child);
     __atomic_store_n(&g_store, s, __ATOMIC_RELEASE);
     __atomic_store_n(&g_state, ST_READY, __ATOMIC_RELEASE);
   } else {
@@ -457,21 +218,17 @@ static inline shmd_store_t *store(void) {
 static inline void enter(void) {
   t_guard++;
   pthread_rwlock_rdlock(&g_fork);
-  shmd__os_private_maps = g_private;
-  shmd__os_sparse_files = g_private;
 }
 static inline void leave(shmd_store_t *s) {
-  shmd__os_private_maps = 0;
-  shmd__os_sparse_files = 0;
   pthread_rwlock_unlock(&g_fork);
   if (g_private) {
-    uint32_t segs = shmd__seg_count(s);
+    uint32_t segs = shmd__store_seg_count(s);
     if (segs != g_swept_segs) {
       g_swept_segs = segs; /* a segment was added: unlink its file, remove the dirs */
-      if (getpid() == g_owner)
+      if (shim_os_getpid() == g_owner)
         at_exit();
       else
-        sweep_files();
+        shim_os_sweep_files(g_dir);
     }
   }
   t_guard--;
@@ -481,15 +238,9 @@ static inline void leave(shmd_store_t *s) {
  * that execs or is killed leaves nothing behind. An allocation that failed for want of it (the
  * store could not grow) re-creates it and tries again; leave() removes it again. */
 static int grow_dir(void) {
-  if (!g_private || getpid() != g_owner)
+  if (!g_private || shim_os_getpid() != g_owner)
     return 0;
-  char path[512];
-  snprintf(path, sizeof path, "%s/m", g_dir);
-  if (mkdir(g_dir, 0700) != 0 && errno != EEXIST)
-    return 0;
-  if (mkdir(path, 0700) != 0 && errno != EEXIST)
-    return 0;
-  return 1;
+  return shim_os_make_dirs(g_dir);
 }
 
 static void *store_alloc(shmd_store_t *s, size_t n) {
@@ -567,7 +318,7 @@ static size_t usable(shmd_store_t *s, void *a, shmd_ptr_t p) {
     return shmd_usable_size(s, p);
   if (libc_usable == NULL) {
     t_guard++;
-    void *f = dlsym(RTLD_NEXT, "malloc_usable_size");
+    void *f = shim_os_next("malloc_usable_size");
     t_guard--;
     if (f == NULL)
       return 0;

@@ -57,7 +57,12 @@ int shmd__os_fstatat(const struct shmd__os_dir *d, const char *name, struct shmd
  * that a full file system answers now with SHMD_ENOSPC instead of SIGBUS later. A size beyond
  * RLIMIT_FSIZE answers SHMD_ENOSPC (naming the limit) before anything is reserved, so no SIGXFSZ
  * is ever raised. On failure the file is removed. Returns the fd in *fd. */
-int shmd__os_createat(const struct shmd__os_dir *d, const char *name, uint32_t perm, uint64_t size, int *fd);
+/* How a store's files are made and mapped (the handle's os_how, from its open flags). SHMD__OS_SPARSE:
+ * shmd__os_createat() reserves no storage (ftruncate only) and sets no error detail. SHMD__OS_PRIVATE:
+ * shmd__os_map() maps MAP_PRIVATE. Either: no transparent huge pages. */
+enum { SHMD__OS_PRIVATE = 1u << 0, SHMD__OS_SPARSE = 1u << 1 };
+int shmd__os_createat(const struct shmd__os_dir *d, const char *name, uint32_t perm, uint64_t size, unsigned how,
+                      int *fd);
 /* Creates a new, empty regular file exclusively (as shmd__os_createat) without reserving storage;
  * shmd__os_reserve() then reserves it piece by piece. Returns the fd in *fd. */
 int shmd__os_create_emptyat(const struct shmd__os_dir *d, const char *name, uint32_t perm, int *fd);
@@ -71,15 +76,20 @@ int shmd__os_reserve(int fd, uint64_t off, uint64_t len);
 int shmd__os_openat(const struct shmd__os_dir *d, const char *name, int *fd);
 /* The file's size in bytes. */
 int shmd__os_file_size(int fd, uint64_t *size);
-/* Maps `size` bytes of `fd` shared, read-write. */
-int shmd__os_map(int fd, uint64_t size, void **out);
-/* Set only by the malloc shim (malloc/), on the calling thread, around its calls into its own
- * per-process store (so other stores of the program are not affected). private_maps: map segments
- * MAP_PRIVATE (the store behaves like anonymous memory: copy-on-write across fork; no other
- * process can share it). sparse_files: do not reserve file storage (ftruncate only). */
-extern _Thread_local int shmd__os_private_maps;
-extern _Thread_local int shmd__os_sparse_files;
+/* Maps `size` bytes of `fd` read-write: shared, or private with SHMD__OS_PRIVATE in `how`. */
+int shmd__os_map(int fd, uint64_t size, unsigned how, void **out);
 void shmd__os_unmap(void *addr, uint64_t size);
+/* Replaces the mapping [base, base + size) (size a multiple of the page size) by private anonymous
+ * memory that fill(dst, base, size, arg) writes first (dst: the new memory, all zero; the old
+ * mapping still readable). Returns 0, or SHMD_ENOMEM when the new memory cannot be had or put in
+ * place: then the old mapping stays, made read-only if `readonly_on_fail`. Only system calls and
+ * fill(): async-signal-safe as long as fill() is (the malloc shim's forked children). */
+int shmd__os_remap_private(void *base, uint64_t size, int readonly_on_fail,
+                           void (*fill)(unsigned char *dst, const unsigned char *src, uint64_t size, void *arg),
+                           void *arg);
+/* Whether each page of [base, base + size) is resident (mincore): vec[i] & 1 for page i; vec holds
+ * size / 4096 bytes. SHMD_EIO on failure. */
+int shmd__os_resident(void *base, uint64_t size, unsigned char *vec);
 /* Touches every page of a mapping (populate). */
 void shmd__os_populate(void *addr, uint64_t size);
 /* Drops the pages of [addr, addr + size) of a private mapping (the next touch reads zeros or the

@@ -173,8 +173,6 @@ int shmd__os_mkdirat(const struct shmd__os_dir *d, const char *name, uint32_t pe
   return 0;
 }
 
-_Thread_local int shmd__os_private_maps; /* see os.h (the malloc shim's private stores) */
-_Thread_local int shmd__os_sparse_files;
 
 /* RLIMIT_FSIZE: a file may not grow beyond it. Exceeding it raises SIGXFSZ, whose default action
  * kills the process, and the library must never let a signal escape for a resource limit. The
@@ -216,13 +214,15 @@ static int create_at(const struct shmd__os_dir *d, const char *name, uint32_t pe
   return 0;
 }
 
-int shmd__os_createat(const struct shmd__os_dir *d, const char *name, uint32_t perm, uint64_t size, int *fd) {
+int shmd__os_createat(const struct shmd__os_dir *d, const char *name, uint32_t perm, uint64_t size, unsigned how,
+                      int *fd) {
   /* No error text on the sparse path: the malloc shim creates files from inside malloc. */
-  int rc = fsize_allows(size, shmd__os_sparse_files, d, name);
+  int sparse = (how & SHMD__OS_SPARSE) != 0;
+  int rc = fsize_allows(size, sparse, d, name);
   if (rc)
     return rc;
   int f;
-  if (shmd__os_sparse_files) {
+  if (sparse) {
     f = openat(d->fd, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, (mode_t)perm);
     if (f < 0)
       return errno == EEXIST ? SHMD_EEXIST : errno == ENOENT ? SHMD_ENOENT : SHMD_EIO;
@@ -297,8 +297,8 @@ int shmd__os_file_size(int fd, uint64_t *size) {
   return 0;
 }
 
-int shmd__os_map(int fd, uint64_t size, void **out) {
-  void *p = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, shmd__os_private_maps ? MAP_PRIVATE : MAP_SHARED,
+int shmd__os_map(int fd, uint64_t size, unsigned how, void **out) {
+  void *p = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, how & SHMD__OS_PRIVATE ? MAP_PRIVATE : MAP_SHARED,
                  fd, 0);
   if (p == MAP_FAILED)
     return from_errno(errno, "mmap", "segment");
@@ -308,11 +308,30 @@ int shmd__os_map(int fd, uint64_t size, void **out) {
    * elsewhere, so the result is ignored. Not for sparse files (the malloc shim's private stores):
    * there every first touch of a page would allocate a whole huge page (measured: 51 MB resident
    * after creating a 1 GiB store, against 2 MB without). */
-  if (size >= (UINT64_C(4) << 20) && !shmd__os_sparse_files && !shmd__os_private_maps)
+  if (size >= (UINT64_C(4) << 20) && how == 0)
     (void)madvise(p, (size_t)size, MADV_HUGEPAGE);
 #endif
   *out = p;
   return 0;
+}
+
+int shmd__os_remap_private(void *base, uint64_t size, int readonly_on_fail,
+                           void (*fill)(unsigned char *dst, const unsigned char *src, uint64_t size, void *arg),
+                           void *arg) {
+  void *tmp = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (tmp != MAP_FAILED) {
+    fill(tmp, base, size, arg);
+    if (mremap(tmp, (size_t)size, (size_t)size, MREMAP_MAYMOVE | MREMAP_FIXED, base) != MAP_FAILED)
+      return 0;
+    munmap(tmp, (size_t)size);
+  }
+  if (readonly_on_fail)
+    mprotect(base, (size_t)size, PROT_READ);
+  return SHMD_ENOMEM;
+}
+
+int shmd__os_resident(void *base, uint64_t size, unsigned char *vec) {
+  return mincore(base, (size_t)size, vec) == 0 ? 0 : SHMD_EIO;
 }
 
 void shmd__os_unmap(void *addr, uint64_t size) {

@@ -576,7 +576,7 @@ static int attach_seg(shmd_store_t *s, uint32_t seg) {
       rc = SHMD_ETRUNCATED;
     }
     if (rc == 0)
-      rc = shmd__os_map(fd, e.size_bytes, &addr);
+      rc = shmd__os_map(fd, e.size_bytes, s->os_how, &addr);
     shmd__os_close(fd);
     if (rc == 0) {
       rc = check_header(addr, e.size_bytes, seg, s->hdr0->store_uuid, path);
@@ -689,7 +689,6 @@ static shmd_store_t *store_new(const char *name, const char *dir) {
   }
   s->fd0 = -1;
   s->dirfd = -1;
-  s->private_maps = shmd__os_private_maps;
   snprintf(s->name, sizeof s->name, "%s", name);
   snprintf(s->dir, sizeof s->dir, "%s", dir);
   snprintf(s->path, sizeof s->path, "%s/%s", dir, name);
@@ -749,7 +748,7 @@ static int create_store(shmd_store_t *s, const shmd_options_t *o, uint32_t perm)
   snprintf(tmp, sizeof tmp, ".seg-00000.tmp-%02x%02x%02x%02x", rnd[16], rnd[17], rnd[18], rnd[19]);
   struct shmd__os_dir d = {s->dirfd, s->path};
   int fd;
-  rc = shmd__os_createat(&d, tmp, perm, size, &fd);
+  rc = shmd__os_createat(&d, tmp, perm, size, s->os_how, &fd);
   if (rc)
     return rc;
   /* Locked while this process builds it, so that no orphan sweep takes it (a sweep runs only in an
@@ -759,7 +758,7 @@ static int create_store(shmd_store_t *s, const shmd_options_t *o, uint32_t perm)
     return SHMD_EEXIST;
   }
   void *addr;
-  rc = shmd__os_map(fd, size, &addr);
+  rc = shmd__os_map(fd, size, s->os_how, &addr);
   if (rc) {
     shmd__os_unlinkat(&d, tmp);
     shmd__os_close(fd);
@@ -904,7 +903,7 @@ static int attach_store(shmd_store_t *s, int fd) {
     return SHMD_ETRUNCATED;
   }
   void *addr;
-  rc = shmd__os_map(fd, fsize, &addr);
+  rc = shmd__os_map(fd, fsize, s->os_how, &addr);
   if (rc)
     return rc;
   rc = check_header(addr, fsize, 0, NULL, seg0);
@@ -973,6 +972,8 @@ int shmd__store_open(const char *name, const shmd_options_t *opt, const struct s
     return SHMD_ENOMEM;
   s->alloc_ops = ops->alloc;
   s->tx_ops = ops->tx;
+  s->private_maps = (o.flags & SHMD__OPEN_PRIVATE) != 0;
+  s->os_how = (o.flags & SHMD__OPEN_PRIVATE ? SHMD__OS_PRIVATE : 0u) | (o.flags & SHMD__OPEN_SPARSE ? SHMD__OS_SPARSE : 0u);
   int create = !(o.flags & SHMD_OPEN_NOCREATE);
   int rootfd = -1;
   int created = 0, rc = open_root(dir, &a, create, &rootfd);
@@ -1390,7 +1391,7 @@ int shmd__grow_ahead(shmd_store_t *s, uint64_t want_data_bytes, int start) {
       if (shmd__os_create_emptyat(&d, sp->name, grow_file_perm(s), &fd) == 0) {
         if (lock_own_file(s, sp->name, fd) != 0) {
           shmd__os_close(fd); /* a sweep took it for an orphan and removes it */
-        } else if (shmd__os_map(fd, size, &addr) == 0) {
+        } else if (shmd__os_map(fd, size, s->os_how, &addr) == 0) {
           sp->fd = fd;
           sp->addr = addr;
           sp->pid = shmd__os_pid();
@@ -1521,7 +1522,7 @@ int shmd__grow(shmd_store_t *s, struct shmd__thr *t, uint32_t seen_count, uint64
   for (int attempt = 0; attempt < 16 && fd < 0; attempt++) {
     shmd__os_random(&suffix, sizeof suffix);
     seg_file_name(name, sizeof name, n, suffix);
-    rc = shmd__os_createat(&d, name, grow_file_perm(s), size, &fd);
+    rc = shmd__os_createat(&d, name, grow_file_perm(s), size, s->os_how, &fd);
     if (rc == SHMD_ENOENT && !refreshed++ && dir_refresh(s) == 0)
       continue; /* the directory had been removed and is there again (the malloc shim's) */
     if (rc != SHMD_EEXIST && rc != SHMD_ELOOP)
@@ -1531,7 +1532,7 @@ int shmd__grow(shmd_store_t *s, struct shmd__thr *t, uint32_t seen_count, uint64
     shmd__al_commit(s, t);
     return rc;
   }
-  rc = addr != NULL ? 0 : shmd__os_map(fd, size, &addr);
+  rc = addr != NULL ? 0 : shmd__os_map(fd, size, s->os_how, &addr);
   shmd__os_close(fd);
   if (rc == 0) {
     /* A segment added to an older store keeps the store's layout (segment 0's), so the library
@@ -1609,4 +1610,121 @@ int shmd_attach_all(shmd_store_t *store, int populate) {
       shmd__os_populate(store->map->base[i + 1], store->seg_size[i + 1]);
   }
   return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* For the malloc shim (store_ext.h): its private stores, and the snapshot a forked child of a
+ * named-store process takes. */
+
+uint32_t shmd__store_seg_count(shmd_store_t *s) { return shmd__seg_count(s); }
+
+/* Copies the resident pages of the mapping (the rest of a sparse private file mapping reads zero). */
+struct resident_arg {
+  const unsigned char *vec;
+};
+static void copy_resident(unsigned char *dst, const unsigned char *src, uint64_t size, void *arg) {
+  const struct resident_arg *r = arg;
+  for (uint64_t i = 0; i < size / 4096; i++)
+    if (r->vec[i] & 1)
+      memcpy(dst + i * 4096, src + i * 4096, 4096);
+}
+
+void shmd__store_anonymize_first(shmd_store_t *s) {
+  unsigned char *base = s->map->base[1];
+  uint64_t size = s->seg_size[1];
+  unsigned char *vec = malloc(size / 4096);
+  if (vec == NULL || base == NULL)
+    goto out;
+  if (shmd__os_resident(base, size, vec) == 0) {
+    struct resident_arg r = {vec};
+    (void)shmd__os_remap_private(base, size, 0, copy_resident, &r);
+  }
+out:
+  free(vec);
+}
+
+/* Whether n bytes at p (8-byte aligned, n a multiple of 8) are all zero. */
+static int zero_words(const unsigned char *p, uint64_t n) {
+  const uint64_t *w = (const uint64_t *)(const void *)p;
+  uint64_t k = n / 8, i = 0;
+  for (; i + 8 <= k; i += 8)
+    if ((w[i] | w[i + 1] | w[i + 2] | w[i + 3] | w[i + 4] | w[i + 5] | w[i + 6] | w[i + 7]) != 0)
+      return 0;
+  for (; i < k; i++)
+    if (w[i] != 0)
+      return 0;
+  return 1;
+}
+
+void shmd__store_copy_range(unsigned char *dst, const unsigned char *src, uint64_t from, uint64_t to) {
+  while (from < to) {
+    uint64_t end = (from | (SHMD_PAGE_BYTES - 1)) + 1;
+    if (end > to)
+      end = to;
+    if (!zero_words(src + from, end - from))
+      memcpy(dst + from, src + from, end - from);
+    from = end;
+  }
+}
+
+/* The lanes are most of segment 0's metadata (256 lanes of about 47 KiB, nearly all undo-log
+ * room), so copying only their meaningful part is what keeps a small program's fork cheap. */
+void shmd__store_copy_meta(unsigned char *dst, const unsigned char *src, uint64_t end, uint32_t seg) {
+  const struct shmd__seg_hdr *h = (const struct shmd__seg_hdr *)(const void *)src;
+  const struct shmd__manifest *m;
+  uint64_t lanes_off, lane_bytes, mo;
+  uint32_t lanes, op_cap;
+  if (seg != 0 || end < SHMD__HDR_BYTES)
+    goto whole;
+  mo = h->manifest_off; /* read once: other processes may write */
+  if (mo < SHMD__HDR_BYTES || mo > end || sizeof *m > end - mo)
+    goto whole;
+  m = (const struct shmd__manifest *)(const void *)(src + mo);
+  lanes_off = m->lanes_off;
+  lane_bytes = m->lane_bytes;
+  lanes = m->lane_count;
+  op_cap = m->op_log_cap;
+  if (lanes > 4096 || op_cap > (1u << 20) || lane_bytes > end ||
+      lane_bytes < sizeof(struct shmd__lane) + (uint64_t)op_cap * sizeof(struct shmd__undo) ||
+      ((lanes_off | lane_bytes) & 7) != 0 || lanes_off > end || lanes * lane_bytes > end - lanes_off)
+    goto whole;
+  shmd__store_copy_range(dst, src, 0, lanes_off);
+  for (uint32_t i = 0; i < lanes; i++) {
+    uint64_t at = lanes_off + i * lane_bytes;
+    const volatile struct shmd__lane *l = (const volatile struct shmd__lane *)(const void *)(src + at);
+    uint64_t al = l->al_len, op = l->op_len;
+    if (al > SHMD__AL_LOG_CAP)
+      al = SHMD__AL_LOG_CAP;
+    if (op > op_cap)
+      op = op_cap; /* the rest is in the extension block, a block of the data area */
+    shmd__store_copy_range(dst, src, at, at + offsetof(struct shmd__lane, al_log));
+    at += offsetof(struct shmd__lane, al_log);
+    shmd__store_copy_range(dst, src, at, at + al * sizeof(struct shmd__undo));
+    at = lanes_off + i * lane_bytes + sizeof(struct shmd__lane);
+    shmd__store_copy_range(dst, src, at, at + op * sizeof(struct shmd__undo));
+  }
+  shmd__store_copy_range(dst, src, lanes_off + lanes * lane_bytes, end);
+  return;
+whole:
+  shmd__store_copy_range(dst, src, 0, end);
+}
+
+struct private_copy_arg {
+  shmd__seg_fill_fn fill;
+  uint32_t seg;
+};
+static void private_copy_fill(unsigned char *dst, const unsigned char *src, uint64_t size, void *arg) {
+  const struct private_copy_arg *a = arg;
+  a->fill(dst, src, size, a->seg);
+}
+
+void shmd__store_private_copy(shmd_store_t *s, shmd__seg_fill_fn fill) {
+  for (uint32_t i = 1; i <= SHMD_MAX_SEGMENTS; i++) {
+    unsigned char *base = s->map->base[i];
+    if (base == NULL)
+      continue;
+    uint64_t size = (s->seg_size[i] + SHMD_PAGE_BYTES - 1) & ~(uint64_t)(SHMD_PAGE_BYTES - 1);
+    struct private_copy_arg a = {fill, i - 1};
+    (void)shmd__os_remap_private(base, size, 1, private_copy_fill, &a);
+  }
 }

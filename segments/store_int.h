@@ -23,6 +23,7 @@
 #include "shmdict/ptr.h"
 #include "shmdict/store.h"
 #include "shmdict/tx.h"
+#include "store_ext.h"
 
 #define SHMD__SEG_MAGIC UINT64_C(0x3154434944444d48)  /* "HMDDICT1" little-endian */
 #define SHMD__MAN_MAGIC UINT64_C(0x54534546494e414d)  /* "MANIFEST" */
@@ -221,6 +222,7 @@ struct shmd_store_s {
   struct shmd_store_s *next_store; /* global list, for fork handling */
   int private_maps; /* opened with private mappings (the malloc shim's stores): free pages may be
                        given back to the kernel, see alloc/buddy.c shmd__buddy_release */
+  unsigned os_how;  /* SHMD__OS_PRIVATE, SHMD__OS_SPARSE: from SHMD__OPEN_PRIVATE / _SPARSE */
   /* ---- the store's files (store.c, "Files and who may use them") ---- */
   int dirfd;          /* the store directory (O_DIRECTORY|O_NOFOLLOW): every file is reached through it */
   uint32_t owner_uid; /* a private store: the uid owning its directory and every file (the opener) */

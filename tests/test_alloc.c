@@ -7,6 +7,7 @@
  */
 #include <pthread.h>
 
+#include "segments/store_ext.h" /* SHMD__OPEN_SPARSE, SHMD__OPEN_PRIVATE: the malloc shim's kind of store */
 #include "support.h"
 
 TestSuite(alloc, .init = ts_init, .fini = ts_fini, .timeout = 240);
@@ -926,7 +927,6 @@ Test(alloc, crash_inside_in_place_resize) {
 /* A store opened with private mappings (the malloc shim's kind) gives the pages of big free blocks
  * back to the kernel once a thread has freed 16 MiB: the resident size drops, the blocks still in
  * use keep their bytes, and the freed space is handed out again and holds what is written. */
-extern _Thread_local int shmd__os_private_maps, shmd__os_sparse_files;
 #define MB (UINT64_C(1) << 20)
 
 static long rss_kib(void) {
@@ -941,13 +941,11 @@ static long rss_kib(void) {
 Test(alloc, private_store_gives_free_pages_back) {
   shmd_options_t o = ts_opts(256 * MB, 64 * MB);
   shmd_store_t *s;
-  shmd__os_sparse_files = 1;
+  o.flags = SHMD__OPEN_SPARSE;
   cr_assert_eq(shmd_open("pv", &o, &s), 0, "%s", shmd_errdetail());
   shmd_close(s);
-  shmd__os_private_maps = 1;
+  o.flags = SHMD__OPEN_SPARSE | SHMD__OPEN_PRIVATE;
   int rc = shmd_open("pv", &o, &s);
-  shmd__os_private_maps = 0;
-  shmd__os_sparse_files = 0;
   cr_assert_eq(rc, 0, "%s", shmd_errdetail());
   enum { N = 96 };
   shmd_ptr_t p[N];
