@@ -168,7 +168,7 @@ static void shim_init(void) {
   int rc;
   if (name != NULL && name[0] != '\0') {
     o.dir = dir;
-    rc = shmd_open(name, &o, &s);
+    rc = shmd__open_ext(name, &o, &s);
   } else {
     rc = shim_os_make_private_dir(g_dir, sizeof g_dir, dir) == 0 ? 0 : SHMD_EIO;
     if (rc == 0) {
@@ -178,12 +178,12 @@ static void shim_init(void) {
       /* Create (shared mapping, so the initialised metadata reaches the sparse file), close, and
        * attach again privately (store_ext.h: the handle keeps the flags for its growth too). */
       o.flags = SHMD_OPEN_EXCL | SHMD__OPEN_SPARSE;
-      rc = shmd_open("m", &o, &s);
+      rc = shmd__open_ext("m", &o, &s);
       if (rc == 0) {
         shmd_close(s);
         s = NULL;
         o.flags = SHMD_OPEN_NOCREATE | SHMD__OPEN_SPARSE | SHMD__OPEN_PRIVATE;
-        rc = shmd_open("m", &o, &s);
+        rc = shmd__open_ext("m", &o, &s);
       }
       if (rc == 0) {
         g_swept_segs = 1;

@@ -21,6 +21,13 @@
 #define SHMD__OPEN_SPARSE (1u << 30)
 #define SHMD__OPEN_PRIVATE (1u << 31)
 
+/* The flags shmd_open() takes from its callers; any other bit is SHMD_EINVAL there. */
+#define SHMD__OPEN_PUBLIC (SHMD_OPEN_NOCREATE | SHMD_OPEN_EXCL | SHMD_OPEN_POPULATE)
+
+/* shmd_open() that also takes the internal flags above (defined in tx/open.c, where the layers
+ * are composed; declared here beside the flags). For the malloc shim and its tests only. */
+int shmd__open_ext(const char *name, const shmd_options_t *opt, shmd_store_t **out);
+
 /* Segments the handle knows of (mapped or not): the shim compares it before and after a call
  * to see that the store grew. */
 uint32_t shmd__store_seg_count(shmd_store_t *s);

@@ -938,14 +938,30 @@ static long rss_kib(void) {
   return res * (sysconf(_SC_PAGESIZE) / 1024);
 }
 
+Test(alloc, public_open_refuses_internal_flags) {
+  shmd_options_t o = ts_opts(16 * MB, 4 * MB);
+  shmd_store_t *s = NULL;
+  o.flags = SHMD__OPEN_PRIVATE;
+  cr_assert_eq(shmd_open("fl", &o, &s), SHMD_EINVAL);
+  cr_assert_null(s);
+  cr_assert(strstr(shmd_errdetail(), "unknown flags"), "%s", shmd_errdetail());
+  o.flags = SHMD__OPEN_SPARSE;
+  cr_assert_eq(shmd_open("fl", &o, &s), SHMD_EINVAL);
+  o.flags = 1u << 20;
+  cr_assert_eq(shmd_open("fl", &o, &s), SHMD_EINVAL);
+  o.flags = SHMD__OPEN_PUBLIC & ~SHMD_OPEN_NOCREATE & ~SHMD_OPEN_EXCL;
+  cr_assert_eq(shmd_open("fl", &o, &s), 0, "%s", shmd_errdetail());
+  shmd_close(s);
+}
+
 Test(alloc, private_store_gives_free_pages_back) {
   shmd_options_t o = ts_opts(256 * MB, 64 * MB);
   shmd_store_t *s;
   o.flags = SHMD__OPEN_SPARSE;
-  cr_assert_eq(shmd_open("pv", &o, &s), 0, "%s", shmd_errdetail());
+  cr_assert_eq(shmd__open_ext("pv", &o, &s), 0, "%s", shmd_errdetail());
   shmd_close(s);
   o.flags = SHMD__OPEN_SPARSE | SHMD__OPEN_PRIVATE;
-  int rc = shmd_open("pv", &o, &s);
+  int rc = shmd__open_ext("pv", &o, &s);
   cr_assert_eq(rc, 0, "%s", shmd_errdetail());
   enum { N = 96 };
   shmd_ptr_t p[N];

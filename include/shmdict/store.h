@@ -88,6 +88,7 @@ SHMD_API void shmd_options_init(shmd_options_t *opt);
  * recovers what dead processes left behind (their unfinished operations are rolled back).
  * Opening also removes the spare segment files that killed processes left behind (see
  * shmd_spare_info()).
+ * Flags other than the SHMD_OPEN_* above are refused with SHMD_EINVAL.
  * On failure returns SHMD_ENOENT, SHMD_EEXIST, SHMD_EINVAL, SHMD_ENOSPC, SHMD_EPERM (a store or
  * directory the caller may not use, see shmd_options_t), SHMD_EIO, SHMD_ENOTSTORE,
  * SHMD_EVERSION, SHMD_ETRUNCATED, SHMD_EFOREIGN, SHMD_ECHECKSUM, SHMD_ECORRUPT or SHMD_ELOOP (a
