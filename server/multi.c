@@ -82,12 +82,23 @@ fail:
 
 static int is(const char *name, const char *want) { return strcasecmp(name, want) == 0; }
 
+/* MULTI, EXEC, DISCARD, WATCH or UNWATCH: the table's names are lower case; every other command
+ * (all of them, on the hot path) is told apart by its first letter or one compare. */
+static int is_txcmd(const char *name) {
+  switch (name[0]) {
+  case 'm': return is(name, "multi");
+  case 'e': return is(name, "exec");
+  case 'd': return is(name, "discard");
+  case 'w': return is(name, "watch");
+  case 'u': return is(name, "unwatch");
+  default: return 0;
+  }
+}
+
 int srv_multi_call(client_t *c, const srv_lookup_t *lk, int argc, const char **argv, const size_t *lens) {
   const char *name = lk->kcmd ? lk->kcmd->name : lk->scmd->name;
-  int txcmd = lk->kcmd && (is(name, "multi") || is(name, "exec") || is(name, "discard") || is(name, "watch") ||
-                           is(name, "unwatch"));
   int active = c->multi && shmd_kv_multi_active(c->multi);
-  if (!txcmd && !active)
+  if (!active && !(lk->kcmd && is_txcmd(name)))
     return 0;
   if (active && lk->scmd) {
     if (is(name, "reset"))
