@@ -454,7 +454,7 @@ Test(server, aclfile_users) {
   fclose(f);
   char cmdline[1024];
   snprintf(cmdline, sizeof cmdline, "'%s' --dir '%s' --store s --port %d --aclfile '%s' 2>&1", server_bin(), ts_dir,
-           free_port(), path);
+           ts_free_port(), path);
   FILE *p = popen(cmdline, "r");
   char out[1024] = "";
   size_t n = fread(out, 1, sizeof out - 1, p);
