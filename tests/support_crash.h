@@ -176,7 +176,8 @@ shmd_store_t *ts_crash_open(const char *name, uint64_t first_bytes, uint64_t seg
 
 /* Checks after a run, on store s: TS_CHECK_RECOVER (shmd_recover() >= 0), TS_CHECK_ALLOC
  * (shmd_alloc_check), TS_CHECK_KV (shmd_kv_check), and the containers of `containers`, a list of
- * "kind:root" words separated by spaces, kind one of array, list, hash, rbtree (NULL: none).
+ * "kind:root" words separated by spaces, kind one of array, list, hash, rbtree, btree (NULL:
+ * none).
  * A failure names the run. */
 enum { TS_CHECK_RECOVER = 1, TS_CHECK_ALLOC = 2, TS_CHECK_KV = 4 };
 void ts_crash_check(shmd_store_t *s, unsigned what, const char *containers);
