@@ -1144,6 +1144,18 @@ static void verify_tree(shmd_store_t *s, shmd_ptr_t t, kstate_t *ks, const rec_t
   cr_assert_eq(n, expect);
 }
 
+/* After writers that all ended: reopens store `name` and checks its tree and allocator and the
+ * tree's contents against ks. */
+static void verify_store(const char *name, kstate_t *ks) {
+  shmd_store_t *s = ts_open(name, 32 * MIB, 32 * MIB);
+  shmd_ptr_t t;
+  cr_assert_eq(shmd_root_get(s, "tree", &t), 0);
+  tree_check(s, t);
+  verify_tree(s, t, ks, NULL);
+  alloc_check(s);
+  shmd_close(s);
+}
+
 static void make_tree_store(const char *name) {
   shmd_store_t *s = ts_open(name, 32 * MIB, 32 * MIB);
   shmd_ptr_t t;
@@ -1174,14 +1186,8 @@ Test(OM_SUITE, mp_two_writers, .init = ts_init, .fini = ts_fini, .timeout = 120)
     cr_assert_eq(ap[c].n, 2 * (uint64_t)ops);
     cr_assert_eq(ap[c].pending.type, 0);
   }
-  shmd_store_t *s = ts_open("mp", 32 * MIB, 32 * MIB);
-  shmd_ptr_t t;
-  cr_assert_eq(shmd_root_get(s, "tree", &t), 0);
-  tree_check(s, t);
-  verify_tree(s, t, ks, NULL);
-  alloc_check(s);
+  verify_store("mp", ks);
   free(ks);
-  shmd_close(s);
 }
 
 /* ============================================================================================== */

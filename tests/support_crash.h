@@ -114,6 +114,24 @@ typedef struct {
   int ready; /* the child calls ts_crash_ready() */
 } ts_crash_spec_t;
 
+/* The usual round of a crash test that mixes crash points and random kills: with `point` (not
+ * NULL) the child is armed there and, as the point may not be reached, killed stop_us after its
+ * fork anyway; without, it is killed at a random moment of [lo_us, hi_us] after its fork. Sets
+ * those fields of *spec and leaves the others. */
+static inline void ts_crash_point_or_window(ts_crash_spec_t *spec, const char *point, uint64_t stop_us, uint64_t lo_us,
+                                            uint64_t hi_us) {
+  spec->point = point;
+  spec->kill_from = TS_FROM_FORK;
+  if (point != NULL) {
+    spec->kill_after_us = stop_us;
+    spec->kill_lo_us = spec->kill_hi_us = 0;
+  } else {
+    spec->kill_after_us = 0;
+    spec->kill_lo_us = lo_us;
+    spec->kill_hi_us = hi_us;
+  }
+}
+
 typedef struct {
   int status;         /* exit code, 128 + signal, or TS_HUNG */
   int killed;         /* ended by SIGKILL */

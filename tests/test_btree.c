@@ -288,14 +288,8 @@ Test(btree, mp_writers_and_reader, .init = ts_init, .fini = ts_fini, .timeout = 
     cr_assert_eq(ap[c].pending.type, 0);
   }
   ts_crash_finish(p[W], NULL);
-  shmd_store_t *s = ts_open("mp3", 32 * MIB, 32 * MIB);
-  shmd_ptr_t t;
-  cr_assert_eq(shmd_root_get(s, "tree", &t), 0);
-  tree_check(s, t);
-  verify_tree(s, t, ks, NULL);
-  alloc_check(s);
+  verify_store("mp3", ks);
   free(ks);
-  shmd_close(s);
 }
 
 /* ============================================================================================== */

@@ -1396,14 +1396,9 @@ Test(kv, crash_random_kill) {
       snprintf(pointbuf, sizeof pointbuf, "%s:%u", points[ts_below(&t.rng, 5)], (unsigned)(1 + ts_below(&t.rng, 400)));
     uint32_t done = 0;
     ts_crash_spec_t sp = {.what = "the command runner", .fn = crash_child, .arg = &round, .store = "t",
-                          .opts = ts_opts(16 * MB, 16 * MB), .point = use_point ? pointbuf : NULL,
-                          .end = TS_END_KILLED, .rec_size = sizeof(uint32_t), .on_rec = take_done, .rec_arg = &done};
-    if (use_point) {
-      sp.kill_after_us = 200000; /* a crash point may not be reached: stop after a while anyway */
-    } else {
-      sp.kill_lo_us = 2000;
-      sp.kill_hi_us = 2000 + 29999;
-    }
+                          .opts = ts_opts(16 * MB, 16 * MB), .end = TS_END_KILLED, .rec_size = sizeof(uint32_t),
+                          .on_rec = take_done, .rec_arg = &done};
+    ts_crash_point_or_window(&sp, use_point ? pointbuf : NULL, 200000, 2000, 2000 + 29999);
     ts_crash_run(&t, &sp, NULL);
     cr_log_info("round %d: %u commands reported done%s%s", round, done, use_point ? ", crash point " : "",
                 use_point ? pointbuf : "");

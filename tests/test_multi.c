@@ -456,14 +456,9 @@ Test(multi, crash_exec_is_atomic) {
       snprintf(pointbuf, sizeof pointbuf, "%s:%u", points[ts_below(&t.rng, 5)], (unsigned)(1 + ts_below(&t.rng, 200)));
     uint32_t done = 0;
     ts_crash_spec_t sp = {.what = "the MULTI/EXEC runner", .fn = crash_child, .store = "t",
-                          .opts = ts_opts(16 * MB, 16 * MB), .point = use_point ? pointbuf : NULL,
-                          .end = TS_END_KILLED, .rec_size = sizeof(uint32_t), .on_rec = take_batch, .rec_arg = &done};
-    if (use_point) {
-      sp.kill_after_us = 300000; /* a crash point may not be reached: stop after a while anyway */
-    } else {
-      sp.kill_lo_us = 2000;
-      sp.kill_hi_us = 2000 + 39999;
-    }
+                          .opts = ts_opts(16 * MB, 16 * MB), .end = TS_END_KILLED, .rec_size = sizeof(uint32_t),
+                          .on_rec = take_batch, .rec_arg = &done};
+    ts_crash_point_or_window(&sp, use_point ? pointbuf : NULL, 300000, 2000, 2000 + 39999);
     ts_crash_run(&t, &sp, NULL);
     cr_log_info("round %d: %u batches reported%s%s", round, done, use_point ? ", crash point " : "",
                 use_point ? pointbuf : "");
