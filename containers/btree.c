@@ -309,7 +309,9 @@ static int map_open(shmd_store_t *s, shmd_ptr_t tree, map_t *m) {
  * a failure), or an abort after a failure the call marked dirty (m->dirty: something was logged or
  * allocated, or a caller's transaction must not commit a half-done destroy). */
 static int map_close(map_t *m, int rc) {
-  if (rc != 0 && m->dirty) {
+  if (rc == 0)
+    return shmd_tx_commit(m->tx); /* what shmd_tx_end() does for a success, without its checks */
+  if (m->dirty) {
     shmd_tx_abort(m->tx);
     return rc;
   }
