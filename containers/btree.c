@@ -77,12 +77,13 @@
 #include "shmdict/btree.h"
 #include "shmdict/error.h"
 #include "shmdict/store.h"
+#include "cont_int.h"
+#include "omap.h"
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Layout */
 
-#define KIND_MARK UINT64_C(0x444D4853)                          /* "SHMD" */
-#define BTREE_MAGIC ((UINT64_C(0x45525442) << 32) | KIND_MARK) /* "BTRE" */
+#define BTREE_MAGIC SHMD__KIND(0x45525442) /* "BTRE" (containers/cont_int.h) */
 #define NODE_MARK 0x444E5442u                                   /* "BTND" */
 
 #define CAP 16u
@@ -129,13 +130,10 @@ _Static_assert(sizeof(kslot_t) == 32, "key slot is 32 bytes");
 _Static_assert(sizeof(node_t) == 912, "node is 912 bytes");
 _Static_assert(KA == KP + 8, "a long key keeps its prefix and a pointer in the area");
 
-#define CORRUPT(what) ((void)SHMD_CORRUPT("btree: " what), SHMD_ECORRUPT)
-#define TRY(expr)                                                                                  \
-  do {                                                                                             \
-    int rc_ = (expr);                                                                              \
-    if (rc_ != 0)                                                                                  \
-      return rc_;                                                                                  \
-  } while (0)
+_Static_assert(SHMD_BTREE_BYTES == SHMD__OKEY_BYTES && SHMD_BTREE_I64 == SHMD__OKEY_I64 &&
+                   SHMD_BTREE_DOUBLE == SHMD__OKEY_DOUBLE && SHMD_BTREE_DOUBLE_BYTES == SHMD__OKEY_DOUBLE_BYTES &&
+                   SHMD_BTREE_LEN_MAX == SHMD__OKEY_LEN_MAX,
+               "the orders of containers/omap.h");
 
 static int order_valid(uint32_t order) {
   return order >= SHMD_BTREE_BYTES && order <= SHMD_BTREE_DOUBLE_BYTES;
@@ -185,70 +183,26 @@ static uint64_t abbr_key(uint32_t order, const unsigned char *k, size_t kl) {
   }
 }
 
+/* A query key: the key validated and normalised as both ordered maps do it (omap.h), its
+ * abbreviation, and its first bytes as a slot stores them. */
 typedef struct qk_s {
-  const unsigned char *key; /* the caller's key */
-  size_t klen;
-  const unsigned char *bytes; /* compared as bytes after the abbreviation: the key / the member */
-  size_t blen;
-  double d;
+  shmd__okey_t k;
   uint64_t abbr;
   unsigned char head[KA]; /* the first min(klen, KA) bytes, normalised */
 } qk_t;
 
 static int qk_make(uint32_t order, const void *key, size_t klen, qk_t *q) {
-  if (key == NULL && klen != 0)
-    return SHMD_EINVAL;
-  if (klen > SHMD_BTREE_LEN_MAX)
-    return SHMD_ETOOBIG;
-  q->key = (const unsigned char *)key;
-  q->klen = klen;
-  q->bytes = q->key;
-  q->blen = klen;
-  q->d = 0;
-  switch (order) {
-  case SHMD_BTREE_BYTES:
-    break;
-  case SHMD_BTREE_I64:
-    if (klen != 8)
-      return SHMD_EINVAL;
-    break;
-  case SHMD_BTREE_DOUBLE:
-  case SHMD_BTREE_DOUBLE_BYTES:
-    if (order == SHMD_BTREE_DOUBLE ? klen != 8 : klen < 8)
-      return SHMD_EINVAL;
-    memcpy(&q->d, key, 8);
-    if (isnan(q->d))
-      return SHMD_EINVAL;
-    if (q->d == 0)
-      q->d = 0.0; /* -0.0 == +0.0: one key */
-    q->bytes = q->key + 8;
-    q->blen = klen - 8;
-    break;
-  default:
-    return SHMD_EINVAL;
-  }
-  size_t h = klen < KA ? klen : KA;
-  if (h)
-    memcpy(q->head, key, h);
-  if (order == SHMD_BTREE_DOUBLE || order == SHMD_BTREE_DOUBLE_BYTES)
-    memcpy(q->head, &q->d, 8);
+  SHMD_TRY(shmd__okey_make(order, key, klen, &q->k));
+  shmd__okey_copy(&q->k, order, q->head, klen < KA ? klen : KA);
   q->abbr = abbr_key(order, q->head, klen);
   return 0;
-}
-
-static inline int bytes_cmp(const void *a, size_t al, const void *b, size_t bl) {
-  size_t n = al < bl ? al : bl;
-  int c = n ? memcmp(a, b, n) : 0;
-  if (c != 0)
-    return c < 0 ? -1 : 1;
-  return (al > bl) - (al < bl);
 }
 
 /* Out-of-line bytes, bounds-checked. */
 static int ool_view(shmd_store_t *s, shmd_ptr_t p, size_t len, const unsigned char **out) {
   void *a;
   if ((p.v & 7u) != 0 || shmd_resolve_checked(s, p, len ? len : 1, &a))
-    return CORRUPT("out-of-line bytes outside the store");
+    return SHMD_CORRUPT_RC("btree: out-of-line bytes outside the store");
   *out = (const unsigned char *)a;
   return 0;
 }
@@ -259,12 +213,12 @@ static int slot_key(shmd_store_t *s, const kslot_t *k, const unsigned char **out
   *kl = klw & LEN_MASK;
   if (!(klw & OOL)) {
     if (*kl > KA)
-      return CORRUPT("inline key longer than the inline area");
+      return SHMD_CORRUPT_RC("btree: inline key longer than the inline area");
     *out = k->area;
     return 0;
   }
   if (*kl <= KA)
-    return CORRUPT("short key stored out of line");
+    return SHMD_CORRUPT_RC("btree: short key stored out of line");
   return ool_view(s, area_ptr(k), *kl, out);
 }
 
@@ -276,27 +230,27 @@ static int slot_cmp_tie(shmd_store_t *s, uint32_t order, const qk_t *q, const ks
   uint32_t klw = k->klen;
   size_t kl = klw & LEN_MASK;
   if (kl < skip)
-    return CORRUPT("key shorter than its number");
+    return SHMD_CORRUPT_RC("btree: key shorter than its number");
   if (!(klw & OOL)) {
     if (kl > KA)
-      return CORRUPT("inline key longer than the inline area");
-    *out = bytes_cmp(q->bytes, q->blen, k->area + skip, kl - skip);
+      return SHMD_CORRUPT_RC("btree: inline key longer than the inline area");
+    *out = shmd__bytes_cmp(q->k.bytes, q->k.blen, k->area + skip, kl - skip);
     return 0;
   }
   size_t pl = KP - skip; /* prefix bytes after the number */
-  size_t m = q->blen < pl ? q->blen : pl;
-  int c = m ? memcmp(q->bytes, k->area + skip, m) : 0;
+  size_t m = q->k.blen < pl ? q->k.blen : pl;
+  int c = m ? memcmp(q->k.bytes, k->area + skip, m) : 0;
   if (c != 0) {
     *out = c < 0 ? -1 : 1;
     return 0;
   }
-  if (q->blen <= pl) { /* q is a prefix of the longer stored key */
+  if (q->k.blen <= pl) { /* q is a prefix of the longer stored key */
     *out = -1;
     return 0;
   }
   const unsigned char *kb;
-  TRY(slot_key(s, k, &kb, &kl));
-  *out = bytes_cmp(q->bytes, q->blen, kb + skip, kl - skip);
+  SHMD_TRY(slot_key(s, k, &kb, &kl));
+  *out = shmd__bytes_cmp(q->k.bytes, q->k.blen, kb + skip, kl - skip);
   return 0;
 }
 
@@ -310,6 +264,13 @@ typedef struct nref_s {
 
 #define MAX_FRESH 48
 
+/* A destroy step's plan (destroy_plan()). */
+typedef struct dplan_s {
+  int bulk;
+  size_t entries, words, allocs, frees;
+} dplan_t;
+
+
 typedef struct map_s {
   shmd_store_t *s;
   shmd_tx_t *tx;
@@ -320,49 +281,41 @@ typedef struct map_s {
   int dirty; /* something was logged or allocated: failures must abort */
   unsigned nfresh;
   uint64_t fresh[MAX_FRESH]; /* nodes allocated by this operation: no logging needed */
+  dplan_t plan;              /* destroy: the next step's plan */
 } map_t;
-
-static int kind_status(uint64_t magic) {
-  if (magic == BTREE_MAGIC)
-    return 0;
-  return (magic & UINT64_C(0xFFFFFFFF)) == KIND_MARK ? SHMD_EINVAL : CORRUPT("not a container");
-}
 
 static int map_open(shmd_store_t *s, shmd_ptr_t tree, map_t *m) {
   void *a;
-  if ((tree.v & 7u) != 0 || shmd_resolve_checked(s, tree, sizeof(bt_hdr_t), &a))
-    return CORRUPT("tree pointer outside the store");
   m->s = s;
   m->tree = tree;
-  m->h = (bt_hdr_t *)a;
   m->dirty = 0;
   m->nfresh = 0;
-  TRY(kind_status(__atomic_load_n(&m->h->magic, __ATOMIC_ACQUIRE)));
-  TRY(shmd_tx_begin(s, &m->tx));
-  int rc = shmd_tx_lock(m->tx, shmd_ptr_add(tree, offsetof(bt_hdr_t, lock)));
-  if (rc == 0)
-    rc = kind_status(m->h->magic); /* destroyed while we waited */
-  if (rc == 0 && !order_valid(m->h->order))
-    rc = CORRUPT("unknown ordering in the header");
-  if (rc == 0 && (m->h->height == 0 || m->h->height > MAX_DEPTH))
-    rc = CORRUPT("bad height in the header");
-  if (rc) {
-    (void)shmd_tx_commit(m->tx); /* nothing done: leave a caller's transaction intact */
-    return rc;
-  }
+  SHMD_TRY(shmd__cont_enter(s, tree, sizeof(bt_hdr_t), offsetof(bt_hdr_t, lock), BTREE_MAGIC,
+                            "btree: tree pointer outside the store", "btree: not a container", &a, &m->tx));
+  m->h = (bt_hdr_t *)a;
+  int rc = 0;
+  if (!order_valid(m->h->order))
+    rc = SHMD_CORRUPT_RC("btree: unknown ordering in the header");
+  else if (m->h->height == 0 || m->h->height > MAX_DEPTH)
+    rc = SHMD_CORRUPT_RC("btree: bad height in the header");
+  if (rc)
+    return shmd_tx_end(m->tx, rc); /* nothing done: a caller's transaction goes on */
   m->order = m->h->order;
   m->exact = m->order == SHMD_BTREE_I64 || m->order == SHMD_BTREE_DOUBLE;
   return 0;
 }
 
-/* Ends the operation: commit on success or a clean failure, abort after changes. */
+/* Ends the operation: shmd_tx_end() (commit, or abort when this level changed something and rc is
+ * a failure), or an abort after a failure the call marked dirty (m->dirty: something was logged or
+ * allocated, or a caller's transaction must not commit a half-done destroy). */
 static int map_close(map_t *m, int rc) {
-  if (rc != 0 && m->dirty) {
+  if (rc == 0)
+    return shmd_tx_commit(m->tx); /* what shmd_tx_end() does for a success, without its checks */
+  if (m->dirty) {
     shmd_tx_abort(m->tx);
     return rc;
   }
-  int crc = shmd_tx_commit(m->tx);
-  return rc ? rc : crc;
+  return shmd_tx_end(m->tx, rc);
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -378,12 +331,12 @@ static inline void prefetch_node(const node_t *a) {
 /* A node at `p` that must have level `level`: the fast resolve, then its mark, level and fill. */
 static inline int node_at(const map_t *m, shmd_ptr_t p, unsigned level, nref_t *out) {
   if (p.v == 0 || (p.v & 7u) != 0)
-    return CORRUPT("bad node pointer");
+    return SHMD_CORRUPT_RC("btree: bad node pointer");
   node_t *a = (node_t *)shmd_resolve(m->s, p);
   if (a == NULL)
-    return CORRUPT("node pointer outside the store");
+    return SHMD_CORRUPT_RC("btree: node pointer outside the store");
   if (a->mark != NODE_MARK || a->level != level || a->n > CAP)
-    return CORRUPT("bad node header");
+    return SHMD_CORRUPT_RC("btree: bad node header");
   out->p = p;
   out->a = a;
   return 0;
@@ -393,17 +346,17 @@ static int root_at(const map_t *m, nref_t *out) {
   void *a;
   shmd_ptr_t p = m->h->root;
   if ((p.v & 7u) != 0 || shmd_resolve_checked(m->s, p, NODE_BYTES, &a))
-    return CORRUPT("root outside the store");
-  TRY(node_at(m, p, m->h->height - 1, out));
+    return SHMD_CORRUPT_RC("btree: root outside the store");
+  SHMD_TRY(node_at(m, p, m->h->height - 1, out));
   if (out->a->level > 0 && out->a->n < 2)
-    return CORRUPT("internal root with fewer than two children");
+    return SHMD_CORRUPT_RC("btree: internal root with fewer than two children");
   return 0;
 }
 
 static inline int child_at(const map_t *m, const nref_t *par, unsigned i, nref_t *out) {
   if (i >= par->a->n || par->a->level == 0)
-    return CORRUPT("child index out of range");
-  TRY(node_at(m, mkptr(par->a->ref[i]), par->a->level - 1u, out));
+    return SHMD_CORRUPT_RC("btree: child index out of range");
+  SHMD_TRY(node_at(m, mkptr(par->a->ref[i]), par->a->level - 1u, out));
   prefetch_node(out->a);
   return 0;
 }
@@ -424,7 +377,7 @@ static int node_lb(const map_t *m, const qk_t *q, const node_t *a, unsigned star
       break;
     }
     int c;
-    TRY(slot_cmp_tie(m->s, m->order, q, &a->key[i], &c));
+    SHMD_TRY(slot_cmp_tie(m->s, m->order, q, &a->key[i], &c));
     if (c <= 0) {
       *eq = c == 0;
       break;
@@ -439,7 +392,7 @@ static int node_lb(const map_t *m, const qk_t *q, const node_t *a, unsigned star
 static inline int child_idx(const map_t *m, const qk_t *q, const node_t *a, unsigned *ci) {
   unsigned pos;
   int eq;
-  TRY(node_lb(m, q, a, 1, &pos, &eq));
+  SHMD_TRY(node_lb(m, q, a, 1, &pos, &eq));
   *ci = eq ? pos : pos - 1;
   return 0;
 }
@@ -458,14 +411,14 @@ typedef struct path_s {
 static int find(const map_t *m, const qk_t *q, path_t *pa, nref_t *leaf, unsigned *pos, int *eq,
                 uint64_t *below) {
   nref_t cur;
-  TRY(root_at(m, &cur));
+  SHMD_TRY(root_at(m, &cur));
   uint64_t r = 0;
   for (unsigned d = 0;; d++) {
     if (d >= MAX_DEPTH)
-      return CORRUPT("tree too deep");
+      return SHMD_CORRUPT_RC("btree: tree too deep");
     const node_t *a = cur.a;
     if (a->level == 0) {
-      TRY(node_lb(m, q, a, 0, pos, eq));
+      SHMD_TRY(node_lb(m, q, a, 0, pos, eq));
       if (pa) {
         pa->nd[d] = cur;
         pa->idx[d] = *pos;
@@ -476,7 +429,7 @@ static int find(const map_t *m, const qk_t *q, path_t *pa, nref_t *leaf, unsigne
       return 0;
     }
     unsigned ci;
-    TRY(child_idx(m, q, a, &ci));
+    SHMD_TRY(child_idx(m, q, a, &ci));
     for (unsigned j = 0; j < ci; j++)
       r += a->cnt[j];
     if (pa) {
@@ -484,7 +437,7 @@ static int find(const map_t *m, const qk_t *q, path_t *pa, nref_t *leaf, unsigne
       pa->idx[d] = ci;
     }
     nref_t nx;
-    TRY(child_at(m, &cur, ci, &nx));
+    SHMD_TRY(child_at(m, &cur, ci, &nx));
     cur = nx;
   }
 }
@@ -492,15 +445,15 @@ static int find(const map_t *m, const qk_t *q, path_t *pa, nref_t *leaf, unsigne
 /* Descends to the entry of rank `index` (< count), recording the path. */
 static int select_path(const map_t *m, uint64_t index, path_t *pa) {
   nref_t cur;
-  TRY(root_at(m, &cur));
+  SHMD_TRY(root_at(m, &cur));
   for (unsigned d = 0;; d++) {
     if (d >= MAX_DEPTH)
-      return CORRUPT("tree too deep");
+      return SHMD_CORRUPT_RC("btree: tree too deep");
     const node_t *a = cur.a;
     pa->nd[d] = cur;
     if (a->level == 0) {
       if (index >= a->n)
-        return CORRUPT("subtree counts disagree with the leaves");
+        return SHMD_CORRUPT_RC("btree: subtree counts disagree with the leaves");
       pa->idx[d] = (unsigned)index;
       pa->depth = d + 1;
       return 0;
@@ -509,10 +462,10 @@ static int select_path(const map_t *m, uint64_t index, path_t *pa) {
     while (ci < n && index >= a->cnt[ci])
       index -= a->cnt[ci++];
     if (ci == n)
-      return CORRUPT("subtree counts disagree with the length");
+      return SHMD_CORRUPT_RC("btree: subtree counts disagree with the length");
     pa->idx[d] = ci;
     nref_t nx;
-    TRY(child_at(m, &cur, ci, &nx));
+    SHMD_TRY(child_at(m, &cur, ci, &nx));
     cur = nx;
   }
 }
@@ -531,10 +484,10 @@ static int path_step(const map_t *m, path_t *pa, int reverse) {
     return SHMD_ENOTFOUND;
   pa->idx[k] = reverse ? pa->idx[k] - 1 : pa->idx[k] + 1;
   for (unsigned j = (unsigned)k + 1; j <= L; j++) {
-    TRY(child_at(m, &pa->nd[j - 1], pa->idx[j - 1], &pa->nd[j]));
+    SHMD_TRY(child_at(m, &pa->nd[j - 1], pa->idx[j - 1], &pa->nd[j]));
     unsigned n = pa->nd[j].a->n;
     if (n == 0)
-      return CORRUPT("empty non-root node");
+      return SHMD_CORRUPT_RC("btree: empty non-root node");
     pa->idx[j] = reverse ? n - 1 : 0;
   }
   return 0;
@@ -549,12 +502,12 @@ static int val_view(const map_t *m, const node_t *a, unsigned i, const unsigned 
   *vl = vlw & LEN_MASK;
   if (!(vlw & OOL)) {
     if (*vl > VI)
-      return CORRUPT("inline value longer than 8 bytes");
+      return SHMD_CORRUPT_RC("btree: inline value longer than 8 bytes");
     *v = (const unsigned char *)&a->ref[i];
     return 0;
   }
   if (*vl <= VI)
-    return CORRUPT("short value stored out of line");
+    return SHMD_CORRUPT_RC("btree: short value stored out of line");
   return ool_view(m->s, mkptr(a->ref[i]), *vl, v);
 }
 
@@ -564,8 +517,8 @@ static int item_fill(const map_t *m, const node_t *a, unsigned i, uint64_t rank,
     return 0;
   const unsigned char *k, *v;
   size_t kl, vl;
-  TRY(slot_key(m->s, &a->key[i], &k, &kl));
-  TRY(val_view(m, a, i, &v, &vl));
+  SHMD_TRY(slot_key(m->s, &a->key[i], &k, &kl));
+  SHMD_TRY(val_view(m, a, i, &v, &vl));
   if (it->key != NULL && it->key_cap)
     memcpy(it->key, k, kl < it->key_cap ? kl : it->key_cap);
   if (it->val != NULL && it->val_cap)
@@ -597,13 +550,13 @@ static int log_bytes(map_t *m, const nref_t *nd, size_t off, size_t len) {
 static int log_slots(map_t *m, const nref_t *nd, unsigned from, unsigned to) {
   if (to > CAP)
     to = CAP;
-  TRY(log_bytes(m, nd, 0, 8));
+  SHMD_TRY(log_bytes(m, nd, 0, 8));
   if (from >= to)
     return 0;
   size_t k = to - from;
-  TRY(log_bytes(m, nd, offsetof(node_t, abbr) + 8 * (size_t)from, 8 * k));
-  TRY(log_bytes(m, nd, offsetof(node_t, ref) + 8 * (size_t)from, 8 * k));
-  TRY(log_bytes(m, nd, offsetof(node_t, cnt) + 8 * (size_t)from, 8 * k));
+  SHMD_TRY(log_bytes(m, nd, offsetof(node_t, abbr) + 8 * (size_t)from, 8 * k));
+  SHMD_TRY(log_bytes(m, nd, offsetof(node_t, ref) + 8 * (size_t)from, 8 * k));
+  SHMD_TRY(log_bytes(m, nd, offsetof(node_t, cnt) + 8 * (size_t)from, 8 * k));
   return log_bytes(m, nd, offsetof(node_t, key) + sizeof(kslot_t) * from, sizeof(kslot_t) * k);
 }
 
@@ -631,7 +584,7 @@ static int set_height(map_t *m, uint32_t height) {
 
 static int node_new(map_t *m, unsigned level, nref_t *out) {
   m->dirty = 1;
-  TRY(shmd_tx_alloc(m->tx, NODE_BYTES, &out->p));
+  SHMD_TRY(shmd_tx_alloc(m->tx, NODE_BYTES, &out->p));
   out->a = (node_t *)shmd_resolve(m->s, out->p);
   memset(out->a, 0, NODE_BYTES);
   out->a->mark = NODE_MARK;
@@ -668,10 +621,10 @@ static int sep_copy(map_t *m, const kslot_t *src, kslot_t *dst) {
   if (k.klen & OOL) {
     const unsigned char *b;
     size_t kl;
-    TRY(slot_key(m->s, src, &b, &kl));
+    SHMD_TRY(slot_key(m->s, src, &b, &kl));
     shmd_ptr_t p;
     m->dirty = 1;
-    TRY(shmd_tx_alloc(m->tx, kl, &p));
+    SHMD_TRY(shmd_tx_alloc(m->tx, kl, &p));
     memcpy(shmd_resolve(m->s, p), b, kl);
     memcpy(k.area + KP, &p.v, 8);
   }
@@ -688,7 +641,7 @@ static int sep_drop(map_t *m, const kslot_t *k) {
 }
 
 static int ent_drop(map_t *m, const node_t *a, unsigned i) {
-  TRY(sep_drop(m, &a->key[i]));
+  SHMD_TRY(sep_drop(m, &a->key[i]));
   if (a->key[i].vlen & OOL) {
     m->dirty = 1;
     return shmd_tx_free(m->tx, mkptr(a->ref[i]));
@@ -712,11 +665,11 @@ static uint64_t node_total(const node_t *a) {
 static int split_child(map_t *m, const nref_t *P, unsigned i) {
   node_t *p = P->a;
   nref_t C, R;
-  TRY(child_at(m, P, i, &C));
+  SHMD_TRY(child_at(m, P, i, &C));
   node_t *c = C.a;
   if (c->n != CAP || p->n >= CAP)
-    return CORRUPT("split of a node that is not full");
-  TRY(node_new(m, c->level, &R));
+    return SHMD_CORRUPT_RC("btree: split of a node that is not full");
+  SHMD_TRY(node_new(m, c->level, &R));
   node_t *r = R.a;
   unsigned half = CAP / 2;
   slots_copy(r, 0, c, half, CAP - half);
@@ -724,7 +677,7 @@ static int split_child(map_t *m, const nref_t *P, unsigned i) {
   kslot_t sep;
   uint64_t sabbr = r->abbr[0];
   if (c->level == 0) {
-    TRY(sep_copy(m, &r->key[0], &sep));
+    SHMD_TRY(sep_copy(m, &r->key[0], &sep));
     for (unsigned j = 0; j < r->n; j++)
       r->cnt[j] = 0;
   } else {
@@ -733,9 +686,9 @@ static int split_child(map_t *m, const nref_t *P, unsigned i) {
     r->abbr[0] = 0;
   }
   uint64_t moved = node_total(r);
-  TRY(log_slots(m, &C, 0, 0));
+  SHMD_TRY(log_slots(m, &C, 0, 0));
   c->n = (uint16_t)half;
-  TRY(log_slots(m, P, i, p->n + 1u));
+  SHMD_TRY(log_slots(m, P, i, p->n + 1u));
   slots_copy(p, i + 2, p, i + 1, p->n - i - 1u);
   p->abbr[i + 1] = sabbr;
   p->ref[i + 1] = R.p.v;
@@ -751,16 +704,16 @@ static int split_child(map_t *m, const nref_t *P, unsigned i) {
 static int borrow_left(map_t *m, const nref_t *P, unsigned i, const nref_t *L, const nref_t *C) {
   node_t *p = P->a, *l = L->a, *c = C->a;
   unsigned j = l->n - 1u;
-  TRY(log_slots(m, L, 0, 0));
-  TRY(log_slots(m, C, 0, c->n + 1u));
-  TRY(log_slots(m, P, i - 1, i + 1));
+  SHMD_TRY(log_slots(m, L, 0, 0));
+  SHMD_TRY(log_slots(m, C, 0, c->n + 1u));
+  SHMD_TRY(log_slots(m, P, i - 1, i + 1));
   slots_copy(c, 1, c, 0, c->n);
   uint64_t mc;
   if (c->level == 0) {
     slot_copy(c, 0, l, j);
     c->cnt[0] = 0;
-    TRY(sep_drop(m, &p->key[i]));
-    TRY(sep_copy(m, &c->key[0], &p->key[i]));
+    SHMD_TRY(sep_drop(m, &p->key[i]));
+    SHMD_TRY(sep_copy(m, &c->key[0], &p->key[i]));
     p->abbr[i] = c->abbr[0];
     mc = 1;
   } else {
@@ -785,9 +738,9 @@ static int borrow_left(map_t *m, const nref_t *P, unsigned i, const nref_t *L, c
 /* Moves the first slot of the right sibling R (child i+1) into C (child i). */
 static int borrow_right(map_t *m, const nref_t *P, unsigned i, const nref_t *C, const nref_t *R) {
   node_t *p = P->a, *c = C->a, *r = R->a;
-  TRY(log_slots(m, C, c->n, c->n + 1u));
-  TRY(log_slots(m, R, 0, r->n));
-  TRY(log_slots(m, P, i, i + 2));
+  SHMD_TRY(log_slots(m, C, c->n, c->n + 1u));
+  SHMD_TRY(log_slots(m, R, 0, r->n));
+  SHMD_TRY(log_slots(m, P, i, i + 2));
   unsigned e = c->n;
   uint64_t mc;
   if (c->level == 0) {
@@ -795,8 +748,8 @@ static int borrow_right(map_t *m, const nref_t *P, unsigned i, const nref_t *C, 
     c->cnt[e] = 0;
     slots_copy(r, 0, r, 1, r->n - 1u);
     r->n--;
-    TRY(sep_drop(m, &p->key[i + 1]));
-    TRY(sep_copy(m, &r->key[0], &p->key[i + 1]));
+    SHMD_TRY(sep_drop(m, &p->key[i + 1]));
+    SHMD_TRY(sep_copy(m, &r->key[0], &p->key[i + 1]));
     p->abbr[i + 1] = r->abbr[0];
     mc = 1;
   } else {
@@ -823,13 +776,13 @@ static int borrow_right(map_t *m, const nref_t *P, unsigned i, const nref_t *C, 
 static int merge(map_t *m, const nref_t *P, unsigned j, const nref_t *L, const nref_t *R) {
   node_t *p = P->a, *l = L->a, *r = R->a;
   if (l->n + r->n > CAP)
-    return CORRUPT("merge of nodes that do not fit one");
-  TRY(log_slots(m, L, l->n, l->n + r->n));
-  TRY(log_slots(m, P, j, p->n));
+    return SHMD_CORRUPT_RC("btree: merge of nodes that do not fit one");
+  SHMD_TRY(log_slots(m, L, l->n, l->n + r->n));
+  SHMD_TRY(log_slots(m, P, j, p->n));
   unsigned base = l->n;
   slots_copy(l, base, r, 0, r->n);
   if (l->level == 0) {
-    TRY(sep_drop(m, &p->key[j + 1]));
+    SHMD_TRY(sep_drop(m, &p->key[j + 1]));
   } else {
     l->key[base] = p->key[j + 1]; /* the separator moves down */
     l->abbr[base] = p->abbr[j + 1];
@@ -840,7 +793,7 @@ static int merge(map_t *m, const nref_t *P, unsigned j, const nref_t *L, const n
   p->n--;
   slot_clear(p, p->n);
   m->dirty = 1;
-  TRY(shmd_tx_free(m->tx, R->p));
+  SHMD_TRY(shmd_tx_free(m->tx, R->p));
   SHMD_CRASH_POINT("btree.merge");
   return 0;
 }
@@ -850,16 +803,16 @@ static int merge(map_t *m, const nref_t *P, unsigned j, const nref_t *L, const n
 static int fix_child(map_t *m, const nref_t *P, unsigned i, unsigned *ni) {
   const node_t *p = P->a;
   nref_t C, L, R;
-  TRY(child_at(m, P, i, &C));
+  SHMD_TRY(child_at(m, P, i, &C));
   if (i > 0) {
-    TRY(child_at(m, P, i - 1, &L));
+    SHMD_TRY(child_at(m, P, i - 1, &L));
     if (L.a->n > MINF) {
       *ni = i;
       return borrow_left(m, P, i, &L, &C);
     }
   }
   if (i + 1 < p->n) {
-    TRY(child_at(m, P, i + 1, &R));
+    SHMD_TRY(child_at(m, P, i + 1, &R));
     if (R.a->n > MINF) {
       *ni = i;
       return borrow_right(m, P, i, &C, &R);
@@ -873,7 +826,7 @@ static int fix_child(map_t *m, const nref_t *P, unsigned i, unsigned *ni) {
     *ni = i;
     return merge(m, P, i, &C, &R);
   }
-  return CORRUPT("internal node with a single child");
+  return SHMD_CORRUPT_RC("btree: internal node with a single child");
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -883,16 +836,15 @@ static int fix_child(map_t *m, const nref_t *P, unsigned i, unsigned *ni) {
 static int make_slot(map_t *m, const qk_t *q, const void *val, size_t vlen, kslot_t *ks,
                      uint64_t *ref) {
   memset(ks, 0, sizeof *ks);
-  ks->klen = (uint32_t)q->klen;
-  if (q->klen <= KA) {
-    memcpy(ks->area, q->head, q->klen);
+  ks->klen = (uint32_t)q->k.klen;
+  if (q->k.klen <= KA) {
+    memcpy(ks->area, q->head, q->k.klen);
   } else {
     shmd_ptr_t p;
     m->dirty = 1;
-    TRY(shmd_tx_alloc(m->tx, q->klen, &p));
+    SHMD_TRY(shmd_tx_alloc(m->tx, q->k.klen, &p));
     unsigned char *b = (unsigned char *)shmd_resolve(m->s, p);
-    memcpy(b, q->key, q->klen);
-    memcpy(b, q->head, 8); /* the normalised number (no-op for bytes) */
+    shmd__okey_copy(&q->k, m->order, b, q->k.klen);
     memcpy(ks->area, q->head, KP);
     memcpy(ks->area + KP, &p.v, 8);
     ks->klen |= OOL;
@@ -905,7 +857,7 @@ static int make_slot(map_t *m, const qk_t *q, const void *val, size_t vlen, kslo
   } else {
     shmd_ptr_t p;
     m->dirty = 1;
-    TRY(shmd_tx_alloc(m->tx, vlen, &p));
+    SHMD_TRY(shmd_tx_alloc(m->tx, vlen, &p));
     memcpy(shmd_resolve(m->s, p), val, vlen);
     *ref = p.v;
     ks->vlen |= OOL;
@@ -917,45 +869,45 @@ static int make_slot(map_t *m, const qk_t *q, const void *val, size_t vlen, kslo
 static int insert_new(map_t *m, const qk_t *q, const void *val, size_t vlen) {
   kslot_t ks;
   uint64_t ref;
-  TRY(make_slot(m, q, val, vlen, &ks, &ref));
+  SHMD_TRY(make_slot(m, q, val, vlen, &ks, &ref));
   nref_t cur;
-  TRY(root_at(m, &cur));
+  SHMD_TRY(root_at(m, &cur));
   if (cur.a->n == CAP) {
     if (m->h->height >= MAX_DEPTH)
-      return CORRUPT("tree too deep");
+      return SHMD_CORRUPT_RC("btree: tree too deep");
     nref_t R;
-    TRY(node_new(m, cur.a->level + 1u, &R));
+    SHMD_TRY(node_new(m, cur.a->level + 1u, &R));
     R.a->n = 1;
     R.a->ref[0] = cur.p.v;
     R.a->cnt[0] = m->h->count;
-    TRY(split_child(m, &R, 0));
-    TRY(hdr_set(m, &m->h->root.v, R.p.v));
-    TRY(set_height(m, m->h->height + 1u));
+    SHMD_TRY(split_child(m, &R, 0));
+    SHMD_TRY(hdr_set(m, &m->h->root.v, R.p.v));
+    SHMD_TRY(set_height(m, m->h->height + 1u));
     SHMD_CRASH_POINT("btree.grow");
     cur = R;
   }
   for (unsigned d = 0; cur.a->level > 0; d++) {
     if (d >= MAX_DEPTH)
-      return CORRUPT("tree too deep");
+      return SHMD_CORRUPT_RC("btree: tree too deep");
     unsigned ci;
-    TRY(child_idx(m, q, cur.a, &ci));
+    SHMD_TRY(child_idx(m, q, cur.a, &ci));
     nref_t C;
-    TRY(child_at(m, &cur, ci, &C));
+    SHMD_TRY(child_at(m, &cur, ci, &C));
     if (C.a->n == CAP) {
-      TRY(split_child(m, &cur, ci));
-      TRY(child_idx(m, q, cur.a, &ci));
-      TRY(child_at(m, &cur, ci, &C));
+      SHMD_TRY(split_child(m, &cur, ci));
+      SHMD_TRY(child_idx(m, q, cur.a, &ci));
+      SHMD_TRY(child_at(m, &cur, ci, &C));
     }
-    TRY(set_word(m, &cur, &cur.a->cnt[ci], cur.a->cnt[ci] + 1));
+    SHMD_TRY(set_word(m, &cur, &cur.a->cnt[ci], cur.a->cnt[ci] + 1));
     cur = C;
   }
   node_t *a = cur.a;
   unsigned pos;
   int eq;
-  TRY(node_lb(m, q, a, 0, &pos, &eq));
+  SHMD_TRY(node_lb(m, q, a, 0, &pos, &eq));
   if (eq || a->n >= CAP)
-    return CORRUPT("leaf changed under the lock");
-  TRY(log_slots(m, &cur, pos, a->n + 1u));
+    return SHMD_CORRUPT_RC("btree: leaf changed under the lock");
+  SHMD_TRY(log_slots(m, &cur, pos, a->n + 1u));
   slots_copy(a, pos + 1, a, pos, a->n - pos);
   a->abbr[pos] = q->abbr;
   a->ref[pos] = ref;
@@ -970,46 +922,46 @@ static int insert_new(map_t *m, const qk_t *q, const void *val, size_t vlen) {
  * nodes at the minimum fill before entering them. */
 static int delete_entry(map_t *m, const qk_t *q) {
   nref_t cur;
-  TRY(root_at(m, &cur));
+  SHMD_TRY(root_at(m, &cur));
   for (unsigned d = 0; cur.a->level > 0; d++) {
     if (d >= 2 * MAX_DEPTH)
-      return CORRUPT("tree too deep");
+      return SHMD_CORRUPT_RC("btree: tree too deep");
     unsigned ci = 0;
     if (q)
-      TRY(child_idx(m, q, cur.a, &ci));
+      SHMD_TRY(child_idx(m, q, cur.a, &ci));
     nref_t C;
-    TRY(child_at(m, &cur, ci, &C));
+    SHMD_TRY(child_at(m, &cur, ci, &C));
     if (C.a->n <= MINF) {
-      TRY(fix_child(m, &cur, ci, &ci));
+      SHMD_TRY(fix_child(m, &cur, ci, &ci));
       if (cur.a->n == 1 && cur.p.v == m->h->root.v) {
         /* The root lost its last separator: its only child becomes the root. */
         nref_t only;
-        TRY(child_at(m, &cur, 0, &only));
-        TRY(hdr_set(m, &m->h->root.v, only.p.v));
-        TRY(set_height(m, m->h->height - 1u));
+        SHMD_TRY(child_at(m, &cur, 0, &only));
+        SHMD_TRY(hdr_set(m, &m->h->root.v, only.p.v));
+        SHMD_TRY(set_height(m, m->h->height - 1u));
         m->dirty = 1;
-        TRY(shmd_tx_free(m->tx, cur.p));
+        SHMD_TRY(shmd_tx_free(m->tx, cur.p));
         SHMD_CRASH_POINT("btree.shrink");
         cur = only;
         continue;
       }
-      TRY(child_at(m, &cur, ci, &C));
+      SHMD_TRY(child_at(m, &cur, ci, &C));
     }
-    TRY(set_word(m, &cur, &cur.a->cnt[ci], cur.a->cnt[ci] - 1));
+    SHMD_TRY(set_word(m, &cur, &cur.a->cnt[ci], cur.a->cnt[ci] - 1));
     cur = C;
   }
   node_t *a = cur.a;
   unsigned pos = 0;
   if (q) {
     int eq;
-    TRY(node_lb(m, q, a, 0, &pos, &eq));
+    SHMD_TRY(node_lb(m, q, a, 0, &pos, &eq));
     if (!eq)
-      return CORRUPT("leaf changed under the lock");
+      return SHMD_CORRUPT_RC("btree: leaf changed under the lock");
   } else if (a->n == 0) {
-    return CORRUPT("empty leaf in a non-empty tree");
+    return SHMD_CORRUPT_RC("btree: empty leaf in a non-empty tree");
   }
-  TRY(ent_drop(m, a, pos));
-  TRY(log_slots(m, &cur, pos, a->n));
+  SHMD_TRY(ent_drop(m, a, pos));
+  SHMD_TRY(log_slots(m, &cur, pos, a->n));
   slots_copy(a, pos, a, pos + 1, a->n - pos - 1u);
   a->n--;
   slot_clear(a, a->n);
@@ -1031,7 +983,7 @@ static int update_value(map_t *m, const nref_t *leaf, unsigned pos, const void *
   } else {
     shmd_ptr_t p;
     m->dirty = 1;
-    TRY(shmd_tx_alloc(m->tx, vlen, &p));
+    SHMD_TRY(shmd_tx_alloc(m->tx, vlen, &p));
     memcpy(shmd_resolve(m->s, p), val, vlen);
     ref = p.v;
     vlw |= OOL;
@@ -1040,12 +992,12 @@ static int update_value(map_t *m, const nref_t *leaf, unsigned pos, const void *
   uint64_t w;
   uint32_t lens[2] = {a->key[pos].klen, vlw};
   memcpy(&w, lens, 8);
-  TRY(set_word(m, leaf, (uint64_t *)(void *)&a->key[pos], w));
-  TRY(set_word(m, leaf, &a->ref[pos], ref));
+  SHMD_TRY(set_word(m, leaf, (uint64_t *)(void *)&a->key[pos], w));
+  SHMD_TRY(set_word(m, leaf, &a->ref[pos], ref));
   SHMD_CRASH_POINT("btree.put.updated");
   if (old_vlw & OOL) {
     m->dirty = 1;
-    TRY(shmd_tx_free(m->tx, mkptr(old_ref)));
+    SHMD_TRY(shmd_tx_free(m->tx, mkptr(old_ref)));
   }
   return 0;
 }
@@ -1057,7 +1009,7 @@ int shmd_btree_create(shmd_store_t *s, shmd_btree_order_t order, shmd_ptr_t *out
   if (!order_valid((uint32_t)order))
     return SHMD_EINVAL;
   shmd_tx_t *tx;
-  TRY(shmd_tx_begin(s, &tx));
+  SHMD_TRY(shmd_tx_begin(s, &tx));
   shmd_ptr_t p, r;
   int rc = shmd_tx_calloc(tx, sizeof(bt_hdr_t), &p);
   if (rc) {
@@ -1090,20 +1042,15 @@ int shmd_btree_create(shmd_store_t *s, shmd_btree_order_t order, shmd_ptr_t *out
  * entry through delete_entry(). The costs are upper bounds for this very path: a level whose
  * first child is at the minimum is topped up (borrow or merge: at most 180 undo words, one
  * separator copy and two frees), any other level changes one count word. */
-typedef struct dplan_s {
-  int bulk;
-  size_t entries, words, allocs, frees;
-} dplan_t;
-
 static int destroy_plan(const map_t *m, size_t max_entries, dplan_t *pl) {
   nref_t cur, par = {{0}, NULL};
-  TRY(root_at(m, &cur));
+  SHMD_TRY(root_at(m, &cur));
   size_t words = 0, allocs = 0, frees = 0;
   for (unsigned d = 0; cur.a->level > 0; d++) {
     if (d >= MAX_DEPTH)
-      return CORRUPT("tree too deep");
+      return SHMD_CORRUPT_RC("btree: tree too deep");
     nref_t c;
-    TRY(child_at(m, &cur, 0, &c));
+    SHMD_TRY(child_at(m, &cur, 0, &c));
     if (c.a->n <= MINF) {
       words += 180 + 2;
       allocs += 1;
@@ -1116,7 +1063,7 @@ static int destroy_plan(const map_t *m, size_t max_entries, dplan_t *pl) {
   }
   unsigned ln = cur.a->n;
   if (ln == 0)
-    return CORRUPT("empty leaf in a non-empty tree");
+    return SHMD_CORRUPT_RC("btree: empty leaf in a non-empty tree");
   int root_par = par.a != NULL && par.p.v == m->h->root.v;
   if (par.a != NULL && ln <= max_entries && par.a->n > (root_par ? 2u : MINF)) {
     pl->bulk = 1;
@@ -1138,107 +1085,88 @@ static int destroy_plan(const map_t *m, size_t max_entries, dplan_t *pl) {
 static int remove_leftmost_leaf(map_t *m, uint64_t *removed) {
   path_t pa;
   nref_t cur;
-  TRY(root_at(m, &cur));
+  SHMD_TRY(root_at(m, &cur));
   unsigned d = 0;
   for (;; d++) {
     if (d >= MAX_DEPTH)
-      return CORRUPT("tree too deep");
+      return SHMD_CORRUPT_RC("btree: tree too deep");
     pa.nd[d] = cur;
     pa.idx[d] = 0;
     if (cur.a->level == 0)
       break;
     nref_t c;
-    TRY(child_at(m, &cur, 0, &c));
+    SHMD_TRY(child_at(m, &cur, 0, &c));
     cur = c;
   }
   if (d == 0)
-    return CORRUPT("bulk removal from a root leaf");
+    return SHMD_CORRUPT_RC("btree: bulk removal from a root leaf");
   const node_t *l = cur.a;
   nref_t *P = &pa.nd[d - 1];
   node_t *p = P->a;
   uint64_t k = l->n;
   for (unsigned i = 0; i < l->n; i++)
-    TRY(ent_drop(m, l, i));
+    SHMD_TRY(ent_drop(m, l, i));
   m->dirty = 1;
-  TRY(shmd_tx_free(m->tx, cur.p));
-  TRY(log_slots(m, P, 0, p->n));
-  TRY(sep_drop(m, &p->key[1])); /* child 1 becomes child 0: its separator goes */
+  SHMD_TRY(shmd_tx_free(m->tx, cur.p));
+  SHMD_TRY(log_slots(m, P, 0, p->n));
+  SHMD_TRY(sep_drop(m, &p->key[1])); /* child 1 becomes child 0: its separator goes */
   slots_copy(p, 0, p, 1, p->n - 1u);
   memset(&p->key[0], 0, sizeof(kslot_t));
   p->abbr[0] = 0;
   p->n--;
   slot_clear(p, p->n);
   for (unsigned a = 0; a + 1 < d; a++)
-    TRY(set_word(m, &pa.nd[a], &pa.nd[a].a->cnt[0], pa.nd[a].a->cnt[0] - k));
+    SHMD_TRY(set_word(m, &pa.nd[a], &pa.nd[a].a->cnt[0], pa.nd[a].a->cnt[0] - k));
   *removed = k;
   return hdr_set(m, &m->h->count, m->h->count - k);
 }
 
+/* The destroy steps of omap.h's driver: the whole leftmost leaf where destroy_plan() says it can
+ * go at once, else one entry through delete_entry(). */
+static int destroy_plan_cb(void *map, uint64_t left, size_t max, size_t *words, size_t *allocs, size_t *frees) {
+  (void)left;
+  map_t *m = map;
+  SHMD_TRY(destroy_plan(m, max, &m->plan));
+  *words = m->plan.words;
+  *allocs = m->plan.allocs;
+  *frees = m->plan.frees;
+  return 0;
+}
+
+static int destroy_one(void *map, uint64_t *removed) {
+  map_t *m = map;
+  m->nfresh = 0;
+  *removed = 1;
+  SHMD_TRY(m->plan.bulk ? remove_leftmost_leaf(m, removed) : delete_entry(m, NULL));
+  SHMD_CRASH_POINT("btree.destroy.removed");
+  return 0;
+}
+
+static int destroy_finish(void *map) {
+  map_t *m = map;
+  nref_t root;
+  SHMD_TRY(root_at(m, &root));
+  if (root.a->level != 0 || root.a->n != 0)
+    return SHMD_CORRUPT_RC("btree: empty tree with a non-empty root");
+  SHMD_TRY(hdr_set(m, &m->h->magic, 0));
+  SHMD_TRY(shmd_tx_free(m->tx, root.p));
+  return shmd_tx_free(m->tx, m->tree);
+}
+
+static const shmd__destroy_ops_t destroy_ops = {destroy_plan_cb, destroy_one, destroy_finish, 2, 2};
+
 int shmd_btree_destroy_step(shmd_store_t *s, shmd_ptr_t tree, size_t max_entries,
                             uint64_t *remaining) {
   map_t m;
-  TRY(map_open(s, tree, &m));
-  int rc = 0;
-  uint64_t n = m.h->count;
-  size_t done = 0;
-  while (rc == 0 && n > 0 && done < max_entries) {
-    size_t words, allocs, frees;
-    dplan_t pl;
-    if ((rc = destroy_plan(&m, max_entries - done, &pl)))
-      break;
-    shmd_tx_room(m.tx, &words, &allocs, &frees);
-    /* A first step always fits: the transaction grows for it (the caller's may be full). */
-    if (words < pl.words || allocs < pl.allocs || frees < pl.frees) {
-      if (done > 0)
-        break;
-      if ((rc = shmd_tx_reserve(m.tx, pl.words, pl.allocs, pl.frees))) {
-        m.dirty = 1; /* a caller's transaction may hold earlier batches: never commit those */
-        break;
-      }
-    }
-    m.nfresh = 0;
-    uint64_t k = 1;
-    if ((rc = pl.bulk ? remove_leftmost_leaf(&m, &k) : delete_entry(&m, NULL)))
-      break;
-    SHMD_CRASH_POINT("btree.destroy.removed");
-    n -= k;
-    done += (size_t)k;
-  }
-  if (rc == 0 && n == 0) {
-    if (shmd_tx_reserve(m.tx, 2, 0, 2) == 0) {
-      nref_t root;
-      rc = root_at(&m, &root);
-      if (rc == 0 && (root.a->level != 0 || root.a->n != 0))
-        rc = CORRUPT("empty tree with a non-empty root");
-      if (rc == 0)
-        rc = hdr_set(&m, &m.h->magic, 0);
-      if (rc == 0)
-        rc = shmd_tx_free(m.tx, root.p);
-      if (rc == 0)
-        rc = shmd_tx_free(m.tx, tree);
-      if (rc == 0)
-        *remaining = 0;
-      return map_close(&m, rc);
-    }
-  }
-  if (rc == 0 && done == 0 && max_entries > 0) {
-    /* Not even one entry fits what is left of a caller's transaction, which may hold earlier
-     * batches: abort it, so that it cannot commit a half-destroyed tree by mistake. */
-    rc = SHMD_ETXFULL;
-    m.dirty = 1;
-  }
-  if (rc == 0)
-    *remaining = n;
+  SHMD_TRY(map_open(s, tree, &m));
+  int doom = 0;
+  int rc = shmd__omap_destroy_step(m.tx, &m, &destroy_ops, m.h->count, max_entries, remaining, &doom);
+  m.dirty |= doom;
   return map_close(&m, rc);
 }
 
 int shmd_btree_destroy(shmd_store_t *s, shmd_ptr_t tree) {
-  uint64_t remaining = 1;
-  for (;;) {
-    TRY(shmd_btree_destroy_step(s, tree, SIZE_MAX, &remaining));
-    if (remaining == 0)
-      return 0;
-  }
+  return shmd__omap_destroy(s, tree, shmd_btree_destroy_step);
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -1246,14 +1174,14 @@ int shmd_btree_destroy(shmd_store_t *s, shmd_ptr_t tree) {
 
 int shmd_btree_order(shmd_store_t *s, shmd_ptr_t tree, shmd_btree_order_t *out) {
   map_t m;
-  TRY(map_open(s, tree, &m));
+  SHMD_TRY(map_open(s, tree, &m));
   *out = (shmd_btree_order_t)m.order;
   return map_close(&m, 0);
 }
 
 int shmd_btree_len(shmd_store_t *s, shmd_ptr_t tree, uint64_t *out) {
   map_t m;
-  TRY(map_open(s, tree, &m));
+  SHMD_TRY(map_open(s, tree, &m));
   *out = m.h->count;
   return map_close(&m, 0);
 }
@@ -1270,7 +1198,7 @@ int shmd_btree_put(shmd_store_t *s, shmd_ptr_t tree, const void *key, size_t key
   if (val_len > SHMD_BTREE_LEN_MAX)
     return SHMD_ETOOBIG;
   map_t m;
-  TRY(map_open(s, tree, &m));
+  SHMD_TRY(map_open(s, tree, &m));
   qk_t q;
   int rc = qk_make(m.order, key, key_len, &q);
   nref_t leaf;
@@ -1302,7 +1230,7 @@ int shmd_btree_put(shmd_store_t *s, shmd_ptr_t tree, const void *key, size_t key
 int shmd_btree_get(shmd_store_t *s, shmd_ptr_t tree, const void *key, size_t key_len, void *val,
                    size_t val_cap, size_t *val_len) {
   map_t m;
-  TRY(map_open(s, tree, &m));
+  SHMD_TRY(map_open(s, tree, &m));
   qk_t q;
   nref_t leaf;
   unsigned pos;
@@ -1329,7 +1257,7 @@ int shmd_btree_get(shmd_store_t *s, shmd_ptr_t tree, const void *key, size_t key
 
 int shmd_btree_delete(shmd_store_t *s, shmd_ptr_t tree, const void *key, size_t key_len) {
   map_t m;
-  TRY(map_open(s, tree, &m));
+  SHMD_TRY(map_open(s, tree, &m));
   qk_t q;
   nref_t leaf;
   unsigned pos;
@@ -1348,7 +1276,7 @@ int shmd_btree_delete(shmd_store_t *s, shmd_ptr_t tree, const void *key, size_t 
 int shmd_btree_rank(shmd_store_t *s, shmd_ptr_t tree, const void *key, size_t key_len,
                     uint64_t *rank) {
   map_t m;
-  TRY(map_open(s, tree, &m));
+  SHMD_TRY(map_open(s, tree, &m));
   qk_t q;
   nref_t leaf;
   unsigned pos;
@@ -1367,7 +1295,7 @@ int shmd_btree_rank(shmd_store_t *s, shmd_ptr_t tree, const void *key, size_t ke
 int shmd_btree_count_below(shmd_store_t *s, shmd_ptr_t tree, const void *key, size_t key_len,
                            int inclusive, uint64_t *count) {
   map_t m;
-  TRY(map_open(s, tree, &m));
+  SHMD_TRY(map_open(s, tree, &m));
   qk_t q;
   nref_t leaf;
   unsigned pos;
@@ -1386,7 +1314,7 @@ int shmd_btree_count_below(shmd_store_t *s, shmd_ptr_t tree, const void *key, si
 
 int shmd_btree_select(shmd_store_t *s, shmd_ptr_t tree, uint64_t index, shmd_btree_item_t *item) {
   map_t m;
-  TRY(map_open(s, tree, &m));
+  SHMD_TRY(map_open(s, tree, &m));
   int rc = 0;
   if (index >= m.h->count) {
     rc = SHMD_ENOTFOUND;
@@ -1404,7 +1332,7 @@ static int seek_rank(const map_t *m, const qk_t *q, int how, nref_t *leaf, unsig
                      int64_t *target) {
   int eq;
   uint64_t below;
-  TRY(find(m, q, NULL, leaf, pos, &eq, &below));
+  SHMD_TRY(find(m, q, NULL, leaf, pos, &eq, &below));
   int64_t r = (int64_t)below;
   switch (how) {
   case SHMD_BTREE_GE: break;
@@ -1423,7 +1351,7 @@ int shmd_btree_seek(shmd_store_t *s, shmd_ptr_t tree, const void *key, size_t ke
   if ((unsigned)how > SHMD_BTREE_LT)
     return SHMD_EINVAL;
   map_t m;
-  TRY(map_open(s, tree, &m));
+  SHMD_TRY(map_open(s, tree, &m));
   qk_t q;
   nref_t leaf;
   unsigned pos;
@@ -1465,7 +1393,7 @@ int shmd_btree_prev(shmd_store_t *s, shmd_ptr_t tree, const void *key, size_t ke
 
 static int first_last(shmd_store_t *s, shmd_ptr_t tree, int last, shmd_btree_item_t *item) {
   map_t m;
-  TRY(map_open(s, tree, &m));
+  SHMD_TRY(map_open(s, tree, &m));
   uint64_t n = m.h->count;
   int rc = 0;
   if (n == 0) {
@@ -1499,7 +1427,7 @@ static int walk_from(const map_t *m, uint64_t rank, size_t max, int reverse,
   int rc = max > 0 ? select_path(m, rank, &pa) : 0;
   while (rc == 0 && done < max) {
     if (done >= n) {
-      rc = CORRUPT("walk longer than the tree");
+      rc = SHMD_CORRUPT_RC("btree: walk longer than the tree");
       break;
     }
     const node_t *a = pa.nd[pa.depth - 1].a;
@@ -1530,7 +1458,7 @@ int shmd_btree_walk_rank(shmd_store_t *s, shmd_ptr_t tree, uint64_t start, size_
   if (fn == NULL)
     return SHMD_EINVAL;
   map_t m;
-  TRY(map_open(s, tree, &m));
+  SHMD_TRY(map_open(s, tree, &m));
   int rc = 0;
   if (start < m.h->count) {
     rc = walk_from(&m, start, max, reverse, fn, arg, visited);
@@ -1546,7 +1474,7 @@ int shmd_btree_walk_key(shmd_store_t *s, shmd_ptr_t tree, const void *key, size_
   if (fn == NULL || (unsigned)how > SHMD_BTREE_LT)
     return SHMD_EINVAL;
   map_t m;
-  TRY(map_open(s, tree, &m));
+  SHMD_TRY(map_open(s, tree, &m));
   qk_t q;
   nref_t leaf;
   unsigned pos;
@@ -1595,15 +1523,15 @@ static int view_cmp(uint32_t order, const kview_t *a, const kview_t *b) {
       return 0;
     off = 8;
   }
-  return bytes_cmp(a->k + off, a->kl - off, b->k + off, b->kl - off);
+  return shmd__bytes_cmp(a->k + off, a->kl - off, b->k + off, b->kl - off);
 }
 
 static int check_ool(shmd_store_t *s, shmd_ptr_t p, size_t len) {
   const unsigned char *b;
-  TRY(ool_view(s, p, len, &b));
+  SHMD_TRY(ool_view(s, p, len, &b));
   size_t usable = shmd_usable_size(s, p);
   if (usable < len || usable == 0)
-    return CORRUPT("out-of-line bytes are not an allocated block of their length");
+    return SHMD_CORRUPT_RC("btree: out-of-line bytes are not an allocated block of their length");
   return 0;
 }
 
@@ -1615,54 +1543,54 @@ static int check_slot(ck_t *k, const node_t *a, unsigned i, kview_t *out) {
   uint32_t klw = ks->klen;
   size_t kl = klw & LEN_MASK;
   if ((klw & OOL) ? kl <= KA : kl > KA)
-    return CORRUPT("key stored inline / out of line against its length");
+    return SHMD_CORRUPT_RC("btree: key stored inline / out of line against its length");
   switch (order) {
   case SHMD_BTREE_I64:
   case SHMD_BTREE_DOUBLE:
     if (klw != 8)
-      return CORRUPT("numeric key is not 8 inline bytes");
+      return SHMD_CORRUPT_RC("btree: numeric key is not 8 inline bytes");
     break;
   case SHMD_BTREE_DOUBLE_BYTES:
     if (kl < 8)
-      return CORRUPT("score-member key shorter than 8 bytes");
+      return SHMD_CORRUPT_RC("btree: score-member key shorter than 8 bytes");
     break;
   default:
     break;
   }
   if (klw & OOL) {
-    TRY(check_ool(m->s, area_ptr(ks), kl));
+    SHMD_TRY(check_ool(m->s, area_ptr(ks), kl));
   } else {
     for (size_t j = kl; j < KA; j++)
       if (ks->area[j] != 0)
-        return CORRUPT("bytes after an inline key are not zero");
+        return SHMD_CORRUPT_RC("btree: bytes after an inline key are not zero");
   }
-  TRY(slot_key(m->s, ks, &out->k, &out->kl));
+  SHMD_TRY(slot_key(m->s, ks, &out->k, &out->kl));
   if ((klw & OOL) && memcmp(out->k, ks->area, KP) != 0)
-    return CORRUPT("key prefix differs from the out-of-line key");
+    return SHMD_CORRUPT_RC("btree: key prefix differs from the out-of-line key");
   if (order == SHMD_BTREE_DOUBLE || order == SHMD_BTREE_DOUBLE_BYTES) {
     double d;
     memcpy(&d, out->k, 8);
     if (isnan(d) || (d == 0 && signbit(d)))
-      return CORRUPT("NaN or -0.0 key");
+      return SHMD_CORRUPT_RC("btree: NaN or -0.0 key");
   }
   if (a->abbr[i] != abbr_key(order, out->k, out->kl))
-    return CORRUPT("key abbreviation differs from the key");
+    return SHMD_CORRUPT_RC("btree: key abbreviation differs from the key");
   out->set = 1;
   if (a->level == 0) {
     uint32_t vlw = ks->vlen;
     size_t vl = vlw & LEN_MASK;
     if ((vlw & OOL) ? vl <= VI : vl > VI)
-      return CORRUPT("value stored inline / out of line against its length");
+      return SHMD_CORRUPT_RC("btree: value stored inline / out of line against its length");
     if (vlw & OOL) {
-      TRY(check_ool(m->s, mkptr(a->ref[i]), vl));
+      SHMD_TRY(check_ool(m->s, mkptr(a->ref[i]), vl));
     } else {
       const unsigned char *b = (const unsigned char *)&a->ref[i];
       for (size_t j = vl; j < 8; j++)
         if (b[j] != 0)
-          return CORRUPT("bytes after an inline value are not zero");
+          return SHMD_CORRUPT_RC("btree: bytes after an inline value are not zero");
     }
   } else if (ks->vlen != 0) {
-    return CORRUPT("separator with a value length");
+    return SHMD_CORRUPT_RC("btree: separator with a value length");
   }
   return 0;
 }
@@ -1672,22 +1600,22 @@ static int check_node(ck_t *k, shmd_ptr_t p, unsigned level, const kview_t *lo, 
   map_t *m = k->m;
   uint32_t order = m->order;
   if (++k->nodes > k->max_nodes)
-    return CORRUPT("more nodes than the store can hold");
+    return SHMD_CORRUPT_RC("btree: more nodes than the store can hold");
   void *addr;
   if ((p.v & 7u) != 0 || shmd_resolve_checked(m->s, p, NODE_BYTES, &addr))
-    return CORRUPT("node outside the store");
+    return SHMD_CORRUPT_RC("btree: node outside the store");
   if (shmd_usable_size(m->s, p) < NODE_BYTES)
-    return CORRUPT("node is not an allocated block of a node's size");
+    return SHMD_CORRUPT_RC("btree: node is not an allocated block of a node's size");
   const node_t *a = (const node_t *)addr;
   if (a->mark != NODE_MARK || a->reserved != 0)
-    return CORRUPT("bad node mark");
+    return SHMD_CORRUPT_RC("btree: bad node mark");
   if (a->level != level)
-    return CORRUPT("node level differs from its depth (leaves at different depths)");
+    return SHMD_CORRUPT_RC("btree: node level differs from its depth (leaves at different depths)");
   unsigned n = a->n;
   if (n > CAP)
-    return CORRUPT("node fill over its capacity");
+    return SHMD_CORRUPT_RC("btree: node fill over its capacity");
   if (is_root ? (level > 0 && n < 2) : n < MINF)
-    return CORRUPT("node fill under the minimum");
+    return SHMD_CORRUPT_RC("btree: node fill under the minimum");
   kview_t prev = {NULL, 0, 0};
   uint64_t total = 0;
   for (unsigned i = 0; i < n; i++) {
@@ -1695,15 +1623,15 @@ static int check_node(ck_t *k, shmd_ptr_t p, unsigned level, const kview_t *lo, 
     if (level > 0 && i == 0) {
       const kslot_t *ks = &a->key[0];
       if (ks->klen != 0 || ks->vlen != 0 || a->abbr[0] != 0)
-        return CORRUPT("first slot of an internal node holds a key");
+        return SHMD_CORRUPT_RC("btree: first slot of an internal node holds a key");
     } else {
-      TRY(check_slot(k, a, i, &v));
+      SHMD_TRY(check_slot(k, a, i, &v));
       if (prev.set && view_cmp(order, &prev, &v) >= 0)
-        return CORRUPT("keys out of order");
+        return SHMD_CORRUPT_RC("btree: keys out of order");
       if (lo->set && view_cmp(order, &v, lo) < 0)
-        return CORRUPT("key below its subtree's separator");
+        return SHMD_CORRUPT_RC("btree: key below its subtree's separator");
       if (hi->set && view_cmp(order, &v, hi) >= 0)
-        return CORRUPT("key not below the next separator");
+        return SHMD_CORRUPT_RC("btree: key not below the next separator");
       prev = v;
     }
   }
@@ -1714,19 +1642,19 @@ static int check_node(ck_t *k, shmd_ptr_t p, unsigned level, const kview_t *lo, 
   for (unsigned i = 0; i < n; i++) {
     kview_t clo = *lo, chi = *hi;
     if (i > 0) {
-      TRY(slot_key(m->s, &a->key[i], &clo.k, &clo.kl));
+      SHMD_TRY(slot_key(m->s, &a->key[i], &clo.k, &clo.kl));
       clo.set = 1;
     }
     if (i + 1 < n) {
-      TRY(slot_key(m->s, &a->key[i + 1], &chi.k, &chi.kl));
+      SHMD_TRY(slot_key(m->s, &a->key[i + 1], &chi.k, &chi.kl));
       chi.set = 1;
     }
     uint64_t c;
-    TRY(check_node(k, mkptr(a->ref[i]), level - 1, &clo, &chi, 0, &c));
+    SHMD_TRY(check_node(k, mkptr(a->ref[i]), level - 1, &clo, &chi, 0, &c));
     if (c != a->cnt[i])
-      return CORRUPT("subtree count differs from the entries below");
+      return SHMD_CORRUPT_RC("btree: subtree count differs from the entries below");
     if (c == 0)
-      return CORRUPT("empty subtree");
+      return SHMD_CORRUPT_RC("btree: empty subtree");
     total += c;
   }
   *count = total;
@@ -1735,10 +1663,10 @@ static int check_node(ck_t *k, shmd_ptr_t p, unsigned level, const kview_t *lo, 
 
 static int btree_check_body(shmd_store_t *s, shmd_ptr_t tree) {
   map_t m;
-  TRY(map_open(s, tree, &m));
+  SHMD_TRY(map_open(s, tree, &m));
   int rc = 0;
   if (m.h->reserved[0] | m.h->reserved[1] | m.h->reserved[2])
-    rc = CORRUPT("reserved header words are not zero");
+    rc = SHMD_CORRUPT_RC("btree: reserved header words are not zero");
   shmd_store_info_t info;
   if (rc == 0)
     rc = shmd_store_info(s, &info);
@@ -1748,7 +1676,7 @@ static int btree_check_body(shmd_store_t *s, shmd_ptr_t tree) {
     uint64_t count;
     rc = check_node(&k, m.h->root, m.h->height - 1, &none, &none, 1, &count);
     if (rc == 0 && count != m.h->count)
-      rc = CORRUPT("entry count in the header differs from the tree");
+      rc = SHMD_CORRUPT_RC("btree: entry count in the header differs from the tree");
   }
   return map_close(&m, rc);
 }

@@ -55,6 +55,7 @@
 #include "shmdict/store.h"
 #include "segments/lockwait.h"
 #include "cont_int.h"
+#include "omap.h"
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Layout */
@@ -117,61 +118,12 @@ static int order_valid(uint32_t order) {
 /* ---------------------------------------------------------------------------------------------- */
 /* Query keys and comparison */
 
-typedef struct qk_s {
-  const unsigned char *key; /* the caller's key */
-  size_t klen;
-  const unsigned char *bytes; /* the part compared as bytes: the key (BYTES), the member (D_B) */
-  size_t blen;
-  int64_t i;
-  double d;
-} qk_t;
-
-/* Validates a key for `order` and prepares it. */
-static int qk_make(uint32_t order, const void *key, size_t klen, qk_t *q) {
-  if (key == NULL && klen != 0)
-    return SHMD_EINVAL;
-  if (klen > SHMD_RBTREE_LEN_MAX)
-    return SHMD_ETOOBIG;
-  q->key = (const unsigned char *)key;
-  q->klen = klen;
-  q->bytes = NULL;
-  q->blen = 0;
-  q->i = 0;
-  q->d = 0;
-  switch (order) {
-  case SHMD_RBTREE_BYTES:
-    q->bytes = q->key;
-    q->blen = klen;
-    return 0;
-  case SHMD_RBTREE_I64:
-    if (klen != 8)
-      return SHMD_EINVAL;
-    memcpy(&q->i, key, 8);
-    return 0;
-  case SHMD_RBTREE_DOUBLE:
-  case SHMD_RBTREE_DOUBLE_BYTES:
-    if (order == SHMD_RBTREE_DOUBLE ? klen != 8 : klen < 8)
-      return SHMD_EINVAL;
-    memcpy(&q->d, key, 8);
-    if (isnan(q->d))
-      return SHMD_EINVAL;
-    if (q->d == 0)
-      q->d = 0.0; /* -0.0 == +0.0: one key */
-    q->bytes = q->key + 8;
-    q->blen = klen - 8;
-    return 0;
-  default:
-    return SHMD_EINVAL;
-  }
-}
-
-static inline int bytes_cmp(const void *a, size_t al, const void *b, size_t bl) {
-  size_t n = al < bl ? al : bl;
-  int c = n ? memcmp(a, b, n) : 0;
-  if (c != 0)
-    return c < 0 ? -1 : 1;
-  return (al > bl) - (al < bl);
-}
+/* A query key: validated and normalised by the code both ordered maps share (omap.h). */
+typedef shmd__okey_t qk_t;
+_Static_assert(SHMD_RBTREE_BYTES == SHMD__OKEY_BYTES && SHMD_RBTREE_I64 == SHMD__OKEY_I64 &&
+                   SHMD_RBTREE_DOUBLE == SHMD__OKEY_DOUBLE && SHMD_RBTREE_DOUBLE_BYTES == SHMD__OKEY_DOUBLE_BYTES &&
+                   SHMD_RBTREE_LEN_MAX == SHMD__OKEY_LEN_MAX,
+               "the orders of containers/omap.h");
 
 /* Out-of-line bytes, bounds-checked. */
 static int ool_view(shmd_store_t *s, shmd_ptr_t p, size_t len, const unsigned char **out) {
@@ -249,7 +201,7 @@ static inline int ent_cmp(shmd_store_t *s, uint32_t order, const qk_t *q, const 
   size_t skip = order == SHMD_RBTREE_DOUBLE_BYTES ? 8 : 0;
   if (klen < skip)
     return SHMD_CORRUPT_RC("rbtree: key shorter than its number");
-  *out = bytes_cmp(q->bytes, q->blen, k + skip, klen - skip);
+  *out = shmd__bytes_cmp(q->bytes, q->blen, k + skip, klen - skip);
   return 0;
 }
 
@@ -511,65 +463,50 @@ static unsigned log2_ceil(uint64_t n) {
 /* Undo-log entries one erase may need in a tree of n entries (generous). */
 static size_t erase_budget(uint64_t n) { return 4 * (size_t)log2_ceil(n + 1) + 64; }
 
+/* The destroy steps of omap.h's driver: one entry at a time (the first, erased and freed). */
+static int destroy_plan(void *map, uint64_t left, size_t max, size_t *words, size_t *allocs, size_t *frees) {
+  (void)map;
+  (void)max;
+  *words = erase_budget(left);
+  *allocs = 0;
+  *frees = 3;
+  return 0;
+}
+
+static int destroy_one(void *map, uint64_t *removed) {
+  map_t *m = map;
+  shmd_ptr_t first;
+  SHMD_TRY(shmd_rb_first(m->s, m->root, &first));
+  const ent_t *e;
+  SHMD_TRY(ent_checked(m, first, &e));
+  SHMD_TRY(shmd_rb_erase(m->tx, m->root, first));
+  SHMD_TRY(ent_free(m, first, e));
+  SHMD_CRASH_POINT("rbtree.destroy.erased");
+  *removed = 1;
+  return 0;
+}
+
+static int destroy_finish(void *map) {
+  map_t *m = map;
+  SHMD_TRY(shmd_tx_set64(m->tx, &m->h->magic, 0));
+  return shmd_tx_free(m->tx, m->tree);
+}
+
+static const shmd__destroy_ops_t destroy_ops = {destroy_plan, destroy_one, destroy_finish, 2, 1};
+
 int shmd_rbtree_destroy_step(shmd_store_t *s, shmd_ptr_t tree, size_t max_entries,
                              uint64_t *remaining) {
   map_t m;
   SHMD_TRY(map_open(s, tree, &m));
   int rc = 0;
   uint64_t n = root_size(&m, &rc);
-  size_t done = 0;
-  while (rc == 0 && n > 0 && done < max_entries) {
-    size_t words, frees;
-    shmd_tx_room(m.tx, &words, NULL, &frees);
-    /* A first entry always fits: the transaction grows for it (the caller's may be full). */
-    if (words < erase_budget(n) || frees < 3) {
-      if (done > 0)
-        break;
-      if ((rc = shmd_tx_reserve(m.tx, erase_budget(n), 0, 3))) {
-        m.doom = 1; /* a caller's transaction may hold earlier batches: never commit those */
-        break;
-      }
-    }
-    shmd_ptr_t first;
-    if ((rc = shmd_rb_first(s, m.root, &first)))
-      break;
-    const ent_t *e;
-    if ((rc = ent_checked(&m, first, &e)))
-      break;
-    if ((rc = shmd_rb_erase(m.tx, m.root, first)) || (rc = ent_free(&m, first, e)))
-      break;
-    SHMD_CRASH_POINT("rbtree.destroy.erased");
-    n--;
-    done++;
-  }
-  if (rc == 0 && n == 0) {
-    if (shmd_tx_reserve(m.tx, 2, 0, 1) == 0) {
-      rc = shmd_tx_set64(m.tx, &m.h->magic, 0);
-      if (rc == 0)
-        rc = shmd_tx_free(m.tx, tree);
-      if (rc == 0)
-        *remaining = 0;
-      return map_close(&m, rc);
-    }
-  }
-  if (rc == 0 && done == 0 && max_entries > 0) {
-    /* Not even one entry fits what is left of a caller's transaction, which may hold earlier
-     * batches: abort it, so that it cannot commit a half-destroyed tree by mistake. */
-    rc = SHMD_ETXFULL;
-    m.doom = 1;
-  }
   if (rc == 0)
-    *remaining = n;
+    rc = shmd__omap_destroy_step(m.tx, &m, &destroy_ops, n, max_entries, remaining, &m.doom);
   return map_close(&m, rc);
 }
 
 int shmd_rbtree_destroy(shmd_store_t *s, shmd_ptr_t tree) {
-  uint64_t remaining = 1;
-  for (;;) {
-    SHMD_TRY(shmd_rbtree_destroy_step(s, tree, SIZE_MAX, &remaining));
-    if (remaining == 0)
-      return 0;
-  }
+  return shmd__omap_destroy(s, tree, shmd_rbtree_destroy_step);
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -614,17 +551,7 @@ static void write_key_area(const map_t *m, ent_t *e, const qk_t *q, shmd_ptr_t k
     memcpy(a, &kool.v, 8);
     return;
   }
-  if (m->order == SHMD_RBTREE_BYTES) {
-    if (q->klen)
-      memcpy(a, q->key, q->klen);
-    return;
-  }
-  if (m->order == SHMD_RBTREE_I64)
-    memcpy(a, &q->i, 8);
-  else
-    memcpy(a, &q->d, 8);
-  if (q->klen > 8)
-    memcpy(a + 8, q->key + 8, q->klen - 8);
+  shmd__okey_copy(q, m->order, a, q->klen);
 }
 
 /* A new node with the key of `old` (sharing its out-of-line key) and value (val, vlen) / vool. */
@@ -729,7 +656,7 @@ int shmd_rbtree_put(shmd_store_t *s, shmd_ptr_t tree, const void *key, size_t ke
   map_t m;
   SHMD_TRY(map_open(s, tree, &m));
   qk_t q;
-  int rc = qk_make(m.order, key, key_len, &q);
+  int rc = shmd__okey_make(m.order, key, key_len, &q);
   shmd_ptr_t node, parent;
   int right;
   if (rc == 0)
@@ -764,7 +691,7 @@ int shmd_rbtree_get(shmd_store_t *s, shmd_ptr_t tree, const void *key, size_t ke
   qk_t q;
   shmd_ptr_t node, parent;
   int right;
-  int rc = qk_make(m.order, key, key_len, &q);
+  int rc = shmd__okey_make(m.order, key, key_len, &q);
   if (rc == 0)
     rc = descend_exact(&m, &q, &node, &parent, &right, NULL);
   if (rc == 0 && node.v == 0)
@@ -790,7 +717,7 @@ int shmd_rbtree_delete(shmd_store_t *s, shmd_ptr_t tree, const void *key, size_t
   qk_t q;
   shmd_ptr_t node, parent;
   int right;
-  int rc = qk_make(m.order, key, key_len, &q);
+  int rc = shmd__okey_make(m.order, key, key_len, &q);
   if (rc == 0)
     rc = descend_exact(&m, &q, &node, &parent, &right, NULL);
   if (rc == 0 && node.v == 0)
@@ -814,7 +741,7 @@ int shmd_rbtree_rank(shmd_store_t *s, shmd_ptr_t tree, const void *key, size_t k
   shmd_ptr_t node, parent;
   int right;
   uint64_t r;
-  int rc = qk_make(m.order, key, key_len, &q);
+  int rc = shmd__okey_make(m.order, key, key_len, &q);
   if (rc == 0)
     rc = descend_exact(&m, &q, &node, &parent, &right, &r);
   if (rc == 0 && node.v == 0)
@@ -831,7 +758,7 @@ int shmd_rbtree_count_below(shmd_store_t *s, shmd_ptr_t tree, const void *key, s
   qk_t q;
   shmd_ptr_t node;
   uint64_t r;
-  int rc = qk_make(m.order, key, key_len, &q);
+  int rc = shmd__okey_make(m.order, key, key_len, &q);
   if (rc == 0)
     rc = descend_bound(&m, &q, inclusive ? -2 : -1, &node, &r);
   if (rc == 0)
@@ -861,7 +788,7 @@ int shmd_rbtree_seek(shmd_store_t *s, shmd_ptr_t tree, const void *key, size_t k
   qk_t q;
   shmd_ptr_t node;
   uint64_t r;
-  int rc = qk_make(m.order, key, key_len, &q);
+  int rc = shmd__okey_make(m.order, key, key_len, &q);
   if (rc == 0)
     rc = descend_bound(&m, &q, (int)how, &node, &r);
   if (rc == 0 && node.v == 0)
@@ -970,7 +897,7 @@ int shmd_rbtree_walk_key(shmd_store_t *s, shmd_ptr_t tree, const void *key, size
   map_t m;
   SHMD_TRY(map_open(s, tree, &m));
   qk_t q;
-  int rc = qk_make(m.order, key, key_len, &q);
+  int rc = shmd__okey_make(m.order, key, key_len, &q);
   uint64_t n = 0, r = 0;
   shmd_ptr_t node = shmd_ptr_null();
   if (rc == 0)
@@ -1051,7 +978,7 @@ static int check_entry(shmd_store_t *s, shmd_ptr_t p, const shmd_rb_node_t *n, v
   if (k->have_prev) {
     qk_t q;
     int c;
-    if (qk_make(order, k->prev_key, k->prev_len, &q))
+    if (shmd__okey_make(order, k->prev_key, k->prev_len, &q))
       return SHMD_CORRUPT_RC("rbtree: invalid key");
     SHMD_TRY(ent_cmp(s, order, &q, e, &c));
     if (c >= 0)

@@ -3,8 +3,9 @@
  * Helpers of the server tests: start shmdict-server (path in $SHMDICT_SERVER_BIN) on a free
  * loopback port with the test's private store directory, start a private redis-server to compare
  * with, and talk RESP over plain sockets (a reply reader that knows when a RESP2 / RESP3 reply is
- * complete). Every process started here dies with the test (PR_SET_PDEATHSIG) and is stopped by
- * the test's fini.
+ * complete). The processes start and stop through the shared helpers of support_cli.h (ts_spawn,
+ * ts_port_wait, ts_stop, ts_redis_start): every one dies with the test and is stopped by the
+ * test's fini.
  */
 #ifndef SHMD_TESTS_SERVER_SUPPORT_H
 #define SHMD_TESTS_SERVER_SUPPORT_H
@@ -16,7 +17,6 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <stdarg.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 
 #include "support.h"
@@ -27,45 +27,13 @@ static const char *server_bin(void) {
   return b;
 }
 
-static uint64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-/* A port nobody listens on now (bound with port 0, then released). */
-static int free_port(void) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {0};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-  socklen_t l = sizeof a;
-  getsockname(fd, (struct sockaddr *)&a, &l);
-  close(fd);
-  return ntohs(a.sin_port);
-}
+static uint64_t now_ms(void) { return ts_now_us() / 1000u; }
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Sockets */
 
-static int conn_try(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  struct sockaddr_in a = {0};
-  a.sin_family = AF_INET;
-  a.sin_port = htons((uint16_t)port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
-    close(fd);
-    return -1;
-  }
-  int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  return fd;
-}
-
 static int conn_open(int port) {
-  int fd = conn_try(port);
+  int fd = ts_port_connect(port);
   cr_assert(fd >= 0, "connect to port %d: %s", port, strerror(errno));
   return fd;
 }
@@ -186,15 +154,12 @@ static void encode(bytes_t *out, int argc, const char *const *argv, const size_t
   }
 }
 
-/* Splits a command line on spaces (no quoting) into a multibulk request. */
+/* Splits a command line into a multibulk request (ts_args_split: spaces, "..." quotes). */
 static void encode_line(bytes_t *out, const char *line) {
-  char *copy = strdup(line);
-  const char *argv[128];
-  int argc = 0;
-  for (char *t = strtok(copy, " "); t && argc < 128; t = strtok(NULL, " "))
-    argv[argc++] = t;
-  encode(out, argc, argv, NULL);
-  free(copy);
+  ts_args_t a = {0};
+  ts_args_split(&a, line);
+  encode(out, a.argc, (const char *const *)a.argv, a.lens);
+  ts_args_free(&a);
 }
 
 /* Sends one command line and returns its reply bytes (malloc'd, NUL-terminated). */
@@ -249,41 +214,25 @@ typedef struct srvproc_s {
 static srvproc_t server_startv(int processes, const char *const *extra) {
   srvproc_t s = {0};
   for (int attempt = 0; attempt < 5; attempt++) {
-    s.port = free_port();
+    s.port = ts_free_port();
     snprintf(s.log, sizeof s.log, "%s/server-%d.log", ts_dir, s.port);
     char ports[16], procs[16];
     snprintf(ports, sizeof ports, "%d", s.port);
     snprintf(procs, sizeof procs, "%d", processes);
-    pid_t pid = fork();
-    cr_assert(pid >= 0);
-    if (pid == 0) {
-      prctl(PR_SET_PDEATHSIG, SIGKILL);
-      int fd = open(s.log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-      dup2(fd, 1);
-      dup2(fd, 2);
-      const char *argv[64] = {server_bin(), "--dir", ts_dir, "--store", "s", "--port", ports, "--processes", procs};
-      int n = 9;
-      for (int i = 0; extra && extra[i] && n < 62; i++)
-        argv[n++] = extra[i];
-      argv[n] = NULL;
-      execv(argv[0], (char *const *)argv);
-      _exit(127);
+    const char *argv[64] = {server_bin(), "--dir", ts_dir, "--store", "s", "--port", ports, "--processes", procs};
+    int n = 9;
+    for (int i = 0; extra && extra[i] && n < 62; i++)
+      argv[n++] = extra[i];
+    argv[n] = NULL;
+    s.pid = ts_spawn(s.log, (char *const *)argv);
+    int rc = ts_port_wait(s.port, s.pid, 5000);
+    if (rc == 0) {
+      /* every worker up: as many slots as processes answer INFO (or just wait a little) */
+      usleep(processes > 1 ? 200000 : 20000);
+      return s;
     }
-    s.pid = pid;
-    for (int i = 0; i < 200; i++) {
-      int fd = conn_try(s.port);
-      if (fd >= 0) {
-        close(fd);
-        /* every worker up: as many slots as processes answer INFO (or just wait a little) */
-        usleep(processes > 1 ? 200000 : 20000);
-        return s;
-      }
-      if (waitpid(pid, NULL, WNOHANG) == pid)
-        break;
-      usleep(25000);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
+    if (rc == -2) /* still not listening after 5 s: try another port */
+      ts_stop(s.pid, 0);
   }
   cr_assert_fail("could not start shmdict-server");
   return s;
@@ -323,25 +272,12 @@ static void server_log_check(const srvproc_t *s) {
   fclose(f);
 }
 
-/* SIGTERM, then SIGKILL after 10 s; returns the exit status (128 + signal when killed). Checks the
- * log for sanitizer reports (server_log_check). */
+/* SIGTERM, then SIGKILL after 10 s (ts_stop); returns the exit status (128 + signal when killed).
+ * Checks the log for sanitizer reports (server_log_check). */
 static int server_stop(srvproc_t *s) {
   if (s->pid <= 0)
     return 0;
-  kill(s->pid, SIGTERM);
-  int st = 0, rc = -1;
-  for (int i = 0; i < 1000; i++) {
-    if (waitpid(s->pid, &st, WNOHANG) == s->pid) {
-      rc = WIFSIGNALED(st) ? 128 + WTERMSIG(st) : WEXITSTATUS(st);
-      break;
-    }
-    usleep(10000);
-  }
-  if (rc < 0) {
-    kill(s->pid, SIGKILL);
-    waitpid(s->pid, &st, 0);
-    rc = 128 + SIGKILL;
-  }
+  int rc = ts_stop(s->pid, 10000);
   s->pid = 0;
   server_log_check(s);
   return rc;
@@ -372,66 +308,18 @@ static int worker_of(int fd) {
 }
 
 /* Resident memory of a process in KiB. */
-static long rss_kib(pid_t pid) {
-  char path[64], line[256];
-  snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-  FILE *f = fopen(path, "r");
-  long v = -1;
-  while (f && fgets(line, sizeof line, f))
-    if (!strncmp(line, "VmRSS:", 6))
-      v = atol(line + 6);
-  if (f)
-    fclose(f);
-  return v;
-}
+static long rss_kib(pid_t pid) { return (long)(ts_rss_bytes(pid) / 1024u); }
 
 /* ---------------------------------------------------------------------------------------------- */
 /* A private redis-server to compare with */
 
 static pid_t redis_pid;
 
-static int redis_start(void) {
-  for (int attempt = 0; attempt < 5; attempt++) {
-    int port = free_port();
-    char ports[16];
-    snprintf(ports, sizeof ports, "%d", port);
-    pid_t pid = fork();
-    cr_assert(pid >= 0);
-    if (pid == 0) {
-      prctl(PR_SET_PDEATHSIG, SIGKILL);
-      int null = open("/dev/null", O_WRONLY);
-      dup2(null, 1);
-      execlp("redis-server", "redis-server", "--port", ports, "--bind", "127.0.0.1", "--save", "", "--appendonly",
-             "no", "--dir", ts_dir, (char *)NULL);
-      _exit(127);
-    }
-    redis_pid = pid;
-    for (int i = 0; i < 200; i++) {
-      int fd = conn_try(port);
-      if (fd >= 0) {
-        close(fd);
-        return port;
-      }
-      if (waitpid(pid, NULL, WNOHANG) == pid) {
-        redis_pid = 0;
-        break;
-      }
-      usleep(25000);
-    }
-    if (redis_pid) {
-      kill(redis_pid, SIGKILL);
-      waitpid(redis_pid, NULL, 0);
-      redis_pid = 0;
-    }
-  }
-  cr_assert_fail("could not start redis-server (is it installed? run scripts/setup.sh)");
-  return -1;
-}
+static int redis_start(void) { return ts_redis_start(&redis_pid); }
 
 static void redis_stop(void) {
   if (redis_pid > 0) {
-    kill(redis_pid, SIGKILL);
-    waitpid(redis_pid, NULL, 0);
+    ts_stop(redis_pid, 0);
     redis_pid = 0;
   }
 }

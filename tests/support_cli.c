@@ -2,14 +2,18 @@
 /*
  * The runner of programs of the Criterion suites (see support_cli.h): fork and exec with pipes for
  * the three standard streams, a poll loop that feeds the input and collects the output, and the
- * bounds on the child's memory and silence.
+ * bounds on the child's memory and silence; and the programs started in the background.
  */
 #include "tests/support.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdarg.h>
+#include <sys/socket.h>
 
 #define DEFAULT_IDLE_MS 60000L
 #define DEFAULT_RSS_LIMIT (UINT64_C(2) << 30)
@@ -170,4 +174,103 @@ ts_run_t ts_sh(const char *fmt, ...) {
   cr_assert_lt(n, (int)sizeof cmd, "shell line of %d bytes", n);
   char *argv[] = {"/bin/sh", "-c", cmd, NULL};
   return ts_runv(NULL, 0, argv);
+}
+
+/* ---- programs in the background ---- */
+
+pid_t ts_spawn(const char *log, char *const argv[]) {
+  pid_t pid = ts_fork();
+  cr_assert(pid >= 0, "fork: %s", strerror(errno));
+  if (pid == 0) {
+    int fd = log != NULL ? open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600) : open("/dev/null", O_WRONLY);
+    if (fd >= 0) {
+      dup2(fd, 1);
+      if (log != NULL)
+        dup2(fd, 2);
+      close(fd);
+    }
+    execvp(argv[0], argv);
+    fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+    _exit(127);
+  }
+  return pid;
+}
+
+int ts_stop(pid_t pid, long term_ms) {
+  if (term_ms <= 0)
+    return ts_kill_wait(pid);
+  kill(pid, SIGTERM);
+  int st = ts_wait_for(pid, term_ms);
+  return st == TS_HUNG ? 128 + SIGKILL : st;
+}
+
+static struct sockaddr_in loopback(int port) {
+  struct sockaddr_in a;
+  memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
+  a.sin_port = htons((uint16_t)port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  return a;
+}
+
+int ts_free_port(void) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  cr_assert(fd >= 0, "socket: %s", strerror(errno));
+  struct sockaddr_in a = loopback(0);
+  cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0, "bind: %s", strerror(errno));
+  socklen_t l = sizeof a;
+  cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &l), 0, "getsockname: %s", strerror(errno));
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+int ts_port_connect(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return -1;
+  struct sockaddr_in a = loopback(port);
+  if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
+    close(fd);
+    return -1;
+  }
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  return fd;
+}
+
+int ts_port_wait(int port, pid_t pid, long timeout_ms) {
+  uint64_t end = ts_now_us() + (uint64_t)timeout_ms * 1000u;
+  for (;;) {
+    int fd = ts_port_connect(port);
+    if (fd >= 0) {
+      close(fd);
+      return 0;
+    }
+    int st;
+    if (ts_reap(pid, &st) != 0)
+      return -1;
+    if (ts_now_us() >= end)
+      return -2;
+    ts_sleep_us(25000);
+  }
+}
+
+int ts_redis_start(pid_t *pid) {
+  for (int attempt = 0; attempt < 5; attempt++) {
+    int port = ts_free_port();
+    char ports[16];
+    snprintf(ports, sizeof ports, "%d", port);
+    char *argv[] = {"redis-server", "--port", ports, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                    "--dir", ts_dir, NULL};
+    pid_t p = ts_spawn(NULL, argv);
+    int rc = ts_port_wait(port, p, 5000);
+    if (rc == 0) {
+      *pid = p;
+      return port;
+    }
+    if (rc == -2) /* still starting after 5 s: try again */
+      ts_kill_wait(p);
+  }
+  cr_assert_fail("could not start redis-server on a loopback port (is it installed? run scripts/setup.sh)");
+  return -1;
 }

@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "shmdict/array.h"
+#include "shmdict/btree.h"
 #include "shmdict/hash.h"
 #include "shmdict/list.h"
 #include "shmdict/rbtree.h"
@@ -512,6 +513,8 @@ static int check_container(shmd_store_t *s, const char *kind, shmd_ptr_t p) {
     return shmd_hash_check(s, p);
   if (strcmp(kind, "rbtree") == 0)
     return shmd_rbtree_check(s, p);
+  if (strcmp(kind, "btree") == 0)
+    return shmd_btree_check(s, p);
   cr_assert_fail("ts_crash_check: no container kind %s", kind);
   return -1;
 }

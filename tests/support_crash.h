@@ -114,6 +114,24 @@ typedef struct {
   int ready; /* the child calls ts_crash_ready() */
 } ts_crash_spec_t;
 
+/* The usual round of a crash test that mixes crash points and random kills: with `point` (not
+ * NULL) the child is armed there and, as the point may not be reached, killed stop_us after its
+ * fork anyway; without, it is killed at a random moment of [lo_us, hi_us] after its fork. Sets
+ * those fields of *spec and leaves the others. */
+static inline void ts_crash_point_or_window(ts_crash_spec_t *spec, const char *point, uint64_t stop_us, uint64_t lo_us,
+                                            uint64_t hi_us) {
+  spec->point = point;
+  spec->kill_from = TS_FROM_FORK;
+  if (point != NULL) {
+    spec->kill_after_us = stop_us;
+    spec->kill_lo_us = spec->kill_hi_us = 0;
+  } else {
+    spec->kill_after_us = 0;
+    spec->kill_lo_us = lo_us;
+    spec->kill_hi_us = hi_us;
+  }
+}
+
 typedef struct {
   int status;         /* exit code, 128 + signal, or TS_HUNG */
   int killed;         /* ended by SIGKILL */
@@ -176,7 +194,8 @@ shmd_store_t *ts_crash_open(const char *name, uint64_t first_bytes, uint64_t seg
 
 /* Checks after a run, on store s: TS_CHECK_RECOVER (shmd_recover() >= 0), TS_CHECK_ALLOC
  * (shmd_alloc_check), TS_CHECK_KV (shmd_kv_check), and the containers of `containers`, a list of
- * "kind:root" words separated by spaces, kind one of array, list, hash, rbtree (NULL: none).
+ * "kind:root" words separated by spaces, kind one of array, list, hash, rbtree, btree (NULL:
+ * none).
  * A failure names the run. */
 enum { TS_CHECK_RECOVER = 1, TS_CHECK_ALLOC = 2, TS_CHECK_KV = 4 };
 void ts_crash_check(shmd_store_t *s, unsigned what, const char *containers);

@@ -12,7 +12,6 @@
 #include <poll.h>
 #include <pty.h>
 #include <stdarg.h>
-#include <sys/prctl.h>
 
 #include "support.h"
 #include "tools/cli_text.c"
@@ -20,131 +19,9 @@
 /* ---------------------------------------------------------------------------------------------- */
 /* Running the binary */
 
-typedef struct {
-  int status;
-  char *out, *err;
-  size_t outlen, errlen;
-} run_t;
-
-static const char *bin(void) {
-  const char *b = getenv("SHMDICT_BIN");
-  cr_assert(b && *b, "SHMDICT_BIN is not set (run the tests with `meson test`, which sets it)");
-  return b;
-}
-
-static void run_free(run_t *r) {
-  free(r->out);
-  free(r->err);
-}
-
-/* The resident memory of process pid in bytes (0 once it is gone). */
-static uint64_t rss_of(pid_t pid) {
-  char path[64];
-  snprintf(path, sizeof path, "/proc/%d/statm", (int)pid);
-  FILE *f = fopen(path, "r");
-  unsigned long long size = 0, resident = 0;
-  if (f) {
-    if (fscanf(f, "%llu %llu", &size, &resident) != 2)
-      resident = 0;
-    fclose(f);
-  }
-  return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
-}
-
-/* A child whose resident memory passes this is killed (SIGKILL): a regression that builds a
- * reply of 2^63 elements fails its test instead of taking the host down, in every build (ASan's
- * own allocator is not bounded by `ulimit -v`). */
-#define RUN_RSS_LIMIT (UINT64_C(2) << 30)
-
-/* Runs argv (argv[0] is a path) with `in` on standard input; collects stdout and stderr. The
- * child is killed when its RSS passes RUN_RSS_LIMIT or it is silent for 60 s. */
-static run_t runv(const char *in, size_t inlen, char *const argv[]) {
-  int pin[2], pout[2], perr[2];
-  cr_assert(pipe(pin) == 0 && pipe(pout) == 0 && pipe(perr) == 0);
-  pid_t pid = fork();
-  cr_assert(pid >= 0);
-  if (pid == 0) {
-    dup2(pin[0], 0);
-    dup2(pout[1], 1);
-    dup2(perr[1], 2);
-    close(pin[0]), close(pin[1]), close(pout[0]), close(pout[1]), close(perr[0]), close(perr[1]);
-    execvp(argv[0], argv);
-    fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
-    _exit(127);
-  }
-  close(pin[0]), close(pout[1]), close(perr[1]);
-  fcntl(pin[1], F_SETFL, O_NONBLOCK);
-  cli_buf_t out = {0}, err = {0};
-  size_t inpos = 0;
-  if (inlen == 0)
-    close(pin[1]), pin[1] = -1;
-  int open_out = 1, open_err = 1, idle_ms = 0;
-  while (open_out || open_err) {
-    struct pollfd p[3] = {{pout[0], POLLIN, 0}, {perr[0], POLLIN, 0}, {pin[1], POLLOUT, 0}};
-    int np = pin[1] >= 0 ? 3 : 2;
-    int ready = poll(p, (nfds_t)np, 20);
-    if (rss_of(pid) > RUN_RSS_LIMIT)
-      kill(pid, SIGKILL); /* its pipes close: the loop ends */
-    if (ready < 0 || (ready == 0 && (idle_ms += 20) >= 60000))
-      break;
-    if (ready == 0)
-      continue;
-    idle_ms = 0;
-    char buf[65536];
-    for (int k = 0; k < 2; k++) {
-      if (!(p[k].revents & (POLLIN | POLLHUP)))
-        continue;
-      ssize_t n = read(p[k].fd, buf, sizeof buf);
-      if (n <= 0) {
-        if (k == 0)
-          open_out = 0;
-        else
-          open_err = 0;
-        p[k].fd = -1;
-      } else {
-        cli_buf_put(k == 0 ? &out : &err, buf, (size_t)n);
-      }
-    }
-    if (np == 3 && (p[2].revents & (POLLOUT | POLLERR | POLLHUP))) {
-      ssize_t n = write(pin[1], in + inpos, inlen - inpos);
-      if (n > 0)
-        inpos += (size_t)n;
-      if (n < 0 || inpos == inlen)
-        close(pin[1]), pin[1] = -1;
-    }
-  }
-  if (pin[1] >= 0)
-    close(pin[1]);
-  close(pout[0]), close(perr[0]);
-  run_t r = {ts_wait(pid), out.data ? out.data : strdup(""), err.data ? err.data : strdup(""), out.len, err.len};
-  return r;
-}
-
-/* run(stdin or NULL, "arg", ..., NULL): runs the shmdict binary. */
-static run_t run(const char *in, ...) {
-  char *argv[64];
-  int n = 0;
-  argv[n++] = (char *)bin();
-  va_list ap;
-  va_start(ap, in);
-  const char *a;
-  while ((a = va_arg(ap, const char *)) != NULL && n < 63)
-    argv[n++] = (char *)a;
-  va_end(ap);
-  argv[n] = NULL;
-  return runv(in ? in : "", in ? strlen(in) : 0, argv);
-}
-
-/* Runs a shell command line (for pipes between tools). */
-static run_t sh(const char *fmt, ...) {
-  char cmd[4096];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(cmd, sizeof cmd, fmt, ap);
-  va_end(ap);
-  char *argv[] = {"/bin/sh", "-c", cmd, NULL};
-  return runv("", 0, argv);
-}
+/* The binary runs through the shared program runner (tests/support_cli.h): ts_cli(stdin or NULL,
+ * "arg", ..., NULL), ts_runv(), ts_sh() for pipes between tools; each child is killed when its
+ * resident memory passes 2 GiB or it stays silent for 60 s. */
 
 #define expect_out(r, want)                                                                        \
   do {                                                                                             \
@@ -156,7 +33,7 @@ static run_t sh(const char *fmt, ...) {
 static void cmd_ok(const char *st, const char *want, ...) {
   char *argv[64];
   int n = 0;
-  argv[n++] = (char *)bin();
+  argv[n++] = (char *)ts_cli_bin();
   argv[n++] = "-s";
   argv[n++] = (char *)st;
   va_list ap;
@@ -166,10 +43,10 @@ static void cmd_ok(const char *st, const char *want, ...) {
     argv[n++] = (char *)a;
   va_end(ap);
   argv[n] = NULL;
-  run_t r = runv("", 0, argv);
+  ts_run_t r = ts_runv(NULL, 0, argv);
   cr_expect_eq(r.status, 0, "%s: exit status %d, stderr: %s", argv[3], r.status, r.err);
   cr_expect_str_eq(r.out, want, "%s: got '%s', want '%s'", argv[3], r.out, want);
-  run_free(&r);
+  ts_run_free(&r);
 }
 
 TestSuite(cli, .init = ts_init, .fini = ts_fini, .timeout = 60);
@@ -292,35 +169,35 @@ Test(cli, single_commands_print_like_redis_cli_on_a_pipe) {
 }
 
 Test(cli, piped_stdin_runs_each_line) {
-  run_t r = run("SET a 1\nGET a\n\nGET nope\r\nINCR a\n", "-s", "t", NULL);
+  ts_run_t r = ts_cli("SET a 1\nGET a\n\nGET nope\r\nINCR a\n", "-s", "t", NULL);
   expect_out(r, "OK\n1\n\n2\n");
   cr_expect_str_eq(r.err, "");
-  run_free(&r);
+  ts_run_free(&r);
   /* an error in the middle: later lines still run, exit status 1 */
-  r = run("SET s x\nLPUSH s y\nGET s\n", "-s", "t", NULL);
+  r = ts_cli("SET s x\nLPUSH s y\nGET s\n", "-s", "t", NULL);
   cr_expect_eq(r.status, 1);
   cr_expect_str_eq(r.out, "OK\nx\n");
   cr_expect(strstr(r.err, "(error) WRONGTYPE Operation against a key holding the wrong kind of value"), "%s", r.err);
-  run_free(&r);
+  ts_run_free(&r);
   /* SELECT switches the database of the session */
-  r = run("SELECT 3\nSET k db3\n", "-s", "t", NULL);
+  r = ts_cli("SELECT 3\nSET k db3\n", "-s", "t", NULL);
   expect_out(r, "OK\nOK\n");
-  run_free(&r);
+  ts_run_free(&r);
   cmd_ok("t", "\n", "GET", "k", NULL);
-  run_t r3 = run(NULL, "-n", "3", "-s", "t", "GET", "k", NULL);
+  ts_run_t r3 = ts_cli(NULL, "-n", "3", "-s", "t", "GET", "k", NULL);
   expect_out(r3, "db3\n");
-  run_free(&r3);
+  ts_run_free(&r3);
 }
 
 Test(cli, quoting_on_stdin) {
-  run_t r = run("SET q \"a b\\n\\x41\"\nGET q\nSET s 'it\\'s here'\nGET s\n", "-s", "t", NULL);
+  ts_run_t r = ts_cli("SET q \"a b\\n\\x41\"\nGET q\nSET s 'it\\'s here'\nGET s\n", "-s", "t", NULL);
   expect_out(r, "OK\na b\nA\nOK\nit's here\n");
-  run_free(&r);
-  r = run("SET q \"unterminated\nGET q\n", "-s", "t", NULL);
+  ts_run_free(&r);
+  r = ts_cli("SET q \"unterminated\nGET q\n", "-s", "t", NULL);
   cr_expect_eq(r.status, 1);
   cr_expect(strstr(r.err, "unbalanced quotes"), "%s", r.err);
   cr_expect_str_eq(r.out, "a b\nA\n");
-  run_free(&r);
+  ts_run_free(&r);
 }
 
 /* A store that does not exist: reading and admin commands answer "no such store" (exit 1) and
@@ -337,37 +214,37 @@ Test(cli, missing_store_answers_no_such_store_and_creates_nothing) {
   const char *const reads[][3] = {{"GET", "k", NULL}, {"EXISTS", "k", NULL}, {"DBSIZE", NULL, NULL},
                                   {"KEYS", "*", NULL}, {"TYPE", "k", NULL}, {"PING", NULL, NULL}};
   for (size_t i = 0; i < sizeof reads / sizeof reads[0]; i++) {
-    run_t r = run(NULL, "-s", "typo", reads[i][0], reads[i][1], reads[i][2], NULL);
+    ts_run_t r = ts_cli(NULL, "-s", "typo", reads[i][0], reads[i][1], reads[i][2], NULL);
     cr_expect_eq(r.status, 1, "%s: exit %d", reads[i][0], r.status);
     cr_expect_str_eq(r.out, "");
     cr_expect(strstr(r.err, "no such store 'typo'"), "%s: %s", reads[i][0], r.err);
     cr_expect(!store_exists("typo"), "%s created the store", reads[i][0]);
-    run_free(&r);
+    ts_run_free(&r);
   }
-  run_t r = run(NULL, "-s", "typo", "NOSUCH", "x", NULL);
+  ts_run_t r = ts_cli(NULL, "-s", "typo", "NOSUCH", "x", NULL);
   cr_expect(r.status == 1 && strstr(r.err, "ERR unknown command 'NOSUCH'"), "%s", r.err);
-  run_free(&r);
-  r = run(NULL, "-s", "typo", "SET", "k", NULL);
+  ts_run_free(&r);
+  r = ts_cli(NULL, "-s", "typo", "SET", "k", NULL);
   cr_expect(r.status == 1 && strstr(r.err, "ERR wrong number of arguments for 'set' command"), "%s", r.err);
-  run_free(&r);
+  ts_run_free(&r);
   const char *admin[] = {"info", "check", "dump"};
   for (size_t i = 0; i < 3; i++) {
-    r = run(NULL, admin[i], "typo", NULL);
+    r = ts_cli(NULL, admin[i], "typo", NULL);
     cr_expect_eq(r.status, 1, "%s: exit %d", admin[i], r.status);
-    run_free(&r);
+    ts_run_free(&r);
   }
-  r = run("GET a\nGET b\n", "-s", "typo", NULL);
+  r = ts_cli("GET a\nGET b\n", "-s", "typo", NULL);
   cr_expect_eq(r.status, 1);
   cr_expect(!store_exists("typo"), "a session of reads created the store");
-  run_free(&r);
+  ts_run_free(&r);
   /* writes create it: one-shot, and in a session at the first write */
   cmd_ok("typo", "1\n", "RPUSH", "l", "x", NULL);
   cr_expect(store_exists("typo"));
-  r = run("GET a\nSET a 1\nGET a\n", "-s", "fresh", NULL);
+  r = ts_cli("GET a\nSET a 1\nGET a\n", "-s", "fresh", NULL);
   cr_expect_eq(r.status, 1); /* the first GET failed */
   cr_expect_str_eq(r.out, "OK\n1\n");
   cr_expect(store_exists("fresh"));
-  run_free(&r);
+  ts_run_free(&r);
 }
 
 /* A store on a file system mounted read-only: the error says so and does not tell the user to
@@ -377,81 +254,81 @@ Test(cli, read_only_file_system_is_not_called_a_permission_problem) {
   char mnt[4200];
   snprintf(mnt, sizeof mnt, "%s/rofs", ts_dir);
   cr_assert_eq(mkdir(mnt, 0700), 0);
-  run_t r = sh("mount -t tmpfs -o size=16m tmpfs %s", mnt);
+  ts_run_t r = ts_sh("mount -t tmpfs -o size=16m tmpfs %s", mnt);
   int mounted = r.status == 0;
-  run_free(&r);
+  ts_run_free(&r);
   if (!mounted)
     cr_skip_test("cannot mount a tmpfs here (not root?)");
-  r = run(NULL, "-d", mnt, "-s", "st", "SET", "a", "b", NULL);
+  r = ts_cli(NULL, "-d", mnt, "-s", "st", "SET", "a", "b", NULL);
   cr_expect_eq(r.status, 0, "%s", r.err);
-  run_free(&r);
-  r = sh("mount -o remount,ro %s", mnt);
+  ts_run_free(&r);
+  r = ts_sh("mount -o remount,ro %s", mnt);
   cr_expect_eq(r.status, 0, "%s", r.err);
-  run_free(&r);
+  ts_run_free(&r);
   const char *cases[][5] = {{"-s", "st", "GET", "a", NULL}, {"info", "st", NULL}, {"-s", "new", "SET", "a", "b"}};
   for (int i = 0; i < 3; i++) {
-    r = run(NULL, "-d", mnt, cases[i][0], cases[i][1], cases[i][2], cases[i][3], cases[i][4], NULL);
+    r = ts_cli(NULL, "-d", mnt, cases[i][0], cases[i][1], cases[i][2], cases[i][3], cases[i][4], NULL);
     cr_expect_eq(r.status, 1);
     cr_expect(strstr(r.err, "read-only file system") && strstr(r.err, "mounted read-only") &&
                   !strstr(r.err, "owner's alone") && !strstr(r.err, "permission denied]("),
               "%s: %s", cases[i][0], r.err);
-    run_free(&r);
+    ts_run_free(&r);
   }
-  r = sh("umount %s", mnt);
+  r = ts_sh("umount %s", mnt);
   cr_expect_eq(r.status, 0, "%s", r.err);
-  run_free(&r);
+  ts_run_free(&r);
 }
 
 Test(cli, errors_say_what_to_do_and_set_exit_codes) {
   cmd_ok("t", "OK\n", "SET", "s", "x", NULL);
-  run_t r = run(NULL, "-s", "t", "LPUSH", "s", "y", NULL);
+  ts_run_t r = ts_cli(NULL, "-s", "t", "LPUSH", "s", "y", NULL);
   cr_expect_eq(r.status, 1);
   cr_expect_str_eq(r.out, "");
   cr_expect(strncmp(r.err, "(error) WRONGTYPE", 17) == 0, "%s", r.err);
-  run_free(&r);
-  r = run(NULL, "-s", "t", "NOSUCHCOMMAND", "x", NULL);
+  ts_run_free(&r);
+  r = ts_cli(NULL, "-s", "t", "NOSUCHCOMMAND", "x", NULL);
   cr_expect_eq(r.status, 1);
   cr_expect(strstr(r.err, "(error) ERR unknown command"), "%s", r.err);
-  run_free(&r);
-  r = run(NULL, "info", "nosuch", NULL);
+  ts_run_free(&r);
+  r = ts_cli(NULL, "info", "nosuch", NULL);
   cr_expect_eq(r.status, 1);
   cr_expect(strstr(r.err, "store 'nosuch' does not exist in ") && strstr(r.err, ts_dir) &&
                 strstr(r.err, "create it by writing to it"),
             "%s", r.err);
-  run_free(&r);
-  r = run(NULL, "-s", "bad/name", "GET", "a", NULL);
+  ts_run_free(&r);
+  r = ts_cli(NULL, "-s", "bad/name", "GET", "a", NULL);
   cr_expect_eq(r.status, 1);
   cr_expect(strstr(r.err, "store names are"), "%s", r.err);
-  run_free(&r);
-  r = run(NULL, NULL); /* a session on the store "default" with nothing to run: creates nothing */
+  ts_run_free(&r);
+  r = ts_cli(NULL, NULL); /* a session on the store "default" with nothing to run: creates nothing */
   cr_expect_eq(r.status, 0, "%s", r.err);
   cr_expect(!store_exists("default"));
-  run_free(&r);
-  r = run(NULL, "-q", NULL);
+  ts_run_free(&r);
+  r = ts_cli(NULL, "-q", NULL);
   cr_expect_eq(r.status, 2);
   cr_expect(strstr(r.err, "unknown option '-q'") && strstr(r.err, "--help"), "%s", r.err);
-  run_free(&r);
-  r = run(NULL, "-n", "16", "-s", "t", "GET", "a", NULL);
+  ts_run_free(&r);
+  r = ts_cli(NULL, "-n", "16", "-s", "t", "GET", "a", NULL);
   cr_expect_eq(r.status, 2);
   cr_expect(strstr(r.err, "from 0 to 15"), "%s", r.err);
-  run_free(&r);
-  r = run("SELECT 99\nGET s\n", "-s", "t", NULL);
+  ts_run_free(&r);
+  r = ts_cli("SELECT 99\nGET s\n", "-s", "t", NULL);
   cr_expect_eq(r.status, 1);
   cr_expect_str_eq(r.out, "x\n");
   cr_expect(strstr(r.err, "(error) ERR DB index is out of range"), "%s", r.err);
-  run_free(&r);
-  r = run(NULL, "frobnicate", NULL);
+  ts_run_free(&r);
+  r = ts_cli(NULL, "frobnicate", NULL);
   cr_expect_eq(r.status, 2);
   cr_expect(strstr(r.err, "shmdict -s STORE frobnicate"), "%s", r.err);
-  run_free(&r);
-  r = run(NULL, "drop", "nosuch", NULL);
+  ts_run_free(&r);
+  r = ts_cli(NULL, "drop", "nosuch", NULL);
   cr_expect_eq(r.status, 1);
   cr_expect(strstr(r.err, "does not exist") && strstr(r.err, "shmdict list"), "%s", r.err);
-  run_free(&r);
-  r = run(NULL, "-d", "/nonexistent-shmdict-dir", "list", NULL);
+  ts_run_free(&r);
+  r = ts_cli(NULL, "-d", "/nonexistent-shmdict-dir", "list", NULL);
   cr_expect_eq(r.status, 0);
   cr_expect(strstr(r.err, "does not exist"), "%s", r.err);
-  run_free(&r);
+  ts_run_free(&r);
 }
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -469,110 +346,110 @@ Test(cli, errors_say_what_to_do_and_set_exit_codes) {
  * bigger than the ceiling. */
 Test(cli, huge_replies_are_refused_and_the_ceiling_is_an_option) {
   cmd_ok("t", "3\n", "SADD", "st", "a", "b", "c", NULL);
-  run_t r = run(NULL, "-s", "t", "SRANDMEMBER", "st", "-9223372036854775808", NULL);
+  ts_run_t r = ts_cli(NULL, "-s", "t", "SRANDMEMBER", "st", "-9223372036854775808", NULL);
   cr_expect_eq(r.status, 1, "exit status %d, stderr: %s", r.status, r.err);
   cr_expect_str_eq(r.err, "(error) ERR value is out of range, value must between -9223372036854775807 and "
                           "9223372036854775807\n");
-  run_free(&r);
+  ts_run_free(&r);
 #ifndef CLI_ASAN
-  r = sh("ulimit -v 2000000 && exec %s -s t SRANDMEMBER st -9223372036854775807", bin());
+  r = ts_sh("ulimit -v 2000000 && exec %s -s t SRANDMEMBER st -9223372036854775807", ts_cli_bin());
   cr_expect_eq(r.status, 1, "exit status %d, stderr: %s", r.status, r.err);
   cr_expect_str_eq(r.err, "(error) ERR reply exceeds maximum allowed size (shmdict max-reply-bytes)\n");
-  run_free(&r);
+  ts_run_free(&r);
 #endif
-  r = run(NULL, "-s", "t", "SRANDMEMBER", "st", "-100", NULL);
+  r = ts_cli(NULL, "-s", "t", "SRANDMEMBER", "st", "-100", NULL);
   cr_expect_eq(r.status, 0, "%s", r.err);
   cr_expect_eq(r.outlen, 200);
-  run_free(&r);
-  r = run(NULL, "--max-reply", "4K", "-s", "t", "SRANDMEMBER", "st", "-100", NULL);
+  ts_run_free(&r);
+  r = ts_cli(NULL, "--max-reply", "4K", "-s", "t", "SRANDMEMBER", "st", "-100", NULL);
   cr_expect_eq(r.status, 1);
   cr_expect_str_eq(r.out, "");
   cr_expect_str_eq(r.err, "(error) ERR reply exceeds maximum allowed size (shmdict max-reply-bytes)\n");
-  run_free(&r);
+  ts_run_free(&r);
   setenv("SHMDICT_MAX_REPLY", "4096", 1);
-  r = run(NULL, "-s", "t", "SRANDMEMBER", "st", "-100", NULL);
+  r = ts_cli(NULL, "-s", "t", "SRANDMEMBER", "st", "-100", NULL);
   cr_expect_eq(r.status, 1);
   cr_expect(strstr(r.err, "max-reply-bytes"), "%s", r.err);
-  run_free(&r);
-  r = run(NULL, "--max-reply", "1G", "-s", "t", "SRANDMEMBER", "st", "-100", NULL); /* the option wins */
+  ts_run_free(&r);
+  r = ts_cli(NULL, "--max-reply", "1G", "-s", "t", "SRANDMEMBER", "st", "-100", NULL); /* the option wins */
   cr_expect_eq(r.status, 0, "%s", r.err);
-  run_free(&r);
+  ts_run_free(&r);
   setenv("SHMDICT_MAX_REPLY", "lots", 1);
-  r = run(NULL, "-s", "t", "SCARD", "st", NULL);
+  r = ts_cli(NULL, "-s", "t", "SCARD", "st", NULL);
   cr_expect_eq(r.status, 2);
   cr_expect(strstr(r.err, "$SHMDICT_MAX_REPLY needs a size in bytes") && strstr(r.err, "'lots'"), "%s", r.err);
-  run_free(&r);
+  ts_run_free(&r);
   unsetenv("SHMDICT_MAX_REPLY");
-  r = run(NULL, "--max-reply", "12Q", "-s", "t", "SCARD", "st", NULL);
+  r = ts_cli(NULL, "--max-reply", "12Q", "-s", "t", "SCARD", "st", NULL);
   cr_expect_eq(r.status, 2);
   cr_expect(strstr(r.err, "--max-reply needs a size in bytes"), "%s", r.err);
-  run_free(&r);
-  r = run(NULL, "--max-reply", NULL);
+  ts_run_free(&r);
+  r = ts_cli(NULL, "--max-reply", NULL);
   cr_expect_eq(r.status, 2);
   cr_expect(strstr(r.err, "--max-reply needs a value"), "%s", r.err);
-  run_free(&r);
+  ts_run_free(&r);
   /* a set of 300 members is more than a 4 KiB ceiling: the dump fails and says what to do */
   cli_buf_t in = {0};
   cli_buf_puts(&in, "SADD big");
   for (int i = 0; i < 300; i++)
     cli_buf_printf(&in, " member-%d", i);
   cli_buf_puts(&in, "\n");
-  r = runv(in.data, in.len, (char *[]){(char *)bin(), "-s", "t", NULL});
+  r = ts_runv(in.data, in.len, (char *[]){(char *)ts_cli_bin(), "-s", "t", NULL});
   cr_expect_eq(r.status, 0, "%s", r.err);
-  run_free(&r);
+  ts_run_free(&r);
   cli_buf_free(&in);
-  r = run(NULL, "--max-reply", "4K", "dump", "t", NULL);
+  r = ts_cli(NULL, "--max-reply", "4K", "dump", "t", NULL);
   cr_expect_eq(r.status, 1);
   cr_expect(strstr(r.err, "key 'big' is bigger than the reply ceiling of 4096 bytes") && strstr(r.err, "--max-reply"),
             "%s", r.err);
-  run_free(&r);
-  r = run(NULL, "dump", "t", NULL);
+  ts_run_free(&r);
+  r = ts_cli(NULL, "dump", "t", NULL);
   cr_expect_eq(r.status, 0, "%s", r.err);
   cr_expect(strstr(r.out, "member-299"));
-  run_free(&r);
+  ts_run_free(&r);
 }
 
 Test(cli, list_info_check_drop) {
-  run_t r = run("SET a 1\nHSET h f v\nRPUSH l x\nSADD s m\nZADD z 1 m\nPEXPIRE a 100000\n", "-s", "one", NULL);
+  ts_run_t r = ts_cli("SET a 1\nHSET h f v\nRPUSH l x\nSADD s m\nZADD z 1 m\nPEXPIRE a 100000\n", "-s", "one", NULL);
   cr_expect_eq(r.status, 0, "%s", r.err);
-  run_free(&r);
+  ts_run_free(&r);
   cmd_ok("two", "OK\n", "SET", "b", "2", NULL);
-  r = run(NULL, "list", NULL);
+  r = ts_cli(NULL, "list", NULL);
   cr_expect_eq(r.status, 0, "%s", r.err);
   cr_expect(strstr(r.out, "STORE") && strstr(r.out, "SEGMENTS"), "%s", r.out);
   char *one = strstr(r.out, "\none "), *two = strstr(r.out, "\ntwo ");
   cr_expect(one && two && one < two, "%s", r.out);
   cr_expect(one && strstr(one, " 5\n") != NULL, "store one should have 5 keys: %s", r.out);
-  run_free(&r);
+  ts_run_free(&r);
   char other[512];
   snprintf(other, sizeof other, "%s/other", ts_dir);
-  r = run(NULL, "-d", other, "-s", "three", "SET", "k", "v", NULL);
+  r = ts_cli(NULL, "-d", other, "-s", "three", "SET", "k", "v", NULL);
   expect_out(r, "OK\n");
-  run_free(&r);
-  r = run(NULL, "-d", other, "list", NULL);
+  ts_run_free(&r);
+  r = ts_cli(NULL, "-d", other, "list", NULL);
   cr_expect(strstr(r.out, "\nthree ") && !strstr(r.out, "\none "), "-d is not used: %s", r.out);
-  run_free(&r);
-  r = run(NULL, "info", "one", NULL);
+  ts_run_free(&r);
+  r = ts_cli(NULL, "info", "one", NULL);
   cr_expect_eq(r.status, 0, "%s", r.err);
   const char *want[] = {"segments:", "memory by size class:", "fragmentation", "recoveries:", "lanes:",
                         "db0: 5 keys (string 1, hash 1, list 1, set 1, zset 1; 1 with an expiry"};
   for (size_t i = 0; i < sizeof want / sizeof *want; i++)
     cr_expect(strstr(r.out, want[i]), "info lacks '%s':\n%s", want[i], r.out);
-  run_free(&r);
-  r = run(NULL, "check", "one", NULL);
+  ts_run_free(&r);
+  r = ts_cli(NULL, "check", "one", NULL);
   expect_out(r, "ok\n");
   cr_expect_str_eq(r.err, "", "no progress bar when stderr is a pipe");
-  run_free(&r);
-  r = run(NULL, "drop", "one", NULL);
+  ts_run_free(&r);
+  r = ts_cli(NULL, "drop", "one", NULL);
   expect_out(r, "");
-  run_free(&r);
-  r = run(NULL, "list", NULL);
+  ts_run_free(&r);
+  r = ts_cli(NULL, "list", NULL);
   cr_expect(strstr(r.out, "\none ") == NULL && strstr(r.out, "\ntwo "), "%s", r.out);
-  run_free(&r);
-  r = run(NULL, "check", "one", NULL);
+  ts_run_free(&r);
+  r = ts_cli(NULL, "check", "one", NULL);
   cr_expect_eq(r.status, 1);
   cr_expect(strstr(r.err, "does not exist"), "%s", r.err);
-  run_free(&r);
+  ts_run_free(&r);
 }
 
 /*
@@ -618,12 +495,12 @@ Test(cli, list_and_info_print_exact_sizes) {
   cr_assert_eq(shmd_root_set(s, "big", big), 0);
   cr_assert_eq(shmd_root_set(s, "mib", mib), 0);
   shmd_close(s);
-  run_t r = run("SET a 1\nRPUSH l x y z\nHSET h f v g w\nSADD st m\n", "-s", "sz", NULL);
+  ts_run_t r = ts_cli("SET a 1\nRPUSH l x y z\nHSET h f v g w\nSADD st m\n", "-s", "sz", NULL);
   cr_assert_eq(r.status, 0, "%s", r.err);
-  run_free(&r);
-  r = run("SET b 2\nSET c 3\n", "-n", "3", "-s", "sz", NULL);
+  ts_run_free(&r);
+  r = ts_cli("SET b 2\nSET c 3\n", "-n", "3", "-s", "sz", NULL);
   cr_assert_eq(r.status, 0, "%s", r.err);
-  run_free(&r);
+  ts_run_free(&r);
   /* What the library says, the store quiet. */
   cr_assert_eq(shmd_open("sz", &o, &s), 0);
   shmd_store_info_t in;
@@ -648,13 +525,13 @@ Test(cli, list_and_info_print_exact_sizes) {
   }
   shmd_close(s);
 
-  r = run(NULL, "list", NULL);
+  r = ts_cli(NULL, "list", NULL);
   cr_expect_eq(r.status, 0, "%s", r.err);
   iec(in.store_bytes, b1, sizeof b1);
   expect_line(r.out, "%-24s %12s %9u %12llu", "sz", b1, 2u, (unsigned long long)keys);
-  run_free(&r);
+  ts_run_free(&r);
 
-  r = run(NULL, "info", "sz", NULL);
+  r = ts_cli(NULL, "info", "sz", NULL);
   cr_expect_eq(r.status, 0, "%s", r.err);
   const char *out = r.out;
   /* the known sizes, literally */
@@ -707,7 +584,7 @@ Test(cli, list_and_info_print_exact_sizes) {
                    "awaiting release)");
   expect_line(out, "  db3: 2 keys (string 2, hash 0, list 0, set 0, zset 0; 0 with an expiry; 0 containers "
                    "awaiting release)");
-  run_free(&r);
+  ts_run_free(&r);
 }
 
 /* Fills bytes [from, to) of the store's first segment with 0xA5. */
@@ -737,22 +614,22 @@ Test(cli, check_fails_with_exit_2_on_damage) {
   /* The manifest itself: the store cannot be opened, which is the check's answer. */
   cmd_ok("bad", "OK\n", "SET", "a", "1", NULL);
   trash_segment("bad", 4096, 8 << 20);
-  run_t r = run(NULL, "check", "bad", NULL);
+  ts_run_t r = ts_cli(NULL, "check", "bad", NULL);
   cr_expect_eq(r.status, 2, "status %d out %s err %s", r.status, r.out, r.err);
   cr_expect(strncmp(r.out, "check failed", 12) == 0, "%s", r.out);
   cr_expect(strstr(r.err, "failed its check") && strstr(r.err, "shmdict load bad"), "%s", r.err);
-  run_free(&r);
+  ts_run_free(&r);
   /* The data area under a few thousand keys: the allocator or the keyspace checker notices. */
   cli_buf_t in = {0};
   for (int i = 0; i < 3000; i++)
     cli_buf_printf(&in, "SET key:%d value-%d\nHSET h:%d f %d\n", i, i, i % 50, i);
-  r = run(in.data, "-s", "bad2", NULL);
+  r = ts_cli(in.data, "-s", "bad2", NULL);
   cr_expect_eq(r.status, 0, "%s", r.err);
-  run_free(&r);
+  ts_run_free(&r);
   cli_buf_free(&in);
-  r = run(NULL, "check", "bad2", NULL);
+  r = ts_cli(NULL, "check", "bad2", NULL);
   expect_out(r, "ok\n");
-  run_free(&r);
+  ts_run_free(&r);
   shmd_options_t o;
   shmd_options_init(&o);
   o.dir = ts_dir;
@@ -764,10 +641,10 @@ Test(cli, check_fails_with_exit_2_on_damage) {
   shmd_close(s);
   off_t data = (off_t)((meta + 4095) & ~(uint64_t)4095); /* the data area starts after the metadata */
   trash_segment("bad2", data, data + (4 << 20));
-  r = run(NULL, "check", "bad2", NULL);
+  r = ts_cli(NULL, "check", "bad2", NULL);
   cr_expect_eq(r.status, 2, "status %d out %s err %s", r.status, r.out, r.err);
   cr_expect(strncmp(r.out, "check failed", 12) == 0, "%s", r.out);
-  run_free(&r);
+  ts_run_free(&r);
 }
 
 static const char *FILL =
@@ -789,42 +666,42 @@ static const char *READBACK_OUT =
     "hello\n\x00\xff\r\n\"q\n100\nv1\nv 2\nempty\n3\na\nb\nc\n\na\n3\n1\n1\nneg\n-3\none\n1\ntwo\n2.5\nexpiring\nhash\nzset\n";
 
 static void expect_readback(const char *st) {
-  run_t r = run(READBACK, "-s", st, NULL);
+  ts_run_t r = ts_cli(READBACK, "-s", st, NULL);
   cr_expect_eq(r.status, 0, "%s", r.err);
   size_t want_len = strlen("hello\n") + 7 /* the binary value and its newline */ + strlen("100\nv1\nv 2\nempty\n3\na\nb\nc\n\na\n3\n1\n1\nneg\n-3\none\n1\ntwo\n2.5\nexpiring\nhash\nzset\n");
   cr_expect_eq(r.outlen, want_len, "readback of %s: %zu bytes, want %zu:\n%s", st, r.outlen, want_len, r.out);
   cr_expect(r.outlen == want_len && memcmp(r.out, READBACK_OUT, want_len) == 0, "readback of %s:\n%s", st, r.out);
-  run_free(&r);
-  run_t t = run(NULL, "-s", st, "PTTL", "e", NULL);
+  ts_run_free(&r);
+  ts_run_t t = ts_cli(NULL, "-s", st, "PTTL", "e", NULL);
   long long left = atoll(t.out);
   cr_expect(left > 400000 && left <= 500000, "expiry lost: PTTL %s", t.out);
-  run_free(&t);
+  ts_run_free(&t);
 }
 
 static void dump_load_round_trip(const char *format) {
-  run_t r = run(FILL, "-s", "src", NULL);
+  ts_run_t r = ts_cli(FILL, "-s", "src", NULL);
   cr_assert_eq(r.status, 0, "%s", r.err);
-  run_free(&r);
+  ts_run_free(&r);
   expect_readback("src");
   char file[512];
   snprintf(file, sizeof file, "%s/dump.%s", ts_dir, format);
-  r = run(NULL, "dump", "src", "--format", format, "-o", file, NULL);
+  r = ts_cli(NULL, "dump", "src", "--format", format, "-o", file, NULL);
   cr_expect_eq(r.status, 0, "%s", r.err);
   cr_expect_str_eq(r.err, "", "no progress bar when stderr is a pipe");
-  run_free(&r);
-  r = run(NULL, "load", "dst", "-i", file, NULL);
+  ts_run_free(&r);
+  r = ts_cli(NULL, "load", "dst", "-i", file, NULL);
   cr_expect_eq(r.status, 0, "%s", r.err);
   cr_expect_str_eq(r.err, "");
-  run_free(&r);
+  ts_run_free(&r);
   expect_readback("dst");
   /* dump to stdout, load from stdin */
-  r = run(NULL, "dump", "src", "--format", format, NULL);
+  r = ts_cli(NULL, "dump", "src", "--format", format, NULL);
   cr_expect_eq(r.status, 0, "%s", r.err);
-  char *argv[] = {(char *)bin(), "load", "dst2", "--format", (char *)format, NULL};
-  run_t l = runv(r.out, r.outlen, argv);
+  char *argv[] = {(char *)ts_cli_bin(), "load", "dst2", "--format", (char *)format, NULL};
+  ts_run_t l = ts_runv(r.out, r.outlen, argv);
   cr_expect_eq(l.status, 0, "%s", l.err);
-  run_free(&l);
-  run_free(&r);
+  ts_run_free(&l);
+  ts_run_free(&r);
   expect_readback("dst2");
 }
 
@@ -868,47 +745,47 @@ Test(cli, dump_load_batches_large_collections) {
     cli_buf_printf(&in, "%s m%d%s", i % 40 == 0 ? "SADD ss" : "", i, i % 40 == 39 || i == 999 ? "\n" : "");
   for (int i = 0; i < 1000; i++)
     cli_buf_printf(&in, "%s %d.25 z%d%s", i % 20 == 0 ? "ZADD zz" : "", i, i, i % 20 == 19 || i == 999 ? "\n" : "");
-  run_t r = run(in.data, "-s", "src", NULL);
+  ts_run_t r = ts_cli(in.data, "-s", "src", NULL);
   cr_assert_eq(r.status, 0, "%s", r.err);
-  run_free(&r);
+  ts_run_free(&r);
   cli_buf_free(&in);
-  r = run(NULL, "dump", "src", NULL);
+  r = ts_cli(NULL, "dump", "src", NULL);
   cr_expect_eq(r.status, 0, "%s", r.err);
   cr_expect_eq(count_of(r.out, r.outlen, "$5\r\nRPUSH\r\n"), 3, "1300 elements in batches of 512");
   cr_expect_eq(count_of(r.out, r.outlen, "$4\r\nHSET\r\n"), 3);
   cr_expect_eq(count_of(r.out, r.outlen, "$4\r\nSADD\r\n"), 2);
   cr_expect_eq(count_of(r.out, r.outlen, "$4\r\nZADD\r\n"), 2);
-  char *argv[] = {(char *)bin(), "load", "dst", NULL};
-  run_t l = runv(r.out, r.outlen, argv);
+  char *argv[] = {(char *)ts_cli_bin(), "load", "dst", NULL};
+  ts_run_t l = ts_runv(r.out, r.outlen, argv);
   cr_expect_eq(l.status, 0, "%s", l.err);
-  run_free(&l);
-  run_free(&r);
+  ts_run_free(&l);
+  ts_run_free(&r);
   const char *q = "LLEN big\nHLEN hh\nSCARD ss\nZCARD zz\nLRANGE big 0 -1\nZRANGE zz 0 -1 WITHSCORES\nHGET hh f1099\n";
-  run_t a = run(q, "-s", "src", NULL), b = run(q, "-s", "dst", NULL);
+  ts_run_t a = ts_cli(q, "-s", "src", NULL), b = ts_cli(q, "-s", "dst", NULL);
   cr_expect_eq(a.status, 0);
   cr_expect(strncmp(a.out, "1300\n1100\n1000\n1000\ne0\n", 22) == 0, "%.40s", a.out);
   cr_expect(a.outlen == b.outlen && memcmp(a.out, b.out, a.outlen) == 0, "the loaded copy differs");
-  run_free(&a);
-  run_free(&b);
+  ts_run_free(&a);
+  ts_run_free(&b);
 }
 
 Test(cli, load_text_commands_and_bad_input) {
-  run_t r = run("SET a 1\nRPUSH l \"x y\"\n", "load", "t", NULL);
+  ts_run_t r = ts_cli("SET a 1\nRPUSH l \"x y\"\n", "load", "t", NULL);
   cr_expect_eq(r.status, 0, "%s", r.err);
-  run_free(&r);
+  ts_run_free(&r);
   cmd_ok("t", "x y\n", "LRANGE", "l", "0", "-1", NULL);
-  r = run("*2\r\n$3\r\nGET\r\n$10\r\nshort\r\n", "load", "t", "--format", "resp", NULL);
+  r = ts_cli("*2\r\n$3\r\nGET\r\n$10\r\nshort\r\n", "load", "t", "--format", "resp", NULL);
   cr_expect_eq(r.status, 1);
   cr_expect(strstr(r.err, "not a valid RESP stream"), "%s", r.err);
-  run_free(&r);
-  r = run("{\"key\": 1}\n", "load", "t", NULL);
+  ts_run_free(&r);
+  r = ts_cli("{\"key\": 1}\n", "load", "t", NULL);
   cr_expect_eq(r.status, 1);
   cr_expect(strstr(r.err, "expected"), "%s", r.err);
-  run_free(&r);
-  r = run("SET a 1\nLPUSH a x\n", "load", "t", NULL);
+  ts_run_free(&r);
+  r = ts_cli("SET a 1\nLPUSH a x\n", "load", "t", NULL);
   cr_expect_eq(r.status, 1);
   cr_expect(strstr(r.err, "WRONGTYPE") && strstr(r.err, "1 of 2 commands failed"), "%s", r.err);
-  run_free(&r);
+  ts_run_free(&r);
 }
 
 /* Runs the binary on a pseudo-terminal (stdin, stdout and stderr), typing `typed` (if any) and
@@ -920,7 +797,7 @@ static char *run_pty(const char *typed, char *const args[]) {
   if (pid == 0) {
     char *argv[16];
     int n = 0;
-    argv[n++] = (char *)bin();
+    argv[n++] = (char *)ts_cli_bin();
     for (int i = 0; args[i] && n < 15; i++)
       argv[n++] = args[i];
     argv[n] = NULL;
@@ -956,8 +833,8 @@ static char *run_pty(const char *typed, char *const args[]) {
 }
 
 Test(cli, terminal_output_prompt_history_and_progress) {
-  run_t r = run("RPUSH l a b\nSET s 1\n", "-s", "t", NULL);
-  run_free(&r);
+  ts_run_t r = ts_cli("RPUSH l a b\nSET s 1\n", "-s", "t", NULL);
+  ts_run_free(&r);
   char *o = run_pty(NULL, (char *[]){"-s", "t", "LRANGE", "l", "0", "-1", NULL});
   cr_expect_str_eq(o, "1) \"a\"\r\n2) \"b\"\r\n");
   free(o);
@@ -1001,37 +878,37 @@ Test(cli, terminal_output_prompt_history_and_progress) {
 /* --version, help from the command table, -x, --no-raw, a session without arguments on
  * $SHMDICT_STORE, and dump's note on the named roots it leaves out. */
 Test(cli, version_help_x_raw_and_default_session) {
-  run_t r = run(NULL, "--version", NULL);
+  ts_run_t r = ts_cli(NULL, "--version", NULL);
   cr_expect(r.status == 0 && strncmp(r.out, "shmdict ", 8) == 0, "%s", r.out);
-  run_free(&r);
-  r = run(NULL, "help", "get", NULL);
+  ts_run_free(&r);
+  r = ts_cli(NULL, "help", "get", NULL);
   expect_out(r, "\n  GET key\n  summary: A key's string value.\n  group: string\n\n");
-  run_free(&r);
-  r = run(NULL, "help", "@transactions", NULL);
+  ts_run_free(&r);
+  r = ts_cli(NULL, "help", "@transactions", NULL);
   cr_expect(r.status == 0 && strstr(r.out, "  MULTI\n") && strstr(r.out, "  WATCH key [key ...]\n"), "%s", r.out);
-  run_free(&r);
-  r = run(NULL, "help", "nosuch", NULL);
+  ts_run_free(&r);
+  r = ts_cli(NULL, "help", "nosuch", NULL);
   cr_expect(r.status == 1 && strstr(r.err, "no help for 'nosuch'"), "%s", r.err);
-  run_free(&r);
-  r = run("HELP SET\nhelp\n", "-s", "t", NULL);
+  ts_run_free(&r);
+  r = ts_cli("HELP SET\nhelp\n", "-s", "t", NULL);
   cr_expect(r.status == 0 && strstr(r.out, "  SET key value [NX|XX]") && strstr(r.out, "help @<group>"), "%s", r.out);
-  run_free(&r);
+  ts_run_free(&r);
   /* -x: the last argument is all of standard input, final newline included (redis-cli) */
-  r = run("two\nlines\n", "-x", "-s", "t", "SET", "k", NULL);
+  r = ts_cli("two\nlines\n", "-x", "-s", "t", "SET", "k", NULL);
   expect_out(r, "OK\n");
-  run_free(&r);
-  r = run(NULL, "--no-raw", "-s", "t", "GET", "k", NULL);
+  ts_run_free(&r);
+  r = ts_cli(NULL, "--no-raw", "-s", "t", "GET", "k", NULL);
   expect_out(r, "\"two\\nlines\\n\"\n");
-  run_free(&r);
-  r = run(NULL, "-s", "t", "STRLEN", "k", NULL);
+  ts_run_free(&r);
+  r = ts_cli(NULL, "-s", "t", "STRLEN", "k", NULL);
   expect_out(r, "10\n");
-  run_free(&r);
+  ts_run_free(&r);
   /* no arguments: a session on $SHMDICT_STORE */
   setenv("SHMDICT_STORE", "t", 1);
-  r = run("GET k\nSTRLEN k\n", NULL);
+  r = ts_cli("GET k\nSTRLEN k\n", NULL);
   unsetenv("SHMDICT_STORE");
   expect_out(r, "two\nlines\n\n10\n");
-  run_free(&r);
+  ts_run_free(&r);
   /* dump names the roots it leaves out (the library's own "shmdict.*" ones are not counted) */
   shmd_store_t *s = ts_open("t", 0, 0);
   shmd_ptr_t p;
@@ -1039,9 +916,9 @@ Test(cli, version_help_x_raw_and_default_session) {
   cr_assert_eq(shmd_root_set(s, "my.table", p), 0);
   cr_assert_eq(shmd_root_set(s, "my.other", p), 0);
   shmd_close(s);
-  r = run(NULL, "dump", "t", NULL);
+  r = ts_cli(NULL, "dump", "t", NULL);
   cr_expect(r.status == 0 && strstr(r.err, "dump: 2 named roots (structures outside the keyspace"), "%s", r.err);
-  run_free(&r);
+  ts_run_free(&r);
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -1051,84 +928,48 @@ static pid_t redis_pid;
 
 static void redis_fini(void) {
   if (redis_pid > 0) {
-    kill(redis_pid, SIGKILL);
-    ts_wait(redis_pid);
+    ts_stop(redis_pid, 0);
     redis_pid = 0;
   }
   ts_fini();
 }
 
-/* Starts a private redis-server on a random loopback port; returns the port. */
+/* Starts a private redis-server (ts_redis_start); returns its port. */
 static int redis_start(void) {
-  run_t w = sh("command -v redis-server && command -v redis-cli");
+  ts_run_t w = ts_sh("command -v redis-server && command -v redis-cli");
   cr_assert_eq(w.status, 0, "redis-server or redis-cli is not installed: run scripts/setup.sh");
-  run_free(&w);
-  ts_rng_t rng = {ts_seed("redis port")};
-  for (int attempt = 0; attempt < 5; attempt++) {
-    int port = 20000 + (int)ts_below(&rng, 30000);
-    char ports[16];
-    snprintf(ports, sizeof ports, "%d", port);
-    pid_t pid = fork();
-    cr_assert(pid >= 0);
-    if (pid == 0) {
-      prctl(PR_SET_PDEATHSIG, SIGKILL);
-      int null = open("/dev/null", O_WRONLY);
-      dup2(null, 1);
-      execlp("redis-server", "redis-server", "--port", ports, "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", ts_dir, (char *)NULL);
-      _exit(127);
-    }
-    redis_pid = pid;
-    for (int i = 0; i < 100; i++) {
-      run_t p = sh("redis-cli -p %d ping 2>/dev/null", port);
-      int up = strcmp(p.out, "PONG\n") == 0;
-      run_free(&p);
-      if (up)
-        return port;
-      if (waitpid(pid, NULL, WNOHANG) == pid) { /* port taken: try another */
-        redis_pid = 0;
-        break;
-      }
-      usleep(50000);
-    }
-    if (redis_pid) {
-      kill(redis_pid, SIGKILL);
-      ts_wait(redis_pid);
-      redis_pid = 0;
-    }
-  }
-  cr_assert_fail("could not start redis-server on a loopback port (is it installed? run scripts/setup.sh)");
-  return -1;
+  ts_run_free(&w);
+  return ts_redis_start(&redis_pid);
 }
 
 Test(cli, dump_resp_into_real_redis, .fini = redis_fini) {
-  run_t r = run(FILL, "-s", "src", NULL);
+  ts_run_t r = ts_cli(FILL, "-s", "src", NULL);
   cr_assert_eq(r.status, 0, "%s", r.err);
-  run_free(&r);
+  ts_run_free(&r);
   int port = redis_start();
-  r = sh("'%s' dump src --format resp | redis-cli -p %d --pipe", bin(), port);
+  r = ts_sh("'%s' dump src --format resp | redis-cli -p %d --pipe", ts_cli_bin(), port);
   cr_expect_eq(r.status, 0, "%s %s", r.out, r.err);
   cr_expect(strstr(r.out, "errors: 0, replies: 9"), "redis-cli --pipe said: %s %s", r.out, r.err);
-  run_free(&r);
+  ts_run_free(&r);
   /* Read back through redis-cli with the same deterministic commands. */
   char script[512];
   snprintf(script, sizeof script, "%s/readback", ts_dir);
   FILE *f = fopen(script, "w");
   fputs(READBACK, f);
   fclose(f);
-  r = sh("redis-cli -p %d < '%s'", port, script);
-  run_t mine = run(READBACK, "-s", "src", NULL);
+  r = ts_sh("redis-cli -p %d < '%s'", port, script);
+  ts_run_t mine = ts_cli(READBACK, "-s", "src", NULL);
   cr_expect_eq(r.status, 0, "%s", r.err);
   cr_expect_eq(r.outlen, mine.outlen, "redis:\n%s\nshmdict:\n%s", r.out, mine.out);
   cr_expect(r.outlen == mine.outlen && memcmp(r.out, mine.out, r.outlen) == 0, "redis:\n%s\nshmdict:\n%s", r.out,
             mine.out);
-  run_free(&mine);
-  run_free(&r);
-  r = sh("redis-cli -p %d pttl e", port);
+  ts_run_free(&mine);
+  ts_run_free(&r);
+  r = ts_sh("redis-cli -p %d pttl e", port);
   long long left = atoll(r.out);
   cr_expect(left > 400000 && left <= 500000, "expiry did not reach Redis: PTTL %s", r.out);
-  run_free(&r);
-  r = sh("redis-cli -p %d dbsize", port);
+  ts_run_free(&r);
+  r = ts_sh("redis-cli -p %d dbsize", port);
   cr_expect_str_eq(r.out, "8\n");
-  run_free(&r);
+  ts_run_free(&r);
 }

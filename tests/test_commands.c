@@ -109,19 +109,15 @@ static void check_lookups(void) {
 
 Test(commands, lookup_finds_every_name_in_any_case_and_nothing_else) { check_lookups(); }
 
-/* Runs `name` with argc - 1 arguments "1" and returns the reply. */
+/* Runs `name` with argc - 1 arguments "1" and returns the reply (the shared runner, support_kv.h). */
 static shmd_reply_t *run_argc(shmd_store_t *s, const char *name, int argc) {
-  const char *argv[16];
-  size_t lens[16];
-  cr_assert_leq(argc, 16);
-  argv[0] = name;
-  lens[0] = strlen(name);
-  for (int i = 1; i < argc; i++) {
-    argv[i] = "1";
-    lens[i] = 1;
-  }
+  ts_args_t a = {0};
+  ts_args_add(&a, name, strlen(name));
+  for (int i = 1; i < argc; i++)
+    ts_args_add(&a, "1", 1);
   shmd_reply_t *r = NULL;
-  int rc = shmd_kv_command(s, argc, argv, lens, &r);
+  int rc = ts_kv_args(s, 0, &a, &r);
+  ts_args_free(&a);
   cr_assert_eq(rc, 0, "%s argc %d: %s", name, argc, shmd_strerror(rc));
   return r;
 }
@@ -183,10 +179,10 @@ static char *slurp(FILE *f) {
 Test(commands, docs_list_is_generated_from_the_table) {
   const char *gen = getenv("GEN_COMMANDS_MD"), *md = getenv("COMMANDS_MD");
   cr_assert(gen && md, "GEN_COMMANDS_MD / COMMANDS_MD are not set (run the tests with `meson test`)");
-  FILE *p = popen(gen, "r");
-  cr_assert_not_null(p);
-  char *want = slurp(p);
-  cr_assert_eq(pclose(p), 0, "%s failed", gen);
+  char *argv[] = {(char *)gen, NULL};
+  ts_run_t g = ts_runv(NULL, 0, argv); /* the shared program runner, support_cli.h */
+  cr_assert_eq(g.status, 0, "%s failed: %s", gen, g.err);
+  char *want = g.out;
   FILE *f = fopen(md, "rb");
   cr_assert_not_null(f, "%s", md);
   char *doc = slurp(f);
@@ -208,6 +204,6 @@ Test(commands, docs_list_is_generated_from_the_table) {
     cr_assert_fail("%s's command list differs from the table at line %zu of the section (run `%s --update %s`)",
                    md, line, gen, md);
   }
-  free(want);
+  ts_run_free(&g);
   free(doc);
 }

@@ -23,6 +23,7 @@
 #include "examples/evq.hpp"
 #include "shmdict.hpp"
 extern "C" {
+#include "tests/support_crash.h"
 #include "tests/support_sys.h"
 }
 
@@ -33,7 +34,10 @@ static void setup(void) {
   cr_assert_not_null(mkdtemp(dir));
   setenv("SHMDICT_DIR", dir, 1);
 }
-static void teardown(void) { ts_rmtree(dir); }
+static void teardown(void) {
+  ts_crash_fini(); /* after a failed crash test: which run failed */
+  ts_rmtree(dir);
+}
 
 TestSuite(cpp, .init = setup, .fini = teardown);
 
@@ -366,35 +370,40 @@ Test(cpp, evq_cpp_is_the_c_queue) {
   s.alloc_check();
 }
 
+// The C++ producer of crash_cpp_producer_killed (a child of the crash harness): pushes until it
+// is killed, consuming one event as consumer *arg when the queue is full.
+static int cpp_producer(ts_crash_child_t *cc) {
+  uint32_t c = *static_cast<const uint32_t *>(cc->arg);
+  try {
+    shmd::store cs = shmd::store::open("k", small());
+    evq::queue cq = evq::queue::open(cs, "q", 32, 2);
+    for (uint64_t i = 0;; i++) {
+      if (!cq.push(std::string(8 + i % 200, char('a' + i % 26))))
+        cq.poll(c); // full: consume one
+    }
+  } catch (...) {
+    return 3;
+  }
+}
+
 // A C++ producer killed at random moments: the queue passes the C checker after every kill.
 Test(cpp, crash_cpp_producer_killed, .timeout = 120) {
   shmd::store s = shmd::store::open("k", small());
   evq::queue q = evq::queue::open(s, "q", 32, 2);
   uint32_t c = q.subscribe(false).value();
   uint64_t last_tail = 0;
-  unsigned seed = (unsigned)time(nullptr);
-  cr_log_info("crash_cpp_producer_killed: seed %u", seed);
-  srand(seed);
+  ts_crash_t t;
+  ts_crash_begin(&t, "cpp.crash_cpp_producer_killed");
   for (int k = 0; k < 60; k++) {
-    pid_t pid = fork();
-    if (pid == 0) {
-      try {
-        shmd::store cs = shmd::store::open("k", small());
-        evq::queue cq = evq::queue::open(cs, "q", 32, 2);
-        for (uint64_t i = 0;; i++) {
-          if (!cq.push(std::string(8 + i % 200, char('a' + i % 26))))
-            cq.poll(c); // full: consume one
-        }
-      } catch (...) {
-        _exit(3);
-      }
-    }
-    struct timespec ts = {0, (long)(rand() % 40) * 50000};
-    nanosleep(&ts, nullptr);
-    kill(pid, SIGKILL);
-    int st;
-    waitpid(pid, &st, 0);
-    cr_assert(WIFSIGNALED(st), "the child ended by itself (%d)", st);
+    ts_crash_spec_t sp = {};
+    sp.what = "the C++ producer";
+    sp.fn = cpp_producer;
+    sp.arg = &c;
+    sp.kill_after_us = ts_below(&t.rng, 40) * 50; // 0 .. 1.95 ms, by steps of 50 us
+    if (sp.kill_after_us == 0)
+      sp.kill_after_us = 1; // 0 means never: at once is 1 us after the fork
+    sp.end = TS_END_KILLED;
+    ts_crash_run(&t, &sp, nullptr);
     cr_assert_geq(s.recover(), 0);
     cr_assert_eq(evq_check(s.get(), q.handle().raw()), 0, "kill %d: %s", k, evq_check_detail());
     s.alloc_check();
@@ -402,5 +411,6 @@ Test(cpp, crash_cpp_producer_killed, .timeout = 120) {
     cr_assert_geq(ht.second, last_tail);
     last_tail = ht.second;
   }
+  ts_crash_end(&t);
   cr_assert_gt(last_tail, 0);
 }

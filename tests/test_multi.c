@@ -270,6 +270,22 @@ Test(multi, watch_and_expiry) {
   shmd_close(s);
 }
 
+/* The other process of mp_watch_other_process: sets 200 other keys, and k too when *arg is 1. */
+static int other_writer(ts_crash_child_t *cc) {
+  int touch_k = *(const int *)cc->arg;
+  shmd_store_t *c = cc->s;
+  char key[32];
+  for (int i = 0; i < 200; i++) {
+    snprintf(key, sizeof key, "other%d", i);
+    if (shmd_kv_set(c, 0, key, strlen(key), "v", 1, 0))
+      return 3;
+  }
+  if (touch_k && shmd_kv_set(c, 0, "k", 1, "2", 1, 0))
+    return 4;
+  shmd_close(c);
+  return 0;
+}
+
 /* Another process's change is seen; its unrelated changes are not (on 200 other keys, 4096
  * counters: a false abort here would mean the versions are not per key). */
 Test(multi, mp_watch_other_process) {
@@ -279,24 +295,11 @@ Test(multi, mp_watch_other_process) {
   MEXPECT(s, m, "SET k 1", "+OK");
   for (int round = 0; round < 2; round++) {
     MEXPECT(s, m, "WATCH k", "+OK");
-    pid_t pid = fork();
-    if (pid == 0) {
-      shmd_options_t o = ts_opts(8 * MB, 8 * MB);
-      shmd_store_t *c = NULL;
-      if (shmd_open("t", &o, &c))
-        _exit(2);
-      char key[32];
-      for (int i = 0; i < 200; i++) {
-        snprintf(key, sizeof key, "other%d", i);
-        if (shmd_kv_set(c, 0, key, strlen(key), "v", 1, 0))
-          _exit(3);
-      }
-      if (round == 1 && shmd_kv_set(c, 0, "k", 1, "2", 1, 0))
-        _exit(4);
-      shmd_close(c);
-      _exit(0);
-    }
-    cr_assert_eq(ts_wait(pid), 0);
+    int touch_k = round == 1;
+    ts_crash_run(NULL,
+                 &(ts_crash_spec_t){.what = "the other writer", .fn = other_writer, .arg = &touch_k, .store = "t",
+                                    .opts = ts_opts(8 * MB, 8 * MB), .end = TS_END_EXIT0},
+                 NULL);
     MEXPECT(s, m, "MULTI", "+OK");
     MEXPECT(s, m, "INCR n", "+QUEUED");
     MEXPECT(s, m, "EXEC", round == 0 ? "[:1]" : "(nil)");
@@ -308,49 +311,53 @@ Test(multi, mp_watch_other_process) {
 
 /* Two processes each run WATCH/GET/MULTI/SET n+1/EXEC loops on one counter: optimistic locking
  * must make every successful EXEC count exactly once. */
+enum { COUNTER_PROCS = 2, COUNTER_INCS = 300 };
+
+static int counter_child(ts_crash_child_t *cc) {
+  shmd_store_t *c = cc->s;
+  shmd_kv_multi_t *m = NULL;
+  if (shmd_kv_multi_new(c, 0, &m))
+    return 2;
+  for (int done = 0; done < COUNTER_INCS;) {
+    char buf[32];
+    size_t len;
+    if (shmd_kv_watch(m, "ctr", 3) || shmd_kv_get(c, 0, "ctr", 3, buf, sizeof buf - 1, &len))
+      return 3;
+    buf[len] = 0;
+    char next[32];
+    snprintf(next, sizeof next, "%lld", atoll(buf) + 1);
+    const char *argv[] = {"SET", "ctr", next};
+    size_t lens[] = {3, 3, strlen(next)};
+    shmd_reply_t *r = NULL;
+    if (shmd_kv_multi_begin(m) || shmd_kv_multi_command(m, 3, argv, lens, &r))
+      return 4;
+    shmd_reply_free(r);
+    if (shmd_kv_multi_exec(m, &r))
+      return 5;
+    if (r->type == SHMD_REPLY_ARRAY)
+      done++;
+    else if (r->type != SHMD_REPLY_NIL)
+      return 6;
+    shmd_reply_free(r);
+  }
+  shmd_kv_multi_free(m);
+  shmd_close(c);
+  return 0;
+}
+
 Test(multi, mp_watch_counter) {
   shmd_store_t *s = ts_open("t", 8 * MB, 8 * MB);
   MEXPECT(s, NULL, "SET ctr 0", "+OK");
-  enum { PROCS = 2, INCS = 300 };
-  pid_t pids[PROCS];
-  for (int p = 0; p < PROCS; p++) {
-    if ((pids[p] = fork()) == 0) {
-      shmd_options_t o = ts_opts(8 * MB, 8 * MB);
-      shmd_store_t *c = NULL;
-      shmd_kv_multi_t *m = NULL;
-      if (shmd_open("t", &o, &c) || shmd_kv_multi_new(c, 0, &m))
-        _exit(2);
-      for (int done = 0; done < INCS;) {
-        char buf[32];
-        size_t len;
-        if (shmd_kv_watch(m, "ctr", 3) || shmd_kv_get(c, 0, "ctr", 3, buf, sizeof buf - 1, &len))
-          _exit(3);
-        buf[len] = 0;
-        char next[32];
-        snprintf(next, sizeof next, "%lld", atoll(buf) + 1);
-        const char *argv[] = {"SET", "ctr", next};
-        size_t lens[] = {3, 3, strlen(next)};
-        shmd_reply_t *r = NULL;
-        if (shmd_kv_multi_begin(m) || shmd_kv_multi_command(m, 3, argv, lens, &r))
-          _exit(4);
-        shmd_reply_free(r);
-        if (shmd_kv_multi_exec(m, &r))
-          _exit(5);
-        if (r->type == SHMD_REPLY_ARRAY)
-          done++;
-        else if (r->type != SHMD_REPLY_NIL)
-          _exit(6);
-        shmd_reply_free(r);
-      }
-      shmd_kv_multi_free(m);
-      shmd_close(c);
-      _exit(0);
-    }
-  }
-  for (int p = 0; p < PROCS; p++)
-    cr_assert_eq(ts_wait(pids[p]), 0);
+  ts_crash_proc_t *pr[COUNTER_PROCS];
+  for (int p = 0; p < COUNTER_PROCS; p++)
+    pr[p] = ts_crash_start(NULL, &(ts_crash_spec_t){.what = p ? "counter 1" : "counter 0", .fn = counter_child,
+                                                    .store = "t", .opts = ts_opts(8 * MB, 8 * MB),
+                                                    .end = TS_END_EXIT0});
+  ts_crash_wait_all(pr, COUNTER_PROCS);
+  for (int p = 0; p < COUNTER_PROCS; p++)
+    ts_crash_finish(pr[p], NULL);
   char want[32];
-  snprintf(want, sizeof want, "\"%d\"", PROCS * INCS);
+  snprintf(want, sizeof want, "\"%d\"", COUNTER_PROCS * COUNTER_INCS);
   MEXPECT(s, NULL, "GET ctr", want);
   check_all(s);
   shmd_close(s);
@@ -361,12 +368,11 @@ Test(multi, mp_watch_counter) {
 
 /* Batch i: SET a i, SET b i, INCR cnt, RPUSH l i, HSET h f i, SADD big m0..m59 then DEL big (a
  * garbage drain after the commit), ZADD z i m<i>, SET c<i> i. All or nothing. */
-static void crash_child(int fd) {
-  shmd_options_t o = ts_opts(16 * MB, 16 * MB);
-  shmd_store_t *s = NULL;
+static int crash_child(ts_crash_child_t *cc) {
+  shmd_store_t *s = cc->s;
   shmd_kv_multi_t *m = NULL;
-  if (shmd_open("t", &o, &s) || shmd_kv_multi_new(s, 0, &m))
-    _exit(2);
+  if (shmd_kv_multi_new(s, 0, &m))
+    return 2;
   char line[2048];
   for (uint32_t i = 1;; i++) {
     const char *fmt[] = {"SET a %u", "SET b %u", "INCR cnt", "RPUSH l %u", "HSET h f %u", NULL, "DEL big",
@@ -375,7 +381,7 @@ static void crash_child(int fd) {
     const char *mu[] = {"MULTI"};
     size_t ml[] = {5};
     if (shmd_kv_multi_command(m, 1, mu, ml, &r))
-      _exit(3);
+      return 3;
     shmd_reply_free(r);
     for (size_t k = 0; k < sizeof fmt / sizeof fmt[0]; k++) {
       if (fmt[k] == NULL) {
@@ -390,16 +396,18 @@ static void crash_child(int fd) {
       int rc = shmd_kv_multi_command(m, a.argc, (const char *const *)a.argv, a.lens, &r);
       ts_args_free(&a);
       if (rc || r->type != SHMD_REPLY_STATUS)
-        _exit(4);
+        return 4;
       shmd_reply_free(r);
     }
     if (shmd_kv_multi_exec(m, &r) || r->type != SHMD_REPLY_ARRAY)
-      _exit(5);
+      return 5;
     shmd_reply_free(r);
-    if (write(fd, &i, sizeof i) != sizeof i)
-      _exit(6);
+    ts_crash_report(cc, &i);
   }
 }
+
+/* on_rec: the number of the last batch reported done. */
+static void take_batch(const void *rec, void *arg) { memcpy(arg, rec, sizeof(uint32_t)); }
 
 static long long get_int(shmd_store_t *s, const char *line) {
   shmd_reply_t *r = mrun(s, NULL, line);
@@ -427,7 +435,8 @@ static void crash_verify(shmd_store_t *s, uint32_t done, long long before) {
 
 Test(multi, crash_exec_is_atomic) {
   int rounds = getenv("SHMDICT_MULTI_CRASH_ROUNDS") ? atoi(getenv("SHMDICT_MULTI_CRASH_ROUNDS")) : 60;
-  ts_rng_t g = {ts_seed("crash_exec_is_atomic")};
+  ts_crash_t t;
+  ts_crash_begin(&t, "multi.crash_exec_is_atomic");
   shmd_store_t *s0 = ts_open("t", 16 * MB, 16 * MB);
   MEXPECT(s0, NULL, "SET warm x", "+OK");
   MEXPECT(s0, NULL, "FLUSHDB", "+OK");
@@ -441,52 +450,26 @@ Test(multi, crash_exec_is_atomic) {
     shmd_store_t *s = ts_open("t", 16 * MB, 16 * MB);
     MEXPECT(s, NULL, "FLUSHDB", "+OK");
     shmd_close(s);
-    int pfd[2];
-    cr_assert_eq(pipe(pfd), 0);
     int use_point = round % 2 == 1;
     char pointbuf[64];
     if (use_point)
-      snprintf(pointbuf, sizeof pointbuf, "%s:%u", points[ts_below(&g, 5)], (unsigned)(1 + ts_below(&g, 200)));
-    pid_t pid = fork();
-    if (pid == 0) {
-      close(pfd[0]);
-      if (use_point)
-        setenv("SHMDICT_CRASH_POINT", pointbuf, 1);
-      crash_child(pfd[1]);
-      _exit(0);
-    }
-    close(pfd[1]);
-    if (!use_point) {
-      usleep((useconds_t)(2000 + ts_below(&g, 40000)));
-      kill(pid, SIGKILL);
-    } else {
-      int st = 0;
-      for (int t = 0; t < 300; t++) {
-        if (waitpid(pid, &st, WNOHANG) == pid) {
-          cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "child ended with status %d", st);
-          pid = -1;
-          break;
-        }
-        usleep(1000);
-      }
-      if (pid > 0)
-        kill(pid, SIGKILL);
-    }
-    uint32_t done = 0, v;
-    while (read(pfd[0], &v, sizeof v) == sizeof v)
-      done = v;
-    close(pfd[0]);
-    if (pid > 0)
-      cr_assert_eq(ts_wait(pid), 128 + SIGKILL);
+      snprintf(pointbuf, sizeof pointbuf, "%s:%u", points[ts_below(&t.rng, 5)], (unsigned)(1 + ts_below(&t.rng, 200)));
+    uint32_t done = 0;
+    ts_crash_spec_t sp = {.what = "the MULTI/EXEC runner", .fn = crash_child, .store = "t",
+                          .opts = ts_opts(16 * MB, 16 * MB), .end = TS_END_KILLED, .rec_size = sizeof(uint32_t),
+                          .on_rec = take_batch, .rec_arg = &done};
+    ts_crash_point_or_window(&sp, use_point ? pointbuf : NULL, 300000, 2000, 2000 + 39999);
+    ts_crash_run(&t, &sp, NULL);
     cr_log_info("round %d: %u batches reported%s%s", round, done, use_point ? ", crash point " : "",
                 use_point ? pointbuf : "");
-    s = ts_open("t", 16 * MB, 16 * MB);
+    s = ts_crash_open("t", 16 * MB, 16 * MB);
     check_all(s);
     crash_verify(s, done, 0);
     cr_assert_eq(shmd_kv_drain(s, 0, 0), 0);
     check_all(s);
     shmd_close(s);
   }
+  ts_crash_end(&t);
   /* nothing leaked: after a FLUSHDB and a full drain the store holds what it held at the start */
   shmd_store_t *s = ts_open("t", 16 * MB, 16 * MB);
   MEXPECT(s, NULL, "FLUSHDB", "+OK");

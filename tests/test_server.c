@@ -452,30 +452,20 @@ Test(server, aclfile_users) {
   f = fopen(path, "w");
   fputs("user app on >pw ~cache:* +get\n", f);
   fclose(f);
-  char cmdline[1024];
-  snprintf(cmdline, sizeof cmdline, "'%s' --dir '%s' --store s --port %d --aclfile '%s' 2>&1", server_bin(), ts_dir,
-           free_port(), path);
-  FILE *p = popen(cmdline, "r");
-  char out[1024] = "";
-  size_t n = fread(out, 1, sizeof out - 1, p);
-  out[n] = 0;
-  int st = pclose(p);
-  cr_expect_neq(WEXITSTATUS(st), 0);
-  cr_expect(strstr(out, "not supported"), "%s", out);
+  ts_run_t r = ts_sh("'%s' --dir '%s' --store s --port %d --aclfile '%s' 2>&1", server_bin(), ts_dir,
+                     ts_free_port(), path);
+  cr_expect_neq(r.status, 0);
+  cr_expect(strstr(r.out, "not supported"), "%s", r.out);
+  ts_run_free(&r);
 }
 
 /* Protected mode: without a password, only loopback clients are served. Needs a non-loopback
  * address on this machine to connect from. */
 Test(server, protected_mode) {
-  FILE *p = popen("hostname -I 2>/dev/null", "r");
-  char addrs[256] = "";
-  if (p) {
-    if (fgets(addrs, sizeof addrs, p) == NULL)
-      addrs[0] = 0;
-    pclose(p);
-  }
+  ts_run_t h = ts_sh("hostname -I 2>/dev/null");
   char ip[64] = "";
-  sscanf(addrs, "%63s", ip);
+  sscanf(h.out, "%63s", ip);
+  ts_run_free(&h);
   struct in_addr ia;
   if (ip[0] == 0 || inet_pton(AF_INET, ip, &ia) != 1 || (ntohl(ia.s_addr) >> 24) == 127)
     cr_skip_test("no non-loopback IPv4 address on this machine");
@@ -910,23 +900,17 @@ Test(server, crash_supervisor_restarts_killed_workers) {
 /* ---------------------------------------------------------------------------------------------- */
 /* Real clients: redis-cli (--pipe, --scan, --bigkeys), python3-redis, hiredis */
 
-/* Runs a shell command; returns its standard output (malloc'd) and exit status. */
+/* Runs a shell command (ts_sh); returns its standard output (malloc'd) and exit status. */
 static char *shell(int *status, const char *fmt, ...) {
   char line[4096];
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(line, sizeof line, fmt, ap);
   va_end(ap);
-  FILE *p = popen(line, "r");
-  cr_assert_not_null(p);
-  bytes_t b = {0};
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0)
-    bytes_put(&b, buf, n);
-  int st = pclose(p);
-  *status = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-  return b.p ? b.p : strdup("");
+  ts_run_t r = ts_sh("%s", line);
+  *status = r.status;
+  free(r.err);
+  return r.out;
 }
 
 Test(server, redis_cli_pipe_scan_bigkeys) {
