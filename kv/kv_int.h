@@ -121,6 +121,9 @@ int kv_ztree_destroy_step(shmd_store_t *s, shmd_ptr_t t, size_t max, uint64_t *r
 int kv_ztree_check(shmd_store_t *s, shmd_ptr_t t);
 int kv_ztree_walk_rank(shmd_store_t *s, shmd_ptr_t t, uint64_t start, size_t max, int reverse,
                        shmd_btree_visit_fn fn, void *arg, size_t *visited);
+/* For tests: 1 when the sorted set at key (database db) is on a B+tree, 0 on an rbtree, or < 0
+ * (SHMD_ENOTFOUND, SHMD_EWRONGTYPE, ...). Runs in a transaction of its own. */
+int shmd__kv_zset_is_btree(shmd_store_t *s, unsigned db, const void *key, size_t klen);
 
 /* WATCH versions: kv_touch() bumps key's counter (logged: a rollback restores it), kv_touch_all()
  * the database's epoch (FLUSHDB); kv_version() reads both into v[0], v[1]. The caller holds the

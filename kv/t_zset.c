@@ -120,6 +120,20 @@ int kv_ztree_walk_rank(shmd_store_t *s, shmd_ptr_t t, uint64_t start, size_t max
   return shmd_rbtree_walk_rank(s, t, start, max, reverse, fn, arg, visited);
 }
 
+int shmd__kv_zset_is_btree(shmd_store_t *s, unsigned db, const void *key, size_t klen) {
+  kv_ctx_t c;
+  int rc = kv_begin(s, db, &c);
+  if (rc)
+    return rc;
+  kv_ref_t ref;
+  if ((rc = kv_lock_stripes(&c, 1u << kv_stripe_of(key, klen))) == 0 &&
+      (rc = kv_lookup_type(&c, key, klen, KV_ZSET, &ref)) == 0)
+    rc = kv_ztree_is_btree(s, ref.b);
+  int is = rc;
+  rc = kv_end(&c, rc < 0 ? rc : 0);
+  return rc ? rc : is;
+}
+
 static int zt_put(shmd_store_t *s, shmd_ptr_t t, const void *key, size_t kl) {
   int k = zt_kind(s, t);
   if (k < 0)
