@@ -5,7 +5,7 @@
  * bench_kv's data in a private store (NKEYS string keys "k:<i>" of 32 bytes, NKEYS / 1000 sorted
  * sets "z:<j>" of 1 000 members "m:<i>", j = i mod (NKEYS / 1000)), then runs OPS operations of one
  * kind with i (and the ZADD score) drawn as bench_kv draws them, with callgrind collecting only
- * around that loop:
+ * around that loop (the arguments are formatted before it, so only the library's calls count):
  *
  *   kv_get    shmd_kv_get(k:i)          kv_zadd   shmd_kv_zadd(z:j, random score, m:i)
  *   kv_set    shmd_kv_set(k:i, v)       kv_zrank  shmd_kv_zrank(z:j, m:i)
@@ -65,27 +65,31 @@ int main(int argc, char **argv) {
       return 1;
     }
   }
+  /* The operations' arguments, formatted before collection starts (only the calls are counted). */
   uint64_t seed = 42, errors = 0;
+  char (*ka)[24] = malloc(ops * 24), (*za)[24] = malloc(ops * 24), (*ma)[24] = malloc(ops * 24);
+  double *sa = malloc(ops * sizeof *sa);
+  if (!ka || !za || !ma || !sa)
+    return 1;
+  for (uint64_t n = 0; n < ops; n++) {
+    uint64_t i = rng(&seed) % nkeys, score = rng(&seed) % 1000003;
+    snprintf(ka[n], 24, "k:%" PRIu64, i);
+    snprintf(za[n], 24, "z:%" PRIu64, i % ncont);
+    snprintf(ma[n], 24, "m:%" PRIu64, i);
+    sa[n] = (double)score;
+  }
   char buf[64];
   size_t len;
   uint64_t rank;
+  int which = op[3] == 'g' ? 0 : op[3] == 's' ? 1 : op[4] == 'a' ? 2 : 3;
   CALLGRIND_ZERO_STATS;
   CALLGRIND_TOGGLE_COLLECT;
   for (uint64_t n = 0; n < ops; n++) {
-    uint64_t i = rng(&seed) % nkeys, score = rng(&seed) % 1000003;
-    if (op[3] == 'g') {
-      snprintf(k, sizeof k, "k:%" PRIu64, i);
-      errors += shmd_kv_get(s, 0, k, strlen(k), buf, sizeof buf, &len) != 0;
-    } else if (op[3] == 's') {
-      snprintf(k, sizeof k, "k:%" PRIu64, i);
-      errors += shmd_kv_set(s, 0, k, strlen(k), value, sizeof value, 0) != 0;
-    } else {
-      snprintf(z, sizeof z, "z:%" PRIu64, i % ncont);
-      snprintf(m, sizeof m, "m:%" PRIu64, i);
-      if (op[4] == 'a')
-        errors += shmd_kv_zadd(s, 0, z, strlen(z), (double)score, m, strlen(m), NULL) != 0;
-      else
-        errors += shmd_kv_zrank(s, 0, z, strlen(z), m, strlen(m), 0, &rank) != 0;
+    switch (which) {
+    case 0: errors += shmd_kv_get(s, 0, ka[n], strlen(ka[n]), buf, sizeof buf, &len) != 0; break;
+    case 1: errors += shmd_kv_set(s, 0, ka[n], strlen(ka[n]), value, sizeof value, 0) != 0; break;
+    case 2: errors += shmd_kv_zadd(s, 0, za[n], strlen(za[n]), sa[n], ma[n], strlen(ma[n]), NULL) != 0; break;
+    default: errors += shmd_kv_zrank(s, 0, za[n], strlen(za[n]), ma[n], strlen(ma[n]), 0, &rank) != 0; break;
     }
   }
   CALLGRIND_TOGGLE_COLLECT;

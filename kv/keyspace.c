@@ -1085,11 +1085,8 @@ static int kv_check_body(shmd_store_t *s) {
     if (rc == SHMD_EINVAL) /* a container of another kind where the record says otherwise */
       rc = SHMD_ECORRUPT;
     if (rc == 0 && ck.zset_pair[i]) {
-      /* a live sorted set: its hash (previous entry) and tree hold the same members */
-      uint64_t nh = 0, nt = 0;
-      if ((rc = shmd_hash_len(s, ck.ptrs[i - 1], &nh)) == 0 && (rc = kv_ztree_len(s, ck.ptrs[i], &nt)) == 0 &&
-          nh != nt)
-        rc = SHMD_ECORRUPT;
+      /* a live sorted set: its hash (previous entry) and tree hold the same members and scores */
+      rc = kv_zset_check(s, ck.ptrs[i - 1], ck.ptrs[i]);
     }
   }
   free(ck.zset_pair);

@@ -121,6 +121,9 @@ int kv_ztree_destroy_step(shmd_store_t *s, shmd_ptr_t t, size_t max, uint64_t *r
 int kv_ztree_check(shmd_store_t *s, shmd_ptr_t t);
 int kv_ztree_walk_rank(shmd_store_t *s, shmd_ptr_t t, uint64_t start, size_t max, int reverse,
                        shmd_btree_visit_fn fn, void *arg, size_t *visited);
+/* A live sorted set's two halves agree: as many members in hash h as in tree t, and every tree
+ * entry's member in the hash with the same score (bitwise). SHMD_ECORRUPT with a detail if not. */
+int kv_zset_check(shmd_store_t *s, shmd_ptr_t h, shmd_ptr_t t);
 /* For tests: 1 when the sorted set at key (database db) is on a B+tree, 0 on an rbtree, or < 0
  * (SHMD_ENOTFOUND, SHMD_EWRONGTYPE, ...). Runs in a transaction of its own. */
 int shmd__kv_zset_is_btree(shmd_store_t *s, unsigned db, const void *key, size_t klen);

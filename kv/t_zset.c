@@ -110,6 +110,74 @@ int kv_ztree_check(shmd_store_t *s, shmd_ptr_t t) {
   return rc;
 }
 
+/* A batch of tree entries copied out for kv_zset_check (the hash is read after the tree's lock is
+ * released: lock order is hash, then tree, as the commands take them). */
+typedef struct zck_s {
+  char *m[256];
+  size_t ml[256];
+  double sc[256];
+  size_t n;
+} zck_t;
+
+static int zck_visit(const void *key, size_t kl, const void *val, size_t vl, uint64_t rank, void *arg) {
+  (void)val;
+  (void)vl;
+  (void)rank;
+  zck_t *z = arg;
+  if (kl < 8) {
+    shmd__set_detail("kv: sorted set tree key of %zu bytes", kl);
+    return SHMD_ECORRUPT;
+  }
+  if ((z->m[z->n] = malloc(kl - 8 + 1)) == NULL)
+    return SHMD_ENOMEM;
+  memcpy(&z->sc[z->n], key, 8);
+  memcpy(z->m[z->n], (const char *)key + 8, kl - 8);
+  z->ml[z->n++] = kl - 8;
+  return 0;
+}
+
+int kv_zset_check(shmd_store_t *s, shmd_ptr_t h, shmd_ptr_t t) {
+  uint64_t nh = 0, nt = 0;
+  int rc = shmd_hash_len(s, h, &nh);
+  if (rc || (rc = kv_ztree_len(s, t, &nt)))
+    return rc;
+  if (nh != nt) {
+    shmd__set_detail("kv: sorted set with %llu members in its hash and %llu in its tree", (unsigned long long)nh,
+                     (unsigned long long)nt);
+    return SHMD_ECORRUPT;
+  }
+  zck_t z;
+  for (uint64_t at = 0; rc == 0 && at < nt;) {
+    size_t got = 0;
+    z.n = 0;
+    rc = kv_ztree_walk_rank(s, t, at, 256, 0, zck_visit, &z, &got);
+    for (size_t i = 0; i < z.n; i++) {
+      double d;
+      size_t vl = 0;
+      int g = rc ? 0 : shmd_hash_get(s, h, z.m[i], z.ml[i], &d, 8, &vl);
+      if (rc == 0 && g == SHMD_ENOTFOUND) {
+        shmd__set_detail("kv: sorted set member of rank %llu is in its tree but not in its hash",
+                         (unsigned long long)(at + i));
+        rc = SHMD_ECORRUPT;
+      } else if (rc == 0 && g) {
+        rc = g;
+      } else if (rc == 0 && (vl != 8 || memcmp(&d, &z.sc[i], 8) != 0)) {
+        shmd__set_detail("kv: sorted set member of rank %llu has one score in its tree, another in its hash",
+                         (unsigned long long)(at + i));
+        rc = SHMD_ECORRUPT;
+      }
+      free(z.m[i]);
+    }
+    if (rc == 0 && got == 0) {
+      shmd__set_detail("kv: sorted set tree walk stopped at rank %llu of %llu", (unsigned long long)at,
+                       (unsigned long long)nt);
+      rc = SHMD_ECORRUPT;
+    }
+    at += got;
+  }
+  return rc;
+}
+
 int kv_ztree_walk_rank(shmd_store_t *s, shmd_ptr_t t, uint64_t start, size_t max, int reverse,
                        shmd_btree_visit_fn fn, void *arg, size_t *visited) {
   int k = zt_kind(s, t);
