@@ -1853,6 +1853,136 @@ Test(kv, crash_inside_a_big_command) {
   cr_assert_gt(last, 0, "no big command ever completed");
 }
 
+/* A sorted set of a few thousand members (a tree of three levels) against a model: random adds,
+ * score changes and removals with many equal scores (members break the ties), then ranks, reverse
+ * ranks, counts, and ranges by rank, by score with LIMIT, reversed, compared with the model's
+ * sorted order; the checker (tree and hash entry by entry) after each round. */
+typedef struct zm_s {
+  int score[4000];
+  char present[4000];
+} zm_t;
+static int zm_cmp(const void *a, const void *b, void *arg) {
+  const zm_t *m = arg;
+  int x = *(const int *)a, y = *(const int *)b;
+  if (m->score[x] != m->score[y])
+    return m->score[x] < m->score[y] ? -1 : 1;
+  return x < y ? -1 : x > y; /* "m%05d": byte order is numeric order */
+}
+static size_t zm_sorted(zm_t *m, int *out) {
+  size_t n = 0;
+  for (int i = 0; i < 4000; i++)
+    if (m->present[i])
+      out[n++] = i;
+  qsort_r(out, n, sizeof *out, zm_cmp, m);
+  return n;
+}
+
+Test(kv, big_sorted_set_against_a_model, .timeout = 300) {
+  shmd_store_t *s = ts_open("zm", 64 * MB, 64 * MB);
+  ts_rng_t g = {ts_seed("big_sorted_set_against_a_model")};
+  static zm_t m;
+  static int order[4000];
+  memset(&m, 0, sizeof m);
+  char line[256], want[256];
+  for (int round = 0; round < 6; round++) {
+    for (int k = 0; k < 1500; k++) {
+      int id = (int)ts_below(&g, 4000), sc = (int)ts_below(&g, 300);
+      if (ts_below(&g, 5) == 0) {
+        sprintf(line, "ZREM zb m%05d", id);
+        sprintf(want, ":%d", m.present[id]);
+        m.present[id] = 0;
+      } else {
+        sprintf(line, "ZADD zb %d m%05d", sc, id);
+        sprintf(want, ":%d", !m.present[id]);
+        m.present[id] = 1;
+        m.score[id] = sc;
+      }
+      shmd_reply_t *r = run(s, line);
+      cr_assert_str_eq(show(r), want, "%s", line);
+      shmd_reply_free(r);
+    }
+    check_all(s);
+    size_t n = zm_sorted(&m, order);
+    sprintf(line, "ZCARD zb");
+    shmd_reply_t *r = run(s, line);
+    cr_assert_eq(r->integer, (long long)n);
+    shmd_reply_free(r);
+    for (int q = 0; q < 40; q++) {
+      size_t at = ts_below(&g, n);
+      int id = order[at];
+      sprintf(line, "ZRANK zb m%05d", id);
+      r = run(s, line);
+      cr_assert_eq(r->integer, (long long)at, "%s: %lld, model %zu", line, r->integer, at);
+      shmd_reply_free(r);
+      sprintf(line, "ZREVRANK zb m%05d", id);
+      r = run(s, line);
+      cr_assert_eq(r->integer, (long long)(n - 1 - at), "%s", line);
+      shmd_reply_free(r);
+      /* scores [lo, hi], LIMIT off cnt, ascending or descending */
+      int lo = (int)ts_below(&g, 300), hi = lo + (int)ts_below(&g, 40);
+      int off = (int)ts_below(&g, 30), cnt = 1 + (int)ts_below(&g, 60), rev = (int)ts_below(&g, 2);
+      size_t first = 0, last = 0; /* the model's interval [first, last) of scores in [lo, hi] */
+      while (first < n && m.score[order[first]] < lo)
+        first++;
+      last = first;
+      while (last < n && m.score[order[last]] <= hi)
+        last++;
+      sprintf(line, "ZCOUNT zb %d %d", lo, hi);
+      r = run(s, line);
+      cr_assert_eq(r->integer, (long long)(last - first), "%s", line);
+      shmd_reply_free(r);
+      if (rev)
+        sprintf(line, "ZRANGE zb %d %d BYSCORE REV LIMIT %d %d WITHSCORES", hi, lo, off, cnt);
+      else
+        sprintf(line, "ZRANGE zb %d %d BYSCORE LIMIT %d %d WITHSCORES", lo, hi, off, cnt);
+      r = run(s, line);
+      size_t k = 0;
+      for (size_t j = off; j < last - first && k < (size_t)cnt; j++, k++) {
+        int e = order[rev ? last - 1 - j : first + j];
+        char mb[16], sb[16];
+        sprintf(mb, "m%05d", e);
+        sprintf(sb, "%d", m.score[e]);
+        cr_assert(2 * k + 1 < r->nelems, "%s: %zu elements, model has more", line, r->nelems);
+        cr_assert_str_eq(r->elems[2 * k].str, mb, "%s: element %zu", line, k);
+        cr_assert_str_eq(r->elems[2 * k + 1].str, sb, "%s: score %zu", line, k);
+      }
+      cr_assert_eq(r->nelems, 2 * k, "%s: %zu elements, model %zu", line, r->nelems / 2, k);
+      shmd_reply_free(r);
+      /* ranks [a, a + 50], reversed half of the time */
+      size_t a = ts_below(&g, n);
+      sprintf(line, "ZRANGE zb %zu %zu%s", a, a + 50, rev ? " REV" : "");
+      r = run(s, line);
+      size_t want_n = n - a < 51 ? n - a : 51;
+      cr_assert_eq(r->nelems, want_n, "%s", line);
+      for (size_t j = 0; j < want_n; j++) {
+        char mb[16];
+        sprintf(mb, "m%05d", order[rev ? n - 1 - a - j : a + j]);
+        cr_assert_str_eq(r->elems[j].str, mb, "%s: element %zu", line, j);
+      }
+      shmd_reply_free(r);
+    }
+    cr_assert_eq(shmd__kv_zset_is_btree(s, 0, "zb", 2), 1);
+  }
+  /* pops from both ends drain it in order */
+  size_t n = zm_sorted(&m, order);
+  shmd_reply_t *r = run(s, "ZPOPMIN zb 100");
+  for (size_t j = 0; j < 100 && j < n; j++) {
+    char mb[16];
+    sprintf(mb, "m%05d", order[j]);
+    cr_assert_str_eq(r->elems[2 * j].str, mb, "ZPOPMIN element %zu", j);
+  }
+  shmd_reply_free(r);
+  r = run(s, "ZPOPMAX zb 100");
+  for (size_t j = 0; j < 100 && j < n; j++) {
+    char mb[16];
+    sprintf(mb, "m%05d", order[n - 1 - j]);
+    cr_assert_str_eq(r->elems[2 * j].str, mb, "ZPOPMAX element %zu", j);
+  }
+  shmd_reply_free(r);
+  check_all(s);
+  shmd_close(s);
+}
+
 /* Sorted sets under kills: a child runs a fixed sequence of sorted-set commands on one set that
  * grows to a few thousand members (its tree splits, borrows and merges as members are added,
  * moved by new scores, popped and removed by ranges) plus ZUNIONSTORE copies, reporting each
