@@ -24,8 +24,9 @@
  *   followed by the string bytes (strings, inline in the hash entry up to 512 bytes, else the
  *   hash's out-of-line storage) or by two container pointers a, b: hash -> a = hash container;
  *   list -> a = list container; set -> a = hash container with empty values; sorted set ->
- *   a = hash (member -> 8-byte double score) and b = rbtree ordered SHMD_RBTREE_DOUBLE_BYTES on
- *   (score, member) with empty values, as Redis pairs a dict with a skiplist.
+ *   a = hash (member -> 8-byte double score) and b = an ordered tree on (score, member) with
+ *   empty values, as Redis pairs a dict with a skiplist: an order-statistic B+tree in stores of
+ *   layout 1.5 and later, the rbtree in older ones (kv/t_zset.c says why; kv_ztree_*).
  *   Empty containers are never left behind: a command that empties one deletes the key.
  * - Expiry: lazy on access (a command that finds an expired key deletes it first, in its own
  *   transaction, whatever the command), plus shmd_kv_expire_step() which scans a bounded number of
@@ -597,7 +598,7 @@ int kv_container(kv_ctx_t *c, const void *key, size_t klen, uint32_t type, int c
   else
     rc = shmd_hash_create(c->s, 0, &a);
   if (rc == 0 && type == KV_ZSET)
-    rc = shmd_rbtree_create(c->s, SHMD_RBTREE_DOUBLE_BYTES, &b);
+    rc = kv_ztree_create(c->s, &b);
   if (rc == 0)
     rc = kv_put_container(c, key, klen, type, a, b, 0);
   if (rc == 0)
@@ -620,7 +621,7 @@ int kv_drop_if_empty(kv_ctx_t *c, const void *key, size_t klen, kv_ref_t *ref) {
     return shmd_list_destroy(c->s, a);
   if ((rc = shmd_hash_destroy(c->s, a)))
     return rc;
-  return b.v ? shmd_rbtree_destroy(c->s, b) : 0;
+  return b.v ? kv_ztree_destroy(c->s, b) : 0;
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -786,7 +787,7 @@ static int drain_step(shmd_store_t *s, shmd_ptr_t dp) {
   case KV_ZSET:
     if (g.b.v) {
       uint64_t rem = 1;
-      if ((rc = shmd_rbtree_destroy_step(s, g.b, KV_DRAIN_BATCH, &rem)))
+      if ((rc = kv_ztree_destroy_step(s, g.b, KV_DRAIN_BATCH, &rem)))
         goto fail;
       if (rem == 0) {
         g.b = shmd_ptr_null();
@@ -1078,17 +1079,14 @@ static int kv_check_body(shmd_store_t *s) {
   for (size_t i = 0; rc == 0 && i < ck.n; i++) {
     switch (ck.types[i]) {
     case KV_LIST: rc = shmd_list_check(s, ck.ptrs[i]); break;
-    case KV_ZSET: rc = shmd_rbtree_check(s, ck.ptrs[i]); break;
+    case KV_ZSET: rc = kv_ztree_check(s, ck.ptrs[i]); break;
     default: rc = shmd_hash_check(s, ck.ptrs[i]); break;
     }
     if (rc == SHMD_EINVAL) /* a container of another kind where the record says otherwise */
       rc = SHMD_ECORRUPT;
     if (rc == 0 && ck.zset_pair[i]) {
-      /* a live sorted set: its hash (previous entry) and tree hold the same members */
-      uint64_t nh = 0, nt = 0;
-      if ((rc = shmd_hash_len(s, ck.ptrs[i - 1], &nh)) == 0 && (rc = shmd_rbtree_len(s, ck.ptrs[i], &nt)) == 0 &&
-          nh != nt)
-        rc = SHMD_ECORRUPT;
+      /* a live sorted set: its hash (previous entry) and tree hold the same members and scores */
+      rc = kv_zset_check(s, ck.ptrs[i - 1], ck.ptrs[i]);
     }
   }
   free(ck.zset_pair);

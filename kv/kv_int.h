@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "shmdict/btree.h"
 #include "shmdict/error.h"
 #include "shmdict/hash.h"
 #include "shmdict/kv.h"
@@ -107,6 +108,25 @@ int kv_container(kv_ctx_t *c, const void *key, size_t klen, uint32_t type, int c
                  kv_ref_t *ref);
 int kv_drop_if_empty(kv_ctx_t *c, const void *key, size_t klen, kv_ref_t *ref);
 int kv_flushdb(kv_ctx_t *c);
+
+/* The ordered half of a sorted set (kv/t_zset.c): an order-statistic B+tree in stores of layout 1.5
+ * and later, the red-black map in older ones (their library must still open them); the tree's own
+ * kind word tells which, so these work on both. SHMD_ECORRUPT when t is neither. */
+int kv_ztree_create(shmd_store_t *s, shmd_ptr_t *out); /* the kind the store's layout takes */
+int kv_ztree_is_btree(shmd_store_t *s, shmd_ptr_t t);  /* 1 B+tree, 0 rbtree, or < 0 */
+int kv_ztree_len(shmd_store_t *s, shmd_ptr_t t, uint64_t *out);
+int kv_ztree_destroy(shmd_store_t *s, shmd_ptr_t t);
+int kv_ztree_destroy_step(shmd_store_t *s, shmd_ptr_t t, size_t max, uint64_t *remaining);
+/* The container's checker, plus: its ordering is the sorted sets' (score, member). */
+int kv_ztree_check(shmd_store_t *s, shmd_ptr_t t);
+int kv_ztree_walk_rank(shmd_store_t *s, shmd_ptr_t t, uint64_t start, size_t max, int reverse,
+                       shmd_btree_visit_fn fn, void *arg, size_t *visited);
+/* A live sorted set's two halves agree: as many members in hash h as in tree t, and every tree
+ * entry's member in the hash with the same score (bitwise). SHMD_ECORRUPT with a detail if not. */
+int kv_zset_check(shmd_store_t *s, shmd_ptr_t h, shmd_ptr_t t);
+/* For tests: 1 when the sorted set at key (database db) is on a B+tree, 0 on an rbtree, or < 0
+ * (SHMD_ENOTFOUND, SHMD_EWRONGTYPE, ...). Runs in a transaction of its own. */
+int shmd__kv_zset_is_btree(shmd_store_t *s, unsigned db, const void *key, size_t klen);
 
 /* WATCH versions: kv_touch() bumps key's counter (logged: a rollback restores it), kv_touch_all()
  * the database's epoch (FLUSHDB); kv_version() reads both into v[0], v[1]. The caller holds the

@@ -107,8 +107,8 @@ static int sort_generic(cc_t *x, int readonly) {
       v = w.v;
     } else {
       uint64_t n;
-      if ((rc = shmd_rbtree_len(x->c->s, ref.b, &n)) == 0 && n)
-        rc = shmd_rbtree_walk_rank(x->c->s, ref.b, 0, (size_t)n, 0, zmember_visit, &v, NULL);
+      if ((rc = kv_ztree_len(x->c->s, ref.b, &n)) == 0 && n)
+        rc = kv_ztree_walk_rank(x->c->s, ref.b, 0, (size_t)n, 0, zmember_visit, &v, NULL);
     }
     if (rc) {
       vec_free(&v);

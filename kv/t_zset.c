@@ -2,16 +2,236 @@
 /*
  * Sorted-set commands (Redis's t_zset.c): ZADD ZREM ZSCORE ZINCRBY ZCARD ZRANK ZREVRANK ZRANGE
  * ZRANGEBYSCORE ZCOUNT ZREMRANGEBYRANK ZSCAN ZPOPMIN ZPOPMAX ZMPOP. As Redis pairs a dict with a skiplist, a sorted set
- * is a hash container (member -> 8-byte double score) plus an order-statistics rbtree keyed by
- * (score, member) in SHMD_RBTREE_DOUBLE_BYTES order (shmd_rbtree_dkey()), so ranks, counts and
- * score ranges cost O(log n). -0.0 is stored as +0.0.
+ * is a hash container (member -> 8-byte double score) plus an ordered tree keyed by (score,
+ * member) in DOUBLE_BYTES order (shmd_btree_dkey()), so ranks, counts and score ranges cost
+ * O(log n). -0.0 is stored as +0.0.
+ *
+ * The ordered half: two kinds
+ * ---------------------------
+ * Stores of layout 1.5 and later make the tree of every new sorted set an order-statistic B+tree
+ * (shmd_btree_*, nodes of a few cache lines: a rank in a 1 000-member set visits two or three
+ * nodes instead of ten dependent rbtree nodes). Stores of layout 1.0-1.4 hold sorted sets on the
+ * red-black map (shmd_rbtree_*), and keep getting them there: a library of layout 1.4 must still
+ * open such a store after this one wrote to it (the store keeps its layout, as every feature newer
+ * than a store is held back from it: docs/architecture.md, "Store layout"). Both kinds are read and
+ * written side by side; the container's own kind word (the first word of its header, "SHMD" plus
+ * "BTRE" or "RBTR") tells which one a record names, so records and the garbage list are unchanged.
+ * Converting old sets on first write was rejected: a set of a million members would have to be
+ * rebuilt inside one command's transaction (an undo log and a reservation for every node), and
+ * the store would stop opening in the library that made it. The zt_* functions below are the
+ * only place that looks at the kind; the hash half is the same for both.
+ *
+ * ZADD of a member already present finds its score with one hash lookup (shmd_hash_get_ref),
+ * moves its tree entry, and overwrites the score in place (logged), instead of a second lookup.
  */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kv/cmd.h"
+#include "segments/err.h"
+#include "segments/store_int.h" /* the store's layout, for the kind of a new set's tree */
 #include "shmdict/blob.h"
+#include "shmdict/btree.h"
+
+/* ---------------------------------------------------------------------------------------------- */
+/* The ordered half: B+tree or red-black map (see the top of the file) */
+
+/* The kind words of containers/cont_int.h: "SHMD" in the low half, the kind's name in the high. */
+#define ZT_KIND_BTREE ((UINT64_C(0x45525442) << 32) | UINT64_C(0x444D4853))  /* "BTRE" */
+#define ZT_KIND_RBTREE ((UINT64_C(0x52544252) << 32) | UINT64_C(0x444D4853)) /* "RBTR" */
+#define ZT_BTREE_LAYOUT 5 /* the first store layout (1.x) whose new sorted sets are B+trees */
+
+enum { ZT_RB = 1, ZT_BT = 2 };
+
+/* ZT_BT or ZT_RB for the tree at t, or SHMD_ECORRUPT for anything else (a hash, a freed block). */
+static int zt_kind(shmd_store_t *s, shmd_ptr_t t) {
+  void *a;
+  if ((t.v & 7) || shmd_resolve_checked(s, t, 8, &a)) {
+    shmd__set_detail("kv: sorted set tree pointer outside the store");
+    return SHMD_ECORRUPT;
+  }
+  uint64_t m = __atomic_load_n((const uint64_t *)a, __ATOMIC_ACQUIRE);
+  if (m == ZT_KIND_BTREE)
+    return ZT_BT;
+  if (m == ZT_KIND_RBTREE)
+    return ZT_RB;
+  shmd__set_detail("kv: a sorted set's tree is neither a btree nor an rbtree");
+  return SHMD_ECORRUPT;
+}
+
+int kv_ztree_create(shmd_store_t *s, shmd_ptr_t *out) {
+  if (s->hdr0->layout_minor >= ZT_BTREE_LAYOUT)
+    return shmd_btree_create(s, SHMD_BTREE_DOUBLE_BYTES, out);
+  return shmd_rbtree_create(s, SHMD_RBTREE_DOUBLE_BYTES, out);
+}
+
+int kv_ztree_is_btree(shmd_store_t *s, shmd_ptr_t t) {
+  int k = zt_kind(s, t);
+  return k < 0 ? k : k == ZT_BT;
+}
+
+int kv_ztree_len(shmd_store_t *s, shmd_ptr_t t, uint64_t *out) {
+  int k = zt_kind(s, t);
+  return k < 0 ? k : k == ZT_BT ? shmd_btree_len(s, t, out) : shmd_rbtree_len(s, t, out);
+}
+
+int kv_ztree_destroy(shmd_store_t *s, shmd_ptr_t t) {
+  int k = zt_kind(s, t);
+  return k < 0 ? k : k == ZT_BT ? shmd_btree_destroy(s, t) : shmd_rbtree_destroy(s, t);
+}
+
+int kv_ztree_destroy_step(shmd_store_t *s, shmd_ptr_t t, size_t max, uint64_t *remaining) {
+  int k = zt_kind(s, t);
+  return k < 0 ? k : k == ZT_BT ? shmd_btree_destroy_step(s, t, max, remaining) : shmd_rbtree_destroy_step(s, t, max, remaining);
+}
+
+int kv_ztree_check(shmd_store_t *s, shmd_ptr_t t) {
+  int k = zt_kind(s, t);
+  if (k < 0)
+    return k;
+  int rc = k == ZT_BT ? shmd_btree_check(s, t) : shmd_rbtree_check(s, t);
+  if (rc == 0) { /* and ordered as a sorted set's tree */
+    int order = 0;
+    if (k == ZT_BT) {
+      shmd_btree_order_t o;
+      rc = shmd_btree_order(s, t, &o);
+      order = (int)o;
+    } else {
+      shmd_rbtree_order_t o;
+      rc = shmd_rbtree_order(s, t, &o);
+      order = (int)o;
+    }
+    if (rc == 0 && order != SHMD_BTREE_DOUBLE_BYTES) {
+      shmd__set_detail("kv: a sorted set's tree has ordering %d, not (score, member)", order);
+      rc = SHMD_ECORRUPT;
+    }
+  }
+  return rc;
+}
+
+/* A batch of tree entries copied out for kv_zset_check (the hash is read after the tree's lock is
+ * released: lock order is hash, then tree, as the commands take them). */
+typedef struct zck_s {
+  char *m[256];
+  size_t ml[256];
+  double sc[256];
+  size_t n;
+} zck_t;
+
+static int zck_visit(const void *key, size_t kl, const void *val, size_t vl, uint64_t rank, void *arg) {
+  (void)val;
+  (void)vl;
+  (void)rank;
+  zck_t *z = arg;
+  if (kl < 8) {
+    shmd__set_detail("kv: sorted set tree key of %zu bytes", kl);
+    return SHMD_ECORRUPT;
+  }
+  if ((z->m[z->n] = malloc(kl - 8 + 1)) == NULL)
+    return SHMD_ENOMEM;
+  memcpy(&z->sc[z->n], key, 8);
+  memcpy(z->m[z->n], (const char *)key + 8, kl - 8);
+  z->ml[z->n++] = kl - 8;
+  return 0;
+}
+
+int kv_zset_check(shmd_store_t *s, shmd_ptr_t h, shmd_ptr_t t) {
+  uint64_t nh = 0, nt = 0;
+  int rc = shmd_hash_len(s, h, &nh);
+  if (rc || (rc = kv_ztree_len(s, t, &nt)))
+    return rc;
+  if (nh != nt) {
+    shmd__set_detail("kv: sorted set with %llu members in its hash and %llu in its tree", (unsigned long long)nh,
+                     (unsigned long long)nt);
+    return SHMD_ECORRUPT;
+  }
+  zck_t z;
+  for (uint64_t at = 0; rc == 0 && at < nt;) {
+    size_t got = 0;
+    z.n = 0;
+    rc = kv_ztree_walk_rank(s, t, at, 256, 0, zck_visit, &z, &got);
+    for (size_t i = 0; i < z.n; i++) {
+      double d;
+      size_t vl = 0;
+      int g = rc ? 0 : shmd_hash_get(s, h, z.m[i], z.ml[i], &d, 8, &vl);
+      if (rc == 0 && g == SHMD_ENOTFOUND) {
+        shmd__set_detail("kv: sorted set member of rank %llu is in its tree but not in its hash",
+                         (unsigned long long)(at + i));
+        rc = SHMD_ECORRUPT;
+      } else if (rc == 0 && g) {
+        rc = g;
+      } else if (rc == 0 && (vl != 8 || memcmp(&d, &z.sc[i], 8) != 0)) {
+        shmd__set_detail("kv: sorted set member of rank %llu has one score in its tree, another in its hash",
+                         (unsigned long long)(at + i));
+        rc = SHMD_ECORRUPT;
+      }
+      free(z.m[i]);
+    }
+    if (rc == 0 && got == 0) {
+      shmd__set_detail("kv: sorted set tree walk stopped at rank %llu of %llu", (unsigned long long)at,
+                       (unsigned long long)nt);
+      rc = SHMD_ECORRUPT;
+    }
+    at += got;
+  }
+  return rc;
+}
+
+int kv_ztree_walk_rank(shmd_store_t *s, shmd_ptr_t t, uint64_t start, size_t max, int reverse,
+                       shmd_btree_visit_fn fn, void *arg, size_t *visited) {
+  int k = zt_kind(s, t);
+  if (k < 0)
+    return k;
+  if (k == ZT_BT)
+    return shmd_btree_walk_rank(s, t, start, max, reverse, fn, arg, visited);
+  return shmd_rbtree_walk_rank(s, t, start, max, reverse, fn, arg, visited);
+}
+
+int shmd__kv_zset_is_btree(shmd_store_t *s, unsigned db, const void *key, size_t klen) {
+  kv_ctx_t c;
+  int rc = kv_begin(s, db, &c);
+  if (rc)
+    return rc;
+  kv_ref_t ref;
+  if ((rc = kv_lock_stripes(&c, 1u << kv_stripe_of(key, klen))) == 0 &&
+      (rc = kv_lookup_type(&c, key, klen, KV_ZSET, &ref)) == 0)
+    rc = kv_ztree_is_btree(s, ref.b);
+  int is = rc;
+  rc = kv_end(&c, rc < 0 ? rc : 0);
+  return rc ? rc : is;
+}
+
+static int zt_put(shmd_store_t *s, shmd_ptr_t t, const void *key, size_t kl) {
+  int k = zt_kind(s, t);
+  if (k < 0)
+    return k;
+  if (k == ZT_BT)
+    return shmd_btree_put(s, t, key, kl, "", 0, SHMD_BTREE_UPSERT, NULL);
+  return shmd_rbtree_put(s, t, key, kl, "", 0, SHMD_RBTREE_UPSERT, NULL);
+}
+
+static int zt_delete(shmd_store_t *s, shmd_ptr_t t, const void *key, size_t kl) {
+  int k = zt_kind(s, t);
+  return k < 0 ? k : k == ZT_BT ? shmd_btree_delete(s, t, key, kl) : shmd_rbtree_delete(s, t, key, kl);
+}
+
+static int zt_rank(shmd_store_t *s, shmd_ptr_t t, const void *key, size_t kl, uint64_t *rank) {
+  int k = zt_kind(s, t);
+  return k < 0 ? k : k == ZT_BT ? shmd_btree_rank(s, t, key, kl, rank) : shmd_rbtree_rank(s, t, key, kl, rank);
+}
+
+static int zt_count_below(shmd_store_t *s, shmd_ptr_t t, const void *key, size_t kl, int incl, uint64_t *out) {
+  int k = zt_kind(s, t);
+  if (k < 0)
+    return k;
+  if (k == ZT_BT)
+    return shmd_btree_count_below(s, t, key, kl, incl, out);
+  return shmd_rbtree_count_below(s, t, key, kl, incl, out);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Members */
 
 typedef struct dkey_s {
   unsigned char small[264];
@@ -25,7 +245,7 @@ static int dkey_make(dkey_t *k, double score, const void *m, size_t ml) {
     return SHMD_ENOMEM;
   if (score == 0)
     score = 0.0; /* -0.0 -> +0.0 */
-  k->len = shmd_rbtree_dkey(score, m, ml, k->p);
+  k->len = shmd_btree_dkey(score, m, ml, k->p);
   return 0;
 }
 static void dkey_free(dkey_t *k) {
@@ -41,28 +261,33 @@ static int z_get_score(kv_ctx_t *c, kv_ref_t *ref, const void *m, size_t ml, dou
   return rc;
 }
 
-/* Sets member's score (inserting it when new). */
-static int z_set_score(kv_ctx_t *c, kv_ref_t *ref, const void *m, size_t ml, int had, double old,
-                       double score) {
+/* Moves member's tree entry from (old, m) to (score, m) (only inserts when !had). */
+static int z_tree_move(kv_ctx_t *c, kv_ref_t *ref, const void *m, size_t ml, int had, double old, double score) {
   dkey_t k;
   int rc;
-  if (score == 0)
-    score = 0.0;
   if (had) {
     if ((rc = dkey_make(&k, old, m, ml)))
       return rc;
-    rc = shmd_rbtree_delete(c->s, ref->b, k.p, k.len);
+    rc = zt_delete(c->s, ref->b, k.p, k.len);
     dkey_free(&k);
     if (rc)
       return rc == SHMD_ENOTFOUND ? SHMD_ECORRUPT : rc;
   }
   if ((rc = dkey_make(&k, score, m, ml)))
     return rc;
-  rc = shmd_rbtree_put(c->s, ref->b, k.p, k.len, "", 0, SHMD_RBTREE_UPSERT, NULL);
+  rc = zt_put(c->s, ref->b, k.p, k.len);
   dkey_free(&k);
+  return rc;
+}
+
+/* Sets the score of a member that is not in the set yet (the callers know it is absent). */
+static int z_insert(kv_ctx_t *c, kv_ref_t *ref, const void *m, size_t ml, double score) {
+  if (score == 0)
+    score = 0.0;
+  int rc = z_tree_move(c, ref, m, ml, 0, 0, score);
   if (rc)
     return rc;
-  return shmd_hash_put(c->s, ref->a, m, ml, &score, 8, SHMD_HASH_UPSERT, NULL);
+  return shmd_hash_put(c->s, ref->a, m, ml, &score, 8, SHMD_HASH_INSERT, NULL);
 }
 
 static int z_remove(kv_ctx_t *c, kv_ref_t *ref, const void *m, size_t ml) {
@@ -73,7 +298,7 @@ static int z_remove(kv_ctx_t *c, kv_ref_t *ref, const void *m, size_t ml) {
   dkey_t k;
   if ((rc = dkey_make(&k, old, m, ml)))
     return rc;
-  rc = shmd_rbtree_delete(c->s, ref->b, k.p, k.len);
+  rc = zt_delete(c->s, ref->b, k.p, k.len);
   dkey_free(&k);
   if (rc)
     return rc == SHMD_ENOTFOUND ? SHMD_ECORRUPT : rc;
@@ -83,10 +308,16 @@ static int z_remove(kv_ctx_t *c, kv_ref_t *ref, const void *m, size_t ml) {
 int shmd__kv_zadd_one(kv_ctx_t *c, kv_ref_t *ref, const void *m, size_t ml, double score, int nx,
                       int xx, int gt, int lt, int incr, int *added, int *changed, double *out) {
   double old = 0;
-  int rc = z_get_score(c, ref, m, ml, &old);
+  shmd_hash_ref_t hr;
+  int rc = shmd_hash_get_ref(c->s, ref->a, m, ml, &hr);
   if (rc && rc != SHMD_ENOTFOUND)
     return rc;
   int had = rc == 0;
+  if (had) {
+    if (hr.val_len != 8)
+      return SHMD_ECORRUPT;
+    memcpy(&old, hr.val, 8);
+  }
   *added = *changed = 0;
   if ((nx && had) || (xx && !had))
     return 1; /* not done */
@@ -101,8 +332,18 @@ int shmd__kv_zadd_one(kv_ctx_t *c, kv_ref_t *ref, const void *m, size_t ml, doub
   *out = nw;
   if (had && nw == old)
     return 0;
-  if ((rc = z_set_score(c, ref, m, ml, had, old, nw)))
-    return rc;
+  if (!had) {
+    if ((rc = z_insert(c, ref, m, ml, nw)))
+      return rc;
+  } else {
+    if (nw == 0)
+      nw = 0.0;
+    /* The tree entry moves; the score is overwritten in place (the hash is not touched between
+     * the lookup and the store: the tree has its own allocations). */
+    if ((rc = z_tree_move(c, ref, m, ml, 1, old, nw)) || (rc = shmd_tx_log(c->tx, hr.val_ptr, 8)))
+      return rc;
+    memcpy(hr.val, &nw, 8);
+  }
   *added = !had;
   *changed = 1;
   return 0;
@@ -244,13 +485,13 @@ int shmd__kv_zrank(kv_ctx_t *c, kv_ref_t *ref, const void *m, size_t ml, int rev
   dkey_t k;
   if ((rc = dkey_make(&k, d, m, ml)))
     return rc;
-  rc = shmd_rbtree_rank(c->s, ref->b, k.p, k.len, rank);
+  rc = zt_rank(c->s, ref->b, k.p, k.len, rank);
   dkey_free(&k);
   if (rc)
     return rc == SHMD_ENOTFOUND ? SHMD_ECORRUPT : rc;
   if (rev) {
     uint64_t n;
-    if ((rc = shmd_rbtree_len(c->s, ref->b, &n)))
+    if ((rc = kv_ztree_len(c->s, ref->b, &n)))
       return rc;
     *rank = n - 1 - *rank;
   }
@@ -297,14 +538,14 @@ static double next_up(double v) {
 static int z_below(kv_ctx_t *c, shmd_ptr_t tree, double v, int incl, uint64_t *out) {
   if (incl) {
     if (v == INFINITY)
-      return shmd_rbtree_len(c->s, tree, out);
+      return kv_ztree_len(c->s, tree, out);
     v = next_up(v);
   }
   if (v == 0)
     v = 0.0;
   unsigned char key[8];
-  shmd_rbtree_dkey(v, NULL, 0, key);
-  return shmd_rbtree_count_below(c->s, tree, key, 8, 0, out);
+  shmd_btree_dkey(v, NULL, 0, key);
+  return zt_count_below(c->s, tree, key, 8, 0, out);
 }
 
 /* The rank interval [lo, hi) of scores in [min, max] (honouring exclusivity). */
@@ -355,7 +596,7 @@ static int z_reply_ranks(cc_t *x, shmd_ptr_t tree, uint64_t lo, uint64_t hi, int
   while (n > 0) {
     size_t got = 0;
     size_t batch = n > 1024 ? 1024 : (size_t)n;
-    int rc = shmd_rbtree_walk_rank(x->c->s, tree, start, batch, rev, zwalk_visit, &w, &got);
+    int rc = kv_ztree_walk_rank(x->c->s, tree, start, batch, rev, zwalk_visit, &w, &got);
     if (rc) {
       vec_free(&w.v);
       return rc;
@@ -455,7 +696,7 @@ static int zent_visit(const void *key, size_t kl, const void *val, size_t vl, ui
 static int z_entry(cc_t *x, shmd_ptr_t tree, uint64_t i, zent_t *e) {
   size_t got = 0;
   e->m = NULL;
-  int rc = shmd_rbtree_walk_rank(x->c->s, tree, i, 1, 0, zent_visit, e, &got);
+  int rc = kv_ztree_walk_rank(x->c->s, tree, i, 1, 0, zent_visit, e, &got);
   if (rc == 0 && got != 1)
     rc = SHMD_ECORRUPT;
   if (rc) {
@@ -475,7 +716,7 @@ static int lex_rank(cc_t *x, shmd_ptr_t tree, double s, const zlex_t *b, int aft
   int rc = dkey_make(&k, s, b->p, b->n);
   if (rc)
     return rc;
-  rc = shmd_rbtree_count_below(x->c->s, tree, k.p, k.len, after, out);
+  rc = zt_count_below(x->c->s, tree, k.p, k.len, after, out);
   dkey_free(&k);
   return rc;
 }
@@ -540,7 +781,7 @@ static int lexwalk_visit(const void *key, size_t kl, const void *val, size_t vl,
 static int z_lex_range(cc_t *x, shmd_ptr_t tree, const zlex_t *min, const zlex_t *max, int rev, long long offset,
                        long long limit, int scores, shmd_reply_t *r) {
   uint64_t n;
-  int rc = shmd_rbtree_len(x->c->s, tree, &n);
+  int rc = kv_ztree_len(x->c->s, tree, &n);
   if (rc)
     return rc;
   if (n == 0 || lex_empty(min, max) || offset < 0)
@@ -573,7 +814,7 @@ static int z_lex_range(cc_t *x, shmd_ptr_t tree, const zlex_t *min, const zlex_t
   uint64_t start = rev ? n - 1 : 0;
   for (;;) {
     size_t got = 0;
-    rc = shmd_rbtree_walk_rank(x->c->s, tree, start, 1024, rev, lexwalk_visit, &w, &got);
+    rc = kv_ztree_walk_rank(x->c->s, tree, start, 1024, rev, lexwalk_visit, &w, &got);
     if (rc || got < 1024)
       break;
     if (rev && start < 1024)
@@ -685,7 +926,7 @@ static int zrange_generic(cc_t *x, int ki, int store, int type, int rev) {
     y.r = &res;
     if (type == ZR_RANK) {
       uint64_t len;
-      if ((rc = shmd_rbtree_len(x->c->s, ref.b, &len)))
+      if ((rc = kv_ztree_len(x->c->s, ref.b, &len)))
         return rc;
       long long n = (long long)len;
       if (start < 0) start += n;
@@ -781,7 +1022,7 @@ static int zremrange_generic(cc_t *x, int type) {
   y.r = &tmp;
   if (type == ZR_RANK) {
     uint64_t len;
-    if ((rc = shmd_rbtree_len(x->c->s, ref.b, &len)))
+    if ((rc = kv_ztree_len(x->c->s, ref.b, &len)))
       return rc;
     long long n = (long long)len;
     if (a < 0) a += n;
@@ -846,7 +1087,7 @@ int shmd__kv_cmd_zscan(cc_t *x) { return shmd__kv_xscan(x, KV_ZSET, 2); }
  * flat array [member, score, ...]; deletes the key when it empties. */
 static int z_pop(cc_t *x, const char *key, size_t klen, kv_ref_t *ref, int max, long long count, shmd_reply_t *r) {
   uint64_t len;
-  int rc = shmd_rbtree_len(x->c->s, ref->b, &len);
+  int rc = kv_ztree_len(x->c->s, ref->b, &len);
   if (rc)
     return rc;
   uint64_t n = (uint64_t)count < len ? (uint64_t)count : len;
@@ -1197,7 +1438,7 @@ static int zsetop(cc_t *x, int op, int ni, int store, int card) {
     if (rc == 0 && res.n)
       rc = kv_container(x->c, A(1), L(1), KV_ZSET, 1, &dst);
     for (size_t k = 0; k < res.n && rc == 0; k++)
-      rc = z_set_score(x->c, &dst, res.e[k].m, res.e[k].ml, 0, 0, res.e[k].score);
+      rc = z_insert(x->c, &dst, res.e[k].m, res.e[k].ml, res.e[k].score);
     if (rc == 0)
       rc = r_int(x->r, (int64_t)res.n);
     goto done;

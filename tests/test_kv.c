@@ -13,6 +13,7 @@
 #include <math.h>
 #include <stdarg.h>
 
+#include "kv/kv_int.h"
 #include "shmdict/kv.h"
 #include "support.h"
 
@@ -1661,6 +1662,272 @@ Test(kv, crash_inside_a_big_command) {
   }
   ts_crash_end(&t);
   cr_assert_gt(last, 0, "no big command ever completed");
+}
+
+/* A sorted set of a few thousand members (a tree of three levels) against a model: random adds,
+ * score changes and removals with many equal scores (members break the ties), then ranks, reverse
+ * ranks, counts, and ranges by rank, by score with LIMIT, reversed, compared with the model's
+ * sorted order; the checker (tree and hash entry by entry) after each round. */
+typedef struct zm_s {
+  int score[4000];
+  char present[4000];
+} zm_t;
+static int zm_cmp(const void *a, const void *b, void *arg) {
+  const zm_t *m = arg;
+  int x = *(const int *)a, y = *(const int *)b;
+  if (m->score[x] != m->score[y])
+    return m->score[x] < m->score[y] ? -1 : 1;
+  return x < y ? -1 : x > y; /* "m%05d": byte order is numeric order */
+}
+static size_t zm_sorted(zm_t *m, int *out) {
+  size_t n = 0;
+  for (int i = 0; i < 4000; i++)
+    if (m->present[i])
+      out[n++] = i;
+  qsort_r(out, n, sizeof *out, zm_cmp, m);
+  return n;
+}
+
+Test(kv, big_sorted_set_against_a_model, .timeout = 300) {
+  shmd_store_t *s = ts_open("zm", 64 * MB, 64 * MB);
+  ts_rng_t g = {ts_seed("big_sorted_set_against_a_model")};
+  static zm_t m;
+  static int order[4000];
+  memset(&m, 0, sizeof m);
+  char line[256], want[256];
+  for (int round = 0; round < 6; round++) {
+    for (int k = 0; k < 1500; k++) {
+      int id = (int)ts_below(&g, 4000), sc = (int)ts_below(&g, 300);
+      if (ts_below(&g, 5) == 0) {
+        sprintf(line, "ZREM zb m%05d", id);
+        sprintf(want, ":%d", m.present[id]);
+        m.present[id] = 0;
+      } else {
+        sprintf(line, "ZADD zb %d m%05d", sc, id);
+        sprintf(want, ":%d", !m.present[id]);
+        m.present[id] = 1;
+        m.score[id] = sc;
+      }
+      shmd_reply_t *r = run(s, line);
+      cr_assert_str_eq(show(r), want, "%s", line);
+      shmd_reply_free(r);
+    }
+    check_all(s);
+    size_t n = zm_sorted(&m, order);
+    sprintf(line, "ZCARD zb");
+    shmd_reply_t *r = run(s, line);
+    cr_assert_eq(r->integer, (long long)n);
+    shmd_reply_free(r);
+    for (int q = 0; q < 40; q++) {
+      size_t at = ts_below(&g, n);
+      int id = order[at];
+      sprintf(line, "ZRANK zb m%05d", id);
+      r = run(s, line);
+      cr_assert_eq(r->integer, (long long)at, "%s: %lld, model %zu", line, r->integer, at);
+      shmd_reply_free(r);
+      sprintf(line, "ZREVRANK zb m%05d", id);
+      r = run(s, line);
+      cr_assert_eq(r->integer, (long long)(n - 1 - at), "%s", line);
+      shmd_reply_free(r);
+      /* scores [lo, hi], LIMIT off cnt, ascending or descending */
+      int lo = (int)ts_below(&g, 300), hi = lo + (int)ts_below(&g, 40);
+      int off = (int)ts_below(&g, 30), cnt = 1 + (int)ts_below(&g, 60), rev = (int)ts_below(&g, 2);
+      size_t first = 0, last = 0; /* the model's interval [first, last) of scores in [lo, hi] */
+      while (first < n && m.score[order[first]] < lo)
+        first++;
+      last = first;
+      while (last < n && m.score[order[last]] <= hi)
+        last++;
+      sprintf(line, "ZCOUNT zb %d %d", lo, hi);
+      r = run(s, line);
+      cr_assert_eq(r->integer, (long long)(last - first), "%s", line);
+      shmd_reply_free(r);
+      if (rev)
+        sprintf(line, "ZRANGE zb %d %d BYSCORE REV LIMIT %d %d WITHSCORES", hi, lo, off, cnt);
+      else
+        sprintf(line, "ZRANGE zb %d %d BYSCORE LIMIT %d %d WITHSCORES", lo, hi, off, cnt);
+      r = run(s, line);
+      size_t k = 0;
+      for (size_t j = off; j < last - first && k < (size_t)cnt; j++, k++) {
+        int e = order[rev ? last - 1 - j : first + j];
+        char mb[16], sb[16];
+        sprintf(mb, "m%05d", e);
+        sprintf(sb, "%d", m.score[e]);
+        cr_assert(2 * k + 1 < r->nelems, "%s: %zu elements, model has more", line, r->nelems);
+        cr_assert_str_eq(r->elems[2 * k].str, mb, "%s: element %zu", line, k);
+        cr_assert_str_eq(r->elems[2 * k + 1].str, sb, "%s: score %zu", line, k);
+      }
+      cr_assert_eq(r->nelems, 2 * k, "%s: %zu elements, model %zu", line, r->nelems / 2, k);
+      shmd_reply_free(r);
+      /* ranks [a, a + 50], reversed half of the time */
+      size_t a = ts_below(&g, n);
+      sprintf(line, "ZRANGE zb %zu %zu%s", a, a + 50, rev ? " REV" : "");
+      r = run(s, line);
+      size_t want_n = n - a < 51 ? n - a : 51;
+      cr_assert_eq(r->nelems, want_n, "%s", line);
+      for (size_t j = 0; j < want_n; j++) {
+        char mb[16];
+        sprintf(mb, "m%05d", order[rev ? n - 1 - a - j : a + j]);
+        cr_assert_str_eq(r->elems[j].str, mb, "%s: element %zu", line, j);
+      }
+      shmd_reply_free(r);
+    }
+    cr_assert_eq(shmd__kv_zset_is_btree(s, 0, "zb", 2), 1);
+  }
+  /* pops from both ends drain it in order */
+  size_t n = zm_sorted(&m, order);
+  shmd_reply_t *r = run(s, "ZPOPMIN zb 100");
+  for (size_t j = 0; j < 100 && j < n; j++) {
+    char mb[16];
+    sprintf(mb, "m%05d", order[j]);
+    cr_assert_str_eq(r->elems[2 * j].str, mb, "ZPOPMIN element %zu", j);
+  }
+  shmd_reply_free(r);
+  r = run(s, "ZPOPMAX zb 100");
+  for (size_t j = 0; j < 100 && j < n; j++) {
+    char mb[16];
+    sprintf(mb, "m%05d", order[n - 1 - j]);
+    cr_assert_str_eq(r->elems[2 * j].str, mb, "ZPOPMAX element %zu", j);
+  }
+  shmd_reply_free(r);
+  check_all(s);
+  shmd_close(s);
+}
+
+/* Sorted sets under kills: a child runs a fixed sequence of sorted-set commands on one set that
+ * grows to a few thousand members (its tree splits, borrows and merges as members are added,
+ * moved by new scores, popped and removed by ranges) plus ZUNIONSTORE copies, reporting each
+ * command it finished; it is killed at a random moment or at a crash point inside the tree's
+ * restructuring. After each kill the store's checkers pass (shmd_kv_check verifies the tree with
+ * its container's checker and that tree and member hash agree), and the sets equal those of a
+ * second store that ran the first `done` commands of the sequence, or `done + 1` (the killed
+ * command may have committed before it was reported). */
+static void zcrash_line(uint32_t i, char *line) {
+  uint32_t m = (i * 2654435761u) % 4000, sc = (i * 7919u) % 5003;
+  switch (i % 16) {
+  case 0: case 1: case 2: case 3: case 4: case 5: case 6: case 7:
+    sprintf(line, "ZADD zc %u m%u %u n%u", sc, m, sc / 2, (m * 7) % 4000);
+    break;
+  case 8: sprintf(line, "ZINCRBY zc %u m%u", sc % 100, (m * 3) % 4000); break;
+  case 9: sprintf(line, "ZREM zc m%u n%u m%u", m, m, (m + 1) % 4000); break;
+  case 10: sprintf(line, "ZPOPMIN zc %u", 1 + i % 7); break;
+  case 11: sprintf(line, "ZREMRANGEBYSCORE zc %u %u", sc, sc + 15); break;
+  case 12: sprintf(line, "ZREMRANGEBYRANK zc %u %u", i % 50, i % 50 + i % 9); break;
+  case 13: sprintf(line, "ZADD zc GT %u m%u", sc, (m * 5) % 4000); break;
+  case 14:
+    if (i % 64 == 14)
+      sprintf(line, "ZUNIONSTORE zd 2 zc zd WEIGHTS 1 0.5");
+    else
+      sprintf(line, "ZADD zd %u d%u", sc, m % 300);
+    break;
+  default: sprintf(line, "ZPOPMAX zd 2"); break;
+  }
+}
+
+static int zcrash_same(shmd_store_t *a, shmd_store_t *b) {
+  static const char *const q[] = {"ZRANGE zc 0 -1 WITHSCORES", "ZRANGE zd 0 -1 WITHSCORES"};
+  for (int k = 0; k < 2; k++) {
+    shmd_reply_t *x = run(a, q[k]), *y = run(b, q[k]);
+    int same = x->type == y->type && x->nelems == y->nelems;
+    for (size_t j = 0; same && j < x->nelems; j++)
+      same = x->elems[j].len == y->elems[j].len && memcmp(x->elems[j].str, y->elems[j].str, x->elems[j].len) == 0;
+    shmd_reply_free(x);
+    shmd_reply_free(y);
+    if (!same)
+      return 0;
+  }
+  return 1;
+}
+
+Test(kv, crash_sorted_set_tree_restructuring, .timeout = 300) {
+  int rounds = getenv("SHMDICT_KV_CRASH_ROUNDS") ? atoi(getenv("SHMDICT_KV_CRASH_ROUNDS")) / 3 : 40;
+  ts_rng_t g = {ts_seed("crash_sorted_set_tree_restructuring")};
+  static const char *points[] = {"btree.split", "btree.merge", "btree.borrow", "btree.grow", "btree.shrink",
+                                 "btree.put.inserted", "btree.delete.removed", "btree.*", "kv.command.commit",
+                                 "kv.command.commit", "kv.command.commit"}; /* after all changes */
+  shmd_store_t *s0 = ts_open("zc", 32 * MB, 32 * MB);
+  shmd_close(s0);
+  shmd_store_t *model = ts_open("zm", 32 * MB, 32 * MB);
+  uint32_t applied = 0; /* commands of the sequence the model has run */
+  char line[128];
+  int points_hit = 0;
+  for (int round = 0; round < rounds; round++) {
+    int pfd[2];
+    cr_assert_eq(pipe(pfd), 0);
+    int use_point = round % 2 == 1;
+    char pointbuf[64];
+    snprintf(pointbuf, sizeof pointbuf, "%s:%u", points[ts_below(&g, sizeof points / sizeof points[0])],
+             (unsigned)(1 + ts_below(&g, 60)));
+    pid_t pid = fork();
+    if (pid == 0) {
+      close(pfd[0]);
+      if (use_point)
+        setenv("SHMDICT_CRASH_POINT", pointbuf, 1);
+      shmd_options_t o = ts_opts(32 * MB, 32 * MB);
+      shmd_store_t *s = NULL;
+      if (shmd_open("zc", &o, &s))
+        _exit(2);
+      for (uint32_t i = applied;; i++) {
+        zcrash_line(i, line);
+        if (child_cmd(s, line))
+          _exit(5);
+        if (write(pfd[1], &i, sizeof i) != sizeof i)
+          _exit(6);
+      }
+    }
+    close(pfd[1]);
+    int st = 0;
+    if (!use_point) {
+      usleep((useconds_t)(3000 + ts_below(&g, 40000)));
+      kill(pid, SIGKILL);
+      st = ts_wait(pid);
+    } else {
+      int t;
+      for (t = 0; t < 300 && waitpid(pid, &st, WNOHANG) != pid; t++)
+        usleep(1000);
+      if (t == 300) {
+        kill(pid, SIGKILL);
+        st = ts_wait(pid);
+      } else {
+        points_hit++;
+        st = WIFSIGNALED(st) ? 128 + WTERMSIG(st) : WEXITSTATUS(st);
+      }
+    }
+    cr_assert_eq(st, 128 + SIGKILL, "round %d: child ended with status %d", round, st);
+    uint32_t done = applied, v;
+    while (read(pfd[0], &v, sizeof v) == sizeof v)
+      done = v + 1;
+    close(pfd[0]);
+    shmd_store_t *s = ts_open("zc", 32 * MB, 32 * MB);
+    check_all(s);
+    for (; applied < done; applied++) {
+      zcrash_line(applied, line);
+      cr_assert_eq(child_cmd(model, line), 0, "model: %s", line);
+    }
+    if (!zcrash_same(s, model)) { /* the killed command committed but was not reported */
+      zcrash_line(applied++, line);
+      cr_assert_eq(child_cmd(model, line), 0, "model: %s", line);
+      cr_assert(zcrash_same(s, model), "round %d (%s%s): the sets match neither %u nor %u commands", round,
+                use_point ? "crash point " : "random kill", use_point ? pointbuf : "", done, done + 1);
+    }
+    cr_log_info("round %d: %u commands%s%s", round, applied, use_point ? ", crash point " : "",
+                use_point ? pointbuf : "");
+    int kind = shmd__kv_zset_is_btree(s, 0, "zc", 2);
+    if (kind == SHMD_ENOTFOUND) { /* nothing ran yet (a slow child), or the pops emptied it */
+      shmd_reply_t *zr = run(model, "ZCARD zc");
+      cr_assert_eq(zr->integer, 0, "round %d: zc is missing, the model has %lld members", round, zr->integer);
+      shmd_reply_free(zr);
+    } else {
+      cr_assert_eq(kind, 1, "round %d: zc is not a B+tree (%d)", round, kind);
+    }
+    shmd_close(s);
+  }
+  shmd_reply_t *r = run(model, "ZCARD zc");
+  cr_assert_gt(r->integer, 200, "the set stayed small (%lld members): no deep tree", (long long)r->integer);
+  shmd_reply_free(r);
+  cr_assert_gt(points_hit, 0, "no crash point was reached");
+  check_all(model);
+  shmd_close(model);
 }
 
 /* A process killed between allocating the keyspace root and publishing it (the store's very first

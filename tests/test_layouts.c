@@ -16,6 +16,7 @@
 #include <unistd.h>
 #include <stddef.h>
 
+#include "kv/kv_int.h"
 #include "segments/store_int.h"
 #include "support.h"
 #include "tests/fixtures/fixture_data.h"
@@ -474,6 +475,75 @@ static void expect_features_held_back(shmd_store_t *s, uint32_t minor) {
   free(bufs);
 }
 
+/* Sorted sets of a store older than 1.5 stay on the rbtree, old ones and new ones alike (so its
+ * library can still open it); 1.5 stores make B+trees. Every sorted-set command works on both: ranks,
+ * score and lex ranges, updates that move entries, pops, removals by range, stores, and a set big
+ * enough to split and merge tree nodes; the checkers pass after each step. */
+static void expect_zsets_of_layout(shmd_store_t *s, uint32_t minor) {
+  int want = minor >= 5;
+  cr_assert_eq(shmd__kv_zset_is_btree(s, 0, "z:big", 5), want, "z:big of a 1.%u store", minor);
+  cr_assert_eq(shmd__kv_zset_is_btree(s, 0, "n:zset", 6), want, "n:zset written into a 1.%u store", minor);
+  /* old set: a score change moves the entry, and moves it back */
+  char k[32], v[32];
+  snprintf(k, sizeof k, "%.17g", fx_zscore(7));
+  shmd_reply_free(RUN(s, 0, "ZINCRBY", "z:big", "5000", "z007"));
+  uint64_t rank = 0;
+  cr_assert_eq(shmd_kv_zrank(s, 0, "z:big", 5, "z007", 4, 1, &rank), 0);
+  cr_assert_eq(rank, 0, "z007 moved to the top");
+  shmd_reply_free(RUN(s, 0, "ZADD", "z:big", k, "z007"));
+  cr_assert_eq(shmd_kv_zrank(s, 0, "z:big", 5, "z007", 4, 0, &rank), 0);
+  cr_assert_eq(rank, 7, "z007 back at rank 7");
+  cr_assert_eq(INT(s, 0, "ZCOUNT", "z:big", "-inf", "+inf"), FX_ZSET_N + 1);
+  cr_assert_eq(INT(s, 0, "ZLEXCOUNT", "z:small", "-", "+"), 3);
+  expect_array(RUN(s, 0, "ZRANGEBYSCORE", "z:small", "(-3", "+inf", "WITHSCORES"), "ZRANGEBYSCORE z:small",
+               (const char *[]){"a", "1", "b", "2.5"}, 4);
+  expect_array(RUN(s, 0, "ZRANGE", "z:small", "0", "0", "REV"), "ZRANGE z:small REV", (const char *[]){"b"}, 1);
+  /* a copy of the old set into a new key (the store's kind), then removals by range and pops (a
+   * 1.0 store has no transactions bigger than a lane: small steps there) */
+  if (minor >= 1) {
+    cr_assert_eq(INT(s, 0, "ZUNIONSTORE", "n:zu", "2", "z:big", "z:small"), FX_ZSET_N + 1 + 3);
+    cr_assert_eq(INT(s, 0, "ZREMRANGEBYRANK", "n:zu", "0", "99"), 100);
+  } else {
+    cr_assert_eq(INT(s, 0, "ZUNIONSTORE", "n:zu", "1", "z:small"), 3);
+    for (int i = 0; i < FX_ZSET_N + 1 - 100; i++) {
+      snprintf(k, sizeof k, "z%03d", 100 + i);
+      snprintf(v, sizeof v, "%.17g", i == FX_ZSET_N - 100 ? 1000.0 : fx_zscore(100 + i));
+      shmd_reply_free(RUN(s, 0, "ZADD", "n:zu", v, k));
+    }
+  }
+  cr_assert_eq(shmd__kv_zset_is_btree(s, 0, "n:zu", 4), want);
+  cr_assert_eq(INT(s, 0, "ZCARD", "n:zu"), FX_ZSET_N + 4 - 100);
+  shmd_reply_free(RUN(s, 0, "ZPOPMAX", "n:zu", "10"));
+  cr_assert_eq(INT(s, 0, "ZCARD", "n:zu"), FX_ZSET_N + 4 - 110);
+  check_all(s);
+  /* a new set big enough for several tree levels, emptied by ranges: splits, then merges */
+  for (int i = 0; i < 2000; i++) {
+    snprintf(k, sizeof k, "%d", (i * 7919) % 2003);
+    snprintf(v, sizeof v, "member-%05d", i);
+    shmd_reply_free(RUN(s, 0, "ZADD", "n:zbig", k, v));
+  }
+  cr_assert_eq(shmd__kv_zset_is_btree(s, 0, "n:zbig", 6), want);
+  cr_assert_eq(INT(s, 0, "ZCARD", "n:zbig"), 2000);
+  check_all(s);
+  if (minor >= 1) {
+    cr_assert_eq(INT(s, 0, "ZREMRANGEBYSCORE", "n:zbig", "0", "999"), 997);
+    cr_assert_eq(INT(s, 0, "ZREMRANGEBYRANK", "n:zbig", "0", "-2"), 1002);
+  } else {
+    for (int left = 1999; left > 0; left -= left < 10 ? left : 10) {
+      snprintf(k, sizeof k, "%d", (left < 10 ? left : 10) - 1);
+      cr_assert_eq(INT(s, 0, "ZREMRANGEBYRANK", "n:zbig", "0", k), left < 10 ? left : 10);
+    }
+  }
+  cr_assert_eq(INT(s, 0, "ZCARD", "n:zbig"), 1);
+  check_all(s);
+  cr_assert_eq(INT(s, 0, "DEL", "n:zu", "n:zbig"), 2);
+  int rc;
+  do
+    rc = shmd_kv_drain(s, 0, 0);
+  while (rc == 1);
+  cr_assert_eq(rc, 0);
+}
+
 /* ---------------------------------------------------------------------------------------------- */
 /* The tests */
 
@@ -496,6 +566,7 @@ static void layout_round_trip(const char *layout, uint32_t minor) {
   verify_roots(s, 1);
   expect_features_held_back(s, minor);
   shmd_reply_free(RUN(s, 0, "DEL", "held:back"));
+  expect_zsets_of_layout(s, minor);
   check_all(s);
   shmd_close(s);
   expect_segments_of_layout(minor);
@@ -515,6 +586,7 @@ Test(layouts, layout_1_1) { layout_round_trip("1.1", 1); }
 Test(layouts, layout_1_2) { layout_round_trip("1.2", 2); }
 Test(layouts, layout_1_3) { layout_round_trip("1.3", 3); }
 Test(layouts, layout_1_4) { layout_round_trip("1.4", 4); }
+Test(layouts, layout_1_5) { layout_round_trip("1.5", 5); }
 
 /* Every layout this library writes has a fixture: a new minor needs a new one (README.md). */
 Test(layouts, every_minor_has_a_fixture) {

@@ -394,9 +394,21 @@ int shmd_tx_log(shmd_tx_t *tx, shmd_ptr_t p, size_t len) {
   int rc = op_room(t, words);
   if (rc)
     return rc;
+  /* The entries first, then one publication of the new length: nothing in the range changes
+   * before this returns, so a crash before the publication loses only entries for words that still
+   * hold their old values (op_log_word publishes per word; here a B+tree's shifted slot arrays,
+   * tens of words, pay one release store). */
   uint64_t base = p.v - (off - first);
-  for (uint64_t i = 0; i < words; i++)
-    op_log_word(t, base + 8 * i, (uint64_t *)a + i);
+  struct shmd__lane *l = t->lane;
+  uint32_t n = l->op_len, cap = t->store->man->op_log_cap;
+  const uint64_t *src = a;
+  for (uint64_t i = 0; i < words; i++, n++) {
+    struct shmd__undo *u = __builtin_expect(n < cap, 1) ? &l->op_log[n] : &shmd__ext_op(t->ext)[n - cap];
+    u->ptr = base + 8 * i;
+    u->old = src[i];
+  }
+  __atomic_store_n(&l->op_len, n, __ATOMIC_RELEASE);
+  __atomic_thread_fence(__ATOMIC_RELEASE);
   return 0;
 }
 

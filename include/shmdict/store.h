@@ -27,7 +27,7 @@ extern "C" {
 /* The layout version this library writes. It opens stores with the same major and a minor less
  * than or equal to its own, and refuses anything else with SHMD_EVERSION. */
 #define SHMD_LAYOUT_MAJOR 1
-#define SHMD_LAYOUT_MINOR 4
+#define SHMD_LAYOUT_MINOR 5
 
 /* Flags for shmd_options_t.flags. */
 enum {

@@ -14,7 +14,7 @@
  *
  * The driver kills a worker -- with SIGKILL at a random moment, or by starting it with a test-only
  * crash point (SHMDICT_CRASH_POINT) inside an allocator step, a hash rehash, an rbtree rotation, a
- * list operation, a garbage drain, a recovery or a rollback (between two restored undo words) --
+ * B+tree split / borrow / merge (sorted sets), a list operation, a garbage drain, a recovery or a rollback (between two restored undo words) --
  * and then:
  *   1. pauses the survivors between two operations; each must answer within --bound-ms (a
  *      survivor that waits for a lock the dead worker held must recover it, not hang);
@@ -967,6 +967,9 @@ static const char *crash_points[] = {
     "kv.drain.committed", "recover.rolled_back", "heap.refill", "heap.flush", "depot.put", "depot.take",
     "tx.ext.allocated", "tx.ext.copied", "tx.ext.switched", "tx.ext.freed_old", "tx.frees_done",
     "undo.word", "alloc.*", "hash.*", "rbtree.*", "list.*",
+    /* the sorted sets' trees (layout 1.5 stores) */
+    "btree.split", "btree.borrow", "btree.merge", "btree.grow", "btree.shrink", "btree.put.inserted",
+    "btree.put.updated", "btree.delete.removed", "btree.destroy.removed", "btree.*",
 };
 #define NPOINTS (sizeof crash_points / sizeof crash_points[0])
 
