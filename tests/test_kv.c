@@ -1708,25 +1708,25 @@ Test(kv, big_sorted_set_against_a_model, .timeout = 300) {
         m.present[id] = 1;
         m.score[id] = sc;
       }
-      shmd_reply_t *r = run(s, line);
-      cr_assert_str_eq(show(r), want, "%s", line);
+      shmd_reply_t *r = ts_kv(s, 0, line);
+      cr_assert_str_eq(ts_show(r), want, "%s", line);
       shmd_reply_free(r);
     }
     check_all(s);
     size_t n = zm_sorted(&m, order);
     sprintf(line, "ZCARD zb");
-    shmd_reply_t *r = run(s, line);
+    shmd_reply_t *r = ts_kv(s, 0, line);
     cr_assert_eq(r->integer, (long long)n);
     shmd_reply_free(r);
     for (int q = 0; q < 40; q++) {
       size_t at = ts_below(&g, n);
       int id = order[at];
       sprintf(line, "ZRANK zb m%05d", id);
-      r = run(s, line);
+      r = ts_kv(s, 0, line);
       cr_assert_eq(r->integer, (long long)at, "%s: %lld, model %zu", line, r->integer, at);
       shmd_reply_free(r);
       sprintf(line, "ZREVRANK zb m%05d", id);
-      r = run(s, line);
+      r = ts_kv(s, 0, line);
       cr_assert_eq(r->integer, (long long)(n - 1 - at), "%s", line);
       shmd_reply_free(r);
       /* scores [lo, hi], LIMIT off cnt, ascending or descending */
@@ -1739,14 +1739,14 @@ Test(kv, big_sorted_set_against_a_model, .timeout = 300) {
       while (last < n && m.score[order[last]] <= hi)
         last++;
       sprintf(line, "ZCOUNT zb %d %d", lo, hi);
-      r = run(s, line);
+      r = ts_kv(s, 0, line);
       cr_assert_eq(r->integer, (long long)(last - first), "%s", line);
       shmd_reply_free(r);
       if (rev)
         sprintf(line, "ZRANGE zb %d %d BYSCORE REV LIMIT %d %d WITHSCORES", hi, lo, off, cnt);
       else
         sprintf(line, "ZRANGE zb %d %d BYSCORE LIMIT %d %d WITHSCORES", lo, hi, off, cnt);
-      r = run(s, line);
+      r = ts_kv(s, 0, line);
       size_t k = 0;
       for (size_t j = off; j < last - first && k < (size_t)cnt; j++, k++) {
         int e = order[rev ? last - 1 - j : first + j];
@@ -1762,7 +1762,7 @@ Test(kv, big_sorted_set_against_a_model, .timeout = 300) {
       /* ranks [a, a + 50], reversed half of the time */
       size_t a = ts_below(&g, n);
       sprintf(line, "ZRANGE zb %zu %zu%s", a, a + 50, rev ? " REV" : "");
-      r = run(s, line);
+      r = ts_kv(s, 0, line);
       size_t want_n = n - a < 51 ? n - a : 51;
       cr_assert_eq(r->nelems, want_n, "%s", line);
       for (size_t j = 0; j < want_n; j++) {
@@ -1776,14 +1776,14 @@ Test(kv, big_sorted_set_against_a_model, .timeout = 300) {
   }
   /* pops from both ends drain it in order */
   size_t n = zm_sorted(&m, order);
-  shmd_reply_t *r = run(s, "ZPOPMIN zb 100");
+  shmd_reply_t *r = ts_kv(s, 0, "ZPOPMIN zb 100");
   for (size_t j = 0; j < 100 && j < n; j++) {
     char mb[16];
     sprintf(mb, "m%05d", order[j]);
     cr_assert_str_eq(r->elems[2 * j].str, mb, "ZPOPMIN element %zu", j);
   }
   shmd_reply_free(r);
-  r = run(s, "ZPOPMAX zb 100");
+  r = ts_kv(s, 0, "ZPOPMAX zb 100");
   for (size_t j = 0; j < 100 && j < n; j++) {
     char mb[16];
     sprintf(mb, "m%05d", order[n - 1 - j]);
@@ -1827,7 +1827,7 @@ static void zcrash_line(uint32_t i, char *line) {
 static int zcrash_same(shmd_store_t *a, shmd_store_t *b) {
   static const char *const q[] = {"ZRANGE zc 0 -1 WITHSCORES", "ZRANGE zd 0 -1 WITHSCORES"};
   for (int k = 0; k < 2; k++) {
-    shmd_reply_t *x = run(a, q[k]), *y = run(b, q[k]);
+    shmd_reply_t *x = ts_kv(a, 0, q[k]), *y = ts_kv(b, 0, q[k]);
     int same = x->type == y->type && x->nelems == y->nelems;
     for (size_t j = 0; same && j < x->nelems; j++)
       same = x->elems[j].len == y->elems[j].len && memcmp(x->elems[j].str, y->elems[j].str, x->elems[j].len) == 0;
@@ -1869,7 +1869,7 @@ Test(kv, crash_sorted_set_tree_restructuring, .timeout = 300) {
         _exit(2);
       for (uint32_t i = applied;; i++) {
         zcrash_line(i, line);
-        if (child_cmd(s, line))
+        if (ts_kv_do(s, 0, line))
           _exit(5);
         if (write(pfd[1], &i, sizeof i) != sizeof i)
           _exit(6);
@@ -1902,11 +1902,11 @@ Test(kv, crash_sorted_set_tree_restructuring, .timeout = 300) {
     check_all(s);
     for (; applied < done; applied++) {
       zcrash_line(applied, line);
-      cr_assert_eq(child_cmd(model, line), 0, "model: %s", line);
+      cr_assert_eq(ts_kv_do(model, 0, line), 0, "model: %s", line);
     }
     if (!zcrash_same(s, model)) { /* the killed command committed but was not reported */
       zcrash_line(applied++, line);
-      cr_assert_eq(child_cmd(model, line), 0, "model: %s", line);
+      cr_assert_eq(ts_kv_do(model, 0, line), 0, "model: %s", line);
       cr_assert(zcrash_same(s, model), "round %d (%s%s): the sets match neither %u nor %u commands", round,
                 use_point ? "crash point " : "random kill", use_point ? pointbuf : "", done, done + 1);
     }
@@ -1914,7 +1914,7 @@ Test(kv, crash_sorted_set_tree_restructuring, .timeout = 300) {
                 use_point ? pointbuf : "");
     int kind = shmd__kv_zset_is_btree(s, 0, "zc", 2);
     if (kind == SHMD_ENOTFOUND) { /* nothing ran yet (a slow child), or the pops emptied it */
-      shmd_reply_t *zr = run(model, "ZCARD zc");
+      shmd_reply_t *zr = ts_kv(model, 0, "ZCARD zc");
       cr_assert_eq(zr->integer, 0, "round %d: zc is missing, the model has %lld members", round, zr->integer);
       shmd_reply_free(zr);
     } else {
@@ -1922,7 +1922,7 @@ Test(kv, crash_sorted_set_tree_restructuring, .timeout = 300) {
     }
     shmd_close(s);
   }
-  shmd_reply_t *r = run(model, "ZCARD zc");
+  shmd_reply_t *r = ts_kv(model, 0, "ZCARD zc");
   cr_assert_gt(r->integer, 200, "the set stayed small (%lld members): no deep tree", (long long)r->integer);
   shmd_reply_free(r);
   cr_assert_gt(points_hit, 0, "no crash point was reached");
