@@ -112,6 +112,7 @@
 #include "shmdict/tx.h"
 #include "segments/lockwait.h"
 #include "cont_int.h"
+#include "hash_int.h"
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Layout */
@@ -1208,6 +1209,13 @@ static inline int opt_lookup(shmd_store_t *s, shmd_ptr_t h, const void *key, siz
       return r;
   }
   return OPT_LOCKED;
+}
+
+/* The optimistic get alone, for the keyspace's lock-free read path (containers/hash_int.h). */
+int shmd__hash_peek(shmd_store_t *s, shmd_ptr_t h, const void *key, size_t klen, unsigned char *vbuf,
+                    size_t *vlen) {
+  int r = opt_lookup(s, h, key, klen, vbuf, vlen);
+  return r == OPT_FOUND ? 1 : r == OPT_ABSENT ? 0 : -1;
 }
 
 /* Enters, does this operation's share of the rehash, and finds the key. `write`: the caller may
