@@ -43,7 +43,8 @@
  *   hash for a fresh one and appends the old stripe hashes to the garbage list; draining a stripe
  *   hash moves the containers of its records to the garbage list and deletes the records in
  *   batches. shmd_kv_check() checks the containers on the garbage list too.
- * - Reads copy out under the locks: a reply owns its memory.
+ * - Reads copy out under the locks (a reply owns its memory), except GET outside a transaction,
+ *   which copies a validated snapshot without any lock (see "Lock-free reads" below).
  * - Size: a command is one transaction. Its locks, allocations, frees and undo words beyond what a
  *   lane holds in place go to an extension block (include/shmdict/tx.h), so a command of any size
  *   (HSET with 100 000 fields, SUNION of 1 000 sets) is atomic, limited only by the store's free
