@@ -25,9 +25,9 @@
  * vbuf[0 .. *vlen) (vbuf has room for SHMD__HASH_PEEK_BUF bytes; bytes past *vlen are garbage);
  * 0 when key is absent; -1 when it cannot answer without the lock (a writer holds it, the value
  * is out of line, validation failed a few times, h is no hash, or h's header lies outside the
- * store). h may be any value: a block that was a hash and was freed is read, not written. The
- * caller must be outside any transaction (shmd_tx_depth() == 0) for the answer to mean anything
- * beyond "at one instant".
+ * store). h may be any value: a block that was a hash and was freed is read, not written. It does
+ * not look at the calling thread's transaction: the caller must be outside any (shmd_tx_depth()
+ * == 0; inside one, reads must take the lock so that a read and a later write stay atomic).
  */
 int shmd__hash_peek(shmd_store_t *s, shmd_ptr_t h, const void *key, size_t klen, unsigned char *vbuf,
                     size_t *vlen);

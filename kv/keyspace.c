@@ -473,11 +473,14 @@ int kv_end(kv_ctx_t *c, int rc) {
  *   What the hash cannot see is its own replacement: FLUSHDB swaps a stripe's hash for a fresh one
  * under the stripe lock (which this reader does not take), and the old one is drained and freed
  * after the commit; a block freed and reused as another hash would validate. So the reader also
- * reads the database's flush_seq (which FLUSHDB bumps, release, before its first swap) and the
- * stripe pointer before the lookup and checks both again after it (acquire fence): a FLUSHDB
- * that began meanwhile changes flush_seq; one that had begun but whose swap the reader did not
- * see yet has not committed, so the old hash is still whole (it is drained only after the
- * commit, and draining bumps its write_seq). A few failed validations, a held lock, an expired
+ * reads the stripe's lock word (which must be free), the database's flush_seq (which FLUSHDB
+ * bumps, release, before its first swap) and the stripe pointer before the lookup and checks all
+ * three again after it (acquire fence). A FLUSHDB that began meanwhile changes flush_seq (so a
+ * freed and reused block at the same address cannot pass); one still at work holds the stripe
+ * lock (so the reader never answers from a fresh hash whose swap could still roll back: the
+ * rollback, a crashed writer's recovery included, restores the pointer before the lock is free);
+ * one whose swap the reader did not see has not committed, so the old hash is still whole (it is
+ * drained only after the commit, and draining bumps its write_seq). A few failed validations, a held lock, an expired
  * key (lazy expiry must delete it, in a transaction), a value bigger than an inline one, or
  * anything that does not add up send the caller to its transactional path, which holds the
  * stripe lock and reports damage. Inside a transaction reads always take that path (two-phase
@@ -528,14 +531,17 @@ int kv_peek(shmd_store_t *s, unsigned dbi, const void *key, size_t len, unsigned
   if (d == NULL || __atomic_load_n(&d->magic, __ATOMIC_RELAXED) != KV_DB_MAGIC)
     return KV_PEEK_LOCKED;
   unsigned st = kv_stripe_of(key, len);
+  uint32_t *lock = &d->stripe_lock[st].word;
   for (unsigned attempt = 0; attempt < KV_PEEK_TRIES; attempt++) {
+    if (__atomic_load_n(lock, __ATOMIC_ACQUIRE) != 0)
+      return KV_PEEK_LOCKED; /* a command holds the stripe: wait for it on the lock */
     uint64_t fs = __atomic_load_n(&d->flush_seq, __ATOMIC_ACQUIRE);
     shmd_ptr_t h = {__atomic_load_n(&d->stripe[st].v, __ATOMIC_ACQUIRE)};
     int r = shmd__hash_peek(s, h, key, len, buf, vlen);
     __atomic_thread_fence(__ATOMIC_ACQUIRE); /* the lookup's reads before the checks below */
-    if (__atomic_load_n(&d->stripe[st].v, __ATOMIC_RELAXED) != h.v ||
+    if (__atomic_load_n(lock, __ATOMIC_RELAXED) != 0 || __atomic_load_n(&d->stripe[st].v, __ATOMIC_RELAXED) != h.v ||
         __atomic_load_n(&d->flush_seq, __ATOMIC_RELAXED) != fs)
-      continue; /* FLUSHDB at work: look again */
+      continue; /* a command (FLUSHDB?) at work on the stripe: look again */
     if (r <= 0)
       return r < 0 ? KV_PEEK_LOCKED : KV_PEEK_ABSENT;
     kv_rec_t rec;
@@ -960,10 +966,13 @@ int kv_flushdb(kv_ctx_t *c) {
   __atomic_store_n(&c->db->flush_seq, __atomic_load_n(&c->db->flush_seq, __ATOMIC_RELAXED) + 1, __ATOMIC_RELEASE);
   __atomic_thread_fence(__ATOMIC_RELEASE); /* the bump before the swaps that follow */
   for (unsigned i = 0; i < KV_STRIPES; i++) {
-    uint64_t n = 0;
-    if ((rc = shmd_hash_len(c->s, c->db->stripe[i], &n)))
+    /* A stripe that is empty but keeps a bucket table (its keys were deleted one by one: a hash
+     * keeps its smallest table) is swapped too, so FLUSHDB leaves every stripe as a fresh hash
+     * and a flushed and drained database holds exactly what a new one does. */
+    shmd_hash_stats_t hs;
+    if ((rc = shmd_hash_stats(c->s, c->db->stripe[i], &hs)))
       return rc;
-    if (n == 0)
+    if (hs.count == 0 && hs.buckets[0] == 0 && hs.buckets[1] == 0)
       continue;
     shmd_ptr_t h;
     if ((rc = shmd_hash_create(c->s, 0, &h)) || (rc = kv_garbage_push(c, KV_STRIPE, c->db->stripe[i], shmd_ptr_null())) ||
