@@ -20,6 +20,12 @@
  *   --appendonly no, under `timeout` (it dies after BK_REDIS_LIFETIME seconds whatever happens to
  *   us) and stopped at exit.
  *
+ *   kv_mem/shmdict, kv_mem/redis  memory per key: 1M string keys (16-byte keys, 32-byte values)
+ *                            in a fresh store / database 1 of the redis-server; the counter
+ *                            bytes_per_key is shmdict's allocator bytes in use (shmd_stats) or
+ *                            Redis's INFO used_memory added by the load, over the keys; the timed
+ *                            loop is random GETs of those keys (see bm_mem).
+ *
  *   restart_<N>/attach       a fresh process (this binary re-executed) attaches to the store of
  *                            the guild_friends example with N players (shmd_open) and answers the
  *                            first query (GET p:<id>, ZREVRANK of the player in its guild's
@@ -399,6 +405,148 @@ static void bm_kv(shim_state_t *st, void *arg) {
     }
   }
   shim_set_ops(st, (double)ops);
+  if (errors)
+    shim_counter(st, "errors", (double)errors);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Memory per key: 1M string keys of 16 bytes ("key:%012u") with 32-byte values, loaded into a
+ * fresh store (shmdict) or database 1 of the redis-server above. The counter bytes_per_key is
+ * shmdict's allocator bytes in use (shmd_stats allocated_bytes: every allocated object at its
+ * size-class size, as Redis counts jemalloc's usable sizes) added by the load, over the keys;
+ * Redis's is INFO memory's used_memory added by the load, over the keys. The timed loop is random
+ * GETs of those keys (typed shmd_kv_get / one request at a time). */
+
+enum { MEM_KEYS = 1000000, MEM_KEY_LEN = 16 };
+
+static void mem_key(char *out, uint64_t i) { snprintf(out, MEM_KEY_LEN + 1, "key:%012" PRIu64, i); }
+
+static shmd_store_t *mem_store;
+static double mem_per_key[2];
+
+static int mem_shmdict(shim_state_t *st) {
+  if (mem_store != NULL)
+    return 0;
+  if (ensure_dir(st))
+    return -1;
+  shmd_options_t o;
+  shmd_options_init(&o);
+  o.dir = priv_dir;
+  o.flags = SHMD_OPEN_EXCL;
+  o.first_segment_bytes = 256u << 20;
+  o.segment_bytes = 256u << 20;
+  int rc = shmd_open("mem", &o, &mem_store);
+  if (rc == 0)
+    keep(mem_store); /* closed at exit, with the others */
+  shmd_stats_t a, b;
+  char k[MEM_KEY_LEN + 1];
+  /* the keyspace and database 0 exist before the first figure */
+  if (rc == 0 && (rc = shmd_kv_set(mem_store, 0, "x", 1, "x", 1, 0)) == 0)
+    rc = shmd_kv_del(mem_store, 0, "x", 1);
+  if (rc == 0)
+    rc = shmd_stats(mem_store, &a);
+  for (uint64_t i = 0; rc == 0 && i < MEM_KEYS; i++) {
+    mem_key(k, i);
+    rc = shmd_kv_set(mem_store, 0, k, MEM_KEY_LEN, value, VAL_LEN, 0);
+  }
+  if (rc == 0)
+    rc = shmd_stats(mem_store, &b);
+  if (rc) {
+    shim_skip_with_error(st, shmd_strerror(rc));
+    return -1;
+  }
+  mem_per_key[0] = (double)(b.allocated_bytes - a.allocated_bytes) / MEM_KEYS;
+  return 0;
+}
+
+static long long redis_used_memory(redisContext *c) {
+  redisReply *r = redisCommand(c, "INFO memory");
+  long long v = -1;
+  const char *p = r && r->type == REDIS_REPLY_STRING ? strstr(r->str, "used_memory:") : NULL;
+  if (p)
+    v = strtoll(p + strlen("used_memory:"), NULL, 10);
+  if (r)
+    freeReplyObject(r);
+  return v;
+}
+
+static int mem_redis(shim_state_t *st) {
+  if (mem_per_key[1] > 0)
+    return 0;
+  if (start_redis(st))
+    return -1;
+  /* a connection of its own on database 1, so the kv_* benchmarks' connection stays on 0 */
+  redisContext *c = redisConnect("127.0.0.1", redis_port);
+  redisReply *r = c && !c->err ? redisCommand(c, "SELECT 1") : NULL;
+  int ok = r != NULL && r->type == REDIS_REPLY_STATUS;
+  if (r)
+    freeReplyObject(r);
+  long long before = ok ? redis_used_memory(c) : -1;
+  char k[MEM_KEY_LEN + 1];
+  size_t n = 0;
+  for (uint64_t i = 0; ok && before >= 0 && i < MEM_KEYS; i++) {
+    mem_key(k, i);
+    redisAppendCommand(c, "SET %b %b", k, (size_t)MEM_KEY_LEN, value, (size_t)VAL_LEN);
+    if (++n == 1000 || i + 1 == MEM_KEYS)
+      for (; n > 0; n--) {
+        void *rr;
+        if (redisGetReply(c, &rr) != REDIS_OK) {
+          ok = 0;
+          break;
+        }
+        freeReplyObject(rr);
+      }
+  }
+  long long after = ok && before >= 0 ? redis_used_memory(c) : -1;
+  if (c)
+    redisFree(c);
+  if (after < 0) {
+    shim_skip_with_error(st, "redis: loading the memory data set failed");
+    return -1;
+  }
+  mem_per_key[1] = (double)(after - before) / MEM_KEYS;
+  return 0;
+}
+
+static void bm_mem(shim_state_t *st, void *arg) {
+  int redis = arg != NULL;
+  if (redis ? mem_redis(st) : mem_shmdict(st))
+    return;
+  redisContext *c = NULL;
+  if (redis) {
+    c = redisConnect("127.0.0.1", redis_port);
+    redisReply *r = c && !c->err ? redisCommand(c, "SELECT 1") : NULL;
+    if (r)
+      freeReplyObject(r);
+    if (r == NULL) {
+      if (c)
+        redisFree(c);
+      shim_skip_with_error(st, "redis: cannot connect for the memory data set");
+      return;
+    }
+  }
+  uint64_t seed = 43, ops = 0, errors = 0;
+  char k[MEM_KEY_LEN + 1], buf[64];
+  for (uint64_t n; (n = shim_batch(st)) != 0;) {
+    for (uint64_t j = 0; j < n; j++) {
+      mem_key(k, rng(&seed) % MEM_KEYS);
+      if (redis) {
+        redisReply *r = redisCommand(c, "GET %b", k, (size_t)MEM_KEY_LEN);
+        errors += r == NULL || r->type != REDIS_REPLY_STRING;
+        if (r)
+          freeReplyObject(r);
+      } else {
+        size_t len;
+        errors += shmd_kv_get(mem_store, 0, k, MEM_KEY_LEN, buf, sizeof buf, &len) != 0;
+      }
+    }
+    ops += n;
+  }
+  if (c)
+    redisFree(c);
+  shim_set_ops(st, (double)ops);
+  shim_counter(st, "bytes_per_key", mem_per_key[redis]);
+  shim_counter(st, "keys", MEM_KEYS);
   if (errors)
     shim_counter(st, "errors", (double)errors);
 }
@@ -804,6 +952,8 @@ int main(int argc, char **argv) {
       snprintf(name, sizeof name, "%s/%s", op_names[op], sys_names[sys]);
       shim_register(name, bm_kv, (void *)(uintptr_t)(op * SYS_COUNT + sys));
     }
+  shim_register("kv_mem/shmdict", bm_mem, NULL);
+  shim_register("kv_mem/redis", bm_mem, (void *)1);
   for (int i = 0; i < nsizes; i++) {
     size_label(lab, sizeof lab, sizes[i]);
     snprintf(name, sizeof name, "restart_%s/attach", lab);

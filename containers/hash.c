@@ -112,6 +112,7 @@
 #include "shmdict/tx.h"
 #include "segments/lockwait.h"
 #include "cont_int.h"
+#include "hash_int.h"
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Layout */
@@ -1186,12 +1187,13 @@ static inline int opt_find(shmd_store_t *s, hhdr_t *hd, const void *key, size_t 
  * the caller must take the locked path (a writer holds the lock, or the attempts failed).
  */
 static inline int opt_lookup(shmd_store_t *s, shmd_ptr_t h, const void *key, size_t klen,
-                             unsigned char *vbuf, size_t *vlen) {
+                             unsigned char *vbuf, size_t *vlen, int check_depth) {
   if (s == NULL || (key == NULL && klen) || klen > SHMD_HASH_LEN_MAX)
     return OPT_LOCKED;
   /* Inside a transaction a read takes the lock and keeps it to the outermost commit, as it always
-   * did: a get-then-put in one transaction stays atomic (two-phase locking). */
-  if (shmd_tx_depth(s) != 0)
+   * did: a get-then-put in one transaction stays atomic (two-phase locking). (shmd__hash_peek's
+   * caller has checked this already.) */
+  if (check_depth && shmd_tx_depth(s) != 0)
     return OPT_LOCKED;
   hhdr_t *hd = opt_at(s, h, sizeof(hhdr_t));
   if (hd == NULL)
@@ -1208,6 +1210,13 @@ static inline int opt_lookup(shmd_store_t *s, shmd_ptr_t h, const void *key, siz
       return r;
   }
   return OPT_LOCKED;
+}
+
+/* The optimistic get alone, for the keyspace's lock-free read path (containers/hash_int.h). */
+int shmd__hash_peek(shmd_store_t *s, shmd_ptr_t h, const void *key, size_t klen, unsigned char *vbuf,
+                    size_t *vlen) {
+  int r = opt_lookup(s, h, key, klen, vbuf, vlen, 0);
+  return r == OPT_FOUND ? 1 : r == OPT_ABSENT ? 0 : -1;
 }
 
 /* Enters, does this operation's share of the rehash, and finds the key. `write`: the caller may
@@ -1240,7 +1249,7 @@ int shmd_hash_get(shmd_store_t *s, shmd_ptr_t h, const void *key, size_t key_len
   /* The value goes through a bounce buffer, so that buf is only written with validated bytes. */
   unsigned char bounce[SHMD_HASH_INLINE_MAX + 64];
   size_t on = 0;
-  int r = opt_lookup(s, h, key, key_len, bounce, &on);
+  int r = opt_lookup(s, h, key, key_len, bounce, &on, 1);
   if (r == OPT_ABSENT)
     return SHMD_ENOTFOUND;
   if (r == OPT_FOUND) {
@@ -1295,7 +1304,7 @@ int shmd_hash_get_alloc(shmd_store_t *s, shmd_ptr_t h, const void *key, size_t k
 }
 
 int shmd_hash_contains(shmd_store_t *s, shmd_ptr_t h, const void *key, size_t key_len) {
-  int r = opt_lookup(s, h, key, key_len, NULL, NULL);
+  int r = opt_lookup(s, h, key, key_len, NULL, NULL, 1);
   if (r != OPT_LOCKED)
     return r;
   hctx_t c;

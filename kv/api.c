@@ -4,9 +4,13 @@
  * zadd / zrank. Each runs the same code as the command it mirrors, without building a reply: one
  * transaction (joining the caller's, if any) that locks the key's stripe. Redis-level outcomes
  * (not found, exists, wrong type, buffer too small) commit whatever lazy expiry did and return
- * their status; any other failure aborts.
+ * their status; any other failure aborts. GET (shmd_kv_get, shmd_kv_get_view) outside a
+ * transaction first tries the keyspace's lock-free read (kv_peek, keyspace.c): no transaction, no
+ * lock, no allocation; it falls back to the transactional path when that read cannot answer.
  */
 #include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kv/cmd.h"
@@ -44,15 +48,104 @@ static int copy_out(const void *src, size_t n, void *buf, size_t cap, size_t *le
   return n > cap ? SHMD_ERANGE : 0;
 }
 
+/* GET's answer from a lock-free read (keyspace.c, "Lock-free reads"): 0 (the value is
+ * rec[sizeof(kv_rec_t) .. n)), SHMD_ENOTFOUND, SHMD_EWRONGTYPE, or 1 when the transactional path
+ * must answer. */
+static int get_peek(shmd_store_t *s, unsigned db, const void *key, size_t klen, unsigned char *rec, size_t *n) {
+  if (s == NULL || (key == NULL && klen))
+    return 1;
+  int r = kv_peek(s, db, key, klen, rec, n);
+  if (r == KV_PEEK_ABSENT)
+    return SHMD_ENOTFOUND;
+  if (r != KV_PEEK_FOUND)
+    return 1;
+  uint32_t type;
+  memcpy(&type, rec, sizeof type);
+  return type == KV_STRING ? 0 : SHMD_EWRONGTYPE;
+}
+
 int shmd_kv_get(shmd_store_t *s, unsigned db, const void *key, size_t klen, void *buf, size_t cap, size_t *len) {
+  if (buf == NULL && cap)
+    return SHMD_EINVAL;
+  unsigned char rec[KV_PEEK_BUF];
+  size_t n;
+  int rc = get_peek(s, db, key, klen, rec, &n);
+  if (rc == 0)
+    return copy_out(rec + sizeof(kv_rec_t), n - sizeof(kv_rec_t), buf, cap, len);
+  if (rc != 1)
+    return rc;
   kv_ctx_t c;
-  int rc = typed_begin(s, db, key, klen, &c);
+  rc = typed_begin(s, db, key, klen, &c);
   if (rc)
     return rc;
   kv_ref_t ref;
   rc = kv_lookup_type(&c, key, klen, KV_STRING, &ref);
   if (rc == 0)
     rc = copy_out(ref.data, ref.len, buf, cap, len);
+  return typed_end(&c, rc);
+}
+
+/* The thread's view buffer (shmd_kv_get_view): allocated on the thread's first view, grown for a
+ * bigger value, freed when the thread exits. */
+static pthread_once_t view_once = PTHREAD_ONCE_INIT;
+static pthread_key_t view_key;
+static int view_key_ok;
+static __thread unsigned char *view_buf;
+static __thread size_t view_cap;
+
+static void view_free(void *p) { free(p); }
+static void view_key_init(void) { view_key_ok = pthread_key_create(&view_key, view_free) == 0; }
+
+/* Makes the thread's view buffer at least n bytes. 0 or SHMD_ENOMEM (the old buffer is kept). */
+static int view_room(size_t n) {
+  if (n <= view_cap)
+    return 0;
+  pthread_once(&view_once, view_key_init);
+  if (!view_key_ok)
+    return SHMD_ENOMEM;
+  size_t cap = n < KV_PEEK_BUF ? KV_PEEK_BUF : n;
+  unsigned char *b = realloc(view_buf, cap);
+  if (b == NULL)
+    return SHMD_ENOMEM;
+  if (pthread_setspecific(view_key, b) != 0) {
+    free(b);
+    view_buf = NULL;
+    view_cap = 0;
+    return SHMD_ENOMEM;
+  }
+  view_buf = b;
+  view_cap = cap;
+  return 0;
+}
+
+int shmd_kv_get_view(shmd_store_t *s, unsigned db, const void *key, size_t klen, const void **val, size_t *len) {
+  if (val == NULL)
+    return SHMD_EINVAL;
+  *val = NULL;
+  int rc = view_room(KV_PEEK_BUF);
+  if (rc)
+    return rc;
+  size_t n;
+  rc = get_peek(s, db, key, klen, view_buf, &n);
+  if (rc == 0) {
+    *val = view_buf + sizeof(kv_rec_t);
+    if (len)
+      *len = n - sizeof(kv_rec_t);
+    return 0;
+  }
+  if (rc != 1)
+    return rc;
+  kv_ctx_t c;
+  if ((rc = typed_begin(s, db, key, klen, &c)))
+    return rc;
+  kv_ref_t ref;
+  rc = kv_lookup_type(&c, key, klen, KV_STRING, &ref);
+  if (rc == 0 && (rc = view_room(ref.len + 1)) == 0) {
+    memcpy(view_buf, ref.data, ref.len);
+    *val = view_buf;
+    if (len)
+      *len = ref.len;
+  }
   return typed_end(&c, rc);
 }
 

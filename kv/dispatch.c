@@ -247,6 +247,30 @@ int shmd__kv_error_of(int rc, int over, shmd_reply_t *r) {
   return rc;
 }
 
+/* GET outside a transaction: the keyspace's lock-free read (kv_peek, keyspace.c), no transaction,
+ * no lock. Returns 0 with the reply built, a negative status, or 1 when the command must run the
+ * transactional way. The value fits in KV_PEEK_BUF bytes, below any reply ceiling (at least
+ * 4096), so the reply needs no budget. */
+static int get_peek(shmd_store_t *s, unsigned db, const char *key, size_t klen, shmd_reply_t *r) {
+  unsigned char rec[KV_PEEK_BUF];
+  size_t n;
+  int p = kv_peek(s, db, key, klen, rec, &n);
+  if (p == KV_PEEK_ABSENT)
+    return r_nil(r);
+  if (p != KV_PEEK_FOUND)
+    return 1;
+  uint32_t type;
+  memcpy(&type, rec, sizeof type);
+  if (type != KV_STRING)
+    return r_error(r, ERR_WRONGTYPE);
+  int rc = r_bulk(r, rec + sizeof(kv_rec_t), n - sizeof(kv_rec_t));
+  if (rc) {
+    shmd__kv_reply_clear(r);
+    memset(r, 0, sizeof *r);
+  }
+  return rc;
+}
+
 int shmd__kv_cmd_run(shmd_store_t *s, unsigned db, const shmd__kv_cmd_t *cmd, int argc, const char *const argv[],
                      const size_t lens[], shmd_reply_t *r, kv_budget_t *exec_budget, int *garbage) {
   int rc;
@@ -277,6 +301,8 @@ int shmd__kv_cmd_run(shmd_store_t *s, unsigned db, const shmd__kv_cmd_t *cmd, in
     if (shmd__kv_parse_ll(argv[2], lens[2], &d) == 0 && d >= 0 && d < KV_NDB && (rc = kv_db_ensure(s, (unsigned)d, &dp)))
       return rc;
   }
+  if (cmd->handler == shmd__kv_cmd_get && exec_budget == NULL && (rc = get_peek(s, db, argv[1], lens[1], r)) <= 0)
+    return rc;
   kv_ctx_t c;
   if ((rc = kv_begin(s, db, &c)))
     return rc;

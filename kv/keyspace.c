@@ -44,7 +44,8 @@
  *   hash for a fresh one and appends the old stripe hashes to the garbage list; draining a stripe
  *   hash moves the containers of its records to the garbage list and deletes the records in
  *   batches. shmd_kv_check() checks the containers on the garbage list too.
- * - Reads copy out under the locks: a reply owns its memory.
+ * - Reads copy out under the locks (a reply owns its memory), except GET outside a transaction,
+ *   which copies a validated snapshot without any lock (see "Lock-free reads" below).
  * - Size: a command is one transaction. Its locks, allocations, frees and undo words beyond what a
  *   lane holds in place go to an extension block (include/shmdict/tx.h), so a command of any size
  *   (HSET with 100 000 fields, SUNION of 1 000 sets) is atomic, limited only by the store's free
@@ -66,6 +67,7 @@
 #include "segments/err.h"
 #include "segments/lockwait.h"
 #include "segments/os.h"
+#include "containers/hash_int.h"
 
 #define KV_ROOT_NAME "shmdict.kv"
 #define KV_ROOT_MAGIC 0x31306b76646d6873ull /* "shmdkv01" */
@@ -96,6 +98,7 @@ unsigned kv_stripe_of(const void *key, size_t len) {
 static __thread struct {
   uint64_t id;
   shmd_ptr_t root;
+  kv_root_t *addr; /* the root's address once a lock-free read resolved it (kv_peek), or NULL */
 } kv_root_cache[KV_ROOT_CACHE];
 static __thread unsigned kv_root_cache_next;
 
@@ -112,6 +115,7 @@ static int kv_root(shmd_store_t *s, shmd_ptr_t *out) {
     unsigned i = kv_root_cache_next++ % KV_ROOT_CACHE;
     kv_root_cache[i].id = id;
     kv_root_cache[i].root = *out;
+    kv_root_cache[i].addr = NULL;
     return 0;
   }
   /* Created in a transaction (joining the caller's, if any): a process killed between the
@@ -456,6 +460,102 @@ int kv_end(kv_ctx_t *c, int rc) {
   if (rc == 0 && c->garbage && shmd_tx_depth(c->s) == 0)
     (void)shmd_kv_drain(c->s, c->dbi, c->drain_budget);
   return rc;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Lock-free reads
+ *
+ * A GET outside a transaction takes no transaction, no lock and allocates nothing: it finds the
+ * database through the thread's caches, reads the stripe hash pointer, and asks the hash for the
+ * key with its optimistic reader (shmd__hash_peek, containers/hash_int.h: validated against the
+ * hash's write_seq and lock word, so a record being written, an entry being unlinked or a bucket
+ * being moved is never handed out half-made). The record (type, expiry, the string bytes) arrives
+ * copied into the caller's buffer, so the type and expiry checks read words already in cache.
+ *   What the hash cannot see is its own replacement: FLUSHDB swaps a stripe's hash for a fresh one
+ * under the stripe lock (which this reader does not take), and the old one is drained and freed
+ * after the commit; a block freed and reused as another hash would validate. So the reader also
+ * reads the stripe's lock word (which must be free), the database's flush_seq (which FLUSHDB
+ * bumps, release, before its first swap) and the stripe pointer before the lookup and checks all
+ * three again after it (acquire fence). A FLUSHDB that began meanwhile changes flush_seq (so a
+ * freed and reused block at the same address cannot pass); one still at work holds the stripe
+ * lock (so the reader never answers from a fresh hash whose swap could still roll back: the
+ * rollback, a crashed writer's recovery included, restores the pointer before the lock is free);
+ * one whose swap the reader did not see has not committed, so the old hash is still whole (it is
+ * drained only after the commit, and draining bumps its write_seq). A few failed validations, a held lock, an expired
+ * key (lazy expiry must delete it, in a transaction), a value bigger than an inline one, or
+ * anything that does not add up send the caller to its transactional path, which holds the
+ * stripe lock and reports damage. Inside a transaction reads always take that path (two-phase
+ * locking: a read-then-write in one transaction stays atomic). */
+
+#define KV_PEEK_TRIES 4u
+
+/* The database pointer of the last (store, database) this thread peeked at: one word of the
+ * root compared per call instead of a checked resolve of the database block. */
+static __thread struct {
+  uint64_t store_id;
+  unsigned dbi;
+  uint64_t dp;
+  kv_db_t *d;
+} kv_peek_db;
+
+/* The database for a peek, or NULL (the transactional path creates or checks it). */
+static kv_db_t *peek_db(shmd_store_t *s, unsigned dbi) {
+  uint64_t id = shmd_store_id(s);
+  kv_root_t *r = NULL;
+  for (unsigned i = 0; i < KV_ROOT_CACHE; i++)
+    if (kv_root_cache[i].id == id) {
+      if ((r = kv_root_cache[i].addr) == NULL && kv_root_view(s, kv_root_cache[i].root, &r) == 0)
+        kv_root_cache[i].addr = r;
+      break;
+    }
+  if (r == NULL || __atomic_load_n(&r->magic, __ATOMIC_RELAXED) != KV_ROOT_MAGIC)
+    return NULL;
+  uint64_t dp = __atomic_load_n(&r->db[dbi].v, __ATOMIC_ACQUIRE);
+  if (dp == 0)
+    return NULL;
+  if (kv_peek_db.store_id == id && kv_peek_db.dbi == dbi && kv_peek_db.dp == dp)
+    return kv_peek_db.d;
+  kv_db_t *d;
+  if (kv_db_view(s, (shmd_ptr_t){dp}, &d))
+    return NULL;
+  kv_peek_db.store_id = id;
+  kv_peek_db.dbi = dbi;
+  kv_peek_db.dp = dp;
+  kv_peek_db.d = d;
+  return d;
+}
+
+int kv_peek(shmd_store_t *s, unsigned dbi, const void *key, size_t len, unsigned char *buf, size_t *vlen) {
+  if (dbi >= KV_NDB || shmd_tx_depth(s) != 0)
+    return KV_PEEK_LOCKED;
+  kv_db_t *d = peek_db(s, dbi);
+  if (d == NULL || __atomic_load_n(&d->magic, __ATOMIC_RELAXED) != KV_DB_MAGIC)
+    return KV_PEEK_LOCKED;
+  unsigned st = kv_stripe_of(key, len);
+  uint32_t *lock = &d->stripe_lock[st].word;
+  for (unsigned attempt = 0; attempt < KV_PEEK_TRIES; attempt++) {
+    if (__atomic_load_n(lock, __ATOMIC_ACQUIRE) != 0)
+      return KV_PEEK_LOCKED; /* a command holds the stripe: wait for it on the lock */
+    uint64_t fs = __atomic_load_n(&d->flush_seq, __ATOMIC_ACQUIRE);
+    shmd_ptr_t h = {__atomic_load_n(&d->stripe[st].v, __ATOMIC_ACQUIRE)};
+    int r = shmd__hash_peek(s, h, key, len, buf, vlen);
+    __atomic_thread_fence(__ATOMIC_ACQUIRE); /* the lookup's reads before the checks below */
+    if (__atomic_load_n(lock, __ATOMIC_RELAXED) != 0 || __atomic_load_n(&d->stripe[st].v, __ATOMIC_RELAXED) != h.v ||
+        __atomic_load_n(&d->flush_seq, __ATOMIC_RELAXED) != fs)
+      continue; /* a command (FLUSHDB?) at work on the stripe: look again */
+    if (r <= 0)
+      return r < 0 ? KV_PEEK_LOCKED : KV_PEEK_ABSENT;
+    kv_rec_t rec;
+    if (*vlen < sizeof rec)
+      return KV_PEEK_LOCKED;
+    memcpy(&rec, buf, sizeof rec);
+    if (rec.type < KV_STRING || rec.type > KV_ZSET || (rec.type != KV_STRING && *vlen != sizeof rec + 16))
+      return KV_PEEK_LOCKED; /* damage: the transactional path reports it */
+    if (rec.expire && rec.expire <= kv_now_ms())
+      return KV_PEEK_LOCKED; /* lazy expiry deletes it, in a transaction */
+    return KV_PEEK_FOUND;
+  }
+  return KV_PEEK_LOCKED;
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -862,11 +962,18 @@ int kv_flushdb(kv_ctx_t *c) {
   int rc = kv_lock_stripes(c, (1u << KV_STRIPES) - 1);
   if (rc || (rc = kv_touch_all(c)))
     return rc;
+  /* Tell the lock-free readers (see "Lock-free reads") before the first swap; not logged: a
+   * rollback leaves it bumped, which only makes a reader retry. */
+  __atomic_store_n(&c->db->flush_seq, __atomic_load_n(&c->db->flush_seq, __ATOMIC_RELAXED) + 1, __ATOMIC_RELEASE);
+  __atomic_thread_fence(__ATOMIC_RELEASE); /* the bump before the swaps that follow */
   for (unsigned i = 0; i < KV_STRIPES; i++) {
-    uint64_t n = 0;
-    if ((rc = shmd_hash_len(c->s, c->db->stripe[i], &n)))
+    /* A stripe that is empty but keeps a bucket table (its keys were deleted one by one: a hash
+     * keeps its smallest table) is swapped too, so FLUSHDB leaves every stripe as a fresh hash
+     * and a flushed and drained database holds exactly what a new one does. */
+    shmd_hash_stats_t hs;
+    if ((rc = shmd_hash_stats(c->s, c->db->stripe[i], &hs)))
       return rc;
-    if (n == 0)
+    if (hs.count == 0 && hs.buckets[0] == 0 && hs.buckets[1] == 0)
       continue;
     shmd_ptr_t h;
     if ((rc = shmd_hash_create(c->s, 0, &h)) || (rc = kv_garbage_push(c, KV_STRIPE, c->db->stripe[i], shmd_ptr_null())) ||

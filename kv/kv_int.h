@@ -30,7 +30,9 @@ typedef struct kv_db_s {
   shmd_lock_t stripe_lock[KV_STRIPES];
   shmd_ptr_t stripe[KV_STRIPES];
   shmd_ptr_t versions; /* kv_ver_t: the WATCH versions (0 in databases made before them) */
-  uint64_t reserved[7];
+  uint64_t flush_seq;  /* bumped (not logged) by every FLUSHDB before it swaps a stripe hash, for
+                        * the lock-free readers (keyspace.c, "Lock-free reads"); 0 in older stores */
+  uint64_t reserved[6];
 } kv_db_t;
 
 /* Key versions for WATCH (see "Key versions" in keyspace.c; made on a database's first WATCH): per database a directory with the
@@ -97,6 +99,14 @@ int kv_end(kv_ctx_t *c, int rc);
 int kv_lock_stripes(kv_ctx_t *c, unsigned mask);
 shmd_ptr_t kv_stripe_hash(kv_ctx_t *c, const void *key, size_t len);
 int kv_lookup(kv_ctx_t *c, const void *key, size_t len, kv_ref_t *ref);
+/* The lock-free read (keyspace.c, "Lock-free reads"): key's record copied into buf (room for
+ * KV_PEEK_BUF bytes): a kv_rec_t and the value bytes, *len bytes in all. Returns KV_PEEK_FOUND,
+ * KV_PEEK_ABSENT, or KV_PEEK_LOCKED when the caller must take its transactional path (inside a
+ * transaction, a writer at work, an expired key to delete, a value too big for the fast path, a
+ * database not made yet, anything that looks damaged). Never writes shared memory. */
+#define KV_PEEK_BUF (SHMD_HASH_INLINE_MAX + 64)
+enum { KV_PEEK_LOCKED = -1, KV_PEEK_ABSENT = 0, KV_PEEK_FOUND = 1 };
+int kv_peek(shmd_store_t *s, unsigned dbi, const void *key, size_t len, unsigned char *buf, size_t *vlen);
 int kv_lookup_type(kv_ctx_t *c, const void *key, size_t len, uint32_t type, kv_ref_t *ref);
 int kv_delete(kv_ctx_t *c, const void *key, size_t len);
 int kv_put_string(kv_ctx_t *c, const void *key, size_t klen, const void *v1, size_t l1,

@@ -164,10 +164,28 @@ enum {
  * GET: copies the string value of `key` into buf[0 .. min(cap, length)) and stores its full length
  * in *len (may be NULL); buf may be NULL with cap 0 to ask for the length. Returns SHMD_ERANGE
  * when the value is longer than cap (the first cap bytes are copied), SHMD_ENOTFOUND,
- * SHMD_EWRONGTYPE.
+ * SHMD_EWRONGTYPE. Outside a transaction, a value of up to about 500 bytes is read without any
+ * lock, transaction or allocation (a validated lock-free read that retries a few times while
+ * writers change the key, then waits for them on the locks); the copy is always one whole value.
  */
 SHMD_API int shmd_kv_get(shmd_store_t *store, unsigned db, const void *key, size_t key_len,
                          void *buf, size_t cap, size_t *len);
+
+/*
+ * GET without a copy into the caller's memory: stores in *val a pointer to the string value of
+ * `key` and its length in *len (may be NULL). The bytes are a snapshot taken when the call ran
+ * (whole: never part of an old value and part of a new one), in a buffer that belongs to the
+ * calling thread: they stay valid and unchanged until this thread's next shmd_kv_get_view() call
+ * (on any store) or its exit, whatever other threads and processes do to the key meanwhile. Do
+ * not free it, and do not pass a pointer into it as the key of the next call. Outside a
+ * transaction a value of up to about 500 bytes is read without any lock, transaction or
+ * allocation (the thread's buffer is allocated on its first call and grown for a bigger value);
+ * otherwise it runs as shmd_kv_get() does. Returns 0, SHMD_ENOTFOUND, SHMD_EWRONGTYPE, SHMD_EINVAL
+ * (val NULL, database out of range), SHMD_ENOMEM (the buffer could not grow), or a status as
+ * shmd_kv_get(); on failure *val is NULL.
+ */
+SHMD_API int shmd_kv_get_view(shmd_store_t *store, unsigned db, const void *key, size_t key_len,
+                              const void **val, size_t *len);
 
 /* SET key value [NX|XX] (flags SHMD_KV_NX / SHMD_KV_XX; 0 = always). Replaces any value of any
  * type and clears its expiry, as SET does. SHMD_ETOOBIG for a value longer than 512 MiB (Redis's
