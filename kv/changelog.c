@@ -416,23 +416,30 @@ int shmd__aof_command(kv_ctx_t *c, const shmd__kv_cmd_t *cmd, int argc, const ch
   return shmd__aof_args(c, argc, argv, lens);
 }
 
-void shmd__aof_after_commit(shmd_store_t *s) {
+int shmd__aof_after_commit(shmd_store_t *s) {
   if (tl.wait_seq == 0 || tl.wait_store != shmd_store_id(s))
-    return;
+    return 0;
   uint64_t seq = tl.wait_seq;
   tl.wait_seq = 0;
   tl.open = 0;
   shmd__aof_t *a;
   if (shmd__aof_find(s, &a) || a == NULL || a->policy != SHMD_AOF_FSYNC_ALWAYS)
-    return;
+    return 0;
   __atomic_add_fetch(&a->kick, 1, __ATOMIC_ACQ_REL);
   shmd__os_futex_wake(&a->kick, 1);
-  for (unsigned i = 0;; i++) {
+  uint64_t absent_ms = 0;
+  for (;;) {
     uint32_t w = __atomic_load_n(&a->durable_word, __ATOMIC_ACQUIRE);
     if (__atomic_load_n(&a->durable_seq, __ATOMIC_ACQUIRE) >= seq)
-      return;
-    if ((i & 15) == 15 && !persister_alive(a))
-      return; /* no persister: the record stays in the ring until one starts (docs/durability.md) */
+      return 0;
+    if (persister_alive(a)) {
+      absent_ms = 0;
+    } else if ((absent_ms += 10) > SHMD__AOF_WAIT_MS) {
+      /* no persister: the record stays in the ring until one starts (docs/durability.md) */
+      shmd__set_detail("the write is done but not on disk: no persister has run for %u ms (start `shmdict persist`)",
+                       (unsigned)SHMD__AOF_WAIT_MS);
+      return SHMD_EBUSY;
+    }
     clock_wait_ms(&a->durable_word, w, 10);
   }
 }

@@ -80,8 +80,10 @@ int shmd__aof_command(kv_ctx_t *c, const shmd__kv_cmd_t *cmd, int argc, const ch
 /* Appends the command argv[0 .. argc) as it is (typed C API writes). */
 int shmd__aof_args(kv_ctx_t *c, int argc, const char *const argv[], const size_t lens[]);
 /* After the outermost commit: under policy always, waits until the persister has fsynced this
- * thread's last record (while a persister is alive). Cannot fail. */
-void shmd__aof_after_commit(shmd_store_t *s);
+ * thread's last record. When no persister is alive for SHMD__AOF_WAIT_MS, returns SHMD_EBUSY: the
+ * write is done (committed, in the ring) but not known to be on disk; else 0. */
+#define SHMD__AOF_WAIT_MS 5000u
+int shmd__aof_after_commit(shmd_store_t *s);
 
 /* Expiry clock of the calling thread: frozen (nothing expires, relative times are not used) while
  * a log is replayed or a base written; see kv_now_ms(). */

@@ -461,10 +461,10 @@ int kv_end(kv_ctx_t *c, int rc) {
   }
   SHMD_CRASH_POINT("kv.command.commit");
   rc = shmd_tx_commit(c->tx);
-  if (rc == 0 && c->aof && shmd_tx_depth(c->s) == 0)
-    shmd__aof_after_commit(c->s); /* policy always: wait for the fsync of the record */
   if (rc == 0 && c->garbage && shmd_tx_depth(c->s) == 0)
     (void)shmd_kv_drain(c->s, c->dbi, c->drain_budget);
+  if (rc == 0 && c->aof && shmd_tx_depth(c->s) == 0)
+    rc = shmd__aof_after_commit(c->s); /* policy always: wait for the fsync of the record */
   return rc;
 }
 

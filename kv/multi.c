@@ -361,7 +361,7 @@ static int exec_queue(shmd_kv_multi_t *m, shmd_reply_t *r) {
     logs |= mask[d] && c[d].aof != NULL;
   rc = shmd_tx_commit(tx);
   if (rc == 0 && logs && shmd_tx_depth(m->s) == 0)
-    shmd__aof_after_commit(m->s); /* policy always: wait for the fsync of the record */
+    rc = shmd__aof_after_commit(m->s); /* policy always: wait for the fsync of the record */
   if (rc == SHMD_EABORTED)
     rc = SHMD_ECORRUPT;
   if (rc) {

@@ -514,7 +514,8 @@ int shmd_persist_run(shmd_store_t *s, const shmd_persist_opts_t *opts, volatile 
   uint64_t last_sync = now_ms();
   int dirty = 0;
   out_t o = {0};
-  while (rc == 0 && !*stop) {
+  while (rc == 0) {
+    int stopping = *stop; /* a stop asked for ends the loop once what was committed before is written */
     uint64_t head, tail = __atomic_load_n(&a->tail, __ATOMIC_ACQUIRE);
     uint64_t seq = __atomic_load_n(&a->tail_seq, __ATOMIC_ACQUIRE);
     uint32_t kick = __atomic_load_n(&a->kick, __ATOMIC_ACQUIRE);
@@ -528,6 +529,8 @@ int shmd_persist_run(shmd_store_t *s, const shmd_persist_opts_t *opts, volatile 
         dirty = 0;
         publish(a, tail, seq, seq - 1, seq - 1);
       }
+      if (stopping)
+        break;
       shmd__os_futex_wait(&a->kick, kick, 10 * 1000000ull);
       continue;
     }

@@ -45,7 +45,7 @@ typedef struct shmd_persist_opts_s {
 
 /*
  * Runs the persister of `store` in the calling thread until *stop becomes non-zero (checked every
- * few milliseconds) or a failure. Returns SHMD_EBUSY when another live process's persister is
+ * few milliseconds; what was committed before is written first) or a failure. Returns SHMD_EBUSY when another live process's persister is
  * active for the store, SHMD_EIO (errno in shmd_errdetail()) when the log cannot be written,
  * SHMD_ECORRUPT for a log file whose middle is not a log, or 0 after a stop. A torn tail left by a
  * killed persister is cut (and noted). The store stays logging after it returns: records collect
