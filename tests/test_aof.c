@@ -456,7 +456,7 @@ Test(aof, crash_writers_and_persister_always, .timeout = 900) {
   shmd_store_t *s = ts_open("crash", 8 * MB, 8 * MB);
   ts_kv_do(s, 0, "SET base 1");
   shmd_close(s);
-  const uint32_t rounds = 240;
+  const uint32_t rounds = 320;
   model_t m = {calloc(rounds, sizeof(uint32_t)), rounds};
   ts_crash_spec_t ps = {.what = "the persister", .fn = persister, .store = "crash", .opts = ts_opts(8 * MB, 8 * MB),
                         .end = TS_END_EXIT0_OR_KILLED, .timeout_ms = 600000};
