@@ -149,7 +149,33 @@ static __thread struct {
   uint64_t rec_pos;
   uint64_t wait_seq; /* the last record appended, for policy always */
   uint64_t wait_store;
+  shmd__aof_t *wait_aof;
+  uint64_t view_store, view_p; /* the ring header last validated, for this store and pointer */
+  shmd__aof_t *view;
 } tl;
+
+/* The `aof` word: database 0's record is at hand when the command runs on database 0. */
+static shmd_ptr_t aof_word(kv_ctx_t *c) {
+  if (c->dbi == 0 && c->db)
+    return (shmd_ptr_t){__atomic_load_n(&c->db->aof.v, __ATOMIC_ACQUIRE)};
+  return shmd__kv_aof_ptr(c->s);
+}
+
+/* aof_view() once per thread, store and header (a header never moves or goes away). */
+static int aof_view_cached(kv_ctx_t *c, shmd_ptr_t p, shmd__aof_t **out) {
+  uint64_t id = shmd_store_id(c->s);
+  if (tl.view && tl.view_store == id && tl.view_p == p.v) {
+    *out = tl.view;
+    return 0;
+  }
+  int rc = aof_view(c->s, p, out);
+  if (rc == 0) {
+    tl.view_store = id;
+    tl.view_p = p.v;
+    tl.view = *out;
+  }
+  return rc;
+}
 
 static void clock_wait_ms(uint32_t *word, uint32_t seen, uint64_t ms) {
   shmd__os_futex_wait(word, seen, ms * 1000000ull);
@@ -162,11 +188,11 @@ static int persister_alive(const shmd__aof_t *a) {
 
 int shmd__aof_enter(kv_ctx_t *c) {
   c->aof = NULL;
-  shmd_ptr_t p = shmd__kv_aof_ptr(c->s);
+  shmd_ptr_t p = aof_word(c);
   if (p.v == 0)
     return 0; /* the fast path of a store without persistence: one load */
   shmd__aof_t *a;
-  int rc = aof_view(c->s, p, &a);
+  int rc = aof_view_cached(c, p, &a);
   if (rc)
     return rc;
   if (!__atomic_load_n(&a->enabled, __ATOMIC_ACQUIRE))
@@ -198,11 +224,11 @@ int shmd__aof_enter(kv_ctx_t *c) {
 int shmd__aof_recheck(kv_ctx_t *c) {
   if (c->aof)
     return 0;
-  shmd_ptr_t p = shmd__kv_aof_ptr(c->s);
+  shmd_ptr_t p = aof_word(c);
   if (p.v == 0)
     return 0;
   shmd__aof_t *a;
-  int rc = aof_view(c->s, p, &a);
+  int rc = aof_view_cached(c, p, &a);
   if (rc)
     return rc;
   if (!__atomic_load_n(&a->enabled, __ATOMIC_ACQUIRE))
@@ -233,6 +259,7 @@ static int append(kv_ctx_t *c, unsigned db, const void *resp, size_t n) {
     tl.rec_pos = head;
     tl.wait_seq = a->next_seq;
     tl.wait_store = shmd_store_id(s);
+    tl.wait_aof = a;
     head += SHMD__AOF_REC_HDR;
     a->next_seq++;
   }
@@ -254,24 +281,32 @@ static int append(kv_ctx_t *c, unsigned db, const void *resp, size_t n) {
 /* ---------------------------------------------------------------------------------------------- */
 /* Propagation forms */
 
+/* A command's RESP bytes: in `small` while they fit (most commands), else on the heap. */
 typedef struct resp_s {
   char *b;
   size_t n, cap;
   int fail;
+  char small[512];
 } resp_t;
 
 static void put(resp_t *o, const void *p, size_t n) {
   if (o->fail)
     return;
+  if (o->b == NULL) {
+    o->b = o->small;
+    o->cap = sizeof o->small;
+  }
   if (o->n + n > o->cap) {
-    size_t cap = o->cap ? o->cap * 2 : 256;
+    size_t cap = o->cap * 2;
     while (cap < o->n + n)
       cap *= 2;
-    char *nb = realloc(o->b, cap);
+    char *nb = o->b == o->small ? malloc(cap) : realloc(o->b, cap);
     if (nb == NULL) {
       o->fail = 1;
       return;
     }
+    if (o->b == o->small)
+      memcpy(nb, o->small, o->n);
     o->b = nb;
     o->cap = cap;
   }
@@ -279,10 +314,17 @@ static void put(resp_t *o, const void *p, size_t n) {
   o->n += n;
 }
 
+/* "<c><v>\r\n" without printf (it was half of a logged SET's instructions). */
 static void put_hdr(resp_t *o, char c, unsigned long long v) {
   char t[32];
-  int k = snprintf(t, sizeof t, "%c%llu\r\n", c, v);
-  put(o, t, (size_t)k);
+  size_t k = sizeof t;
+  t[--k] = '\n';
+  t[--k] = '\r';
+  do
+    t[--k] = (char)('0' + v % 10);
+  while ((v /= 10) != 0);
+  t[--k] = c;
+  put(o, t + k, sizeof t - k);
 }
 
 static void put_bulk(resp_t *o, const void *p, size_t n) {
@@ -295,13 +337,17 @@ static void put_str(resp_t *o, const char *s) { put_bulk(o, s, strlen(s)); }
 
 static void put_ull(resp_t *o, unsigned long long v) {
   char t[32];
-  int k = snprintf(t, sizeof t, "%llu", v);
-  put_bulk(o, t, (size_t)k);
+  size_t k = sizeof t;
+  do
+    t[--k] = (char)('0' + v % 10);
+  while ((v /= 10) != 0);
+  put_bulk(o, t + k, sizeof t - k);
 }
 
 static int flush(kv_ctx_t *c, resp_t *o) {
   int rc = o->fail ? SHMD_ENOMEM : append(c, c->dbi, o->b, o->n);
-  free(o->b);
+  if (o->b != o->small)
+    free(o->b);
   return rc;
 }
 
@@ -310,7 +356,8 @@ static int eqi(const char *a, size_t n, const char *lit) { return strlen(lit) ==
 int shmd__aof_args(kv_ctx_t *c, int argc, const char *const argv[], const size_t lens[]) {
   if (c->aof == NULL)
     return 0;
-  resp_t o = {0};
+  resp_t o;
+  o.b = NULL, o.n = 0, o.cap = 0, o.fail = 0;
   put_hdr(&o, '*', (unsigned long long)argc);
   for (int i = 0; i < argc; i++)
     put_bulk(&o, argv[i], lens[i]);
@@ -332,7 +379,8 @@ static int key_state(kv_ctx_t *c, const char *key, size_t klen, const char *val,
   int rc = kv_lookup(c, key, klen, &ref);
   if (rc && rc != SHMD_ENOTFOUND)
     return rc;
-  resp_t o = {0};
+  resp_t o;
+  o.b = NULL, o.n = 0, o.cap = 0, o.fail = 0;
   if (rc == SHMD_ENOTFOUND) {
     put_hdr(&o, '*', 2);
     put_str(&o, "DEL");
@@ -377,7 +425,8 @@ int shmd__aof_command(kv_ctx_t *c, const shmd__kv_cmd_t *cmd, int argc, const ch
     size_t k = r->type == SHMD_REPLY_BULK ? 1 : r->type == SHMD_REPLY_ARRAY ? r->nelems : 0;
     if (k == 0)
       return 0;
-    resp_t o = {0};
+    resp_t o;
+  o.b = NULL, o.n = 0, o.cap = 0, o.fail = 0;
     put_hdr(&o, '*', 2 + k);
     put_str(&o, "SREM");
     put_bulk(&o, argv[1], lens[1]);
@@ -390,7 +439,8 @@ int shmd__aof_command(kv_ctx_t *c, const shmd__kv_cmd_t *cmd, int argc, const ch
   }
   if ((strcmp(n, "incrbyfloat") == 0 || strcmp(n, "hincrbyfloat") == 0) && r->type == SHMD_REPLY_BULK) {
     int h = n[0] == 'h';
-    resp_t o = {0};
+    resp_t o;
+  o.b = NULL, o.n = 0, o.cap = 0, o.fail = 0;
     put_hdr(&o, '*', 4);
     put_str(&o, h ? "HSET" : "SET");
     put_bulk(&o, argv[1], lens[1]);
@@ -422,8 +472,8 @@ int shmd__aof_after_commit(shmd_store_t *s) {
   uint64_t seq = tl.wait_seq;
   tl.wait_seq = 0;
   tl.open = 0;
-  shmd__aof_t *a;
-  if (shmd__aof_find(s, &a) || a == NULL || a->policy != SHMD_AOF_FSYNC_ALWAYS)
+  shmd__aof_t *a = tl.wait_aof;
+  if (a == NULL || __atomic_load_n(&a->policy, __ATOMIC_ACQUIRE) != SHMD_AOF_FSYNC_ALWAYS)
     return 0;
   __atomic_add_fetch(&a->kick, 1, __ATOMIC_ACQ_REL);
   shmd__os_futex_wake(&a->kick, 1);
