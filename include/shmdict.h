@@ -15,5 +15,6 @@
 #include "shmdict/rbtree.h"
 #include "shmdict/btree.h"
 #include "shmdict/kv.h"
+#include "shmdict/persist.h"
 
 #endif /* SHMD_SHMDICT_H */

@@ -13,18 +13,29 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kv/changelog.h"
 #include "kv/cmd.h"
 #include "kv/notify.h"
 
 static int typed_begin(shmd_store_t *s, unsigned db, const void *key, size_t klen, kv_ctx_t *c) {
   if (db >= KV_NDB)
     return SHMD_EINVAL;
-  int rc = kv_begin(s, db, c);
-  if (rc)
-    return rc;
-  if ((rc = kv_lock_stripes(c, 1u << kv_stripe_of(key, klen))))
+  for (int tries = 0;; tries++) {
+    int rc = kv_begin(s, db, c);
+    if (rc)
+      return rc;
+    if ((rc = kv_lock_stripes(c, 1u << kv_stripe_of(key, klen))) == 0)
+      return 0;
     shmd_tx_abort(c->tx);
-  return rc;
+    /* persistence was turned on while this call waited for its stripe unlogged: again */
+    if (rc != SHMD_EBUSY || c->aof || tries >= 3 || shmd_tx_depth(s) != 0)
+      return rc;
+  }
+}
+
+/* A typed write that changed the keyspace appends its command to the change log (changelog.c). */
+static int logged(kv_ctx_t *c, int rc, int argc, const char *const argv[], const size_t lens[]) {
+  return rc == 0 && c->aof ? shmd__aof_args(c, argc, argv, lens) : rc;
 }
 
 /* A typed write that succeeded bumps the key's WATCH version (see keyspace.c). */
@@ -168,6 +179,9 @@ int shmd_kv_set(shmd_store_t *s, unsigned db, const void *key, size_t klen, cons
       return typed_end(&c, rc);
   }
   rc = kv_put_string(&c, key, klen, val, vlen, NULL, 0, 0);
+  const char *av[3] = {"SET", key, val};
+  size_t al[3] = {3, klen, vlen};
+  rc = logged(&c, rc, 3, av, al);
   return typed_end(&c, touched(&c, key, klen, rc));
 }
 
@@ -176,7 +190,9 @@ int shmd_kv_del(shmd_store_t *s, unsigned db, const void *key, size_t klen) {
   int rc = typed_begin(s, db, key, klen, &c);
   if (rc)
     return rc;
-  return typed_end(&c, touched(&c, key, klen, kv_delete(&c, key, klen)));
+  const char *av[2] = {"DEL", key};
+  size_t al[2] = {3, klen};
+  return typed_end(&c, touched(&c, key, klen, logged(&c, kv_delete(&c, key, klen), 2, av, al)));
 }
 
 int shmd_kv_hget(shmd_store_t *s, unsigned db, const void *key, size_t klen, const void *field, size_t flen,
@@ -202,6 +218,9 @@ int shmd_kv_hset(shmd_store_t *s, unsigned db, const void *key, size_t klen, con
   rc = kv_container(&c, key, klen, KV_HASH, 1, &ref);
   if (rc == 0)
     rc = shmd_hash_put(s, ref.a, field, flen, val, vlen, SHMD_HASH_UPSERT, created);
+  const char *av[4] = {"HSET", key, field, val};
+  size_t al[4] = {4, klen, flen, vlen};
+  rc = logged(&c, rc, 4, av, al);
   return typed_end(&c, touched(&c, key, klen, rc));
 }
 
@@ -221,6 +240,10 @@ int shmd_kv_zadd(shmd_store_t *s, unsigned db, const void *key, size_t klen, dou
     rc = shmd__kv_zadd_one(&c, &ref, member, mlen, score, 0, 0, 0, 0, 0, &a, &ch, &out);
   if (rc == 0 && added)
     *added = a;
+  char sc[64];
+  const char *av[4] = {"ZADD", key, sc, member};
+  size_t al[4] = {4, klen, shmd__kv_fmt_double(score, sc, sizeof sc), mlen};
+  rc = logged(&c, rc, 4, av, al);
   rc = typed_end(&c, touched(&c, key, klen, rc));
   if (rc == 0 && shmd_tx_depth(s) == 0) { /* wake a BZPOPMIN waiting on the key (kv/block.c) */
     const char *k = key;

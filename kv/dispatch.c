@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kv/changelog.h"
 #include "kv/cmd.h"
 #include "kv/notify.h"
 
@@ -244,6 +245,8 @@ int shmd__kv_error_of(int rc, int over, shmd_reply_t *r) {
     return r_error(r, "ERR shmdict: the command needs a bigger transaction than one can hold (too many elements at once)");
   if (rc == SHMD_ETOOBIG)
     return r_error(r, ERR_BIG_STRING);
+  if (rc == SHMD_EBUSY) /* the change log is full, or persistence started under the command */
+    return r_error(r, "ERR shmdict: %s", shmd_errdetail());
   return rc;
 }
 
@@ -304,11 +307,19 @@ int shmd__kv_cmd_run(shmd_store_t *s, unsigned db, const shmd__kv_cmd_t *cmd, in
   if (cmd->handler == shmd__kv_cmd_get && exec_budget == NULL && (rc = get_peek(s, db, argv[1], lens[1], r)) <= 0)
     return rc;
   kv_ctx_t c;
-  if ((rc = kv_begin(s, db, &c)))
-    return rc;
+  for (int tries = 0;; tries++) {
+    if ((rc = kv_begin(s, db, &c)))
+      return rc;
+    rc = kv_lock_stripes(&c, shmd__kv_cmd_stripes(cmd, argc, argv, lens));
+    /* persistence was turned on while this command waited for its stripes unlogged: again */
+    if (rc == SHMD_EBUSY && c.aof == NULL && tries < 3 && exec_budget == NULL && shmd_tx_depth(s) == 1) {
+      shmd_tx_abort(c.tx);
+      continue;
+    }
+    break;
+  }
   cc_t x = {&c, argc, argv, lens, r, cmd->name};
   size_t room[3];
-  rc = kv_lock_stripes(&c, shmd__kv_cmd_stripes(cmd, argc, argv, lens));
   if (rc == 0) {
     shmd_tx_room(c.tx, &room[0], &room[1], &room[2]);
     shmd__kv_budget_set(budget);
@@ -319,8 +330,11 @@ int shmd__kv_cmd_run(shmd_store_t *s, unsigned db, const shmd__kv_cmd_t *cmd, in
   }
   /* WATCH: a write command that changed something bumps the versions of its keys (lazy expiry
    * bumps the key it deletes itself, in any command; FLUSHDB / FLUSHALL bump the epoch). */
-  if (rc == 0 && r->type != SHMD_REPLY_ERROR && (cmd->flags & KV_CMD_WRITE) && cmd->first_key &&
-      tx_moved(c.tx, room)) {
+  int moved = rc == 0 && r->type != SHMD_REPLY_ERROR && (cmd->flags & KV_CMD_WRITE) && tx_moved(c.tx, room);
+  /* The change log: a write that changed something appends its propagation form (changelog.c). */
+  if (moved && c.aof)
+    rc = shmd__aof_command(&c, cmd, argc, argv, lens, r);
+  if (rc == 0 && moved && cmd->first_key) {
     int last = cmd->last_key < 0 ? argc + cmd->last_key : cmd->last_key;
     for (int i = cmd->first_key; rc == 0 && i <= last && i < argc; i += cmd->key_step)
       rc = kv_touch(&c, argv[i], lens[i]);

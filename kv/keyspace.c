@@ -56,6 +56,7 @@
  *   never names a database that could still roll back.
  */
 #include "kv/kv_int.h"
+#include "kv/changelog.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -82,8 +83,12 @@ typedef struct kv_root_s {
   shmd_ptr_t db[KV_NDB];
 } kv_root_t;
 
-/* The expiry clock: absolute Unix milliseconds, read through the OS boundary. */
-uint64_t kv_now_ms(void) { return shmd__os_unix_ms(); }
+/* The expiry clock: absolute Unix milliseconds, read through the OS boundary; 0 (nothing has
+ * expired, and no relative time is used) while this thread replays a change log or writes a base
+ * (shmd__kv_clock_freeze: Redis does not expire keys while it loads an AOF either). */
+static __thread int kv_clock_frozen;
+void shmd__kv_clock_freeze(int on) { kv_clock_frozen = on; }
+uint64_t kv_now_ms(void) { return kv_clock_frozen ? 0 : shmd__os_unix_ms(); }
 
 unsigned kv_stripe_of(const void *key, size_t len) {
   return (unsigned)(shmd_hash_bytes(key, len, KV_STRIPE_SEED) % KV_STRIPES);
@@ -244,7 +249,7 @@ int kv_lock_stripes(kv_ctx_t *c, unsigned mask) {
       return rc;
     c->locked |= 1u << i;
   }
-  return 0;
+  return shmd__aof_recheck(c); /* persistence turned on meanwhile: SHMD_EBUSY, run again */
 }
 
 /* Finds database dbi, creating it first in a transaction of its own: others read the database
@@ -338,7 +343,7 @@ int kv_ctx_join(shmd_store_t *s, unsigned dbi, shmd_tx_t *tx, kv_ctx_t *c) {
   int rc = kv_db_ensure(s, dbi, &c->dbp);
   if (rc || (rc = kv_db_view(s, c->dbp, &c->db)))
     return rc;
-  return 0;
+  return shmd__aof_enter(c);
 }
 
 int kv_begin(shmd_store_t *s, unsigned dbi, kv_ctx_t *c) {
@@ -351,7 +356,11 @@ int kv_begin(shmd_store_t *s, unsigned dbi, kv_ctx_t *c) {
   int rc = kv_db_ensure(s, dbi, &c->dbp);
   if (rc || (rc = kv_db_view(s, c->dbp, &c->db)))
     return rc;
-  return shmd_tx_begin(s, &c->tx);
+  if ((rc = shmd_tx_begin(s, &c->tx)))
+    return rc;
+  if ((rc = shmd__aof_enter(c)))
+    shmd_tx_abort(c->tx);
+  return rc;
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -459,6 +468,8 @@ int kv_end(kv_ctx_t *c, int rc) {
   rc = shmd_tx_commit(c->tx);
   if (rc == 0 && c->garbage && shmd_tx_depth(c->s) == 0)
     (void)shmd_kv_drain(c->s, c->dbi, c->drain_budget);
+  if (rc == 0 && c->aof && shmd_tx_depth(c->s) == 0)
+    rc = shmd__aof_after_commit(c->s); /* policy always: wait for the fsync of the record */
   return rc;
 }
 
@@ -592,7 +603,7 @@ int kv_lookup(kv_ctx_t *c, const void *key, size_t len, kv_ref_t *ref) {
     return SHMD_ECORRUPT;
   if (r->expire && r->expire <= c->now) {
     if ((rc = kv_rec_release(c, r, hr.val_len)) || (rc = shmd_hash_del(c->s, h, key, len)) ||
-        (rc = kv_touch(c, key, len)))
+        (rc = kv_touch(c, key, len)) || (rc = shmd__aof_expired(c, key, len)))
       return rc;
     return SHMD_ENOTFOUND;
   }
@@ -1222,5 +1233,57 @@ int shmd_kv_info(shmd_store_t *s, unsigned db, shmd_kv_info_t *info) {
   info->keys = info->strings + info->hashes + info->lists + info->sets + info->zsets;
   info->expires = acc.expires;
   info->garbage = acc.garbage;
+  return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* The change log's word (kv/changelog.c) */
+
+/* The `aof` word of database 0, or null when there is no database 0 or no change log yet. */
+shmd_ptr_t shmd__kv_aof_ptr(shmd_store_t *s) {
+  shmd_ptr_t rp, none = {0};
+  kv_root_t *r;
+  kv_db_t *d;
+  if (kv_root(s, &rp) || kv_root_view(s, rp, &r))
+    return none;
+  shmd_ptr_t dp = {__atomic_load_n(&r->db[0].v, __ATOMIC_ACQUIRE)};
+  if (dp.v == 0 || kv_db_view(s, dp, &d))
+    return none;
+  return (shmd_ptr_t){__atomic_load_n(&d->aof.v, __ATOMIC_ACQUIRE)};
+}
+
+/* Stores p as the change log in tx, under the kv root lock (database 0 is made first, in a
+ * transaction of its own); *existing gets the one already there instead, if any. */
+int shmd__kv_aof_install(shmd_store_t *s, shmd_tx_t *tx, shmd_ptr_t p, shmd_ptr_t *existing) {
+  shmd_ptr_t rp, dp;
+  kv_root_t *r;
+  kv_db_t *d;
+  int rc = kv_db_ensure(s, 0, &dp);
+  if (rc || (rc = kv_root(s, &rp)) || (rc = kv_root_view(s, rp, &r)) || (rc = kv_db_view(s, dp, &d)))
+    return rc;
+  if ((rc = shmd_tx_lock(tx, shmd_ptr_add(rp, offsetof(kv_root_t, lock)))))
+    return rc;
+  existing->v = d->aof.v;
+  if (existing->v)
+    return 0;
+  return shmd_tx_set64(tx, &d->aof.v, p.v);
+}
+
+/* Takes every stripe of every database that exists, in transaction tx (which holds the change
+ * log's lock already): the whole keyspace stands still until tx ends (a base, persist/aof.c). */
+int shmd__kv_lock_all(shmd_store_t *s, shmd_tx_t *tx) {
+  for (unsigned d = 0; d < KV_NDB; d++) {
+    int e = kv_db_exists(s, d);
+    if (e < 0)
+      return e;
+    if (e == 0)
+      continue;
+    kv_ctx_t c;
+    int rc = kv_ctx_join(s, d, tx, &c);
+    if (rc == 0)
+      rc = kv_lock_stripes(&c, (1u << KV_STRIPES) - 1);
+    if (rc)
+      return rc;
+  }
   return 0;
 }

@@ -32,7 +32,8 @@ typedef struct kv_db_s {
   shmd_ptr_t versions; /* kv_ver_t: the WATCH versions (0 in databases made before them) */
   uint64_t flush_seq;  /* bumped (not logged) by every FLUSHDB before it swaps a stripe hash, for
                         * the lock-free readers (keyspace.c, "Lock-free reads"); 0 in older stores */
-  uint64_t reserved[6];
+  shmd_ptr_t aof;      /* database 0 only: the change log (kv/changelog.c), 0 until made */
+  uint64_t reserved[5];
 } kv_db_t;
 
 /* Key versions for WATCH (see "Key versions" in keyspace.c; made on a database's first WATCH): per database a directory with the
@@ -72,6 +73,7 @@ typedef struct kv_ctx_s {
   int garbage;     /* something was put on the garbage list: drain it after the commit */
   size_t drain_budget; /* drain steps after the commit (0: until the list is empty) */
   uint64_t now;
+  void *aof; /* the change log (shmd__aof_t) when this transaction logs its writes, else NULL */
 } kv_ctx_t;
 
 typedef struct kv_ref_s {

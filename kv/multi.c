@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kv/changelog.h"
 #include "kv/cmd.h"
 #include "segments/crash.h"
 
@@ -355,7 +356,12 @@ static int exec_queue(shmd_kv_multi_t *m, shmd_reply_t *r) {
     return shmd__kv_error_of(rc, budget.over, r);
   }
   SHMD_CRASH_POINT("kv.exec.commit");
+  int logs = 0;
+  for (unsigned d = 0; d < KV_NDB; d++)
+    logs |= mask[d] && c[d].aof != NULL;
   rc = shmd_tx_commit(tx);
+  if (rc == 0 && logs && shmd_tx_depth(m->s) == 0)
+    rc = shmd__aof_after_commit(m->s); /* policy always: wait for the fsync of the record */
   if (rc == SHMD_EABORTED)
     rc = SHMD_ECORRUPT;
   if (rc) {

@@ -77,4 +77,9 @@ void cli_json_free(cli_json_t *j);
  */
 int cli_resp_parse(const char *p, size_t n, size_t *pos, cli_args_t *a, char *err, size_t errlen);
 
+/* The durability verbs (cli_persist.c): exit statuses as the tool's. */
+int cli_persist(shmd_store_t *s, const char *name, const char *dir, const char *fsync, uint64_t ring);
+int cli_restore(shmd_store_t *s, const char *name, const char *from,
+                void (*progress)(void *arg, uint64_t done, uint64_t total));
+
 #endif

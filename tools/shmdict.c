@@ -60,6 +60,8 @@ static void usage(FILE *f) {
           "       shmdict [-d DIR] drop STORE\n"
           "       shmdict [-d DIR] [--group NAME] [-n DB] dump STORE [--format resp|json] [-o FILE]\n"
           "       shmdict [-d DIR] [--group NAME] [-n DB] load STORE [--format resp|json|text] [-i FILE]\n"
+          "       shmdict [-d DIR] [--group NAME] persist STORE --dir PATH [--fsync always|everysec|no] [--ring BYTES]\n"
+          "       shmdict [-d DIR] [--group NAME] restore STORE --from PATH\n"
           "\n"
           "  -d DIR    store directory (default: $SHMDICT_DIR, else " DEFAULT_DIR ")\n"
           "  --group NAME  a store shared by the members of group NAME (directory 2770, files\n"
@@ -194,6 +196,17 @@ static void progress(const char *what, uint64_t done, uint64_t total, int final)
   if (final)
     fputc('\n', stderr);
   fflush(stderr);
+}
+
+/* The progress of a restore (bytes of the log replayed), with the rate. */
+static void restore_progress(void *arg, uint64_t done, uint64_t total) {
+  (void)arg;
+  static double t0;
+  if (t0 == 0)
+    t0 = now_s();
+  progress("restore", done, total, done == total);
+  if (done == total && now_s() > t0)
+    fprintf(stderr, "restore: %.1f MB/s\n", (double)total / 1e6 / (now_s() - t0));
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -1419,7 +1432,35 @@ int main(int argc, char **argv) {
       die(2, "unknown format '%s' (use --format resp or --format json)", format);
     return cmd_dump(name, format && strcmp(format, "json") == 0, file);
   }
-  fprintf(stderr, "shmdict: unknown command '%s' (admin commands: list, info, check, drop, dump, load; "
+  if (strcmp(cmd, "persist") == 0 || strcmp(cmd, "restore") == 0) {
+    const char *name = need_store(argc, argv, i++, cmd);
+    const char *dir = NULL, *fsync = NULL, *ring = NULL;
+    int restore = cmd[0] == 'r';
+    for (; i < argc; i++) {
+      if (!restore && strcmp(argv[i], "--dir") == 0 && i + 1 < argc)
+        dir = argv[++i];
+      else if (!restore && strcmp(argv[i], "--fsync") == 0 && i + 1 < argc)
+        fsync = argv[++i];
+      else if (!restore && strcmp(argv[i], "--ring") == 0 && i + 1 < argc)
+        ring = argv[++i];
+      else if (restore && strcmp(argv[i], "--from") == 0 && i + 1 < argc)
+        dir = argv[++i];
+      else
+        die(2, "unexpected argument '%s' (usage: shmdict %s)", argv[i],
+            restore ? "restore STORE --from PATH" : "persist STORE --dir PATH [--fsync always|everysec|no] [--ring BYTES]");
+    }
+    if (dir == NULL)
+      die(2, "%s needs %s PATH (the log directory)", cmd, restore ? "--from" : "--dir");
+    uint64_t ring_bytes = 0;
+    if (ring && parse_bytes(ring, &ring_bytes))
+      die(2, "--ring needs a size in bytes such as 16M, got '%s'", ring);
+    shmd_store_t *s = open_store(name, 1);
+    int rc = restore ? cli_restore(s, name, dir, g_progress ? restore_progress : NULL)
+                     : cli_persist(s, name, dir, fsync, ring_bytes);
+    shmd_close(s);
+    return rc;
+  }
+  fprintf(stderr, "shmdict: unknown command '%s' (admin commands: list, info, check, drop, dump, load, persist, restore; "
                   "to run a Redis command use `shmdict -s STORE %s ...`)\n", cmd, cmd);
   return 2;
 }
