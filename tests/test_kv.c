@@ -1275,14 +1275,14 @@ Test(kv, mp_two_writers) {
  * failed 1216 against 1184 when the last round left a stripe whose only key, "big", was deleted). */
 Test(kv, flushdb_leaves_fresh_stripes) {
   shmd_store_t *s = ts_open("t", 16 * MB, 16 * MB);
-  EXPECT(s, "SET warm x", "+OK");
-  EXPECT(s, "FLUSHDB", "+OK");
+  TS_EXPECT(s, "SET warm x", "+OK");
+  TS_EXPECT(s, "FLUSHDB", "+OK");
   cr_assert_eq(shmd_kv_drain(s, 0, 0), 0);
   shmd_stats_t st0, st1;
   cr_assert_eq(shmd_stats(s, &st0), 0);
-  EXPECT(s, "SET big x", "+OK");
-  EXPECT(s, "DEL big", ":1");
-  EXPECT(s, "FLUSHDB", "+OK");
+  TS_EXPECT(s, "SET big x", "+OK");
+  TS_EXPECT(s, "DEL big", ":1");
+  TS_EXPECT(s, "FLUSHDB", "+OK");
   cr_assert_eq(shmd_kv_drain(s, 0, 0), 0);
   cr_assert_eq(shmd_stats(s, &st1), 0);
   cr_assert_eq(st1.allocated_bytes, st0.allocated_bytes, "%llu bytes allocated after the second flush, %llu after the first",
@@ -1317,9 +1317,9 @@ Test(kv, get_view_and_lockfree_get) {
   cr_assert_eq(shmd_kv_hset(s, 0, "h", 1, "f", 1, "v", 1, NULL), 0);
   cr_assert_eq(shmd_kv_get(s, 0, "h", 1, buf, sizeof buf, &n), SHMD_EWRONGTYPE);
   cr_assert_eq(shmd_kv_get_view(s, 0, "h", 1, &v, &n), SHMD_EWRONGTYPE);
-  EXPECT(s, "GET h", WT);
-  EXPECT(s, "GET k", "\"world!\"");
-  EXPECT(s, "GET nokey", "(nil)");
+  TS_EXPECT(s, "GET h", WT);
+  TS_EXPECT(s, "GET k", "\"world!\"");
+  TS_EXPECT(s, "GET nokey", "(nil)");
   /* a value too big for the lock-free path (out of line in the hash) comes through the locks */
   static char big[5000];
   memset(big, 'b', sizeof big);
@@ -1328,15 +1328,15 @@ Test(kv, get_view_and_lockfree_get) {
   cr_assert_eq(shmd_kv_get_view(s, 0, "big", 3, &v, &n), 0);
   cr_assert(n == sizeof big && memcmp(v, big, n) == 0);
   /* an expired key: the read answers "not found" and lazy expiry deletes it (in a transaction) */
-  EXPECT(s, "SET e v PX 1", "+OK");
-  EXPECT(s, "SET e2 v PX 1", "+OK");
-  EXPECT(s, "SET e3 v PX 1", "+OK");
-  EXPECT(s, "DBSIZE", ":6");
+  TS_EXPECT(s, "SET e v PX 1", "+OK");
+  TS_EXPECT(s, "SET e2 v PX 1", "+OK");
+  TS_EXPECT(s, "SET e3 v PX 1", "+OK");
+  TS_EXPECT(s, "DBSIZE", ":6");
   usleep(5000);
   cr_assert_eq(shmd_kv_get(s, 0, "e", 1, buf, sizeof buf, &n), SHMD_ENOTFOUND);
   cr_assert_eq(shmd_kv_get_view(s, 0, "e2", 2, &v, &n), SHMD_ENOTFOUND);
-  EXPECT(s, "GET e3", "(nil)");
-  EXPECT(s, "DBSIZE", ":3");
+  TS_EXPECT(s, "GET e3", "(nil)");
+  TS_EXPECT(s, "DBSIZE", ":3");
   /* inside a transaction the read takes the locks and sees the transaction's own writes */
   shmd_tx_t *tx;
   cr_assert_eq(shmd_tx_begin(s, &tx), 0);
@@ -1347,7 +1347,7 @@ Test(kv, get_view_and_lockfree_get) {
   cr_assert_eq(shmd_kv_get(s, 0, "k", 1, buf, sizeof buf, &n), 0);
   cr_assert(n == 6 && memcmp(buf, "world!", 6) == 0);
   /* after FLUSHDB (stripe hashes swapped) the lock-free path finds nothing */
-  EXPECT(s, "FLUSHDB", "+OK");
+  TS_EXPECT(s, "FLUSHDB", "+OK");
   cr_assert_eq(shmd_kv_get_view(s, 0, "k", 1, &v, &n), SHMD_ENOTFOUND);
   cr_assert_eq(shmd_kv_get(s, 3, "k", 1, buf, sizeof buf, &n), SHMD_ENOTFOUND); /* a database made by the read */
   cr_assert_eq(shmd_kv_get_view(s, SHMD_KV_DATABASES, "k", 1, &v, &n), SHMD_EINVAL);
