@@ -211,8 +211,8 @@ const shmd__kv_cmd_t *shmd__kv_cmd_check(int argc, const char *const argv[], con
 }
 
 unsigned shmd__kv_cmd_stripes(const shmd__kv_cmd_t *cmd, int argc, const char *const argv[], const size_t lens[]) {
-  if (cmd->handler == shmd__kv_cmd_flushall || cmd->handler == shmd__kv_cmd_move)
-    return 0; /* takes the stripes of every database it uses itself, in database order (db.c) */
+  if (cmd->handler == shmd__kv_cmd_flushall || cmd->handler == shmd__kv_cmd_move || cmd->handler == shmd__kv_cmd_copy)
+    return 0; /* takes the stripes of every database it uses itself, in database order (db.c, copy.c) */
   if (cmd->first_key == 0 || (cmd->flags & KV_CMD_MOVABLEKEYS))
     /* no key arguments (KEYS, SCAN, DBSIZE, FLUSHDB), or keys the positions do not say (LMPOP's
      * numkeys, ZUNIONSTORE's sources, SORT's STORE): every stripe */
@@ -277,6 +277,14 @@ int shmd__kv_cmd_run(shmd_store_t *s, unsigned db, const shmd__kv_cmd_t *cmd, in
     if (shmd__kv_parse_ll(argv[2], lens[2], &d) == 0 && d >= 0 && d < KV_NDB && (rc = kv_db_ensure(s, (unsigned)d, &dp)))
       return rc;
   }
+  if (cmd->handler == shmd__kv_cmd_copy) /* so does COPY ... DB n */
+    for (int i = 3; i + 1 < argc; i++) {
+      long long d;
+      shmd_ptr_t dp;
+      if (eq(argv[i], lens[i], "db") && shmd__kv_parse_ll(argv[i + 1], lens[i + 1], &d) == 0 && d >= 0 &&
+          d < KV_NDB && (rc = kv_db_ensure(s, (unsigned)d, &dp)))
+        return rc;
+    }
   kv_ctx_t c;
   if ((rc = kv_begin(s, db, &c)))
     return rc;

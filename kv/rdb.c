@@ -654,7 +654,9 @@ int shmd__kv_rdb_decode(const unsigned char *p, size_t n, kv_rdbval_t *v) {
   int rc = shmd__kv_rdb_verify(p, n);
   if (rc)
     return rc;
-  rd_t r = {p, n - 10};
+  /* Redis reads the object from the whole payload, footer included (an object cut short may run
+   * into it and still load), and ignores bytes after it: the same here. */
+  rd_t r = {p, n};
   unsigned type;
   uint64_t count;
   if ((rc = rd_byte(&r, &type)))
@@ -1004,7 +1006,7 @@ int shmd__kv_cmd_dump(cc_t *x) {
   return rc;
 }
 
-/* Builds the decoded value v at key (absent) through the write handlers, in batches. */
+/* Builds the decoded container value v at key (absent) through the write handlers, in batches. */
 #define RESTORE_BATCH 512
 static int build(cc_t *x, const void *key, size_t klen, const kv_rdbval_t *v) {
   const char *argv[2 + 2 * RESTORE_BATCH];
@@ -1037,6 +1039,16 @@ static int build(cc_t *x, const void *key, size_t klen, const kv_rdbval_t *v) {
       return rc;
   }
   return 0;
+}
+
+int shmd__kv_rdb_build(cc_t *x, const void *key, size_t klen, const kv_rdbval_t *v, uint64_t expire) {
+  if (v->type == KV_STRING)
+    return kv_put_string(x->c, key, klen, v->it[0].p, v->it[0].n, NULL, 0, expire);
+  kv_ref_t ref;
+  int rc = build(x, key, klen, v);
+  if (rc == 0 && expire && (rc = kv_lookup(x->c, key, klen, &ref)) == 0)
+    rc = kv_set_expire(x->c, &ref, expire);
+  return rc;
 }
 
 /* RESTORE key ttl serialized-value [REPLACE] [ABSTTL] [IDLETIME seconds] [FREQ frequency], in
@@ -1096,11 +1108,7 @@ int shmd__kv_cmd_restore(cc_t *x) {
       goto out;
     }
   }
-  if (v.type == KV_STRING)
-    rc = kv_put_string(x->c, A(1), L(1), v.it[0].p, v.it[0].n, NULL, 0, expire);
-  else if ((rc = build(x, A(1), L(1), &v)) == 0 && expire && (rc = kv_lookup(x->c, A(1), L(1), &ref)) == 0)
-    rc = kv_set_expire(x->c, &ref, expire);
-  if (rc == 0)
+  if ((rc = shmd__kv_rdb_build(x, A(1), L(1), &v, expire)) == 0)
     rc = r_ok(x->r);
 out:
   shmd__kv_rdb_free(&v);

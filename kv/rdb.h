@@ -53,4 +53,8 @@ struct cmdctx_s;
  * caller frees. SHMD_ENOTFOUND when there is no such key. */
 int shmd__kv_dump_value(struct cmdctx_s *x, const void *key, size_t klen, unsigned char **out, size_t *outlen);
 
+/* Makes key (absent) in x's database hold the decoded value v, with expiry `expire` (absolute Unix
+ * ms, 0 none), through the write handlers (RPUSH, SADD, HSET, ZADD; in x's transaction). */
+int shmd__kv_rdb_build(struct cmdctx_s *x, const void *key, size_t klen, const kv_rdbval_t *v, uint64_t expire);
+
 #endif

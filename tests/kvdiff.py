@@ -472,6 +472,7 @@ gen("ttl")(lambda g: [b"TTL", K(g)])
 # key at run time (or a corrupted copy), and both sides get the same bytes.
 PAYLOAD_OF = b"\x00payload-of:"
 gen("dump")(lambda g: [b"DUMP", K(g)])
+gen("copy", 2)(lambda g: [b"COPY", K(g), K(g)] + opts(g, [[b"REPLACE"], [b"REPLACE"], lambda g: [b"DB", pick(g, [b"0", b"1", b"2", b"16", b"-1", b"abc", b"4294967296"])], [b"DB"], [b"FOO"]], 3))
 gen("restore")(lambda g: [b"RESTORE", K(g), pick(g, [b"0", b"0", b"100000", b"-1", b"abc"]), PAYLOAD_OF + pick(g, [b"", b"!", b"?"]) + K(g)]
                          + opts(g, [[b"REPLACE"], [b"REPLACE"], [b"ABSTTL"], lambda g: [b"IDLETIME", pick(g, [b"0", b"10", b"-1"])],
                                     lambda g: [b"FREQ", pick(g, [b"0", b"255", b"256"])], [b"FOO"]], 3))
@@ -755,6 +756,17 @@ def run(driver_exe, seeds, count, verbose, script=None, paranoid=False):
                     la, lb = (redis.call([b"STRLEN", k])[1] for k in args[1:3])
                     if la[0] == lb[0] == "int" and (la[1] + 1) * (lb[1] + 1) > 1000000:
                         args = [b"STRLEN", args[1]]
+                        name = "strlen"
+                if name in ("copy", "dump", "restore") and len(args) > 3 and name == "restore" and args[3].startswith(PAYLOAD_OF):
+                    src = args[3][len(PAYLOAD_OF):].lstrip(b"!?")
+                else:
+                    src = args[1] if name in ("copy", "dump") and len(args) > 1 else None
+                if src is not None:
+                    # SETRANGE / SETBIT make strings of up to 512 MB; copies of them (COPY, DUMP +
+                    # RESTORE into other keys and databases) would multiply that on a shared machine
+                    ln = redis.call([b"STRLEN", src])[1]
+                    if ln[0] == "int" and ln[1] > 1000000:
+                        args = [b"STRLEN", src]
                         name = "strlen"
                 if name == "restore" and len(args) > 3 and args[3].startswith(PAYLOAD_OF):
                     args = list(args)
