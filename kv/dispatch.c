@@ -294,7 +294,16 @@ int shmd__kv_cmd_run(shmd_store_t *s, unsigned db, const shmd__kv_cmd_t *cmd, in
   if (rc == 0) {
     shmd_tx_room(c.tx, &room[0], &room[1], &room[2]);
     shmd__kv_budget_set(budget);
-    rc = cmd->handler(&x);
+    if (shmd__kv_cmd_detaches(cmd)) {
+      /* a shared value (COPY) gets containers of its own before the command changes it: every
+       * key the command may write (all arguments when the positions do not say: LMPOP, ZMPOP) */
+      int movable = (cmd->flags & KV_CMD_MOVABLEKEYS) != 0;
+      int first = movable ? 1 : cmd->first_key, last = movable ? argc - 1 : cmd->last_key < 0 ? argc + cmd->last_key : cmd->last_key;
+      for (int i = first; rc == 0 && i <= last && i < argc; i += movable ? 1 : cmd->key_step)
+        rc = shmd__kv_detach(&c, argv[i], lens[i]);
+    }
+    if (rc == 0)
+      rc = cmd->handler(&x);
     shmd__kv_budget_set(NULL);
     if (budget->over && rc == 0)
       rc = SHMD_ENOMEM; /* a failed charge that a handler did not pass on still fails the command */
