@@ -215,7 +215,9 @@ int shmd_kv_hset(shmd_store_t *s, unsigned db, const void *key, size_t klen, con
   if (rc)
     return rc;
   kv_ref_t ref;
-  rc = kv_container(&c, key, klen, KV_HASH, 1, &ref);
+  rc = shmd__kv_detach(&c, key, klen); /* a shared value (COPY) gets containers of its own */
+  if (rc == 0)
+    rc = kv_container(&c, key, klen, KV_HASH, 1, &ref);
   if (rc == 0)
     rc = shmd_hash_put(s, ref.a, field, flen, val, vlen, SHMD_HASH_UPSERT, created);
   const char *av[4] = {"HSET", key, field, val};
@@ -235,7 +237,9 @@ int shmd_kv_zadd(shmd_store_t *s, unsigned db, const void *key, size_t klen, dou
   kv_ref_t ref;
   int a = 0, ch = 0;
   double out;
-  rc = kv_container(&c, key, klen, KV_ZSET, 1, &ref);
+  rc = shmd__kv_detach(&c, key, klen); /* a shared value (COPY) gets containers of its own */
+  if (rc == 0)
+    rc = kv_container(&c, key, klen, KV_ZSET, 1, &ref);
   if (rc == 0)
     rc = shmd__kv_zadd_one(&c, &ref, member, mlen, score, 0, 0, 0, 0, 0, &a, &ch, &out);
   if (rc == 0 && added)

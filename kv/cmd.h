@@ -126,6 +126,10 @@ int shmd__kv_error_of(int rc, int over, shmd_reply_t *r);
 void shmd__kv_signal_keys(shmd_store_t *s, unsigned db, const shmd__kv_cmd_t *cmd, int argc, const char *const argv[],
                           const size_t lens[]);
 
+/* Does cmd change a list, set, hash or sorted set in place (so its keys are detached from a shared
+ * value first; kv/copy.c)? 1 or 0. */
+int shmd__kv_cmd_detaches(const shmd__kv_cmd_t *cmd);
+
 /* ---------------------------------------------------------------------------------------------- */
 /* The handlers: shmd__kv_cmd_<handler>() for each line of the command table */
 

@@ -212,8 +212,8 @@ const shmd__kv_cmd_t *shmd__kv_cmd_check(int argc, const char *const argv[], con
 }
 
 unsigned shmd__kv_cmd_stripes(const shmd__kv_cmd_t *cmd, int argc, const char *const argv[], const size_t lens[]) {
-  if (cmd->handler == shmd__kv_cmd_flushall || cmd->handler == shmd__kv_cmd_move)
-    return 0; /* takes the stripes of every database it uses itself, in database order (db.c) */
+  if (cmd->handler == shmd__kv_cmd_flushall || cmd->handler == shmd__kv_cmd_move || cmd->handler == shmd__kv_cmd_copy)
+    return 0; /* takes the stripes of every database it uses itself, in database order (db.c, copy.c) */
   if (cmd->first_key == 0 || (cmd->flags & KV_CMD_MOVABLEKEYS))
     /* no key arguments (KEYS, SCAN, DBSIZE, FLUSHDB), or keys the positions do not say (LMPOP's
      * numkeys, ZUNIONSTORE's sources, SORT's STORE): every stripe */
@@ -304,6 +304,14 @@ int shmd__kv_cmd_run(shmd_store_t *s, unsigned db, const shmd__kv_cmd_t *cmd, in
     if (shmd__kv_parse_ll(argv[2], lens[2], &d) == 0 && d >= 0 && d < KV_NDB && (rc = kv_db_ensure(s, (unsigned)d, &dp)))
       return rc;
   }
+  if (cmd->handler == shmd__kv_cmd_copy) /* so does COPY ... DB n */
+    for (int i = 3; i + 1 < argc; i++) {
+      long long d;
+      shmd_ptr_t dp;
+      if (eq(argv[i], lens[i], "db") && shmd__kv_parse_ll(argv[i + 1], lens[i + 1], &d) == 0 && d >= 0 &&
+          d < KV_NDB && (rc = kv_db_ensure(s, (unsigned)d, &dp)))
+        return rc;
+    }
   if (cmd->handler == shmd__kv_cmd_get && exec_budget == NULL && (rc = get_peek(s, db, argv[1], lens[1], r)) <= 0)
     return rc;
   kv_ctx_t c;
@@ -323,7 +331,16 @@ int shmd__kv_cmd_run(shmd_store_t *s, unsigned db, const shmd__kv_cmd_t *cmd, in
   if (rc == 0) {
     shmd_tx_room(c.tx, &room[0], &room[1], &room[2]);
     shmd__kv_budget_set(budget);
-    rc = cmd->handler(&x);
+    if (shmd__kv_cmd_detaches(cmd)) {
+      /* a shared value (COPY) gets containers of its own before the command changes it: every
+       * key the command may write (all arguments when the positions do not say: LMPOP, ZMPOP) */
+      int movable = (cmd->flags & KV_CMD_MOVABLEKEYS) != 0;
+      int first = movable ? 1 : cmd->first_key, last = movable ? argc - 1 : cmd->last_key < 0 ? argc + cmd->last_key : cmd->last_key;
+      for (int i = first; rc == 0 && i <= last && i < argc; i += movable ? 1 : cmd->key_step)
+        rc = shmd__kv_detach(&c, argv[i], lens[i]);
+    }
+    if (rc == 0)
+      rc = cmd->handler(&x);
     shmd__kv_budget_set(NULL);
     if (budget->over && rc == 0)
       rc = SHMD_ENOMEM; /* a failed charge that a handler did not pass on still fails the command */

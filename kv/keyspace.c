@@ -582,11 +582,112 @@ static int kv_garbage_push(kv_ctx_t *c, uint32_t type, shmd_ptr_t a, shmd_ptr_t 
   return shmd_list_push(c->s, c->db->garbage, SHMD_LIST_TAIL, &g, sizeof g, NULL);
 }
 
-/* Hands the containers of a record to the garbage list. */
+/* ---------------------------------------------------------------------------------------------- */
+/* Shared values (COPY)
+ *
+ * COPY of a list, set, hash or sorted set is O(1): the containers are not copied but shared, as
+ * Qt's implicitly shared classes share their data. A shared value's containers hang off a
+ * kv_share_t {magic, refs, type, a, b}; each record naming it has KV_REC_SHARED in its flags and
+ * the block's pointer as its first container pointer. kv_lookup() reads through the block, so
+ * readers see a shared value as any other. The first write to a shared value detaches it
+ * (shmd__kv_detach, copy.c): with other records left, the writer's key gets containers of its
+ * own (an element-by-element copy, O(n), in the write's transaction) and the count drops by one;
+ * as the last record it takes the block's containers back and frees the block (O(1)). Deleting
+ * a record (DEL, overwrite, expiry, FLUSHDB's drain) drops one count; the last one hands the
+ * containers to the garbage list and frees the block. Every change (the count, the flags, the
+ * block) is made with shmd_tx_set64 / shmd_tx_log / shmd_tx_calloc / shmd_tx_free in the
+ * command's transaction: a kill anywhere leaves the count equal to the records naming the block,
+ * which shmd_kv_check() verifies (kv_walk counts the references of every block over every
+ * database: COPY ... DB n shares across databases). */
+#define KV_SHARE_MAGIC 0x31306873646d6873ull /* "shmdsh01" */
+
+int kv_share_view(shmd_store_t *s, shmd_ptr_t p, uint32_t type, kv_share_t **out) {
+  void *a;
+  if ((p.v & 7) || shmd_resolve_checked(s, p, sizeof(kv_share_t), &a))
+    return SHMD_ECORRUPT;
+  kv_share_t *sh = a;
+  if (sh->magic != KV_SHARE_MAGIC || sh->type != type || sh->refs == 0 || !sh->a.v ||
+      (type == KV_ZSET) != (sh->b.v != 0)) {
+    shmd__set_detail("kv: bad shared value block (magic, type %u, count %llu)", (unsigned)type,
+                     (unsigned long long)sh->refs);
+    return SHMD_ECORRUPT;
+  }
+  *out = sh;
+  return 0;
+}
+
+/* Drops one reference to share (in tx): the last one hands the containers to the garbage list
+ * `garbage` and frees the block. */
+static int kv_share_drop(shmd_store_t *s, shmd_tx_t *tx, shmd_ptr_t garbage, shmd_ptr_t share, uint32_t type,
+                         int *pushed) {
+  kv_share_t *sh;
+  int rc = kv_share_view(s, share, type, &sh);
+  if (rc)
+    return rc;
+  if (sh->refs > 1)
+    return shmd_tx_set64(tx, &sh->refs, sh->refs - 1);
+  kv_garbage_t g = {type, 0, sh->a, sh->b};
+  SHMD_CRASH_POINT("kv.share.last");
+  if ((rc = shmd_list_push(s, garbage, SHMD_LIST_TAIL, &g, sizeof g, NULL)))
+    return rc;
+  *pushed = 1;
+  return shmd_tx_free(tx, share);
+}
+
+int kv_share_make(kv_ctx_t *c, kv_ref_t *ref, shmd_ptr_t *share) {
+  shmd_ptr_t p;
+  int rc = shmd_tx_calloc(c->tx, sizeof(kv_share_t), &p);
+  if (rc)
+    return rc;
+  kv_share_t *sh = shmd_resolve(c->s, p);
+  sh->magic = KV_SHARE_MAGIC;
+  sh->refs = 1;
+  sh->type = ref->rec->type;
+  sh->a = ref->a;
+  sh->b = ref->b;
+  SHMD_CRASH_POINT("kv.share.made");
+  if ((rc = shmd_tx_log(c->tx, ref->rec_ptr, sizeof(kv_rec_t) + 16)))
+    return rc;
+  shmd_ptr_t *q = (shmd_ptr_t *)(void *)(ref->rec + 1);
+  ref->rec->pad |= KV_REC_SHARED;
+  q[0] = p;
+  q[1] = shmd_ptr_null();
+  ref->share = p;
+  *share = p;
+  return 0;
+}
+
+int kv_share_put(kv_ctx_t *c, const void *key, size_t klen, uint32_t type, shmd_ptr_t share, uint64_t expire) {
+  kv_share_t *sh;
+  int rc = kv_share_view(c->s, share, type, &sh);
+  if (rc || (rc = shmd_tx_set64(c->tx, &sh->refs, sh->refs + 1)))
+    return rc;
+  SHMD_CRASH_POINT("kv.share.counted");
+  shmd_hash_ref_t hr;
+  if ((rc = shmd_hash_put_ref(c->s, kv_stripe_hash(c, key, klen), key, klen, sizeof(kv_rec_t) + 16,
+                              SHMD_HASH_INSERT, NULL, &hr)))
+    return rc;
+  kv_rec_t *r = hr.val;
+  r->type = type;
+  r->pad = KV_REC_SHARED;
+  r->expire = expire;
+  shmd_ptr_t *q = (shmd_ptr_t *)(void *)(r + 1);
+  q[0] = share;
+  q[1] = shmd_ptr_null();
+  return 0;
+}
+
+int kv_unlink_record(kv_ctx_t *c, const void *key, size_t klen) {
+  return shmd_hash_del(c->s, kv_stripe_hash(c, key, klen), key, klen);
+}
+
+/* Hands the containers of a record to the garbage list (a shared value: drops a reference). */
 static int kv_rec_release(kv_ctx_t *c, const kv_rec_t *r, size_t len) {
   if (r->type == KV_STRING || len < sizeof(kv_rec_t) + 16)
     return 0;
   const shmd_ptr_t *p = (const shmd_ptr_t *)(const void *)(r + 1);
+  if (r->pad & KV_REC_SHARED)
+    return kv_share_drop(c->s, c->tx, c->db->garbage, p[0], r->type, &c->garbage);
   return kv_garbage_push(c, r->type, p[0], p[1]);
 }
 
@@ -613,6 +714,15 @@ int kv_lookup(kv_ctx_t *c, const void *key, size_t len, kv_ref_t *ref) {
   ref->len = hr.val_len - sizeof(kv_rec_t);
   ref->a = r->type == KV_STRING ? shmd_ptr_null() : ((shmd_ptr_t *)(void *)(r + 1))[0];
   ref->b = r->type == KV_STRING ? shmd_ptr_null() : ((shmd_ptr_t *)(void *)(r + 1))[1];
+  ref->share = shmd_ptr_null();
+  if (r->type != KV_STRING && (r->pad & KV_REC_SHARED)) { /* read through the shared block */
+    kv_share_t *sh;
+    if ((rc = kv_share_view(c->s, ref->a, r->type, &sh)))
+      return rc;
+    ref->share = ref->a;
+    ref->a = sh->a;
+    ref->b = sh->b;
+  }
   return 0;
 }
 
@@ -701,6 +811,10 @@ int kv_set_expire(kv_ctx_t *c, kv_ref_t *ref, uint64_t expire) {
 int kv_container(kv_ctx_t *c, const void *key, size_t klen, uint32_t type, int create,
                  kv_ref_t *ref) {
   int rc = kv_lookup_type(c, key, klen, type, ref);
+  if (rc == 0 && create && ref->share.v) { /* a write that did not detach first: a bug, caught */
+    shmd__set_detail("kv: a write reached a shared value without detaching it");
+    return SHMD_ECORRUPT;
+  }
   if (rc != SHMD_ENOTFOUND || !create)
     return rc;
   shmd_ptr_t a = shmd_ptr_null(), b = shmd_ptr_null();
@@ -721,6 +835,10 @@ int kv_container(kv_ctx_t *c, const void *key, size_t klen, uint32_t type, int c
  * empty, so that is a few frees). */
 int kv_drop_if_empty(kv_ctx_t *c, const void *key, size_t klen, kv_ref_t *ref) {
   uint64_t n = 0;
+  if (ref->share.v) { /* only a write empties a container, and writes detach first */
+    shmd__set_detail("kv: a write reached a shared value without detaching it");
+    return SHMD_ECORRUPT;
+  }
   int rc = ref->rec->type == KV_LIST ? shmd_list_len(c->s, ref->a, &n) : shmd_hash_len(c->s, ref->a, &n);
   if (rc || n)
     return rc;
@@ -812,7 +930,7 @@ static void keys_free(keys_t *ks) {
 
 /* Removes up to a batch of entries of hash h (in tx). For a stripe hash, the records' containers
  * go to the garbage list first. Sets *empty when h has no entries left. */
-static int drain_hash(shmd_store_t *s, shmd_ptr_t garbage, shmd_ptr_t h, int stripe, int *empty) {
+static int drain_hash(shmd_store_t *s, shmd_tx_t *tx, shmd_ptr_t garbage, shmd_ptr_t h, int stripe, int *empty) {
   keys_t ks = {0};
   ks.with_vals = stripe;
   uint64_t cur = 0, n = 0;
@@ -831,7 +949,13 @@ static int drain_hash(shmd_store_t *s, shmd_ptr_t garbage, shmd_ptr_t h, int str
   for (size_t i = 0; i < ks.n; i++) {
     if (stripe && ks.vl[i] == sizeof(kv_rec_t) + 16) {
       kv_rec_t *r = (kv_rec_t *)(void *)ks.v[i];
-      if (r->type != KV_STRING) {
+      if (r->type != KV_STRING && (r->pad & KV_REC_SHARED)) {
+        shmd_ptr_t p[2];
+        int pushed = 0;
+        memcpy(p, r + 1, 16);
+        if ((rc = kv_share_drop(s, tx, garbage, p[0], r->type, &pushed)))
+          goto out;
+      } else if (r->type != KV_STRING) {
         shmd_ptr_t p[2];
         memcpy(p, r + 1, 16);
         kv_garbage_t g = {r->type, 0, p[0], p[1]};
@@ -887,7 +1011,7 @@ static int drain_step(shmd_store_t *s, shmd_ptr_t dp) {
   case KV_HASH:
   case KV_SET:
   case KV_STRIPE:
-    if ((rc = drain_hash(s, d->garbage, g.a, g.type == KV_STRIPE, &empty)))
+    if ((rc = drain_hash(s, tx, d->garbage, g.a, g.type == KV_STRIPE, &empty)))
       goto fail;
     if (empty) {
       if ((rc = shmd_hash_destroy(s, g.a)))
@@ -906,7 +1030,7 @@ static int drain_step(shmd_store_t *s, shmd_ptr_t dp) {
           goto fail;
       }
     } else {
-      if ((rc = drain_hash(s, d->garbage, g.a, 0, &empty)))
+      if ((rc = drain_hash(s, tx, d->garbage, g.a, 0, &empty)))
         goto fail;
       if (empty) {
         if ((rc = shmd_hash_destroy(s, g.a)))
@@ -1064,7 +1188,19 @@ typedef struct check_s {
   unsigned char *zset_pair; /* entry i is the tree of a live sorted set whose hash is entry i - 1 */
   int in_garbage;
   size_t n, cap;
+  struct check_share_s *shares; /* the shared blocks the records name, one entry per record */
+  size_t nshares, capshares;
 } check_t;
+
+typedef struct check_share_s {
+  shmd_ptr_t p;
+  uint32_t type;
+} check_share_t;
+
+static int check_share_cmp(const void *a, const void *b) {
+  const check_share_t *x = a, *y = b;
+  return x->p.v < y->p.v ? -1 : x->p.v > y->p.v;
+}
 
 static int check_push(check_t *ck, uint32_t type, shmd_ptr_t a, shmd_ptr_t b) {
   if (ck->n + 2 > ck->cap) {
@@ -1116,7 +1252,24 @@ static int check_visit(const void *key, size_t klen, const void *val, size_t vle
     return SHMD_ECORRUPT;
   shmd_ptr_t p[2];
   memcpy(p, (const unsigned char *)val + sizeof(kv_rec_t), 16);
-  if (!p[0].v || (r->type == KV_ZSET) != (p[1].v != 0))
+  if (r->pad & KV_REC_SHARED) { /* counted here, checked once per block by kv_check_body */
+    if (!p[0].v || p[1].v)
+      return SHMD_ECORRUPT;
+    if (ck->info)
+      return 0;
+    if (ck->nshares == ck->capshares) {
+      size_t cap = ck->capshares ? ck->capshares * 2 : 16;
+      check_share_t *v = realloc(ck->shares, cap * sizeof *v);
+      if (v == NULL)
+        return SHMD_ENOMEM;
+      ck->shares = v;
+      ck->capshares = cap;
+    }
+    ck->shares[ck->nshares].p = p[0];
+    ck->shares[ck->nshares++].type = r->type;
+    return 0;
+  }
+  if (r->pad || !p[0].v || (r->type == KV_ZSET) != (p[1].v != 0))
     return SHMD_ECORRUPT;
   return ck->info ? 0 : check_push(ck, r->type, p[0], p[1]);
 }
@@ -1194,6 +1347,26 @@ static int kv_check_body(shmd_store_t *s) {
   check_t ck = {0};
   ck.s = s;
   int rc = kv_walk(s, 0, KV_NDB - 1, &ck);
+  /* Shared values: each block's count is the number of records naming it (over every database),
+   * and its containers are checked once. */
+  if (rc == 0 && ck.nshares)
+    qsort(ck.shares, ck.nshares, sizeof *ck.shares, check_share_cmp);
+  for (size_t i = 0, j; rc == 0 && i < ck.nshares; i = j) {
+    for (j = i + 1; j < ck.nshares && ck.shares[j].p.v == ck.shares[i].p.v; j++)
+      if (ck.shares[j].type != ck.shares[i].type)
+        rc = SHMD_ECORRUPT;
+    kv_share_t *sh;
+    if (rc == 0 && (rc = kv_share_view(s, ck.shares[i].p, ck.shares[i].type, &sh)) == 0) {
+      if (sh->refs != j - i) {
+        shmd__set_detail("kv: a shared value counts %llu references, %zu records name it",
+                         (unsigned long long)sh->refs, j - i);
+        rc = SHMD_ECORRUPT;
+      } else {
+        rc = check_push(&ck, sh->type, sh->a, sh->b);
+      }
+    }
+  }
+  free(ck.shares);
   for (size_t i = 0; rc == 0 && i < ck.n; i++) {
     switch (ck.types[i]) {
     case KV_LIST: rc = shmd_list_check(s, ck.ptrs[i]); break;

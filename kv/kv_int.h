@@ -53,9 +53,21 @@ typedef struct kv_ver_stripe_s {
 
 typedef struct kv_rec_s {
   uint32_t type;
-  uint32_t pad;
+  uint32_t pad;    /* flags: KV_REC_SHARED */
   uint64_t expire; /* absolute Unix ms, 0 = none */
 } kv_rec_t;
+
+/* A container value shared by several records (COPY; see "Shared values" in keyspace.c): the
+ * record's flag KV_REC_SHARED says its first pointer names a kv_share_t (its second is null),
+ * which holds the containers and the number of records naming it. */
+#define KV_REC_SHARED 1u
+typedef struct kv_share_s {
+  uint64_t magic;
+  uint64_t refs; /* records naming this block (>= 1) */
+  uint32_t type; /* KV_LIST .. KV_ZSET, as the records say */
+  uint32_t pad;
+  shmd_ptr_t a, b; /* the containers, as an unshared record holds them */
+} kv_share_t;
 
 typedef struct kv_garbage_s {
   uint32_t type;
@@ -81,7 +93,8 @@ typedef struct kv_ref_s {
   shmd_ptr_t rec_ptr;
   unsigned char *data; /* string bytes */
   size_t len;          /* string length */
-  shmd_ptr_t a, b;     /* containers */
+  shmd_ptr_t a, b;     /* containers (a shared value's: read through its kv_share_t) */
+  shmd_ptr_t share;    /* the kv_share_t of a shared value, else null */
 } kv_ref_t;
 
 typedef struct kv_info_acc_s {
@@ -139,6 +152,19 @@ int kv_zset_check(shmd_store_t *s, shmd_ptr_t h, shmd_ptr_t t);
 /* For tests: 1 when the sorted set at key (database db) is on a B+tree, 0 on an rbtree, or < 0
  * (SHMD_ENOTFOUND, SHMD_EWRONGTYPE, ...). Runs in a transaction of its own. */
 int shmd__kv_zset_is_btree(shmd_store_t *s, unsigned db, const void *key, size_t klen);
+
+/* Shared values (keyspace.c, copy.c). kv_share_view() checks a block (magic, type, count);
+ * kv_share_make() turns the unshared container record `ref` (of key) into a shared one with a
+ * fresh block of count 1 (logged), *share naming it; kv_share_put() makes key (absent) a record
+ * naming share, with expiry `expire`, and counts it. shmd__kv_detach() (copy.c) gives key, when
+ * its value is shared, containers of its own: every write to a container goes through it (the
+ * dispatcher for the commands that change a value in place, the typed C API). */
+int kv_share_view(shmd_store_t *s, shmd_ptr_t p, uint32_t type, kv_share_t **out);
+int kv_share_make(kv_ctx_t *c, kv_ref_t *ref, shmd_ptr_t *share);
+int kv_share_put(kv_ctx_t *c, const void *key, size_t klen, uint32_t type, shmd_ptr_t share, uint64_t expire);
+int shmd__kv_detach(kv_ctx_t *c, const void *key, size_t klen);
+/* Removes key's record without releasing its value (the caller has dropped its reference). */
+int kv_unlink_record(kv_ctx_t *c, const void *key, size_t klen);
 
 /* WATCH versions: kv_touch() bumps key's counter (logged: a rollback restores it), kv_touch_all()
  * the database's epoch (FLUSHDB); kv_version() reads both into v[0], v[1]. The caller holds the

@@ -8,8 +8,9 @@
  *   list     "quicklist"  (a list of chunks; shmdict has no compact small-list form)
  *   hash     "hashtable"  set  "hashtable"  zset  "skiplist" (an ordered tree with ranks)
  *
- * REFCOUNT is 1 (no value is shared), except the integers 0..9999, which Redis answers with its
- * shared-object count 2147483647. FREQ answers Redis's error for a store without an LFU policy
+ * REFCOUNT is the number of keys sharing a list, set, hash or sorted set value (COPY shares it
+ * until a write detaches a copy: kv/copy.c), else 1, except the integers 0..9999, which Redis
+ * answers with its shared-object count 2147483647. FREQ answers Redis's error for a store without an LFU policy
  * (shmdict has no maxmemory policies); IDLETIME answers 0 (shmdict does not track access times).
  * A missing key answers nil, as Redis (the key is looked up before the subcommand's work).
  */
@@ -86,8 +87,15 @@ int shmd__kv_cmd_object(cc_t *x) {
   const char *enc = encoding_of(&ref, &v, &is_int);
   if (eq(sub, sl, "encoding"))
     return r_bulk(x->r, enc, strlen(enc));
-  if (eq(sub, sl, "refcount"))
+  if (eq(sub, sl, "refcount")) {
+    kv_share_t *sh;
+    if (ref.share.v) {
+      if ((rc = kv_share_view(x->c->s, ref.share, ref.rec->type, &sh)))
+        return rc;
+      return r_int(x->r, (int64_t)sh->refs);
+    }
     return r_int(x->r, is_int && v >= 0 && v < OBJ_SHARED_INTEGERS ? OBJ_SHARED_REFCOUNT : 1);
+  }
   if (eq(sub, sl, "freq"))
     return r_error(x->r, "ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note "
                          "that when switching between policies at runtime LRU and LFU data will take some time to "

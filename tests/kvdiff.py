@@ -404,6 +404,46 @@ def opts(g, choices, hi=3):
     return out
 
 
+def restore_payload(redis, spec):
+    """RESTORE's payload for a placeholder: redis-server's DUMP of the key; "!" a copy with a bad
+    CRC, "?" one whose body is cut short (a correct footer: it reaches the decoder)."""
+    mode, key = (spec[:1], spec[1:]) if spec[:1] in (b"!", b"?") else (b"", spec)
+    v = redis.call([b"DUMP", key])[1]
+    p = v[1] if v[0] == "bulk" else b"\x00\x01x"  # a string "x" without a footer
+    if mode == b"!" and len(p) > 10:
+        p = p[:-1] + bytes([p[-1] ^ 1])
+    if mode == b"?" and len(p) > 12:
+        body = p[:-10][:len(p) // 2]
+        p = body + p[-10:-8] + crc64(body + p[-10:-8]).to_bytes(8, "little")
+    return p
+
+
+def crc64(data):
+    """Redis's crc64 (Jones polynomial, reflected, init 0)."""
+    crc = 0
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0x95AC9329AC4BC9B5 if crc & 1 else crc >> 1
+    return crc
+
+
+def check_dump(redis, key, rv, sv):
+    """DUMP: the same shape (nil or bulk), and shmdict's payload restores on redis-server to the
+    value redis-server holds."""
+    if rv[0] != sv[0]:
+        return "dump shape"
+    if sv[0] != "bulk":
+        return None if rv == sv else "dump"
+    tmp = b"__kvdiff_dump_check"
+    got = redis.call([b"RESTORE", tmp, b"0", sv[1], b"REPLACE"])[1]
+    a, b = key_state(redis, key), key_state(redis, tmp)
+    redis.call([b"DEL", tmp])
+    if got != ("status", b"OK"):
+        return "redis-server refused shmdict's payload: %r" % (got,)
+    return None if (a[0], a[1]) == (b[0], b[1]) else "dump value"
+
+
 GEN = {}
 
 
@@ -426,6 +466,16 @@ EXPIRE_OPTS = [[b"NX"], [b"XX"], [b"GT"], [b"LT"], [b"FOO"], [b"nx"]]
 gen("expire")(lambda g: [b"EXPIRE", K(g), pick(g, [b"1000", b"-1", b"0", b"100000", b"abc", b"9223372036854775807", b"-9223372036854775808", b"500"])] + opts(g, EXPIRE_OPTS, 2))
 gen("pexpire")(lambda g: [b"PEXPIRE", K(g), pick(g, [b"1000000", b"-1", b"0", b"100000000", b"abc", b"9223372036854775807", b"-9223372036854775808"])] + opts(g, EXPIRE_OPTS, 2))
 gen("ttl")(lambda g: [b"TTL", K(g)])
+# DUMP / RESTORE: payload bytes are each implementation's own (redis-server LZF-compresses and
+# keeps compact encodings), so DUMP is compared by shape and by what its payload restores to (see
+# check_dump); RESTORE's payload placeholder (PAYLOAD_OF + key) becomes redis-server's DUMP of that
+# key at run time (or a corrupted copy), and both sides get the same bytes.
+PAYLOAD_OF = b"\x00payload-of:"
+gen("dump")(lambda g: [b"DUMP", K(g)])
+gen("copy", 2)(lambda g: [b"COPY", K(g), K(g)] + opts(g, [[b"REPLACE"], [b"REPLACE"], lambda g: [b"DB", pick(g, [b"0", b"1", b"2", b"16", b"-1", b"abc", b"4294967296"])], [b"DB"], [b"FOO"]], 3))
+gen("restore")(lambda g: [b"RESTORE", K(g), pick(g, [b"0", b"0", b"100000", b"-1", b"abc"]), PAYLOAD_OF + pick(g, [b"", b"!", b"?"]) + K(g)]
+                         + opts(g, [[b"REPLACE"], [b"REPLACE"], [b"ABSTTL"], lambda g: [b"IDLETIME", pick(g, [b"0", b"10", b"-1"])],
+                                    lambda g: [b"FREQ", pick(g, [b"0", b"255", b"256"])], [b"FOO"]], 3))
 gen("pttl")(lambda g: [b"PTTL", K(g)])
 gen("persist")(lambda g: [b"PERSIST", K(g)])
 gen("scan")(lambda g: [b"SCAN", pick(g, [b"0", b"0", b"1", b"abc", b"-1", b" 0", b"18446744073709551615", b"18446744073709551616"])] + opts(g, [lambda g: [b"COUNT", pick(g, [b"1", b"10", b"1000", b"0", b"-1", b"abc"])], lambda g: [b"MATCH", pick(g, [b"*", b"k*", b"x"])], lambda g: [b"TYPE", pick(g, [b"string", b"list", b"hash", b"zset", b"set", b"foo"])], [b"FOO"]], 2))
@@ -707,6 +757,20 @@ def run(driver_exe, seeds, count, verbose, script=None, paranoid=False):
                     if la[0] == lb[0] == "int" and (la[1] + 1) * (lb[1] + 1) > 1000000:
                         args = [b"STRLEN", args[1]]
                         name = "strlen"
+                if name in ("copy", "dump", "restore") and len(args) > 3 and name == "restore" and args[3].startswith(PAYLOAD_OF):
+                    src = args[3][len(PAYLOAD_OF):].lstrip(b"!?")
+                else:
+                    src = args[1] if name in ("copy", "dump") and len(args) > 1 else None
+                if src is not None:
+                    # SETRANGE / SETBIT make strings of up to 512 MB; copies of them (COPY, DUMP +
+                    # RESTORE into other keys and databases) would multiply that on a shared machine
+                    ln = redis.call([b"STRLEN", src])[1]
+                    if ln[0] == "int" and ln[1] > 1000000:
+                        args = [b"STRLEN", src]
+                        name = "strlen"
+                if name == "restore" and len(args) > 3 and args[3].startswith(PAYLOAD_OF):
+                    args = list(args)
+                    args[3] = restore_payload(redis, args[3][len(PAYLOAD_OF):])
                 before = None
                 if (name in RANDOM_CMDS or name in ("sort", "sort_ro")) and len(args) > 1:
                     before = key_state(redis, args[1])
@@ -730,6 +794,8 @@ def run(driver_exe, seeds, count, verbose, script=None, paranoid=False):
                     why = None if ok else "shape"
                     if name == "spop" and len(args) > 1:
                         copy_key(redis, drv, args[1])
+                elif name == "dump" and len(args) == 2:
+                    why = check_dump(redis, args[1], rv, sv)
                 else:
                     why = same(args, ra, rv, sa, sv)
                 if paranoid and not why:
