@@ -458,6 +458,25 @@ int shmd__aof_command(kv_ctx_t *c, const shmd__kv_cmd_t *cmd, int argc, const ch
     return key_state(c, argv[1], lens[1], argv[3], lens[3]);
   if (strcmp(n, "set") == 0 && set_has_expiry(argc, argv, lens))
     return key_state(c, argv[1], lens[1], argv[2], lens[2]);
+  if (strcmp(n, "restore") == 0 && argc >= 4) {
+    /* RESTORE's TTL is relative unless ABSTTL: logged as RESTORE key <absolute ms or 0> payload
+     * REPLACE ABSTTL (IDLETIME and FREQ change nothing shmdict keeps), or DEL when the key is not
+     * there (a TTL already in the past). */
+    kv_ref_t ref;
+    int rc = kv_lookup(c, argv[1], lens[1], &ref);
+    if (rc && rc != SHMD_ENOTFOUND)
+      return rc;
+    if (rc == SHMD_ENOTFOUND) {
+      const char *av[2] = {"DEL", argv[1]};
+      size_t l[2] = {3, lens[1]};
+      return shmd__aof_args(c, 2, av, l);
+    }
+    char ms[24];
+    int ml = snprintf(ms, sizeof ms, "%llu", (unsigned long long)ref.rec->expire);
+    const char *av[6] = {"RESTORE", argv[1], ms, argv[3], "REPLACE", "ABSTTL"};
+    size_t l[6] = {7, lens[1], (size_t)ml, lens[3], 7, 6};
+    return shmd__aof_args(c, 6, av, l);
+  }
   if (strcmp(n, "getdel") == 0) {
     const char *av[2] = {"DEL", argv[1]};
     size_t l[2] = {3, lens[1]};
